@@ -1,0 +1,215 @@
+#!/bin/bash
+# Builds vmkit's default guest from Debian packages: a stock kernel (the package behind
+# linux-image-amd64) and a busybox initramfs that loads the kernel's virtio modules.
+#
+#   guest/build.sh [--out DIR]
+#
+# Output (DIR, default guest/out): vmlinuz, initramfs.img (gzip'd newc cpio), VERSION (the
+# kernel package's version) and KERNEL_RELEASE (its `uname -r`).
+# The .deb files and their unpacked trees are cached in guest/cache (or $VMKIT_GUEST_CACHE);
+# tests/system/nested/build-base.sh takes its outer kernel and kvm modules from there too.
+# Nothing is installed and no root is needed, except for `apt-get update` when the package
+# lists are missing.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out="$here/out"
+cache="${VMKIT_GUEST_CACHE:-$here/cache}"
+
+usage() {
+    echo "usage: $0 [--out DIR]" >&2
+    exit 2
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+    --out=*) out=${1#--out=}; shift ;;
+    -h | --help) usage ;;
+    *) echo "guest/build.sh: unknown argument '$1'" >&2; usage ;;
+    esac
+done
+
+# Drivers the guest loads at boot: the virtio devices vmkit offers, plus the ACPI power
+# button and evdev so `vmkit` request_stop (a power-button press) reaches acpid.
+# Their dependencies come from modules.dep.
+GUEST_MODULES="virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
+    virtio_blk virtio_net failover net_failover virtio_console virtio_rng virtio_balloon
+    virtio_input vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
+    fuse virtiofs button evdev"
+
+log() { echo "guest/build.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in apt-get apt-cache dpkg-deb cpio gzip depmod flock; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "'$tool' not found (install: apt-get install apt dpkg cpio gzip kmod util-linux)"
+done
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+mkdir -p "$cache" "$out"
+exec 9>"$cache/.lock"
+flock 9 # one build at a time: meson may run tests while setup.sh builds
+
+# Package name and candidate version, from apt's lists (updated once if they are missing).
+apt_updated=0
+apt_update_once() {
+    [ "$apt_updated" -eq 0 ] || return 1
+    apt_updated=1
+    log "package lists missing or stale: running apt-get update"
+    as_root apt-get update -qq >&2
+}
+
+candidate_version() {
+    apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2; exit }'
+}
+
+resolve_kernel_package() {
+    apt-cache depends linux-image-amd64 2>/dev/null |
+        awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+}
+
+# deb_path NAME VERSION: where `apt-get download` puts it (an epoch's ':' becomes %3a).
+deb_path() {
+    echo "$cache/${1}_${2//:/%3a}_amd64.deb"
+}
+
+# apt warns on every download as root that it cannot drop privileges to _apt; say nothing.
+apt_download() {
+    apt-get download -q "$1" 2>&1 | grep -v 'unsandboxed as root' >&2
+    return "${PIPESTATUS[0]}"
+}
+
+# fetch NAME: prints the path of the cached .deb of NAME's candidate version.
+fetch() {
+    local name=$1 ver deb
+    ver=$(candidate_version "$name")
+    if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
+        apt_update_once || die "apt knows no package '$name'"
+        ver=$(candidate_version "$name")
+        [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "apt knows no package '$name'"
+    fi
+    deb=$(deb_path "$name" "$ver")
+    if [ ! -s "$deb" ]; then
+        log "downloading $name $ver"
+        if ! (cd "$cache" && apt_download "$name=$ver"); then
+            apt_update_once || die "apt-get download $name=$ver failed"
+            (cd "$cache" && apt_download "$name=$ver") ||
+                die "apt-get download $name=$ver failed"
+        fi
+        [ -s "$deb" ] || die "apt-get download did not leave $deb"
+    fi
+    echo "$deb"
+}
+
+# Offline and without lists, fall back to what the cache already holds.
+cached_deb() {
+    ls -1 "$cache"/"$1"_*_amd64.deb 2>/dev/null | sort -V | tail -n 1
+}
+
+kpkg=$(resolve_kernel_package || true)
+if [ -z "$kpkg" ]; then
+    apt_update_once || true
+    kpkg=$(resolve_kernel_package || true)
+fi
+if [ -n "$kpkg" ]; then
+    kdeb=$(fetch "$kpkg")
+    bbdeb=$(fetch busybox-static)
+else
+    kdeb=$(cached_deb 'linux-image-[0-9]*')
+    bbdeb=$(cached_deb busybox-static)
+    [ -n "$kdeb" ] && [ -n "$bbdeb" ] ||
+        die "cannot resolve linux-image-amd64 (no apt lists) and nothing is cached in $cache"
+    log "apt cannot resolve linux-image-amd64; using cached $(basename "$kdeb")"
+fi
+
+# unpack DEB: prints the directory holding its unpacked files (cached).
+unpack() {
+    local dir="$cache/unpacked/$(basename "$1" .deb)"
+    if [ ! -e "$dir/.unpacked" ] || [ "$1" -nt "$dir/.unpacked" ]; then
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        dpkg-deb -x "$1" "$dir"
+        touch "$dir/.unpacked"
+    fi
+    echo "$dir"
+}
+
+kdir=$(unpack "$kdeb")
+bbdir=$(unpack "$bbdeb")
+kver=$(dpkg-deb -f "$kdeb" Version)
+
+# Debian's packages ship lib/modules (usr/lib/modules once /usr is merged in the package).
+moddir=
+for d in "$kdir"/lib/modules/* "$kdir"/usr/lib/modules/*; do
+    [ -d "$d/kernel" ] && moddir=$d && break
+done
+[ -n "$moddir" ] || die "no lib/modules/<release> in $(basename "$kdeb")"
+krel=$(basename "$moddir")
+vmlinuz_src=
+for f in "$kdir/boot/vmlinuz-$krel" "$kdir/usr/lib/linux-image-$krel/vmlinuz"; do
+    [ -f "$f" ] && vmlinuz_src=$f && break
+done
+[ -n "$vmlinuz_src" ] || die "no vmlinuz for $krel in $(basename "$kdeb")"
+busybox_src="$bbdir/bin/busybox"
+[ -x "$busybox_src" ] || die "no bin/busybox in $(basename "$bbdeb")"
+
+# The package ships no modules.dep (depmod makes it at install time): make one once.
+if [ ! -s "$moddir/modules.dep" ]; then
+    depmod -b "${moddir%/lib/modules/*}" "$krel" ||
+        die "depmod failed on $(basename "$kdeb")"
+fi
+
+# Outputs newer than every input: nothing to do.
+inputs=("$kdeb" "$bbdeb" "$here/build.sh" "$here/modules.sh" "$here/init" "$here/inittab"
+    "$here/guest-shell" "$here/acpid.conf" "$here/power-button")
+outputs=("$out/vmlinuz" "$out/initramfs.img" "$out/VERSION" "$out/KERNEL_RELEASE")
+up_to_date=1
+for o in "${outputs[@]}"; do
+    [ -s "$o" ] || { up_to_date=0; break; }
+    for i in "${inputs[@]}"; do
+        [ "$i" -nt "$o" ] && { up_to_date=0; break 2; }
+    done
+done
+if [ "$up_to_date" -eq 1 ] && [ "$(cat "$out/VERSION")" = "$kver" ]; then
+    log "up to date: $out (Linux $krel, package $kver)"
+    exit 0
+fi
+
+# copy_modules, shared with tests/system/nested/build-base.sh.
+. "$here/modules.sh"
+
+stage=$(mktemp -d "${TMPDIR:-/tmp}/vmkit-guest.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc/acpi,proc,sys,dev,run,tmp,root,var/log}
+cp "$busybox_src" "$stage/bin/busybox"
+# One link per applet, so scripts and the shell find them without `busybox --install`.
+"$busybox_src" --list-full | while read -r applet; do
+    [ "$applet" = bin/busybox ] && continue
+    [ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"
+done
+[ -e "$stage/bin/sh" ] || die "busybox has no sh applet"
+
+copy_modules "$moddir" "$stage/lib/modules/$krel" $GUEST_MODULES
+
+install -m 0755 "$here/init" "$stage/init"
+install -m 0644 "$here/acpid.conf" "$stage/etc/acpid.conf"
+install -m 0755 "$here/power-button" "$stage/etc/acpi/power-button"
+install -m 0644 "$here/inittab" "$stage/etc/inittab"
+install -m 0755 "$here/guest-shell" "$stage/etc/guest-shell"
+echo vmkit-guest >"$stage/etc/hostname"
+echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
+echo "root:x:0:" >"$stage/etc/group"
+
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
+    cpio -o -H newc -R 0:0 --quiet | gzip -9n) >"$out/initramfs.img.tmp"
+cp "$vmlinuz_src" "$out/vmlinuz.tmp"
+mv "$out/vmlinuz.tmp" "$out/vmlinuz"
+mv "$out/initramfs.img.tmp" "$out/initramfs.img"
+echo "$krel" >"$out/KERNEL_RELEASE"
+echo "$kver" >"$out/VERSION"
+log "built $out: Linux $krel (package $kver), initramfs $(du -k "$out/initramfs.img" | cut -f1) KiB"

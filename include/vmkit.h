@@ -1,0 +1,201 @@
+/* vmkit — create and run virtual machines on Linux/KVM.
+ *
+ * This header is the whole public contract of libvmkit. Types are opaque; every
+ * `_new` has a `_free`, and `_free(NULL)` does nothing. Setters copy the strings
+ * they are given. An object handed to a container (a boot loader to a config, an
+ * attachment to a config) belongs to the container from then on, whether or not
+ * the call succeeds.
+ *
+ * Thread safety: configuration objects may be used from any thread, but never the
+ * same object from two threads at once. A vmk_vm may be driven from any thread;
+ * its calls are serialised internally. Delegate callbacks run on a thread the
+ * library owns (the VM's event-loop thread); from a callback, only
+ * vmk_vm_get_state() and the vmk_vm_can_*() queries may be called on that VM.
+ */
+#ifndef VMKIT_H
+#define VMKIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(VMK_BUILDING_LIBRARY)
+#define VMK_API __attribute__((visibility("default")))
+#else
+#define VMK_API
+#endif
+
+#define VMK_VERSION_MAJOR 0
+#define VMK_VERSION_MINOR 1
+#define VMK_VERSION_PATCH 0
+#define VMK_VERSION_STRING "0.1.0"
+/* MAJOR * 1000000 + MINOR * 1000 + PATCH */
+#define VMK_VERSION_NUM 1000
+
+VMK_API int vmk_version_number(void);
+VMK_API const char *vmk_version_string(void);
+
+/* ---- Results and errors ---------------------------------------------------- */
+
+/* Codes never move: a retired code keeps its slot. */
+typedef enum {
+    VMK_OK = 0,
+    VMK_ERR_INVALID_ARGUMENT = 1, /* a NULL or out-of-range argument */
+    VMK_ERR_NO_MEMORY = 2,
+    VMK_ERR_INVALID_CONFIG = 3,    /* vmk_config_validate found problems */
+    VMK_ERR_IO = 4,                /* a file could not be opened, read or written */
+    VMK_ERR_BAD_IMAGE = 5,         /* a kernel or initrd is not in a format we load */
+    VMK_ERR_INVALID_STATE = 6,     /* the operation is not allowed in the VM's state */
+    VMK_ERR_KVM = 7,               /* a KVM ioctl failed */
+    VMK_ERR_UNSUPPORTED = 8,       /* the host lacks something the config needs */
+    VMK_ERR_GUEST_FAULT = 9,       /* the guest triple-faulted or KVM could not run it */
+    VMK_ERR_TIMEOUT = 10,
+    VMK_ERR_INTERNAL = 11,
+} vmk_result;
+
+typedef struct vmk_error vmk_error;
+
+VMK_API vmk_result vmk_error_code(const vmk_error *err);
+/* The errno of the failed system call, or 0 when none failed. */
+VMK_API int vmk_error_errno(const vmk_error *err);
+/* One line naming the object and the cause. Never NULL for a non-NULL error. */
+VMK_API const char *vmk_error_message(const vmk_error *err);
+VMK_API void vmk_error_free(vmk_error *err);
+VMK_API const char *vmk_result_string(vmk_result r);
+
+/* ---- Boot loader ----------------------------------------------------------- */
+
+typedef struct vmk_boot_loader vmk_boot_loader;
+
+/* A Linux kernel: a bzImage (64-bit boot protocol) or an uncompressed ELF64
+ * vmlinux entered in 64-bit mode. Returns NULL only if out of memory; a bad path
+ * is reported by vmk_config_validate. */
+VMK_API vmk_boot_loader *vmk_linux_boot_loader_new(const char *kernel_path);
+VMK_API void vmk_boot_loader_free(vmk_boot_loader *bl);
+VMK_API vmk_result vmk_linux_boot_loader_set_initrd(vmk_boot_loader *bl, const char *path);
+VMK_API vmk_result vmk_linux_boot_loader_set_command_line(vmk_boot_loader *bl,
+                                                          const char *cmdline);
+VMK_API const char *vmk_linux_boot_loader_get_kernel(const vmk_boot_loader *bl);
+VMK_API const char *vmk_linux_boot_loader_get_initrd(const vmk_boot_loader *bl);
+VMK_API const char *vmk_linux_boot_loader_get_command_line(const vmk_boot_loader *bl);
+
+/* ---- Serial ports ---------------------------------------------------------- */
+
+typedef struct vmk_serial_attachment vmk_serial_attachment;
+
+/* Guest output goes to a file (created if missing; truncated unless append).
+ * Guest input: none. */
+VMK_API vmk_serial_attachment *vmk_file_serial_attachment_new(const char *path, bool append);
+/* Guest input is read from read_fd, output written to write_fd. Either may be -1.
+ * The descriptors stay the caller's: the VM duplicates them. If read_fd is a
+ * terminal, it is put in raw mode while the VM runs and Ctrl-A x stops the VM
+ * (Ctrl-A Ctrl-A sends one Ctrl-A). */
+VMK_API vmk_serial_attachment *vmk_fd_serial_attachment_new(int read_fd, int write_fd);
+VMK_API void vmk_serial_attachment_free(vmk_serial_attachment *att);
+
+/* ---- Configuration --------------------------------------------------------- */
+
+typedef struct vmk_config vmk_config;
+
+VMK_API vmk_config *vmk_config_new(void);
+VMK_API void vmk_config_free(vmk_config *cfg);
+
+VMK_API unsigned vmk_config_min_cpu_count(void);
+VMK_API unsigned vmk_config_max_cpu_count(void);
+VMK_API uint64_t vmk_config_min_memory_size(void);
+VMK_API uint64_t vmk_config_max_memory_size(void);
+
+/* Setters store any value; vmk_config_validate judges it. */
+VMK_API vmk_result vmk_config_set_cpu_count(vmk_config *cfg, unsigned count);
+VMK_API unsigned vmk_config_get_cpu_count(const vmk_config *cfg);
+VMK_API vmk_result vmk_config_set_memory_size(vmk_config *cfg, uint64_t bytes);
+VMK_API uint64_t vmk_config_get_memory_size(const vmk_config *cfg);
+/* Takes ownership of bl (and frees a boot loader set before). */
+VMK_API vmk_result vmk_config_set_boot_loader(vmk_config *cfg, vmk_boot_loader *bl);
+VMK_API const vmk_boot_loader *vmk_config_get_boot_loader(const vmk_config *cfg);
+/* Serial ports are COM1, COM2, ... in the order added (at most 4). Takes ownership. */
+VMK_API vmk_result vmk_config_add_serial_port(vmk_config *cfg, vmk_serial_attachment *att);
+VMK_API unsigned vmk_config_serial_port_count(const vmk_config *cfg);
+
+/* Checks everything that can be checked before start. On failure *err (if err is
+ * not NULL) holds every problem found, one per line. */
+VMK_API vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err);
+
+/* ---- Virtual machine ------------------------------------------------------- */
+
+typedef struct vmk_vm vmk_vm;
+
+typedef enum {
+    VMK_STATE_STOPPED,
+    VMK_STATE_STARTING,
+    VMK_STATE_RUNNING,
+    VMK_STATE_PAUSING,
+    VMK_STATE_PAUSED,
+    VMK_STATE_RESUMING,
+    VMK_STATE_STOPPING,
+    VMK_STATE_ERROR,
+    VMK_STATE_SAVING,
+    VMK_STATE_RESTORING
+} vmk_vm_state;
+
+VMK_API const char *vmk_vm_state_string(vmk_vm_state state);
+
+typedef struct {
+    void (*state_changed)(vmk_vm *vm, vmk_vm_state state, void *user);
+    /* The guest powered off or reset itself; the VM is STOPPED. */
+    void (*guest_did_stop)(vmk_vm *vm, void *user);
+    /* The VM is in ERROR; err is valid only during the call. */
+    void (*did_stop_with_error)(vmk_vm *vm, const vmk_error *err, void *user);
+} vmk_vm_delegate;
+
+/* Validates and deep-copies cfg: the caller may change or free it afterwards. */
+VMK_API vmk_vm *vmk_vm_new(const vmk_config *cfg, vmk_error **err);
+/* Stops the VM if it runs, then frees it. Never call it from a delegate callback. */
+VMK_API void vmk_vm_free(vmk_vm *vm);
+/* The delegate struct is copied. Set it before start. */
+VMK_API void vmk_vm_set_delegate(vmk_vm *vm, const vmk_vm_delegate *d, void *user);
+VMK_API vmk_vm_state vmk_vm_get_state(const vmk_vm *vm);
+
+VMK_API bool vmk_vm_can_start(const vmk_vm *vm);
+VMK_API bool vmk_vm_can_pause(const vmk_vm *vm);
+VMK_API bool vmk_vm_can_resume(const vmk_vm *vm);
+VMK_API bool vmk_vm_can_request_stop(const vmk_vm *vm);
+VMK_API bool vmk_vm_can_stop(const vmk_vm *vm);
+
+/* Builds the machine and starts its vCPUs; returns once RUNNING, or fails and
+ * leaves the VM STOPPED (nothing half-built remains). */
+VMK_API vmk_result vmk_vm_start(vmk_vm *vm, vmk_error **err);
+/* Returns once every vCPU has left guest mode and the VM is PAUSED. */
+VMK_API vmk_result vmk_vm_pause(vmk_vm *vm, vmk_error **err);
+VMK_API vmk_result vmk_vm_resume(vmk_vm *vm, vmk_error **err);
+/* Presses the ACPI power button; the guest decides what to do. */
+VMK_API vmk_result vmk_vm_request_stop(vmk_vm *vm, vmk_error **err);
+/* Hard stop: the vCPUs are halted and the machine torn down; ends STOPPED. */
+VMK_API vmk_result vmk_vm_stop(vmk_vm *vm, vmk_error **err);
+/* Waits until the VM is STOPPED or ERROR (timeout_ms < 0: forever). Returns
+ * VMK_OK, or VMK_ERR_TIMEOUT. */
+VMK_API vmk_result vmk_vm_wait(vmk_vm *vm, int timeout_ms);
+
+/* The value the guest wrote to the debug-exit port (0x501), or -1 if it did not.
+ * A write there powers the machine off, like QEMU's isa-debug-exit. */
+VMK_API int vmk_vm_get_debug_exit_code(const vmk_vm *vm);
+
+/* ---- Host --------------------------------------------------------------------- */
+
+typedef enum {
+    VMK_HOST_NO_KVM = 0,      /* /dev/kvm is missing or cannot be opened */
+    VMK_HOST_HARDWARE_KVM = 1, /* Intel VMX or AMD SVM */
+    VMK_HOST_PVM = 2,          /* kvm_pvm: kernel-mode guest code is emulated */
+} vmk_host_kind;
+
+/* What kind of KVM this host offers; reads /dev/kvm, /sys and /proc only. */
+VMK_API vmk_host_kind vmk_host_probe(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,395 @@
+/* Configuration objects: inert data plus vmk_config_validate, which reports every
+ * problem it can find before anything is started. */
+#include "api/config_internal.h"
+#include "arch/x86/boot_linux.h"
+#include "arch/x86/layout.h"
+#include "core/error.h"
+#include "core/guest_memory.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MIN_CPUS 1u
+#define MAX_CPUS 254u /* xAPIC ids 0..254; 255 is broadcast, and the IOAPIC takes one id */
+#define MIN_MEMORY (2ULL << 20)
+#define MAX_MEMORY (1ULL << 40)
+#define MEMORY_ALIGN (1ULL << 20)
+#define DEFAULT_CPUS 1u
+#define DEFAULT_MEMORY (512ULL << 20)
+
+unsigned vmk_config_min_cpu_count(void) { return MIN_CPUS; }
+unsigned vmk_config_max_cpu_count(void) { return MAX_CPUS; }
+uint64_t vmk_config_min_memory_size(void) { return MIN_MEMORY; }
+uint64_t vmk_config_max_memory_size(void) { return MAX_MEMORY; }
+
+/* ---- boot loader ---- */
+
+vmk_boot_loader *vmk_linux_boot_loader_new(const char *kernel_path)
+{
+    vmk_boot_loader *bl = calloc(1, sizeof(*bl));
+    if (!bl)
+        return NULL;
+    if (kernel_path && !(bl->kernel = strdup(kernel_path))) {
+        free(bl);
+        return NULL;
+    }
+    return bl;
+}
+
+void vmk_boot_loader_free(vmk_boot_loader *bl)
+{
+    if (!bl)
+        return;
+    free(bl->kernel);
+    free(bl->initrd);
+    free(bl->cmdline);
+    free(bl);
+}
+
+/* Replaces *slot with a copy of s (NULL clears it). */
+static vmk_result set_string(char **slot, const char *s)
+{
+    char *copy = NULL;
+    if (s && !(copy = strdup(s)))
+        return VMK_ERR_NO_MEMORY;
+    free(*slot);
+    *slot = copy;
+    return VMK_OK;
+}
+
+vmk_result vmk_linux_boot_loader_set_initrd(vmk_boot_loader *bl, const char *path)
+{
+    return bl ? set_string(&bl->initrd, path) : VMK_ERR_INVALID_ARGUMENT;
+}
+
+vmk_result vmk_linux_boot_loader_set_command_line(vmk_boot_loader *bl, const char *cmdline)
+{
+    return bl ? set_string(&bl->cmdline, cmdline) : VMK_ERR_INVALID_ARGUMENT;
+}
+
+const char *vmk_linux_boot_loader_get_kernel(const vmk_boot_loader *bl)
+{
+    return bl ? bl->kernel : NULL;
+}
+
+const char *vmk_linux_boot_loader_get_initrd(const vmk_boot_loader *bl)
+{
+    return bl ? bl->initrd : NULL;
+}
+
+const char *vmk_linux_boot_loader_get_command_line(const vmk_boot_loader *bl)
+{
+    return bl ? bl->cmdline : NULL;
+}
+
+static vmk_boot_loader *boot_loader_copy(const vmk_boot_loader *bl)
+{
+    vmk_boot_loader *c = vmk_linux_boot_loader_new(bl->kernel);
+    if (!c || (bl->kernel && !c->kernel) || set_string(&c->initrd, bl->initrd) != VMK_OK ||
+        set_string(&c->cmdline, bl->cmdline) != VMK_OK) {
+        vmk_boot_loader_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* ---- serial attachments ---- */
+
+vmk_serial_attachment *vmk_file_serial_attachment_new(const char *path, bool append)
+{
+    vmk_serial_attachment *att = calloc(1, sizeof(*att));
+    if (!att)
+        return NULL;
+    att->kind = SERIAL_ATTACHMENT_FILE;
+    att->append = append;
+    att->read_fd = att->write_fd = -1;
+    if (path && !(att->path = strdup(path))) {
+        free(att);
+        return NULL;
+    }
+    return att;
+}
+
+vmk_serial_attachment *vmk_fd_serial_attachment_new(int read_fd, int write_fd)
+{
+    vmk_serial_attachment *att = calloc(1, sizeof(*att));
+    if (!att)
+        return NULL;
+    att->kind = SERIAL_ATTACHMENT_FD;
+    att->read_fd = read_fd < 0 ? -1 : read_fd;
+    att->write_fd = write_fd < 0 ? -1 : write_fd;
+    return att;
+}
+
+void vmk_serial_attachment_free(vmk_serial_attachment *att)
+{
+    if (!att)
+        return;
+    free(att->path);
+    free(att);
+}
+
+vmk_serial_attachment *serial_attachment_copy(const vmk_serial_attachment *att)
+{
+    vmk_serial_attachment *c = malloc(sizeof(*c));
+    if (!c)
+        return NULL;
+    *c = *att;
+    c->path = NULL;
+    if (att->path && !(c->path = strdup(att->path))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* ---- config ---- */
+
+vmk_config *vmk_config_new(void)
+{
+    vmk_config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg)
+        return NULL;
+    cfg->cpu_count = DEFAULT_CPUS;
+    cfg->memory_size = DEFAULT_MEMORY;
+    return cfg;
+}
+
+void vmk_config_free(vmk_config *cfg)
+{
+    if (!cfg)
+        return;
+    vmk_boot_loader_free(cfg->boot_loader);
+    for (unsigned i = 0; i < cfg->serial_count; i++)
+        vmk_serial_attachment_free(cfg->serial[i]);
+    free(cfg);
+}
+
+vmk_config *config_copy(const vmk_config *cfg)
+{
+    vmk_config *c = vmk_config_new();
+    if (!c)
+        return NULL;
+    c->cpu_count = cfg->cpu_count;
+    c->memory_size = cfg->memory_size;
+    if (cfg->boot_loader && !(c->boot_loader = boot_loader_copy(cfg->boot_loader)))
+        goto fail;
+    for (unsigned i = 0; i < cfg->serial_count; i++) {
+        if (!(c->serial[i] = serial_attachment_copy(cfg->serial[i])))
+            goto fail;
+        c->serial_count++;
+    }
+    return c;
+fail:
+    vmk_config_free(c);
+    return NULL;
+}
+
+vmk_result vmk_config_set_cpu_count(vmk_config *cfg, unsigned count)
+{
+    if (!cfg)
+        return VMK_ERR_INVALID_ARGUMENT;
+    cfg->cpu_count = count;
+    return VMK_OK;
+}
+
+unsigned vmk_config_get_cpu_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->cpu_count : 0;
+}
+
+vmk_result vmk_config_set_memory_size(vmk_config *cfg, uint64_t bytes)
+{
+    if (!cfg)
+        return VMK_ERR_INVALID_ARGUMENT;
+    cfg->memory_size = bytes;
+    return VMK_OK;
+}
+
+uint64_t vmk_config_get_memory_size(const vmk_config *cfg)
+{
+    return cfg ? cfg->memory_size : 0;
+}
+
+vmk_result vmk_config_set_boot_loader(vmk_config *cfg, vmk_boot_loader *bl)
+{
+    if (!cfg) {
+        vmk_boot_loader_free(bl);
+        return VMK_ERR_INVALID_ARGUMENT;
+    }
+    vmk_boot_loader_free(cfg->boot_loader);
+    cfg->boot_loader = bl;
+    return VMK_OK;
+}
+
+const vmk_boot_loader *vmk_config_get_boot_loader(const vmk_config *cfg)
+{
+    return cfg ? cfg->boot_loader : NULL;
+}
+
+vmk_result vmk_config_add_serial_port(vmk_config *cfg, vmk_serial_attachment *att)
+{
+    if (!cfg || !att || cfg->serial_count == VMK_MAX_SERIAL_PORTS) {
+        vmk_serial_attachment_free(att);
+        return VMK_ERR_INVALID_ARGUMENT;
+    }
+    cfg->serial[cfg->serial_count++] = att;
+    return VMK_OK;
+}
+
+unsigned vmk_config_serial_port_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->serial_count : 0;
+}
+
+/* ---- validation ---- */
+
+/* Problems are collected one per line, so the caller sees all of them at once. */
+struct problems {
+    char *text;
+    size_t len;
+    unsigned count;
+    bool oom;
+};
+
+static void problem(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct problems *p, const char *fmt, ...)
+{
+    char *line = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    p->count++;
+    if (n < 0) {
+        p->oom = true;
+        return;
+    }
+    char *t = realloc(p->text, p->len + (size_t)n + 2);
+    if (!t) {
+        p->oom = true;
+        free(line);
+        return;
+    }
+    if (p->len)
+        t[p->len++] = '\n';
+    memcpy(t + p->len, line, (size_t)n + 1);
+    p->len += (size_t)n;
+    p->text = t;
+    free(line);
+}
+
+/* Folds a vmk_error from a helper into the problem list. */
+static void problem_from(struct problems *p, vmk_error *e)
+{
+    if (e)
+        problem(p, "%s", vmk_error_message(e));
+    vmk_error_free(e);
+}
+
+/* A readable regular file: returns its size through *size, or reports why not. */
+static bool check_input_file(struct problems *p, const char *what, const char *path, uint64_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        problem(p, "%s %s: cannot open: %s", what, path, strerror(errno));
+        return false;
+    }
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0;
+    if (!ok)
+        problem(p, "%s %s: cannot stat: %s", what, path, strerror(errno));
+    else if (!S_ISREG(st.st_mode)) {
+        problem(p, "%s %s: not a regular file", what, path);
+        ok = false;
+    } else if (size) {
+        *size = (uint64_t)st.st_size;
+    }
+    close(fd);
+    return ok;
+}
+
+static void validate_boot_loader(const vmk_config *cfg, struct problems *p)
+{
+    const vmk_boot_loader *bl = cfg->boot_loader;
+    if (!bl) {
+        problem(p, "no boot loader: set one with vmk_config_set_boot_loader");
+        return;
+    }
+    if (!bl->kernel || !*bl->kernel) {
+        problem(p, "boot loader: no kernel path");
+        return;
+    }
+    struct linux_kernel_info info;
+    bool kernel_ok = false;
+    if (check_input_file(p, "kernel", bl->kernel, NULL)) {
+        vmk_error *e = NULL;
+        kernel_ok = linux_kernel_probe(bl->kernel, &info, &e) == VMK_OK;
+        problem_from(p, e);
+    }
+    uint64_t initrd_size = 0;
+    bool initrd_ok = bl->initrd && check_input_file(p, "initrd", bl->initrd, &initrd_size);
+    if (bl->cmdline && strlen(bl->cmdline) >= X86_CMDLINE_MAX)
+        problem(p, "command line: %zu bytes, at most %u allowed", strlen(bl->cmdline),
+                (unsigned)X86_CMDLINE_MAX - 1);
+
+    uint64_t mem = cfg->memory_size;
+    if (kernel_ok && mem >= MIN_MEMORY && mem <= MAX_MEMORY) {
+        uint64_t low_end = mem < GM_LOW_RAM_LIMIT ? mem : GM_LOW_RAM_LIMIT;
+        uint64_t addr;
+        if (info.load_end > low_end)
+            problem(p, "kernel %s: needs memory up to %#llx, but the guest has %llu MiB", bl->kernel,
+                    (unsigned long long)info.load_end, (unsigned long long)(mem >> 20));
+        else if (initrd_ok && linux_initrd_place(&info, low_end, initrd_size, &addr) < 0)
+            problem(p, "initrd %s: %llu bytes do not fit in guest memory (%llu MiB) above the kernel",
+                    bl->initrd, (unsigned long long)initrd_size, (unsigned long long)(mem >> 20));
+    }
+}
+
+static void validate_serial(const vmk_config *cfg, struct problems *p)
+{
+    for (unsigned i = 0; i < cfg->serial_count; i++) {
+        const vmk_serial_attachment *att = cfg->serial[i];
+        if (att->kind == SERIAL_ATTACHMENT_FILE) {
+            if (!att->path || !*att->path)
+                problem(p, "serial port %u: file attachment without a path", i + 1);
+            continue;
+        }
+        if (att->read_fd >= 0 && fcntl(att->read_fd, F_GETFD) < 0)
+            problem(p, "serial port %u: read fd %d is not open", i + 1, att->read_fd);
+        if (att->write_fd >= 0 && fcntl(att->write_fd, F_GETFD) < 0)
+            problem(p, "serial port %u: write fd %d is not open", i + 1, att->write_fd);
+    }
+}
+
+vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err)
+{
+    if (!cfg)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "config is NULL");
+    struct problems p = { 0 };
+    if (cfg->cpu_count < MIN_CPUS || cfg->cpu_count > MAX_CPUS)
+        problem(&p, "cpu count %u is out of range [%u, %u]", cfg->cpu_count, MIN_CPUS, MAX_CPUS);
+    if (cfg->memory_size < MIN_MEMORY || cfg->memory_size > MAX_MEMORY)
+        problem(&p, "memory size %llu MiB is out of range [%llu MiB, %llu MiB]",
+                (unsigned long long)(cfg->memory_size >> 20), (unsigned long long)(MIN_MEMORY >> 20),
+                (unsigned long long)(MAX_MEMORY >> 20));
+    else if (cfg->memory_size % MEMORY_ALIGN)
+        problem(&p, "memory size %llu bytes is not a multiple of 1 MiB",
+                (unsigned long long)cfg->memory_size);
+    validate_boot_loader(cfg, &p);
+    validate_serial(cfg, &p);
+
+    vmk_result r = VMK_OK;
+    if (p.count) {
+        r = p.oom ? VMK_ERR_NO_MEMORY : VMK_ERR_INVALID_CONFIG;
+        vmk_fail(err, r, 0, "%s", p.text ? p.text : "invalid configuration");
+    }
+    free(p.text);
+    return r;
+}

@@ -1,0 +1,38 @@
+/* The configuration objects' insides, shared by config.c, vm.c and the machine
+ * builder. Nothing here holds a resource: fds in an fd attachment stay the caller's. */
+#ifndef VMK_API_CONFIG_INTERNAL_H
+#define VMK_API_CONFIG_INTERNAL_H
+
+#include "vmkit.h"
+
+#define VMK_MAX_SERIAL_PORTS 4
+
+struct vmk_boot_loader {
+    char *kernel;
+    char *initrd;
+    char *cmdline;
+};
+
+enum serial_attachment_kind { SERIAL_ATTACHMENT_FILE, SERIAL_ATTACHMENT_FD };
+
+struct vmk_serial_attachment {
+    enum serial_attachment_kind kind;
+    char *path; /* file */
+    bool append;
+    int read_fd; /* fd pair; -1 when absent */
+    int write_fd;
+};
+
+struct vmk_config {
+    unsigned cpu_count;
+    uint64_t memory_size;
+    vmk_boot_loader *boot_loader;
+    vmk_serial_attachment *serial[VMK_MAX_SERIAL_PORTS];
+    unsigned serial_count;
+};
+
+/* Deep copy; NULL when out of memory. */
+vmk_config *config_copy(const vmk_config *cfg);
+vmk_serial_attachment *serial_attachment_copy(const vmk_serial_attachment *att);
+
+#endif

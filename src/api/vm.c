@@ -1,0 +1,484 @@
+/* The VM object: a state machine driven by API calls and by the machine, run on
+ * one library thread per VM. API calls post a command to that thread and wait for
+ * its answer, so machine building, teardown and delegate callbacks are never
+ * concurrent; vCPU threads report the guest's end through a one-slot mailbox. */
+#include "api/config_internal.h"
+#include "arch/x86/kvm_machine.h"
+#include "core/error.h"
+#include "core/event_loop.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+enum command_kind { CMD_START, CMD_PAUSE, CMD_RESUME, CMD_REQUEST_STOP, CMD_STOP, CMD_SHUTDOWN };
+
+struct command {
+    enum command_kind kind;
+    vmk_result result;
+    vmk_error *err;
+    bool done;
+    struct command *next;
+};
+
+struct vmk_vm {
+    vmk_config *cfg;
+    vmk_vm_delegate delegate;
+    void *user;
+
+    pthread_t thread;
+    struct event_loop *el;
+    int wake_fd;
+    struct event_source wake_src;
+    bool shutdown; /* VM thread only */
+
+    pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t cond;
+    vmk_vm_state state;
+    bool busy; /* the VM thread is acting on a command or an end */
+    struct command *queue_head;
+    struct command *queue_tail;
+    struct kvm_machine *machine;
+    int debug_exit_code;
+    /* mailbox filled by the machine when the guest ends */
+    bool end_pending;
+    enum machine_end end_why;
+    uint32_t end_code;
+    vmk_error *end_err;
+};
+
+const char *vmk_vm_state_string(vmk_vm_state state)
+{
+    switch (state) {
+    case VMK_STATE_STOPPED: return "stopped";
+    case VMK_STATE_STARTING: return "starting";
+    case VMK_STATE_RUNNING: return "running";
+    case VMK_STATE_PAUSING: return "pausing";
+    case VMK_STATE_PAUSED: return "paused";
+    case VMK_STATE_RESUMING: return "resuming";
+    case VMK_STATE_STOPPING: return "stopping";
+    case VMK_STATE_ERROR: return "error";
+    case VMK_STATE_SAVING: return "saving";
+    case VMK_STATE_RESTORING: return "restoring";
+    }
+    return "unknown";
+}
+
+static void wake(vmk_vm *vm)
+{
+    uint64_t one = 1;
+    if (write(vm->wake_fd, &one, sizeof(one)) < 0) {
+        /* eventfd writes fail only on counter overflow, and any value wakes the loop. */
+    }
+}
+
+/* ---- VM thread ---- */
+
+static void set_state(vmk_vm *vm, vmk_vm_state s)
+{
+    pthread_mutex_lock(&vm->lock);
+    vm->state = s;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    if (vm->delegate.state_changed)
+        vm->delegate.state_changed(vm, s, vm->user);
+}
+
+static void on_machine_end(void *ctx, enum machine_end why, uint32_t code, vmk_error *err)
+{
+    vmk_vm *vm = ctx;
+    pthread_mutex_lock(&vm->lock);
+    vm->end_pending = true;
+    vm->end_why = why;
+    vm->end_code = code;
+    vm->end_err = err;
+    pthread_mutex_unlock(&vm->lock);
+    wake(vm);
+}
+
+static void destroy_machine(vmk_vm *vm)
+{
+    struct kvm_machine *m = vm->machine;
+    kvm_machine_destroy(m); /* joins the vCPUs: no end can be reported after this */
+    pthread_mutex_lock(&vm->lock);
+    vm->machine = NULL;
+    if (vm->end_pending) {
+        vmk_error_free(vm->end_err);
+        vm->end_err = NULL;
+        vm->end_pending = false;
+    }
+    pthread_mutex_unlock(&vm->lock);
+}
+
+static vmk_result state_error(vmk_vm *vm, const char *op, vmk_error **err)
+{
+    return vmk_fail(err, VMK_ERR_INVALID_STATE, 0, "cannot %s: the VM is %s", op,
+                    vmk_vm_state_string(vm->state));
+}
+
+static bool state_in(vmk_vm_state s, unsigned mask)
+{
+    return (mask >> s) & 1u;
+}
+
+#define S(x) (1u << VMK_STATE_##x)
+#define CAN_START (S(STOPPED) | S(ERROR))
+#define CAN_PAUSE S(RUNNING)
+#define CAN_RESUME S(PAUSED)
+#define CAN_REQUEST_STOP S(RUNNING)
+#define CAN_STOP (S(RUNNING) | S(PAUSED))
+
+static vmk_result do_start(vmk_vm *vm, vmk_error **err)
+{
+    if (!state_in(vm->state, CAN_START))
+        return state_error(vm, "start", err);
+    set_state(vm, VMK_STATE_STARTING);
+    pthread_mutex_lock(&vm->lock);
+    vm->debug_exit_code = -1;
+    pthread_mutex_unlock(&vm->lock);
+    struct machine_owner owner = { .ended = on_machine_end, .ctx = vm };
+    struct kvm_machine *m = NULL;
+    vmk_result r = kvm_machine_create(vm->cfg, vm->el, &owner, &m, err);
+    if (r == VMK_OK) {
+        vm->machine = m;
+        r = kvm_machine_start(m, err);
+        if (r != VMK_OK)
+            destroy_machine(vm);
+    }
+    set_state(vm, r == VMK_OK ? VMK_STATE_RUNNING : VMK_STATE_STOPPED);
+    return r;
+}
+
+static vmk_result do_command(vmk_vm *vm, enum command_kind kind, vmk_error **err)
+{
+    switch (kind) {
+    case CMD_START:
+        return do_start(vm, err);
+    case CMD_PAUSE:
+        if (!state_in(vm->state, CAN_PAUSE))
+            return state_error(vm, "pause", err);
+        set_state(vm, VMK_STATE_PAUSING);
+        kvm_machine_pause(vm->machine);
+        set_state(vm, VMK_STATE_PAUSED);
+        return VMK_OK;
+    case CMD_RESUME:
+        if (!state_in(vm->state, CAN_RESUME))
+            return state_error(vm, "resume", err);
+        set_state(vm, VMK_STATE_RESUMING);
+        kvm_machine_resume(vm->machine);
+        set_state(vm, VMK_STATE_RUNNING);
+        return VMK_OK;
+    case CMD_REQUEST_STOP:
+        if (!state_in(vm->state, CAN_REQUEST_STOP))
+            return state_error(vm, "request a stop", err);
+        kvm_machine_press_power_button(vm->machine);
+        return VMK_OK;
+    case CMD_STOP:
+        if (!state_in(vm->state, CAN_STOP))
+            return state_error(vm, "stop", err);
+        set_state(vm, VMK_STATE_STOPPING);
+        destroy_machine(vm);
+        set_state(vm, VMK_STATE_STOPPED);
+        return VMK_OK;
+    case CMD_SHUTDOWN:
+        if (vm->machine) {
+            set_state(vm, VMK_STATE_STOPPING);
+            destroy_machine(vm);
+            set_state(vm, VMK_STATE_STOPPED);
+        }
+        vm->shutdown = true;
+        return VMK_OK;
+    }
+    return vmk_fail(err, VMK_ERR_INTERNAL, 0, "unknown command %d", (int)kind);
+}
+
+/* The guest (or the console escape) ended the machine. */
+static void handle_end(vmk_vm *vm, enum machine_end why, uint32_t code, vmk_error *end_err)
+{
+    if (!vm->machine) {
+        vmk_error_free(end_err);
+        return;
+    }
+    set_state(vm, VMK_STATE_STOPPING);
+    destroy_machine(vm);
+    if (why == MACHINE_END_FAULT) {
+        set_state(vm, VMK_STATE_ERROR);
+        if (vm->delegate.did_stop_with_error)
+            vm->delegate.did_stop_with_error(vm, end_err, vm->user);
+        vmk_error_free(end_err);
+        return;
+    }
+    if (why == MACHINE_END_DEBUG_EXIT) {
+        pthread_mutex_lock(&vm->lock);
+        vm->debug_exit_code = (int)(code & 0x7fffffff);
+        pthread_mutex_unlock(&vm->lock);
+    }
+    set_state(vm, VMK_STATE_STOPPED);
+    /* A console escape is the host stopping the VM, not the guest. */
+    if (why != MACHINE_END_ESCAPE && vm->delegate.guest_did_stop)
+        vm->delegate.guest_did_stop(vm, vm->user);
+}
+
+static void set_busy(vmk_vm *vm, bool busy)
+{
+    pthread_mutex_lock(&vm->lock);
+    vm->busy = busy;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+}
+
+static void process(vmk_vm *vm)
+{
+    for (;;) {
+        pthread_mutex_lock(&vm->lock);
+        struct command *c = vm->queue_head;
+        bool end = vm->end_pending && !c;
+        enum machine_end why = vm->end_why;
+        uint32_t code = vm->end_code;
+        vmk_error *end_err = vm->end_err;
+        if (c) {
+            vm->queue_head = c->next;
+            if (!vm->queue_head)
+                vm->queue_tail = NULL;
+        } else if (end) {
+            vm->end_pending = false;
+            vm->end_err = NULL;
+        }
+        vm->busy = c || end;
+        pthread_mutex_unlock(&vm->lock);
+        if (!c && !end)
+            return;
+        if (end) {
+            handle_end(vm, why, code, end_err);
+            set_busy(vm, false);
+            continue;
+        }
+        vmk_error *err = NULL;
+        vmk_result r = do_command(vm, c->kind, &err);
+        pthread_mutex_lock(&vm->lock);
+        c->result = r;
+        c->err = err;
+        c->done = true;
+        vm->busy = false;
+        pthread_cond_broadcast(&vm->cond);
+        pthread_mutex_unlock(&vm->lock);
+        if (vm->shutdown)
+            return;
+    }
+}
+
+static void on_wake(void *ctx, uint32_t events)
+{
+    vmk_vm *vm = ctx;
+    uint64_t v;
+    if (read(vm->wake_fd, &v, sizeof(v)) < 0) {
+        /* Nonblocking: EAGAIN means another wake already drained it. */
+    }
+}
+
+static void *vm_thread_main(void *arg)
+{
+    vmk_vm *vm = arg;
+    while (!vm->shutdown) {
+        event_loop_run_once(vm->el, -1);
+        process(vm);
+    }
+    return NULL;
+}
+
+/* ---- API ---- */
+
+static vmk_result submit(vmk_vm *vm, enum command_kind kind, vmk_error **err)
+{
+    if (!vm)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "vm is NULL");
+    if (pthread_equal(pthread_self(), vm->thread))
+        return vmk_fail(err, VMK_ERR_INVALID_STATE, 0,
+                        "this call is not allowed from a delegate callback");
+    struct command c = { .kind = kind };
+    pthread_mutex_lock(&vm->lock);
+    if (vm->queue_tail)
+        vm->queue_tail->next = &c;
+    else
+        vm->queue_head = &c;
+    vm->queue_tail = &c;
+    pthread_mutex_unlock(&vm->lock);
+    wake(vm);
+    pthread_mutex_lock(&vm->lock);
+    while (!c.done)
+        pthread_cond_wait(&vm->cond, &vm->lock);
+    pthread_mutex_unlock(&vm->lock);
+    if (c.err) {
+        if (err && !*err)
+            *err = c.err;
+        else
+            vmk_error_free(c.err);
+    }
+    return c.result;
+}
+
+vmk_vm *vmk_vm_new(const vmk_config *cfg, vmk_error **err)
+{
+    if (vmk_config_validate(cfg, err) != VMK_OK)
+        return NULL;
+    vmk_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm || !(vm->cfg = config_copy(cfg))) {
+        vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "vm: out of memory");
+        goto fail;
+    }
+    vm->state = VMK_STATE_STOPPED;
+    vm->debug_exit_code = -1;
+    vm->wake_fd = -1;
+    int e = event_loop_new(&vm->el);
+    if (e < 0) {
+        vmk_fail(err, VMK_ERR_IO, -e, "vm: cannot create event loop: %s", strerror(-e));
+        goto fail;
+    }
+    vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->wake_fd < 0) {
+        vmk_fail(err, VMK_ERR_IO, errno, "vm: eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    vm->wake_src = (struct event_source){ .fd = vm->wake_fd, .handler = on_wake, .ctx = vm };
+    if ((e = event_loop_add(vm->el, &vm->wake_src)) < 0) {
+        vmk_fail(err, VMK_ERR_IO, -e, "vm: epoll: %s", strerror(-e));
+        goto fail;
+    }
+    pthread_mutex_init(&vm->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* vmk_vm_wait's deadline */
+    pthread_cond_init(&vm->cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    /* The VM thread and the vCPU threads it makes take no process signals: those
+     * belong to the application. vCPUs unblock only their kick signal. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    e = pthread_create(&vm->thread, NULL, vm_thread_main, vm);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        pthread_mutex_destroy(&vm->lock);
+        pthread_cond_destroy(&vm->cond);
+        vmk_fail(err, VMK_ERR_NO_MEMORY, e, "vm: cannot start thread: %s", strerror(e));
+        goto fail;
+    }
+    return vm;
+fail:
+    if (vm) {
+        if (vm->wake_fd >= 0)
+            close(vm->wake_fd);
+        event_loop_free(vm->el);
+        vmk_config_free(vm->cfg);
+        free(vm);
+    }
+    return NULL;
+}
+
+void vmk_vm_free(vmk_vm *vm)
+{
+    if (!vm)
+        return;
+    /* From a callback this would join the calling thread: refuse (documented). */
+    if (pthread_equal(pthread_self(), vm->thread))
+        return;
+    submit(vm, CMD_SHUTDOWN, NULL);
+    pthread_join(vm->thread, NULL);
+    close(vm->wake_fd);
+    event_loop_free(vm->el);
+    vmk_error_free(vm->end_err);
+    vmk_config_free(vm->cfg);
+    pthread_mutex_destroy(&vm->lock);
+    pthread_cond_destroy(&vm->cond);
+    free(vm);
+}
+
+void vmk_vm_set_delegate(vmk_vm *vm, const vmk_vm_delegate *d, void *user)
+{
+    if (!vm)
+        return;
+    pthread_mutex_lock(&vm->lock);
+    if (d)
+        vm->delegate = *d;
+    else
+        memset(&vm->delegate, 0, sizeof(vm->delegate));
+    vm->user = user;
+    pthread_mutex_unlock(&vm->lock);
+}
+
+vmk_vm_state vmk_vm_get_state(const vmk_vm *vm)
+{
+    if (!vm)
+        return VMK_STATE_STOPPED;
+    vmk_vm *m = (vmk_vm *)vm;
+    pthread_mutex_lock(&m->lock);
+    vmk_vm_state s = m->state;
+    pthread_mutex_unlock(&m->lock);
+    return s;
+}
+
+static bool can(const vmk_vm *vm, unsigned mask)
+{
+    return vm && state_in(vmk_vm_get_state(vm), mask);
+}
+
+bool vmk_vm_can_start(const vmk_vm *vm) { return can(vm, CAN_START); }
+bool vmk_vm_can_pause(const vmk_vm *vm) { return can(vm, CAN_PAUSE); }
+bool vmk_vm_can_resume(const vmk_vm *vm) { return can(vm, CAN_RESUME); }
+bool vmk_vm_can_request_stop(const vmk_vm *vm) { return can(vm, CAN_REQUEST_STOP); }
+bool vmk_vm_can_stop(const vmk_vm *vm) { return can(vm, CAN_STOP); }
+
+vmk_result vmk_vm_start(vmk_vm *vm, vmk_error **err) { return submit(vm, CMD_START, err); }
+vmk_result vmk_vm_pause(vmk_vm *vm, vmk_error **err) { return submit(vm, CMD_PAUSE, err); }
+vmk_result vmk_vm_resume(vmk_vm *vm, vmk_error **err) { return submit(vm, CMD_RESUME, err); }
+vmk_result vmk_vm_request_stop(vmk_vm *vm, vmk_error **err)
+{
+    return submit(vm, CMD_REQUEST_STOP, err);
+}
+vmk_result vmk_vm_stop(vmk_vm *vm, vmk_error **err) { return submit(vm, CMD_STOP, err); }
+
+vmk_result vmk_vm_wait(vmk_vm *vm, int timeout_ms)
+{
+    if (!vm)
+        return VMK_ERR_INVALID_ARGUMENT;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    if (timeout_ms >= 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    vmk_result r = VMK_OK;
+    pthread_mutex_lock(&vm->lock);
+    /* Settled means no end is still being handled, so callbacks have run. */
+    while (!(state_in(vm->state, S(STOPPED) | S(ERROR)) && !vm->busy && !vm->end_pending)) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&vm->cond, &vm->lock);
+        } else if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT) {
+            r = VMK_ERR_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+int vmk_vm_get_debug_exit_code(const vmk_vm *vm)
+{
+    if (!vm)
+        return -1;
+    vmk_vm *m = (vmk_vm *)vm;
+    pthread_mutex_lock(&m->lock);
+    int code = m->debug_exit_code;
+    pthread_mutex_unlock(&m->lock);
+    return code;
+}

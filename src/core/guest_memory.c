@@ -1,0 +1,91 @@
+#include "core/guest_memory.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int guest_memory_init(struct guest_memory *gm, uint64_t size)
+{
+    memset(gm, 0, sizeof(*gm));
+    gm->memfd = -1;
+    if (size == 0 || (size & 0xfff))
+        return -EINVAL;
+    int fd = memfd_create("vmkit-guest-ram", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    /* Guest RAM is large and mostly cold: keep it out of core dumps. */
+    madvise(p, size, MADV_DONTDUMP);
+    gm->memfd = fd;
+    gm->base = p;
+    gm->size = size;
+    uint64_t low = size < GM_LOW_RAM_LIMIT ? size : GM_LOW_RAM_LIMIT;
+    gm->regions[0] = (struct guest_region){ .gpa = 0, .size = low, .host = gm->base };
+    gm->nregions = 1;
+    if (size > low) {
+        gm->regions[1] = (struct guest_region){
+            .gpa = GM_HIGH_RAM_BASE, .size = size - low, .host = gm->base + low
+        };
+        gm->nregions = 2;
+    }
+    return 0;
+}
+
+void guest_memory_destroy(struct guest_memory *gm)
+{
+    if (gm->base)
+        munmap(gm->base, gm->size);
+    if (gm->memfd >= 0)
+        close(gm->memfd);
+    memset(gm, 0, sizeof(*gm));
+    gm->memfd = -1;
+}
+
+void *gm_ptr(const struct guest_memory *gm, uint64_t gpa, uint64_t len)
+{
+    for (unsigned i = 0; i < gm->nregions; i++) {
+        const struct guest_region *r = &gm->regions[i];
+        if (gpa < r->gpa)
+            continue;
+        uint64_t off = gpa - r->gpa;
+        /* Written so that no sum can overflow. */
+        if (off >= r->size || len > r->size - off)
+            continue;
+        return r->host + off;
+    }
+    return NULL;
+}
+
+int gm_write(const struct guest_memory *gm, uint64_t gpa, const void *src, uint64_t len)
+{
+    void *p = gm_ptr(gm, gpa, len);
+    if (!p)
+        return -EFAULT;
+    memcpy(p, src, len);
+    return 0;
+}
+
+int gm_read(const struct guest_memory *gm, uint64_t gpa, void *dst, uint64_t len)
+{
+    const void *p = gm_ptr(gm, gpa, len);
+    if (!p)
+        return -EFAULT;
+    memcpy(dst, p, len);
+    return 0;
+}
+
+uint64_t gm_low_ram_end(const struct guest_memory *gm)
+{
+    return gm->nregions ? gm->regions[0].size : 0;
+}

@@ -1,0 +1,44 @@
+/* Guest RAM: one memfd, mapped once in this process, presented to the guest as
+ * one or two regions (below the 32-bit PCI hole, and from 4 GiB up). Every access
+ * from device or loader code goes through gm_ptr(), which checks the whole range. */
+#ifndef VMK_CORE_GUEST_MEMORY_H
+#define VMK_CORE_GUEST_MEMORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* RAM below this guest-physical address; the rest starts at 4 GiB. */
+#define GM_LOW_RAM_LIMIT 0xC0000000ULL
+#define GM_HIGH_RAM_BASE 0x100000000ULL
+#define GM_MAX_REGIONS 2
+
+struct guest_region {
+    uint64_t gpa;
+    uint64_t size;
+    uint8_t *host;
+};
+
+struct guest_memory {
+    struct guest_region regions[GM_MAX_REGIONS];
+    unsigned nregions;
+    int memfd;
+    uint8_t *base; /* whole mapping, regions[0].host == base */
+    uint64_t size; /* total RAM bytes */
+};
+
+/* Creates RAM of size bytes (a multiple of 4 KiB). Returns 0 or -errno. */
+int guest_memory_init(struct guest_memory *gm, uint64_t size) __attribute__((warn_unused_result));
+void guest_memory_destroy(struct guest_memory *gm);
+
+/* Host pointer for [gpa, gpa + len) when the whole range is RAM inside one region,
+ * else NULL. len 0 is allowed (a valid gpa is still required). */
+void *gm_ptr(const struct guest_memory *gm, uint64_t gpa, uint64_t len);
+/* Copy in or out; 0 or -EFAULT. */
+int gm_write(const struct guest_memory *gm, uint64_t gpa, const void *src, uint64_t len)
+    __attribute__((warn_unused_result));
+int gm_read(const struct guest_memory *gm, uint64_t gpa, void *dst, uint64_t len)
+    __attribute__((warn_unused_result));
+/* End of the RAM region that starts at 0 (the "low" RAM). */
+uint64_t gm_low_ram_end(const struct guest_memory *gm);
+
+#endif

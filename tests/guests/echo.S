@@ -1,0 +1,28 @@
+/* echo: prints "ready", then echoes COM1 input upper-cased up to and including
+ * the first newline, then powers off. */
+#include "guest.h"
+
+    .code64
+    .section .note.GNU-stack, "", @progbits
+    .text
+    .globl guest_main
+guest_main:
+    push %rbx
+    lea ready(%rip), %rdi
+    call serial_puts
+1:  call serial_getc
+    mov %eax, %ebx
+    cmp $CH_LOWER_A, %bl
+    jb 2f
+    cmp $CH_LOWER_Z, %bl
+    ja 2f
+    xor $CH_CASE_BIT, %bl
+2:  movzbl %bl, %edi
+    call serial_putc
+    cmp $CH_NL, %bl
+    jne 1b
+    pop %rbx
+    jmp power_off
+
+    .section .rodata
+ready: .asciz "ready\n"

@@ -1,0 +1,1046 @@
+/* System tests: tiny hand-written guests (tests/guests) driven through the
+ * public API only. Each test boots one guest under KVM and checks what a user
+ * of libvmkit would see: serial output, states, delegate callbacks, results.
+ *
+ * Every test needing /dev/kvm is skipped on a host without it. Waits are long
+ * (WAIT_MS) because on a kvm_pvm host guest kernel code is emulated; no test
+ * asserts on how long anything took. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmkit.h"
+
+#ifndef VMK_TINY_GUEST_DIR
+#define VMK_TINY_GUEST_DIR "tests/guests"
+#endif
+
+#define WAIT_MS 30000
+#define MAX_STATES 64
+#define MIB (1024ULL * 1024ULL)
+
+/* ---- Delegate recorder ----------------------------------------------------- */
+
+struct recorder {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    vmk_vm *vm; /* the VM the callbacks must name */
+    vmk_vm_state states[MAX_STATES];
+    unsigned n_states;
+    unsigned did_stop;
+    unsigned errors;
+    unsigned wrong_vm;
+    vmk_result error_code;
+    char error_msg[1024];
+};
+
+static void recorder_init(struct recorder *r)
+{
+    pthread_condattr_t attr;
+
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+static void recorder_destroy(struct recorder *r)
+{
+    pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->lock);
+}
+
+static void rec_note_vm(struct recorder *r, vmk_vm *vm)
+{
+    if (vm != r->vm)
+        r->wrong_vm++;
+}
+
+static void on_state_changed(vmk_vm *vm, vmk_vm_state state, void *user)
+{
+    struct recorder *r = user;
+
+    pthread_mutex_lock(&r->lock);
+    rec_note_vm(r, vm);
+    if (r->n_states < MAX_STATES)
+        r->states[r->n_states++] = state;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void on_guest_did_stop(vmk_vm *vm, void *user)
+{
+    struct recorder *r = user;
+
+    pthread_mutex_lock(&r->lock);
+    rec_note_vm(r, vm);
+    r->did_stop++;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void on_did_stop_with_error(vmk_vm *vm, const vmk_error *err, void *user)
+{
+    struct recorder *r = user;
+
+    pthread_mutex_lock(&r->lock);
+    rec_note_vm(r, vm);
+    r->errors++;
+    r->error_code = err ? vmk_error_code(err) : VMK_OK;
+    snprintf(r->error_msg, sizeof(r->error_msg), "%s",
+             err ? vmk_error_message(err) : "(NULL error)");
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static const vmk_vm_delegate recorder_delegate = {
+    .state_changed = on_state_changed,
+    .guest_did_stop = on_guest_did_stop,
+    .did_stop_with_error = on_did_stop_with_error,
+};
+
+static void deadline_after(struct timespec *ts, int timeout_ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += timeout_ms / 1000;
+    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+enum rec_cond { REC_LAST_STATE, REC_DID_STOP, REC_ERRORS };
+
+static bool rec_cond_holds(const struct recorder *r, enum rec_cond what, unsigned value)
+{
+    switch (what) {
+    case REC_LAST_STATE:
+        return r->n_states > 0 && r->states[r->n_states - 1] == (vmk_vm_state)value;
+    case REC_DID_STOP:
+        return r->did_stop >= value;
+    case REC_ERRORS:
+        return r->errors >= value;
+    }
+    return false;
+}
+
+/* Callbacks may trail vmk_vm_wait (they run on the VM's own thread), so tests
+ * wait for the callbacks themselves before they count them. */
+static bool rec_wait(struct recorder *r, enum rec_cond what, unsigned value, int timeout_ms)
+{
+    struct timespec deadline;
+    bool ok;
+
+    deadline_after(&deadline, timeout_ms);
+    pthread_mutex_lock(&r->lock);
+    while (!(ok = rec_cond_holds(r, what, value))) {
+        if (pthread_cond_timedwait(&r->cond, &r->lock, &deadline) == ETIMEDOUT) {
+            ok = rec_cond_holds(r, what, value);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return ok;
+}
+
+static void rec_states_string(struct recorder *r, char *buf, size_t cap)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    pthread_mutex_lock(&r->lock);
+    for (unsigned i = 0; i < r->n_states && used < cap; i++) {
+        int n = snprintf(buf + used, cap - used, "%s%s", i ? "," : "",
+                         vmk_vm_state_string(r->states[i]));
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Asserts the recorded states are exactly `want`. */
+static void assert_states_exactly(struct recorder *r, const vmk_vm_state *want, unsigned n)
+{
+    char got[1024];
+    bool same;
+
+    pthread_mutex_lock(&r->lock);
+    same = r->n_states == n;
+    for (unsigned i = 0; same && i < n; i++)
+        same = r->states[i] == want[i];
+    pthread_mutex_unlock(&r->lock);
+    if (!same) {
+        rec_states_string(r, got, sizeof(got));
+        fail_msg("state_changed sequence was %s", got);
+    }
+}
+
+/* Asserts `want` occurs, in order, within the recorded states. */
+static void assert_states_include(struct recorder *r, const vmk_vm_state *want, unsigned n)
+{
+    char got[1024];
+    unsigned j = 0;
+
+    pthread_mutex_lock(&r->lock);
+    for (unsigned i = 0; i < r->n_states && j < n; i++)
+        if (r->states[i] == want[j])
+            j++;
+    pthread_mutex_unlock(&r->lock);
+    if (j != n) {
+        rec_states_string(r, got, sizeof(got));
+        fail_msg("state_changed sequence %s lacks %s (in order)", got,
+                 vmk_vm_state_string(want[j]));
+    }
+}
+
+/* ---- Files and output -------------------------------------------------------- */
+
+static char *slurp(const char *path, size_t *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+
+    if (!f)
+        return NULL;
+    for (;;) {
+        if (cap - len < 4096) {
+            char *nbuf = realloc(buf, cap + 65536);
+            if (!nbuf)
+                break;
+            buf = nbuf;
+            cap += 65536;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        if (n == 0)
+            break;
+        len += n;
+    }
+    fclose(f);
+    if (!buf)
+        return NULL;
+    buf[len] = '\0';
+    if (len_out)
+        *len_out = len;
+    return buf;
+}
+
+static long long file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+    char *text = slurp(path, NULL);
+    bool found = text && strstr(text, needle);
+
+    free(text);
+    return found;
+}
+
+static bool wait_for_text(const char *path, const char *needle, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        if (file_contains(path, needle))
+            return true;
+        sleep_ms(10);
+    }
+    return file_contains(path, needle);
+}
+
+static bool wait_for_growth(const char *path, long long than, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        if (file_size(path) > than)
+            return true;
+        sleep_ms(10);
+    }
+    return file_size(path) > than;
+}
+
+static bool contains_nocase(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    return false;
+}
+
+static int count_dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* ---- Fixture ----------------------------------------------------------------- */
+
+#define MAX_VMS 2
+
+struct fixture {
+    char dir[2048];
+    char out[MAX_VMS][PATH_MAX];
+    struct recorder rec[MAX_VMS];
+    /* VMs still alive; teardown frees them so no callback outlives a recorder
+     * when an assertion ends a test early. */
+    vmk_vm *vm[MAX_VMS];
+    int fds[4];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    const char *tmp = getenv("TMPDIR");
+
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "%s/vmkit-tiny-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    for (int i = 0; i < MAX_VMS; i++) {
+        snprintf(f->out[i], sizeof(f->out[i]), "%s/serial%d.txt", f->dir, i);
+        recorder_init(&f->rec[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        f->fds[i] = -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    DIR *d;
+    struct dirent *e;
+    char path[PATH_MAX + 256];
+
+    for (int i = 0; i < MAX_VMS; i++) {
+        vmk_vm_free(f->vm[i]);
+        recorder_destroy(&f->rec[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        if (f->fds[i] >= 0)
+            close(f->fds[i]);
+    d = opendir(f->dir);
+    if (d) {
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", f->dir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static const char *guest_dir(void)
+{
+    const char *dir = getenv("VMK_TINY_GUEST_DIR");
+
+    return dir && *dir ? dir : VMK_TINY_GUEST_DIR;
+}
+
+static uint64_t test_memory_size(void)
+{
+    uint64_t want = 16 * MIB;
+
+    if (want < vmk_config_min_memory_size())
+        want = vmk_config_min_memory_size();
+    return want;
+}
+
+#define REQUIRE_KVM()                                                                        \
+    do {                                                                                      \
+        if (vmk_host_probe() == VMK_HOST_NO_KVM)                                              \
+            skip();                                                                           \
+    } while (0)
+
+static vmk_config *guest_config(const char *guest, vmk_serial_attachment *att)
+{
+    char kernel[PATH_MAX];
+    vmk_config *cfg = vmk_config_new();
+    vmk_boot_loader *bl;
+
+    snprintf(kernel, sizeof(kernel), "%s/%s.elf", guest_dir(), guest);
+    if (access(kernel, R_OK) != 0)
+        fail_msg("guest image %s is missing (set VMK_TINY_GUEST_DIR)", kernel);
+    assert_non_null(cfg);
+    assert_int_equal(vmk_config_set_cpu_count(cfg, 1), VMK_OK);
+    assert_int_equal(vmk_config_set_memory_size(cfg, test_memory_size()), VMK_OK);
+    bl = vmk_linux_boot_loader_new(kernel);
+    assert_non_null(bl);
+    assert_int_equal(vmk_config_set_boot_loader(cfg, bl), VMK_OK);
+    if (att)
+        assert_int_equal(vmk_config_add_serial_port(cfg, att), VMK_OK);
+    return cfg;
+}
+
+/* Slot i of the fixture: guest `guest`, serial output to f->out[i] (or to `att`
+ * when given), delegate f->rec[i]. */
+static vmk_vm *make_vm_att(struct fixture *f, int i, const char *guest,
+                           vmk_serial_attachment *att)
+{
+    vmk_config *cfg;
+    vmk_error *err = NULL;
+    vmk_vm *vm;
+
+    if (!att)
+        att = vmk_file_serial_attachment_new(f->out[i], false);
+    assert_non_null(att);
+    cfg = guest_config(guest, att);
+    vm = vmk_vm_new(cfg, &err);
+    vmk_config_free(cfg);
+    if (!vm)
+        fail_msg("vmk_vm_new(%s): %s", guest, err ? vmk_error_message(err) : "(no error)");
+    assert_null(err);
+    f->vm[i] = vm;
+    f->rec[i].vm = vm;
+    vmk_vm_set_delegate(vm, &recorder_delegate, &f->rec[i]);
+    return vm;
+}
+
+static vmk_vm *make_vm(struct fixture *f, int i, const char *guest)
+{
+    return make_vm_att(f, i, guest, NULL);
+}
+
+static void free_vm(struct fixture *f, int i)
+{
+    vmk_vm_free(f->vm[i]);
+    f->vm[i] = NULL;
+}
+
+static void print_output(const char *path)
+{
+    char *text = slurp(path, NULL);
+
+    print_message("# serial output of %s:\n# %s\n", path, text ? text : "(unreadable)");
+    free(text);
+}
+
+static void start_vm(vmk_vm *vm)
+{
+    vmk_error *err = NULL;
+    vmk_result r = vmk_vm_start(vm, &err);
+
+    if (r != VMK_OK)
+        fail_msg("vmk_vm_start: %s: %s", vmk_result_string(r),
+                 err ? vmk_error_message(err) : "(no error)");
+    assert_null(err);
+}
+
+static void expect_ok(vmk_result r, vmk_error *err, const char *what)
+{
+    if (r != VMK_OK)
+        fail_msg("%s: %s: %s", what, vmk_result_string(r),
+                 err ? vmk_error_message(err) : "(no error)");
+    assert_null(err);
+}
+
+/* Waits for the VM to end (STOPPED or ERROR) and for the matching callback. */
+static void wait_end(struct fixture *f, int i, vmk_vm_state end)
+{
+    struct recorder *r = &f->rec[i];
+
+    if (vmk_vm_wait(f->vm[i], WAIT_MS) != VMK_OK) {
+        print_output(f->out[i]);
+        fail_msg("the VM did not stop within %d ms (state %s)", WAIT_MS,
+                 vmk_vm_state_string(vmk_vm_get_state(f->vm[i])));
+    }
+    if (vmk_vm_get_state(f->vm[i]) != end) {
+        print_output(f->out[i]);
+        fail_msg("the VM ended %s (wanted %s); error callback: %s",
+                 vmk_vm_state_string(vmk_vm_get_state(f->vm[i])), vmk_vm_state_string(end),
+                 r->errors ? r->error_msg : "none");
+    }
+    assert_true(rec_wait(r, REC_LAST_STATE, end, WAIT_MS));
+}
+
+/* A guest that stops itself: STOPPED, guest_did_stop once, no error. Frees it. */
+static void finish_guest_stop(struct fixture *f, int i)
+{
+    struct recorder *r = &f->rec[i];
+
+    wait_end(f, i, VMK_STATE_STOPPED);
+    assert_true(rec_wait(r, REC_DID_STOP, 1, WAIT_MS));
+    free_vm(f, i);
+    assert_int_equal(r->did_stop, 1);
+    if (r->errors)
+        fail_msg("unexpected did_stop_with_error: %s", r->error_msg);
+    assert_int_equal(r->wrong_vm, 0);
+}
+
+static void expect_output(struct fixture *f, int i, const char *text)
+{
+    if (!file_contains(f->out[i], text)) {
+        print_output(f->out[i]);
+        fail_msg("serial output lacks \"%s\"", text);
+    }
+}
+
+static void expect_invalid_state(vmk_result r, vmk_error *err, const char *what)
+{
+    if (r != VMK_ERR_INVALID_STATE)
+        fail_msg("%s returned %s, wanted VMK_ERR_INVALID_STATE", what, vmk_result_string(r));
+    assert_non_null(err);
+    assert_int_equal(vmk_error_code(err), VMK_ERR_INVALID_STATE);
+    assert_non_null(vmk_error_message(err));
+    assert_true(strlen(vmk_error_message(err)) > 0);
+    vmk_error_free(err);
+}
+
+/* ---- Guests that stop themselves ------------------------------------------------ */
+
+static void test_hello(void **state)
+{
+    struct fixture *f = *state;
+    static const vmk_vm_state want[] = {VMK_STATE_STARTING, VMK_STATE_RUNNING,
+                                        VMK_STATE_STOPPED};
+    vmk_vm *vm;
+
+    REQUIRE_KVM();
+    vm = make_vm(f, 0, "hello");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    assert_int_equal(vmk_vm_get_debug_exit_code(vm), -1);
+    start_vm(vm);
+    wait_end(f, 0, VMK_STATE_STOPPED);
+    assert_int_equal(vmk_vm_get_debug_exit_code(vm), -1);
+    finish_guest_stop(f, 0);
+    expect_output(f, 0, "hello from vmkit guest\n");
+    assert_states_exactly(&f->rec[0], want, 3);
+}
+
+static void run_to_guest_stop(struct fixture *f, const char *guest, const char *line)
+{
+    REQUIRE_KVM();
+    start_vm(make_vm(f, 0, guest));
+    finish_guest_stop(f, 0);
+    expect_output(f, 0, line);
+}
+
+static void test_reset_cf9(void **state)
+{
+    run_to_guest_stop(*state, "reset_cf9", "resetting through port 0xcf9\n");
+}
+
+static void test_reset_i8042(void **state)
+{
+    run_to_guest_stop(*state, "reset_i8042", "resetting through the i8042\n");
+}
+
+static void test_debug_exit(void **state)
+{
+    struct fixture *f = *state;
+    vmk_vm *vm;
+
+    REQUIRE_KVM();
+    vm = make_vm(f, 0, "debug_exit");
+    start_vm(vm);
+    wait_end(f, 0, VMK_STATE_STOPPED);
+    assert_int_equal(vmk_vm_get_debug_exit_code(vm), 42);
+    finish_guest_stop(f, 0);
+    expect_output(f, 0, "debug exit 42\n");
+}
+
+static void test_triple_fault(void **state)
+{
+    struct fixture *f = *state;
+    struct recorder *r = &f->rec[0];
+
+    REQUIRE_KVM();
+    start_vm(make_vm(f, 0, "triple_fault"));
+    wait_end(f, 0, VMK_STATE_ERROR);
+    assert_true(rec_wait(r, REC_ERRORS, 1, WAIT_MS));
+    free_vm(f, 0);
+    assert_int_equal(r->errors, 1);
+    assert_int_equal(r->did_stop, 0);
+    assert_int_equal(r->wrong_vm, 0);
+    assert_int_equal(r->error_code, VMK_ERR_GUEST_FAULT);
+    if (!contains_nocase(r->error_msg, "triple fault") || !strstr(r->error_msg, "RIP"))
+        fail_msg("error message \"%s\" should name the triple fault and RIP", r->error_msg);
+    expect_output(f, 0, "about to fault\n");
+}
+
+static void test_power_button(void **state)
+{
+    struct fixture *f = *state;
+    vmk_vm *vm;
+    vmk_error *err = NULL;
+
+    REQUIRE_KVM();
+    vm = make_vm(f, 0, "power_button");
+    start_vm(vm);
+    if (!wait_for_text(f->out[0], "waiting for power button\n", WAIT_MS)) {
+        print_output(f->out[0]);
+        fail_msg("the guest never armed the power button");
+    }
+    assert_true(vmk_vm_can_request_stop(vm));
+    expect_ok(vmk_vm_request_stop(vm, &err), err, "vmk_vm_request_stop");
+    finish_guest_stop(f, 0);
+    expect_output(f, 0, "power button pressed\n");
+    assert_false(file_contains(f->out[0], "did not clear"));
+}
+
+/* Reads from fd into buf (NUL-terminated) until it holds `needle`. */
+static bool read_until(int fd, char *buf, size_t cap, size_t *len, const char *needle,
+                       int timeout_ms)
+{
+    struct timespec deadline, now;
+
+    deadline_after(&deadline, timeout_ms);
+    while (!strstr(buf, needle)) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int left_ms;
+        ssize_t n;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left_ms = (int)((deadline.tv_sec - now.tv_sec) * 1000 +
+                        (deadline.tv_nsec - now.tv_nsec) / 1000000);
+        if (left_ms <= 0 || *len + 1 >= cap)
+            return false;
+        if (poll(&pfd, 1, left_ms) <= 0)
+            continue;
+        n = read(fd, buf + *len, cap - *len - 1);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0)
+            return false;
+        *len += (size_t)n;
+        buf[*len] = '\0';
+    }
+    return true;
+}
+
+static void test_echo(void **state)
+{
+    struct fixture *f = *state;
+    int in[2], out[2];
+    char buf[256] = "";
+    size_t len = 0;
+    vmk_serial_attachment *att;
+    vmk_vm *vm;
+
+    REQUIRE_KVM();
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    f->fds[0] = in[0];
+    f->fds[1] = in[1];
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    f->fds[2] = out[0];
+    f->fds[3] = out[1];
+    att = vmk_fd_serial_attachment_new(in[0], out[1]);
+    assert_non_null(att);
+    vm = make_vm_att(f, 0, "echo", att);
+    start_vm(vm);
+    if (!read_until(out[0], buf, sizeof(buf), &len, "ready\n", WAIT_MS))
+        fail_msg("no \"ready\" from the guest; got \"%s\"", buf);
+    assert_int_equal(write(in[1], "hello\n", 6), 6);
+    if (!read_until(out[0], buf, sizeof(buf), &len, "HELLO\n", WAIT_MS))
+        fail_msg("no echo from the guest; got \"%s\"", buf);
+    finish_guest_stop(f, 0);
+
+    /* The VM's copies are gone now: once ours is closed, EOF ends the output. */
+    close(out[1]);
+    f->fds[3] = -1;
+    read_until(out[0], buf, sizeof(buf), &len, "\x01 never printed", 1000);
+    assert_string_equal(buf, "ready\nHELLO\n");
+}
+
+static void utc_date_line(char *buf, size_t cap)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&now, &tm);
+    snprintf(buf, cap, "rtc %04d-%02d-%02d\n", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+}
+
+static void test_rtc(void **state)
+{
+    struct fixture *f = *state;
+    char before[64], after[64];
+
+    REQUIRE_KVM();
+    utc_date_line(before, sizeof(before));
+    start_vm(make_vm(f, 0, "rtc"));
+    finish_guest_stop(f, 0);
+    utc_date_line(after, sizeof(after));
+    /* Around midnight UTC either day is right. */
+    if (!file_contains(f->out[0], before) && !file_contains(f->out[0], after)) {
+        print_output(f->out[0]);
+        fail_msg("the guest's date is not today's UTC date (%.*s)", (int)strlen(before) - 1,
+                 before);
+    }
+}
+
+static void test_restart(void **state)
+{
+    struct fixture *f = *state;
+    struct recorder *r = &f->rec[0];
+    static const vmk_vm_state want[] = {VMK_STATE_STARTING, VMK_STATE_RUNNING,
+                                        VMK_STATE_STOPPED,  VMK_STATE_STARTING,
+                                        VMK_STATE_RUNNING,  VMK_STATE_STOPPED};
+    vmk_vm *vm;
+
+    REQUIRE_KVM();
+    vm = make_vm(f, 0, "hello");
+    start_vm(vm);
+    wait_end(f, 0, VMK_STATE_STOPPED);
+    assert_true(rec_wait(r, REC_DID_STOP, 1, WAIT_MS));
+    expect_output(f, 0, "hello from vmkit guest\n");
+    assert_true(vmk_vm_can_start(vm));
+
+    /* The second guest_did_stop proves the guest ran through to its power-off. */
+    start_vm(vm);
+    wait_end(f, 0, VMK_STATE_STOPPED);
+    assert_true(rec_wait(r, REC_DID_STOP, 2, WAIT_MS));
+    free_vm(f, 0);
+    assert_int_equal(r->did_stop, 2);
+    assert_int_equal(r->errors, 0);
+    expect_output(f, 0, "hello from vmkit guest\n");
+    assert_states_exactly(r, want, 6);
+}
+
+/* ---- Guests the host stops ------------------------------------------------------ */
+
+/* Every complete line must be "tick N" with N counting up from 0, and a final
+ * partial line must be the start of the next one: pausing lost no state. */
+static unsigned check_ticks(const char *text)
+{
+    unsigned next = 0;
+    char want[32];
+
+    while (*text) {
+        const char *nl = strchr(text, '\n');
+        size_t n = nl ? (size_t)(nl - text) : strlen(text);
+
+        snprintf(want, sizeof(want), "tick %u", next);
+        if (nl ? (n != strlen(want) || memcmp(text, want, n) != 0)
+               : strncmp(text, want, n) != 0)
+            fail_msg("line %u of the loop guest's output is \"%.*s\", wanted \"%s\"", next,
+                     (int)n, text, want);
+        if (!nl)
+            break;
+        next++;
+        text = nl + 1;
+    }
+    return next;
+}
+
+static void test_loop_pause_resume(void **state)
+{
+    struct fixture *f = *state;
+    struct recorder *r = &f->rec[0];
+    static const vmk_vm_state want[] = {VMK_STATE_STARTING, VMK_STATE_RUNNING,
+                                        VMK_STATE_PAUSED, VMK_STATE_RUNNING,
+                                        VMK_STATE_STOPPED};
+    vmk_error *err = NULL;
+    long long paused_size;
+    char *text;
+    vmk_vm *vm;
+
+    REQUIRE_KVM();
+    vm = make_vm(f, 0, "loop");
+    start_vm(vm);
+    if (!wait_for_text(f->out[0], "tick 3\n", WAIT_MS)) {
+        print_output(f->out[0]);
+        fail_msg("the loop guest did not tick");
+    }
+
+    expect_ok(vmk_vm_pause(vm, &err), err, "vmk_vm_pause");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_PAUSED);
+    assert_true(vmk_vm_can_resume(vm));
+    assert_false(vmk_vm_can_pause(vm));
+    assert_false(vmk_vm_can_start(vm));
+    /* Let output already on its way land, then nothing more may come. */
+    sleep_ms(100);
+    paused_size = file_size(f->out[0]);
+    sleep_ms(300);
+    assert_int_equal(file_size(f->out[0]), paused_size);
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_PAUSED);
+
+    expect_ok(vmk_vm_resume(vm, &err), err, "vmk_vm_resume");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_RUNNING);
+    if (!wait_for_growth(f->out[0], paused_size, WAIT_MS))
+        fail_msg("the output did not grow after resume");
+
+    assert_true(vmk_vm_can_stop(vm));
+    expect_ok(vmk_vm_stop(vm, &err), err, "vmk_vm_stop");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    assert_int_equal(vmk_vm_wait(vm, WAIT_MS), VMK_OK);
+    assert_true(rec_wait(r, REC_LAST_STATE, VMK_STATE_STOPPED, WAIT_MS));
+    free_vm(f, 0);
+    assert_int_equal(r->did_stop, 0); /* the host stopped it, not the guest */
+    assert_int_equal(r->errors, 0);
+    assert_int_equal(r->wrong_vm, 0);
+    assert_states_include(r, want, 5);
+
+    text = slurp(f->out[0], NULL);
+    assert_non_null(text);
+    assert_true(check_ticks(text) > 4);
+    free(text);
+}
+
+static void test_halt_stop(void **state)
+{
+    struct fixture *f = *state;
+    struct recorder *r = &f->rec[0];
+    vmk_error *err = NULL;
+    vmk_vm *vm;
+
+    REQUIRE_KVM();
+    vm = make_vm(f, 0, "halt");
+    start_vm(vm);
+    if (!wait_for_text(f->out[0], "halting\n", WAIT_MS))
+        fail_msg("the halt guest did not start");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_RUNNING);
+    /* A halted vCPU must not stop the VM, nor keep it from stopping. */
+    assert_int_equal(vmk_vm_wait(vm, 200), VMK_ERR_TIMEOUT);
+    expect_ok(vmk_vm_stop(vm, &err), err, "vmk_vm_stop");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    assert_int_equal(vmk_vm_wait(vm, WAIT_MS), VMK_OK);
+    assert_true(vmk_vm_can_start(vm));
+    assert_true(rec_wait(r, REC_LAST_STATE, VMK_STATE_STOPPED, WAIT_MS));
+    free_vm(f, 0);
+    assert_int_equal(r->did_stop, 0);
+    assert_int_equal(r->errors, 0);
+}
+
+/* Waits (bounded) for the process's thread count to fall back to `want`:
+ * a library may join its threads a moment after a call returns. */
+static int wait_thread_count(int want)
+{
+    int n = count_dir_entries("/proc/self/task");
+
+    for (int i = 0; i < 200 && n != want; i++) {
+        sleep_ms(10);
+        n = count_dir_entries("/proc/self/task");
+    }
+    return n;
+}
+
+static void test_free_running(void **state)
+{
+    struct fixture *f = *state;
+    int fds_before, threads_before;
+    long long size;
+
+    REQUIRE_KVM();
+    fds_before = count_dir_entries("/proc/self/fd");
+    threads_before = count_dir_entries("/proc/self/task");
+    start_vm(make_vm(f, 0, "loop"));
+    if (!wait_for_text(f->out[0], "tick 1\n", WAIT_MS))
+        fail_msg("the loop guest did not tick");
+    assert_true(count_dir_entries("/proc/self/task") > threads_before);
+
+    free_vm(f, 0); /* while RUNNING */
+    assert_int_equal(wait_thread_count(threads_before), threads_before);
+    assert_int_equal(count_dir_entries("/proc/self/fd"), fds_before);
+    size = file_size(f->out[0]);
+    sleep_ms(200);
+    assert_int_equal(file_size(f->out[0]), size);
+    assert_int_equal(f->rec[0].errors, 0);
+}
+
+static void test_two_vms(void **state)
+{
+    struct fixture *f = *state;
+    vmk_error *err = NULL;
+    vmk_vm *loop;
+    long long size;
+    char *text;
+
+    REQUIRE_KVM();
+    loop = make_vm(f, 0, "loop");
+    make_vm(f, 1, "hello");
+    start_vm(loop);
+    if (!wait_for_text(f->out[0], "tick 1\n", WAIT_MS))
+        fail_msg("the loop guest did not tick");
+    start_vm(f->vm[1]);
+    finish_guest_stop(f, 1);
+    expect_output(f, 1, "hello from vmkit guest\n");
+    assert_false(file_contains(f->out[1], "tick"));
+
+    /* The other VM ran on, unaffected. */
+    assert_int_equal(vmk_vm_get_state(loop), VMK_STATE_RUNNING);
+    size = file_size(f->out[0]);
+    assert_true(wait_for_growth(f->out[0], size, WAIT_MS));
+    expect_ok(vmk_vm_stop(loop, &err), err, "vmk_vm_stop");
+    assert_int_equal(vmk_vm_get_state(loop), VMK_STATE_STOPPED);
+    assert_true(rec_wait(&f->rec[0], REC_LAST_STATE, VMK_STATE_STOPPED, WAIT_MS));
+    free_vm(f, 0);
+    assert_int_equal(f->rec[0].did_stop, 0);
+    assert_int_equal(f->rec[0].errors, 0);
+    assert_int_equal(f->rec[0].wrong_vm, 0);
+    text = slurp(f->out[0], NULL);
+    assert_non_null(text);
+    assert_null(strstr(text, "hello"));
+    check_ticks(text);
+    free(text);
+}
+
+static void test_state_errors(void **state)
+{
+    struct fixture *f = *state;
+    vmk_error *err = NULL;
+    vmk_vm *vm;
+
+    REQUIRE_KVM();
+    vm = make_vm(f, 0, "halt");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    assert_true(vmk_vm_can_start(vm));
+    assert_false(vmk_vm_can_pause(vm));
+    assert_false(vmk_vm_can_resume(vm));
+    assert_false(vmk_vm_can_request_stop(vm));
+
+    expect_invalid_state(vmk_vm_pause(vm, &err), err, "pause while STOPPED");
+    err = NULL;
+    expect_invalid_state(vmk_vm_resume(vm, &err), err, "resume while STOPPED");
+    err = NULL;
+    expect_invalid_state(vmk_vm_request_stop(vm, &err), err, "request_stop while STOPPED");
+    err = NULL;
+    assert_int_equal(vmk_vm_pause(vm, NULL), VMK_ERR_INVALID_STATE);
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+
+    start_vm(vm);
+    if (!wait_for_text(f->out[0], "halting\n", WAIT_MS))
+        fail_msg("the halt guest did not start");
+    assert_false(vmk_vm_can_start(vm));
+    assert_true(vmk_vm_can_pause(vm));
+    assert_false(vmk_vm_can_resume(vm));
+    assert_true(vmk_vm_can_stop(vm));
+    assert_true(vmk_vm_can_request_stop(vm));
+    expect_invalid_state(vmk_vm_resume(vm, &err), err, "resume while RUNNING");
+    err = NULL;
+    expect_invalid_state(vmk_vm_start(vm, &err), err, "start while RUNNING");
+    err = NULL;
+    assert_int_equal(vmk_vm_start(vm, NULL), VMK_ERR_INVALID_STATE);
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_RUNNING);
+
+    expect_ok(vmk_vm_stop(vm, &err), err, "vmk_vm_stop");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    free_vm(f, 0);
+    assert_int_equal(f->rec[0].errors, 0);
+}
+
+/* ---- Configurations vmk_vm_new must refuse (no KVM needed) ------------------------ */
+
+static void expect_vm_new_fails(const vmk_config *cfg, const char *must_name)
+{
+    vmk_error *err = NULL;
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+
+    if (vm) {
+        vmk_vm_free(vm);
+        fail_msg("vmk_vm_new accepted a config without %s", must_name);
+    }
+    assert_non_null(err);
+    assert_int_equal(vmk_error_code(err), VMK_ERR_INVALID_CONFIG);
+    if (!contains_nocase(vmk_error_message(err), must_name))
+        fail_msg("error \"%s\" does not name \"%s\"", vmk_error_message(err), must_name);
+    vmk_error_free(err);
+    assert_null(vmk_vm_new(cfg, NULL));
+}
+
+static void test_invalid_config(void **state)
+{
+    struct fixture *f = *state;
+    char missing[PATH_MAX + 32];
+    vmk_config *cfg = vmk_config_new();
+
+    assert_non_null(cfg);
+    assert_int_equal(vmk_config_set_cpu_count(cfg, 1), VMK_OK);
+    assert_int_equal(vmk_config_set_memory_size(cfg, test_memory_size()), VMK_OK);
+    expect_vm_new_fails(cfg, "boot");
+
+    snprintf(missing, sizeof(missing), "%s/no-such-kernel.elf", f->dir);
+    assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(missing)),
+                     VMK_OK);
+    expect_vm_new_fails(cfg, missing);
+
+    assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new("")), VMK_OK);
+    expect_vm_new_fails(cfg, "kernel");
+    vmk_config_free(cfg);
+}
+
+static int group_setup(void **state)
+{
+    static const char *const kinds[] = {"none", "hardware KVM", "kvm_pvm"};
+    vmk_host_kind kind = vmk_host_probe();
+
+    print_message("# host KVM: %s; guests from %s\n",
+                  (unsigned)kind < 3 ? kinds[kind] : "unknown", guest_dir());
+    return 0;
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_hello),
+        T(test_reset_cf9),
+        T(test_reset_i8042),
+        T(test_debug_exit),
+        T(test_triple_fault),
+        T(test_loop_pause_resume),
+        T(test_power_button),
+        T(test_echo),
+        T(test_rtc),
+        T(test_halt_stop),
+        T(test_free_running),
+        T(test_two_vms),
+        T(test_state_errors),
+        T(test_restart),
+        T(test_invalid_config),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}

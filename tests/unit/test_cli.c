@@ -1,0 +1,666 @@
+/* The vmkit command line: parsing, the default guest, and the config it builds. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MIB (UINT64_C(1) << 20)
+
+/* Parses "vmkit" followed by the given arguments. */
+#define PARSE(req, err, ...)                                                                   \
+    parse_args((req), (err), (const char *[]){ "vmkit", __VA_ARGS__, NULL })
+
+static char errbuf[4096];
+
+static int parse_args(struct cli_request *req, char *err, const char **args)
+{
+    int argc = 0;
+    while (args[argc])
+        argc++;
+    return cli_parse(argc, (char *const *)args, req, err, sizeof(errbuf));
+}
+
+/* Parses arguments that must fail with a usage error, and checks the message names
+ * every given fragment. */
+#define EXPECT_USAGE(frag1, frag2, ...)                                                        \
+    expect_usage(frag1, frag2, (const char *[]){ "vmkit", __VA_ARGS__, NULL })
+
+static void expect_usage(const char *frag1, const char *frag2, const char **args)
+{
+    struct cli_request req;
+    int rc = parse_args(&req, errbuf, args);
+    if (rc != CLI_EXIT_USAGE) {
+        print_error("args starting '%s' gave %d, not a usage error\n", args[1], rc);
+        fail();
+    }
+    if (strncmp(errbuf, "vmkit: ", 7) != 0 || strchr(errbuf, '\n')) {
+        print_error("not one 'vmkit: ' line: '%s'\n", errbuf);
+        fail();
+    }
+    if ((frag1 && !strstr(errbuf, frag1)) || (frag2 && !strstr(errbuf, frag2))) {
+        print_error("'%s' does not name '%s' / '%s'\n", errbuf, frag1 ? frag1 : "",
+                    frag2 ? frag2 : "");
+        fail();
+    }
+    /* A failed parse leaves nothing behind. */
+    assert_null(req.kernel);
+    assert_int_equal(req.serial_count, 0);
+    cli_request_free(&req);
+}
+
+static void test_defaults(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run"), 0);
+    assert_string_equal(errbuf, "");
+    assert_int_equal(req.command, CLI_CMD_RUN);
+    assert_int_equal(req.cpus, 1);
+    assert_int_equal(req.memory_mib, 512);
+    assert_null(req.kernel);
+    assert_null(req.initrd);
+    assert_null(req.cmdline);
+    assert_int_equal(req.serial_count, 0);
+    cli_request_free(&req);
+    cli_request_free(&req); /* a freed request is zeroed: freeing again is harmless */
+}
+
+static void test_every_flag(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", "4", "--memory", "1024", "--kernel",
+                           "/k/bzImage", "--initrd", "/k/initrd.img", "--cmdline",
+                           "console=ttyS0,115200 quiet", "--device", "serial,stdio", "--device",
+                           "serial,file=/tmp/com2.log,append", "--device",
+                           "serial,file=/tmp/com3.log"),
+                     0);
+    assert_int_equal(req.command, CLI_CMD_RUN);
+    assert_int_equal(req.cpus, 4);
+    assert_int_equal(req.memory_mib, 1024);
+    assert_string_equal(req.kernel, "/k/bzImage");
+    assert_string_equal(req.initrd, "/k/initrd.img");
+    assert_string_equal(req.cmdline, "console=ttyS0,115200 quiet");
+    assert_int_equal(req.serial_count, 3);
+    assert_int_equal(req.serial[0].kind, CLI_SERIAL_STDIO);
+    assert_null(req.serial[0].path);
+    assert_int_equal(req.serial[1].kind, CLI_SERIAL_FILE);
+    assert_string_equal(req.serial[1].path, "/tmp/com2.log");
+    assert_true(req.serial[1].append);
+    assert_int_equal(req.serial[2].kind, CLI_SERIAL_FILE);
+    assert_string_equal(req.serial[2].path, "/tmp/com3.log");
+    assert_false(req.serial[2].append);
+    cli_request_free(&req);
+}
+
+static void test_equals_form(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus=2", "--memory=256", "--kernel=/k",
+                           "--initrd=/i", "--cmdline=root=/dev/vda init=/sbin/init",
+                           "--device=serial,file=/f"),
+                     0);
+    assert_int_equal(req.cpus, 2);
+    assert_int_equal(req.memory_mib, 256);
+    assert_string_equal(req.kernel, "/k");
+    assert_string_equal(req.initrd, "/i");
+    /* Only the first '=' separates the option from its value. */
+    assert_string_equal(req.cmdline, "root=/dev/vda init=/sbin/init");
+    assert_int_equal(req.serial_count, 1);
+    assert_string_equal(req.serial[0].path, "/f");
+    cli_request_free(&req);
+
+    /* An empty command line is a value too. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cmdline="), 0);
+    assert_non_null(req.cmdline);
+    assert_string_equal(req.cmdline, "");
+    cli_request_free(&req);
+}
+
+static void test_last_one_wins(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", "2", "--cpus=8", "--kernel", "/a",
+                           "--kernel", "/b"),
+                     0);
+    assert_int_equal(req.cpus, 8);
+    assert_string_equal(req.kernel, "/b");
+    cli_request_free(&req);
+
+    /* A second --bootloader replaces the first as a whole: its initrd goes too. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader", "linux,kernel=/a,initrd=/ia",
+                           "--bootloader", "linux,kernel=/b"),
+                     0);
+    assert_string_equal(req.kernel, "/b");
+    assert_null(req.initrd);
+    assert_null(req.cmdline);
+    cli_request_free(&req);
+}
+
+static void test_bootloader(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader", "linux,kernel=/boot/vmlinuz"), 0);
+    assert_string_equal(req.kernel, "/boot/vmlinuz");
+    assert_null(req.initrd);
+    assert_null(req.cmdline);
+    cli_request_free(&req);
+
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader=linux,kernel=/k,initrd=/i"), 0);
+    assert_string_equal(req.kernel, "/k");
+    assert_string_equal(req.initrd, "/i");
+    assert_null(req.cmdline);
+    cli_request_free(&req);
+
+    /* Unquoted, a value ends at the next comma but may hold '=' and spaces. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader",
+                           "linux,initrd=/i,cmdline=console=ttyS0 quiet,kernel=/k"),
+                     0);
+    assert_string_equal(req.kernel, "/k");
+    assert_string_equal(req.initrd, "/i");
+    assert_string_equal(req.cmdline, "console=ttyS0 quiet");
+    cli_request_free(&req);
+
+    /* Quoted, it holds commas, and need not be last. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader",
+                           "linux,cmdline=\"console=ttyS0,115200 quiet\",kernel=/k"),
+                     0);
+    assert_string_equal(req.cmdline, "console=ttyS0,115200 quiet");
+    assert_string_equal(req.kernel, "/k");
+    cli_request_free(&req);
+
+    /* \" and \\ inside quotes; other backslashes stay. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader",
+                           "linux,kernel=/k,cmdline=\"a=\\\"x y\\\" b\\\\c d\\n\""),
+                     0);
+    assert_string_equal(req.cmdline, "a=\"x y\" b\\c d\\n");
+    cli_request_free(&req);
+
+    /* Quoted paths and an empty quoted command line. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader",
+                           "linux,kernel=\"/my,dir/k\",cmdline=\"\""),
+                     0);
+    assert_string_equal(req.kernel, "/my,dir/k");
+    assert_string_equal(req.cmdline, "");
+    cli_request_free(&req);
+}
+
+static void test_bootloader_errors(void **state)
+{
+    EXPECT_USAGE("--bootloader", "empty value", "run", "--bootloader", "");
+    EXPECT_USAGE("--bootloader", "'efi'", "run", "--bootloader", "efi,kernel=/k");
+    EXPECT_USAGE("--bootloader", "'kernel=/k' is not a type", "run", "--bootloader",
+                 "kernel=/k");
+    EXPECT_USAGE("--bootloader linux", "missing kernel=PATH", "run", "--bootloader", "linux");
+    EXPECT_USAGE("--bootloader linux", "missing kernel=PATH", "run", "--bootloader",
+                 "linux,initrd=/i");
+    EXPECT_USAGE("--bootloader linux", "kernel needs a value", "run", "--bootloader",
+                 "linux,kernel");
+    EXPECT_USAGE("--bootloader linux", "kernel= needs a path", "run", "--bootloader",
+                 "linux,kernel=");
+    EXPECT_USAGE("--bootloader linux", "initrd= needs a path", "run", "--bootloader",
+                 "linux,kernel=/k,initrd=");
+    EXPECT_USAGE("--bootloader linux", "unknown key 'foo'", "run", "--bootloader",
+                 "linux,kernel=/k,foo=1");
+    /* An unquoted comma splits the command line: the rest is taken for a key. */
+    EXPECT_USAGE("unknown key '115200'", "quote", "run", "--bootloader",
+                 "linux,kernel=/k,cmdline=console=ttyS0,115200");
+    EXPECT_USAGE("--bootloader linux", "kernel given twice", "run", "--bootloader",
+                 "linux,kernel=/a,kernel=/b");
+    EXPECT_USAGE("cmdline", "missing closing quote", "run", "--bootloader",
+                 "linux,kernel=/k,cmdline=\"console=ttyS0");
+    EXPECT_USAGE("cmdline", "text after the closing quote", "run", "--bootloader",
+                 "linux,kernel=/k,cmdline=\"a\"b");
+    EXPECT_USAGE("--bootloader linux", "empty option", "run", "--bootloader", "linux,kernel=/k,");
+    EXPECT_USAGE("--bootloader linux", "empty option", "run", "--bootloader",
+                 "linux,,kernel=/k");
+    EXPECT_USAGE("--bootloader", "--kernel", "run", "--kernel", "/k", "--bootloader",
+                 "linux,kernel=/k");
+    EXPECT_USAGE("--bootloader", "--cmdline", "run", "--bootloader", "linux,kernel=/k",
+                 "--cmdline", "quiet");
+}
+
+static void test_device_serial_repeated(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "serial,file=/c1", "--device",
+                           "serial,stdio", "--device", "serial,append,file=\"/c,3\"",
+                           "--device=serial,file=/c4"),
+                     0);
+    assert_int_equal(req.serial_count, 4);
+    assert_int_equal(req.serial[0].kind, CLI_SERIAL_FILE);
+    assert_string_equal(req.serial[0].path, "/c1");
+    assert_int_equal(req.serial[1].kind, CLI_SERIAL_STDIO);
+    assert_int_equal(req.serial[2].kind, CLI_SERIAL_FILE);
+    assert_string_equal(req.serial[2].path, "/c,3");
+    assert_true(req.serial[2].append);
+    assert_string_equal(req.serial[3].path, "/c4");
+    cli_request_free(&req);
+
+    EXPECT_USAGE("--device serial", "at most 4", "run", "--device", "serial,file=/1",
+                 "--device", "serial,file=/2", "--device", "serial,stdio", "--device",
+                 "serial,file=/4", "--device", "serial,file=/5");
+}
+
+static void test_device_errors(void **state)
+{
+    EXPECT_USAGE("--device", "unknown device type 'virtio-blk'", "run", "--device",
+                 "virtio-blk,path=disk.img");
+    EXPECT_USAGE("--device", "unknown device type 'serail'", "run", "--device", "serail,stdio");
+    EXPECT_USAGE("--device serial", "unknown key 'foo'", "run", "--device", "serial,foo=1");
+    EXPECT_USAGE("--device serial", "unknown key 'logFilePath'", "run", "--device",
+                 "serial,logFilePath=/x");
+    EXPECT_USAGE("--device serial", "needs stdio or file=PATH", "run", "--device", "serial");
+    EXPECT_USAGE("--device serial", "cannot be combined", "run", "--device",
+                 "serial,stdio,file=/x");
+    EXPECT_USAGE("--device serial", "append needs file=PATH", "run", "--device",
+                 "serial,stdio,append");
+    EXPECT_USAGE("--device serial", "stdio takes no value (got 'yes')", "run", "--device",
+                 "serial,stdio=yes");
+    EXPECT_USAGE("--device serial", "file= needs a path", "run", "--device", "serial,file=");
+    EXPECT_USAGE("--device serial", "file= needs a path", "run", "--device", "serial,file");
+    EXPECT_USAGE("--device serial", "stdio given twice", "run", "--device",
+                 "serial,stdio,stdio");
+    EXPECT_USAGE("--device serial", "empty option", "run", "--device", "serial,stdio,");
+    EXPECT_USAGE("--device", "empty value", "run", "--device", "");
+    EXPECT_USAGE("--device", "'file=/x' is not a type", "run", "--device", "file=/x");
+    EXPECT_USAGE("only one serial port can be on stdio", "COM1", "run", "--device",
+                 "serial,stdio", "--device", "serial,stdio");
+}
+
+static void test_bad_numbers(void **state)
+{
+    char max_cpus[32], above_cpus[32], min_mem[64], max_mem[64], above_mem[32];
+    unsigned max_c = vmk_config_max_cpu_count();
+    uint64_t min_m = (vmk_config_min_memory_size() + MIB - 1) / MIB;
+    uint64_t max_m = vmk_config_max_memory_size() / MIB;
+    snprintf(max_cpus, sizeof(max_cpus), "the maximum of %u", max_c);
+    snprintf(above_cpus, sizeof(above_cpus), "%u", max_c + 1);
+    snprintf(min_mem, sizeof(min_mem), "the minimum of %llu MiB", (unsigned long long)min_m);
+    snprintf(max_mem, sizeof(max_mem), "the maximum of %llu MiB", (unsigned long long)max_m);
+    snprintf(above_mem, sizeof(above_mem), "%llu", (unsigned long long)max_m + 1);
+
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", "abc"), CLI_EXIT_USAGE);
+    assert_string_equal(errbuf, "vmkit: --cpus: 'abc' is not a number");
+    char expect[128];
+    snprintf(expect, sizeof(expect), "vmkit: --memory: 0 MiB is below the minimum of %llu MiB",
+             (unsigned long long)min_m);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--memory", "0"), CLI_EXIT_USAGE);
+    assert_string_equal(errbuf, expect);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", "0"), CLI_EXIT_USAGE);
+    assert_string_equal(errbuf, "vmkit: --cpus: 0 is below the minimum of 1");
+
+    EXPECT_USAGE("--cpus", "'' is not a number", "run", "--cpus", "");
+    EXPECT_USAGE("--cpus", "'' is not a number", "run", "--cpus=");
+    EXPECT_USAGE("--cpus", "'4x' is not a number", "run", "--cpus", "4x");
+    EXPECT_USAGE("--cpus", "' 4' is not a number", "run", "--cpus", " 4");
+    EXPECT_USAGE("--cpus", "'+4' is not a number", "run", "--cpus", "+4");
+    EXPECT_USAGE("--cpus", "'0x4' is not a number", "run", "--cpus", "0x4");
+    EXPECT_USAGE("--cpus", "'-' is not a number", "run", "--cpus=-");
+    EXPECT_USAGE("--cpus: -1", "below the minimum of 1", "run", "--cpus", "-1");
+    EXPECT_USAGE("--cpus: 99999999999999999999999", max_cpus, "run", "--cpus",
+                 "99999999999999999999999");
+    /* 2^32 + 1 must not wrap to 1 on the way to an unsigned. */
+    EXPECT_USAGE("--cpus: 4294967297", max_cpus, "run", "--cpus", "4294967297");
+    EXPECT_USAGE(above_cpus, max_cpus, "run", "--cpus", above_cpus);
+
+    EXPECT_USAGE("--memory", "'12abc' is not a number", "run", "--memory", "12abc");
+    EXPECT_USAGE("--memory", "'1G' is not a number", "run", "--memory", "1G");
+    EXPECT_USAGE("--memory", "'' is not a number", "run", "--memory=");
+    EXPECT_USAGE("--memory: -5 MiB", min_mem, "run", "--memory", "-5");
+    EXPECT_USAGE("--memory: 18446744073709551616 MiB", max_mem, "run", "--memory",
+                 "18446744073709551616");
+    /* Fits in 64 bits as MiB, but not as bytes. */
+    EXPECT_USAGE("--memory: 18446744073709551615 MiB", max_mem, "run", "--memory",
+                 "18446744073709551615");
+    EXPECT_USAGE(above_mem, max_mem, "run", "--memory", above_mem);
+
+    /* The limits themselves are accepted. */
+    char max_m_text[32];
+    snprintf(max_m_text, sizeof(max_m_text), "%llu", (unsigned long long)max_m);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", max_cpus + strlen("the maximum of "),
+                           "--memory", max_m_text),
+                     0);
+    assert_int_equal(req.cpus, max_c);
+    assert_int_equal(req.memory_mib, max_m);
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", "001", "--memory", "0002"), 0);
+    assert_int_equal(req.cpus, 1);
+    assert_int_equal(req.memory_mib, 2);
+    cli_request_free(&req);
+}
+
+static void test_unknown_flags(void **state)
+{
+    EXPECT_USAGE("unknown option '--foo'", NULL, "run", "--foo");
+    EXPECT_USAGE("unknown option '--foo'", NULL, "run", "--foo=bar");
+    EXPECT_USAGE("unknown option '--cpu'", NULL, "run", "--cpu", "2");
+    EXPECT_USAGE("unknown option '-x'", NULL, "run", "-x");
+    EXPECT_USAGE("unknown option '--kernel-cmdline'", NULL, "run", "--kernel-cmdline", "q");
+    EXPECT_USAGE("unexpected argument 'disk.img'", NULL, "run", "disk.img");
+    EXPECT_USAGE("unexpected argument '-'", NULL, "run", "-");
+    EXPECT_USAGE("--help", "takes no value (got '1')", "run", "--help=1");
+    EXPECT_USAGE("unknown option '--cpus' before the command", NULL, "--cpus", "2", "run");
+    EXPECT_USAGE("unknown command 'start'", NULL, "start");
+    EXPECT_USAGE("--version", "unexpected argument 'x'", "--version", "x");
+    EXPECT_USAGE("--initrd", "needs --kernel", "run", "--initrd", "/i");
+    EXPECT_USAGE("--kernel", "empty path", "run", "--kernel", "");
+    EXPECT_USAGE("--initrd", "empty path", "run", "--kernel", "/k", "--initrd=");
+    EXPECT_USAGE("--config", "'vm.json'", "run", "--config", "vm.json");
+    EXPECT_USAGE("--config", "not supported yet", "run", "--config=vm.json");
+
+    struct cli_request req;
+    const char *none[] = { "vmkit", NULL };
+    assert_int_equal(parse_args(&req, errbuf, none), CLI_EXIT_USAGE);
+    assert_non_null(strstr(errbuf, "missing command"));
+    cli_request_free(&req);
+}
+
+static void test_missing_values(void **state)
+{
+    static const char *const valued[] = { "--cpus",       "--memory", "--kernel",
+                                          "--initrd",     "--cmdline", "--bootloader",
+                                          "--device",     "--config" };
+    for (size_t i = 0; i < sizeof(valued) / sizeof(valued[0]); i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "vmkit: %s: missing value (%s ", valued[i], valued[i]);
+        EXPECT_USAGE(want, NULL, "run", valued[i]);
+        /* After other options too. */
+        EXPECT_USAGE(want, NULL, "run", "--cpus", "2", valued[i]);
+    }
+}
+
+static void test_help_version(void **state)
+{
+    static const char *const help[][4] = {
+        { "vmkit", "--help", NULL },
+        { "vmkit", "-h", NULL },
+        { "vmkit", "help", NULL },
+        { "vmkit", "help", "run", NULL },
+        { "vmkit", "run", "--help", NULL },
+        { "vmkit", "run", "--cpus=2", "-h" },
+    };
+    struct cli_request req;
+    for (size_t i = 0; i < sizeof(help) / sizeof(help[0]); i++) {
+        int argc = help[i][3] ? 4 : (int)(help[i][2] ? 3 : 2);
+        assert_int_equal(cli_parse(argc, (char *const *)help[i], &req, errbuf, sizeof(errbuf)),
+                         0);
+        assert_int_equal(req.command, CLI_CMD_HELP);
+        cli_request_free(&req);
+    }
+    assert_int_equal(PARSE(&req, errbuf, "--version"), 0);
+    assert_int_equal(req.command, CLI_CMD_VERSION);
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "-V"), 0);
+    assert_int_equal(req.command, CLI_CMD_VERSION);
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--version"), 0);
+    assert_int_equal(req.command, CLI_CMD_VERSION);
+    cli_request_free(&req);
+    /* An error before --help still counts. */
+    EXPECT_USAGE("--cpus", "'x'", "run", "--cpus", "x", "--help");
+
+    const char *u = cli_usage();
+    assert_non_null(strstr(u, "usage: vmkit run [options]"));
+    static const char *const documented[] = { "--cpus",   "--memory", "--kernel", "--initrd",
+                                              "--cmdline", "--bootloader", "serial,stdio",
+                                              "serial,file=PATH", "--config", "--version",
+                                              "--help",   "VMKIT_GUEST_DIR", "Ctrl-A x" };
+    for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
+        assert_non_null(strstr(u, documented[i]));
+    assert_int_equal(u[strlen(u) - 1], '\n');
+    assert_string_equal(vmk_version_string(), "0.1.0");
+}
+
+/* ---- The default guest ---- */
+
+struct tmp {
+    char root[64];
+};
+
+static void touch(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("x", f);
+    fclose(f);
+}
+
+static void mkdirs(const char *path)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    }
+    mkdir(buf, 0755);
+}
+
+static int make_tmp(void **state)
+{
+    struct tmp *t = calloc(1, sizeof(*t));
+    assert_non_null(t);
+    snprintf(t->root, sizeof(t->root), "/tmp/test_cli.XXXXXX");
+    assert_non_null(mkdtemp(t->root));
+    *state = t;
+    return 0;
+}
+
+static int remove_tmp(void **state)
+{
+    struct tmp *t = *state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->root);
+    int rc = system(cmd);
+    free(t);
+    unsetenv("VMKIT_GUEST_DIR");
+    return rc == 0 ? 0 : -1;
+}
+
+static void test_default_guest_env(void **state)
+{
+    struct tmp *t = *state;
+    char *k = NULL, *i = NULL, want[512];
+    setenv("VMKIT_GUEST_DIR", t->root, 1);
+
+    assert_int_equal(cli_find_default_guest("/usr/bin/vmkit", &k, &i, errbuf, sizeof(errbuf)),
+                     CLI_EXIT_USAGE);
+    assert_null(k);
+    assert_null(i);
+    assert_true(strncmp(errbuf, "vmkit: no default guest found", 29) == 0);
+    assert_non_null(strstr(errbuf, t->root));
+    assert_non_null(strstr(errbuf, "guest/build.sh"));
+    assert_non_null(strstr(errbuf, "--kernel"));
+
+    touch(t->root, "vmlinuz"); /* a kernel alone is not a guest */
+    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)),
+                     CLI_EXIT_USAGE);
+    assert_non_null(strstr(errbuf, t->root));
+
+    touch(t->root, "initramfs.img");
+    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)), 0);
+    snprintf(want, sizeof(want), "%s/vmlinuz", t->root);
+    assert_string_equal(k, want);
+    snprintf(want, sizeof(want), "%s/initramfs.img", t->root);
+    assert_string_equal(i, want);
+    free(k);
+    free(i);
+
+    /* run with no boot options boots it, on COM1 = stdio, with the default command line. */
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run"), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_non_null(cfg);
+    const vmk_boot_loader *bl = vmk_config_get_boot_loader(cfg);
+    assert_non_null(bl);
+    snprintf(want, sizeof(want), "%s/vmlinuz", t->root);
+    assert_string_equal(vmk_linux_boot_loader_get_kernel(bl), want);
+    snprintf(want, sizeof(want), "%s/initramfs.img", t->root);
+    assert_string_equal(vmk_linux_boot_loader_get_initrd(bl), want);
+    assert_string_equal(vmk_linux_boot_loader_get_command_line(bl), "console=ttyS0 panic=-1");
+    assert_int_equal(vmk_config_get_cpu_count(cfg), 1);
+    assert_int_equal(vmk_config_get_memory_size(cfg), 512 * MIB);
+    assert_int_equal(vmk_config_serial_port_count(cfg), 1);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* --cmdline replaces the default guest's command line. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cmdline", "console=ttyS0 rdinit=/bin/sh"), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    bl = vmk_config_get_boot_loader(cfg);
+    assert_string_equal(vmk_linux_boot_loader_get_command_line(bl),
+                        "console=ttyS0 rdinit=/bin/sh");
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* A directory that lacks the guest fails the build, naming it. */
+    snprintf(want, sizeof(want), "%s/nowhere", t->root);
+    setenv("VMKIT_GUEST_DIR", want, 1);
+    assert_int_equal(PARSE(&req, errbuf, "run"), 0);
+    cfg = (vmk_config *)&req; /* must be reset to NULL */
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
+    assert_null(cfg);
+    assert_non_null(strstr(errbuf, want));
+    cli_request_free(&req);
+}
+
+static void test_default_guest_beside_binary(void **state)
+{
+    struct tmp *t = *state;
+    char dir[512], exe[512], want[512];
+    char *k = NULL, *i = NULL;
+    unsetenv("VMKIT_GUEST_DIR");
+
+    /* The build tree: <repo>/build/tools/vmkit/vmkit finds <repo>/guest/out. */
+    snprintf(dir, sizeof(dir), "%s/repo/guest/out", t->root);
+    mkdirs(dir);
+    touch(dir, "vmlinuz");
+    touch(dir, "initramfs.img");
+    snprintf(exe, sizeof(exe), "%s/repo/build/tools/vmkit/vmkit", t->root);
+    assert_int_equal(cli_find_default_guest(exe, &k, &i, errbuf, sizeof(errbuf)), 0);
+    snprintf(want, sizeof(want), "%s/repo/guest/out/vmlinuz", t->root);
+    assert_string_equal(k, want);
+    free(k);
+    free(i);
+
+    /* At most 4 levels up: from 5 levels below the repo it is not found. */
+    snprintf(exe, sizeof(exe), "%s/repo/a/b/c/d/e/vmkit", t->root);
+    assert_int_equal(cli_find_default_guest(exe, &k, &i, errbuf, sizeof(errbuf)),
+                     CLI_EXIT_USAGE);
+    assert_null(k);
+    assert_non_null(strstr(errbuf, "no default guest found"));
+    snprintf(want, sizeof(want), "%s/repo/a/b/c/d/e", t->root);
+    assert_non_null(strstr(errbuf, want));
+    assert_non_null(strstr(errbuf, "guest/build.sh"));
+    snprintf(exe, sizeof(exe), "%s/repo/a/b/c/d/vmkit", t->root);
+    assert_int_equal(cli_find_default_guest(exe, &k, &i, errbuf, sizeof(errbuf)), 0);
+    free(k);
+    free(i);
+
+    /* An installed binary: <prefix>/bin/vmkit finds <prefix>/share/vmkit/guest first. */
+    snprintf(dir, sizeof(dir), "%s/repo/prefix/share/vmkit/guest", t->root);
+    mkdirs(dir);
+    touch(dir, "vmlinuz");
+    touch(dir, "initramfs.img");
+    snprintf(exe, sizeof(exe), "%s/repo/prefix/bin/vmkit", t->root);
+    assert_int_equal(cli_find_default_guest(exe, &k, &i, errbuf, sizeof(errbuf)), 0);
+    snprintf(want, sizeof(want), "%s/repo/prefix/share/vmkit/guest/initramfs.img", t->root);
+    assert_string_equal(i, want);
+    free(k);
+    free(i);
+
+    /* An empty VMKIT_GUEST_DIR counts as unset. */
+    setenv("VMKIT_GUEST_DIR", "", 1);
+    assert_int_equal(cli_find_default_guest(exe, &k, &i, errbuf, sizeof(errbuf)), 0);
+    free(k);
+    free(i);
+    unsetenv("VMKIT_GUEST_DIR");
+
+    /* Without its own path, only VMKIT_GUEST_DIR could help, and the message says so. */
+    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)),
+                     CLI_EXIT_USAGE);
+    assert_non_null(strstr(errbuf, "VMKIT_GUEST_DIR"));
+    assert_int_equal(cli_find_default_guest("vmkit", &k, &i, errbuf, sizeof(errbuf)),
+                     CLI_EXIT_USAGE);
+}
+
+/* ---- The config built from explicit options ---- */
+
+static void test_build_config(void **state)
+{
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", "3", "--memory", "768", "--bootloader",
+                           "linux,kernel=/k,initrd=/i,cmdline=\"console=ttyS0,9600\"",
+                           "--device", "serial,file=/tmp/x.log", "--device", "serial,stdio"),
+                     0);
+    assert_int_equal(cli_build_config(&req, "/nonexistent/bin/vmkit", &cfg, errbuf,
+                                      sizeof(errbuf)),
+                     0);
+    assert_int_equal(vmk_config_get_cpu_count(cfg), 3);
+    assert_int_equal(vmk_config_get_memory_size(cfg), 768 * MIB);
+    const vmk_boot_loader *bl = vmk_config_get_boot_loader(cfg);
+    assert_string_equal(vmk_linux_boot_loader_get_kernel(bl), "/k");
+    assert_string_equal(vmk_linux_boot_loader_get_initrd(bl), "/i");
+    assert_string_equal(vmk_linux_boot_loader_get_command_line(bl), "console=ttyS0,9600");
+    assert_int_equal(vmk_config_serial_port_count(cfg), 2);
+
+    /* The kernel is not there: validation (not the parser) names it. */
+    vmk_error *err = NULL;
+    assert_int_equal(vmk_config_validate(cfg, &err), VMK_ERR_INVALID_CONFIG);
+    assert_non_null(strstr(vmk_error_message(err), "/k"));
+    vmk_error_free(err);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* An explicit kernel gets no command line of ours, and 4 serial ports fit. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device", "serial,file=/1",
+                           "--device", "serial,file=/2", "--device", "serial,file=/3,append",
+                           "--device", "serial,stdio"),
+                     0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    bl = vmk_config_get_boot_loader(cfg);
+    const char *cmdline = vmk_linux_boot_loader_get_command_line(bl);
+    assert_true(cmdline == NULL || strcmp(cmdline, "console=ttyS0 panic=-1") != 0);
+    assert_null(vmk_linux_boot_loader_get_initrd(bl));
+    assert_int_equal(vmk_config_serial_port_count(cfg), 4);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+}
+
+int main(void)
+{
+    unsetenv("VMKIT_GUEST_DIR");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_every_flag),
+        cmocka_unit_test(test_equals_form),
+        cmocka_unit_test(test_last_one_wins),
+        cmocka_unit_test(test_bootloader),
+        cmocka_unit_test(test_bootloader_errors),
+        cmocka_unit_test(test_device_serial_repeated),
+        cmocka_unit_test(test_device_errors),
+        cmocka_unit_test(test_bad_numbers),
+        cmocka_unit_test(test_unknown_flags),
+        cmocka_unit_test(test_missing_values),
+        cmocka_unit_test(test_help_version),
+        cmocka_unit_test_setup_teardown(test_default_guest_env, make_tmp, remove_tmp),
+        cmocka_unit_test_setup_teardown(test_default_guest_beside_binary, make_tmp, remove_tmp),
+        cmocka_unit_test(test_build_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,767 @@
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MIB (UINT64_C(1) << 20)
+/* How far above the binary's directory to look for the source tree's guest/out. */
+#define GUEST_SEARCH_LEVELS 4
+
+static const char usage_text[] =
+    "usage: vmkit run [options]\n"
+    "       vmkit --version\n"
+    "       vmkit --help\n"
+    "\n"
+    "Runs a virtual machine on Linux/KVM.\n"
+    "\n"
+    "Options of run (each also as --option=value):\n"
+    "  --cpus N                 virtual CPUs (default 1)\n"
+    "  --memory MIB             memory in MiB (default 512)\n"
+    "  --kernel PATH            Linux kernel: a bzImage or an ELF64 vmlinux\n"
+    "  --initrd PATH            initial ramdisk (needs --kernel)\n"
+    "  --cmdline STRING         kernel command line\n"
+    "  --bootloader linux,kernel=PATH[,initrd=PATH][,cmdline=STRING]\n"
+    "                           the three above in one option (not combined with them)\n"
+    "  --device serial,stdio    a serial port on this terminal\n"
+    "  --device serial,file=PATH[,append]\n"
+    "                           a serial port writing to a file (truncated unless append)\n"
+    "                           --device repeats: up to 4 serial ports, COM1 to COM4\n"
+    "  --config FILE            a JSON machine description (not supported yet)\n"
+    "  -h, --help               print this text\n"
+    "  -V, --version            print the version\n"
+    "\n"
+    "In --bootloader and --device a value ends at the next comma; wrap it in double\n"
+    "quotes to hold commas: cmdline=\"console=ttyS0,115200 quiet\" (inside the quotes,\n"
+    "\\\" stands for \" and \\\\ for \\). Mind the shell: put the whole option in single quotes.\n"
+    "\n"
+    "Without --kernel or --bootloader, run boots the default guest: vmlinuz and\n"
+    "initramfs.img from $VMKIT_GUEST_DIR if it is set, else from\n"
+    "<bindir>/../share/vmkit/guest, else from the source tree's guest/out; its command\n"
+    "line is \"" CLI_DEFAULT_GUEST_CMDLINE "\" unless --cmdline is given.\n"
+    "Without --device serial, COM1 is on this terminal; type Ctrl-A x to stop the VM.\n"
+    "SIGINT, SIGTERM or SIGHUP presses the ACPI power button; a second one stops the VM.\n"
+    "\n"
+    "Exit status: 0 when the VM stopped (the guest powered off or reset), the guest's\n"
+    "code when it wrote the debug-exit port 0x501, 1 on a runtime error, 2 on a usage\n"
+    "error, 128+N when a second signal N stopped the VM.\n";
+
+const char *cli_usage(void)
+{
+    return usage_text;
+}
+
+__attribute__((format(printf, 4, 5))) static int fail_with(int status, char *err, size_t errlen,
+                                                             const char *fmt, ...)
+{
+    if (err && errlen > 0) {
+        int n = snprintf(err, errlen, "vmkit: ");
+        if (n >= 0 && (size_t)n < errlen) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return status;
+}
+
+#define usage_error(err, errlen, ...) fail_with(CLI_EXIT_USAGE, err, errlen, __VA_ARGS__)
+#define out_of_memory(err, errlen) fail_with(CLI_EXIT_RUNTIME, err, errlen, "out of memory")
+
+/* ---- Numbers ------------------------------------------------------------------ */
+
+enum num_parse { NUM_OK, NUM_BAD, NUM_NEGATIVE, NUM_OVERFLOW };
+
+/* Plain decimal digits only: strtoull would take spaces, a sign and wrap "-1". */
+static enum num_parse parse_decimal(const char *s, uint64_t *out)
+{
+    const char *p = s;
+    bool negative = false;
+    if (*p == '-') {
+        negative = true;
+        p++;
+    }
+    if (*p == '\0')
+        return NUM_BAD;
+    uint64_t v = 0;
+    bool overflow = false;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return NUM_BAD;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            overflow = true;
+        else
+            v = v * 10 + d;
+    }
+    if (negative)
+        return NUM_NEGATIVE;
+    if (overflow)
+        return NUM_OVERFLOW;
+    *out = v;
+    return NUM_OK;
+}
+
+/* Parses text as a whole number in [min, max]; unit (may be "") follows the value in
+ * messages. */
+static int parse_ranged(const char *flag, const char *text, uint64_t min, uint64_t max,
+                        const char *unit, uint64_t *out, char *err, size_t errlen)
+{
+    uint64_t v = 0;
+    switch (parse_decimal(text, &v)) {
+    case NUM_BAD:
+        return usage_error(err, errlen, "%s: '%s' is not a number", flag, text);
+    case NUM_NEGATIVE:
+        return usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text,
+                           unit, (unsigned long long)min, unit);
+    case NUM_OVERFLOW:
+        return usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text,
+                           unit, (unsigned long long)max, unit);
+    case NUM_OK:
+        break;
+    }
+    if (v < min)
+        return usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text,
+                           unit, (unsigned long long)min, unit);
+    if (v > max)
+        return usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text,
+                           unit, (unsigned long long)max, unit);
+    *out = v;
+    return 0;
+}
+
+/* ---- Compound values: TYPE,key=value,key="a,b",flag --------------------------- */
+
+struct kv_iter {
+    const char *ctx;   /* names the option in messages: "--device serial" */
+    const char *whole; /* the whole value, for messages */
+    const char *p;
+    bool done;
+};
+
+/* Next key[=value]: returns 0 with *key (NULL at the end) and *val (NULL for a bare
+ * key) malloc'ed, or an exit status. */
+static int kv_next(struct kv_iter *it, char **key, char **val, char *err, size_t errlen)
+{
+    *key = NULL;
+    *val = NULL;
+    if (it->done)
+        return 0;
+    const char *p = it->p;
+    size_t klen = strcspn(p, "=,");
+    if (klen == 0)
+        return usage_error(err, errlen, "%s: empty option in '%s'", it->ctx, it->whole);
+    char *k = strndup(p, klen);
+    if (!k)
+        return out_of_memory(err, errlen);
+    p += klen;
+    char *v = NULL;
+    if (*p == '=') {
+        p++;
+        if (*p == '"') {
+            p++;
+            v = malloc(strlen(p) + 1);
+            if (!v)
+                goto oom;
+            size_t n = 0;
+            while (*p && *p != '"') {
+                if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
+                    p++;
+                v[n++] = *p++;
+            }
+            v[n] = '\0';
+            if (*p != '"') {
+                usage_error(err, errlen, "%s: %s: missing closing quote in '%s'", it->ctx, k,
+                            it->whole);
+                goto bad;
+            }
+            p++;
+            if (*p != ',' && *p != '\0') {
+                usage_error(err, errlen, "%s: %s: text after the closing quote in '%s'",
+                            it->ctx, k, it->whole);
+                goto bad;
+            }
+        } else {
+            size_t vlen = strcspn(p, ",");
+            v = strndup(p, vlen);
+            if (!v)
+                goto oom;
+            p += vlen;
+        }
+    }
+    /* A comma promises another option: "serial,stdio," is an error, not a shrug. */
+    if (*p == ',')
+        p++;
+    else
+        it->done = true;
+    it->p = p;
+    *key = k;
+    *val = v;
+    return 0;
+oom:
+    free(k);
+    return out_of_memory(err, errlen);
+bad:
+    free(k);
+    free(v);
+    return CLI_EXIT_USAGE;
+}
+
+/* Reads the leading TYPE of a compound value. */
+static int kv_type(struct kv_iter *it, const char *expect, char **type, char *err, size_t errlen)
+{
+    if (*it->whole == '\0')
+        return usage_error(err, errlen, "%s: empty value (expected %s)", it->ctx, expect);
+    char *val = NULL;
+    int rc = kv_next(it, type, &val, err, errlen);
+    if (rc)
+        return rc;
+    if (val) {
+        rc = usage_error(err, errlen, "%s: '%s=%s' is not a type (expected %s)", it->ctx, *type,
+                         val, expect);
+        free(val);
+        free(*type);
+        *type = NULL;
+    }
+    return rc;
+}
+
+/* ---- The options of run ------------------------------------------------------- */
+
+static int set_string(char **dst, const char *src, char *err, size_t errlen)
+{
+    char *copy = strdup(src);
+    if (!copy)
+        return out_of_memory(err, errlen);
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+/* Takes ownership of *src. */
+static void move_string(char **dst, char **src)
+{
+    free(*dst);
+    *dst = *src;
+    *src = NULL;
+}
+
+#define BOOTLOADER_FORM "linux,kernel=PATH[,initrd=PATH][,cmdline=STRING]"
+
+static int parse_bootloader(struct cli_request *req, const char *spec, char *err, size_t errlen)
+{
+    struct kv_iter it = { .ctx = "--bootloader", .whole = spec, .p = spec };
+    char *type = NULL, *key = NULL, *val = NULL;
+    char *kernel = NULL, *initrd = NULL, *cmdline = NULL;
+    int rc = kv_type(&it, BOOTLOADER_FORM, &type, err, errlen);
+    if (rc)
+        return rc;
+    if (strcmp(type, "linux") != 0) {
+        rc = usage_error(err, errlen, "--bootloader: unknown boot loader type '%s' "
+                         "(this release knows: linux)", type);
+        goto out;
+    }
+    it.ctx = "--bootloader linux";
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(&it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        char **slot = !strcmp(key, "kernel") ? &kernel
+                      : !strcmp(key, "initrd") ? &initrd
+                      : !strcmp(key, "cmdline") ? &cmdline
+                                                : NULL;
+        if (!slot) {
+            rc = usage_error(err, errlen, "--bootloader linux: unknown key '%s' (known: kernel, "
+                             "initrd, cmdline; quote a value that holds commas)", key);
+            break;
+        }
+        if (!val) {
+            rc = usage_error(err, errlen, "--bootloader linux: %s needs a value (%s=...)", key,
+                             key);
+            break;
+        }
+        if (*slot) {
+            rc = usage_error(err, errlen, "--bootloader linux: %s given twice", key);
+            break;
+        }
+        if (slot != &cmdline && *val == '\0') {
+            rc = usage_error(err, errlen, "--bootloader linux: %s= needs a path", key);
+            break;
+        }
+        *slot = val;
+        val = NULL;
+    }
+    if (!rc && !kernel)
+        rc = usage_error(err, errlen, "--bootloader linux: missing kernel=PATH in '%s'", spec);
+    if (!rc) {
+        /* A later --bootloader replaces an earlier one as a whole. */
+        move_string(&req->kernel, &kernel);
+        move_string(&req->initrd, &initrd);
+        move_string(&req->cmdline, &cmdline);
+    }
+out:
+    free(type);
+    free(key);
+    free(val);
+    free(kernel);
+    free(initrd);
+    free(cmdline);
+    return rc;
+}
+
+static int parse_device(struct cli_request *req, const char *spec, char *err, size_t errlen)
+{
+    struct kv_iter it = { .ctx = "--device", .whole = spec, .p = spec };
+    char *type = NULL, *key = NULL, *val = NULL, *path = NULL;
+    bool stdio = false, append = false;
+    int rc = kv_type(&it, "TYPE,key=value,...", &type, err, errlen);
+    if (rc)
+        return rc;
+    if (strcmp(type, "serial") != 0) {
+        rc = usage_error(err, errlen, "--device: unknown device type '%s' "
+                         "(this release knows: serial)", type);
+        goto out;
+    }
+    it.ctx = "--device serial";
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(&it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        bool is_stdio = !strcmp(key, "stdio"), is_append = !strcmp(key, "append");
+        if (is_stdio || is_append) {
+            bool *flag = is_stdio ? &stdio : &append;
+            if (val) {
+                rc = usage_error(err, errlen, "--device serial: %s takes no value (got '%s')",
+                                 key, val);
+                break;
+            }
+            if (*flag) {
+                rc = usage_error(err, errlen, "--device serial: %s given twice", key);
+                break;
+            }
+            *flag = true;
+        } else if (!strcmp(key, "file")) {
+            if (!val || *val == '\0') {
+                rc = usage_error(err, errlen, "--device serial: file= needs a path");
+                break;
+            }
+            if (path) {
+                rc = usage_error(err, errlen, "--device serial: file given twice");
+                break;
+            }
+            path = val;
+            val = NULL;
+        } else {
+            rc = usage_error(err, errlen, "--device serial: unknown key '%s' "
+                             "(known: stdio, file, append)", key);
+            break;
+        }
+    }
+    if (rc)
+        goto out;
+    if (!stdio && !path)
+        rc = usage_error(err, errlen, "--device serial: needs stdio or file=PATH");
+    else if (stdio && path)
+        rc = usage_error(err, errlen, "--device serial: stdio and file= cannot be combined");
+    else if (append && !path)
+        rc = usage_error(err, errlen, "--device serial: append needs file=PATH");
+    else if (req->serial_count == CLI_MAX_SERIAL)
+        rc = usage_error(err, errlen, "--device serial: at most %d serial ports (COM1 to COM%d)",
+                         CLI_MAX_SERIAL, CLI_MAX_SERIAL);
+    if (rc)
+        goto out;
+    for (unsigned i = 0; stdio && i < req->serial_count; i++) {
+        /* Two ports reading one terminal would steal each other's keystrokes. */
+        if (req->serial[i].kind == CLI_SERIAL_STDIO) {
+            rc = usage_error(err, errlen, "--device serial,stdio: only one serial port can be "
+                             "on stdio (COM%u already is)", i + 1);
+            goto out;
+        }
+    }
+    req->serial[req->serial_count++] = (struct cli_serial){
+        .kind = stdio ? CLI_SERIAL_STDIO : CLI_SERIAL_FILE,
+        .path = path,
+        .append = append,
+    };
+    path = NULL;
+out:
+    free(type);
+    free(key);
+    free(val);
+    free(path);
+    return rc;
+}
+
+enum opt_id {
+    OPT_CPUS,
+    OPT_MEMORY,
+    OPT_KERNEL,
+    OPT_INITRD,
+    OPT_CMDLINE,
+    OPT_BOOTLOADER,
+    OPT_DEVICE,
+    OPT_CONFIG,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+struct opt {
+    const char *name;
+    const char *metavar; /* NULL: takes no value */
+    enum opt_id id;
+};
+
+static const struct opt run_opts[] = {
+    { "--cpus", "N", OPT_CPUS },
+    { "--memory", "MIB", OPT_MEMORY },
+    { "--kernel", "PATH", OPT_KERNEL },
+    { "--initrd", "PATH", OPT_INITRD },
+    { "--cmdline", "STRING", OPT_CMDLINE },
+    { "--bootloader", BOOTLOADER_FORM, OPT_BOOTLOADER },
+    { "--device", "TYPE,key=value,...", OPT_DEVICE },
+    { "--config", "FILE", OPT_CONFIG },
+    { "--help", NULL, OPT_HELP },
+    { "-h", NULL, OPT_HELP },
+    { "--version", NULL, OPT_VERSION },
+    { "-V", NULL, OPT_VERSION },
+};
+
+static const struct opt *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(run_opts) / sizeof(run_opts[0]); i++) {
+        if (strlen(run_opts[i].name) == len && !strncmp(run_opts[i].name, name, len))
+            return &run_opts[i];
+    }
+    return NULL;
+}
+
+static int parse_run(int argc, char *const argv[], struct cli_request *req, char *err,
+                     size_t errlen)
+{
+    bool kernel_flags = false, cmdline_flag = false, bootloader = false, initrd_flag = false;
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || arg[1] == '\0')
+            return usage_error(err, errlen, "run: unexpected argument '%s' (options start "
+                               "with --; see 'vmkit --help')", arg);
+        /* Only long options take the --name=value form. */
+        const char *eq = arg[1] == '-' ? strchr(arg, '=') : NULL;
+        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+        const struct opt *o = find_opt(arg, name_len);
+        if (!o)
+            return usage_error(err, errlen, "run: unknown option '%.*s' (see 'vmkit --help')",
+                               (int)name_len, arg);
+        const char *value = NULL;
+        if (!o->metavar) {
+            if (eq)
+                return usage_error(err, errlen, "%s: takes no value (got '%s')", o->name,
+                                   eq + 1);
+        } else if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            return usage_error(err, errlen, "%s: missing value (%s %s)", o->name, o->name,
+                               o->metavar);
+        }
+
+        int rc = 0;
+        uint64_t n = 0;
+        switch (o->id) {
+        case OPT_CPUS:
+            rc = parse_ranged(o->name, value, vmk_config_min_cpu_count(),
+                              vmk_config_max_cpu_count(), "", &n, err, errlen);
+            if (!rc)
+                req->cpus = (unsigned)n;
+            break;
+        case OPT_MEMORY:
+            /* The range in whole MiB that lies inside the library's byte range. */
+            rc = parse_ranged(o->name, value, (vmk_config_min_memory_size() + MIB - 1) / MIB,
+                              vmk_config_max_memory_size() / MIB, " MiB", &n, err, errlen);
+            if (!rc)
+                req->memory_mib = n;
+            break;
+        case OPT_KERNEL:
+        case OPT_INITRD:
+            if (*value == '\0')
+                return usage_error(err, errlen, "%s: empty path", o->name);
+            rc = set_string(o->id == OPT_KERNEL ? &req->kernel : &req->initrd, value, err,
+                            errlen);
+            kernel_flags = true;
+            initrd_flag |= o->id == OPT_INITRD;
+            break;
+        case OPT_CMDLINE:
+            rc = set_string(&req->cmdline, value, err, errlen);
+            cmdline_flag = true;
+            break;
+        case OPT_BOOTLOADER:
+            rc = parse_bootloader(req, value, err, errlen);
+            bootloader = true;
+            break;
+        case OPT_DEVICE:
+            rc = parse_device(req, value, err, errlen);
+            break;
+        case OPT_CONFIG:
+            return usage_error(err, errlen, "--config: '%s': configuration files are not "
+                               "supported yet in this release (use the options of run)", value);
+        case OPT_HELP:
+            req->command = CLI_CMD_HELP;
+            return 0;
+        case OPT_VERSION:
+            req->command = CLI_CMD_VERSION;
+            return 0;
+        }
+        if (rc)
+            return rc;
+    }
+    if (bootloader && (kernel_flags || cmdline_flag))
+        return usage_error(err, errlen, "--bootloader cannot be combined with --kernel, --initrd "
+                           "or --cmdline");
+    if (initrd_flag && !req->kernel)
+        return usage_error(err, errlen, "--initrd: needs --kernel (the default guest brings "
+                           "its own initramfs)");
+    return 0;
+}
+
+int cli_parse(int argc, char *const argv[], struct cli_request *req, char *err, size_t errlen)
+{
+    memset(req, 0, sizeof(*req));
+    req->cpus = CLI_DEFAULT_CPUS;
+    req->memory_mib = CLI_DEFAULT_MEMORY_MIB;
+    if (err && errlen > 0)
+        err[0] = '\0';
+
+    if (argc < 2 || !argv[1])
+        return usage_error(err, errlen, "missing command (usage: vmkit run [options]; "
+                           "see 'vmkit --help')");
+    const char *cmd = argv[1];
+    int rc = 0;
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        req->command = CLI_CMD_HELP;
+    } else if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        req->command = CLI_CMD_VERSION;
+        if (argc > 2)
+            rc = usage_error(err, errlen, "%s: unexpected argument '%s'", cmd, argv[2]);
+    } else if (!strcmp(cmd, "run")) {
+        req->command = CLI_CMD_RUN;
+        rc = parse_run(argc, argv, req, err, errlen);
+    } else if (cmd[0] == '-') {
+        rc = usage_error(err, errlen, "unknown option '%s' before the command (usage: "
+                         "vmkit run [options]; see 'vmkit --help')", cmd);
+    } else {
+        rc = usage_error(err, errlen, "unknown command '%s' (see 'vmkit --help')", cmd);
+    }
+    if (rc)
+        cli_request_free(req);
+    return rc;
+}
+
+void cli_request_free(struct cli_request *req)
+{
+    if (!req)
+        return;
+    free(req->kernel);
+    free(req->initrd);
+    free(req->cmdline);
+    for (unsigned i = 0; i < req->serial_count && i < CLI_MAX_SERIAL; i++)
+        free(req->serial[i].path);
+    memset(req, 0, sizeof(*req));
+}
+
+/* ---- The default guest -------------------------------------------------------- */
+
+static bool is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Returns 1 with both paths set when dir holds the guest, 0 when not, -1 when out of
+ * memory. */
+static int guest_in(const char *dir, char **kernel, char **initrd)
+{
+    const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
+    char *k = NULL, *i = NULL;
+    if (asprintf(&k, "%s%svmlinuz", dir, sep) < 0)
+        return -1;
+    if (asprintf(&i, "%s%sinitramfs.img", dir, sep) < 0) {
+        free(k);
+        return -1;
+    }
+    if (is_file(k) && is_file(i)) {
+        *kernel = k;
+        *initrd = i;
+        return 1;
+    }
+    free(k);
+    free(i);
+    return 0;
+}
+
+/* Cuts the last component off an absolute path in place ("/a/b" -> "/a", "/a" -> "/"). */
+static void cut_last(char *path)
+{
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return;
+    if (slash == path)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+#define NO_GUEST_HINT "build it with guest/build.sh or pass --kernel"
+
+int cli_find_default_guest(const char *exe_path, char **kernel, char **initrd, char *err,
+                           size_t errlen)
+{
+    *kernel = NULL;
+    *initrd = NULL;
+    const char *env = getenv("VMKIT_GUEST_DIR");
+    if (env && *env) {
+        /* An explicit directory is the only place: falling back would hide a typo. */
+        int found = guest_in(env, kernel, initrd);
+        if (found < 0)
+            return out_of_memory(err, errlen);
+        if (found)
+            return 0;
+        return usage_error(err, errlen, "no default guest found (looked for vmlinuz and "
+                           "initramfs.img in $VMKIT_GUEST_DIR=%s); " NO_GUEST_HINT, env);
+    }
+    if (!exe_path || exe_path[0] != '/')
+        return usage_error(err, errlen, "no default guest found (the program's own path is "
+                           "unknown; set VMKIT_GUEST_DIR); " NO_GUEST_HINT);
+
+    int rc = 0, found = 0;
+    char *exe_dir = strdup(exe_path), *dir = NULL, *candidate = NULL;
+    if (!exe_dir)
+        return out_of_memory(err, errlen);
+    cut_last(exe_dir);
+    dir = strdup(exe_dir);
+    if (!dir)
+        goto oom;
+    cut_last(dir);
+    if (asprintf(&candidate, "%s%sshare/vmkit/guest", dir, strcmp(dir, "/") ? "/" : "") < 0) {
+        candidate = NULL;
+        goto oom;
+    }
+    found = guest_in(candidate, kernel, initrd);
+    /* The build tree: <repo>/build/tools/vmkit/vmkit finds <repo>/guest/out. */
+    strcpy(dir, exe_dir);
+    for (int level = 0; !found && level <= GUEST_SEARCH_LEVELS; level++) {
+        char *out_dir = NULL;
+        if (asprintf(&out_dir, "%s%sguest/out", dir, strcmp(dir, "/") ? "/" : "") < 0)
+            goto oom;
+        found = guest_in(out_dir, kernel, initrd);
+        free(out_dir);
+        cut_last(dir);
+    }
+    if (found < 0)
+        goto oom;
+    if (!found)
+        rc = usage_error(err, errlen, "no default guest found (looked for vmlinuz and "
+                         "initramfs.img in %s and in guest/out of %s and up to %d levels "
+                         "above); " NO_GUEST_HINT, candidate, exe_dir, GUEST_SEARCH_LEVELS);
+    goto out;
+oom:
+    rc = out_of_memory(err, errlen);
+out:
+    free(candidate);
+    free(dir);
+    free(exe_dir);
+    return rc;
+}
+
+/* ---- The machine -------------------------------------------------------------- */
+
+int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_config **cfg_out,
+                     char *err, size_t errlen)
+{
+    *cfg_out = NULL;
+    char *guest_kernel = NULL, *guest_initrd = NULL;
+    const char *kernel = req->kernel, *initrd = req->initrd, *cmdline = req->cmdline;
+    vmk_config *cfg = NULL;
+    vmk_result r;
+    int rc = 0;
+
+    if (!kernel) {
+        rc = cli_find_default_guest(exe_path, &guest_kernel, &guest_initrd, err, errlen);
+        if (rc)
+            return rc;
+        kernel = guest_kernel;
+        initrd = guest_initrd;
+        if (!cmdline)
+            cmdline = CLI_DEFAULT_GUEST_CMDLINE;
+    }
+    if (req->memory_mib > UINT64_MAX / MIB) {
+        rc = usage_error(err, errlen, "--memory: %llu MiB is too large",
+                         (unsigned long long)req->memory_mib);
+        goto fail;
+    }
+    cfg = vmk_config_new();
+    if (!cfg)
+        goto oom;
+    r = vmk_config_set_cpu_count(cfg, req->cpus);
+    if (r != VMK_OK) {
+        rc = usage_error(err, errlen, "--cpus: %u: %s", req->cpus, vmk_result_string(r));
+        goto fail;
+    }
+    r = vmk_config_set_memory_size(cfg, req->memory_mib * MIB);
+    if (r != VMK_OK) {
+        rc = usage_error(err, errlen, "--memory: %llu MiB: %s",
+                         (unsigned long long)req->memory_mib, vmk_result_string(r));
+        goto fail;
+    }
+
+    vmk_boot_loader *bl = vmk_linux_boot_loader_new(kernel);
+    if (!bl)
+        goto oom;
+    r = initrd ? vmk_linux_boot_loader_set_initrd(bl, initrd) : VMK_OK;
+    if (r == VMK_OK && cmdline)
+        r = vmk_linux_boot_loader_set_command_line(bl, cmdline);
+    if (r != VMK_OK) {
+        vmk_boot_loader_free(bl);
+        rc = usage_error(err, errlen, "cannot set up the boot loader: %s", vmk_result_string(r));
+        goto fail;
+    }
+    r = vmk_config_set_boot_loader(cfg, bl); /* owns bl from here, even on failure */
+    if (r != VMK_OK) {
+        rc = usage_error(err, errlen, "cannot set the boot loader: %s", vmk_result_string(r));
+        goto fail;
+    }
+
+    unsigned ports = req->serial_count ? req->serial_count : 1;
+    for (unsigned i = 0; i < ports && i < CLI_MAX_SERIAL; i++) {
+        vmk_serial_attachment *att;
+        if (req->serial_count == 0 || req->serial[i].kind == CLI_SERIAL_STDIO)
+            att = vmk_fd_serial_attachment_new(0, 1);
+        else
+            att = vmk_file_serial_attachment_new(req->serial[i].path, req->serial[i].append);
+        if (!att)
+            goto oom;
+        r = vmk_config_add_serial_port(cfg, att); /* owns att from here */
+        if (r != VMK_OK) {
+            rc = usage_error(err, errlen, "--device serial: cannot add COM%u: %s", i + 1,
+                             vmk_result_string(r));
+            goto fail;
+        }
+    }
+    *cfg_out = cfg;
+    cfg = NULL;
+    goto out;
+oom:
+    rc = out_of_memory(err, errlen);
+fail:
+    vmk_config_free(cfg);
+out:
+    free(guest_kernel);
+    free(guest_initrd);
+    return rc;
+}

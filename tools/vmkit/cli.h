@@ -1,0 +1,82 @@
+/* The vmkit command line: parsing argv into a request, and turning a request into a
+ * vmk_config through the public API only. Nothing here starts a VM, so all of it is
+ * unit-tested (tests/unit/test_cli.c); tools/vmkit/main.c runs the result.
+ *
+ * Every error is one line, without a newline, starting with "vmkit: " and naming the
+ * option and the value at fault.
+ */
+#ifndef VMKIT_CLI_H
+#define VMKIT_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmkit.h"
+
+/* Exit statuses of the vmkit command (a guest's debug-exit code aside). */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_RUNTIME 1
+#define CLI_EXIT_USAGE 2
+
+#define CLI_MAX_SERIAL 4
+#define CLI_DEFAULT_CPUS 1u
+#define CLI_DEFAULT_MEMORY_MIB 512u
+#define CLI_DEFAULT_GUEST_CMDLINE "console=ttyS0 panic=-1"
+
+enum cli_command {
+    CLI_CMD_RUN,
+    CLI_CMD_HELP,
+    CLI_CMD_VERSION,
+};
+
+enum cli_serial_kind {
+    CLI_SERIAL_STDIO, /* guest input from fd 0, output to fd 1 */
+    CLI_SERIAL_FILE,  /* output to path, no input */
+};
+
+struct cli_serial {
+    enum cli_serial_kind kind;
+    char *path; /* CLI_SERIAL_FILE only */
+    bool append;
+};
+
+/* What the command line asked for: plain data, owned strings. */
+struct cli_request {
+    enum cli_command command;
+    unsigned cpus;
+    uint64_t memory_mib;
+    char *kernel;  /* NULL: boot the default guest */
+    char *initrd;  /* NULL: none (or the default guest's) */
+    char *cmdline; /* NULL: none (or the default guest's) */
+    unsigned serial_count;
+    struct cli_serial serial[CLI_MAX_SERIAL]; /* COM1.. in order; none: COM1 on stdio */
+};
+
+/* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit
+ * status (CLI_EXIT_USAGE; CLI_EXIT_RUNTIME when out of memory) with one line in err.
+ * Whatever it returns, *req may (and should) be passed to cli_request_free. */
+int cli_parse(int argc, char *const argv[], struct cli_request *req, char *err, size_t errlen);
+
+/* Frees the strings of req and zeroes it. A zeroed request is fine. */
+void cli_request_free(struct cli_request *req);
+
+/* Finds the default guest (vmlinuz + initramfs.img): in $VMKIT_GUEST_DIR when that is
+ * set and not empty (and nowhere else); otherwise in <exe dir>/../share/vmkit/guest,
+ * then in guest/out of the exe's directory or one of its 4 nearest ancestors (the
+ * source tree, when run from the build tree). exe_path is the absolute path of the
+ * running binary, or NULL. Returns 0 with malloc'ed paths, or an exit status with
+ * one line in err. */
+int cli_find_default_guest(const char *exe_path, char **kernel, char **initrd, char *err,
+                           size_t errlen);
+
+/* Builds the machine req describes (finding the default guest when req->kernel is
+ * NULL; see cli_find_default_guest). Does not validate it: vmk_config_validate does.
+ * Returns 0 with *cfg set, or an exit status with one line in err. */
+int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_config **cfg,
+                     char *err, size_t errlen);
+
+/* The text of `vmkit --help`, ending in a newline. */
+const char *cli_usage(void);
+
+#endif
