@@ -21,6 +21,7 @@ struct serial_link {
     bool is_tty;
     struct termios saved_tio;
     bool escape_pending;
+    bool in_pollable; /* false for regular files and the like: read them when the UART has room */
     void (*escape)(void *ctx);
     void *escape_ctx;
     struct serial_link_sink sink;
@@ -65,7 +66,7 @@ static void flush_pending(struct serial_link *l)
         memmove(l->pending, l->pending + n, l->pending_len - n);
         l->pending_len -= n;
     }
-    if (l->in_fd >= 0)
+    if (l->in_fd >= 0 && l->in_pollable)
         event_loop_arm(l->el, &l->in_src, l->pending_len == 0);
 }
 
@@ -93,15 +94,15 @@ static size_t filter_escape(struct serial_link *l, uint8_t *buf, size_t len, boo
     return out;
 }
 
-static void on_input(void *ctx, uint32_t events)
+static void read_input(struct serial_link *l)
 {
-    struct serial_link *l = ctx;
     ssize_t n = read(l->in_fd, l->pending + l->pending_len, PENDING_MAX - l->pending_len);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return;
     if (n <= 0) {
         /* End of input: stop watching; the guest keeps running. */
-        event_loop_remove(l->el, &l->in_src);
+        if (l->in_pollable)
+            event_loop_remove(l->el, &l->in_src);
         close(l->in_fd);
         l->in_fd = -1;
         return;
@@ -118,6 +119,14 @@ static void on_input(void *ctx, uint32_t events)
     }
     l->pending_len += len;
     flush_pending(l);
+    /* A file never signals readiness: keep going while the UART takes everything. */
+    if (!l->in_pollable && l->pending_len == 0)
+        serial_link_rx_space(l);
+}
+
+static void on_input(void *ctx, uint32_t events)
+{
+    read_input(ctx);
 }
 
 static void on_wake(void *ctx, uint32_t events)
@@ -127,6 +136,8 @@ static void on_wake(void *ctx, uint32_t events)
     if (read(l->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         return;
     flush_pending(l);
+    if (!l->in_pollable && l->in_fd >= 0 && l->pending_len == 0)
+        read_input(l);
 }
 
 static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *att,
@@ -199,6 +210,12 @@ vmk_result serial_link_connect(struct serial_link *l, const struct serial_link_s
     if (r == 0 && l->in_fd >= 0) {
         l->in_src = (struct event_source){ .fd = l->in_fd, .handler = on_input, .ctx = l };
         r = event_loop_add(l->el, &l->in_src);
+        l->in_pollable = r == 0;
+        if (r == -EPERM) {
+            /* epoll refuses regular files: read them as the UART drains instead. */
+            r = 0;
+            serial_link_rx_space(l);
+        }
     }
     if (r < 0)
         return vmk_fail(err, VMK_ERR_IO, -r, "serial input: cannot watch fd: %s", strerror(-r));
@@ -212,7 +229,7 @@ void serial_link_close(struct serial_link *l)
     if (l->wake_src.handler)
         event_loop_remove(l->el, &l->wake_src);
     if (l->in_fd >= 0) {
-        if (l->in_src.handler)
+        if (l->in_pollable)
             event_loop_remove(l->el, &l->in_src);
         if (l->is_tty)
             tcsetattr(l->in_fd, TCSANOW, &l->saved_tio);

@@ -1015,6 +1015,7 @@ static int group_setup(void **state)
     static const char *const kinds[] = {"none", "hardware KVM", "kvm_pvm"};
     vmk_host_kind kind = vmk_host_probe();
 
+    (void)state;
     print_message("# host KVM: %s; guests from %s\n",
                   (unsigned)kind < 3 ? kinds[kind] : "unknown", guest_dir());
     return 0;

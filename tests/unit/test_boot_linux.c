@@ -222,7 +222,8 @@ static void write_file(const char *path, const void *data, size_t len)
     close(fd);
 }
 
-/* Asserts err carries code and a message containing every given word (NULL-terminated). */
+/* Asserts err carries code and a message containing every given word, up to NO_MORE. */
+#define NO_MORE ((const char *)NULL)
 static void check_error(vmk_result r, vmk_error *err, vmk_result code, ...)
 {
     assert_int_equal(r, code);
@@ -244,7 +245,7 @@ static void check_error(vmk_result r, vmk_error *err, vmk_result code, ...)
         struct linux_kernel_info info_;                                                        \
         vmk_error *err_ = NULL;                                                                \
         vmk_result r_ = linux_kernel_parse((img), (len), "img.bin", &info_, &err_);            \
-        check_error(r_, err_, VMK_ERR_BAD_IMAGE, "img.bin: ", __VA_ARGS__, NULL);              \
+        check_error(r_, err_, VMK_ERR_BAD_IMAGE, "img.bin: ", __VA_ARGS__, NO_MORE);           \
         assert_true(strncmp(vmk_error_message(err_), "img.bin: ", 9) == 0);                   \
         vmk_error_free(err_);                                                                  \
     } while (0)
@@ -403,7 +404,7 @@ static void test_bzimage_truncated_every_length(void **state)
         if (len >= BZ_SETUP && len - BZ_SETUP + 15 >= BZ_PM_LEN) {
             assert_int_equal(r, VMK_OK);
         } else {
-            check_error(r, err, VMK_ERR_BAD_IMAGE, "img.bin: ", "truncated", NULL);
+            check_error(r, err, VMK_ERR_BAD_IMAGE, "img.bin: ", "truncated", NO_MORE);
             vmk_error_free(err);
             err = NULL;
         }
@@ -506,7 +507,7 @@ static void test_bzimage_too_big_for_ram(void **state)
     assert_int_equal(info.load_end, BZ_PREF + 0x7000000);
     struct linux_boot_entry e;
     vmk_result r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, "", 0, &e, &err);
-    check_error(r, err, VMK_ERR_BAD_IMAGE, "bz: ", "init_size", "RAM", "64 MiB", NULL);
+    check_error(r, err, VMK_ERR_BAD_IMAGE, "bz: ", "init_size", "RAM", "64 MiB", NO_MORE);
     vmk_error_free(err);
     /* A refused kernel leaves guest RAM untouched. */
     const uint8_t *dst = gm_ptr(&f->gm, BZ_PREF, BZ_PM_LEN);
@@ -534,7 +535,7 @@ static void test_cmdline_limits(void **state)
     vmk_result r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, cmd, 0, &e,
                                            &err);
     check_error(r, err, VMK_ERR_INVALID_ARGUMENT, "bz: ",
-                "command line is 2048 bytes, kernel accepts at most 2047", NULL);
+                "command line is 2048 bytes, kernel accepts at most 2047", NO_MORE);
     vmk_error_free(err);
     err = NULL;
 
@@ -549,7 +550,7 @@ static void test_cmdline_limits(void **state)
     cmd[X86_CMDLINE_MAX] = '\0';
     r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, cmd, 0, &e, &err);
     check_error(r, err, VMK_ERR_INVALID_ARGUMENT, "command line is 65536 bytes",
-                "at most 65535", NULL);
+                "at most 65535", NO_MORE);
     vmk_error_free(err);
     free(cmd);
 }
@@ -565,7 +566,7 @@ static void test_initrd_too_big(void **state)
     vmk_error *err = NULL;
     vmk_result r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", initrd, len, "", 0, &e,
                                            &err);
-    check_error(r, err, VMK_ERR_BAD_IMAGE, "initrd: ", "do not fit", "45 MiB", NULL);
+    check_error(r, err, VMK_ERR_BAD_IMAGE, "initrd: ", "do not fit", "45 MiB", NO_MORE);
     vmk_error_free(err);
     err = NULL;
     /* 44 MiB fits exactly. */
@@ -575,7 +576,7 @@ static void test_initrd_too_big(void **state)
     assert_int_equal(get32(bp_of(f), O_RAMDISK_IMAGE), BZ_PREF + BZ_INIT_SIZE);
     /* An empty initrd is a mistake worth naming. */
     r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", initrd, 0, "", 0, &e, &err);
-    check_error(r, err, VMK_ERR_BAD_IMAGE, "initrd: ", "empty", NULL);
+    check_error(r, err, VMK_ERR_BAD_IMAGE, "initrd: ", "empty", NO_MORE);
     vmk_error_free(err);
     free(initrd);
 }
@@ -743,7 +744,7 @@ static void test_elf_outside_guest_ram(void **state)
         vmk_result r = linux_boot_load_buffers(&f->gm, f->elf, ELF_LEN, "elf", NULL, 0, "", 0,
                                                &e, &err);
         check_error(r, err, VMK_ERR_BAD_IMAGE, "elf: ", "program header 0",
-                    "not inside guest RAM", NULL);
+                    "not inside guest RAM", NO_MORE);
         vmk_error_free(err);
     }
 }
@@ -866,14 +867,14 @@ static void test_probe_errors(void **state)
     char path[128];
     snprintf(path, sizeof(path), "%s/does-not-exist", f->dir);
     vmk_result r = linux_kernel_probe(path, &info, &err);
-    check_error(r, err, VMK_ERR_IO, path, "cannot open", "No such file or directory", NULL);
+    check_error(r, err, VMK_ERR_IO, path, "cannot open", "No such file or directory", NO_MORE);
     assert_int_equal(vmk_error_errno(err), ENOENT);
     assert_true(strncmp(vmk_error_message(err), "kernel ", 7) == 0);
     vmk_error_free(err);
     err = NULL;
 
     r = linux_kernel_probe(f->dir, &info, &err);
-    check_error(r, err, VMK_ERR_IO, f->dir, "Is a directory", NULL);
+    check_error(r, err, VMK_ERR_IO, f->dir, "Is a directory", NO_MORE);
     assert_int_equal(vmk_error_errno(err), EISDIR);
     vmk_error_free(err);
     err = NULL;
@@ -881,17 +882,17 @@ static void test_probe_errors(void **state)
     snprintf(path, sizeof(path), "%s/empty", f->dir);
     write_file(path, "", 0);
     r = linux_kernel_probe(path, &info, &err);
-    check_error(r, err, VMK_ERR_BAD_IMAGE, path, "truncated: 0 bytes", NULL);
+    check_error(r, err, VMK_ERR_BAD_IMAGE, path, "truncated: 0 bytes", NO_MORE);
     vmk_error_free(err);
     err = NULL;
 
     r = linux_kernel_probe("/dev/null", &info, &err);
-    check_error(r, err, VMK_ERR_IO, "/dev/null", "not a regular file", NULL);
+    check_error(r, err, VMK_ERR_IO, "/dev/null", "not a regular file", NO_MORE);
     vmk_error_free(err);
     err = NULL;
 
     r = linux_kernel_probe(NULL, &info, &err);
-    check_error(r, err, VMK_ERR_INVALID_ARGUMENT, NULL);
+    check_error(r, err, VMK_ERR_INVALID_ARGUMENT, NO_MORE);
     vmk_error_free(err);
 }
 
@@ -938,32 +939,32 @@ static void test_load_from_files(void **state)
     /* Errors name the file they are about. */
     req.initrd_path = bad;
     vmk_result r = linux_boot_load(&f->gm, &req, &e, &err);
-    check_error(r, err, VMK_ERR_IO, "initrd ", bad, "No such file or directory", NULL);
+    check_error(r, err, VMK_ERR_IO, "initrd ", bad, "No such file or directory", NO_MORE);
     vmk_error_free(err);
     err = NULL;
     req.initrd_path = f->dir;
     r = linux_boot_load(&f->gm, &req, &e, &err);
-    check_error(r, err, VMK_ERR_IO, "initrd ", f->dir, "Is a directory", NULL);
+    check_error(r, err, VMK_ERR_IO, "initrd ", f->dir, "Is a directory", NO_MORE);
     vmk_error_free(err);
     err = NULL;
     snprintf(bad, sizeof(bad), "%s/empty", f->dir);
     write_file(bad, "", 0);
     req.initrd_path = bad;
     r = linux_boot_load(&f->gm, &req, &e, &err);
-    check_error(r, err, VMK_ERR_BAD_IMAGE, "initrd ", bad, "empty", NULL);
+    check_error(r, err, VMK_ERR_BAD_IMAGE, "initrd ", bad, "empty", NO_MORE);
     vmk_error_free(err);
     err = NULL;
 
     req.initrd_path = ipath;
     req.kernel_path = ipath; /* the initrd is not a kernel */
     r = linux_boot_load(&f->gm, &req, &e, &err);
-    check_error(r, err, VMK_ERR_BAD_IMAGE, "kernel ", ipath, NULL);
+    check_error(r, err, VMK_ERR_BAD_IMAGE, "kernel ", ipath, NO_MORE);
     vmk_error_free(err);
     err = NULL;
 
     req.kernel_path = NULL;
     r = linux_boot_load(&f->gm, &req, &e, &err);
-    check_error(r, err, VMK_ERR_INVALID_ARGUMENT, NULL);
+    check_error(r, err, VMK_ERR_INVALID_ARGUMENT, NO_MORE);
     vmk_error_free(err);
     free(initrd);
 }
@@ -1008,10 +1009,10 @@ static void test_real_kernel(void **state)
     (void)state;
     char *path = find_real_kernel();
     if (!path) {
-        print_message("no real kernel found (/boot/vmlinuz-*, guest/cache, VMKIT_TEST_KERNEL)\n");
+        print_message("# no real kernel found (/boot/vmlinuz-*, guest/cache, VMKIT_TEST_KERNEL)\n");
         skip();
     }
-    print_message("real kernel: %s\n", path);
+    print_message("# real kernel: %s\n", path);
     struct linux_kernel_info info;
     vmk_error *err = NULL;
     vmk_result r = linux_kernel_probe(path, &info, &err);
@@ -1048,7 +1049,7 @@ static void test_real_kernel(void **state)
     for (size_t len = 0; len < (size_t)size; len += len < 0x2000 ? 1 : 65521) {
         r = linux_kernel_parse(img, len, "real", &info, &err);
         if (r != VMK_OK) {
-            check_error(r, err, VMK_ERR_BAD_IMAGE, "real: ", "truncated", NULL);
+            check_error(r, err, VMK_ERR_BAD_IMAGE, "real: ", "truncated", NO_MORE);
             vmk_error_free(err);
             err = NULL;
         }

@@ -81,7 +81,7 @@ static bool run_command(struct i8042 *k, uint8_t cmd)
         k->ram[0] |= CTR_AUXDIS;
         break;
     case CMD_AUX_ENABLE:
-        k->ram[0] &= ~CTR_AUXDIS;
+        k->ram[0] &= (uint8_t)~CTR_AUXDIS;
         break;
     case CMD_AUX_TEST:
     case CMD_KBD_TEST:
@@ -94,7 +94,7 @@ static bool run_command(struct i8042 *k, uint8_t cmd)
         k->ram[0] |= CTR_KBDDIS;
         break;
     case CMD_KBD_ENABLE:
-        k->ram[0] &= ~CTR_KBDDIS;
+        k->ram[0] &= (uint8_t)~CTR_KBDDIS;
         break;
     case CMD_READ_INPUT:
         put_output(k, 0x80, 0); /* bit 7: keyboard not inhibited */
@@ -169,7 +169,7 @@ static void data_read(void *dev, uint64_t offset, void *data, unsigned size)
     pthread_mutex_lock(&k->lock);
     /* An empty buffer reads its last byte again, as the real latch does. */
     out[0] = k->obuf;
-    k->status &= ~(STS_OBF | STS_AUX | STS_TIMEOUT);
+    k->status &= (uint8_t)~(STS_OBF | STS_AUX | STS_TIMEOUT);
     pthread_mutex_unlock(&k->lock);
 }
 
@@ -179,7 +179,7 @@ static void data_write(void *dev, uint64_t offset, const void *data, unsigned si
     if (size == 0 || offset != 0)
         return;
     pthread_mutex_lock(&k->lock);
-    k->status &= ~STS_CMD;
+    k->status &= (uint8_t)~STS_CMD;
     bool reset = write_data(k, *(const uint8_t *)data);
     pthread_mutex_unlock(&k->lock);
     do_reset(k, reset);

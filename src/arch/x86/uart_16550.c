@@ -299,11 +299,13 @@ size_t uart_16550_receive(struct uart_16550 *u, const uint8_t *buf, size_t len)
         return 0;
     pthread_mutex_lock(&u->lock);
     size_t room = UART_16550_RX_BUFFER - u->rx_count;
-    size_t n = len < room ? len : room;
+    size_t n = len;
+    if (n > room) {
+        n = room;
+        u->rx_refused = true;
+    }
     for (size_t i = 0; i < n; i++)
         rx_push(u, buf[i]);
-    if (n < len)
-        u->rx_refused = true;
     update_irq(u);
     pthread_mutex_unlock(&u->lock);
     return n;

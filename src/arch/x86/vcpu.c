@@ -163,8 +163,10 @@ static const char pvm_hint[] =
     "some instructions (FPU save/restore, cmpxchg16b, real mode): use a host with hardware "
     "virtualization";
 
-static void vcpu_fault(struct vcpu *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void vcpu_fault(struct vcpu *v, const char *fmt, ...)
+/* hint: the failure is one kvm_pvm is known for, so name that limit on such a host. */
+static void vcpu_fault(struct vcpu *v, bool hint, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void vcpu_fault(struct vcpu *v, bool hint, const char *fmt, ...)
 {
     char cause[256];
     va_list ap;
@@ -173,7 +175,7 @@ static void vcpu_fault(struct vcpu *v, const char *fmt, ...)
     va_end(ap);
     vmk_error *err = vmk_error_new(VMK_ERR_GUEST_FAULT, 0, "vCPU %u: %s at guest RIP %#llx%s",
                                    v->index, cause, (unsigned long long)vcpu_rip(v),
-                                   v->m->pvm_host ? pvm_hint : "");
+                                   hint && v->m->pvm_host ? pvm_hint : "");
     machine_end(v->m, MACHINE_END_FAULT, 0, err);
 }
 
@@ -216,14 +218,14 @@ static bool vcpu_handle_exit(struct vcpu *v)
     case KVM_EXIT_HLT:
         return true;
     case KVM_EXIT_SHUTDOWN:
-        vcpu_fault(v, "triple fault (the guest's CPU shut down)");
+        vcpu_fault(v, false, "triple fault (the guest's CPU shut down)");
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
-        vcpu_fault(v, "%s (KVM suberror %u)", internal_error_name(run->internal.suberror),
+        vcpu_fault(v, true, "%s (KVM suberror %u)", internal_error_name(run->internal.suberror),
                    run->internal.suberror);
         return false;
     case KVM_EXIT_FAIL_ENTRY:
-        vcpu_fault(v, "KVM could not enter the guest (hardware reason %#llx)",
+        vcpu_fault(v, true, "KVM could not enter the guest (hardware reason %#llx)",
                    (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
         return false;
     case KVM_EXIT_SYSTEM_EVENT:
@@ -235,11 +237,11 @@ static bool vcpu_handle_exit(struct vcpu *v)
             machine_end(m, MACHINE_END_RESET, 0, NULL);
             return false;
         default:
-            vcpu_fault(v, "guest crash reported by KVM (system event %u)", run->system_event.type);
+            vcpu_fault(v, false, "guest crash reported by KVM (system event %u)", run->system_event.type);
             return false;
         }
     default:
-        vcpu_fault(v, "unexpected KVM exit reason %u", run->exit_reason);
+        vcpu_fault(v, true, "unexpected KVM exit reason %u", run->exit_reason);
         return false;
     }
 }
@@ -281,7 +283,7 @@ void *vcpu_thread_main(void *arg)
                 __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
                 continue;
             }
-            vcpu_fault(v, "KVM_RUN failed: %s", strerror(errno));
+            vcpu_fault(v, true, "KVM_RUN failed: %s", strerror(errno));
             break;
         }
         if (!vcpu_handle_exit(v))

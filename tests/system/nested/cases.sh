@@ -1,0 +1,194 @@
+#!/bin/sh
+# The cases of test_nested.sh. Runs as /run.sh inside the outer machine (busybox sh), starts
+# vmkit's default guest once per case and prints one result line per case:
+#   nested-case: NAME ok[: detail]     or     nested-case: NAME not ok: reason
+# test_nested.sh turns those into TAP. On a failure, the guest's console output follows in
+# "nested-out: NAME| " lines.
+#
+# Input goes through a FIFO and only once the guest shows its prompt: the guest's serial
+# driver empties the UART FIFO when the port is opened, so earlier input would be lost.
+
+CASE_TIMEOUT=${CASE_TIMEOUT:-240} # seconds one guest may run
+STEP_TIMEOUT=${STEP_TIMEOUT:-150} # seconds to wait for one expected line
+PROMPT='guest# '
+
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
+
+result() { echo "nested-case: $*"; }
+
+# start_vm NAME VMKIT-ARGS...: vmkit runs the default guest in the background with a FIFO as
+# stdin (held open on fd 3, so vmkit never reads EOF) and its console in $dir/out.
+start_vm() {
+    name=$1
+    shift
+    dir=/tmp/case-$name
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    mkfifo "$dir/in"
+    exec 3<>"$dir/in"
+    started=$(uptime_s)
+    echo "nested: case $name: vmkit run $*"
+    # busybox timeout execs vmkit in this process, so $! is vmkit itself.
+    timeout -s KILL "$CASE_TIMEOUT" vmkit run "$@" <"$dir/in" >"$dir/out" 2>"$dir/err" &
+    vm=$!
+}
+
+# wait_for TEXT: waits until the guest's output holds TEXT (a fixed string); fails when vmkit
+# ends first or after STEP_TIMEOUT seconds.
+wait_for() {
+    n=0
+    while ! grep -qF -- "$1" "$dir/out"; do
+        if ! kill -0 "$vm" 2>/dev/null; then
+            grep -qF -- "$1" "$dir/out" && return 0
+            why="vmkit ended before the guest printed '$1'"
+            return 1
+        fi
+        if [ "$n" -ge $((STEP_TIMEOUT * 4)) ]; then
+            why="no '$1' from the guest within ${STEP_TIMEOUT}s"
+            return 1
+        fi
+        sleep 0.25
+        n=$((n + 1))
+    done
+}
+
+# type_line TEXT: one line into the guest's shell.
+type_line() { printf '%s\n' "$1" >&3; }
+
+# finish_vm: waits (within STEP_TIMEOUT) for vmkit to end and sets $vm_status; kills it if it
+# does not end.
+finish_vm() {
+    n=0
+    while kill -0 "$vm" 2>/dev/null && [ "$n" -lt $((STEP_TIMEOUT * 4)) ]; do
+        sleep 0.25
+        n=$((n + 1))
+    done
+    kill -KILL "$vm" 2>/dev/null
+    wait "$vm"
+    vm_status=$?
+    exec 3>&-
+    echo "nested: case $name: vmkit exited with status $vm_status after $(since "$started") s"
+}
+
+# abort_vm: the case failed early; stop the guest and collect vmkit.
+abort_vm() {
+    kill -KILL "$vm" 2>/dev/null
+    wait "$vm" 2>/dev/null
+    exec 3>&-
+}
+
+dump() {
+    echo "nested-out: $1| ---- vmkit stderr"
+    sed "s/^/nested-out: $1| /" "/tmp/case-$1/err"
+    echo "nested-out: $1| ---- guest console"
+    tr -d '\r' <"/tmp/case-$1/out" | sed "s/^/nested-out: $1| /"
+}
+
+fail() {
+    result "$name not ok: $*"
+    dump "$name"
+}
+
+# The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
+banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
+banner_cpus() { banner | sed -n 's/.*, \([0-9]*\) CPUs, .*/\1/p'; }
+banner_mib() { banner | sed -n 's/.* CPUs, \([0-9]*\) MiB$/\1/p'; }
+
+if [ ! -x /usr/bin/vmkit ]; then
+    for c in boot cpus memory clock power-button; do result "$c not ok: no vmkit in the outer machine"; done
+    exit 1
+fi
+if [ ! -c /dev/kvm ]; then
+    for c in boot cpus memory clock power-button; do result "$c not ok: no /dev/kvm in the outer machine"; done
+    exit 1
+fi
+
+# boot: the default guest reaches its shell, runs a typed command, and `poweroff` ends vmkit
+# with status 0.
+case_boot() {
+    start_vm boot
+    if ! wait_for "$PROMPT"; then abort_vm; fail "$why"; return; fi
+    echo "nested: case boot: prompt after $(since "$started") s"
+    type_line 'echo marker-$((6*7))'
+    if ! wait_for marker-42; then abort_vm; fail "the typed command did not run: $why"; return; fi
+    type_line poweroff
+    finish_vm
+    if [ "$vm_status" -ne 0 ]; then fail "vmkit exited with status $vm_status after poweroff"; return; fi
+    result "boot ok: $(banner)"
+}
+
+# clock: from the boot case's log, the guest calibrated its TSC against the platform's timers.
+case_clock() {
+    name=clock
+    out=/tmp/case-boot/out
+    if ! tr -d '\r' <"$out" | grep -q '^vmkit guest: Linux '; then
+        result "clock not ok: the boot case never reached the banner"
+        return
+    fi
+    bad=$(tr -d '\r' <"$out" | grep -E 'Unable to calibrate against PIT|No reference \(HPET/PMTIMER\)|Fast TSC calibration failed|TSC calibration failed' | head -n 3)
+    cs=$(tr -d '\r' <"$out" | sed -n 's/.*clocksource: Switched to clocksource \(.*\)$/\1/p' | tail -n 1)
+    if [ -n "$bad" ]; then
+        result "clock not ok: $(echo "$bad" | sed 's/^\[[ 0-9.]*\] //' | tr '\n' ';')"
+        dump boot
+        return
+    fi
+    result "clock ok: no calibration failure, clocksource ${cs:-unknown}"
+}
+
+# cpus: --cpus 2 gives a guest that counts 2 CPUs in the banner and in nproc.
+case_cpus() {
+    start_vm cpus --cpus 2
+    if ! wait_for "$PROMPT"; then abort_vm; fail "$why"; return; fi
+    type_line 'echo nproc=$(nproc)'
+    if ! wait_for 'nproc='; then abort_vm; fail "nproc did not answer: $why"; return; fi
+    sleep 0.5
+    nproc=$(tr -d '\r' <"$dir/out" | sed -n 's/^nproc=\([0-9]*\)$/\1/p' | head -n 1)
+    type_line poweroff
+    finish_vm
+    cpus=$(banner_cpus)
+    if [ "$cpus" != 2 ] || [ "$nproc" != 2 ]; then
+        fail "banner says '${cpus}' CPUs and nproc '${nproc}', expected 2 and 2"
+        return
+    fi
+    if [ "$vm_status" -ne 0 ]; then fail "vmkit exited with status $vm_status after poweroff"; return; fi
+    result "cpus ok: banner 2 CPUs, nproc 2"
+}
+
+# memory: --memory 256 gives a guest whose MemTotal is between 200 and 256 MiB.
+case_memory() {
+    start_vm memory --memory 256
+    if ! wait_for "$PROMPT"; then abort_vm; fail "$why"; return; fi
+    type_line poweroff
+    finish_vm
+    mib=$(banner_mib)
+    if [ -z "$mib" ] || [ "$mib" -lt 200 ] || [ "$mib" -gt 256 ]; then
+        fail "MemTotal is '${mib}' MiB, expected 200..256"
+        return
+    fi
+    if [ "$vm_status" -ne 0 ]; then fail "vmkit exited with status $vm_status after poweroff"; return; fi
+    result "memory ok: MemTotal $mib MiB"
+}
+
+# power-button: SIGTERM to vmkit presses the ACPI power button; the guest's acpid powers it
+# off and vmkit exits 0.
+case_power_button() {
+    start_vm power-button
+    if ! wait_for "$PROMPT"; then abort_vm; fail "$why"; return; fi
+    kill -TERM "$vm"
+    if ! wait_for 'power button pressed'; then
+        abort_vm
+        fail "the guest saw no power-button press: $why"
+        return
+    fi
+    finish_vm
+    if [ "$vm_status" -ne 0 ]; then fail "vmkit exited with status $vm_status after the power button"; return; fi
+    result "power-button ok"
+}
+
+case_boot
+case_clock
+case_cpus
+case_memory
+case_power_button
+exit 0

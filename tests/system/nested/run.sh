@@ -1,0 +1,109 @@
+#!/bin/bash
+# Runs SCRIPT inside the outer machine of vmkit's nested tests: QEMU TCG with -cpu max (which
+# emulates AMD SVM), a Debian kernel that loads kvm_amd, and vmkit with its default guest, so
+# vmkit runs real KVM guests on a host without hardware virtualization.
+#
+#   tests/system/nested/run.sh SCRIPT [--interactive]
+#
+# SCRIPT (busybox sh) becomes the outer machine's /run.sh. The machine powers off when it
+# ends. Non-interactive: the outer serial console goes to stdout and to a log file, under a
+# time limit; the exit status is SCRIPT's, or 124 when the time ran out, or 125 when the
+# machine stopped without running SCRIPT to its end. --interactive: the terminal is the outer
+# serial console (QEMU's Ctrl-A x quits), so a person can type into a guest's shell.
+#
+# Environment:
+#   VMKIT_BIN             vmkit binary to pack (build/tools/vmkit/vmkit); its ldd libraries go too
+#   VMKIT_NESTED_DIR      where build-base.sh caches the outer machine (build/nested)
+#   VMKIT_NESTED_LOG      log file (VMKIT_NESTED_DIR/logs/<script>.log)
+#   VMKIT_NESTED_TIMEOUT  seconds before the outer machine is killed (600; none if interactive)
+#   VMKIT_NESTED_SMP, VMKIT_NESTED_MEM   outer CPUs and memory (2, 3G)
+#   QEMU                  the emulator (qemu-system-x86_64)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+
+usage() {
+    echo "usage: $0 SCRIPT [--interactive]" >&2
+    exit 2
+}
+
+script=
+interactive=0
+for arg in "$@"; do
+    case "$arg" in
+    --interactive) interactive=1 ;;
+    -h | --help) usage ;;
+    -*) echo "run.sh: unknown option '$arg'" >&2; usage ;;
+    *) [ -z "$script" ] || usage; script=$arg ;;
+    esac
+done
+[ -n "$script" ] || usage
+[ -f "$script" ] || { echo "run.sh: no such script: $script" >&2; exit 2; }
+
+dir=${VMKIT_NESTED_DIR:-$root/build/nested}
+vmkit=${VMKIT_BIN:-$root/build/tools/vmkit/vmkit}
+qemu=${QEMU:-qemu-system-x86_64}
+limit=${VMKIT_NESTED_TIMEOUT:-600}
+log=${VMKIT_NESTED_LOG:-$dir/logs/$(basename "$script" .sh).log}
+
+command -v "$qemu" >/dev/null || {
+    echo "run.sh: $qemu not found (apt-get install qemu-system-x86)" >&2
+    exit 2
+}
+
+"$here/build-base.sh" "$dir"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/vmkit-nested.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+stage="$work/stage"
+mkdir -p "$stage/usr/bin"
+
+# vmkit and the shared libraries it needs, at the paths the dynamic loader looks them up.
+if [ -x "$vmkit" ]; then
+    cp "$vmkit" "$stage/usr/bin/vmkit"
+    ldd "$vmkit" | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+        mkdir -p "$stage$(dirname "$lib")"
+        cp -L "$lib" "$stage$lib"
+    done
+else
+    echo "run.sh: warning: no vmkit binary at $vmkit (build it: ninja -C build);" \
+        "the outer machine will have none" >&2
+fi
+install -m 0755 "$script" "$stage/run.sh"
+
+# Linux unpacks concatenated archives in order, so this one adds to the base.
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
+    cpio -o -H newc -R 0:0 --quiet | gzip -1n) >"$work/run.cpio.gz"
+cat "$dir/base.cpio.gz" "$work/run.cpio.gz" >"$work/initrd"
+
+qemu_args=(-accel tcg -cpu max -smp "${VMKIT_NESTED_SMP:-2}" -m "${VMKIT_NESTED_MEM:-3G}"
+    -no-reboot -kernel "$dir/vmlinuz" -initrd "$work/initrd"
+    -append "console=ttyS0 panic=-1 quiet")
+
+if [ "$interactive" -eq 1 ]; then
+    # Serial and monitor share the terminal (raw): ^C reaches the guest, Ctrl-A x quits.
+    "$qemu" "${qemu_args[@]}" -nographic
+    exit $?
+fi
+
+mkdir -p "$(dirname "$log")"
+echo "run.sh: outer machine running $(basename "$script") (limit ${limit}s, log $log)" >&2
+set +e
+timeout -k 10 "$limit" "$qemu" "${qemu_args[@]}" -display none -monitor none \
+    -serial stdio </dev/null | tee "$log"
+qemu_status=${PIPESTATUS[0]}
+set -e
+
+if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then
+    echo "run.sh: the outer machine ran past ${limit}s and was killed" >&2
+    exit 124
+fi
+status=$(tr -d '\r' <"$log" | sed -n 's/^nested: \/run.sh exited with status \([0-9]*\)$/\1/p' |
+    tail -n 1)
+if [ -z "$status" ]; then
+    echo "run.sh: the outer machine stopped (QEMU status $qemu_status) before $(basename "$script")" \
+        "finished; see $log" >&2
+    exit 125
+fi
+exit "$status"

@@ -1,0 +1,370 @@
+/* Configuration objects and vmk_config_validate: every problem it can find before
+ * start is reported, with the path or value that caused it. */
+#include "vmkit.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+struct fixture {
+    char dir[64];
+    char kernel[128];
+    char initrd[128];
+    char junk[128];
+};
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+/* The smallest kernel the loader accepts: ELF64, one PT_LOAD at 1 MiB. */
+static void write_tiny_elf(const char *path)
+{
+    uint8_t img[sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr) + 16] = { 0 };
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+    memcpy(eh->e_ident, ELFMAG, SELFMAG);
+    eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_ident[EI_DATA] = ELFDATA2LSB;
+    eh->e_ident[EI_VERSION] = EV_CURRENT;
+    eh->e_type = ET_EXEC;
+    eh->e_machine = EM_X86_64;
+    eh->e_version = EV_CURRENT;
+    eh->e_entry = 0x100000;
+    eh->e_phoff = sizeof(Elf64_Ehdr);
+    eh->e_ehsize = sizeof(Elf64_Ehdr);
+    eh->e_phentsize = sizeof(Elf64_Phdr);
+    eh->e_phnum = 1;
+    Elf64_Phdr *ph = (Elf64_Phdr *)(img + sizeof(Elf64_Ehdr));
+    ph->p_type = PT_LOAD;
+    ph->p_flags = PF_R | PF_X;
+    ph->p_offset = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
+    ph->p_vaddr = ph->p_paddr = 0x100000;
+    ph->p_filesz = ph->p_memsz = 16;
+    ph->p_align = 16;
+    memset(img + ph->p_offset, 0xf4, 16); /* hlt */
+    write_file(path, img, sizeof(img));
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/vmkit-test-config-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->kernel, sizeof(f->kernel), "%s/kernel.elf", f->dir);
+    snprintf(f->initrd, sizeof(f->initrd), "%s/initrd.img", f->dir);
+    snprintf(f->junk, sizeof(f->junk), "%s/junk.bin", f->dir);
+    write_tiny_elf(f->kernel);
+    write_file(f->initrd, "initrd-bytes", 12);
+    static const uint8_t gzip_magic[64] = { 0x1f, 0x8b, 0x08 };
+    write_file(f->junk, gzip_magic, sizeof(gzip_magic));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    unlink(f->kernel);
+    unlink(f->initrd);
+    unlink(f->junk);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static vmk_config *valid_config(const struct fixture *f)
+{
+    vmk_config *cfg = vmk_config_new();
+    assert_non_null(cfg);
+    vmk_boot_loader *bl = vmk_linux_boot_loader_new(f->kernel);
+    assert_int_equal(vmk_linux_boot_loader_set_initrd(bl, f->initrd), VMK_OK);
+    assert_int_equal(vmk_linux_boot_loader_set_command_line(bl, "console=ttyS0"), VMK_OK);
+    assert_int_equal(vmk_config_set_boot_loader(cfg, bl), VMK_OK);
+    assert_int_equal(vmk_config_set_memory_size(cfg, 64ULL << 20), VMK_OK);
+    return cfg;
+}
+
+/* Validates and checks that the message contains every given fragment. */
+static void expect_invalid(const vmk_config *cfg, const char *const *fragments)
+{
+    vmk_error *err = NULL;
+    assert_int_equal(vmk_config_validate(cfg, &err), VMK_ERR_INVALID_CONFIG);
+    assert_non_null(err);
+    assert_int_equal(vmk_error_code(err), VMK_ERR_INVALID_CONFIG);
+    const char *msg = vmk_error_message(err);
+    for (; *fragments; fragments++) {
+        if (!strstr(msg, *fragments))
+            fail_msg("message '%s' lacks '%s'", msg, *fragments);
+    }
+    vmk_error_free(err);
+}
+
+#define EXPECT_INVALID(cfg, ...) expect_invalid(cfg, (const char *const[]){ __VA_ARGS__, NULL })
+
+static void test_defaults_and_limits(void **state)
+{
+    vmk_config *cfg = vmk_config_new();
+    assert_int_equal(vmk_config_get_cpu_count(cfg), 1);
+    assert_int_equal(vmk_config_get_memory_size(cfg), 512ULL << 20);
+    assert_int_equal(vmk_config_min_cpu_count(), 1);
+    assert_true(vmk_config_max_cpu_count() >= 64);
+    assert_true(vmk_config_min_memory_size() <= (16ULL << 20));
+    assert_true(vmk_config_max_memory_size() >= (64ULL << 30));
+    assert_null(vmk_config_get_boot_loader(cfg));
+    vmk_config_free(cfg);
+    vmk_config_free(NULL);
+    vmk_boot_loader_free(NULL);
+    vmk_serial_attachment_free(NULL);
+    vmk_error_free(NULL);
+}
+
+static void test_valid_config_passes(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    vmk_error *err = NULL;
+    assert_int_equal(vmk_config_validate(cfg, &err), VMK_OK);
+    assert_null(err);
+    vmk_config_free(cfg);
+}
+
+static void test_no_boot_loader(void **state)
+{
+    vmk_config *cfg = vmk_config_new();
+    EXPECT_INVALID(cfg, "no boot loader");
+    vmk_config_free(cfg);
+}
+
+static void test_cpu_count_out_of_range(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    vmk_config_set_cpu_count(cfg, 0);
+    EXPECT_INVALID(cfg, "cpu count 0");
+    vmk_config_set_cpu_count(cfg, vmk_config_max_cpu_count() + 1);
+    EXPECT_INVALID(cfg, "cpu count", "out of range");
+    vmk_config_set_cpu_count(cfg, vmk_config_max_cpu_count());
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    vmk_config_free(cfg);
+}
+
+static void test_memory_out_of_range(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    vmk_config_set_memory_size(cfg, vmk_config_min_memory_size() - (1 << 20));
+    EXPECT_INVALID(cfg, "memory size", "out of range");
+    vmk_config_set_memory_size(cfg, vmk_config_max_memory_size() + (1ULL << 20));
+    EXPECT_INVALID(cfg, "memory size", "out of range");
+    vmk_config_set_memory_size(cfg, (64ULL << 20) + 4096);
+    EXPECT_INVALID(cfg, "not a multiple of 1 MiB");
+    vmk_config_free(cfg);
+}
+
+static void test_missing_kernel_names_path(void **state)
+{
+    vmk_config *cfg = vmk_config_new();
+    vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new("/nonexistent/vmlinuz"));
+    EXPECT_INVALID(cfg, "kernel /nonexistent/vmlinuz", "No such file");
+    vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(NULL));
+    EXPECT_INVALID(cfg, "no kernel path");
+    vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new("/tmp"));
+    EXPECT_INVALID(cfg, "kernel /tmp", "not a regular file");
+    vmk_config_free(cfg);
+}
+
+static void test_kernel_of_wrong_format(void **state)
+{
+    const struct fixture *f = *state;
+    vmk_config *cfg = vmk_config_new();
+    vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(f->junk));
+    EXPECT_INVALID(cfg, f->junk, "gzip");
+    vmk_config_free(cfg);
+}
+
+static void test_missing_initrd_names_path(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    vmk_boot_loader *bl = vmk_linux_boot_loader_new(((struct fixture *)*state)->kernel);
+    vmk_linux_boot_loader_set_initrd(bl, "/nonexistent/initrd.img");
+    vmk_config_set_boot_loader(cfg, bl);
+    EXPECT_INVALID(cfg, "initrd /nonexistent/initrd.img", "cannot open");
+    vmk_config_free(cfg);
+}
+
+static void test_initrd_too_large(void **state)
+{
+    const struct fixture *f = *state;
+    char big[160];
+    snprintf(big, sizeof(big), "%s/big.img", f->dir);
+    int fd = open(big, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 40LL << 20), 0); /* sparse: costs no disk */
+    close(fd);
+    vmk_config *cfg = valid_config(f);
+    vmk_boot_loader *bl = vmk_linux_boot_loader_new(f->kernel);
+    vmk_linux_boot_loader_set_initrd(bl, big);
+    vmk_config_set_boot_loader(cfg, bl);
+    vmk_config_set_memory_size(cfg, 32ULL << 20);
+    EXPECT_INVALID(cfg, "initrd", big, "do not fit");
+    vmk_config_set_memory_size(cfg, 128ULL << 20);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    vmk_config_free(cfg);
+    unlink(big);
+}
+
+static void test_command_line_too_long(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    vmk_boot_loader *bl = vmk_linux_boot_loader_new(((struct fixture *)*state)->kernel);
+    char *line = malloc(70000);
+    memset(line, 'a', 69999);
+    line[69999] = 0;
+    vmk_linux_boot_loader_set_command_line(bl, line);
+    free(line);
+    vmk_config_set_boot_loader(cfg, bl);
+    EXPECT_INVALID(cfg, "command line", "69999 bytes");
+    vmk_config_free(cfg);
+}
+
+static void test_every_problem_reported_at_once(void **state)
+{
+    vmk_config *cfg = vmk_config_new();
+    vmk_config_set_cpu_count(cfg, 0);
+    vmk_config_set_memory_size(cfg, 0);
+    vmk_boot_loader *bl = vmk_linux_boot_loader_new("/nonexistent/k");
+    vmk_linux_boot_loader_set_initrd(bl, "/nonexistent/i");
+    vmk_config_set_boot_loader(cfg, bl);
+    EXPECT_INVALID(cfg, "cpu count", "memory size", "/nonexistent/k", "/nonexistent/i");
+    vmk_config_free(cfg);
+}
+
+static void test_serial_ports(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(vmk_config_add_serial_port(cfg, vmk_file_serial_attachment_new("/tmp/x", false)),
+                         VMK_OK);
+    /* A fifth is refused, and the attachment is freed (no leak under ASan). */
+    assert_int_equal(vmk_config_add_serial_port(cfg, vmk_fd_serial_attachment_new(0, 1)),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_serial_port_count(cfg), 4);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    vmk_config_free(cfg);
+
+    cfg = valid_config(*state);
+    vmk_config_add_serial_port(cfg, vmk_fd_serial_attachment_new(987, 988));
+    EXPECT_INVALID(cfg, "serial port 1", "read fd 987 is not open");
+    vmk_config_free(cfg);
+
+    cfg = valid_config(*state);
+    vmk_config_add_serial_port(cfg, vmk_file_serial_attachment_new(NULL, false));
+    EXPECT_INVALID(cfg, "serial port 1", "without a path");
+    vmk_config_free(cfg);
+}
+
+static void test_setters_copy_strings(void **state)
+{
+    char path[32] = "/boot/vmlinuz";
+    vmk_boot_loader *bl = vmk_linux_boot_loader_new(path);
+    char cmd[32] = "console=ttyS0";
+    vmk_linux_boot_loader_set_command_line(bl, cmd);
+    strcpy(path, "changed");
+    strcpy(cmd, "changed");
+    assert_string_equal(vmk_linux_boot_loader_get_kernel(bl), "/boot/vmlinuz");
+    assert_string_equal(vmk_linux_boot_loader_get_command_line(bl), "console=ttyS0");
+    assert_null(vmk_linux_boot_loader_get_initrd(bl));
+    vmk_boot_loader_free(bl);
+}
+
+static void test_null_arguments(void **state)
+{
+    assert_int_equal(vmk_config_set_cpu_count(NULL, 1), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_set_memory_size(NULL, 1), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_set_boot_loader(NULL, vmk_linux_boot_loader_new("/x")),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_linux_boot_loader_set_initrd(NULL, "/x"), VMK_ERR_INVALID_ARGUMENT);
+    vmk_error *err = NULL;
+    assert_int_equal(vmk_config_validate(NULL, &err), VMK_ERR_INVALID_ARGUMENT);
+    assert_non_null(err);
+    vmk_error_free(err);
+}
+
+static void test_vm_new_rejects_invalid_config(void **state)
+{
+    vmk_config *cfg = vmk_config_new();
+    vmk_error *err = NULL;
+    assert_null(vmk_vm_new(cfg, &err));
+    assert_non_null(err);
+    assert_non_null(strstr(vmk_error_message(err), "no boot loader"));
+    vmk_error_free(err);
+    vmk_config_free(cfg);
+}
+
+static void test_vm_new_copies_config(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    vmk_error *err = NULL;
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    assert_non_null(vm);
+    vmk_config_free(cfg); /* the VM keeps its own copy */
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    assert_true(vmk_vm_can_start(vm));
+    assert_false(vmk_vm_can_pause(vm));
+    assert_false(vmk_vm_can_resume(vm));
+    assert_false(vmk_vm_can_stop(vm));
+    assert_false(vmk_vm_can_request_stop(vm));
+    assert_int_equal(vmk_vm_pause(vm, &err), VMK_ERR_INVALID_STATE);
+    assert_non_null(strstr(vmk_error_message(err), "stopped"));
+    vmk_error_free(err);
+    assert_int_equal(vmk_vm_wait(vm, 0), VMK_OK);
+    assert_int_equal(vmk_vm_get_debug_exit_code(vm), -1);
+    vmk_vm_free(vm);
+    vmk_vm_free(NULL);
+}
+
+static void test_error_strings(void **state)
+{
+    for (int r = VMK_OK; r <= VMK_ERR_INTERNAL; r++)
+        assert_non_null(vmk_result_string((vmk_result)r));
+    assert_string_equal(vmk_result_string((vmk_result)999), "unknown result code");
+    assert_int_equal(vmk_version_number(), VMK_VERSION_NUM);
+    assert_string_equal(vmk_version_string(), VMK_VERSION_STRING);
+    assert_string_equal(vmk_vm_state_string(VMK_STATE_PAUSED), "paused");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_and_limits),
+        cmocka_unit_test(test_valid_config_passes),
+        cmocka_unit_test(test_no_boot_loader),
+        cmocka_unit_test(test_cpu_count_out_of_range),
+        cmocka_unit_test(test_memory_out_of_range),
+        cmocka_unit_test(test_missing_kernel_names_path),
+        cmocka_unit_test(test_kernel_of_wrong_format),
+        cmocka_unit_test(test_missing_initrd_names_path),
+        cmocka_unit_test(test_initrd_too_large),
+        cmocka_unit_test(test_command_line_too_long),
+        cmocka_unit_test(test_every_problem_reported_at_once),
+        cmocka_unit_test(test_serial_ports),
+        cmocka_unit_test(test_setters_copy_strings),
+        cmocka_unit_test(test_null_arguments),
+        cmocka_unit_test(test_vm_new_rejects_invalid_config),
+        cmocka_unit_test(test_vm_new_copies_config),
+        cmocka_unit_test(test_error_strings),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

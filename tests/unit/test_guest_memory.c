@@ -1,0 +1,82 @@
+#include "core/guest_memory.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void test_small_is_one_region(void **state)
+{
+    struct guest_memory gm;
+    assert_int_equal(guest_memory_init(&gm, 64 << 20), 0);
+    assert_int_equal(gm.nregions, 1);
+    assert_int_equal(gm_low_ram_end(&gm), 64 << 20);
+    assert_non_null(gm_ptr(&gm, 0, 64 << 20));
+    assert_null(gm_ptr(&gm, 0, (64 << 20) + 1));
+    assert_null(gm_ptr(&gm, 64 << 20, 1));
+    assert_non_null(gm_ptr(&gm, (64 << 20) - 1, 1));
+    guest_memory_destroy(&gm);
+}
+
+static void test_large_splits_around_hole(void **state)
+{
+    struct guest_memory gm;
+    uint64_t size = 5ULL << 30;
+    assert_int_equal(guest_memory_init(&gm, size), 0);
+    assert_int_equal(gm.nregions, 2);
+    assert_int_equal(gm_low_ram_end(&gm), GM_LOW_RAM_LIMIT);
+    assert_int_equal(gm.regions[1].gpa, GM_HIGH_RAM_BASE);
+    assert_int_equal(gm.regions[1].size, size - GM_LOW_RAM_LIMIT);
+    /* The hole is not RAM, and a range may not run from low RAM into it. */
+    assert_null(gm_ptr(&gm, GM_LOW_RAM_LIMIT, 1));
+    assert_null(gm_ptr(&gm, GM_LOW_RAM_LIMIT - 8, 16));
+    assert_null(gm_ptr(&gm, 0xfee00000, 4));
+    uint8_t *hi = gm_ptr(&gm, GM_HIGH_RAM_BASE, 4096);
+    assert_non_null(hi);
+    hi[0] = 0x42;
+    /* Both regions share one memfd mapping: the high region follows the low one. */
+    assert_int_equal(gm.base[GM_LOW_RAM_LIMIT], 0x42);
+    assert_null(gm_ptr(&gm, GM_HIGH_RAM_BASE + gm.regions[1].size, 1));
+    guest_memory_destroy(&gm);
+}
+
+static void test_overflowing_ranges(void **state)
+{
+    struct guest_memory gm;
+    assert_int_equal(guest_memory_init(&gm, 16 << 20), 0);
+    assert_null(gm_ptr(&gm, UINT64_MAX, 2));
+    assert_null(gm_ptr(&gm, 4096, UINT64_MAX));
+    assert_null(gm_ptr(&gm, 4096, UINT64_MAX - 4095));
+    uint8_t buf[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    assert_int_equal(gm_write(&gm, (16 << 20) - 4, buf, 8), -EFAULT);
+    assert_int_equal(gm_write(&gm, 0x1000, buf, 8), 0);
+    uint8_t out[8];
+    assert_int_equal(gm_read(&gm, 0x1000, out, 8), 0);
+    assert_memory_equal(buf, out, 8);
+    assert_int_equal(gm_read(&gm, UINT64_MAX - 2, out, 8), -EFAULT);
+    guest_memory_destroy(&gm);
+}
+
+static void test_bad_sizes(void **state)
+{
+    struct guest_memory gm;
+    assert_int_equal(guest_memory_init(&gm, 0), -EINVAL);
+    assert_int_equal(guest_memory_init(&gm, 4097), -EINVAL);
+    /* destroy after a failed init is harmless */
+    guest_memory_destroy(&gm);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_small_is_one_region),
+        cmocka_unit_test(test_large_splits_around_hole),
+        cmocka_unit_test(test_overflowing_ranges),
+        cmocka_unit_test(test_bad_sizes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
