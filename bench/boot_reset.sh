@@ -49,7 +49,7 @@ VMKIT="$BUILD/tools/vmkit/vmkit"
 RWX_FLAG=()
 if "$CC" -Wl,--no-warn-rwx-segments -x c -o /dev/null - <<<'int main(void) { return 0; }' \
     >/dev/null 2>&1; then
-    RWX_FLAG=(-Wl,--no-warn-rwx-segments) # one RWX segment is what the image is
+    RWX_FLAG=("-Wl,--no-warn-rwx-segments") # one RWX segment is what the image is
 fi
 "$CC" -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,noexecstack "${RWX_FLAG[@]}" \
     -Wl,-T,"$ROOT/tests/guests/guest.ld" -o "$WORK/reset_first.elf" "$ROOT/bench/reset_first.S"
@@ -100,14 +100,16 @@ median() {
 }
 
 declare -a LABELS=()
-declare -A WALL_MS=() RSS_MIB=()
+declare -A WALL_US=() RSS_KIB=()
 
 record() {
-    local label=$1
-    LABELS+=("$label")
-    WALL_MS[$label]=$(awk -v us="$(median 1 "$WORK/$label.runs")" 'BEGIN { printf "%.2f", us / 1000 }')
-    RSS_MIB[$label]=$(awk -v kib="$(median 2 "$WORK/$label.runs")" 'BEGIN { printf "%.1f", kib / 1024 }')
+    LABELS+=("$1")
+    WALL_US[$1]=$(median 1 "$WORK/$1.runs")
+    RSS_KIB[$1]=$(median 2 "$WORK/$1.runs")
 }
+
+# ratio A B: A / B with two decimals (also used to scale units).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 echo "boot_reset: $RUNS runs per tool (after one warm-up), timeout ${TIMEOUT}s, work dir $WORK"
 
@@ -142,13 +144,11 @@ printf '%-18s %16s %20s %18s %18s\n' tool "median wall ms" "median peak RSS MiB"
 for label in "${LABELS[@]}"; do
     wall_ratio=- rss_ratio=-
     if [ "$VMKIT_OK" = 1 ] && [ "$label" != vmkit ]; then
-        wall_ratio=$(awk -v q="${WALL_MS[$label]}" -v v="${WALL_MS[vmkit]}" \
-            'BEGIN { printf "%.2f", v > 0 ? q / v : 0 }')
-        rss_ratio=$(awk -v q="${RSS_MIB[$label]}" -v v="${RSS_MIB[vmkit]}" \
-            'BEGIN { printf "%.2f", v > 0 ? q / v : 0 }')
+        wall_ratio=$(ratio "${WALL_US[$label]}" "${WALL_US[vmkit]}")
+        rss_ratio=$(ratio "${RSS_KIB[$label]}" "${RSS_KIB[vmkit]}")
     fi
-    printf '%-18s %16s %20s %18s %18s\n' "$label" "${WALL_MS[$label]}" "${RSS_MIB[$label]}" \
-        "$wall_ratio" "$rss_ratio"
+    printf '%-18s %16s %20s %18s %18s\n' "$label" "$(ratio "${WALL_US[$label]}" 1000)" \
+        "$(ratio "${RSS_KIB[$label]}" 1024)" "$wall_ratio" "$rss_ratio"
 done
 if [ "${#LABELS[@]}" -eq 0 ]; then
     echo "(no tool completed its runs)"

@@ -33,10 +33,10 @@ done
 # Drivers the guest loads at boot: the virtio devices vmkit offers, plus the ACPI power
 # button and evdev so `vmkit` request_stop (a power-button press) reaches acpid.
 # Their dependencies come from modules.dep.
-GUEST_MODULES="virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
+GUEST_MODULES=(virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
     virtio_blk virtio_net failover net_failover virtio_console virtio_rng virtio_balloon
     virtio_input vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
-    fuse virtiofs button evdev"
+    fuse virtiofs button evdev)
 
 log() { echo "guest/build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -90,7 +90,7 @@ fetch() {
     if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
         apt_update_once || die "apt knows no package '$name'"
         ver=$(candidate_version "$name")
-        [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "apt knows no package '$name'"
+        if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then die "apt knows no package '$name'"; fi
     fi
     deb=$(deb_path "$name" "$ver")
     if [ ! -s "$deb" ]; then
@@ -107,7 +107,7 @@ fetch() {
 
 # Offline and without lists, fall back to what the cache already holds.
 cached_deb() {
-    ls -1 "$cache"/"$1"_*_amd64.deb 2>/dev/null | sort -V | tail -n 1
+    find "$cache" -maxdepth 1 -name "$1_*_amd64.deb" | sort -V | tail -n 1
 }
 
 kpkg=$(resolve_kernel_package || true)
@@ -121,14 +121,16 @@ if [ -n "$kpkg" ]; then
 else
     kdeb=$(cached_deb 'linux-image-[0-9]*')
     bbdeb=$(cached_deb busybox-static)
-    [ -n "$kdeb" ] && [ -n "$bbdeb" ] ||
+    if [ -z "$kdeb" ] || [ -z "$bbdeb" ]; then
         die "cannot resolve linux-image-amd64 (no apt lists) and nothing is cached in $cache"
+    fi
     log "apt cannot resolve linux-image-amd64; using cached $(basename "$kdeb")"
 fi
 
 # unpack DEB: prints the directory holding its unpacked files (cached).
 unpack() {
-    local dir="$cache/unpacked/$(basename "$1" .deb)"
+    local dir
+    dir="$cache/unpacked/$(basename "$1" .deb)"
     if [ ! -e "$dir/.unpacked" ] || [ "$1" -nt "$dir/.unpacked" ]; then
         rm -rf "$dir"
         mkdir -p "$dir"
@@ -194,7 +196,7 @@ cp "$busybox_src" "$stage/bin/busybox"
 done
 [ -e "$stage/bin/sh" ] || die "busybox has no sh applet"
 
-copy_modules "$moddir" "$stage/lib/modules/$krel" $GUEST_MODULES
+copy_modules "$moddir" "$stage/lib/modules/$krel" "${GUEST_MODULES[@]}"
 
 install -m 0755 "$here/init" "$stage/init"
 install -m 0644 "$here/acpid.conf" "$stage/etc/acpid.conf"

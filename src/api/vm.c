@@ -204,7 +204,7 @@ static void handle_end(vmk_vm *vm, enum machine_end why, uint32_t code, vmk_erro
         vmk_error_free(end_err);
         return;
     }
-    set_state(vm, VMK_STATE_STOPPING);
+    /* The guest already stopped itself: no STOPPING, straight to the end state. */
     destroy_machine(vm);
     if (why == MACHINE_END_FAULT) {
         set_state(vm, VMK_STATE_ERROR);

@@ -458,11 +458,32 @@ static void free_vm(struct fixture *f, int i)
     f->vm[i] = NULL;
 }
 
+/* Shows the guest's serial output for a failing test: its last lines, each as a
+ * TAP comment. */
 static void print_output(const char *path)
 {
     char *text = slurp(path, NULL);
+    const char *p;
+    int lines = 0;
 
-    print_message("# serial output of %s:\n# %s\n", path, text ? text : "(unreadable)");
+    if (!text) {
+        print_message("# serial output %s: unreadable\n", path);
+        return;
+    }
+    p = text + strlen(text);
+    while (p > text && lines <= 20)
+        if (*--p == '\n' && p[1])
+            lines++;
+    if (*p == '\n')
+        p++;
+    print_message("# serial output %s%s:\n", path, p > text ? " (last lines)" : "");
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+
+        print_message("# | %.*s\n", n, p);
+        p += n + (nl ? 1 : 0);
+    }
     free(text);
 }
 
@@ -477,12 +498,14 @@ static void start_vm(vmk_vm *vm)
     assert_null(err);
 }
 
-static void expect_ok(vmk_result r, vmk_error *err, const char *what)
+/* The error is passed by address: the call filling it is another argument, and
+ * C leaves the order of argument evaluation open. */
+static void expect_ok(vmk_result r, vmk_error **err, const char *what)
 {
     if (r != VMK_OK)
         fail_msg("%s: %s: %s", what, vmk_result_string(r),
-                 err ? vmk_error_message(err) : "(no error)");
-    assert_null(err);
+                 *err ? vmk_error_message(*err) : "(no error)");
+    assert_null(*err);
 }
 
 /* Waits for the VM to end (STOPPED or ERROR) and for the matching callback. */
@@ -526,15 +549,16 @@ static void expect_output(struct fixture *f, int i, const char *text)
     }
 }
 
-static void expect_invalid_state(vmk_result r, vmk_error *err, const char *what)
+static void expect_invalid_state(vmk_result r, vmk_error **err, const char *what)
 {
     if (r != VMK_ERR_INVALID_STATE)
         fail_msg("%s returned %s, wanted VMK_ERR_INVALID_STATE", what, vmk_result_string(r));
-    assert_non_null(err);
-    assert_int_equal(vmk_error_code(err), VMK_ERR_INVALID_STATE);
-    assert_non_null(vmk_error_message(err));
-    assert_true(strlen(vmk_error_message(err)) > 0);
-    vmk_error_free(err);
+    assert_non_null(*err);
+    assert_int_equal(vmk_error_code(*err), VMK_ERR_INVALID_STATE);
+    assert_non_null(vmk_error_message(*err));
+    assert_true(strlen(vmk_error_message(*err)) > 0);
+    vmk_error_free(*err);
+    *err = NULL;
 }
 
 /* ---- Guests that stop themselves ------------------------------------------------ */
@@ -623,7 +647,7 @@ static void test_power_button(void **state)
         fail_msg("the guest never armed the power button");
     }
     assert_true(vmk_vm_can_request_stop(vm));
-    expect_ok(vmk_vm_request_stop(vm, &err), err, "vmk_vm_request_stop");
+    expect_ok(vmk_vm_request_stop(vm, &err), &err, "vmk_vm_request_stop");
     finish_guest_stop(f, 0);
     expect_output(f, 0, "power button pressed\n");
     assert_false(file_contains(f->out[0], "did not clear"));
@@ -794,7 +818,7 @@ static void test_loop_pause_resume(void **state)
         fail_msg("the loop guest did not tick");
     }
 
-    expect_ok(vmk_vm_pause(vm, &err), err, "vmk_vm_pause");
+    expect_ok(vmk_vm_pause(vm, &err), &err, "vmk_vm_pause");
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_PAUSED);
     assert_true(vmk_vm_can_resume(vm));
     assert_false(vmk_vm_can_pause(vm));
@@ -806,13 +830,13 @@ static void test_loop_pause_resume(void **state)
     assert_int_equal(file_size(f->out[0]), paused_size);
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_PAUSED);
 
-    expect_ok(vmk_vm_resume(vm, &err), err, "vmk_vm_resume");
+    expect_ok(vmk_vm_resume(vm, &err), &err, "vmk_vm_resume");
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_RUNNING);
     if (!wait_for_growth(f->out[0], paused_size, WAIT_MS))
         fail_msg("the output did not grow after resume");
 
     assert_true(vmk_vm_can_stop(vm));
-    expect_ok(vmk_vm_stop(vm, &err), err, "vmk_vm_stop");
+    expect_ok(vmk_vm_stop(vm, &err), &err, "vmk_vm_stop");
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
     assert_int_equal(vmk_vm_wait(vm, WAIT_MS), VMK_OK);
     assert_true(rec_wait(r, REC_LAST_STATE, VMK_STATE_STOPPED, WAIT_MS));
@@ -843,7 +867,7 @@ static void test_halt_stop(void **state)
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_RUNNING);
     /* A halted vCPU must not stop the VM, nor keep it from stopping. */
     assert_int_equal(vmk_vm_wait(vm, 200), VMK_ERR_TIMEOUT);
-    expect_ok(vmk_vm_stop(vm, &err), err, "vmk_vm_stop");
+    expect_ok(vmk_vm_stop(vm, &err), &err, "vmk_vm_stop");
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
     assert_int_equal(vmk_vm_wait(vm, WAIT_MS), VMK_OK);
     assert_true(vmk_vm_can_start(vm));
@@ -912,7 +936,7 @@ static void test_two_vms(void **state)
     assert_int_equal(vmk_vm_get_state(loop), VMK_STATE_RUNNING);
     size = file_size(f->out[0]);
     assert_true(wait_for_growth(f->out[0], size, WAIT_MS));
-    expect_ok(vmk_vm_stop(loop, &err), err, "vmk_vm_stop");
+    expect_ok(vmk_vm_stop(loop, &err), &err, "vmk_vm_stop");
     assert_int_equal(vmk_vm_get_state(loop), VMK_STATE_STOPPED);
     assert_true(rec_wait(&f->rec[0], REC_LAST_STATE, VMK_STATE_STOPPED, WAIT_MS));
     free_vm(f, 0);
@@ -940,12 +964,9 @@ static void test_state_errors(void **state)
     assert_false(vmk_vm_can_resume(vm));
     assert_false(vmk_vm_can_request_stop(vm));
 
-    expect_invalid_state(vmk_vm_pause(vm, &err), err, "pause while STOPPED");
-    err = NULL;
-    expect_invalid_state(vmk_vm_resume(vm, &err), err, "resume while STOPPED");
-    err = NULL;
-    expect_invalid_state(vmk_vm_request_stop(vm, &err), err, "request_stop while STOPPED");
-    err = NULL;
+    expect_invalid_state(vmk_vm_pause(vm, &err), &err, "pause while STOPPED");
+    expect_invalid_state(vmk_vm_resume(vm, &err), &err, "resume while STOPPED");
+    expect_invalid_state(vmk_vm_request_stop(vm, &err), &err, "request_stop while STOPPED");
     assert_int_equal(vmk_vm_pause(vm, NULL), VMK_ERR_INVALID_STATE);
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
 
@@ -957,14 +978,12 @@ static void test_state_errors(void **state)
     assert_false(vmk_vm_can_resume(vm));
     assert_true(vmk_vm_can_stop(vm));
     assert_true(vmk_vm_can_request_stop(vm));
-    expect_invalid_state(vmk_vm_resume(vm, &err), err, "resume while RUNNING");
-    err = NULL;
-    expect_invalid_state(vmk_vm_start(vm, &err), err, "start while RUNNING");
-    err = NULL;
+    expect_invalid_state(vmk_vm_resume(vm, &err), &err, "resume while RUNNING");
+    expect_invalid_state(vmk_vm_start(vm, &err), &err, "start while RUNNING");
     assert_int_equal(vmk_vm_start(vm, NULL), VMK_ERR_INVALID_STATE);
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_RUNNING);
 
-    expect_ok(vmk_vm_stop(vm, &err), err, "vmk_vm_stop");
+    expect_ok(vmk_vm_stop(vm, &err), &err, "vmk_vm_stop");
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
     free_vm(f, 0);
     assert_int_equal(f->rec[0].errors, 0);

@@ -181,7 +181,6 @@ _Static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT Local APIC NMI");
 #define FADT_TMR_VAL_EXT (1u << 8)
 #define FADT_RESET_REG_SUP (1u << 10)
 #define FADT_IAPC_LEGACY_DEVICES (1u << 0)
-#define FADT_IAPC_8042 (1u << 1)
 #define FADT_CENTURY_CMOS_INDEX 0x32
 
 #define MADT_PCAT_COMPAT (1u << 0)
@@ -366,7 +365,9 @@ static void write_fadt(uint8_t *buf, const struct layout *l, uint64_t gpa)
     f.p_lvl2_lat = htole16(101);
     f.p_lvl3_lat = htole16(1001);
     f.century = FADT_CENTURY_CMOS_INDEX;
-    f.iapc_boot_arch = htole16(FADT_IAPC_LEGACY_DEVICES | FADT_IAPC_8042);
+    /* No 8042 flag: the i8042 is there only for resets, and without it Linux skips
+     * a keyboard probe that would wait out its timeouts on an IRQ 1 nobody raises. */
+    f.iapc_boot_arch = htole16(FADT_IAPC_LEGACY_DEVICES);
     /* PWR_BUTTON stays clear: the power button is the fixed-feature one in PM1. */
     f.flags = htole32(FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_TMR_VAL_EXT |
                       FADT_RESET_REG_SUP);
@@ -401,7 +402,8 @@ static void write_madt(uint8_t *buf, const struct layout *l, unsigned cpus)
     struct madt_ioapic io = {
         .type = MADT_TYPE_IOAPIC,
         .length = sizeof(io),
-        .id = (uint8_t)cpus,
+        /* KVM's in-kernel I/O APIC resets its ID register to 0; the MADT agrees. */
+        .id = 0,
         .address = htole32((uint32_t)X86_IOAPIC_ADDR),
         .gsi_base = 0,
     };

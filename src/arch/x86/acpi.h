@@ -24,7 +24,7 @@ struct acpi_platform_info {
  * used. VMK_ERR_INVALID_ARGUMENT for NULL pointers, a cpu_count outside
  * 1..ACPI_MAX_CPUS, a serial_count above ACPI_MAX_SERIAL_PORTS or a gpa that is not
  * 16-byte aligned; VMK_ERR_NO_MEMORY; VMK_ERR_INTERNAL when buf is too small (the
- * message says how much is needed). Nothing is written past buf[len - 1]. */
+ * message says how much is needed). On failure nothing is written to buf. */
 vmk_result acpi_build_tables(const struct acpi_platform_info *p, uint8_t *buf, size_t len,
                              uint64_t gpa, size_t *used, vmk_error **err)
     __attribute__((warn_unused_result));

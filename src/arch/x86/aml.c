@@ -184,7 +184,8 @@ void aml_integer(struct aml_buf *b, uint64_t value)
     if (!term_allowed(b))
         return;
     uint8_t enc[9];
-    aml_append(b, enc, integer_encode(enc, value));
+    size_t n = integer_encode(enc, value);
+    aml_append(b, enc, n);
 }
 
 void aml_string(struct aml_buf *b, const char *s)

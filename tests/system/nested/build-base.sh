@@ -25,7 +25,8 @@ krel=$(cat "$guest_out/KERNEL_RELEASE")
 kver=$(cat "$guest_out/VERSION")
 kdeb="$cache/linux-image-${krel}_${kver//:/%3a}_amd64.deb"
 kdir="$cache/unpacked/$(basename "$kdeb" .deb)"
-bbdeb=$(ls -1 "$cache"/busybox-static_*_amd64.deb | sort -V | tail -n 1)
+bbdeb=$(find "$cache" -maxdepth 1 -name 'busybox-static_*_amd64.deb' | sort -V | tail -n 1)
+[ -n "$bbdeb" ] || die "guest/build.sh left no busybox-static package in $cache"
 bbdir="$cache/unpacked/$(basename "$bbdeb" .deb)"
 moddir=
 for d in "$kdir/lib/modules/$krel" "$kdir/usr/lib/modules/$krel"; do

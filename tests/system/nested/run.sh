@@ -52,10 +52,15 @@ command -v "$qemu" >/dev/null || {
     exit 2
 }
 
-"$here/build-base.sh" "$dir"
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/vmkit-nested.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+
+# Quiet unless it fails: in --interactive mode the terminal belongs to the guest.
+if ! "$here/build-base.sh" "$dir" 2>"$work/build.log"; then
+    cat "$work/build.log" >&2
+    echo "run.sh: building the outer machine failed" >&2
+    exit 2
+fi
 stage="$work/stage"
 mkdir -p "$stage/usr/bin"
 

@@ -1,0 +1,50 @@
+#!/bin/bash
+# Install, build and boot: installs the Debian packages vmkit needs, builds it with meson,
+# builds the default guest, then boots that guest to a shell on this terminal.
+#
+#   ./setup.sh
+#
+# On a host with hardware KVM this ends in `build/tools/vmkit/vmkit run`. On a host without it
+# (no vmx/svm, or /dev/kvm from kvm_pvm) vmkit runs inside an emulated machine instead:
+# QEMU TCG with nested SVM (tests/system/nested/run.sh --interactive). Type `poweroff` in the
+# guest to leave; Ctrl-A x leaves QEMU at once.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+
+packages=(meson ninja-build pkg-config gcc libcmocka-dev qemu-system-x86 acpica-tools
+    busybox-static cpio kmod xz-utils zstd time)
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+        missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! as_root apt-get install -y -q "${missing[@]}"; then
+        as_root apt-get update -q
+        as_root apt-get install -y -q "${missing[@]}"
+    fi
+fi
+
+[ -f build/build.ninja ] || meson setup build
+ninja -C build
+guest/build.sh
+
+vmkit=build/tools/vmkit/vmkit
+if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo &&
+    [ ! -e /sys/module/kvm_pvm ]; then
+    exec "$vmkit" run
+fi
+
+echo "vmkit: this host has no hardware KVM ($( [ -e /sys/module/kvm_pvm ] && echo kvm_pvm ||
+    echo 'no usable /dev/kvm with vmx/svm')); booting the default guest inside an emulated" \
+    "machine (QEMU TCG + nested SVM) instead — slow: about half a minute to the prompt"
+exec tests/system/nested/run.sh --interactive tests/system/nested/interactive.sh

@@ -1,0 +1,103 @@
+#!/bin/bash
+# Tier-3 tests (whole machines under vmkit) on a host without hardware KVM: one outer QEMU TCG
+# machine with emulated SVM loads kvm_amd and runs cases.sh, which boots vmkit's default guest
+# once per case. Prints TAP on stdout.
+#
+#   tests/system/nested/test_nested.sh [VMKIT_BINARY]
+#
+# VMKIT_BINARY (or $VMKIT_BIN) defaults to build/tools/vmkit/vmkit. Environment, all optional:
+# VMKIT_NESTED_DIR (cache of the outer machine, build/nested), VMKIT_NESTED_LOG (the outer
+# serial log, VMKIT_NESTED_DIR/logs/test_nested.log), VMKIT_NESTED_TIMEOUT (seconds for the
+# whole outer machine, 900). Exit status: 0 when every test passed or all were skipped (no
+# vmkit binary, no QEMU), 1 otherwise.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+
+export VMKIT_BIN=${1:-${VMKIT_BIN:-$root/build/tools/vmkit/vmkit}}
+export VMKIT_NESTED_DIR=${VMKIT_NESTED_DIR:-$root/build/nested}
+export VMKIT_NESTED_LOG=${VMKIT_NESTED_LOG:-$VMKIT_NESTED_DIR/logs/test_nested.log}
+export VMKIT_NESTED_TIMEOUT=${VMKIT_NESTED_TIMEOUT:-900}
+
+# name|description, in the order cases.sh runs them.
+tests=(
+    "outer|the outer machine (QEMU TCG, -cpu max) loads kvm_amd and has /dev/kvm"
+    "boot|vmkit run boots the default guest to its shell, runs a typed command, poweroff exits 0"
+    "clock|the guest's boot log shows no TSC calibration failure (PIT, HPET/PM timer references)"
+    "warnings|the guest's boot log has no kernel WARNING, BUG or Oops"
+    "cpus|vmkit run --cpus 2: the banner and nproc say 2 CPUs"
+    "memory|vmkit run --memory 256: MemTotal is within 200..256 MiB"
+    "power-button|SIGTERM to vmkit presses the ACPI power button, the guest powers off, exit 0"
+)
+
+if [ ! -x "$VMKIT_BIN" ]; then
+    echo "1..0 # SKIP no vmkit binary at $VMKIT_BIN (meson setup build && ninja -C build)"
+    exit 0
+fi
+if ! command -v qemu-system-x86_64 >/dev/null; then
+    echo "1..0 # SKIP qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
+    exit 0
+fi
+
+mkdir -p "$(dirname "$VMKIT_NESTED_LOG")"
+stderr_log="$VMKIT_NESTED_LOG.stderr"
+start=$(date +%s)
+"$here/run.sh" "$here/cases.sh" >/dev/null 2>"$stderr_log"
+run_status=$?
+elapsed=$(($(date +%s) - start))
+
+serial=$(tr -d '\r' <"$VMKIT_NESTED_LOG" 2>/dev/null)
+case "$run_status" in
+0) why_missing="cases.sh printed no result" ;;
+124) why_missing="the outer machine ran past ${VMKIT_NESTED_TIMEOUT}s and was killed" ;;
+*) why_missing="the outer machine stopped early (run.sh status $run_status)" ;;
+esac
+
+comment() { sed 's/^/# /'; }
+
+echo "1..${#tests[@]}"
+n=0
+failed=0
+for t in "${tests[@]}"; do
+    name=${t%%|*}
+    desc=${t#*|}
+    n=$((n + 1))
+    if [ "$name" = outer ]; then
+        line=$(grep -m1 '^nested: kvm ready' <<<"$serial")
+        if [ -n "$line" ]; then
+            echo "ok $n - $desc"
+            echo "# ${line#nested: }"
+        else
+            echo "not ok $n - $desc"
+            failed=$((failed + 1))
+            { grep -E '^nested: (error|outer)' <<<"$serial" || echo "$why_missing"; } | comment
+            tail -n 20 "$stderr_log" | comment
+        fi
+        continue
+    fi
+    line=$(grep -m1 "^nested-case: $name " <<<"$serial")
+    case "$line" in
+    "nested-case: $name ok"*)
+        echo "ok $n - $desc"
+        detail=${line#"nested-case: $name ok"}
+        [ -z "$detail" ] || echo "# ${detail#: }"
+        ;;
+    "nested-case: $name not ok"*)
+        echo "not ok $n - $desc"
+        failed=$((failed + 1))
+        echo "# ${line#"nested-case: $name not ok: "}"
+        # The guest's last lines say most about why.
+        grep "^nested-out: $name| " <<<"$serial" | sed "s/^nested-out: $name| //" |
+            tail -n 40 | comment
+        ;;
+    *)
+        echo "not ok $n - $desc"
+        failed=$((failed + 1))
+        echo "# no result: $why_missing"
+        ;;
+    esac
+done
+grep -E '^nested: (case .*(prompt after|exited with)|powering off)' <<<"$serial" | comment
+echo "# $((n - failed)) of $n passed in ${elapsed}s; outer serial log: $VMKIT_NESTED_LOG"
+[ "$failed" -eq 0 ]
