@@ -87,11 +87,12 @@ VMK_API const char *vmk_linux_boot_loader_get_command_line(const vmk_boot_loader
 
 typedef struct vmk_serial_attachment vmk_serial_attachment;
 
-/* Guest output goes to a file (created if missing; truncated unless append).
- * Guest input: none. */
+/* Guest output goes to a file, opened at each start (created if missing; truncated
+ * unless append). Guest input: none. */
 VMK_API vmk_serial_attachment *vmk_file_serial_attachment_new(const char *path, bool append);
 /* Guest input is read from read_fd, output written to write_fd. Either may be -1.
- * The descriptors stay the caller's: the VM duplicates them. If read_fd is a
+ * The descriptors stay the caller's and must stay open until the VM is freed: each
+ * start duplicates them, each stop closes the duplicates. If read_fd is a
  * terminal, it is put in raw mode while the VM runs and Ctrl-A x stops the VM
  * (Ctrl-A Ctrl-A sends one Ctrl-A). */
 VMK_API vmk_serial_attachment *vmk_fd_serial_attachment_new(int read_fd, int write_fd);
@@ -146,7 +147,8 @@ VMK_API const char *vmk_vm_state_string(vmk_vm_state state);
 
 typedef struct {
     void (*state_changed)(vmk_vm *vm, vmk_vm_state state, void *user);
-    /* The guest powered off or reset itself; the VM is STOPPED. */
+    /* The guest powered off, reset, or wrote the debug-exit port; the VM is STOPPED
+     * (with no STOPPING before it). Not called when the host stopped the VM. */
     void (*guest_did_stop)(vmk_vm *vm, void *user);
     /* The VM is in ERROR; err is valid only during the call. */
     void (*did_stop_with_error)(vmk_vm *vm, const vmk_error *err, void *user);
@@ -154,7 +156,9 @@ typedef struct {
 
 /* Validates and deep-copies cfg: the caller may change or free it afterwards. */
 VMK_API vmk_vm *vmk_vm_new(const vmk_config *cfg, vmk_error **err);
-/* Stops the VM if it runs, then frees it. Never call it from a delegate callback. */
+/* Stops the VM if it runs (delivering the STOPPING and STOPPED callbacks during the
+ * call, so the delegate's data must live until it returns), then frees it. Called
+ * from a delegate callback it does nothing: that would join the calling thread. */
 VMK_API void vmk_vm_free(vmk_vm *vm);
 /* The delegate struct is copied. Set it before start. */
 VMK_API void vmk_vm_set_delegate(vmk_vm *vm, const vmk_vm_delegate *d, void *user);
@@ -167,7 +171,8 @@ VMK_API bool vmk_vm_can_request_stop(const vmk_vm *vm);
 VMK_API bool vmk_vm_can_stop(const vmk_vm *vm);
 
 /* Builds the machine and starts its vCPUs; returns once RUNNING, or fails and
- * leaves the VM STOPPED (nothing half-built remains). */
+ * leaves the VM STOPPED (nothing half-built remains). Allowed from STOPPED and
+ * ERROR: a VM can be started again after it stopped. */
 VMK_API vmk_result vmk_vm_start(vmk_vm *vm, vmk_error **err);
 /* Returns once every vCPU has left guest mode and the VM is PAUSED. */
 VMK_API vmk_result vmk_vm_pause(vmk_vm *vm, vmk_error **err);
@@ -176,12 +181,13 @@ VMK_API vmk_result vmk_vm_resume(vmk_vm *vm, vmk_error **err);
 VMK_API vmk_result vmk_vm_request_stop(vmk_vm *vm, vmk_error **err);
 /* Hard stop: the vCPUs are halted and the machine torn down; ends STOPPED. */
 VMK_API vmk_result vmk_vm_stop(vmk_vm *vm, vmk_error **err);
-/* Waits until the VM is STOPPED or ERROR (timeout_ms < 0: forever). Returns
- * VMK_OK, or VMK_ERR_TIMEOUT. */
+/* Waits until the VM is STOPPED or ERROR and every callback for getting there has
+ * returned (timeout_ms < 0: forever). Returns VMK_OK, or VMK_ERR_TIMEOUT. */
 VMK_API vmk_result vmk_vm_wait(vmk_vm *vm, int timeout_ms);
 
-/* The value the guest wrote to the debug-exit port (0x501), or -1 if it did not.
- * A write there powers the machine off, like QEMU's isa-debug-exit. */
+/* The value the guest wrote to the debug-exit port (0x501) during the last run,
+ * masked to 31 bits, or -1 if it did not. A write there ends the run like a
+ * power-off (STOPPED, guest_did_stop), as QEMU's isa-debug-exit does. */
 VMK_API int vmk_vm_get_debug_exit_code(const vmk_vm *vm);
 
 /* ---- Host --------------------------------------------------------------------- */
