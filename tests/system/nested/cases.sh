@@ -2,8 +2,8 @@
 # The cases of test_nested.sh. Runs as /run.sh inside the outer machine (busybox sh), starts
 # vmkit's default guest once per case and prints one result line per case:
 #   nested-case: NAME ok[: detail]     or     nested-case: NAME not ok: reason
-# test_nested.sh turns those into TAP. On a failure, the guest's console output follows in
-# "nested-out: NAME| " lines.
+# test_nested.sh turns those into TAP; the exit status is 1 if any case failed. On a failure,
+# the guest's console output follows in "nested-out: NAME| " lines.
 #
 # Input goes through a FIFO and only once the guest shows its prompt: the guest's serial
 # driver empties the UART FIFO when the port is opened, so earlier input would be lost.
@@ -15,7 +15,11 @@ PROMPT='guest# '
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
 
-result() { echo "nested-case: $*"; }
+failures=0
+result() {
+    echo "nested-case: $*"
+    case "$*" in *" not ok"*) failures=$((failures + 1)) ;; esac
+}
 
 # start_vm NAME VMKIT-ARGS...: vmkit runs the default guest in the background with a FIFO as
 # stdin (held open on fd 3, so vmkit never reads EOF) and its console in $dir/out.
@@ -26,6 +30,8 @@ start_vm() {
     rm -rf "$dir"
     mkdir -p "$dir"
     mkfifo "$dir/in"
+    : >"$dir/out"
+    : >"$dir/err"
     exec 3<>"$dir/in"
     started=$(uptime_s)
     echo "nested: case $name: vmkit run $*"
@@ -138,7 +144,9 @@ case_clock() {
 
 # warnings: the boot case's kernel log has no WARNING, BUG or Oops (a CPUID or device model
 # that a driver finds inconsistent shows up here). Stalls and soft lockups are left out: slow
-# nested emulation on a busy host can cause them.
+# nested emulation on a busy host can cause them. So is the "XSAVE consistency problem"
+# warning from fpu/xstate.c: QEMU TCG's SVM does not intercept the guest's XSETBV, so KVM
+# never updates CPUID 0xD's size; QEMU -accel kvm in the same outer machine shows it too.
 case_warnings() {
     name=warnings
     out=/tmp/case-boot/out
@@ -146,8 +154,9 @@ case_warnings() {
         result "warnings not ok: the boot case never reached the banner"
         return
     fi
-    bad=$(tr -d '\r' <"$out" | grep -E -B1 'WARNING: CPU: |kernel BUG at|BUG: (unable|kernel)|Oops: ' |
-        sed 's/^\[[ 0-9.]*\] //' | head -n 4 | tr '\n' ';')
+    bad=$(tr -d '\r' <"$out" | grep -E 'WARNING: CPU: |kernel BUG at|BUG: (unable|kernel)|Oops: ' |
+        grep -v 'at arch/x86/kernel/fpu/xstate.c:' | sed 's/^\[[ 0-9.]*\] //' | head -n 3 |
+        tr '\n' ';')
     if [ -n "$bad" ]; then
         result "warnings not ok: $bad"
         return
@@ -211,4 +220,4 @@ case_warnings
 case_cpus
 case_memory
 case_power_button
-exit 0
+[ "$failures" -eq 0 ]

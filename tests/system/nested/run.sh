@@ -67,7 +67,7 @@ mkdir -p "$stage/usr/bin"
 # vmkit and the shared libraries it needs, at the paths the dynamic loader looks them up.
 if [ -x "$vmkit" ]; then
     cp "$vmkit" "$stage/usr/bin/vmkit"
-    ldd "$vmkit" | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+    { ldd "$vmkit" 2>/dev/null || true; } | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"
     done
@@ -83,7 +83,7 @@ install -m 0755 "$script" "$stage/run.sh"
 cat "$dir/base.cpio.gz" "$work/run.cpio.gz" >"$work/initrd"
 
 qemu_args=(-accel tcg -cpu max -smp "${VMKIT_NESTED_SMP:-2}" -m "${VMKIT_NESTED_MEM:-3G}"
-    -no-reboot -kernel "$dir/vmlinuz" -initrd "$work/initrd"
+    -nic none -no-reboot -kernel "$dir/vmlinuz" -initrd "$work/initrd"
     -append "console=ttyS0 panic=-1 quiet")
 
 if [ "$interactive" -eq 1 ]; then

@@ -99,5 +99,10 @@ for t in "${tests[@]}"; do
     esac
 done
 grep -E '^nested: (case .*(prompt after|exited with)|powering off)' <<<"$serial" | comment
+if [ "$run_status" -ne 0 ] && ! grep -q '^nested: powering off' <<<"$serial"; then
+    echo "# the outer machine did not finish; its last lines:"
+    tail -n 25 <<<"$serial" | comment
+    tail -n 5 "$stderr_log" | comment
+fi
 echo "# $((n - failed)) of $n passed in ${elapsed}s; outer serial log: $VMKIT_NESTED_LOG"
 [ "$failed" -eq 0 ]
