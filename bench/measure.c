@@ -68,12 +68,8 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'o':
-            log = optarg;
-            break;
-        default:
-            usage();
-            return 2;
+        case 'o': log = optarg; break;
+        default: usage(); return 2;
         }
     }
     if (optind >= argc) {

@@ -29,12 +29,12 @@ extern "C" {
 #define VMK_API
 #endif
 
-#define VMK_VERSION_MAJOR 0
-#define VMK_VERSION_MINOR 1
-#define VMK_VERSION_PATCH 0
+#define VMK_VERSION_MAJOR  0
+#define VMK_VERSION_MINOR  1
+#define VMK_VERSION_PATCH  0
 #define VMK_VERSION_STRING "0.1.0"
 /* MAJOR * 1000000 + MINOR * 1000 + PATCH */
-#define VMK_VERSION_NUM 1000
+#define VMK_VERSION_NUM    1000
 
 VMK_API int vmk_version_number(void);
 VMK_API const char *vmk_version_string(void);
@@ -46,13 +46,13 @@ typedef enum {
     VMK_OK = 0,
     VMK_ERR_INVALID_ARGUMENT = 1, /* a NULL or out-of-range argument */
     VMK_ERR_NO_MEMORY = 2,
-    VMK_ERR_INVALID_CONFIG = 3,    /* vmk_config_validate found problems */
-    VMK_ERR_IO = 4,                /* a file could not be opened, read or written */
-    VMK_ERR_BAD_IMAGE = 5,         /* a kernel or initrd is not in a format we load */
-    VMK_ERR_INVALID_STATE = 6,     /* the operation is not allowed in the VM's state */
-    VMK_ERR_KVM = 7,               /* a KVM ioctl failed */
-    VMK_ERR_UNSUPPORTED = 8,       /* the host lacks something the config needs */
-    VMK_ERR_GUEST_FAULT = 9,       /* the guest triple-faulted or KVM could not run it */
+    VMK_ERR_INVALID_CONFIG = 3, /* vmk_config_validate found problems */
+    VMK_ERR_IO = 4,             /* a file could not be opened, read or written */
+    VMK_ERR_BAD_IMAGE = 5,      /* a kernel or initrd is not in a format we load */
+    VMK_ERR_INVALID_STATE = 6,  /* the operation is not allowed in the VM's state */
+    VMK_ERR_KVM = 7,            /* a KVM ioctl failed */
+    VMK_ERR_UNSUPPORTED = 8,    /* the host lacks something the config needs */
+    VMK_ERR_GUEST_FAULT = 9,    /* the guest triple-faulted or KVM could not run it */
     VMK_ERR_TIMEOUT = 10,
     VMK_ERR_INTERNAL = 11,
 } vmk_result;
@@ -77,8 +77,7 @@ typedef struct vmk_boot_loader vmk_boot_loader;
 VMK_API vmk_boot_loader *vmk_linux_boot_loader_new(const char *kernel_path);
 VMK_API void vmk_boot_loader_free(vmk_boot_loader *bl);
 VMK_API vmk_result vmk_linux_boot_loader_set_initrd(vmk_boot_loader *bl, const char *path);
-VMK_API vmk_result vmk_linux_boot_loader_set_command_line(vmk_boot_loader *bl,
-                                                          const char *cmdline);
+VMK_API vmk_result vmk_linux_boot_loader_set_command_line(vmk_boot_loader *bl, const char *cmdline);
 VMK_API const char *vmk_linux_boot_loader_get_kernel(const vmk_boot_loader *bl);
 VMK_API const char *vmk_linux_boot_loader_get_initrd(const vmk_boot_loader *bl);
 VMK_API const char *vmk_linux_boot_loader_get_command_line(const vmk_boot_loader *bl);
@@ -193,7 +192,7 @@ VMK_API int vmk_vm_get_debug_exit_code(const vmk_vm *vm);
 /* ---- Host --------------------------------------------------------------------- */
 
 typedef enum {
-    VMK_HOST_NO_KVM = 0,      /* /dev/kvm is missing or cannot be opened */
+    VMK_HOST_NO_KVM = 0,       /* /dev/kvm is missing or cannot be opened */
     VMK_HOST_HARDWARE_KVM = 1, /* Intel VMX or AMD SVM */
     VMK_HOST_PVM = 2,          /* kvm_pvm: kernel-mode guest code is emulated */
 } vmk_host_kind;

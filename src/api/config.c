@@ -15,18 +15,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MIN_CPUS 1u
-#define MAX_CPUS 254u /* xAPIC ids 0..254; 255 is broadcast, and the IOAPIC takes one id */
-#define MIN_MEMORY (2ULL << 20)
-#define MAX_MEMORY (1ULL << 40)
-#define MEMORY_ALIGN (1ULL << 20)
-#define DEFAULT_CPUS 1u
+#define MIN_CPUS       1u
+#define MAX_CPUS       254u /* xAPIC ids 0..254; 255 is broadcast, and the IOAPIC takes one id */
+#define MIN_MEMORY     (2ULL << 20)
+#define MAX_MEMORY     (1ULL << 40)
+#define MEMORY_ALIGN   (1ULL << 20)
+#define DEFAULT_CPUS   1u
 #define DEFAULT_MEMORY (512ULL << 20)
 
-unsigned vmk_config_min_cpu_count(void) { return MIN_CPUS; }
-unsigned vmk_config_max_cpu_count(void) { return MAX_CPUS; }
-uint64_t vmk_config_min_memory_size(void) { return MIN_MEMORY; }
-uint64_t vmk_config_max_memory_size(void) { return MAX_MEMORY; }
+unsigned vmk_config_min_cpu_count(void)
+{
+    return MIN_CPUS;
+}
+unsigned vmk_config_max_cpu_count(void)
+{
+    return MAX_CPUS;
+}
+uint64_t vmk_config_min_memory_size(void)
+{
+    return MIN_MEMORY;
+}
+uint64_t vmk_config_max_memory_size(void)
+{
+    return MAX_MEMORY;
+}
 
 /* ---- boot loader ---- */
 
@@ -344,10 +356,11 @@ static void validate_boot_loader(const vmk_config *cfg, struct problems *p)
         uint64_t low_end = mem < GM_LOW_RAM_LIMIT ? mem : GM_LOW_RAM_LIMIT;
         uint64_t addr;
         if (info.load_end > low_end)
-            problem(p, "kernel %s: needs memory up to %#llx, but the guest has %llu MiB", bl->kernel,
-                    (unsigned long long)info.load_end, (unsigned long long)(mem >> 20));
+            problem(p, "kernel %s: needs memory up to %#llx, but the guest has %llu MiB",
+                    bl->kernel, (unsigned long long)info.load_end, (unsigned long long)(mem >> 20));
         else if (initrd_ok && linux_initrd_place(&info, low_end, initrd_size, &addr) < 0)
-            problem(p, "initrd %s: %llu bytes do not fit in guest memory (%llu MiB) above the kernel",
+            problem(p,
+                    "initrd %s: %llu bytes do not fit in guest memory (%llu MiB) above the kernel",
                     bl->initrd, (unsigned long long)initrd_size, (unsigned long long)(mem >> 20));
     }
 }
@@ -377,8 +390,8 @@ vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err)
         problem(&p, "cpu count %u is out of range [%u, %u]", cfg->cpu_count, MIN_CPUS, MAX_CPUS);
     if (cfg->memory_size < MIN_MEMORY || cfg->memory_size > MAX_MEMORY)
         problem(&p, "memory size %llu MiB is out of range [%llu MiB, %llu MiB]",
-                (unsigned long long)(cfg->memory_size >> 20), (unsigned long long)(MIN_MEMORY >> 20),
-                (unsigned long long)(MAX_MEMORY >> 20));
+                (unsigned long long)(cfg->memory_size >> 20),
+                (unsigned long long)(MIN_MEMORY >> 20), (unsigned long long)(MAX_MEMORY >> 20));
     else if (cfg->memory_size % MEMORY_ALIGN)
         problem(&p, "memory size %llu bytes is not a multiple of 1 MiB",
                 (unsigned long long)cfg->memory_size);

@@ -126,12 +126,12 @@ static bool state_in(vmk_vm_state s, unsigned mask)
     return (mask >> s) & 1u;
 }
 
-#define S(x) (1u << VMK_STATE_##x)
-#define CAN_START (S(STOPPED) | S(ERROR))
-#define CAN_PAUSE S(RUNNING)
-#define CAN_RESUME S(PAUSED)
+#define S(x)             (1u << VMK_STATE_##x)
+#define CAN_START        (S(STOPPED) | S(ERROR))
+#define CAN_PAUSE        S(RUNNING)
+#define CAN_RESUME       S(PAUSED)
 #define CAN_REQUEST_STOP S(RUNNING)
-#define CAN_STOP (S(RUNNING) | S(PAUSED))
+#define CAN_STOP         (S(RUNNING) | S(PAUSED))
 
 static vmk_result do_start(vmk_vm *vm, vmk_error **err)
 {
@@ -157,8 +157,7 @@ static vmk_result do_start(vmk_vm *vm, vmk_error **err)
 static vmk_result do_command(vmk_vm *vm, enum command_kind kind, vmk_error **err)
 {
     switch (kind) {
-    case CMD_START:
-        return do_start(vm, err);
+    case CMD_START: return do_start(vm, err);
     case CMD_PAUSE:
         if (!state_in(vm->state, CAN_PAUSE))
             return state_error(vm, "pause", err);
@@ -307,7 +306,7 @@ static vmk_result submit(vmk_vm *vm, enum command_kind kind, vmk_error **err)
         vm->queue_tail->next = &c; // cppcheck-suppress autoVariables
     else
         vm->queue_head = &c; // cppcheck-suppress autoVariables
-    vm->queue_tail = &c; // cppcheck-suppress autoVariables
+    vm->queue_tail = &c;     // cppcheck-suppress autoVariables
     pthread_mutex_unlock(&vm->lock);
     wake(vm);
     pthread_mutex_lock(&vm->lock);
@@ -429,20 +428,47 @@ static bool can(const vmk_vm *vm, unsigned mask)
     return vm && state_in(vmk_vm_get_state(vm), mask);
 }
 
-bool vmk_vm_can_start(const vmk_vm *vm) { return can(vm, CAN_START); }
-bool vmk_vm_can_pause(const vmk_vm *vm) { return can(vm, CAN_PAUSE); }
-bool vmk_vm_can_resume(const vmk_vm *vm) { return can(vm, CAN_RESUME); }
-bool vmk_vm_can_request_stop(const vmk_vm *vm) { return can(vm, CAN_REQUEST_STOP); }
-bool vmk_vm_can_stop(const vmk_vm *vm) { return can(vm, CAN_STOP); }
+bool vmk_vm_can_start(const vmk_vm *vm)
+{
+    return can(vm, CAN_START);
+}
+bool vmk_vm_can_pause(const vmk_vm *vm)
+{
+    return can(vm, CAN_PAUSE);
+}
+bool vmk_vm_can_resume(const vmk_vm *vm)
+{
+    return can(vm, CAN_RESUME);
+}
+bool vmk_vm_can_request_stop(const vmk_vm *vm)
+{
+    return can(vm, CAN_REQUEST_STOP);
+}
+bool vmk_vm_can_stop(const vmk_vm *vm)
+{
+    return can(vm, CAN_STOP);
+}
 
-vmk_result vmk_vm_start(vmk_vm *vm, vmk_error **err) { return submit(vm, CMD_START, err); }
-vmk_result vmk_vm_pause(vmk_vm *vm, vmk_error **err) { return submit(vm, CMD_PAUSE, err); }
-vmk_result vmk_vm_resume(vmk_vm *vm, vmk_error **err) { return submit(vm, CMD_RESUME, err); }
+vmk_result vmk_vm_start(vmk_vm *vm, vmk_error **err)
+{
+    return submit(vm, CMD_START, err);
+}
+vmk_result vmk_vm_pause(vmk_vm *vm, vmk_error **err)
+{
+    return submit(vm, CMD_PAUSE, err);
+}
+vmk_result vmk_vm_resume(vmk_vm *vm, vmk_error **err)
+{
+    return submit(vm, CMD_RESUME, err);
+}
 vmk_result vmk_vm_request_stop(vmk_vm *vm, vmk_error **err)
 {
     return submit(vm, CMD_REQUEST_STOP, err);
 }
-vmk_result vmk_vm_stop(vmk_vm *vm, vmk_error **err) { return submit(vm, CMD_STOP, err); }
+vmk_result vmk_vm_stop(vmk_vm *vm, vmk_error **err)
+{
+    return submit(vm, CMD_STOP, err);
+}
 
 vmk_result vmk_vm_wait(vmk_vm *vm, int timeout_ms)
 {

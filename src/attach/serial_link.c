@@ -140,8 +140,8 @@ static void on_wake(void *ctx, uint32_t events)
         read_input(l);
 }
 
-static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *att,
-                            unsigned port, vmk_error **err)
+static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *att, unsigned port,
+                            vmk_error **err)
 {
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (att->append ? O_APPEND : O_TRUNC);
     l->out_fd = open(att->path, flags, 0644);
@@ -151,8 +151,8 @@ static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *
     return VMK_OK;
 }
 
-static vmk_result open_fds(struct serial_link *l, const vmk_serial_attachment *att,
-                           unsigned port, vmk_error **err)
+static vmk_result open_fds(struct serial_link *l, const vmk_serial_attachment *att, unsigned port,
+                           vmk_error **err)
 {
     if (att->write_fd >= 0 && (l->out_fd = fcntl(att->write_fd, F_DUPFD_CLOEXEC, 3)) < 0)
         return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: write fd %d: %s", port,

@@ -34,9 +34,9 @@ int guest_memory_init(struct guest_memory *gm, uint64_t size)
     gm->regions[0] = (struct guest_region){ .gpa = 0, .size = low, .host = gm->base };
     gm->nregions = 1;
     if (size > low) {
-        gm->regions[1] = (struct guest_region){
-            .gpa = GM_HIGH_RAM_BASE, .size = size - low, .host = gm->base + low
-        };
+        gm->regions[1] = (struct guest_region){ .gpa = GM_HIGH_RAM_BASE,
+                                                .size = size - low,
+                                                .host = gm->base + low };
         gm->nregions = 2;
     }
     return 0;

@@ -10,7 +10,7 @@
 /* RAM below this guest-physical address; the rest starts at 4 GiB. */
 #define GM_LOW_RAM_LIMIT 0xC0000000ULL
 #define GM_HIGH_RAM_BASE 0x100000000ULL
-#define GM_MAX_REGIONS 2
+#define GM_MAX_REGIONS   2
 
 struct guest_region {
     uint64_t gpa;

@@ -33,9 +33,9 @@
 #define VMK_TINY_GUEST_DIR "tests/guests"
 #endif
 
-#define WAIT_MS 30000
+#define WAIT_MS    30000
 #define MAX_STATES 64
-#define MIB (1024ULL * 1024ULL)
+#define MIB        (1024ULL * 1024ULL)
 
 /* ---- Delegate recorder ----------------------------------------------------- */
 
@@ -137,10 +137,8 @@ static bool rec_cond_holds(const struct recorder *r, enum rec_cond what, unsigne
     switch (what) {
     case REC_LAST_STATE:
         return r->n_states > 0 && r->states[r->n_states - 1] == (vmk_vm_state)value;
-    case REC_DID_STOP:
-        return r->did_stop >= value;
-    case REC_ERRORS:
-        return r->errors >= value;
+    case REC_DID_STOP: return r->did_stop >= value;
+    case REC_ERRORS: return r->errors >= value;
     }
     return false;
 }
@@ -256,7 +254,7 @@ static long long file_size(const char *path)
 
 static void sleep_ms(int ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
@@ -397,10 +395,10 @@ static uint64_t test_memory_size(void)
     return want;
 }
 
-#define REQUIRE_KVM()                                                                        \
-    do {                                                                                      \
-        if (vmk_host_probe() == VMK_HOST_NO_KVM)                                              \
-            skip();                                                                           \
+#define REQUIRE_KVM()                            \
+    do {                                         \
+        if (vmk_host_probe() == VMK_HOST_NO_KVM) \
+            skip();                              \
     } while (0)
 
 static vmk_config *guest_config(const char *guest, vmk_serial_attachment *att)
@@ -425,8 +423,7 @@ static vmk_config *guest_config(const char *guest, vmk_serial_attachment *att)
 
 /* Slot i of the fixture: guest `guest`, serial output to f->out[i] (or to `att`
  * when given), delegate f->rec[i]. */
-static vmk_vm *make_vm_att(struct fixture *f, int i, const char *guest,
-                           vmk_serial_attachment *att)
+static vmk_vm *make_vm_att(struct fixture *f, int i, const char *guest, vmk_serial_attachment *att)
 {
     vmk_config *cfg;
     vmk_error *err = NULL;
@@ -566,8 +563,7 @@ static void expect_invalid_state(vmk_result r, vmk_error **err, const char *what
 static void test_hello(void **state)
 {
     struct fixture *f = *state;
-    static const vmk_vm_state want[] = {VMK_STATE_STARTING, VMK_STATE_RUNNING,
-                                        VMK_STATE_STOPPED};
+    static const vmk_vm_state want[] = { VMK_STATE_STARTING, VMK_STATE_RUNNING, VMK_STATE_STOPPED };
     vmk_vm *vm;
 
     REQUIRE_KVM();
@@ -661,7 +657,7 @@ static bool read_until(int fd, char *buf, size_t cap, size_t *len, const char *n
 
     deadline_after(&deadline, timeout_ms);
     while (!strstr(buf, needle)) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
         int left_ms;
         ssize_t n;
 
@@ -748,9 +744,8 @@ static void test_restart(void **state)
 {
     struct fixture *f = *state;
     struct recorder *r = &f->rec[0];
-    static const vmk_vm_state want[] = {VMK_STATE_STARTING, VMK_STATE_RUNNING,
-                                        VMK_STATE_STOPPED,  VMK_STATE_STARTING,
-                                        VMK_STATE_RUNNING,  VMK_STATE_STOPPED};
+    static const vmk_vm_state want[] = { VMK_STATE_STARTING, VMK_STATE_RUNNING, VMK_STATE_STOPPED,
+                                         VMK_STATE_STARTING, VMK_STATE_RUNNING, VMK_STATE_STOPPED };
     vmk_vm *vm;
 
     REQUIRE_KVM();
@@ -786,10 +781,9 @@ static unsigned check_ticks(const char *text)
         size_t n = nl ? (size_t)(nl - text) : strlen(text);
 
         snprintf(want, sizeof(want), "tick %u", next);
-        if (nl ? (n != strlen(want) || memcmp(text, want, n) != 0)
-               : strncmp(text, want, n) != 0)
-            fail_msg("line %u of the loop guest's output is \"%.*s\", wanted \"%s\"", next,
-                     (int)n, text, want);
+        if (nl ? (n != strlen(want) || memcmp(text, want, n) != 0) : strncmp(text, want, n) != 0)
+            fail_msg("line %u of the loop guest's output is \"%.*s\", wanted \"%s\"", next, (int)n,
+                     text, want);
         if (!nl)
             break;
         next++;
@@ -802,9 +796,8 @@ static void test_loop_pause_resume(void **state)
 {
     struct fixture *f = *state;
     struct recorder *r = &f->rec[0];
-    static const vmk_vm_state want[] = {VMK_STATE_STARTING, VMK_STATE_RUNNING,
-                                        VMK_STATE_PAUSED, VMK_STATE_RUNNING,
-                                        VMK_STATE_STOPPED};
+    static const vmk_vm_state want[] = { VMK_STATE_STARTING, VMK_STATE_RUNNING, VMK_STATE_PAUSED,
+                                         VMK_STATE_RUNNING, VMK_STATE_STOPPED };
     vmk_error *err = NULL;
     long long paused_size;
     char *text;
@@ -1020,8 +1013,7 @@ static void test_invalid_config(void **state)
     expect_vm_new_fails(cfg, "boot");
 
     snprintf(missing, sizeof(missing), "%s/no-such-kernel.elf", f->dir);
-    assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(missing)),
-                     VMK_OK);
+    assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(missing)), VMK_OK);
     expect_vm_new_fails(cfg, missing);
 
     assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new("")), VMK_OK);
@@ -1031,12 +1023,12 @@ static void test_invalid_config(void **state)
 
 static int group_setup(void **state)
 {
-    static const char *const kinds[] = {"none", "hardware KVM", "kvm_pvm"};
+    static const char *const kinds[] = { "none", "hardware KVM", "kvm_pvm" };
     vmk_host_kind kind = vmk_host_probe();
 
     (void)state;
-    print_message("# host KVM: %s; guests from %s\n",
-                  (unsigned)kind < 3 ? kinds[kind] : "unknown", guest_dir());
+    print_message("# host KVM: %s; guests from %s\n", (unsigned)kind < 3 ? kinds[kind] : "unknown",
+                  guest_dir());
     return 0;
 }
 
@@ -1045,21 +1037,10 @@ static int group_setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_hello),
-        T(test_reset_cf9),
-        T(test_reset_i8042),
-        T(test_debug_exit),
-        T(test_triple_fault),
-        T(test_loop_pause_resume),
-        T(test_power_button),
-        T(test_echo),
-        T(test_rtc),
-        T(test_halt_stop),
-        T(test_free_running),
-        T(test_two_vms),
-        T(test_state_errors),
-        T(test_restart),
-        T(test_invalid_config),
+        T(test_hello),        T(test_reset_cf9),         T(test_reset_i8042),    T(test_debug_exit),
+        T(test_triple_fault), T(test_loop_pause_resume), T(test_power_button),   T(test_echo),
+        T(test_rtc),          T(test_halt_stop),         T(test_free_running),   T(test_two_vms),
+        T(test_state_errors), T(test_restart),           T(test_invalid_config),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);

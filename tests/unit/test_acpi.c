@@ -161,11 +161,11 @@ static const uint8_t *check_fadt(const struct built *t, const uint8_t *f)
     assert_int_equal(rd32(f + 64), X86_PM1A_CNT_PORT);
     assert_int_equal(rd32(f + 68), 0);
     assert_int_equal(rd32(f + 76), X86_PM_TMR_PORT);
-    assert_int_equal(rd32(f + 80), 0); /* no GPE0 block */
-    assert_int_equal(f[88], 4);        /* PM1_EVT_LEN */
-    assert_int_equal(f[89], 2);        /* PM1_CNT_LEN */
-    assert_int_equal(f[91], 4);        /* PM_TMR_LEN */
-    assert_int_equal(f[108], 0x32);    /* CENTURY */
+    assert_int_equal(rd32(f + 80), 0);    /* no GPE0 block */
+    assert_int_equal(f[88], 4);           /* PM1_EVT_LEN */
+    assert_int_equal(f[89], 2);           /* PM1_CNT_LEN */
+    assert_int_equal(f[91], 4);           /* PM_TMR_LEN */
+    assert_int_equal(f[108], 0x32);       /* CENTURY */
     assert_int_equal(rd16(f + 109), 0x1); /* LEGACY_DEVICES, no 8042 (see acpi.c) */
     uint32_t flags = rd32(f + 112);
     assert_int_equal(flags, (1u << 0) | (1u << 2) | (1u << 5) | (1u << 8) | (1u << 10));
@@ -240,8 +240,7 @@ static void check_madt(const uint8_t *m, unsigned cpus)
             assert_int_equal(e[5], 1); /* LINT1 */
             nmis++;
             break;
-        default:
-            fail_msg("unexpected MADT entry type %u", e[0]);
+        default: fail_msg("unexpected MADT entry type %u", e[0]);
         }
         off += e[1];
     }
@@ -292,8 +291,9 @@ static void check_dsdt(const uint8_t *d, unsigned serials)
     for (unsigned i = 0; i < 4; i++) {
         /* IO(Decode16, port, port, 1, 8) IRQNoFlags() {irq} */
         const uint8_t lo = (uint8_t)coms[i].port, hi = (uint8_t)(coms[i].port >> 8);
-        const uint8_t crs[] = { 0x47, 0x01, lo, hi, lo, hi, 0x01, 0x08,
-                                0x22, (uint8_t)(1u << coms[i].irq), 0x00 };
+        const uint8_t crs[] = { 0x47, 0x01, lo,   hi,   lo,
+                                hi,   0x01, 0x08, 0x22, (uint8_t)(1u << coms[i].irq),
+                                0x00 };
         assert_int_equal(count_bytes(aml, n, crs, sizeof(crs)), i < serials);
         const char name[4] = { 'C', 'O', 'M', (char)('1' + i) };
         assert_int_equal(count_bytes(aml, n, name, 4), i < serials);
@@ -408,14 +408,12 @@ static void expect_invalid(const struct acpi_platform_info *info, uint8_t *buf, 
                            uint64_t gpa, size_t *used)
 {
     vmk_error *err = NULL;
-    assert_int_equal(acpi_build_tables(info, buf, len, gpa, used, &err),
-                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(acpi_build_tables(info, buf, len, gpa, used, &err), VMK_ERR_INVALID_ARGUMENT);
     assert_non_null(err);
     assert_true(strlen(vmk_error_message(err)) > 0);
     vmk_error_free(err);
     /* A NULL err is allowed too. */
-    assert_int_equal(acpi_build_tables(info, buf, len, gpa, used, NULL),
-                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(acpi_build_tables(info, buf, len, gpa, used, NULL), VMK_ERR_INVALID_ARGUMENT);
 }
 
 static void test_bad_arguments(void **state)
@@ -690,10 +688,13 @@ static void iasl_check(const char *iasl, const char *dir, unsigned cpus, unsigne
                                          "Hardware Reduced (V5) : 0",
                                          NULL };
     const char *const facs_needles[] = { "Signature : \"FACS\"", "Version : 02", NULL };
-    const char *const apic_needles[] = { "Local Apic Address : FEE00000", cpu_line, ioapic_id,
-                                         "Address : FEC00000", "[Local APIC NMI]", NULL };
-    const char *const dsdt_needles[] = { "_S5_", "PNP0B00", serials ? "PNP0501" : "_SB",
+    const char *const apic_needles[] = { "Local Apic Address : FEE00000",
+                                         cpu_line,
+                                         ioapic_id,
+                                         "Address : FEC00000",
+                                         "[Local APIC NMI]",
                                          NULL };
+    const char *const dsdt_needles[] = { "_S5_", "PNP0B00", serials ? "PNP0501" : "_SB", NULL };
 
     iasl_round_trip(iasl, dir, "xsdt", xsdt, rd32(xsdt + 4), xsdt_needles);
     iasl_round_trip(iasl, dir, "facs", facs, 64, facs_needles);

@@ -13,11 +13,11 @@
 #include "core/bus.h"
 
 #define PM1_STS 0
-#define PM1_EN 2
+#define PM1_EN  2
 #define PM1_CNT 4
-#define PM_TMR 8
-#define PWRBTN 0x0100
-#define SLP_EN 0x2000
+#define PM_TMR  8
+#define PWRBTN  0x0100
+#define SLP_EN  0x2000
 
 struct fixture {
     uint64_t now_ns;

@@ -70,11 +70,11 @@ static void check_scope_pkg_length(size_t body, const uint8_t *want_pkg, size_t 
 
 static void test_pkg_length_in_terms(void **state)
 {
-    check_scope_pkg_length(62, BYTES(0x3F));               /* 62 + 1 = 63: one byte */
-    check_scope_pkg_length(63, BYTES(0x41, 0x04));         /* 63 + 2 = 65 */
-    check_scope_pkg_length(4093, BYTES(0x4F, 0xFF));       /* 4093 + 2 = 4095 */
-    check_scope_pkg_length(4094, BYTES(0x81, 0x00, 0x01)); /* 4094 + 3 = 4097 */
-    check_scope_pkg_length((1u << 20) - 4, BYTES(0x8F, 0xFF, 0xFF));       /* 0xFFFFF */
+    check_scope_pkg_length(62, BYTES(0x3F));                         /* 62 + 1 = 63: one byte */
+    check_scope_pkg_length(63, BYTES(0x41, 0x04));                   /* 63 + 2 = 65 */
+    check_scope_pkg_length(4093, BYTES(0x4F, 0xFF));                 /* 4093 + 2 = 4095 */
+    check_scope_pkg_length(4094, BYTES(0x81, 0x00, 0x01));           /* 4094 + 3 = 4097 */
+    check_scope_pkg_length((1u << 20) - 4, BYTES(0x8F, 0xFF, 0xFF)); /* 0xFFFFF */
     check_scope_pkg_length((1u << 20) - 3, BYTES(0xC1, 0x00, 0x00, 0x01)); /* + 4 */
     check_scope_pkg_length(1u << 20, BYTES(0xC4, 0x00, 0x00, 0x01));
 }
@@ -95,8 +95,8 @@ static void test_eisaid(void **state)
     expect_bytes(&b, BYTES(0x0C, 0x41, 0xD0, 0x05, 0x01));
     aml_free(&b);
 
-    const char *bad[] = { "pnp0501", "PNP050", "PNP05011", "PNP05G1", "PNP05a1", "1NP0501",
-                          "", "P@P0501" };
+    const char *bad[] = { "pnp0501", "PNP050",  "PNP05011", "PNP05G1",
+                          "PNP05a1", "1NP0501", "",         "P@P0501" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(aml_eisaid_value(bad[i], &v), -EINVAL);
         aml_init(&b);
@@ -158,8 +158,8 @@ static void test_name_strings(void **state)
     expect_name("_SB.PCI0.ISA",
                 BYTES(0x2F, 3, '_', 'S', 'B', '_', 'P', 'C', 'I', '0', 'I', 'S', 'A', '_'));
 
-    const char *bad[] = { "",      "1ABC",    "ABCDE",   "a",    "_SB.", ".X",  "\\_SB..X",
-                          "A-B",   "\\^A",    "^\\A",    "A B",  "_S\xc3" };
+    const char *bad[] = { "",         "1ABC", "ABCDE", "a",    "_SB.", ".X",
+                          "\\_SB..X", "A-B",  "\\^A",  "^\\A", "A B",  "_S\xc3" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct aml_buf b;
         aml_init(&b);
@@ -183,8 +183,8 @@ static void test_name_and_string(void **state)
     aml_integer(&b, 1);
     aml_name(&b, "STR");
     aml_string(&b, "ab");
-    expect_bytes(&b, BYTES(0x08, '_', 'U', 'I', 'D', 0x01, 0x08, 'S', 'T', 'R', '_', 0x0D, 'a',
-                           'b', 0x00));
+    expect_bytes(
+        &b, BYTES(0x08, '_', 'U', 'I', 'D', 0x01, 0x08, 'S', 'T', 'R', '_', 0x0D, 'a', 'b', 0x00));
     aml_free(&b);
 
     aml_init(&b);
@@ -210,8 +210,8 @@ static void test_nested_scopes(void **state)
     aml_end(&b, sb);
     /* Device body: name 4 + Name term 6 = 10, PkgLength 11. Scope body: name 5 +
      * device 2 + 1 + 10 = 18, PkgLength 19. */
-    expect_bytes(&b, BYTES(0x10, 19, '\\', '_', 'S', 'B', '_', 0x5B, 0x82, 11, 'C', 'O', 'M',
-                           '1', 0x08, '_', 'U', 'I', 'D', 0x01));
+    expect_bytes(&b, BYTES(0x10, 19, '\\', '_', 'S', 'B', '_', 0x5B, 0x82, 11, 'C', 'O', 'M', '1',
+                           0x08, '_', 'U', 'I', 'D', 0x01));
     aml_free(&b);
 
     /* An inner term that grows to a 2-byte PkgLength makes the outer one count it. */
@@ -286,8 +286,8 @@ static void test_buffer_and_resources(void **state)
     aml_res_io(&b, true, 0x3F8, 0x3F8, 1, 8);
     aml_res_irq_noflags(&b, 4);
     aml_end(&b, m);
-    expect_bytes(&b, BYTES(0x11, 16, 0x0A, 13, 0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08,
-                           0x22, 0x10, 0x00, 0x79, 0x00));
+    expect_bytes(&b, BYTES(0x11, 16, 0x0A, 13, 0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08, 0x22,
+                           0x10, 0x00, 0x79, 0x00));
     aml_free(&b);
 
     aml_init(&b);
@@ -295,8 +295,8 @@ static void test_buffer_and_resources(void **state)
     aml_res_io(&b, false, 0x70, 0x70, 1, 2);
     aml_res_irq_noflags(&b, 15);
     aml_end(&b, m);
-    expect_bytes(&b, BYTES(0x11, 16, 0x0A, 13, 0x47, 0x00, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02,
-                           0x22, 0x00, 0x80, 0x79, 0x00));
+    expect_bytes(&b, BYTES(0x11, 16, 0x0A, 13, 0x47, 0x00, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02, 0x22,
+                           0x00, 0x80, 0x79, 0x00));
     aml_free(&b);
 }
 

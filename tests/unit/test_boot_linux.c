@@ -24,62 +24,62 @@
 #define GIB (1024 * MIB)
 
 /* Raw boot protocol offsets, written out here so the test does not trust the loader's structs. */
-#define O_SETUP_SECTS 0x1f1
-#define O_SYSSIZE 0x1f4
-#define O_BOOT_FLAG 0x1fe
-#define O_JUMP_LEN 0x201
-#define O_HEADER 0x202
-#define O_VERSION 0x206
-#define O_TYPE_OF_LOADER 0x210
-#define O_LOADFLAGS 0x211
-#define O_RAMDISK_IMAGE 0x218
-#define O_RAMDISK_SIZE 0x21c
-#define O_HEAP_END_PTR 0x224
-#define O_CMD_LINE_PTR 0x228
-#define O_INITRD_ADDR_MAX 0x22c
-#define O_KERNEL_ALIGNMENT 0x230
-#define O_RELOCATABLE 0x234
-#define O_XLOADFLAGS 0x236
-#define O_CMDLINE_SIZE 0x238
-#define O_SETUP_DATA 0x250
-#define O_PREF_ADDRESS 0x258
-#define O_INIT_SIZE 0x260
-#define O_ACPI_RSDP 0x070
+#define O_SETUP_SECTS       0x1f1
+#define O_SYSSIZE           0x1f4
+#define O_BOOT_FLAG         0x1fe
+#define O_JUMP_LEN          0x201
+#define O_HEADER            0x202
+#define O_VERSION           0x206
+#define O_TYPE_OF_LOADER    0x210
+#define O_LOADFLAGS         0x211
+#define O_RAMDISK_IMAGE     0x218
+#define O_RAMDISK_SIZE      0x21c
+#define O_HEAP_END_PTR      0x224
+#define O_CMD_LINE_PTR      0x228
+#define O_INITRD_ADDR_MAX   0x22c
+#define O_KERNEL_ALIGNMENT  0x230
+#define O_RELOCATABLE       0x234
+#define O_XLOADFLAGS        0x236
+#define O_CMDLINE_SIZE      0x238
+#define O_SETUP_DATA        0x250
+#define O_PREF_ADDRESS      0x258
+#define O_INIT_SIZE         0x260
+#define O_ACPI_RSDP         0x070
 #define O_EXT_RAMDISK_IMAGE 0x0c0
-#define O_EXT_RAMDISK_SIZE 0x0c4
-#define O_EXT_CMD_LINE_PTR 0x0c8
-#define O_E820_ENTRIES 0x1e8
-#define O_SENTINEL 0x1ef
-#define O_E820_TABLE 0x2d0
+#define O_EXT_RAMDISK_SIZE  0x0c4
+#define O_EXT_CMD_LINE_PTR  0x0c8
+#define O_E820_ENTRIES      0x1e8
+#define O_SENTINEL          0x1ef
+#define O_E820_TABLE        0x2d0
 
 /* The synthetic bzImage: 4 setup sectors, then PM_LEN bytes of "kernel". */
-#define BZ_SECTS 4
-#define BZ_SETUP ((BZ_SECTS + 1) * 512)
-#define BZ_PM_LEN 8192
-#define BZ_LEN (BZ_SETUP + BZ_PM_LEN)
-#define BZ_PREF 0x1000000ULL
+#define BZ_SECTS     4
+#define BZ_SETUP     ((BZ_SECTS + 1) * 512)
+#define BZ_PM_LEN    8192
+#define BZ_LEN       (BZ_SETUP + BZ_PM_LEN)
+#define BZ_PREF      0x1000000ULL
 #define BZ_INIT_SIZE 0x400000U
 
 /* The synthetic ELF: header, two program headers, then the segment bytes. */
-#define ELF_LOAD 0x100000ULL
-#define ELF_ENTRY (ELF_LOAD + 0x10)
-#define ELF_FILESZ 0x100
-#define ELF_MEMSZ 0x3000
-#define ELF_PHOFF 64
+#define ELF_LOAD    0x100000ULL
+#define ELF_ENTRY   (ELF_LOAD + 0x10)
+#define ELF_FILESZ  0x100
+#define ELF_MEMSZ   0x3000
+#define ELF_PHOFF   64
 #define ELF_SEG_OFF 0x100
-#define ELF_LEN (ELF_SEG_OFF + ELF_FILESZ)
+#define ELF_LEN     (ELF_SEG_OFF + ELF_FILESZ)
 /* Field offsets in Elf64_Ehdr / Elf64_Phdr. */
-#define E_TYPE 16
-#define E_MACHINE 18
-#define E_ENTRY 24
-#define E_PHOFF 32
+#define E_TYPE      16
+#define E_MACHINE   18
+#define E_ENTRY     24
+#define E_PHOFF     32
 #define E_PHENTSIZE 54
-#define E_PHNUM 56
-#define P_TYPE 0
-#define P_OFFSET 8
-#define P_PADDR 24
-#define P_FILESZ 32
-#define P_MEMSZ 40
+#define E_PHNUM     56
+#define P_TYPE      0
+#define P_OFFSET    8
+#define P_PADDR     24
+#define P_FILESZ    32
+#define P_MEMSZ     40
 
 static void put16(uint8_t *p, size_t off, uint16_t v)
 {
@@ -147,16 +147,19 @@ static uint8_t *make_elf(void)
 {
     uint8_t *b = calloc(1, ELF_LEN);
     assert_non_null(b);
-    memcpy(b, "\x7f" "ELF", 4);
-    b[4] = 2; /* ELFCLASS64 */
-    b[5] = 1; /* little-endian */
-    b[6] = 1; /* EV_CURRENT */
-    put16(b, E_TYPE, 2);       /* ET_EXEC */
-    put16(b, E_MACHINE, 62);   /* EM_X86_64 */
+    memcpy(b,
+           "\x7f"
+           "ELF",
+           4);
+    b[4] = 2;                /* ELFCLASS64 */
+    b[5] = 1;                /* little-endian */
+    b[6] = 1;                /* EV_CURRENT */
+    put16(b, E_TYPE, 2);     /* ET_EXEC */
+    put16(b, E_MACHINE, 62); /* EM_X86_64 */
     put32(b, 20, 1);
     put64(b, E_ENTRY, ELF_ENTRY);
     put64(b, E_PHOFF, ELF_PHOFF);
-    put16(b, 52, 64);          /* e_ehsize */
+    put16(b, 52, 64); /* e_ehsize */
     put16(b, E_PHENTSIZE, 56);
     put16(b, E_PHNUM, 2);
     uint8_t *ph = b + ELF_PHOFF;
@@ -240,14 +243,14 @@ static void check_error(vmk_result r, vmk_error *err, vmk_result code, ...)
 }
 
 /* Parses img and expects a bad-image error naming the label and all the words. */
-#define EXPECT_BAD(img, len, ...)                                                              \
-    do {                                                                                       \
-        struct linux_kernel_info info_;                                                        \
-        vmk_error *err_ = NULL;                                                                \
-        vmk_result r_ = linux_kernel_parse((img), (len), "img.bin", &info_, &err_);            \
-        check_error(r_, err_, VMK_ERR_BAD_IMAGE, "img.bin: ", __VA_ARGS__, NO_MORE);           \
-        assert_true(strncmp(vmk_error_message(err_), "img.bin: ", 9) == 0);                   \
-        vmk_error_free(err_);                                                                  \
+#define EXPECT_BAD(img, len, ...)                                                    \
+    do {                                                                             \
+        struct linux_kernel_info info_;                                              \
+        vmk_error *err_ = NULL;                                                      \
+        vmk_result r_ = linux_kernel_parse((img), (len), "img.bin", &info_, &err_);  \
+        check_error(r_, err_, VMK_ERR_BAD_IMAGE, "img.bin: ", __VA_ARGS__, NO_MORE); \
+        assert_true(strncmp(vmk_error_message(err_), "img.bin: ", 9) == 0);          \
+        vmk_error_free(err_);                                                        \
     } while (0)
 
 static uint8_t *bp_of(struct fixture *f)
@@ -353,9 +356,8 @@ static void test_bzimage_no_initrd_no_cmdline(void **state)
     memset(bp_of(f), 0xcc, 4096);
     struct linux_boot_entry e;
     vmk_error *err = NULL;
-    assert_int_equal(linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, NULL, 0, &e,
-                                             &err),
-                     VMK_OK);
+    assert_int_equal(
+        linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, NULL, 0, &e, &err), VMK_OK);
     const uint8_t *bp = bp_of(f);
     assert_int_equal(get32(bp, O_RAMDISK_IMAGE), 0);
     assert_int_equal(get32(bp, O_RAMDISK_SIZE), 0);
@@ -370,8 +372,7 @@ static void test_bzimage_not_relocatable(void **state)
     f->bz[O_RELOCATABLE] = 0;
     struct linux_boot_entry e;
     vmk_error *err = NULL;
-    assert_int_equal(linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, "", 0, &e,
-                                             &err),
+    assert_int_equal(linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, "", 0, &e, &err),
                      VMK_OK);
     assert_int_equal(e.rip, 0x100000 + 0x200);
     assert_memory_equal(gm_ptr(&f->gm, 0x100000, BZ_PM_LEN), f->bz + BZ_SETUP, BZ_PM_LEN);
@@ -383,8 +384,7 @@ static void test_bzimage_setup_sects_zero_means_four(void **state)
     f->bz[O_SETUP_SECTS] = 0;
     struct linux_boot_entry e;
     vmk_error *err = NULL;
-    assert_int_equal(linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, "", 0, &e,
-                                             &err),
+    assert_int_equal(linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, "", 0, &e, &err),
                      VMK_OK);
     assert_memory_equal(gm_ptr(&f->gm, BZ_PREF, BZ_PM_LEN), f->bz + BZ_SETUP, BZ_PM_LEN);
 }
@@ -525,17 +525,15 @@ static void test_cmdline_limits(void **state)
 
     memset(cmd, 'a', 2047);
     cmd[2047] = '\0';
-    assert_int_equal(linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, cmd, 0, &e,
-                                             &err),
-                     VMK_OK);
+    assert_int_equal(
+        linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, cmd, 0, &e, &err), VMK_OK);
     assert_string_equal((const char *)gm_ptr(&f->gm, X86_CMDLINE_ADDR, 2048), cmd);
 
     memset(cmd, 'a', 2048);
     cmd[2048] = '\0';
-    vmk_result r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, cmd, 0, &e,
-                                           &err);
-    check_error(r, err, VMK_ERR_INVALID_ARGUMENT, "bz: ",
-                "command line is 2048 bytes, kernel accepts at most 2047", NO_MORE);
+    vmk_result r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, cmd, 0, &e, &err);
+    check_error(r, err, VMK_ERR_INVALID_ARGUMENT,
+                "bz: ", "command line is 2048 bytes, kernel accepts at most 2047", NO_MORE);
     vmk_error_free(err);
     err = NULL;
 
@@ -543,14 +541,13 @@ static void test_cmdline_limits(void **state)
     put32(f->bz, O_CMDLINE_SIZE, 0xffffffff);
     memset(cmd, 'b', X86_CMDLINE_MAX - 1);
     cmd[X86_CMDLINE_MAX - 1] = '\0';
-    assert_int_equal(linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, cmd, 0, &e,
-                                             &err),
-                     VMK_OK);
+    assert_int_equal(
+        linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, cmd, 0, &e, &err), VMK_OK);
     memset(cmd, 'b', X86_CMDLINE_MAX);
     cmd[X86_CMDLINE_MAX] = '\0';
     r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", NULL, 0, cmd, 0, &e, &err);
-    check_error(r, err, VMK_ERR_INVALID_ARGUMENT, "command line is 65536 bytes",
-                "at most 65535", NO_MORE);
+    check_error(r, err, VMK_ERR_INVALID_ARGUMENT, "command line is 65536 bytes", "at most 65535",
+                NO_MORE);
     vmk_error_free(err);
     free(cmd);
 }
@@ -564,15 +561,15 @@ static void test_initrd_too_big(void **state)
     assert_non_null(initrd);
     struct linux_boot_entry e;
     vmk_error *err = NULL;
-    vmk_result r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", initrd, len, "", 0, &e,
-                                           &err);
+    vmk_result r =
+        linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", initrd, len, "", 0, &e, &err);
     check_error(r, err, VMK_ERR_BAD_IMAGE, "initrd: ", "do not fit", "45 MiB", NO_MORE);
     vmk_error_free(err);
     err = NULL;
     /* 44 MiB fits exactly. */
-    assert_int_equal(linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", initrd, 44 * MIB, "", 0,
-                                             &e, &err),
-                     VMK_OK);
+    assert_int_equal(
+        linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", initrd, 44 * MIB, "", 0, &e, &err),
+        VMK_OK);
     assert_int_equal(get32(bp_of(f), O_RAMDISK_IMAGE), BZ_PREF + BZ_INIT_SIZE);
     /* An empty initrd is a mistake worth naming. */
     r = linux_boot_load_buffers(&f->gm, f->bz, BZ_LEN, "bz", initrd, 0, "", 0, &e, &err);
@@ -630,8 +627,8 @@ static void test_elf_load(void **state)
     uint8_t initrd[5000];
     memset(initrd, 0x5a, sizeof(initrd));
     struct linux_boot_entry e;
-    assert_int_equal(linux_boot_load_buffers(&f->gm, f->elf, ELF_LEN, "elf", initrd,
-                                             sizeof(initrd), "quiet", 0xe0000, &e, &err),
+    assert_int_equal(linux_boot_load_buffers(&f->gm, f->elf, ELF_LEN, "elf", initrd, sizeof(initrd),
+                                             "quiet", 0xe0000, &e, &err),
                      VMK_OK);
     assert_int_equal(e.rip, ELF_ENTRY);
     assert_int_equal(e.rsi, X86_BOOT_PARAMS_ADDR);
@@ -741,10 +738,10 @@ static void test_elf_outside_guest_ram(void **state)
         vmk_error *err = NULL;
         assert_int_equal(linux_kernel_parse(f->elf, ELF_LEN, "elf", &info, &err), VMK_OK);
         struct linux_boot_entry e;
-        vmk_result r = linux_boot_load_buffers(&f->gm, f->elf, ELF_LEN, "elf", NULL, 0, "", 0,
-                                               &e, &err);
-        check_error(r, err, VMK_ERR_BAD_IMAGE, "elf: ", "program header 0",
-                    "not inside guest RAM", NO_MORE);
+        vmk_result r =
+            linux_boot_load_buffers(&f->gm, f->elf, ELF_LEN, "elf", NULL, 0, "", 0, &e, &err);
+        check_error(r, err, VMK_ERR_BAD_IMAGE, "elf: ", "program header 0", "not inside guest RAM",
+                    NO_MORE);
         vmk_error_free(err);
     }
 }
@@ -788,8 +785,8 @@ static void test_mutations_do_not_crash(void **state)
         struct linux_boot_entry e;
         vmk_error *err = NULL;
         uint8_t initrd[64] = { 0 };
-        vmk_result r = linux_boot_load_buffers(&f->gm, img, len, "m", initrd, sizeof(initrd),
-                                               "c", 0, &e, &err);
+        vmk_result r = linux_boot_load_buffers(&f->gm, img, len, "m", initrd, sizeof(initrd), "c",
+                                               0, &e, &err);
         assert_true(r == VMK_OK || (err && vmk_error_message(err)[0] == 'm'));
         vmk_error_free(err);
         free(img);
@@ -845,9 +842,9 @@ static void test_e820_5g(void **state)
     uint8_t initrd[4096] = { 1 };
     struct linux_boot_entry e;
     vmk_error *err = NULL;
-    assert_int_equal(linux_boot_load_buffers(&gm, bz, BZ_LEN, "bz", initrd, sizeof(initrd), "",
-                                             0, &e, &err),
-                     VMK_OK);
+    assert_int_equal(
+        linux_boot_load_buffers(&gm, bz, BZ_LEN, "bz", initrd, sizeof(initrd), "", 0, &e, &err),
+        VMK_OK);
     const uint8_t *bp = gm_ptr(&gm, X86_BOOT_PARAMS_ADDR, 4096);
     assert_int_equal(bp[O_E820_ENTRIES], 5);
     assert_int_equal(get64(bp, O_E820_TABLE + 4 * 20), 4 * GIB);
@@ -977,8 +974,11 @@ static char *find_real_kernel(void)
     if (env && *env && access(env, R_OK) == 0)
         return strdup(env);
     static const char *const patterns[] = {
-        "/boot/vmlinuz-*", "guest/cache/vmlinuz*", "guest/cache/*/vmlinuz*",
-        "guest/cache/*/boot/vmlinuz*", "guest/cache/*/*/boot/vmlinuz*",
+        "/boot/vmlinuz-*",
+        "guest/cache/vmlinuz*",
+        "guest/cache/*/vmlinuz*",
+        "guest/cache/*/boot/vmlinuz*",
+        "guest/cache/*/*/boot/vmlinuz*",
     };
     char prefix[64] = "";
     for (int up = 0; up < 5; up++) {
@@ -1066,8 +1066,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bzimage_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bzimage_no_initrd_no_cmdline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bzimage_not_relocatable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bzimage_setup_sects_zero_means_four, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bzimage_setup_sects_zero_means_four, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bzimage_truncated_every_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bzimage_bad_magic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bzimage_old_protocol, setup, teardown),

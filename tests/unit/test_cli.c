@@ -15,7 +15,7 @@
 #define MIB (UINT64_C(1) << 20)
 
 /* Parses "vmkit" followed by the given arguments. */
-#define PARSE(req, err, ...)                                                                   \
+#define PARSE(req, err, ...) \
     parse_args((req), (err), (const char *[]){ "vmkit", __VA_ARGS__, NULL })
 
 static char errbuf[4096];
@@ -30,7 +30,7 @@ static int parse_args(struct cli_request *req, char *err, const char **args)
 
 /* Parses arguments that must fail with a usage error, and checks the message names
  * every given fragment. */
-#define EXPECT_USAGE(frag1, frag2, ...)                                                        \
+#define EXPECT_USAGE(frag1, frag2, ...) \
     expect_usage(frag1, frag2, (const char *[]){ "vmkit", __VA_ARGS__, NULL })
 
 static void expect_usage(const char *frag1, const char *frag2, const char **args)
@@ -126,9 +126,9 @@ static void test_equals_form(void **state)
 static void test_last_one_wins(void **state)
 {
     struct cli_request req;
-    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", "2", "--cpus=8", "--kernel", "/a",
-                           "--kernel", "/b"),
-                     0);
+    assert_int_equal(
+        PARSE(&req, errbuf, "run", "--cpus", "2", "--cpus=8", "--kernel", "/a", "--kernel", "/b"),
+        0);
     assert_int_equal(req.cpus, 8);
     assert_string_equal(req.kernel, "/b");
     cli_request_free(&req);
@@ -183,9 +183,8 @@ static void test_bootloader(void **state)
     cli_request_free(&req);
 
     /* Quoted paths and an empty quoted command line. */
-    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader",
-                           "linux,kernel=\"/my,dir/k\",cmdline=\"\""),
-                     0);
+    assert_int_equal(
+        PARSE(&req, errbuf, "run", "--bootloader", "linux,kernel=\"/my,dir/k\",cmdline=\"\""), 0);
     assert_string_equal(req.kernel, "/my,dir/k");
     assert_string_equal(req.cmdline, "");
     cli_request_free(&req);
@@ -195,8 +194,7 @@ static void test_bootloader_errors(void **state)
 {
     EXPECT_USAGE("--bootloader", "empty value", "run", "--bootloader", "");
     EXPECT_USAGE("--bootloader", "'efi'", "run", "--bootloader", "efi,kernel=/k");
-    EXPECT_USAGE("--bootloader", "'kernel=/k' is not a type", "run", "--bootloader",
-                 "kernel=/k");
+    EXPECT_USAGE("--bootloader", "'kernel=/k' is not a type", "run", "--bootloader", "kernel=/k");
     EXPECT_USAGE("--bootloader linux", "missing kernel=PATH", "run", "--bootloader", "linux");
     EXPECT_USAGE("--bootloader linux", "missing kernel=PATH", "run", "--bootloader",
                  "linux,initrd=/i");
@@ -218,12 +216,11 @@ static void test_bootloader_errors(void **state)
     EXPECT_USAGE("cmdline", "text after the closing quote", "run", "--bootloader",
                  "linux,kernel=/k,cmdline=\"a\"b");
     EXPECT_USAGE("--bootloader linux", "empty option", "run", "--bootloader", "linux,kernel=/k,");
-    EXPECT_USAGE("--bootloader linux", "empty option", "run", "--bootloader",
-                 "linux,,kernel=/k");
+    EXPECT_USAGE("--bootloader linux", "empty option", "run", "--bootloader", "linux,,kernel=/k");
     EXPECT_USAGE("--bootloader", "--kernel", "run", "--kernel", "/k", "--bootloader",
                  "linux,kernel=/k");
-    EXPECT_USAGE("--bootloader", "--cmdline", "run", "--bootloader", "linux,kernel=/k",
-                 "--cmdline", "quiet");
+    EXPECT_USAGE("--bootloader", "--cmdline", "run", "--bootloader", "linux,kernel=/k", "--cmdline",
+                 "quiet");
 }
 
 static void test_device_serial_repeated(void **state)
@@ -243,9 +240,9 @@ static void test_device_serial_repeated(void **state)
     assert_string_equal(req.serial[3].path, "/c4");
     cli_request_free(&req);
 
-    EXPECT_USAGE("--device serial", "at most 4", "run", "--device", "serial,file=/1",
-                 "--device", "serial,file=/2", "--device", "serial,stdio", "--device",
-                 "serial,file=/4", "--device", "serial,file=/5");
+    EXPECT_USAGE("--device serial", "at most 4", "run", "--device", "serial,file=/1", "--device",
+                 "serial,file=/2", "--device", "serial,stdio", "--device", "serial,file=/4",
+                 "--device", "serial,file=/5");
 }
 
 static void test_device_errors(void **state)
@@ -265,13 +262,12 @@ static void test_device_errors(void **state)
                  "serial,stdio=yes");
     EXPECT_USAGE("--device serial", "file= needs a path", "run", "--device", "serial,file=");
     EXPECT_USAGE("--device serial", "file= needs a path", "run", "--device", "serial,file");
-    EXPECT_USAGE("--device serial", "stdio given twice", "run", "--device",
-                 "serial,stdio,stdio");
+    EXPECT_USAGE("--device serial", "stdio given twice", "run", "--device", "serial,stdio,stdio");
     EXPECT_USAGE("--device serial", "empty option", "run", "--device", "serial,stdio,");
     EXPECT_USAGE("--device", "empty value", "run", "--device", "");
     EXPECT_USAGE("--device", "'file=/x' is not a type", "run", "--device", "file=/x");
-    EXPECT_USAGE("only one serial port can be on stdio", "COM1", "run", "--device",
-                 "serial,stdio", "--device", "serial,stdio");
+    EXPECT_USAGE("only one serial port can be on stdio", "COM1", "run", "--device", "serial,stdio",
+                 "--device", "serial,stdio");
 }
 
 static void test_bad_numbers(void **state)
@@ -326,8 +322,7 @@ static void test_bad_numbers(void **state)
     char max_c_text[32], max_m_text[32];
     snprintf(max_c_text, sizeof(max_c_text), "%u", max_c);
     snprintf(max_m_text, sizeof(max_m_text), "%llu", (unsigned long long)max_m);
-    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", max_c_text, "--memory", max_m_text),
-                     0);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", max_c_text, "--memory", max_m_text), 0);
     assert_int_equal(req.cpus, max_c);
     assert_int_equal(req.memory_mib, max_m);
     cli_request_free(&req);
@@ -365,9 +360,8 @@ static void test_unknown_flags(void **state)
 
 static void test_missing_values(void **state)
 {
-    static const char *const valued[] = { "--cpus",       "--memory", "--kernel",
-                                          "--initrd",     "--cmdline", "--bootloader",
-                                          "--device",     "--config" };
+    static const char *const valued[] = { "--cpus",    "--memory",     "--kernel", "--initrd",
+                                          "--cmdline", "--bootloader", "--device", "--config" };
     for (size_t i = 0; i < sizeof(valued) / sizeof(valued[0]); i++) {
         char want[64];
         snprintf(want, sizeof(want), "vmkit: %s: missing value (%s ", valued[i], valued[i]);
@@ -380,18 +374,14 @@ static void test_missing_values(void **state)
 static void test_help_version(void **state)
 {
     static const char *const help[][4] = {
-        { "vmkit", "--help", NULL },
-        { "vmkit", "-h", NULL },
-        { "vmkit", "help", NULL },
-        { "vmkit", "help", "run", NULL },
-        { "vmkit", "run", "--help", NULL },
-        { "vmkit", "run", "--cpus=2", "-h" },
+        { "vmkit", "--help", NULL },        { "vmkit", "-h", NULL },
+        { "vmkit", "help", NULL },          { "vmkit", "help", "run", NULL },
+        { "vmkit", "run", "--help", NULL }, { "vmkit", "run", "--cpus=2", "-h" },
     };
     struct cli_request req;
     for (size_t i = 0; i < sizeof(help) / sizeof(help[0]); i++) {
         int argc = help[i][3] ? 4 : (int)(help[i][2] ? 3 : 2);
-        assert_int_equal(cli_parse(argc, (char *const *)help[i], &req, errbuf, sizeof(errbuf)),
-                         0);
+        assert_int_equal(cli_parse(argc, (char *const *)help[i], &req, errbuf, sizeof(errbuf)), 0);
         assert_int_equal(req.command, CLI_CMD_HELP);
         cli_request_free(&req);
     }
@@ -409,10 +399,11 @@ static void test_help_version(void **state)
 
     const char *u = cli_usage();
     assert_non_null(strstr(u, "usage: vmkit run [options]"));
-    static const char *const documented[] = { "--cpus",   "--memory", "--kernel", "--initrd",
-                                              "--cmdline", "--bootloader", "serial,stdio",
-                                              "serial,file=PATH", "--config", "--version",
-                                              "--help",   "VMKIT_GUEST_DIR", "Ctrl-A x" };
+    static const char *const documented[] = { "--cpus",       "--memory",         "--kernel",
+                                              "--initrd",     "--cmdline",        "--bootloader",
+                                              "serial,stdio", "serial,file=PATH", "--config",
+                                              "--version",    "--help",           "VMKIT_GUEST_DIR",
+                                              "Ctrl-A x" };
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
         assert_non_null(strstr(u, documented[i]));
     assert_int_equal(u[strlen(u) - 1], '\n');
@@ -486,8 +477,7 @@ static void test_default_guest_env(void **state)
     assert_non_null(strstr(errbuf, "--kernel"));
 
     touch(t->root, "vmlinuz"); /* a kernel alone is not a guest */
-    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)),
-                     CLI_EXIT_USAGE);
+    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
     assert_non_null(strstr(errbuf, t->root));
 
     touch(t->root, "initramfs.img");
@@ -522,8 +512,7 @@ static void test_default_guest_env(void **state)
     assert_int_equal(PARSE(&req, errbuf, "run", "--cmdline", "console=ttyS0 rdinit=/bin/sh"), 0);
     assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
     bl = vmk_config_get_boot_loader(cfg);
-    assert_string_equal(vmk_linux_boot_loader_get_command_line(bl),
-                        "console=ttyS0 rdinit=/bin/sh");
+    assert_string_equal(vmk_linux_boot_loader_get_command_line(bl), "console=ttyS0 rdinit=/bin/sh");
     vmk_config_free(cfg);
     cli_request_free(&req);
 
@@ -560,8 +549,7 @@ static void test_default_guest_beside_binary(void **state)
 
     /* At most 4 levels up: from 5 levels below the repo it is not found. */
     snprintf(exe, sizeof(exe), "%s/repo/a/b/c/d/e/vmkit", t->root);
-    assert_int_equal(cli_find_default_guest(exe, &k, &i, errbuf, sizeof(errbuf)),
-                     CLI_EXIT_USAGE);
+    assert_int_equal(cli_find_default_guest(exe, &k, &i, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
     assert_null(k);
     assert_non_null(strstr(errbuf, "no default guest found"));
     snprintf(want, sizeof(want), "%s/repo/a/b/c/d/e", t->root);
@@ -592,8 +580,7 @@ static void test_default_guest_beside_binary(void **state)
     unsetenv("VMKIT_GUEST_DIR");
 
     /* Without its own path, only VMKIT_GUEST_DIR could help, and the message says so. */
-    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)),
-                     CLI_EXIT_USAGE);
+    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
     assert_non_null(strstr(errbuf, "VMKIT_GUEST_DIR"));
     assert_int_equal(cli_find_default_guest("vmkit", &k, &i, errbuf, sizeof(errbuf)),
                      CLI_EXIT_USAGE);
@@ -606,11 +593,10 @@ static void test_build_config(void **state)
     struct cli_request req;
     vmk_config *cfg = NULL;
     assert_int_equal(PARSE(&req, errbuf, "run", "--cpus", "3", "--memory", "768", "--bootloader",
-                           "linux,kernel=/k,initrd=/i,cmdline=\"console=ttyS0,9600\"",
-                           "--device", "serial,file=/tmp/x.log", "--device", "serial,stdio"),
+                           "linux,kernel=/k,initrd=/i,cmdline=\"console=ttyS0,9600\"", "--device",
+                           "serial,file=/tmp/x.log", "--device", "serial,stdio"),
                      0);
-    assert_int_equal(cli_build_config(&req, "/nonexistent/bin/vmkit", &cfg, errbuf,
-                                      sizeof(errbuf)),
+    assert_int_equal(cli_build_config(&req, "/nonexistent/bin/vmkit", &cfg, errbuf, sizeof(errbuf)),
                      0);
     assert_int_equal(vmk_config_get_cpu_count(cfg), 3);
     assert_int_equal(vmk_config_get_memory_size(cfg), 768 * MIB);

@@ -12,9 +12,21 @@
 #include "arch/x86/layout.h"
 #include "core/bus.h"
 
-enum { SEC = 0x00, ALARM_SEC = 0x01, MIN = 0x02, HOUR = 0x04, WDAY = 0x06, MDAY = 0x07,
-       MON = 0x08, YEAR = 0x09, REG_A = 0x0a, REG_B = 0x0b, REG_C = 0x0c, REG_D = 0x0d,
-       CENTURY = 0x32 };
+enum {
+    SEC = 0x00,
+    ALARM_SEC = 0x01,
+    MIN = 0x02,
+    HOUR = 0x04,
+    WDAY = 0x06,
+    MDAY = 0x07,
+    MON = 0x08,
+    YEAR = 0x09,
+    REG_A = 0x0a,
+    REG_B = 0x0b,
+    REG_C = 0x0c,
+    REG_D = 0x0d,
+    CENTURY = 0x32
+};
 
 #define T_2026_11_25_134507 ((time_t)1795614307) /* a Wednesday */
 
@@ -101,17 +113,17 @@ static void test_fixed_time_binary(void **state)
 static void test_twelve_hour(void **state)
 {
     struct fixture *f = *state;
-    wr(f->rtc, REG_B, 0x00); /* BCD, 12h */
+    wr(f->rtc, REG_B, 0x00);                  /* BCD, 12h */
     assert_int_equal(rd(f->rtc, HOUR), 0x81); /* 1 PM */
-    wr(f->rtc, REG_B, 0x04); /* binary, 12h */
+    wr(f->rtc, REG_B, 0x04);                  /* binary, 12h */
     assert_int_equal(rd(f->rtc, HOUR), 0x81);
 
     f->now = T_2026_11_25_134507 - 13 * 3600 - 15 * 60; /* 00:30:07 */
     wr(f->rtc, REG_B, 0x00);
     assert_int_equal(rd(f->rtc, HOUR), 0x12); /* 12 AM */
-    f->now += 12 * 3600; /* 12:30:07 */
+    f->now += 12 * 3600;                      /* 12:30:07 */
     assert_int_equal(rd(f->rtc, HOUR), 0x92); /* 12 PM */
-    f->now -= 3 * 3600; /* 09:30:07 */
+    f->now -= 3 * 3600;                       /* 09:30:07 */
     assert_int_equal(rd(f->rtc, HOUR), 0x09);
     f->now += 14 * 3600; /* 23:30:07 */
     assert_int_equal(rd(f->rtc, HOUR), 0x91);
@@ -206,7 +218,7 @@ static void test_guest_sets_time(void **state)
 static void test_guest_sets_time_binary_12h(void **state)
 {
     struct fixture *f = *state;
-    wr(f->rtc, REG_B, 0x84); /* SET, binary, 12h */
+    wr(f->rtc, REG_B, 0x84);     /* SET, binary, 12h */
     wr(f->rtc, HOUR, 0x80 | 11); /* 11 PM */
     wr(f->rtc, MIN, 58);
     wr(f->rtc, SEC, 30);

@@ -255,8 +255,9 @@ static void test_serial_ports(void **state)
 {
     vmk_config *cfg = valid_config(*state);
     for (int i = 0; i < 4; i++)
-        assert_int_equal(vmk_config_add_serial_port(cfg, vmk_file_serial_attachment_new("/tmp/x", false)),
-                         VMK_OK);
+        assert_int_equal(
+            vmk_config_add_serial_port(cfg, vmk_file_serial_attachment_new("/tmp/x", false)),
+            VMK_OK);
     /* A fifth is refused, and the attachment is freed (no leak under ASan). */
     assert_int_equal(vmk_config_add_serial_port(cfg, vmk_fd_serial_attachment_new(0, 1)),
                      VMK_ERR_INVALID_ARGUMENT);

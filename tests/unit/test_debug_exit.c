@@ -41,8 +41,9 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    f->ev = (struct machine_events){ .power_off = on_power_off, .reset = on_reset,
-                                     .debug_exit = on_debug_exit, .ctx = f };
+    f->ev = (struct machine_events){
+        .power_off = on_power_off, .reset = on_reset, .debug_exit = on_debug_exit, .ctx = f
+    };
     f->d = debug_exit_new(&f->ev);
     if (!f->d) {
         free(f);

@@ -11,12 +11,12 @@
 #include "arch/x86/layout.h"
 #include "core/bus.h"
 
-#define STS_OBF 0x01
-#define STS_IBF 0x02
-#define STS_SYS 0x04
-#define STS_CMD 0x08
-#define STS_UNLOCK 0x10
-#define STS_AUX 0x20
+#define STS_OBF     0x01
+#define STS_IBF     0x02
+#define STS_SYS     0x04
+#define STS_CMD     0x08
+#define STS_UNLOCK  0x10
+#define STS_AUX     0x20
 #define STS_TIMEOUT 0x40
 
 struct events {
@@ -49,8 +49,9 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    f->ev = (struct machine_events){ .power_off = on_power_off, .reset = on_reset,
-                                     .debug_exit = on_debug_exit, .ctx = &f->seen };
+    f->ev = (struct machine_events){
+        .power_off = on_power_off, .reset = on_reset, .debug_exit = on_debug_exit, .ctx = &f->seen
+    };
     f->k = i8042_new(&f->ev);
     if (!f->k) {
         free(f);

@@ -13,8 +13,20 @@
 #include "arch/x86/uart_16550.h"
 #include "core/bus.h"
 
-enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5,
-       MSR = 6, SCR = 7 };
+enum {
+    RBR = 0,
+    THR = 0,
+    DLL = 0,
+    IER = 1,
+    DLM = 1,
+    IIR = 2,
+    FCR = 2,
+    LCR = 3,
+    MCR = 4,
+    LSR = 5,
+    MSR = 6,
+    SCR = 7
+};
 
 struct irq_rec {
     unsigned calls;
@@ -258,7 +270,7 @@ static void test_iir_priorities(void **state)
     assert_int_equal(rd(f->u, IIR), 0x06); /* RLS (overrun) first */
     assert_int_equal(rd(f->u, LSR) & 0x03, 0x03);
     assert_int_equal(rd(f->u, LSR) & 0x02, 0); /* OE was cleared by the read */
-    assert_int_equal(rd(f->u, IIR), 0x04); /* then RDA */
+    assert_int_equal(rd(f->u, IIR), 0x04);     /* then RDA */
     for (unsigned i = 0; i < UART_16550_RX_BUFFER; i++)
         assert_int_equal(rd(f->u, RBR), (uint8_t)i);
     assert_int_equal(rd(f->u, IIR), 0x02); /* then THRE, which the read clears */

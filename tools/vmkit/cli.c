@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MIB (UINT64_C(1) << 20)
+#define MIB                 (UINT64_C(1) << 20)
 /* How far above the binary's directory to look for the source tree's guest/out. */
 #define GUEST_SEARCH_LEVELS 4
 
@@ -57,7 +57,7 @@ const char *cli_usage(void)
 }
 
 __attribute__((format(printf, 4, 5))) static int fail_with(int status, char *err, size_t errlen,
-                                                             const char *fmt, ...)
+                                                           const char *fmt, ...)
 {
     if (err && errlen > 0) {
         int n = snprintf(err, errlen, "vmkit: ");
@@ -72,7 +72,7 @@ __attribute__((format(printf, 4, 5))) static int fail_with(int status, char *err
 }
 
 #define usage_error(err, errlen, ...) fail_with(CLI_EXIT_USAGE, err, errlen, __VA_ARGS__)
-#define out_of_memory(err, errlen) fail_with(CLI_EXIT_RUNTIME, err, errlen, "out of memory")
+#define out_of_memory(err, errlen)    fail_with(CLI_EXIT_RUNTIME, err, errlen, "out of memory")
 
 /* ---- Numbers ------------------------------------------------------------------ */
 
@@ -115,23 +115,21 @@ static int parse_ranged(const char *flag, const char *text, uint64_t min, uint64
 {
     uint64_t v = 0;
     switch (parse_decimal(text, &v)) {
-    case NUM_BAD:
-        return usage_error(err, errlen, "%s: '%s' is not a number", flag, text);
+    case NUM_BAD: return usage_error(err, errlen, "%s: '%s' is not a number", flag, text);
     case NUM_NEGATIVE:
-        return usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text,
-                           unit, (unsigned long long)min, unit);
+        return usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text, unit,
+                           (unsigned long long)min, unit);
     case NUM_OVERFLOW:
-        return usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text,
-                           unit, (unsigned long long)max, unit);
-    case NUM_OK:
-        break;
+        return usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text, unit,
+                           (unsigned long long)max, unit);
+    case NUM_OK: break;
     }
     if (v < min)
-        return usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text,
-                           unit, (unsigned long long)min, unit);
+        return usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text, unit,
+                           (unsigned long long)min, unit);
     if (v > max)
-        return usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text,
-                           unit, (unsigned long long)max, unit);
+        return usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text, unit,
+                           (unsigned long long)max, unit);
     *out = v;
     return 0;
 }
@@ -183,8 +181,8 @@ static int kv_next(struct kv_iter *it, char **key, char **val, char *err, size_t
             }
             p++;
             if (*p != ',' && *p != '\0') {
-                usage_error(err, errlen, "%s: %s: text after the closing quote in '%s'",
-                            it->ctx, k, it->whole);
+                usage_error(err, errlen, "%s: %s: text after the closing quote in '%s'", it->ctx, k,
+                            it->whole);
                 goto bad;
             }
         } else {
@@ -263,8 +261,10 @@ static int parse_bootloader(struct cli_request *req, const char *spec, char *err
     if (rc)
         return rc;
     if (strcmp(type, "linux") != 0) {
-        rc = usage_error(err, errlen, "--bootloader: unknown boot loader type '%s' "
-                         "(this release knows: linux)", type);
+        rc = usage_error(err, errlen,
+                         "--bootloader: unknown boot loader type '%s' "
+                         "(this release knows: linux)",
+                         type);
         goto out;
     }
     it.ctx = "--bootloader linux";
@@ -274,18 +274,20 @@ static int parse_bootloader(struct cli_request *req, const char *spec, char *err
         rc = kv_next(&it, &key, &val, err, errlen);
         if (rc || !key)
             break;
-        char **slot = !strcmp(key, "kernel") ? &kernel
-                      : !strcmp(key, "initrd") ? &initrd
+        char **slot = !strcmp(key, "kernel")    ? &kernel
+                      : !strcmp(key, "initrd")  ? &initrd
                       : !strcmp(key, "cmdline") ? &cmdline
                                                 : NULL;
         if (!slot) {
-            rc = usage_error(err, errlen, "--bootloader linux: unknown key '%s' (known: kernel, "
-                             "initrd, cmdline; quote a value that holds commas)", key);
+            rc = usage_error(err, errlen,
+                             "--bootloader linux: unknown key '%s' (known: kernel, "
+                             "initrd, cmdline; quote a value that holds commas)",
+                             key);
             break;
         }
         if (!val) {
-            rc = usage_error(err, errlen, "--bootloader linux: %s needs a value (%s=...)", key,
-                             key);
+            rc =
+                usage_error(err, errlen, "--bootloader linux: %s needs a value (%s=...)", key, key);
             break;
         }
         if (*slot) {
@@ -326,8 +328,10 @@ static int parse_device(struct cli_request *req, const char *spec, char *err, si
     if (rc)
         return rc;
     if (strcmp(type, "serial") != 0) {
-        rc = usage_error(err, errlen, "--device: unknown device type '%s' "
-                         "(this release knows: serial)", type);
+        rc = usage_error(err, errlen,
+                         "--device: unknown device type '%s' "
+                         "(this release knows: serial)",
+                         type);
         goto out;
     }
     it.ctx = "--device serial";
@@ -341,8 +345,8 @@ static int parse_device(struct cli_request *req, const char *spec, char *err, si
         if (is_stdio || is_append) {
             bool *flag = is_stdio ? &stdio : &append;
             if (val) {
-                rc = usage_error(err, errlen, "--device serial: %s takes no value (got '%s')",
-                                 key, val);
+                rc = usage_error(err, errlen, "--device serial: %s takes no value (got '%s')", key,
+                                 val);
                 break;
             }
             if (*flag) {
@@ -362,8 +366,10 @@ static int parse_device(struct cli_request *req, const char *spec, char *err, si
             path = val;
             val = NULL;
         } else {
-            rc = usage_error(err, errlen, "--device serial: unknown key '%s' "
-                             "(known: stdio, file, append)", key);
+            rc = usage_error(err, errlen,
+                             "--device serial: unknown key '%s' "
+                             "(known: stdio, file, append)",
+                             key);
             break;
         }
     }
@@ -383,8 +389,10 @@ static int parse_device(struct cli_request *req, const char *spec, char *err, si
     for (unsigned i = 0; stdio && i < req->serial_count; i++) {
         /* Two ports reading one terminal would steal each other's keystrokes. */
         if (req->serial[i].kind == CLI_SERIAL_STDIO) {
-            rc = usage_error(err, errlen, "--device serial,stdio: only one serial port can be "
-                             "on stdio (COM%u already is)", i + 1);
+            rc = usage_error(err, errlen,
+                             "--device serial,stdio: only one serial port can be "
+                             "on stdio (COM%u already is)",
+                             i + 1);
             goto out;
         }
     }
@@ -452,8 +460,10 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
     for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
         if (arg[0] != '-' || arg[1] == '\0')
-            return usage_error(err, errlen, "run: unexpected argument '%s' (options start "
-                               "with --; see 'vmkit --help')", arg);
+            return usage_error(err, errlen,
+                               "run: unexpected argument '%s' (options start "
+                               "with --; see 'vmkit --help')",
+                               arg);
         /* Only long options take the --name=value form. */
         const char *eq = arg[1] == '-' ? strchr(arg, '=') : NULL;
         size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
@@ -464,8 +474,7 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
         const char *value = NULL;
         if (!o->metavar) {
             if (eq)
-                return usage_error(err, errlen, "%s: takes no value (got '%s')", o->name,
-                                   eq + 1);
+                return usage_error(err, errlen, "%s: takes no value (got '%s')", o->name, eq + 1);
         } else if (eq) {
             value = eq + 1;
         } else if (i + 1 < argc) {
@@ -495,8 +504,7 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
         case OPT_INITRD:
             if (*value == '\0')
                 return usage_error(err, errlen, "%s: empty path", o->name);
-            rc = set_string(o->id == OPT_KERNEL ? &req->kernel : &req->initrd, value, err,
-                            errlen);
+            rc = set_string(o->id == OPT_KERNEL ? &req->kernel : &req->initrd, value, err, errlen);
             kernel_flags = true;
             initrd_flag |= o->id == OPT_INITRD;
             break;
@@ -508,27 +516,25 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
             rc = parse_bootloader(req, value, err, errlen);
             bootloader = true;
             break;
-        case OPT_DEVICE:
-            rc = parse_device(req, value, err, errlen);
-            break;
+        case OPT_DEVICE: rc = parse_device(req, value, err, errlen); break;
         case OPT_CONFIG:
-            return usage_error(err, errlen, "--config: '%s': configuration files are not "
-                               "supported yet in this release (use the options of run)", value);
-        case OPT_HELP:
-            req->command = CLI_CMD_HELP;
-            return 0;
-        case OPT_VERSION:
-            req->command = CLI_CMD_VERSION;
-            return 0;
+            return usage_error(err, errlen,
+                               "--config: '%s': configuration files are not "
+                               "supported yet in this release (use the options of run)",
+                               value);
+        case OPT_HELP: req->command = CLI_CMD_HELP; return 0;
+        case OPT_VERSION: req->command = CLI_CMD_VERSION; return 0;
         }
         if (rc)
             return rc;
     }
     if (bootloader && (kernel_flags || cmdline_flag))
-        return usage_error(err, errlen, "--bootloader cannot be combined with --kernel, --initrd "
+        return usage_error(err, errlen,
+                           "--bootloader cannot be combined with --kernel, --initrd "
                            "or --cmdline");
     if (initrd_flag && !req->kernel)
-        return usage_error(err, errlen, "--initrd: needs --kernel (the default guest brings "
+        return usage_error(err, errlen,
+                           "--initrd: needs --kernel (the default guest brings "
                            "its own initramfs)");
     return 0;
 }
@@ -542,7 +548,8 @@ int cli_parse(int argc, char *const argv[], struct cli_request *req, char *err, 
         err[0] = '\0';
 
     if (argc < 2 || !argv[1])
-        return usage_error(err, errlen, "missing command (usage: vmkit run [options]; "
+        return usage_error(err, errlen,
+                           "missing command (usage: vmkit run [options]; "
                            "see 'vmkit --help')");
     const char *cmd = argv[1];
     int rc = 0;
@@ -556,8 +563,10 @@ int cli_parse(int argc, char *const argv[], struct cli_request *req, char *err, 
         req->command = CLI_CMD_RUN;
         rc = parse_run(argc, argv, req, err, errlen);
     } else if (cmd[0] == '-') {
-        rc = usage_error(err, errlen, "unknown option '%s' before the command (usage: "
-                         "vmkit run [options]; see 'vmkit --help')", cmd);
+        rc = usage_error(err, errlen,
+                         "unknown option '%s' before the command (usage: "
+                         "vmkit run [options]; see 'vmkit --help')",
+                         cmd);
     } else {
         rc = usage_error(err, errlen, "unknown command '%s' (see 'vmkit --help')", cmd);
     }
@@ -635,11 +644,14 @@ int cli_find_default_guest(const char *exe_path, char **kernel, char **initrd, c
             return out_of_memory(err, errlen);
         if (found)
             return 0;
-        return usage_error(err, errlen, "no default guest found (looked for vmlinuz and "
-                           "initramfs.img in $VMKIT_GUEST_DIR=%s); " NO_GUEST_HINT, env);
+        return usage_error(err, errlen,
+                           "no default guest found (looked for vmlinuz and "
+                           "initramfs.img in $VMKIT_GUEST_DIR=%s); " NO_GUEST_HINT,
+                           env);
     }
     if (!exe_path || exe_path[0] != '/')
-        return usage_error(err, errlen, "no default guest found (the program's own path is "
+        return usage_error(err, errlen,
+                           "no default guest found (the program's own path is "
                            "unknown; set VMKIT_GUEST_DIR); " NO_GUEST_HINT);
 
     int rc = 0, found = 0;
@@ -669,9 +681,11 @@ int cli_find_default_guest(const char *exe_path, char **kernel, char **initrd, c
     if (found < 0)
         goto oom;
     if (!found)
-        rc = usage_error(err, errlen, "no default guest found (looked for vmlinuz and "
+        rc = usage_error(err, errlen,
+                         "no default guest found (looked for vmlinuz and "
                          "initramfs.img in %s and in guest/out of %s and up to %d levels "
-                         "above); " NO_GUEST_HINT, candidate, exe_dir, GUEST_SEARCH_LEVELS);
+                         "above); " NO_GUEST_HINT,
+                         candidate, exe_dir, GUEST_SEARCH_LEVELS);
     goto out;
 oom:
     rc = out_of_memory(err, errlen);
@@ -718,8 +732,8 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
     }
     r = vmk_config_set_memory_size(cfg, req->memory_mib * MIB);
     if (r != VMK_OK) {
-        rc = usage_error(err, errlen, "--memory: %llu MiB: %s",
-                         (unsigned long long)req->memory_mib, vmk_result_string(r));
+        rc = usage_error(err, errlen, "--memory: %llu MiB: %s", (unsigned long long)req->memory_mib,
+                         vmk_result_string(r));
         goto fail;
     }
 

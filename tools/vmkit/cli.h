@@ -15,13 +15,13 @@
 #include "vmkit.h"
 
 /* Exit statuses of the vmkit command (a guest's debug-exit code aside). */
-#define CLI_EXIT_OK 0
+#define CLI_EXIT_OK      0
 #define CLI_EXIT_RUNTIME 1
-#define CLI_EXIT_USAGE 2
+#define CLI_EXIT_USAGE   2
 
-#define CLI_MAX_SERIAL 4
-#define CLI_DEFAULT_CPUS 1u
-#define CLI_DEFAULT_MEMORY_MIB 512u
+#define CLI_MAX_SERIAL            4
+#define CLI_DEFAULT_CPUS          1u
+#define CLI_DEFAULT_MEMORY_MIB    512u
 #define CLI_DEFAULT_GUEST_CMDLINE "console=ttyS0 panic=-1"
 
 enum cli_command {

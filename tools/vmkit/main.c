@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PVM_WARNING                                                                            \
-    "warning: /dev/kvm is kvm_pvm (no hardware virtualization): guest kernel code is "         \
+#define PVM_WARNING                                                                    \
+    "warning: /dev/kvm is kvm_pvm (no hardware virtualization): guest kernel code is " \
     "emulated and slow, and FPU state cannot be saved, so a stock Linux kernel fails here"
 
 /* How long to wait for did_stop_with_error once the VM is in ERROR. */
@@ -86,7 +86,7 @@ static void on_error(vmk_vm *vm, const vmk_error *err, void *user)
 struct signal_watch {
     vmk_vm *vm;
     int sig_fd;
-    int quit_fd; /* an eventfd: main tells the thread to end */
+    int quit_fd;   /* an eventfd: main tells the thread to end */
     int forced_by; /* the signal that forced a hard stop, or 0 */
     pthread_mutex_t lock;
 };
@@ -105,14 +105,10 @@ static void stop_hard(struct signal_watch *w, int signo)
 static const char *signal_name(int signo)
 {
     switch (signo) {
-    case SIGINT:
-        return "SIGINT";
-    case SIGTERM:
-        return "SIGTERM";
-    case SIGHUP:
-        return "SIGHUP";
-    default:
-        return "signal";
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "signal";
     }
 }
 
@@ -143,8 +139,7 @@ static void *signal_thread(void *arg)
             say("%s: asking the guest to power off (again to force)", signal_name(signo));
             vmk_error *err = NULL;
             if (vmk_vm_request_stop(w->vm, &err) != VMK_OK) {
-                say("cannot press the power button (%s); stopping the VM",
-                    vmk_error_message(err));
+                say("cannot press the power button (%s); stopping the VM", vmk_error_message(err));
                 stop_hard(w, signo);
             }
             vmk_error_free(err);
@@ -168,8 +163,7 @@ static int run_vm(const vmk_config *cfg, const sigset_t *stop_signals)
 {
     struct outcome outcome = { .lock = PTHREAD_MUTEX_INITIALIZER,
                                .cond = PTHREAD_COND_INITIALIZER };
-    struct signal_watch watch = { .sig_fd = -1, .quit_fd = -1,
-                                  .lock = PTHREAD_MUTEX_INITIALIZER };
+    struct signal_watch watch = { .sig_fd = -1, .quit_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
     pthread_t watcher;
     bool watching = false;
     int status = CLI_EXIT_RUNTIME;
@@ -178,8 +172,7 @@ static int run_vm(const vmk_config *cfg, const sigset_t *stop_signals)
     vmk_vm *vm = vmk_vm_new(cfg, &err);
     if (!vm) {
         say_lines(err ? vmk_error_message(err) : "cannot create the VM: out of memory");
-        status = vmk_error_code(err) == VMK_ERR_INVALID_CONFIG ? CLI_EXIT_USAGE
-                                                                : CLI_EXIT_RUNTIME;
+        status = vmk_error_code(err) == VMK_ERR_INVALID_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
         goto out;
     }
     const vmk_vm_delegate delegate = {
@@ -230,8 +223,7 @@ static int run_vm(const vmk_config *cfg, const sigset_t *stop_signals)
         while (!outcome.errored &&
                pthread_cond_timedwait(&outcome.cond, &outcome.lock, &deadline) == 0)
             ;
-        say_lines(outcome.error_message ? outcome.error_message
-                                        : "the VM stopped with an error");
+        say_lines(outcome.error_message ? outcome.error_message : "the VM stopped with an error");
         pthread_mutex_unlock(&outcome.lock);
         status = CLI_EXIT_RUNTIME;
         goto out;
@@ -311,11 +303,8 @@ int main(int argc, char **argv)
             "kvm_amd, and check the permissions of /dev/kvm)");
         status = CLI_EXIT_RUNTIME;
         goto out;
-    case VMK_HOST_PVM:
-        say(PVM_WARNING);
-        break;
-    case VMK_HOST_HARDWARE_KVM:
-        break;
+    case VMK_HOST_PVM: say(PVM_WARNING); break;
+    case VMK_HOST_HARDWARE_KVM: break;
     }
 
     /* Block the stop signals before the library makes threads: they inherit the mask,

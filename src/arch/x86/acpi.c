@@ -166,32 +166,32 @@ struct madt_lapic_nmi {
 } __attribute__((packed));
 _Static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT Local APIC NMI");
 
-#define ACPI_OEM_ID "VMKIT "
+#define ACPI_OEM_ID       "VMKIT "
 #define ACPI_OEM_TABLE_ID "VMKITVM "
-#define ACPI_CREATOR_ID "VMKT"
+#define ACPI_CREATOR_ID   "VMKT"
 
-#define GAS_SYSTEM_IO 1
-#define GAS_ACCESS_BYTE 1
-#define GAS_ACCESS_WORD 2
+#define GAS_SYSTEM_IO    1
+#define GAS_ACCESS_BYTE  1
+#define GAS_ACCESS_WORD  2
 #define GAS_ACCESS_DWORD 3
 
-#define FADT_WBINVD (1u << 0)
-#define FADT_PROC_C1 (1u << 2)
-#define FADT_SLP_BUTTON (1u << 5) /* set: there is NO fixed-feature sleep button */
-#define FADT_TMR_VAL_EXT (1u << 8)
-#define FADT_RESET_REG_SUP (1u << 10)
+#define FADT_WBINVD              (1u << 0)
+#define FADT_PROC_C1             (1u << 2)
+#define FADT_SLP_BUTTON          (1u << 5) /* set: there is NO fixed-feature sleep button */
+#define FADT_TMR_VAL_EXT         (1u << 8)
+#define FADT_RESET_REG_SUP       (1u << 10)
 #define FADT_IAPC_LEGACY_DEVICES (1u << 0)
-#define FADT_CENTURY_CMOS_INDEX 0x32
+#define FADT_CENTURY_CMOS_INDEX  0x32
 
-#define MADT_PCAT_COMPAT (1u << 0)
-#define MADT_TYPE_LAPIC 0
-#define MADT_TYPE_IOAPIC 1
-#define MADT_TYPE_ISO 2
-#define MADT_TYPE_LAPIC_NMI 4
-#define MADT_LAPIC_ENABLED (1u << 0)
+#define MADT_PCAT_COMPAT     (1u << 0)
+#define MADT_TYPE_LAPIC      0
+#define MADT_TYPE_IOAPIC     1
+#define MADT_TYPE_ISO        2
+#define MADT_TYPE_LAPIC_NMI  4
+#define MADT_LAPIC_ENABLED   (1u << 0)
 #define MADT_ISO_ACTIVE_HIGH 0x1
-#define MADT_ISO_LEVEL (0x3 << 2)
-#define MADT_ALL_PROCESSORS 0xFF
+#define MADT_ISO_LEVEL       (0x3 << 2)
+#define MADT_ALL_PROCESSORS  0xFF
 
 #define XSDT_ENTRIES 2
 
@@ -320,8 +320,7 @@ static bool plan(uint64_t gpa, unsigned cpus, size_t dsdt_aml, struct layout *l)
         !place(gpa, &cur, sizeof(struct acpi_header) + XSDT_ENTRIES * 8, 8, &l->xsdt) ||
         !place(gpa, &cur, sizeof(struct acpi_fadt), 8, &l->fadt) ||
         !place(gpa, &cur, sizeof(struct acpi_facs), 64, &l->facs) ||
-        !place(gpa, &cur, l->madt_len, 8, &l->madt) ||
-        !place(gpa, &cur, l->dsdt_len, 8, &l->dsdt))
+        !place(gpa, &cur, l->madt_len, 8, &l->madt) || !place(gpa, &cur, l->dsdt_len, 8, &l->dsdt))
         return false;
     /* The whole area must be addressable: gpa + total may not wrap. */
     if (cur > UINT64_MAX - gpa)
@@ -439,8 +438,8 @@ vmk_result acpi_build_tables(const struct acpi_platform_info *p, uint8_t *buf, s
     if (!p || !buf || !used)
         return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "ACPI tables: NULL argument");
     if (p->cpu_count < 1 || p->cpu_count > ACPI_MAX_CPUS)
-        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
-                        "ACPI tables: %u CPUs is outside 1..%u", p->cpu_count, ACPI_MAX_CPUS);
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "ACPI tables: %u CPUs is outside 1..%u",
+                        p->cpu_count, ACPI_MAX_CPUS);
     if (p->serial_count > ACPI_MAX_SERIAL_PORTS)
         return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
                         "ACPI tables: %u serial ports is more than %u", p->serial_count,

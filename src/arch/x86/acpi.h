@@ -10,7 +10,7 @@
 
 /* Local APIC ids are 8 bits, 0xFF is the broadcast id, and the I/O APIC takes the
  * id after the last CPU. */
-#define ACPI_MAX_CPUS 254
+#define ACPI_MAX_CPUS         254
 #define ACPI_MAX_SERIAL_PORTS 4
 
 struct acpi_platform_info {

@@ -10,19 +10,19 @@
 
 /* Byte offsets inside the block at X86_PM_BASE. */
 #define OFF_STS 0
-#define OFF_EN 2
+#define OFF_EN  2
 #define OFF_CNT 4
 #define OFF_TMR 8
 
-#define STS_TMR 0x0001
+#define STS_TMR    0x0001
 #define STS_PWRBTN 0x0100
-#define EN_PWRBTN 0x0100
+#define EN_PWRBTN  0x0100
 
-#define CNT_SCI_EN 0x0001
+#define CNT_SCI_EN        0x0001
 #define CNT_SLP_TYP_SHIFT 10
-#define CNT_SLP_TYP_MASK (7u << CNT_SLP_TYP_SHIFT)
-#define CNT_SLP_EN 0x2000
-#define CNT_WRITE_ONLY (CNT_SLP_EN | 0x0004) /* SLP_EN and GBL_RLS read as 0 */
+#define CNT_SLP_TYP_MASK  (7u << CNT_SLP_TYP_SHIFT)
+#define CNT_SLP_EN        0x2000
+#define CNT_WRITE_ONLY    (CNT_SLP_EN | 0x0004) /* SLP_EN and GBL_RLS read as 0 */
 
 #define RESET_CPU 0x04 /* reset register: bit 2 starts the reset */
 
@@ -133,7 +133,7 @@ static void pm_write(void *dev, uint64_t offset, const void *data, unsigned size
         return;
     pthread_mutex_lock(&pm->lock);
     mask = covered(offset, size, in, OFF_STS, &v);
-    pm->sts &= (uint16_t)~(v & mask); /* write 1 to clear */
+    pm->sts &= (uint16_t) ~(v & mask); /* write 1 to clear */
     mask = covered(offset, size, in, OFF_EN, &v);
     pm->en = (uint16_t)((pm->en & ~mask) | (v & mask));
     mask = covered(offset, size, in, OFF_CNT, &v);

@@ -5,31 +5,31 @@
 #include <string.h>
 
 /* AML opcodes and prefixes (ACPI 6.x, section 20). */
-#define AML_ZERO_OP 0x00
-#define AML_ONE_OP 0x01
-#define AML_NAME_OP 0x08
-#define AML_BYTE_PREFIX 0x0A
-#define AML_WORD_PREFIX 0x0B
-#define AML_DWORD_PREFIX 0x0C
-#define AML_STRING_PREFIX 0x0D
-#define AML_QWORD_PREFIX 0x0E
-#define AML_SCOPE_OP 0x10
-#define AML_BUFFER_OP 0x11
-#define AML_PACKAGE_OP 0x12
-#define AML_METHOD_OP 0x14
-#define AML_DUAL_NAME_PREFIX 0x2E
+#define AML_ZERO_OP           0x00
+#define AML_ONE_OP            0x01
+#define AML_NAME_OP           0x08
+#define AML_BYTE_PREFIX       0x0A
+#define AML_WORD_PREFIX       0x0B
+#define AML_DWORD_PREFIX      0x0C
+#define AML_STRING_PREFIX     0x0D
+#define AML_QWORD_PREFIX      0x0E
+#define AML_SCOPE_OP          0x10
+#define AML_BUFFER_OP         0x11
+#define AML_PACKAGE_OP        0x12
+#define AML_METHOD_OP         0x14
+#define AML_DUAL_NAME_PREFIX  0x2E
 #define AML_MULTI_NAME_PREFIX 0x2F
-#define AML_EXT_OP_PREFIX 0x5B
-#define AML_DEVICE_OP 0x82 /* after AML_EXT_OP_PREFIX */
-#define AML_ROOT_CHAR '\\'
-#define AML_PARENT_PREFIX '^'
-#define AML_RETURN_OP 0xA4
-#define AML_NULL_NAME 0x00
+#define AML_EXT_OP_PREFIX     0x5B
+#define AML_DEVICE_OP         0x82 /* after AML_EXT_OP_PREFIX */
+#define AML_ROOT_CHAR         '\\'
+#define AML_PARENT_PREFIX     '^'
+#define AML_RETURN_OP         0xA4
+#define AML_NULL_NAME         0x00
 
 /* Small resource descriptor tags: type << 3 | length. */
 #define RES_IRQ_NOFLAGS_TAG 0x22 /* type 0x04, 2 bytes */
-#define RES_IO_TAG 0x47          /* type 0x08, 7 bytes */
-#define RES_END_TAG 0x79         /* type 0x0F, 1 byte */
+#define RES_IO_TAG          0x47 /* type 0x08, 7 bytes */
+#define RES_END_TAG         0x79 /* type 0x0F, 1 byte */
 
 enum { KIND_TERM = 1, KIND_RESOURCES = 2 };
 
@@ -492,9 +492,8 @@ void aml_res_io(struct aml_buf *b, bool decode16, uint16_t min, uint16_t max, ui
         fail(b, -EINVAL);
         return;
     }
-    const uint8_t d[8] = { RES_IO_TAG,           decode16 ? 1 : 0,      (uint8_t)min,
-                           (uint8_t)(min >> 8), (uint8_t)max,          (uint8_t)(max >> 8),
-                           alignment,            length };
+    const uint8_t d[8] = { RES_IO_TAG,   decode16 ? 1 : 0,    (uint8_t)min, (uint8_t)(min >> 8),
+                           (uint8_t)max, (uint8_t)(max >> 8), alignment,    length };
     aml_append(b, d, sizeof(d));
 }
 

@@ -135,37 +135,37 @@ _Static_assert(offsetof(struct boot_params, hdr) == 0x1f1, "hdr");
 _Static_assert(offsetof(struct boot_params, e820_table) == 0x2d0, "e820_table");
 _Static_assert(sizeof(struct boot_params) == 0x1000, "boot_params is one page");
 
-#define BOOT_FLAG_MAGIC 0xAA55
-#define HDRS_MAGIC 0x53726448 /* "HdrS" */
-#define SETUP_HDR_START 0x1f1
-#define SETUP_JUMP_LEN_OFF 0x201 /* header ends at 0x202 + this byte */
-#define SETUP_HDR_MIN_END 0x268  /* 2.12 carries everything through handover_offset */
-#define SETUP_HDR_MAX_END 0x290  /* boot_params keeps this much room for the header */
-#define SETUP_SECTOR 512
-#define LOADED_HIGH 0x01
-#define CAN_USE_HEAP 0x80
-#define XLF_KERNEL_64 0x01
-#define HEAP_END_PTR 0xfe00
-#define LOADER_UNDEFINED 0xff
-#define PROTOCOL_MIN 0x020c
+#define BOOT_FLAG_MAGIC        0xAA55
+#define HDRS_MAGIC             0x53726448 /* "HdrS" */
+#define SETUP_HDR_START        0x1f1
+#define SETUP_JUMP_LEN_OFF     0x201 /* header ends at 0x202 + this byte */
+#define SETUP_HDR_MIN_END      0x268 /* 2.12 carries everything through handover_offset */
+#define SETUP_HDR_MAX_END      0x290 /* boot_params keeps this much room for the header */
+#define SETUP_SECTOR           512
+#define LOADED_HIGH            0x01
+#define CAN_USE_HEAP           0x80
+#define XLF_KERNEL_64          0x01
+#define HEAP_END_PTR           0xfe00
+#define LOADER_UNDEFINED       0xff
+#define PROTOCOL_MIN           0x020c
 #define PROTOCOL_ELF_ZERO_PAGE 0x020f
-#define BZ_ENTRY_64_OFFSET 0x200
-#define NON_RELOCATABLE_ADDR 0x100000ULL
+#define BZ_ENTRY_64_OFFSET     0x200
+#define NON_RELOCATABLE_ADDR   0x100000ULL
 /* x86-64 Linux declares this in every bzImage; the same bound suits a vmlinux. */
-#define ELF_INITRD_ADDR_MAX 0x7fffffffULL
-#define ELF_KERNEL_ALIGNMENT 0x200000
+#define ELF_INITRD_ADDR_MAX    0x7fffffffULL
+#define ELF_KERNEL_ALIGNMENT   0x200000
 /* Conventional memory ends where the VGA hole starts. */
-#define EBDA_END 0xa0000ULL
-#define PAGE_SIZE_4K 0x1000ULL
+#define EBDA_END               0xa0000ULL
+#define PAGE_SIZE_4K           0x1000ULL
 /* A kernel file is read whole into host memory; nothing bigger can be a bootable x86 kernel
  * that fits below the 32-bit PCI hole anyway. */
-#define KERNEL_FILE_MAX (1ULL << 30)
+#define KERNEL_FILE_MAX        (1ULL << 30)
 
 /* What the parser learned, including what the loader needs beyond the public info. */
 struct kernel_image {
     struct linux_kernel_info info;
-    size_t setup_size; /* bzImage: real-mode part before the protected-mode kernel */
-    size_t hdr_end;    /* bzImage: end of the setup header in the file */
+    size_t setup_size;    /* bzImage: real-mode part before the protected-mode kernel */
+    size_t hdr_end;       /* bzImage: end of the setup header in the file */
     uint64_t cmdline_max; /* longest command line the kernel takes, without the NUL */
     uint32_t init_size;
 };
@@ -184,9 +184,8 @@ static const char *label_or_default(const char *what)
 }
 
 /* Every error message starts with the object it is about. */
-__attribute__((format(printf, 4, 5))) static vmk_result fail_at(vmk_error **err, vmk_result code,
-                                                                const char *what,
-                                                                const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static vmk_result
+fail_at(vmk_error **err, vmk_result code, const char *what, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -218,7 +217,9 @@ static const char *sniff_other(const uint8_t *img, size_t len)
         const char *name;
     } known[] = {
         { "\x1f\x8b", 2, "gzip data" },
-        { "\xfd" "7zXZ\0", 6, "xz data" },
+        { "\xfd"
+          "7zXZ\0",
+          6, "xz data" },
         { "\x28\xb5\x2f\xfd", 4, "zstd data" },
         { "BZh", 3, "bzip2 data" },
         { "\x02\x21\x4c\x18", 4, "lz4 data" },
@@ -309,8 +310,7 @@ static vmk_result parse_elf(const uint8_t *img, size_t len, const char *what,
         return BAD(err, what, "ELF file has no PT_LOAD segment to load");
     if (eh.e_entry < lo || eh.e_entry >= hi)
         return BAD(err, what, "ELF entry point 0x%llx is outside the loaded range [0x%llx, 0x%llx)",
-                   (unsigned long long)eh.e_entry, (unsigned long long)lo,
-                   (unsigned long long)hi);
+                   (unsigned long long)eh.e_entry, (unsigned long long)lo, (unsigned long long)hi);
 
     k->info = (struct linux_kernel_info){
         .format = LINUX_KERNEL_ELF64,
@@ -483,8 +483,7 @@ static vmk_result open_regular(const char *label, const char *path, uint64_t max
 }
 
 /* Reads exactly len bytes from offset 0; a file that shrinks meanwhile is an error. */
-static vmk_result read_exact(const char *label, int fd, uint8_t *dst, uint64_t len,
-                             vmk_error **err)
+static vmk_result read_exact(const char *label, int fd, uint8_t *dst, uint64_t len, vmk_error **err)
 {
     uint64_t done = 0;
     while (done < len) {
@@ -505,8 +504,8 @@ static vmk_result read_exact(const char *label, int fd, uint8_t *dst, uint64_t l
     return VMK_OK;
 }
 
-static vmk_result read_kernel_file(const char *label, const char *path, uint8_t **buf,
-                                   size_t *len, vmk_error **err)
+static vmk_result read_kernel_file(const char *label, const char *path, uint8_t **buf, size_t *len,
+                                   vmk_error **err)
 {
     int fd;
     uint64_t size;
@@ -616,8 +615,8 @@ static void elf_zero_page_header(struct setup_header *h, const struct kernel_ima
 }
 
 static vmk_result load_kernel_segments(const struct guest_memory *gm, const uint8_t *img,
-                                       size_t len, const char *what,
-                                       const struct kernel_image *k, vmk_error **err)
+                                       size_t len, const char *what, const struct kernel_image *k,
+                                       vmk_error **err)
 {
     if (k->info.format == LINUX_KERNEL_BZIMAGE) {
         size_t pm_len = len - k->setup_size;
@@ -637,8 +636,8 @@ static vmk_result load_kernel_segments(const struct guest_memory *gm, const uint
             continue;
         uint8_t *dst = gm_ptr(gm, ph.p_paddr, ph.p_memsz);
         if (!dst)
-            return BAD(err, what, "cannot place ELF program header %u at 0x%llx",
-                       i, (unsigned long long)ph.p_paddr);
+            return BAD(err, what, "cannot place ELF program header %u at 0x%llx", i,
+                       (unsigned long long)ph.p_paddr);
         memcpy(dst, img + ph.p_offset, ph.p_filesz);
         memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
     }
@@ -647,10 +646,9 @@ static vmk_result load_kernel_segments(const struct guest_memory *gm, const uint
 
 /* Everything is checked before the first byte of guest RAM is written, so a refused boot
  * leaves the guest as it was (except for an initrd read that fails half-way). */
-static vmk_result boot_load(const struct guest_memory *gm, const uint8_t *kernel,
-                            size_t kernel_len, const char *what, const struct initrd_src *initrd,
-                            const char *cmdline, uint64_t rsdp_addr,
-                            struct linux_boot_entry *out, vmk_error **err)
+static vmk_result boot_load(const struct guest_memory *gm, const uint8_t *kernel, size_t kernel_len,
+                            const char *what, const struct initrd_src *initrd, const char *cmdline,
+                            uint64_t rsdp_addr, struct linux_boot_entry *out, vmk_error **err)
 {
     struct kernel_image k;
     vmk_result r = parse_image(kernel, kernel_len, what, &k, err);
@@ -697,8 +695,8 @@ static vmk_result boot_load(const struct guest_memory *gm, const uint8_t *kernel
     if (initrd) {
         if (initrd->size == 0)
             return BAD(err, initrd->label, "file is empty");
-        uint64_t limit = k.info.initrd_addr_max + 1 < low_end ? k.info.initrd_addr_max + 1
-                                                              : low_end;
+        uint64_t limit =
+            k.info.initrd_addr_max + 1 < low_end ? k.info.initrd_addr_max + 1 : low_end;
         if (linux_initrd_place(&k.info, low_end, initrd->size, &initrd_addr) != 0)
             return BAD(err, initrd->label,
                        "%llu bytes (%llu MiB) do not fit in guest RAM between the "
@@ -756,9 +754,9 @@ static vmk_result boot_load(const struct guest_memory *gm, const uint8_t *kernel
     struct e820_entry_out map[BP_E820_MAX];
     unsigned n = x86_e820_build(gm, map, BP_E820_MAX);
     for (unsigned i = 0; i < n; i++)
-        bp->e820_table[i] = (struct boot_e820_entry){
-            .addr = map[i].addr, .size = map[i].size, .type = map[i].type
-        };
+        bp->e820_table[i] = (struct boot_e820_entry){ .addr = map[i].addr,
+                                                      .size = map[i].size,
+                                                      .type = map[i].type };
     bp->e820_entries = (uint8_t)n;
 
     memcpy(bp_dst, bp, sizeof(*bp));
@@ -779,8 +777,8 @@ vmk_result linux_boot_load_buffers(const struct guest_memory *gm, const uint8_t 
     if (!initrd && initrd_len)
         return fail_at(err, VMK_ERR_INVALID_ARGUMENT, what, "initrd length without a buffer");
     struct initrd_src src = { .label = "initrd", .buf = initrd, .fd = -1, .size = initrd_len };
-    return boot_load(gm, kernel, kernel_len, what, initrd ? &src : NULL, cmdline, rsdp_addr,
-                     out, err);
+    return boot_load(gm, kernel, kernel_len, what, initrd ? &src : NULL, cmdline, rsdp_addr, out,
+                     err);
 }
 
 vmk_result linux_boot_load(const struct guest_memory *gm, const struct linux_boot_request *req,

@@ -45,7 +45,7 @@ int linux_initrd_place(const struct linux_kernel_info *info, uint64_t low_ram_en
 /* The e820 map for this guest RAM: [0, X86_EBDA_START) RAM, [X86_EBDA_START, 0xA0000)
  * reserved, [X86_ACPI_ADDR, X86_HIGH_MEMORY) reserved, [X86_HIGH_MEMORY, low RAM end) RAM,
  * and the region from 4 GiB RAM when present. Writes at most max entries, returns how many. */
-#define E820_TYPE_RAM 1
+#define E820_TYPE_RAM      1
 #define E820_TYPE_RESERVED 2
 struct e820_entry_out {
     uint64_t addr, size;

@@ -6,30 +6,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CMOS_SIZE 128
+#define CMOS_SIZE       128
 #define CMOS_INDEX_MASK 0x7f /* bit 7 of the index is the NMI mask */
 
-#define REG_SEC 0x00
-#define REG_MIN 0x02
-#define REG_HOUR 0x04
-#define REG_WDAY 0x06
-#define REG_MDAY 0x07
-#define REG_MON 0x08
-#define REG_YEAR 0x09
-#define REG_A 0x0a
-#define REG_B 0x0b
-#define REG_C 0x0c
-#define REG_D 0x0d
+#define REG_SEC     0x00
+#define REG_MIN     0x02
+#define REG_HOUR    0x04
+#define REG_WDAY    0x06
+#define REG_MDAY    0x07
+#define REG_MON     0x08
+#define REG_YEAR    0x09
+#define REG_A       0x0a
+#define REG_B       0x0b
+#define REG_C       0x0c
+#define REG_D       0x0d
 #define REG_CENTURY 0x32 /* what the FADT's CENTURY field should name */
 
-#define A_UIP 0x80
+#define A_UIP     0x80
 #define A_DEFAULT 0x26 /* 32.768 kHz time base, 1024 Hz periodic rate */
-#define B_SET 0x80
-#define B_BINARY 0x04
-#define B_24H 0x02
+#define B_SET     0x80
+#define B_BINARY  0x04
+#define B_24H     0x02
 #define B_DEFAULT B_24H
-#define D_VRT 0x80 /* RAM and time are valid */
-#define HOUR_PM 0x80
+#define D_VRT     0x80 /* RAM and time are valid */
+#define HOUR_PM   0x80
 
 struct cmos_rtc {
     pthread_mutex_t lock;
@@ -52,10 +52,8 @@ static bool is_time_reg(unsigned idx)
     case REG_MDAY:
     case REG_MON:
     case REG_YEAR:
-    case REG_CENTURY:
-        return true;
-    default:
-        return false;
+    case REG_CENTURY: return true;
+    default: return false;
     }
 }
 
@@ -139,12 +137,9 @@ static uint8_t read_data(struct cmos_rtc *rtc)
     switch (idx) {
     case REG_A:
         return rtc->ram[REG_A] & (uint8_t)~A_UIP; /* never mid-update: reads need no retry */
-    case REG_C:
-        return 0; /* no interrupt sources are emulated */
-    case REG_D:
-        return D_VRT;
-    default:
-        return rtc->ram[idx];
+    case REG_C: return 0;                         /* no interrupt sources are emulated */
+    case REG_D: return D_VRT;
+    default: return rtc->ram[idx];
     }
 }
 
@@ -163,9 +158,7 @@ static void write_data(struct cmos_rtc *rtc, uint8_t v)
         return;
     }
     switch (idx) {
-    case REG_A:
-        rtc->ram[REG_A] = v & (uint8_t)~A_UIP;
-        break;
+    case REG_A: rtc->ram[REG_A] = v & (uint8_t)~A_UIP; break;
     case REG_B: {
         bool was_set = rtc->ram[REG_B] & B_SET, set = v & B_SET;
         if (set && !was_set)
@@ -176,11 +169,8 @@ static void write_data(struct cmos_rtc *rtc, uint8_t v)
         break;
     }
     case REG_C:
-    case REG_D:
-        break; /* read-only */
-    default:
-        rtc->ram[idx] = v;
-        break;
+    case REG_D: break; /* read-only */
+    default: rtc->ram[idx] = v; break;
     }
 }
 

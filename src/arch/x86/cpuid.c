@@ -5,10 +5,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define CPUID_1_ECX_HYPERVISOR (1u << 31)
-#define CPUID_1_EDX_HTT (1u << 28)
+#define CPUID_1_ECX_HYPERVISOR        (1u << 31)
+#define CPUID_1_EDX_HTT               (1u << 28)
 #define CPUID_80000001_ECX_CMP_LEGACY (1u << 1)
-#define CPUID_80000001_ECX_TOPOEXT (1u << 22)
+#define CPUID_80000001_ECX_TOPOEXT    (1u << 22)
 
 int x86_cpuid_init(struct x86_cpuid *c, int kvm_fd)
 {
@@ -93,11 +93,8 @@ static void patch_entry(struct kvm_cpuid_entry2 *e, unsigned apic_id, unsigned n
         else
             e->ecx &= ~CPUID_80000001_ECX_CMP_LEGACY;
         break;
-    case 0x80000008:
-        e->ecx = (e->ecx & ~0xf0ffu) | (core_bits << 12) | ((n - 1) & 0xff);
-        break;
-    default:
-        break;
+    case 0x80000008: e->ecx = (e->ecx & ~0xf0ffu) | (core_bits << 12) | ((n - 1) & 0xff); break;
+    default: break;
     }
 }
 

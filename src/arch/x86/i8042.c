@@ -6,45 +6,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STS_OBF 0x01     /* a byte waits in the output buffer */
-#define STS_SYS 0x04     /* system flag: mirrors command byte bit 2 */
-#define STS_CMD 0x08     /* last write went to the command port */
-#define STS_UNLOCK 0x10  /* keyboard not inhibited; Linux warns "Keylock active" without it */
-#define STS_AUX 0x20     /* the waiting byte came from the AUX port */
+#define STS_OBF     0x01 /* a byte waits in the output buffer */
+#define STS_SYS     0x04 /* system flag: mirrors command byte bit 2 */
+#define STS_CMD     0x08 /* last write went to the command port */
+#define STS_UNLOCK  0x10 /* keyboard not inhibited; Linux warns "Keylock active" without it */
+#define STS_AUX     0x20 /* the waiting byte came from the AUX port */
 #define STS_TIMEOUT 0x40 /* the device did not answer */
 
-#define CTR_SYS 0x04
+#define CTR_SYS    0x04
 #define CTR_KBDDIS 0x10
 #define CTR_AUXDIS 0x20
-#define CTR_XLATE 0x40
+#define CTR_XLATE  0x40
 
-#define CMD_READ_RAM 0x20 /* 0x20-0x3f: read internal RAM byte; byte 0 is the command byte */
-#define CMD_WRITE_RAM 0x60 /* 0x60-0x7f: write it with the next data byte */
-#define CMD_AUX_DISABLE 0xa7
-#define CMD_AUX_ENABLE 0xa8
-#define CMD_AUX_TEST 0xa9
-#define CMD_SELF_TEST 0xaa
-#define CMD_KBD_TEST 0xab
-#define CMD_KBD_DISABLE 0xad
-#define CMD_KBD_ENABLE 0xae
-#define CMD_READ_INPUT 0xc0
-#define CMD_READ_OUTPUT 0xd0
-#define CMD_WRITE_OUTPUT 0xd1
+#define CMD_READ_RAM       0x20 /* 0x20-0x3f: read internal RAM byte; byte 0 is the command byte */
+#define CMD_WRITE_RAM      0x60 /* 0x60-0x7f: write it with the next data byte */
+#define CMD_AUX_DISABLE    0xa7
+#define CMD_AUX_ENABLE     0xa8
+#define CMD_AUX_TEST       0xa9
+#define CMD_SELF_TEST      0xaa
+#define CMD_KBD_TEST       0xab
+#define CMD_KBD_DISABLE    0xad
+#define CMD_KBD_ENABLE     0xae
+#define CMD_READ_INPUT     0xc0
+#define CMD_READ_OUTPUT    0xd0
+#define CMD_WRITE_OUTPUT   0xd1
 #define CMD_WRITE_KBD_OBUF 0xd2
 #define CMD_WRITE_AUX_OBUF 0xd3
-#define CMD_WRITE_AUX 0xd4
-#define CMD_READ_TEST 0xe0
-#define CMD_PULSE 0xf0 /* 0xf0-0xff: pulse the output lines whose bit is clear */
+#define CMD_WRITE_AUX      0xd4
+#define CMD_READ_TEST      0xe0
+#define CMD_PULSE          0xf0 /* 0xf0-0xff: pulse the output lines whose bit is clear */
 
-#define SELF_TEST_OK 0x55
+#define SELF_TEST_OK        0x55
 /* Interface test answer "clock line stuck high": what an empty port looks like. A
  * guest that tests its ports (Linux's AUX probe, FreeBSD's atkbdc) drops the port
  * at once instead of waiting for replies from a device that is not there. */
 #define PORT_TEST_NO_DEVICE 0x02
-#define NO_DEVICE_REPLY 0xff
+#define NO_DEVICE_REPLY     0xff
 
 #define OUTPUT_RESET 0x01 /* output port bit 0: the CPU reset line, active low */
-#define OUTPUT_A20 0x02
+#define OUTPUT_A20   0x02
 
 struct i8042 {
     pthread_mutex_t lock;
@@ -52,7 +52,7 @@ struct i8042 {
     uint8_t ram[32];     /* ram[0] is the command byte */
     uint8_t output_port; /* A20 is always on in this machine; the bit only reads back */
     uint8_t obuf;
-    uint8_t status; /* OBF, AUX, TIMEOUT, CMD; the rest is added on read */
+    uint8_t status;  /* OBF, AUX, TIMEOUT, CMD; the rest is added on read */
     uint8_t pending; /* a command waiting for its data byte, or 0 */
 };
 
@@ -77,42 +77,23 @@ static bool run_command(struct i8042 *k, uint8_t cmd)
     if (cmd >= CMD_PULSE)
         return !(cmd & OUTPUT_RESET);
     switch (cmd) {
-    case CMD_AUX_DISABLE:
-        k->ram[0] |= CTR_AUXDIS;
-        break;
-    case CMD_AUX_ENABLE:
-        k->ram[0] &= (uint8_t)~CTR_AUXDIS;
-        break;
+    case CMD_AUX_DISABLE: k->ram[0] |= CTR_AUXDIS; break;
+    case CMD_AUX_ENABLE: k->ram[0] &= (uint8_t)~CTR_AUXDIS; break;
     case CMD_AUX_TEST:
-    case CMD_KBD_TEST:
-        put_output(k, PORT_TEST_NO_DEVICE, 0);
-        break;
-    case CMD_SELF_TEST:
-        put_output(k, SELF_TEST_OK, 0);
-        break;
-    case CMD_KBD_DISABLE:
-        k->ram[0] |= CTR_KBDDIS;
-        break;
-    case CMD_KBD_ENABLE:
-        k->ram[0] &= (uint8_t)~CTR_KBDDIS;
-        break;
+    case CMD_KBD_TEST: put_output(k, PORT_TEST_NO_DEVICE, 0); break;
+    case CMD_SELF_TEST: put_output(k, SELF_TEST_OK, 0); break;
+    case CMD_KBD_DISABLE: k->ram[0] |= CTR_KBDDIS; break;
+    case CMD_KBD_ENABLE: k->ram[0] &= (uint8_t)~CTR_KBDDIS; break;
     case CMD_READ_INPUT:
         put_output(k, 0x80, 0); /* bit 7: keyboard not inhibited */
         break;
-    case CMD_READ_OUTPUT:
-        put_output(k, k->output_port, 0);
-        break;
-    case CMD_READ_TEST:
-        put_output(k, 0x00, 0);
-        break;
+    case CMD_READ_OUTPUT: put_output(k, k->output_port, 0); break;
+    case CMD_READ_TEST: put_output(k, 0x00, 0); break;
     case CMD_WRITE_OUTPUT:
     case CMD_WRITE_KBD_OBUF:
     case CMD_WRITE_AUX_OBUF:
-    case CMD_WRITE_AUX:
-        k->pending = cmd;
-        break;
-    default: /* vendor commands: ignored, as many real controllers do */
-        break;
+    case CMD_WRITE_AUX: k->pending = cmd; break;
+    default: /* vendor commands: ignored, as many real controllers do */ break;
     }
     return false;
 }
@@ -127,12 +108,8 @@ static bool write_data(struct i8042 *k, uint8_t v)
         return false;
     }
     switch (cmd) {
-    case CMD_WRITE_OUTPUT:
-        k->output_port = v | OUTPUT_RESET;
-        return !(v & OUTPUT_RESET);
-    case CMD_WRITE_KBD_OBUF:
-        put_output(k, v, 0);
-        return false;
+    case CMD_WRITE_OUTPUT: k->output_port = v | OUTPUT_RESET; return !(v & OUTPUT_RESET);
+    case CMD_WRITE_KBD_OBUF: put_output(k, v, 0); return false;
     case CMD_WRITE_AUX_OBUF:
         /* Echoed without the AUX flag: there is no AUX channel. Linux's loop test
          * then fails at once ("auxerr") and its interface test sees
@@ -140,9 +117,7 @@ static bool write_data(struct i8042 *k, uint8_t v)
          * not wired. */
         put_output(k, v, 0);
         return false;
-    case CMD_WRITE_AUX:
-        put_output(k, NO_DEVICE_REPLY, STS_AUX | STS_TIMEOUT);
-        return false;
+    case CMD_WRITE_AUX: put_output(k, NO_DEVICE_REPLY, STS_AUX | STS_TIMEOUT); return false;
     default:
         /* A byte for the keyboard, which is absent: the transfer times out, as a
          * real controller reports it, so polling drivers give up at once. */
@@ -169,7 +144,7 @@ static void data_read(void *dev, uint64_t offset, void *data, unsigned size)
     pthread_mutex_lock(&k->lock);
     /* An empty buffer reads its last byte again, as the real latch does. */
     out[0] = k->obuf;
-    k->status &= (uint8_t)~(STS_OBF | STS_AUX | STS_TIMEOUT);
+    k->status &= (uint8_t) ~(STS_OBF | STS_AUX | STS_TIMEOUT);
     pthread_mutex_unlock(&k->lock);
 }
 

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #define KVM_API_EXPECTED 12
-#define IRQ_GSI_COUNT 24
+#define IRQ_GSI_COUNT    24
 
 /* The irq_line context of one interrupt source: shared ISA lines (COM1/COM3)
  * are the OR of their sources. */
@@ -84,7 +84,8 @@ static void set_irq_level(void *ctx, unsigned gsi, bool level)
 static struct irq_line irq_line_for(struct kvm_machine *m, unsigned src, unsigned gsi)
 {
     m->dev->irq_src[src] = (struct irq_source){ .m = m, .bit = 1u << src };
-    return (struct irq_line){ .set_level = set_irq_level, .ctx = &m->dev->irq_src[src], .gsi = gsi };
+    return (
+        struct irq_line){ .set_level = set_irq_level, .ctx = &m->dev->irq_src[src], .gsi = gsi };
 }
 
 void machine_end(struct kvm_machine *m, enum machine_end why, uint32_t code, vmk_error *err)
@@ -137,9 +138,9 @@ static vmk_result add_pio(struct kvm_machine *m, uint16_t port, uint16_t len,
     return VMK_OK;
 }
 
-#define NEED(ptr)                                                                   \
-    do {                                                                            \
-        if (!(ptr))                                                                 \
+#define NEED(ptr)                                                                               \
+    do {                                                                                        \
+        if (!(ptr))                                                                             \
             return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "platform devices: out of memory"); \
     } while (0)
 
@@ -237,11 +238,12 @@ static vmk_result open_kvm(struct kvm_machine *m, vmk_error **err)
             return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0, "this host's KVM lacks %s", caps[i].name);
     int max_vcpus = ioctl(m->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
     if (max_vcpus > 0 && m->vcpu_count > (unsigned)max_vcpus)
-        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0, "%u vCPUs asked for, this host's KVM allows %d",
-                        m->vcpu_count, max_vcpus);
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
+                        "%u vCPUs asked for, this host's KVM allows %d", m->vcpu_count, max_vcpus);
     int run_size = ioctl(m->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (run_size <= 0)
-        return vmk_fail(err, VMK_ERR_KVM, errno, "KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));
+        return vmk_fail(err, VMK_ERR_KVM, errno, "KVM_GET_VCPU_MMAP_SIZE failed: %s",
+                        strerror(errno));
     m->run_size = (size_t)run_size;
     int r = x86_cpuid_init(&m->cpuid, m->kvm_fd);
     if (r < 0)

@@ -3,44 +3,44 @@
 #ifndef VMK_X86_LAYOUT_H
 #define VMK_X86_LAYOUT_H
 
-#define X86_GDT_ADDR 0x500ULL
+#define X86_GDT_ADDR         0x500ULL
 #define X86_BOOT_PARAMS_ADDR 0x7000ULL
-#define X86_PML4_ADDR 0x9000ULL
-#define X86_PDPT_ADDR 0xA000ULL
-#define X86_PD_ADDR 0xB000ULL /* four pages: identity map of the first 4 GiB */
-#define X86_BOOT_STACK_TOP 0x8ff0ULL
-#define X86_CMDLINE_ADDR 0x20000ULL
-#define X86_CMDLINE_MAX 0x10000ULL  /* bytes, including the NUL */
-#define X86_EBDA_START 0x9fc00ULL    /* conventional RAM ends here */
-#define X86_ACPI_ADDR 0xe0000ULL     /* RSDP first, then the tables; reserved to 1 MiB */
-#define X86_ACPI_MAX 0x20000ULL
-#define X86_HIGH_MEMORY 0x100000ULL /* 1 MiB */
+#define X86_PML4_ADDR        0x9000ULL
+#define X86_PDPT_ADDR        0xA000ULL
+#define X86_PD_ADDR          0xB000ULL /* four pages: identity map of the first 4 GiB */
+#define X86_BOOT_STACK_TOP   0x8ff0ULL
+#define X86_CMDLINE_ADDR     0x20000ULL
+#define X86_CMDLINE_MAX      0x10000ULL /* bytes, including the NUL */
+#define X86_EBDA_START       0x9fc00ULL /* conventional RAM ends here */
+#define X86_ACPI_ADDR        0xe0000ULL /* RSDP first, then the tables; reserved to 1 MiB */
+#define X86_ACPI_MAX         0x20000ULL
+#define X86_HIGH_MEMORY      0x100000ULL /* 1 MiB */
 
-#define X86_IOAPIC_ADDR 0xfec00000ULL
-#define X86_LAPIC_ADDR 0xfee00000ULL
+#define X86_IOAPIC_ADDR           0xfec00000ULL
+#define X86_LAPIC_ADDR            0xfee00000ULL
 #define X86_KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL /* one page, Intel only */
-#define X86_KVM_TSS_ADDR 0xfeffd000ULL          /* three pages, Intel only */
+#define X86_KVM_TSS_ADDR          0xfeffd000ULL /* three pages, Intel only */
 
 /* Legacy I/O ports and IRQs. */
-#define X86_COM1_PORT 0x3f8
-#define X86_COM2_PORT 0x2f8
-#define X86_COM3_PORT 0x3e8
-#define X86_COM4_PORT 0x2e8
-#define X86_COM1_IRQ 4
-#define X86_COM2_IRQ 3
+#define X86_COM1_PORT       0x3f8
+#define X86_COM2_PORT       0x2f8
+#define X86_COM3_PORT       0x3e8
+#define X86_COM4_PORT       0x2e8
+#define X86_COM1_IRQ        4
+#define X86_COM2_IRQ        3
 #define X86_I8042_DATA_PORT 0x60
-#define X86_I8042_CMD_PORT 0x64
-#define X86_RTC_PORT 0x70
-#define X86_RTC_IRQ 8
-#define X86_RESET_PORT 0xcf9
+#define X86_I8042_CMD_PORT  0x64
+#define X86_RTC_PORT        0x70
+#define X86_RTC_IRQ         8
+#define X86_RESET_PORT      0xcf9
 #define X86_DEBUG_EXIT_PORT 0x501
-#define X86_PM_BASE 0x600 /* PM1a event block (4), control (2, at +4), timer (4, at +8) */
-#define X86_PM1A_EVT_PORT (X86_PM_BASE + 0)
-#define X86_PM1A_CNT_PORT (X86_PM_BASE + 4)
-#define X86_PM_TMR_PORT (X86_PM_BASE + 8)
-#define X86_PM_SIZE 12
-#define X86_SCI_IRQ 9
-#define X86_S5_SLP_TYP 5   /* the value \_S5 gives and PM1a_CNT.SLP_TYP must carry */
-#define X86_RESET_VALUE 0x06 /* FADT RESET_VALUE written to X86_RESET_PORT */
+#define X86_PM_BASE         0x600 /* PM1a event block (4), control (2, at +4), timer (4, at +8) */
+#define X86_PM1A_EVT_PORT   (X86_PM_BASE + 0)
+#define X86_PM1A_CNT_PORT   (X86_PM_BASE + 4)
+#define X86_PM_TMR_PORT     (X86_PM_BASE + 8)
+#define X86_PM_SIZE         12
+#define X86_SCI_IRQ         9
+#define X86_S5_SLP_TYP      5    /* the value \_S5 gives and PM1a_CNT.SLP_TYP must carry */
+#define X86_RESET_VALUE     0x06 /* FADT RESET_VALUE written to X86_RESET_PORT */
 
 #endif

@@ -6,15 +6,15 @@
 #include <string.h>
 
 #define PTE_PRESENT 0x1ULL
-#define PTE_WRITE 0x2ULL
-#define PTE_LARGE 0x80ULL
+#define PTE_WRITE   0x2ULL
+#define PTE_LARGE   0x80ULL
 
-#define CR0_PE 0x1ULL
-#define CR0_MP 0x2ULL
-#define CR0_ET 0x10ULL
-#define CR0_NE 0x20ULL
-#define CR0_PG 0x80000000ULL
-#define CR4_PAE 0x20ULL
+#define CR0_PE   0x1ULL
+#define CR0_MP   0x2ULL
+#define CR0_ET   0x10ULL
+#define CR0_NE   0x20ULL
+#define CR0_PG   0x80000000ULL
+#define CR4_PAE  0x20ULL
 #define EFER_LME 0x100ULL
 #define EFER_LMA 0x400ULL
 

@@ -8,7 +8,7 @@
 #include <linux/kvm.h>
 
 #define X86_CODE64_SELECTOR 0x10
-#define X86_DATA_SELECTOR 0x18
+#define X86_DATA_SELECTOR   0x18
 
 /* Writes the GDT and page tables into guest RAM. 0 or -EFAULT (RAM too small). */
 int x86_long_mode_tables(const struct guest_memory *gm) __attribute__((warn_unused_result));

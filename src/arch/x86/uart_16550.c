@@ -7,54 +7,54 @@
 
 /* Register offsets (DLAB selects DLL/DLM at 0 and 1). */
 #define REG_RBR_THR 0
-#define REG_IER 1
+#define REG_IER     1
 #define REG_IIR_FCR 2
-#define REG_LCR 3
-#define REG_MCR 4
-#define REG_LSR 5
-#define REG_MSR 6
-#define REG_SCR 7
-#define UART_REGS 8
+#define REG_LCR     3
+#define REG_MCR     4
+#define REG_LSR     5
+#define REG_MSR     6
+#define REG_SCR     7
+#define UART_REGS   8
 
-#define IER_RDI 0x01
+#define IER_RDI  0x01
 #define IER_THRI 0x02
 #define IER_RLSI 0x04
-#define IER_MSI 0x08
+#define IER_MSI  0x08
 #define IER_MASK 0x0f /* bits 4-7 read 0: Linux tells 16550A from XScale/16750 by them */
 
-#define IIR_NO_INT 0x01
-#define IIR_MSI 0x00
-#define IIR_THRI 0x02
-#define IIR_RDI 0x04
-#define IIR_RLSI 0x06
+#define IIR_NO_INT       0x01
+#define IIR_MSI          0x00
+#define IIR_THRI         0x02
+#define IIR_RDI          0x04
+#define IIR_RLSI         0x06
 #define IIR_FIFO_ENABLED 0xc0
 
 #define FCR_ENABLE_FIFO 0x01
-#define FCR_CLEAR_RCVR 0x02
+#define FCR_CLEAR_RCVR  0x02
 
 #define LCR_DLAB 0x80
 
-#define MCR_DTR 0x01
-#define MCR_RTS 0x02
+#define MCR_DTR  0x01
+#define MCR_RTS  0x02
 #define MCR_OUT1 0x04
 #define MCR_OUT2 0x08
 #define MCR_LOOP 0x10
 #define MCR_MASK 0x1f
 
-#define LSR_DR 0x01
-#define LSR_OE 0x02
+#define LSR_DR     0x01
+#define LSR_OE     0x02
 #define LSR_ERRORS 0x1e /* OE, PE, FE, BI: the receiver line status interrupt */
-#define LSR_THRE 0x20
-#define LSR_TEMT 0x40
+#define LSR_THRE   0x20
+#define LSR_TEMT   0x40
 
 #define MSR_DCTS 0x01
 #define MSR_DDSR 0x02
 #define MSR_TERI 0x04
 #define MSR_DDCD 0x08
-#define MSR_CTS 0x10
-#define MSR_DSR 0x20
-#define MSR_RI 0x40
-#define MSR_DCD 0x80
+#define MSR_CTS  0x10
+#define MSR_DSR  0x20
+#define MSR_RI   0x40
+#define MSR_DCD  0x80
 
 struct uart_16550 {
     pthread_mutex_t lock;
@@ -164,8 +164,7 @@ static uint8_t read_reg(struct uart_16550 *u, unsigned reg, bool *notify)
             *notify = rx_room_regained(u);
         }
         break;
-    case REG_IER:
-        return (u->lcr & LCR_DLAB) ? u->dlm : u->ier;
+    case REG_IER: return (u->lcr & LCR_DLAB) ? u->dlm : u->ier;
     case REG_IIR_FCR:
         v = pending_interrupt(u);
         if (v == IIR_THRI) /* reading IIR acknowledges THRE when it is the source */
@@ -173,10 +172,8 @@ static uint8_t read_reg(struct uart_16550 *u, unsigned reg, bool *notify)
         if (u->fcr & FCR_ENABLE_FIFO)
             v |= IIR_FIFO_ENABLED;
         break;
-    case REG_LCR:
-        return u->lcr;
-    case REG_MCR:
-        return u->mcr;
+    case REG_LCR: return u->lcr;
+    case REG_MCR: return u->mcr;
     case REG_LSR:
         /* Transmission is instant, so THR and the shift register are always empty. */
         v = LSR_THRE | LSR_TEMT | u->lsr_errors | (u->rx_count > 0 ? LSR_DR : 0);
@@ -186,10 +183,8 @@ static uint8_t read_reg(struct uart_16550 *u, unsigned reg, bool *notify)
         v = u->msr_lines | u->msr_delta;
         u->msr_delta = 0;
         break;
-    case REG_SCR:
-        return u->scr;
-    default:
-        return 0xff;
+    case REG_SCR: return u->scr;
+    default: return 0xff;
     }
     update_irq(u);
     return v;
@@ -236,18 +231,13 @@ static void write_reg(struct uart_16550 *u, unsigned reg, uint8_t v, bool *tx, b
             *notify = rx_room_regained(u);
         }
         break;
-    case REG_LCR:
-        u->lcr = v;
-        return;
+    case REG_LCR: u->lcr = v; return;
     case REG_MCR:
         u->mcr = v & MCR_MASK;
         update_modem_lines(u);
         break;
-    case REG_SCR:
-        u->scr = v;
-        return;
-    default: /* LSR and MSR are read-only; their writes are factory tests */
-        return;
+    case REG_SCR: u->scr = v; return;
+    default: /* LSR and MSR are read-only; their writes are factory tests */ return;
     }
     update_irq(u);
 }

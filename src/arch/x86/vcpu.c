@@ -16,25 +16,25 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define MSR_IA32_TSC 0x10
-#define MSR_IA32_SYSENTER_CS 0x174
+#define MSR_IA32_TSC          0x10
+#define MSR_IA32_SYSENTER_CS  0x174
 #define MSR_IA32_SYSENTER_ESP 0x175
 #define MSR_IA32_SYSENTER_EIP 0x176
-#define MSR_IA32_MISC_ENABLE 0x1a0
-#define MSR_MTRR_DEF_TYPE 0x2ff
-#define MSR_STAR 0xc0000081
-#define MSR_LSTAR 0xc0000082
-#define MSR_CSTAR 0xc0000083
-#define MSR_SYSCALL_MASK 0xc0000084
-#define MSR_KERNEL_GS_BASE 0xc0000102
+#define MSR_IA32_MISC_ENABLE  0x1a0
+#define MSR_MTRR_DEF_TYPE     0x2ff
+#define MSR_STAR              0xc0000081
+#define MSR_LSTAR             0xc0000082
+#define MSR_CSTAR             0xc0000083
+#define MSR_SYSCALL_MASK      0xc0000084
+#define MSR_KERNEL_GS_BASE    0xc0000102
 
 #define MISC_ENABLE_FAST_STRING 0x1
-#define MTRR_ENABLE 0x800
-#define MTRR_TYPE_WRBACK 0x6
+#define MTRR_ENABLE             0x800
+#define MTRR_TYPE_WRBACK        0x6
 
-#define APIC_LVT0 0x350
-#define APIC_LVT1 0x360
-#define APIC_MODE_NMI 0x4
+#define APIC_LVT0        0x350
+#define APIC_LVT1        0x360
+#define APIC_MODE_NMI    0x4
 #define APIC_MODE_EXTINT 0x7
 
 static const struct {
@@ -173,17 +173,19 @@ static void vcpu_fault(struct vcpu *v, bool hint, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cause, sizeof(cause), fmt, ap);
     va_end(ap);
-    vmk_error *err = vmk_error_new(VMK_ERR_GUEST_FAULT, 0, "vCPU %u: %s at guest RIP %#llx%s",
-                                   v->index, cause, (unsigned long long)vcpu_rip(v),
-                                   hint && v->m->pvm_host ? pvm_hint : "");
+    vmk_error *err =
+        vmk_error_new(VMK_ERR_GUEST_FAULT, 0, "vCPU %u: %s at guest RIP %#llx%s", v->index, cause,
+                      (unsigned long long)vcpu_rip(v), hint && v->m->pvm_host ? pvm_hint : "");
     machine_end(v->m, MACHINE_END_FAULT, 0, err);
 }
 
 static const char *internal_error_name(uint32_t sub)
 {
     switch (sub) {
-    case KVM_INTERNAL_ERROR_EMULATION: return "emulation failure: KVM could not emulate the instruction";
-    case KVM_INTERNAL_ERROR_SIMUL_EX: return "internal error: exception while delivering an exception";
+    case KVM_INTERNAL_ERROR_EMULATION:
+        return "emulation failure: KVM could not emulate the instruction";
+    case KVM_INTERNAL_ERROR_SIMUL_EX:
+        return "internal error: exception while delivering an exception";
     case KVM_INTERNAL_ERROR_DELIVERY_EV: return "internal error: event delivery failed";
     default: return "internal error";
     }
@@ -215,8 +217,7 @@ static bool vcpu_handle_exit(struct vcpu *v)
         return true;
     case KVM_EXIT_INTR:
     case KVM_EXIT_IRQ_WINDOW_OPEN:
-    case KVM_EXIT_HLT:
-        return true;
+    case KVM_EXIT_HLT: return true;
     case KVM_EXIT_SHUTDOWN:
         vcpu_fault(v, false, "triple fault (the guest's CPU shut down)");
         return false;
@@ -233,16 +234,13 @@ static bool vcpu_handle_exit(struct vcpu *v)
         case KVM_SYSTEM_EVENT_SHUTDOWN:
             machine_end(m, MACHINE_END_POWER_OFF, 0, NULL);
             return false;
-        case KVM_SYSTEM_EVENT_RESET:
-            machine_end(m, MACHINE_END_RESET, 0, NULL);
-            return false;
+        case KVM_SYSTEM_EVENT_RESET: machine_end(m, MACHINE_END_RESET, 0, NULL); return false;
         default:
-            vcpu_fault(v, false, "guest crash reported by KVM (system event %u)", run->system_event.type);
+            vcpu_fault(v, false, "guest crash reported by KVM (system event %u)",
+                       run->system_event.type);
             return false;
         }
-    default:
-        vcpu_fault(v, true, "unexpected KVM exit reason %u", run->exit_reason);
-        return false;
+    default: vcpu_fault(v, true, "unexpected KVM exit reason %u", run->exit_reason); return false;
     }
 }
 
