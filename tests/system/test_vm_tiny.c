@@ -906,6 +906,49 @@ static void test_free_running(void **state)
     assert_int_equal(f->rec[0].errors, 0);
 }
 
+/* Four vCPUs: the three application processors sit in KVM_RUN waiting for a
+ * SIPI the tiny guest never sends. Pause must still park all four, stop must
+ * still join them, and each vCPU must have its own thread while running. */
+static void test_smp_pause_stop(void **state)
+{
+    struct fixture *f = *state;
+    vmk_error *err = NULL;
+    int threads_before;
+    long long size;
+
+    REQUIRE_KVM();
+    threads_before = count_dir_entries("/proc/self/task");
+    vmk_serial_attachment *att = vmk_file_serial_attachment_new(f->out[0], false);
+    vmk_config *cfg = guest_config("loop", att);
+    assert_int_equal(vmk_config_set_cpu_count(cfg, 4), VMK_OK);
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    vmk_config_free(cfg);
+    assert_non_null(vm);
+    f->vm[0] = vm;
+    f->rec[0].vm = vm;
+    vmk_vm_set_delegate(vm, &recorder_delegate, &f->rec[0]);
+    start_vm(vm);
+    if (!wait_for_text(f->out[0], "tick 1\n", WAIT_MS))
+        fail_msg("the loop guest did not tick with 4 vCPUs");
+    /* The VM thread plus one per vCPU. */
+    assert_true(count_dir_entries("/proc/self/task") >= threads_before + 4);
+
+    expect_ok(vmk_vm_pause(vm, &err), &err, "pause with 4 vCPUs");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_PAUSED);
+    size = file_size(f->out[0]);
+    sleep_ms(300);
+    assert_int_equal(file_size(f->out[0]), size);
+    expect_ok(vmk_vm_resume(vm, &err), &err, "resume with 4 vCPUs");
+    if (!wait_for_growth(f->out[0], size, WAIT_MS))
+        fail_msg("the guest did not run again after resume");
+    expect_ok(vmk_vm_stop(vm, &err), &err, "stop with 4 vCPUs");
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    assert_int_equal(f->rec[0].did_stop, 0);
+    assert_int_equal(f->rec[0].errors, 0);
+    free_vm(f, 0);
+    assert_int_equal(wait_thread_count(threads_before), threads_before);
+}
+
 static void test_two_vms(void **state)
 {
     struct fixture *f = *state;
@@ -1037,10 +1080,12 @@ static int group_setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_hello),        T(test_reset_cf9),         T(test_reset_i8042),    T(test_debug_exit),
-        T(test_triple_fault), T(test_loop_pause_resume), T(test_power_button),   T(test_echo),
-        T(test_rtc),          T(test_halt_stop),         T(test_free_running),   T(test_two_vms),
-        T(test_state_errors), T(test_restart),           T(test_invalid_config),
+        T(test_hello),          T(test_reset_cf9),    T(test_reset_i8042),
+        T(test_debug_exit),     T(test_triple_fault), T(test_loop_pause_resume),
+        T(test_power_button),   T(test_echo),         T(test_rtc),
+        T(test_halt_stop),      T(test_free_running), T(test_smp_pause_stop),
+        T(test_two_vms),        T(test_state_errors), T(test_restart),
+        T(test_invalid_config),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);
