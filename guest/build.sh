@@ -115,16 +115,22 @@ if [ -z "$kpkg" ]; then
     apt_update_once || true
     kpkg=$(resolve_kernel_package || true)
 fi
+kdeb=
+bbdeb=
 if [ -n "$kpkg" ]; then
-    kdeb=$(fetch "$kpkg")
-    bbdeb=$(fetch busybox-static)
-else
+    kdeb=$(fetch "$kpkg") || kdeb=
+    bbdeb=$(fetch busybox-static) || bbdeb=
+fi
+# Offline: whatever the cache holds will do.
+if [ -z "$kdeb" ]; then
     kdeb=$(cached_deb 'linux-image-[0-9]*')
+    [ -n "$kdeb" ] || die "cannot get the kernel package behind linux-image-amd64, and $cache has none"
+    log "using the cached $(basename "$kdeb")"
+fi
+if [ -z "$bbdeb" ]; then
     bbdeb=$(cached_deb busybox-static)
-    if [ -z "$kdeb" ] || [ -z "$bbdeb" ]; then
-        die "cannot resolve linux-image-amd64 (no apt lists) and nothing is cached in $cache"
-    fi
-    log "apt cannot resolve linux-image-amd64; using cached $(basename "$kdeb")"
+    [ -n "$bbdeb" ] || die "cannot get busybox-static, and $cache has none"
+    log "using the cached $(basename "$bbdeb")"
 fi
 
 # unpack DEB: prints the directory holding its unpacked files (cached).
@@ -182,6 +188,7 @@ if [ "$up_to_date" -eq 1 ] && [ "$(cat "$out/VERSION")" = "$kver" ]; then
 fi
 
 # copy_modules, shared with tests/system/nested/build-base.sh.
+# shellcheck source=guest/modules.sh
 . "$here/modules.sh"
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/vmkit-guest.XXXXXX")

@@ -7,8 +7,7 @@
 
 int guest_memory_init(struct guest_memory *gm, uint64_t size)
 {
-    memset(gm, 0, sizeof(*gm));
-    gm->memfd = -1;
+    guest_memory_init_empty(gm);
     if (size == 0 || (size & 0xfff))
         return -EINVAL;
     int fd = memfd_create("vmkit-guest-ram", MFD_CLOEXEC);
@@ -42,14 +41,34 @@ int guest_memory_init(struct guest_memory *gm, uint64_t size)
     return 0;
 }
 
+void guest_memory_init_empty(struct guest_memory *gm)
+{
+    memset(gm, 0, sizeof(*gm));
+    gm->memfd = -1;
+}
+
+int gm_add_region(struct guest_memory *gm, uint64_t gpa, uint64_t size, void *host)
+{
+    if (size == 0 || gpa + size < gpa || !host)
+        return -EINVAL;
+    if (gm->nregions == GM_MAX_REGIONS)
+        return -ENOSPC;
+    for (unsigned i = 0; i < gm->nregions; i++) {
+        const struct guest_region *r = &gm->regions[i];
+        if (gpa < r->gpa + r->size && r->gpa < gpa + size)
+            return -EEXIST;
+    }
+    gm->regions[gm->nregions++] = (struct guest_region){ .gpa = gpa, .size = size, .host = host };
+    return 0;
+}
+
 void guest_memory_destroy(struct guest_memory *gm)
 {
     if (gm->base)
         munmap(gm->base, gm->size);
     if (gm->memfd >= 0)
         close(gm->memfd);
-    memset(gm, 0, sizeof(*gm));
-    gm->memfd = -1;
+    guest_memory_init_empty(gm);
 }
 
 void *gm_ptr(const struct guest_memory *gm, uint64_t gpa, uint64_t len)

@@ -1,6 +1,8 @@
-/* Guest RAM: one memfd, mapped once in this process, presented to the guest as
- * one or two regions (below the 32-bit PCI hole, and from 4 GiB up). Every access
- * from device or loader code goes through gm_ptr(), which checks the whole range. */
+/* Guest RAM as device code sees it: a few regions of guest-physical address space,
+ * each mapped in this process. vmkit's own RAM is one memfd presented as one or two
+ * regions (below the 32-bit PCI hole, and from 4 GiB up); a vhost-user back end
+ * builds the table from the front end's memory regions instead. Every access from
+ * device or loader code goes through gm_ptr(), which checks the whole range. */
 #ifndef VMK_CORE_GUEST_MEMORY_H
 #define VMK_CORE_GUEST_MEMORY_H
 
@@ -10,7 +12,7 @@
 /* RAM below this guest-physical address; the rest starts at 4 GiB. */
 #define GM_LOW_RAM_LIMIT 0xC0000000ULL
 #define GM_HIGH_RAM_BASE 0x100000000ULL
-#define GM_MAX_REGIONS   2
+#define GM_MAX_REGIONS   8 /* vhost-user: the baseline region count */
 
 struct guest_region {
     uint64_t gpa;
@@ -21,10 +23,17 @@ struct guest_region {
 struct guest_memory {
     struct guest_region regions[GM_MAX_REGIONS];
     unsigned nregions;
-    int memfd;
-    uint8_t *base; /* whole mapping, regions[0].host == base */
-    uint64_t size; /* total RAM bytes */
+    int memfd;     /* -1 when the regions are not ours */
+    uint8_t *base; /* our whole mapping (regions[0].host == base), or NULL */
+    uint64_t size; /* bytes of our mapping */
 };
+
+/* Adds a region; 0, -EEXIST when it overlaps one already there, -ENOSPC when the
+ * table is full, -EINVAL for an empty or wrapping range. */
+int gm_add_region(struct guest_memory *gm, uint64_t gpa, uint64_t size, void *host)
+    __attribute__((warn_unused_result));
+/* An empty table (no RAM of its own), to fill with gm_add_region. */
+void guest_memory_init_empty(struct guest_memory *gm);
 
 /* Creates RAM of size bytes (a multiple of 4 KiB). Returns 0 or -errno. */
 int guest_memory_init(struct guest_memory *gm, uint64_t size) __attribute__((warn_unused_result));

@@ -70,13 +70,35 @@ static void test_bad_sizes(void **state)
     guest_memory_destroy(&gm);
 }
 
+static void test_region_table(void **state)
+{
+    static uint8_t a[8192], b[4096];
+    struct guest_memory gm;
+    guest_memory_init_empty(&gm);
+    assert_null(gm_ptr(&gm, 0, 1));
+    assert_int_equal(gm_add_region(&gm, 0x10000, sizeof(a), a), 0);
+    assert_int_equal(gm_add_region(&gm, 0x40000, sizeof(b), b), 0);
+    assert_int_equal(gm_add_region(&gm, 0x11000, 0x2000, b), -EEXIST);
+    assert_int_equal(gm_add_region(&gm, 0xf000, 0x1001, b), -EEXIST);
+    assert_int_equal(gm_add_region(&gm, 0x50000, 0, b), -EINVAL);
+    assert_int_equal(gm_add_region(&gm, UINT64_MAX - 10, 100, b), -EINVAL);
+    assert_ptr_equal(gm_ptr(&gm, 0x10010, 16), a + 0x10);
+    assert_ptr_equal(gm_ptr(&gm, 0x40000, sizeof(b)), b);
+    /* A range spanning two regions is refused even if both ends are RAM. */
+    assert_null(gm_ptr(&gm, 0x11ff0, 0x40000 - 0x11ff0 + 16));
+    for (uint64_t i = 2; i < GM_MAX_REGIONS; i++)
+        assert_int_equal(gm_add_region(&gm, 0x100000 * i, 4096, b), 0);
+    assert_int_equal(gm_add_region(&gm, 0x10000000, 4096, b), -ENOSPC);
+    /* Nothing of ours to unmap or close. */
+    guest_memory_destroy(&gm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_small_is_one_region),
-        cmocka_unit_test(test_large_splits_around_hole),
-        cmocka_unit_test(test_overflowing_ranges),
-        cmocka_unit_test(test_bad_sizes),
+        cmocka_unit_test(test_small_is_one_region), cmocka_unit_test(test_large_splits_around_hole),
+        cmocka_unit_test(test_overflowing_ranges),  cmocka_unit_test(test_bad_sizes),
+        cmocka_unit_test(test_region_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -55,6 +55,7 @@ if [ "$fresh" -eq 1 ]; then
     exit 0
 fi
 
+# shellcheck source=guest/modules.sh
 . "$root/guest/modules.sh"
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/vmkit-outer.XXXXXX")
