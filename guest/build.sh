@@ -124,7 +124,7 @@ fi
 # Offline: whatever the cache holds will do.
 if [ -z "$kdeb" ]; then
     kdeb=$(cached_deb 'linux-image-[0-9]*')
-    [ -n "$kdeb" ] || die "cannot get the kernel package behind linux-image-amd64, and $cache has none"
+    [ -n "$kdeb" ] || die "cannot get the kernel package of linux-image-amd64; $cache has none"
     log "using the cached $(basename "$kdeb")"
 fi
 if [ -z "$bbdeb" ]; then

@@ -67,10 +67,13 @@ mkdir -p "$stage/usr/bin"
 # vmkit and the shared libraries it needs, at the paths the dynamic loader looks them up.
 if [ -x "$vmkit" ]; then
     cp "$vmkit" "$stage/usr/bin/vmkit"
-    { ldd "$vmkit" 2>/dev/null || true; } | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
-        mkdir -p "$stage$(dirname "$lib")"
-        cp -L "$lib" "$stage$lib"
-    done
+    # "libc.so.6 => /lib/.../libc.so.6 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)";
+    # a static binary has none.
+    { ldd "$vmkit" 2>/dev/null || true; } |
+        awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+            mkdir -p "$stage$(dirname "$lib")"
+            cp -L "$lib" "$stage$lib"
+        done
 else
     echo "run.sh: warning: no vmkit binary at $vmkit (build it: ninja -C build);" \
         "the outer machine will have none" >&2
@@ -88,6 +91,8 @@ qemu_args=(-accel tcg -cpu max -smp "${VMKIT_NESTED_SMP:-2}" -m "${VMKIT_NESTED_
 
 if [ "$interactive" -eq 1 ]; then
     # Serial and monitor share the terminal (raw): ^C reaches the guest, Ctrl-A x quits.
+    # nested.interactive tells the outer /init to give SCRIPT the console as its terminal.
+    qemu_args[${#qemu_args[@]} - 1]+=" nested.interactive"
     "$qemu" "${qemu_args[@]}" -nographic
     exit $?
 fi
@@ -107,8 +112,8 @@ fi
 status=$(tr -d '\r' <"$log" | sed -n 's/^nested: \/run.sh exited with status \([0-9]*\)$/\1/p' |
     tail -n 1)
 if [ -z "$status" ]; then
-    echo "run.sh: the outer machine stopped (QEMU status $qemu_status) before $(basename "$script")" \
-        "finished; see $log" >&2
+    echo "run.sh: the outer machine stopped (QEMU status $qemu_status) before" \
+        "$(basename "$script") finished; see $log" >&2
     exit 125
 fi
 exit "$status"

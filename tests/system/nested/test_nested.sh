@@ -50,6 +50,7 @@ elapsed=$(($(date +%s) - start))
 serial=$(tr -d '\r' <"$VMKIT_NESTED_LOG" 2>/dev/null)
 case "$run_status" in
 0) why_missing="cases.sh printed no result" ;;
+125) why_missing="the outer machine stopped before cases.sh ended" ;;
 124) why_missing="the outer machine ran past ${VMKIT_NESTED_TIMEOUT}s and was killed" ;;
 *) why_missing="the outer machine stopped early (run.sh status $run_status)" ;;
 esac
@@ -99,8 +100,8 @@ for t in "${tests[@]}"; do
     esac
 done
 grep -E '^nested: (case .*(prompt after|exited with)|powering off)' <<<"$serial" | comment
-if [ "$run_status" -ne 0 ] && ! grep -q '^nested: powering off' <<<"$serial"; then
-    echo "# the outer machine did not finish; its last lines:"
+if ! grep -q '^nested-cases: done' <<<"$serial"; then
+    echo "# cases.sh did not finish (run.sh status $run_status); the outer machine's last lines:"
     tail -n 25 <<<"$serial" | comment
     tail -n 5 "$stderr_log" | comment
 fi
