@@ -120,12 +120,12 @@ banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
 banner_cpus() { banner | sed -n 's/.*, \([0-9]*\) CPUs, .*/\1/p'; }
 banner_mib() { banner | sed -n 's/.* CPUs, \([0-9]*\) MiB$/\1/p'; }
 
-if [ ! -x /usr/bin/vmkit ]; then
-    for c in $all_cases; do result "$c not ok: no vmkit in the outer machine"; done
+if ! command -v vmkit >/dev/null; then
+    for c in $all_cases; do result "$c not ok: no vmkit on PATH"; done
     exit 1
 fi
 if [ ! -c /dev/kvm ]; then
-    for c in $all_cases; do result "$c not ok: no /dev/kvm in the outer machine"; done
+    for c in $all_cases; do result "$c not ok: no /dev/kvm"; done
     exit 1
 fi
 

@@ -1,7 +1,7 @@
 #!/bin/bash
-# Tier-3 tests (whole machines under vmkit) on a host without hardware KVM: one outer QEMU TCG
+# Tier-3 tests (whole machines under vmkit). On a host without hardware KVM one outer QEMU TCG
 # machine with emulated SVM loads kvm_amd and runs cases.sh, which boots vmkit's default guest
-# once per case. Prints TAP on stdout.
+# once per case; on a host with hardware KVM cases.sh runs directly. Prints TAP on stdout.
 #
 #   tests/system/nested/test_nested.sh [VMKIT_BINARY]
 #
@@ -27,7 +27,7 @@ tests=(
     "clock|the guest's boot log shows no TSC calibration failure (PIT, HPET/PM timer references)"
     "warnings|the guest's boot log has no kernel WARNING, BUG or Oops"
     "cpus|vmkit run --cpus 2: the banner and nproc say 2 CPUs"
-    "memory|vmkit run --memory 256: MemTotal is within 200..256 MiB"
+    "memory|vmkit run --memory 256: MemTotal is within 160..256 MiB"
     "power-button|SIGTERM to vmkit presses the ACPI power button, the guest powers off, exit 0"
 )
 
@@ -43,8 +43,24 @@ fi
 mkdir -p "$(dirname "$VMKIT_NESTED_LOG")"
 stderr_log="$VMKIT_NESTED_LOG.stderr"
 start=$(date +%s)
-"$here/run.sh" "$here/cases.sh" >/dev/null 2>"$stderr_log"
-run_status=$?
+# On a host with hardware KVM the same cases run directly, without the outer machine
+# (VMKIT_NESTED_FORCE=1 runs them nested anyway).
+if [ -z "${VMKIT_NESTED_FORCE:-}" ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] &&
+    [ ! -e /sys/module/kvm_pvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
+    if ! "$root/guest/build.sh" >/dev/null 2>"$stderr_log"; then
+        echo "1..0 # SKIP the default guest could not be built (guest/build.sh, see $stderr_log)"
+        exit 0
+    fi
+    {
+        echo "nested: kvm ready: hardware KVM on this host, cases run directly"
+        PATH="$(dirname "$VMKIT_BIN"):$PATH" VMKIT_GUEST_DIR="$root/guest/out" \
+            sh "$here/cases.sh" </dev/null 2>>"$stderr_log"
+    } >"$VMKIT_NESTED_LOG"
+    run_status=0
+else
+    "$here/run.sh" "$here/cases.sh" >/dev/null 2>"$stderr_log"
+    run_status=$?
+fi
 elapsed=$(($(date +%s) - start))
 
 serial=$(tr -d '\r' <"$VMKIT_NESTED_LOG" 2>/dev/null)
