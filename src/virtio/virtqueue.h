@@ -103,10 +103,10 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e) __attribute__((warn_unused_
 int virtq_push(struct virtq *q, const struct virtq_elem *e, uint32_t written)
     __attribute__((warn_unused_result));
 /* After one or more pushes: must the device interrupt the driver? Honours
- * VRING_AVAIL_F_NO_INTERRUPT, or used_event with event_idx (vring_need_event, with
+ * VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with event_idx (vring_need_event, with
  * wrap-around). False on a broken or disabled queue. */
 bool virtq_should_notify(struct virtq *q);
-/* Device-side kick suppression: VRING_USED_F_NO_NOTIFY, or avail_event =
+/* Device-side kick suppression: VIRTQ_USED_F_NO_NOTIFY, or avail_event =
  * last_avail_idx with event_idx. Enabling returns true if buffers arrived meanwhile
  * (pop again before sleeping), or if the driver broke the ring meanwhile (so the next
  * pop reports it); false on a queue already broken or disabled, and when disabling. */
@@ -115,10 +115,11 @@ bool virtq_is_broken(const struct virtq *q);
 /* Which rule the driver broke (a static string), or NULL. */
 const char *virtq_broken_reason(const struct virtq *q);
 
-/* Copy helpers over an element's iovecs: bytes copied, short at the end. */
-size_t virtq_elem_read(const struct virtq_elem *e, size_t offset, void *buf,
-                       size_t len); /* from out-iovecs */
-size_t virtq_elem_write(const struct virtq_elem *e, size_t offset, const void *buf,
-                        size_t len); /* into in-iovecs */
+/* Copy helpers over an element's iovecs, offset counted from the first byte of the
+ * device-readable (read) or device-writable (write) part. Return the bytes copied,
+ * fewer when the buffers end first. The guest may change its buffers meanwhile:
+ * parse the copy, never the buffer twice. */
+size_t virtq_elem_read(const struct virtq_elem *e, size_t offset, void *buf, size_t len);
+size_t virtq_elem_write(const struct virtq_elem *e, size_t offset, const void *buf, size_t len);
 
 #endif
