@@ -211,14 +211,7 @@ install -m 0755 "$here/power-button" "$stage/etc/acpi/power-button"
 install -m 0644 "$here/inittab" "$stage/etc/inittab"
 install -m 0755 "$here/guest-shell" "$stage/etc/guest-shell"
 echo vmkit-guest >"$stage/etc/hostname"
-echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
-echo "root:x:0:" >"$stage/etc/group"
-
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
-    cpio -o -H newc -R 0:0 --quiet | gzip -9n) >"$out/initramfs.img.tmp"
-cp "$vmlinuz_src" "$out/vmlinuz.tmp"
-mv "$out/vmlinuz.tmp" "$out/vmlinuz"
-mv "$out/initramfs.img.tmp" "$out/initramfs.img"
+install_initramfs "$stage" "$vmlinuz_src" "$out" initramfs.img 9
 echo "$krel" >"$out/KERNEL_RELEASE"
 echo "$kver" >"$out/VERSION"
 log "built $out: Linux $krel (package $kver), initramfs $(du -k "$out/initramfs.img" | cut -f1) KiB"

@@ -52,3 +52,18 @@ copy_modules() {
     base=${dest%/lib/modules/*}
     depmod -b "$base" "$release"
 }
+
+# install_initramfs STAGE VMLINUZ OUTDIR NAME GZIP_LEVEL
+# Adds root's passwd/group entries to the staging tree, packs it as a reproducible newc
+# archive (sorted names, owner 0:0) compressed with gzip -GZIP_LEVEL into OUTDIR/NAME, and
+# copies the kernel to OUTDIR/vmlinuz; each file appears whole (written aside, then renamed).
+install_initramfs() {
+    local stage=$1 vmlinuz=$2 out=$3 name=$4 level=$5
+    echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
+    echo "root:x:0:" >"$stage/etc/group"
+    (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
+        cpio -o -H newc -R 0:0 --quiet | gzip "-${level}n") >"$out/$name.tmp"
+    cp "$vmlinuz" "$out/vmlinuz.tmp"
+    mv "$out/vmlinuz.tmp" "$out/vmlinuz"
+    mv "$out/$name.tmp" "$out/$name"
+}

@@ -75,13 +75,6 @@ install -m 0755 "$here/outer-init" "$stage/init"
 mkdir -p "$stage/usr/share/vmkit/guest"
 cp "$guest_out/vmlinuz" "$guest_out/initramfs.img" "$guest_out/VERSION" \
     "$guest_out/KERNEL_RELEASE" "$stage/usr/share/vmkit/guest/"
-echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
-echo "root:x:0:" >"$stage/etc/group"
-
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
-    cpio -o -H newc -R 0:0 --quiet | gzip -6n) >"$dir/base.cpio.gz.tmp"
-cp "$vmlinuz_src" "$dir/vmlinuz.tmp"
-mv "$dir/vmlinuz.tmp" "$dir/vmlinuz"
-mv "$dir/base.cpio.gz.tmp" "$dir/base.cpio.gz"
+install_initramfs "$stage" "$vmlinuz_src" "$dir" base.cpio.gz 6
 echo "$krel" >"$dir/KERNEL_RELEASE"
 log "built $dir: Linux $krel, base initramfs $(du -k "$dir/base.cpio.gz" | cut -f1) KiB"
