@@ -57,12 +57,27 @@ static uint32_t get32(struct test_driver *t, uint64_t gpa)
     return v;
 }
 
-int td_init(struct test_driver *t, struct virtio_device *dev, uint64_t accept)
+int td_layout(struct test_driver *t, unsigned num_queues, uint16_t size)
 {
     memset(t, 0, sizeof(*t));
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->cond, NULL);
-    if (guest_memory_init(&t->gm, TD_RAM_SIZE) < 0)
+    if (num_queues > TD_MAX_QUEUES || guest_memory_init(&t->gm, TD_RAM_SIZE) < 0)
+        return -1;
+    t->next_data = TD_DATA_BASE;
+    for (unsigned i = 0; i < num_queues; i++) {
+        struct td_queue *q = &t->q[i];
+        q->size = size;
+        q->desc = TD_RING_BASE + 0x4000ull * i;
+        q->avail = q->desc + 0x1000;
+        q->used = q->desc + 0x2000;
+    }
+    return 0;
+}
+
+int td_init(struct test_driver *t, struct virtio_device *dev, uint64_t accept)
+{
+    if (td_layout(t, dev->num_queues, 0) < 0)
         return -1;
     t->dev = dev;
     t->next_data = TD_DATA_BASE;
@@ -71,14 +86,9 @@ int td_init(struct test_driver *t, struct virtio_device *dev, uint64_t accept)
                                                 .needs_reset = td_needs_reset,
                                                 .ctx = t };
     dev->driver_features = dev->device_features & accept;
-    uint64_t ring = TD_RING_BASE;
-    for (unsigned i = 0; i < dev->num_queues && i < TD_MAX_QUEUES; i++) {
+    for (unsigned i = 0; i < dev->num_queues; i++) {
         struct td_queue *q = &t->q[i];
         q->size = TD_QUEUE_SIZE < dev->queue_max_size ? TD_QUEUE_SIZE : dev->queue_max_size;
-        q->desc = ring;
-        q->avail = ring + 0x1000;
-        q->used = ring + 0x2000;
-        ring += 0x4000;
         struct virtq *vq = &dev->queues[i];
         vq->gm = &t->gm;
         vq->size = q->size;
@@ -95,14 +105,13 @@ int td_init(struct test_driver *t, struct virtio_device *dev, uint64_t accept)
 
 void td_fini(struct test_driver *t)
 {
-    if (!t->dev)
-        return; /* td_init never ran */
-    {
+    if (t->dev) {
         t->dev->ops->reset(t->dev);
         for (unsigned i = 0; i < t->dev->num_queues; i++)
             virtq_disable(&t->dev->queues[i]);
     }
-    guest_memory_destroy(&t->gm);
+    if (t->gm.base)
+        guest_memory_destroy(&t->gm);
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->cond);
 }

@@ -45,6 +45,9 @@ struct test_driver {
 /* Lays out every queue of dev, enables them, accepts dev->device_features & accept,
  * and activates the device. Returns activate's result. */
 int td_init(struct test_driver *t, struct virtio_device *dev, uint64_t accept);
+/* Only the driver side: guest RAM and ring addresses for num_queues queues of size
+ * entries, for tests that hand the rings to a transport themselves. 0 or -1. */
+int td_layout(struct test_driver *t, unsigned num_queues, uint16_t size);
 /* Resets the device (ops->reset), disables the queues, frees the RAM. */
 void td_fini(struct test_driver *t);
 /* Guest RAM for a buffer of len bytes (16-byte aligned, zeroed). */
