@@ -97,6 +97,58 @@ VMK_API vmk_serial_attachment *vmk_file_serial_attachment_new(const char *path, 
 VMK_API vmk_serial_attachment *vmk_fd_serial_attachment_new(int read_fd, int write_fd);
 VMK_API void vmk_serial_attachment_free(vmk_serial_attachment *att);
 
+/* ---- Storage ---------------------------------------------------------------- */
+
+typedef struct vmk_storage_attachment vmk_storage_attachment;
+typedef struct vmk_storage_device vmk_storage_device;
+
+/* How the host caches a disk image's data. */
+typedef enum {
+    VMK_DISK_CACHING_AUTOMATIC = 0, /* the library chooses (today: cached) */
+    VMK_DISK_CACHING_CACHED = 1,    /* through the host page cache */
+    VMK_DISK_CACHING_UNCACHED = 2,  /* O_DIRECT: bypasses the host page cache */
+} vmk_disk_caching_mode;
+
+/* What a guest's flush does on the host. */
+typedef enum {
+    VMK_DISK_SYNC_FULL = 0,  /* fdatasync: the data and what is needed to find it (default) */
+    VMK_DISK_SYNC_FSYNC = 1, /* fsync: the data and all of the file's metadata */
+    VMK_DISK_SYNC_NONE = 2,  /* nothing: fast, but a host crash may lose flushed writes */
+} vmk_disk_sync_mode;
+
+/* A raw disk image: a regular file or a block device, used as it is (512-byte
+ * sectors, no format). Nothing on disk is checked here: vmk_config_validate checks
+ * that the file exists, is a regular file or block device, can be opened for reading
+ * (and writing unless read_only) and has a size that is a multiple of 512. NULL
+ * with *err set when path is NULL or empty, or when out of memory. */
+VMK_API vmk_storage_attachment *vmk_disk_image_attachment_new(const char *path, bool read_only,
+                                                              vmk_error **err);
+VMK_API void vmk_storage_attachment_free(vmk_storage_attachment *att);
+/* VMK_ERR_INVALID_ARGUMENT (and no change) for a NULL attachment or an unknown mode. */
+VMK_API vmk_result vmk_disk_image_attachment_set_caching_mode(vmk_storage_attachment *att,
+                                                              vmk_disk_caching_mode mode);
+VMK_API vmk_result vmk_disk_image_attachment_set_synchronization_mode(vmk_storage_attachment *att,
+                                                                      vmk_disk_sync_mode mode);
+VMK_API const char *vmk_disk_image_attachment_get_path(const vmk_storage_attachment *att);
+VMK_API bool vmk_disk_image_attachment_is_read_only(const vmk_storage_attachment *att);
+VMK_API vmk_disk_caching_mode
+vmk_disk_image_attachment_get_caching_mode(const vmk_storage_attachment *att);
+VMK_API vmk_disk_sync_mode
+vmk_disk_image_attachment_get_synchronization_mode(const vmk_storage_attachment *att);
+
+/* A virtio block device (virtio 1.2, 5.2) backed by att. Takes ownership of att,
+ * also when it fails (NULL: att is NULL, or out of memory). */
+VMK_API vmk_storage_device *vmk_virtio_block_device_new(vmk_storage_attachment *att);
+VMK_API void vmk_storage_device_free(vmk_storage_device *dev);
+/* The serial the guest reads (VIRTIO_BLK_T_GET_ID; Linux shows it as
+ * /dev/disk/by-id/virtio-<id>): at most 20 bytes of printable ASCII. NULL or ""
+ * clears it. VMK_ERR_INVALID_ARGUMENT with a message, and no change, otherwise. */
+VMK_API vmk_result vmk_virtio_block_device_set_identifier(vmk_storage_device *dev, const char *id,
+                                                          vmk_error **err);
+VMK_API const char *vmk_virtio_block_device_get_identifier(const vmk_storage_device *dev);
+VMK_API const vmk_storage_attachment *
+vmk_storage_device_get_attachment(const vmk_storage_device *dev);
+
 /* ---- Configuration --------------------------------------------------------- */
 
 typedef struct vmk_config vmk_config;
@@ -120,6 +172,9 @@ VMK_API const vmk_boot_loader *vmk_config_get_boot_loader(const vmk_config *cfg)
 /* Serial ports are COM1, COM2, ... in the order added (at most 4). Takes ownership. */
 VMK_API vmk_result vmk_config_add_serial_port(vmk_config *cfg, vmk_serial_attachment *att);
 VMK_API unsigned vmk_config_serial_port_count(const vmk_config *cfg);
+/* Storage devices appear in the order added (at most 16). Takes ownership. */
+VMK_API vmk_result vmk_config_add_storage_device(vmk_config *cfg, vmk_storage_device *dev);
+VMK_API unsigned vmk_config_storage_device_count(const vmk_config *cfg);
 
 /* Checks everything that can be checked before start. On failure *err (if err is
  * not NULL) holds every problem found, one per line. */

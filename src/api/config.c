@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -161,6 +163,160 @@ vmk_serial_attachment *serial_attachment_copy(const vmk_serial_attachment *att)
     return c;
 }
 
+/* ---- storage ---- */
+
+vmk_storage_attachment *vmk_disk_image_attachment_new(const char *path, bool read_only,
+                                                      vmk_error **err)
+{
+    if (!path || !*path) {
+        vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "disk image attachment: no path");
+        return NULL;
+    }
+    vmk_storage_attachment *att = calloc(1, sizeof(*att));
+    if (!att || !(att->path = strdup(path))) {
+        free(att);
+        vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "disk image %s: out of memory", path);
+        return NULL;
+    }
+    att->kind = STORAGE_ATTACHMENT_DISK_IMAGE;
+    att->read_only = read_only;
+    att->caching = VMK_DISK_CACHING_AUTOMATIC;
+    att->sync = VMK_DISK_SYNC_FULL;
+    return att;
+}
+
+void vmk_storage_attachment_free(vmk_storage_attachment *att)
+{
+    if (!att)
+        return;
+    free(att->path);
+    free(att);
+}
+
+vmk_result vmk_disk_image_attachment_set_caching_mode(vmk_storage_attachment *att,
+                                                      vmk_disk_caching_mode mode)
+{
+    if (!att || (mode != VMK_DISK_CACHING_AUTOMATIC && mode != VMK_DISK_CACHING_CACHED &&
+                 mode != VMK_DISK_CACHING_UNCACHED))
+        return VMK_ERR_INVALID_ARGUMENT;
+    att->caching = mode;
+    return VMK_OK;
+}
+
+vmk_result vmk_disk_image_attachment_set_synchronization_mode(vmk_storage_attachment *att,
+                                                              vmk_disk_sync_mode mode)
+{
+    if (!att ||
+        (mode != VMK_DISK_SYNC_FULL && mode != VMK_DISK_SYNC_FSYNC && mode != VMK_DISK_SYNC_NONE))
+        return VMK_ERR_INVALID_ARGUMENT;
+    att->sync = mode;
+    return VMK_OK;
+}
+
+const char *vmk_disk_image_attachment_get_path(const vmk_storage_attachment *att)
+{
+    return att ? att->path : NULL;
+}
+
+bool vmk_disk_image_attachment_is_read_only(const vmk_storage_attachment *att)
+{
+    return att ? att->read_only : false;
+}
+
+vmk_disk_caching_mode vmk_disk_image_attachment_get_caching_mode(const vmk_storage_attachment *att)
+{
+    return att ? att->caching : VMK_DISK_CACHING_AUTOMATIC;
+}
+
+vmk_disk_sync_mode
+vmk_disk_image_attachment_get_synchronization_mode(const vmk_storage_attachment *att)
+{
+    return att ? att->sync : VMK_DISK_SYNC_FULL;
+}
+
+static vmk_storage_attachment *storage_attachment_copy(const vmk_storage_attachment *att)
+{
+    vmk_storage_attachment *c = malloc(sizeof(*c));
+    if (!c)
+        return NULL;
+    *c = *att;
+    if (!(c->path = strdup(att->path))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+vmk_storage_device *vmk_virtio_block_device_new(vmk_storage_attachment *att)
+{
+    if (!att)
+        return NULL;
+    vmk_storage_device *dev = calloc(1, sizeof(*dev));
+    if (!dev) {
+        vmk_storage_attachment_free(att);
+        return NULL;
+    }
+    dev->kind = STORAGE_DEVICE_VIRTIO_BLOCK;
+    dev->att = att;
+    return dev;
+}
+
+void vmk_storage_device_free(vmk_storage_device *dev)
+{
+    if (!dev)
+        return;
+    vmk_storage_attachment_free(dev->att);
+    free(dev->identifier);
+    free(dev);
+}
+
+vmk_result vmk_virtio_block_device_set_identifier(vmk_storage_device *dev, const char *id,
+                                                  vmk_error **err)
+{
+    if (!dev)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "virtio block device is NULL");
+    size_t len = id ? strlen(id) : 0;
+    if (len > VMK_BLK_ID_MAX)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                        "virtio block device identifier \"%.40s%s\": %zu bytes, at most %u allowed",
+                        id, len > 40 ? "..." : "", len, VMK_BLK_ID_MAX);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (c < 0x20 || c > 0x7e)
+            return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                            "virtio block device identifier: byte %zu (0x%02x) is not printable "
+                            "ASCII",
+                            i, c);
+    }
+    return set_string(&dev->identifier, len ? id : NULL) == VMK_OK
+               ? VMK_OK
+               : vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "virtio block device: out of memory");
+}
+
+const char *vmk_virtio_block_device_get_identifier(const vmk_storage_device *dev)
+{
+    return dev ? dev->identifier : NULL;
+}
+
+const vmk_storage_attachment *vmk_storage_device_get_attachment(const vmk_storage_device *dev)
+{
+    return dev ? dev->att : NULL;
+}
+
+vmk_storage_device *storage_device_copy(const vmk_storage_device *dev)
+{
+    vmk_storage_device *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->kind = dev->kind;
+    if (!(c->att = storage_attachment_copy(dev->att)) ||
+        set_string(&c->identifier, dev->identifier) != VMK_OK) {
+        vmk_storage_device_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 /* ---- config ---- */
 
 vmk_config *vmk_config_new(void)
@@ -180,6 +336,8 @@ void vmk_config_free(vmk_config *cfg)
     vmk_boot_loader_free(cfg->boot_loader);
     for (unsigned i = 0; i < cfg->serial_count; i++)
         vmk_serial_attachment_free(cfg->serial[i]);
+    for (unsigned i = 0; i < cfg->storage_count; i++)
+        vmk_storage_device_free(cfg->storage[i]);
     free(cfg);
 }
 
@@ -196,6 +354,11 @@ vmk_config *config_copy(const vmk_config *cfg)
         if (!(c->serial[i] = serial_attachment_copy(cfg->serial[i])))
             goto fail;
         c->serial_count++;
+    }
+    for (unsigned i = 0; i < cfg->storage_count; i++) {
+        if (!(c->storage[i] = storage_device_copy(cfg->storage[i])))
+            goto fail;
+        c->storage_count++;
     }
     return c;
 fail:
@@ -258,6 +421,21 @@ vmk_result vmk_config_add_serial_port(vmk_config *cfg, vmk_serial_attachment *at
 unsigned vmk_config_serial_port_count(const vmk_config *cfg)
 {
     return cfg ? cfg->serial_count : 0;
+}
+
+vmk_result vmk_config_add_storage_device(vmk_config *cfg, vmk_storage_device *dev)
+{
+    if (!cfg || !dev || cfg->storage_count == VMK_MAX_STORAGE_DEVICES) {
+        vmk_storage_device_free(dev);
+        return VMK_ERR_INVALID_ARGUMENT;
+    }
+    cfg->storage[cfg->storage_count++] = dev;
+    return VMK_OK;
+}
+
+unsigned vmk_config_storage_device_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->storage_count : 0;
 }
 
 /* ---- validation ---- */
@@ -381,6 +559,73 @@ static void validate_serial(const vmk_config *cfg, struct problems *p)
     }
 }
 
+/* One disk image: what the host side will need at start. Returns whether the file is
+ * usable, and its identity through *st (for spotting one image attached twice). */
+static bool check_disk_image(struct problems *p, unsigned n, const vmk_storage_attachment *att,
+                             struct stat *st)
+{
+    const char *path = att->path;
+    if (stat(path, st) != 0) {
+        if (errno == ENOENT)
+            problem(p, "storage device %u: disk image %s: does not exist", n, path);
+        else
+            problem(p, "storage device %u: disk image %s: cannot stat: %s", n, path,
+                    strerror(errno));
+        return false;
+    }
+    if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
+        problem(p, "storage device %u: disk image %s: not a regular file or block device", n, path);
+        return false;
+    }
+    int fd = open(path, (att->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        int rfd = att->read_only ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+        if (rfd >= 0) {
+            close(rfd);
+            problem(p, "storage device %u: disk image %s: not writable (%s); attach it read-only",
+                    n, path, strerror(e));
+        } else {
+            problem(p, "storage device %u: disk image %s: not readable: %s", n, path, strerror(e));
+        }
+        return false;
+    }
+    uint64_t size = (uint64_t)st->st_size;
+    bool ok = true;
+    if (S_ISBLK(st->st_mode) && ioctl(fd, BLKGETSIZE64, &size) != 0) {
+        problem(p, "storage device %u: disk image %s: cannot read the block device's size: %s", n,
+                path, strerror(errno));
+        ok = false;
+    } else if (size % 512) {
+        problem(p, "storage device %u: disk image %s: size %llu bytes is not a multiple of 512", n,
+                path, (unsigned long long)size);
+        ok = false;
+    }
+    close(fd);
+    return ok;
+}
+
+static void validate_storage(const vmk_config *cfg, struct problems *p)
+{
+    struct stat st[VMK_MAX_STORAGE_DEVICES];
+    bool ok[VMK_MAX_STORAGE_DEVICES];
+    for (unsigned i = 0; i < cfg->storage_count; i++) {
+        const vmk_storage_device *dev = cfg->storage[i];
+        ok[i] = check_disk_image(p, i + 1, dev->att, &st[i]);
+        /* Two writers (or a writer and a reader) of one image corrupt what the guests see. */
+        for (unsigned j = 0; ok[i] && j < i; j++) {
+            bool same = S_ISBLK(st[i].st_mode)
+                            ? S_ISBLK(st[j].st_mode) && st[j].st_rdev == st[i].st_rdev
+                            : st[j].st_dev == st[i].st_dev && st[j].st_ino == st[i].st_ino;
+            if (ok[j] && same && (!dev->att->read_only || !cfg->storage[j]->att->read_only))
+                problem(p,
+                        "storage device %u: disk image %s: already used by storage device %u, "
+                        "and one of them is writable",
+                        i + 1, dev->att->path, j + 1);
+        }
+    }
+}
+
 vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err)
 {
     if (!cfg)
@@ -397,6 +642,7 @@ vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err)
                 (unsigned long long)cfg->memory_size);
     validate_boot_loader(cfg, &p);
     validate_serial(cfg, &p);
+    validate_storage(cfg, &p);
 
     vmk_result r = VMK_OK;
     if (p.count) {

@@ -5,7 +5,9 @@
 
 #include "vmkit.h"
 
-#define VMK_MAX_SERIAL_PORTS 4
+#define VMK_MAX_SERIAL_PORTS    4
+#define VMK_MAX_STORAGE_DEVICES 16
+#define VMK_BLK_ID_MAX          20 /* virtio-blk GET_ID: bytes, no terminator on the wire */
 
 struct vmk_boot_loader {
     char *kernel;
@@ -23,16 +25,37 @@ struct vmk_serial_attachment {
     int write_fd;
 };
 
+enum storage_attachment_kind { STORAGE_ATTACHMENT_DISK_IMAGE };
+
+struct vmk_storage_attachment {
+    enum storage_attachment_kind kind;
+    char *path;
+    bool read_only;
+    vmk_disk_caching_mode caching;
+    vmk_disk_sync_mode sync;
+};
+
+enum storage_device_kind { STORAGE_DEVICE_VIRTIO_BLOCK };
+
+struct vmk_storage_device {
+    enum storage_device_kind kind;
+    vmk_storage_attachment *att; /* never NULL */
+    char *identifier;            /* NULL, or 1..VMK_BLK_ID_MAX printable ASCII bytes */
+};
+
 struct vmk_config {
     unsigned cpu_count;
     uint64_t memory_size;
     vmk_boot_loader *boot_loader;
     vmk_serial_attachment *serial[VMK_MAX_SERIAL_PORTS];
     unsigned serial_count;
+    vmk_storage_device *storage[VMK_MAX_STORAGE_DEVICES];
+    unsigned storage_count;
 };
 
 /* Deep copy; NULL when out of memory. */
 vmk_config *config_copy(const vmk_config *cfg);
 vmk_serial_attachment *serial_attachment_copy(const vmk_serial_attachment *att);
+vmk_storage_device *storage_device_copy(const vmk_storage_device *dev);
 
 #endif

@@ -21,6 +21,22 @@
 #include "arch/x86/layout.h"
 
 static const unsigned cpu_counts[] = { 1, 2, 64 };
+
+/* The machine's PCI layout, and one with no I/O and no 64-bit window. */
+static const struct acpi_pci_info pci_full = {
+    .ecam_base = X86_PCI_ECAM_BASE,
+    .mmio32_base = X86_PCI_MMIO32_BASE,
+    .mmio32_size = X86_PCI_MMIO32_SIZE,
+    .mmio64_base = 0x240000000ULL,
+    .mmio64_size = X86_PCI_MMIO64_SIZE,
+    .io_base = X86_PCI_IO_BASE,
+    .io_size = X86_PCI_IO_SIZE,
+};
+static const struct acpi_pci_info pci_lean = {
+    .ecam_base = 0xb0000000ULL,
+    .mmio32_base = 0x80000000ULL,
+    .mmio32_size = 0x10000000ULL,
+};
 static const unsigned serial_counts[] = { 0, 1, 4 };
 
 static const struct {
@@ -67,10 +83,11 @@ struct built {
     struct acpi_platform_info info;
 };
 
-static void build(struct built *t, unsigned cpus, unsigned serials, uint64_t gpa)
+static void build_pci(struct built *t, unsigned cpus, unsigned serials, uint64_t gpa,
+                      const struct acpi_pci_info *pci)
 {
     memset(t, 0, sizeof(*t));
-    t->info = (struct acpi_platform_info){ .cpu_count = cpus, .serial_count = serials };
+    t->info = (struct acpi_platform_info){ .cpu_count = cpus, .serial_count = serials, .pci = pci };
     t->gpa = gpa;
     t->buf = malloc(X86_ACPI_MAX);
     assert_non_null(t->buf);
@@ -85,6 +102,11 @@ static void build(struct built *t, unsigned cpus, unsigned serials, uint64_t gpa
     /* Nothing past *used was touched. */
     for (size_t i = t->used; i < X86_ACPI_MAX; i++)
         assert_int_equal(t->buf[i], 0xAA);
+}
+
+static void build(struct built *t, unsigned cpus, unsigned serials, uint64_t gpa)
+{
+    build_pci(t, cpus, serials, gpa, NULL);
 }
 
 /* The table at guest address addr: inside the built area, 8-byte aligned, with the
@@ -123,8 +145,9 @@ static const uint8_t *check_rsdp_xsdt(const struct built *t, const uint8_t **fad
     assert_int_equal(x[8], 1);
     uint32_t len = rd32(x + 4);
     assert_int_equal((len - 36) % 8, 0);
-    assert_int_equal((len - 36) / 8, 2);
+    assert_int_equal((len - 36) / 8, t->info.pci ? 3 : 2);
     *fadt = *madt = NULL;
+    const uint8_t *mcfg = NULL;
     for (uint32_t off = 36; off < len; off += 8) {
         uint64_t addr = rd64(x + off);
         const uint8_t *e = t->buf + (addr - t->gpa);
@@ -132,6 +155,10 @@ static const uint8_t *check_rsdp_xsdt(const struct built *t, const uint8_t **fad
         if (memcmp(e, "FACP", 4) == 0) {
             assert_null(*fadt);
             *fadt = table_at(t, addr, "FACP");
+        } else if (memcmp(e, "MCFG", 4) == 0) {
+            assert_null(mcfg);
+            assert_non_null(t->info.pci);
+            mcfg = table_at(t, addr, "MCFG");
         } else {
             assert_null(*madt);
             *madt = table_at(t, addr, "APIC");
@@ -302,6 +329,106 @@ static void check_dsdt(const uint8_t *d, unsigned serials)
     assert_int_equal(count_bytes(aml, n, rtc, sizeof(rtc)), 1);
 }
 
+/* MCFG (PCI Firmware spec 3.0, 4.1.2): header, 8 reserved bytes, one 16-byte entry. */
+static const uint8_t *find_table(const struct built *t, const char *sig)
+{
+    const uint8_t *x = t->buf + (rd64(t->buf + 24) - t->gpa);
+    for (uint32_t off = 36; off < rd32(x + 4); off += 8) {
+        const uint8_t *e = t->buf + (rd64(x + off) - t->gpa);
+        if (memcmp(e, sig, 4) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void check_mcfg(const struct built *t)
+{
+    const uint8_t *m = find_table(t, "MCFG");
+    if (!t->info.pci) {
+        assert_null(m);
+        return;
+    }
+    assert_non_null(m);
+    assert_int_equal(rd32(m + 4), 60);
+    assert_int_equal(m[8], 1);
+    assert_int_equal(rd64(m + 36), 0); /* reserved */
+    assert_int_equal(rd64(m + 44), t->info.pci->ecam_base);
+    assert_int_equal(rd16(m + 52), 0); /* segment */
+    assert_int_equal(m[54], 0);        /* start bus */
+    assert_int_equal(m[55], 0);        /* end bus */
+    assert_int_equal(rd32(m + 56), 0);
+}
+
+/* \_SB.PCI0 and \_SB.ECAM, by their bytes: ids, the windows as address space
+ * descriptors, the ECAM reservation and the _PRT. */
+static void check_dsdt_pci(const uint8_t *d, const struct acpi_pci_info *pci)
+{
+    const uint8_t *aml = d + 36;
+    size_t n = rd32(d + 4) - 36;
+    static const uint8_t pnp0a08[] = { 0x0C, 0x41, 0xD0, 0x0A, 0x08 };
+    static const uint8_t pnp0a03[] = { 0x0C, 0x41, 0xD0, 0x0A, 0x03 };
+    static const uint8_t pnp0c02[] = { 0x0C, 0x41, 0xD0, 0x0C, 0x02 };
+    size_t want = pci != NULL;
+    assert_int_equal(count_bytes(aml, n, pnp0a08, sizeof(pnp0a08)), want);
+    assert_int_equal(count_bytes(aml, n, pnp0a03, sizeof(pnp0a03)), want);
+    assert_int_equal(count_bytes(aml, n, pnp0c02, sizeof(pnp0c02)), want);
+    assert_int_equal(count_bytes(aml, n, "PCI0", 4), want);
+    assert_int_equal(count_bytes(aml, n, "_PRT", 4), want);
+    assert_int_equal(count_bytes(aml, n, "_SEG", 4), want);
+    assert_int_equal(count_bytes(aml, n, "_BBN", 4), want);
+    if (!pci)
+        return;
+    /* WordBusNumber: producer, fixed, 0..0, length 1. */
+    static const uint8_t busnum[] = { 0x88, 0x0D, 0x00, 0x02, 0x0C, 0x00, 0, 0,
+                                      0,    0,    0,    0,    0,    0,    1, 0 };
+    assert_int_equal(count_bytes(aml, n, busnum, sizeof(busnum)), 1);
+    /* IO(Decode16, 0xCF8, 0xCF8, 1, 8): the config ports, consumed. */
+    static const uint8_t cfgio[] = { 0x47, 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08 };
+    assert_int_equal(count_bytes(aml, n, cfgio, sizeof(cfgio)), 1);
+    /* DWordMemory for the 32-bit window. */
+    uint8_t dw[26] = { 0x87, 0x17, 0x00, 0x00, 0x0C, 0x01 };
+    uint32_t lo = (uint32_t)pci->mmio32_base,
+             hi = (uint32_t)(pci->mmio32_base + pci->mmio32_size - 1);
+    uint32_t len32 = (uint32_t)pci->mmio32_size;
+    memcpy(dw + 10, &lo, 4);
+    memcpy(dw + 14, &hi, 4);
+    memcpy(dw + 22, &len32, 4);
+    assert_int_equal(count_bytes(aml, n, dw, sizeof(dw)), 1);
+    /* QWordMemory for the 64-bit window, WordIO for the I/O window, when present. */
+    uint8_t qw[46] = { 0x8A, 0x2B, 0x00, 0x00, 0x0C, 0x01 };
+    uint64_t qlo = pci->mmio64_base, qhi = pci->mmio64_base + pci->mmio64_size - 1;
+    memcpy(qw + 14, &qlo, 8);
+    memcpy(qw + 22, &qhi, 8);
+    memcpy(qw + 38, &pci->mmio64_size, 8);
+    static const uint8_t qw_tag[] = { 0x8A, 0x2B, 0x00 };
+    assert_int_equal(count_bytes(aml, n, qw, sizeof(qw)), pci->mmio64_size != 0);
+    assert_int_equal(count_bytes(aml, n, qw_tag, sizeof(qw_tag)), pci->mmio64_size != 0);
+    uint8_t wio[16] = { 0x88, 0x0D, 0x00, 0x01, 0x0C, 0x03 };
+    uint16_t iolo = (uint16_t)pci->io_base, iohi = (uint16_t)(pci->io_base + pci->io_size - 1);
+    uint16_t iolen = (uint16_t)pci->io_size;
+    memcpy(wio + 8, &iolo, 2);
+    memcpy(wio + 10, &iohi, 2);
+    memcpy(wio + 14, &iolen, 2);
+    assert_int_equal(count_bytes(aml, n, wio, sizeof(wio)), pci->io_size != 0);
+    /* Memory32Fixed(ReadWrite, ECAM, 1 MiB). */
+    uint8_t fixed[12] = { 0x86, 0x09, 0x00, 0x01 };
+    uint32_t ecam = (uint32_t)pci->ecam_base, ecam_len = X86_PCI_ECAM_SIZE;
+    memcpy(fixed + 4, &ecam, 4);
+    memcpy(fixed + 8, &ecam_len, 4);
+    assert_int_equal(count_bytes(aml, n, fixed, sizeof(fixed)), 1);
+    /* _PRT: 124 entries, e.g. Package(4) { 0x0005FFFF, 2, 0, 16 + (5 + 2) % 4 }. */
+    static const uint8_t prt_hdr[] = { '_', 'P', 'R', 'T', 0x12 };
+    const uint8_t *p = memmem(aml, n, prt_hdr, sizeof(prt_hdr));
+    assert_non_null(p);
+    const uint8_t e5[] = {
+        0x12, 0x0C, 0x04, 0x0C, 0xFF, 0xFF, 0x05, 0x00, 0x0A, 0x02, 0x00, 0x0A, X86_PCI_INTX_GSI + 3
+    };
+    assert_int_equal(count_bytes(aml, n, e5, sizeof(e5)), 1);
+    const uint8_t e31[] = { 0x12, 0x0B, 0x04, 0x0C, 0xFF, 0xFF,
+                            0x1F, 0x00, 0x00, 0x00, 0x0A, X86_PCI_INTX_GSI + 3 };
+    assert_int_equal(count_bytes(aml, n, e31, sizeof(e31)), 1);
+}
+
 static void check_all(const struct built *t)
 {
     const uint8_t *fadt, *madt;
@@ -309,6 +436,29 @@ static void check_all(const struct built *t)
     const uint8_t *dsdt = check_fadt(t, fadt);
     check_madt(madt, t->info.cpu_count);
     check_dsdt(dsdt, t->info.serial_count);
+    check_dsdt_pci(dsdt, t->info.pci);
+    check_mcfg(t);
+}
+
+static void test_tables_with_pci(void **state)
+{
+    const struct acpi_pci_info *const layouts[] = { &pci_full, &pci_lean };
+    for (size_t i = 0; i < 2; i++) {
+        for (size_t c = 0; c < sizeof(cpu_counts) / sizeof(cpu_counts[0]); c++) {
+            struct built t;
+            build_pci(&t, cpu_counts[c], 1, X86_ACPI_ADDR, layouts[i]);
+            check_all(&t);
+            free(t.buf);
+        }
+    }
+    /* Above 4 GiB too, and the most CPUs still fit in the ACPI area. */
+    struct built t;
+    build_pci(&t, 2, 4, 0x100000010ULL, &pci_full);
+    check_all(&t);
+    free(t.buf);
+    build_pci(&t, ACPI_MAX_CPUS, 4, X86_ACPI_ADDR, &pci_full);
+    check_all(&t);
+    free(t.buf);
 }
 
 static void test_tables_for_each_machine(void **state)
@@ -440,6 +590,23 @@ static void test_bad_arguments(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         expect_invalid(&bad[i], buf, X86_ACPI_MAX, X86_ACPI_ADDR, &used);
+
+    struct acpi_pci_info bad_pci[9];
+    for (size_t i = 0; i < 9; i++)
+        bad_pci[i] = pci_full;
+    bad_pci[0].ecam_base = X86_PCI_ECAM_BASE + 0x1000; /* not 1 MiB aligned */
+    bad_pci[1].ecam_base = 0x100000000ULL;             /* above 4 GiB */
+    bad_pci[2].mmio32_size = 0;
+    bad_pci[3].mmio32_base = 0x100000000ULL;
+    bad_pci[4].mmio32_size = 0x40000001ULL;       /* crosses 4 GiB */
+    bad_pci[5].mmio64_base = UINT64_MAX - 0x1000; /* wraps */
+    bad_pci[6].io_base = 0x800;                   /* legacy ports */
+    bad_pci[7].io_size = 0x10000;                 /* past 0xFFFF */
+    bad_pci[8].io_base = 0x10000;
+    for (size_t i = 0; i < 9; i++) {
+        struct acpi_platform_info info = { .cpu_count = 1, .serial_count = 1, .pci = &bad_pci[i] };
+        expect_invalid(&info, buf, X86_ACPI_MAX, X86_ACPI_ADDR, &used);
+    }
     free(buf);
 }
 
@@ -657,10 +824,11 @@ static int iasl_teardown(void **state)
     return 0;
 }
 
-static void iasl_check(const char *iasl, const char *dir, unsigned cpus, unsigned serials)
+static void iasl_check(const char *iasl, const char *dir, unsigned cpus, unsigned serials,
+                       const struct acpi_pci_info *pci)
 {
     struct built t;
-    build(&t, cpus, serials, X86_ACPI_ADDR);
+    build_pci(&t, cpus, serials, X86_ACPI_ADDR, pci);
     const uint8_t *fadt, *madt;
     const uint8_t *xsdt = check_rsdp_xsdt(&t, &fadt, &madt);
     const uint8_t *dsdt = t.buf + (rd64(fadt + 140) - t.gpa);
@@ -695,10 +863,34 @@ static void iasl_check(const char *iasl, const char *dir, unsigned cpus, unsigne
                                          "[Local APIC NMI]",
                                          NULL };
     const char *const dsdt_needles[] = { "_S5_", "PNP0B00", serials ? "PNP0501" : "_SB", NULL };
+    const char *const dsdt_pci_needles[] = { "_S5_",
+                                             "PNP0B00",
+                                             "Device (PCI0)",
+                                             "Name (_HID, EisaId (\"PNP0A08\")",
+                                             "Name (_CID, EisaId (\"PNP0A03\")",
+                                             "WordBusNumber (ResourceProducer, MinFixed, MaxFixed,",
+                                             "IO (Decode16,",
+                                             "DWordMemory (ResourceProducer,",
+                                             "Name (_PRT, Package (0x7C)",
+                                             "0x001FFFFF,",
+                                             "Device (ECAM)",
+                                             "PNP0C02",
+                                             "Memory32Fixed (ReadWrite,",
+                                             NULL };
+    char ecam_line[64];
+    snprintf(ecam_line, sizeof(ecam_line), "Base Address : %016llX",
+             pci ? (unsigned long long)pci->ecam_base : 0ULL);
+    const char *const mcfg_needles[] = { "Signature : \"MCFG\"",        ecam_line,
+                                         "Segment Group Number : 0000", "Start Bus Number : 00",
+                                         "End Bus Number : 00",         NULL };
 
     iasl_round_trip(iasl, dir, "xsdt", xsdt, rd32(xsdt + 4), xsdt_needles);
     iasl_round_trip(iasl, dir, "facs", facs, 64, facs_needles);
-    iasl_round_trip(iasl, dir, "dsdt", dsdt, rd32(dsdt + 4), dsdt_needles);
+    iasl_round_trip(iasl, dir, "dsdt", dsdt, rd32(dsdt + 4), pci ? dsdt_pci_needles : dsdt_needles);
+    if (pci) {
+        const uint8_t *mcfg = find_table(&t, "MCFG");
+        iasl_round_trip(iasl, dir, "mcfg", mcfg, rd32(mcfg + 4), mcfg_needles);
+    }
     iasl_round_trip(iasl, dir, "facp", fadt, rd32(fadt + 4), facp_needles);
     iasl_round_trip(iasl, dir, "apic", madt, rd32(madt + 4), apic_needles);
 
@@ -712,15 +904,18 @@ static void test_iasl_accepts_tables(void **state)
         print_message("# iasl not found in PATH (Debian package acpica-tools): skipping\n");
         skip();
     }
-    iasl_check(env->iasl, env->dir, 1, 0);
-    iasl_check(env->iasl, env->dir, 2, 1);
-    iasl_check(env->iasl, env->dir, 64, 4);
+    iasl_check(env->iasl, env->dir, 1, 0, NULL);
+    iasl_check(env->iasl, env->dir, 2, 1, NULL);
+    iasl_check(env->iasl, env->dir, 64, 4, NULL);
+    iasl_check(env->iasl, env->dir, 2, 1, &pci_full);
+    iasl_check(env->iasl, env->dir, 1, 0, &pci_lean);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables_for_each_machine),
+        cmocka_unit_test(test_tables_with_pci),
         cmocka_unit_test(test_most_cpus),
         cmocka_unit_test(test_other_addresses),
         cmocka_unit_test(test_deterministic),

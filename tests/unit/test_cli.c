@@ -629,6 +629,73 @@ static void test_build_config(void **state)
     cli_request_free(&req);
 }
 
+/* ---- serve-device ---- */
+
+static void test_serve_device(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "rng", "--socket", "/tmp/s"), 0);
+    assert_int_equal(req.command, CLI_CMD_SERVE_DEVICE);
+    assert_int_equal(req.serve_type, CLI_SERVE_RNG);
+    assert_string_equal(req.socket, "/tmp/s");
+    assert_int_equal(req.rate, CLI_DEFAULT_RNG_RATE);
+    cli_request_free(&req);
+    assert_null(req.socket);
+
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket=/a", "--rate=4096", "--type=rng",
+                           "--socket", "/b"),
+                     0);
+    assert_string_equal(req.socket, "/b"); /* the last one wins */
+    assert_int_equal(req.rate, 4096);
+    cli_request_free(&req);
+
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--rate", "4294967296", "--type", "rng",
+                           "--socket", "/s"),
+                     0);
+    assert_int_equal(req.rate, CLI_MAX_RNG_RATE);
+    cli_request_free(&req);
+
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--help"), 0);
+    assert_int_equal(req.command, CLI_CMD_HELP);
+    cli_request_free(&req);
+
+    const char *u = cli_usage();
+    assert_non_null(strstr(u, "vmkit serve-device --type rng --socket PATH"));
+    assert_non_null(strstr(u, "--rate"));
+}
+
+static void test_serve_device_errors(void **state)
+{
+    EXPECT_USAGE("--type", "'blk' is not supported yet", "serve-device", "--type", "blk",
+                 "--socket", "/s");
+    EXPECT_USAGE("--type", "'console' is not supported yet", "serve-device", "--type=console",
+                 "--socket", "/s");
+    EXPECT_USAGE("--type", "'net' is not a device type", "serve-device", "--type", "net",
+                 "--socket", "/s");
+    EXPECT_USAGE("missing --type", NULL, "serve-device", "--socket", "/s");
+    EXPECT_USAGE("missing --socket", NULL, "serve-device", "--type", "rng");
+    EXPECT_USAGE("--socket", "empty path", "serve-device", "--type", "rng", "--socket", "");
+    EXPECT_USAGE("--socket: missing value", NULL, "serve-device", "--type", "rng", "--socket");
+    EXPECT_USAGE("--type: missing value", NULL, "serve-device", "--type");
+    EXPECT_USAGE("--rate", "'fast' is not a number", "serve-device", "--type", "rng", "--socket",
+                 "/s", "--rate", "fast");
+    EXPECT_USAGE("--rate", "below the minimum of 1", "serve-device", "--type", "rng", "--socket",
+                 "/s", "--rate", "0");
+    EXPECT_USAGE("--rate", "above the maximum of 4294967296", "serve-device", "--type", "rng",
+                 "--socket", "/s", "--rate", "4294967297");
+    EXPECT_USAGE("--rate", "below the minimum", "serve-device", "--type", "rng", "--socket", "/s",
+                 "--rate", "-5");
+    EXPECT_USAGE("unknown option '--cpus'", NULL, "serve-device", "--type", "rng", "--cpus", "2");
+    EXPECT_USAGE("unexpected argument 'rng'", NULL, "serve-device", "rng");
+
+    /* A failed parse frees the socket path it had already taken. */
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/s", "--type", "blk"),
+                     CLI_EXIT_USAGE);
+    assert_null(req.socket);
+    cli_request_free(&req);
+}
+
 int main(void)
 {
     unsetenv("VMKIT_GUEST_DIR");
@@ -648,6 +715,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_default_guest_env, make_tmp, remove_tmp),
         cmocka_unit_test_setup_teardown(test_default_guest_beside_binary, make_tmp, remove_tmp),
         cmocka_unit_test(test_build_config),
+        cmocka_unit_test(test_serve_device),
+        cmocka_unit_test(test_serve_device_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 
 static const char usage_text[] =
     "usage: vmkit run [options]\n"
+    "       vmkit serve-device --type rng --socket PATH [--rate BYTES_PER_SEC]\n"
     "       vmkit --version\n"
     "       vmkit --help\n"
     "\n"
@@ -49,7 +50,16 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 when the VM stopped (the guest powered off or reset), the\n"
     "guest's code when it wrote the debug-exit port 0x501, 1 on a runtime error,\n"
-    "2 on a usage error, 128+N when a second signal N stopped the VM.\n";
+    "2 on a usage error, 128+N when a second signal N stopped the VM.\n"
+    "\n"
+    "serve-device serves one virtio device over vhost-user, so that another VMM\n"
+    "(qemu-system-x86_64 -device vhost-user-rng-pci,chardev=...) drives it:\n"
+    "  --type TYPE             the device: rng (blk and console: not supported yet)\n"
+    "  --socket PATH           the unix socket to create and listen on\n"
+    "  --rate BYTES_PER_SEC    rng: bytes a guest may draw per second (default\n"
+    "                          1048576, bursts of up to 64 KiB)\n"
+    "It serves one front end at a time and waits for the next when one goes away.\n"
+    "SIGINT or SIGTERM stops it and removes the socket; exit status 0 then.\n";
 
 const char *cli_usage(void)
 {
@@ -539,6 +549,75 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
     return 0;
 }
 
+/* vmkit serve-device --type TYPE --socket PATH [--rate N] */
+static int parse_serve(int argc, char *const argv[], struct cli_request *req, char *err,
+                       size_t errlen)
+{
+    bool have_type = false;
+    req->rate = CLI_DEFAULT_RNG_RATE;
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            req->command = CLI_CMD_HELP;
+            return 0;
+        }
+        if (arg[0] != '-' || arg[1] != '-')
+            return usage_error(err, errlen,
+                               "serve-device: unexpected argument '%s' (see 'vmkit --help')", arg);
+        const char *eq = strchr(arg, '=');
+        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+        static const char *const names[] = { "--type", "--socket", "--rate" };
+        static const char *const metavars[] = { "TYPE", "PATH", "BYTES_PER_SEC" };
+        int which = -1;
+        for (int k = 0; k < 3; k++)
+            if (strlen(names[k]) == name_len && !strncmp(names[k], arg, name_len))
+                which = k;
+        if (which < 0)
+            return usage_error(err, errlen,
+                               "serve-device: unknown option '%.*s' (see 'vmkit --help')",
+                               (int)name_len, arg);
+        const char *value;
+        if (eq)
+            value = eq + 1;
+        else if (i + 1 < argc)
+            value = argv[++i];
+        else
+            return usage_error(err, errlen, "%s: missing value (%s %s)", names[which], names[which],
+                               metavars[which]);
+        int rc = 0;
+        switch (which) {
+        case 0:
+            if (!strcmp(value, "rng")) {
+                req->serve_type = CLI_SERVE_RNG;
+                have_type = true;
+            } else if (!strcmp(value, "blk") || !strcmp(value, "console")) {
+                return usage_error(err, errlen,
+                                   "--type: '%s' is not supported yet (only rng for now)", value);
+            } else {
+                return usage_error(err, errlen, "--type: '%s' is not a device type (expected rng)",
+                                   value);
+            }
+            break;
+        case 1:
+            if (*value == '\0')
+                return usage_error(err, errlen, "--socket: empty path");
+            rc = set_string(&req->socket, value, err, errlen);
+            break;
+        default:
+            rc = parse_ranged("--rate", value, 1, CLI_MAX_RNG_RATE, " bytes/s", &req->rate, err,
+                              errlen);
+            break;
+        }
+        if (rc)
+            return rc;
+    }
+    if (!have_type)
+        return usage_error(err, errlen, "serve-device: missing --type (e.g. --type rng)");
+    if (!req->socket)
+        return usage_error(err, errlen, "serve-device: missing --socket PATH");
+    return 0;
+}
+
 int cli_parse(int argc, char *const argv[], struct cli_request *req, char *err, size_t errlen)
 {
     memset(req, 0, sizeof(*req));
@@ -562,6 +641,9 @@ int cli_parse(int argc, char *const argv[], struct cli_request *req, char *err, 
     } else if (!strcmp(cmd, "run")) {
         req->command = CLI_CMD_RUN;
         rc = parse_run(argc, argv, req, err, errlen);
+    } else if (!strcmp(cmd, "serve-device")) {
+        req->command = CLI_CMD_SERVE_DEVICE;
+        rc = parse_serve(argc, argv, req, err, errlen);
     } else if (cmd[0] == '-') {
         rc = usage_error(err, errlen,
                          "unknown option '%s' before the command (usage: "
@@ -582,6 +664,7 @@ void cli_request_free(struct cli_request *req)
     free(req->kernel);
     free(req->initrd);
     free(req->cmdline);
+    free(req->socket);
     for (unsigned i = 0; i < req->serial_count && i < CLI_MAX_SERIAL; i++)
         free(req->serial[i].path);
     memset(req, 0, sizeof(*req));

@@ -23,11 +23,19 @@
 #define CLI_DEFAULT_CPUS          1u
 #define CLI_DEFAULT_MEMORY_MIB    512u
 #define CLI_DEFAULT_GUEST_CMDLINE "console=ttyS0 panic=-1"
+/* serve-device --type rng: bytes per second (the device's limit is 2^32). */
+#define CLI_DEFAULT_RNG_RATE      (UINT64_C(1) << 20)
+#define CLI_MAX_RNG_RATE          (UINT64_C(1) << 32)
 
 enum cli_command {
     CLI_CMD_RUN,
     CLI_CMD_HELP,
     CLI_CMD_VERSION,
+    CLI_CMD_SERVE_DEVICE, /* vmkit serve-device: one virtio device over vhost-user */
+};
+
+enum cli_serve_type {
+    CLI_SERVE_RNG,
 };
 
 enum cli_serial_kind {
@@ -51,6 +59,10 @@ struct cli_request {
     char *cmdline; /* NULL: none (or the default guest's) */
     unsigned serial_count;
     struct cli_serial serial[CLI_MAX_SERIAL]; /* COM1.. in order; none: COM1 on stdio */
+    /* serve-device only. */
+    enum cli_serve_type serve_type;
+    char *socket;  /* the vhost-user socket to create */
+    uint64_t rate; /* rng: bytes per second */
 };
 
 /* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit

@@ -1,5 +1,12 @@
-/* vmkit: parse the command line (cli.c), then run the VM until it stops. */
+/* vmkit: parse the command line (cli.c), then run the VM until it stops, or serve one
+ * device over vhost-user (serve-device). */
 #include "cli.h"
+
+/* serve-device uses the library's internal device and vhost-user code directly: they
+ * are not (yet) part of the public API. */
+#include "core/event_loop.h"
+#include "vhost_user/server.h"
+#include "virtio/rng.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -259,6 +266,99 @@ out:
     return status;
 }
 
+/* ---- serve-device ------------------------------------------------------------- */
+
+struct serve_signals {
+    struct event_source src;
+    struct vhost_user_server *server;
+};
+
+static void on_stop_signal(void *ctx, uint32_t events)
+{
+    struct serve_signals *sig = ctx;
+    struct signalfd_siginfo si;
+    if (read(sig->src.fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        return;
+    say("%s: stopping", signal_name((int)si.ssi_signo));
+    vhost_user_server_stop(sig->server);
+}
+
+static void log_server(void *ctx, const char *msg)
+{
+    say("%s", msg);
+}
+
+/* Serves the device req names on req->socket until SIGINT or SIGTERM. */
+static int serve_device(const struct cli_request *req)
+{
+    int status = CLI_EXIT_RUNTIME;
+    struct event_loop *el = NULL;
+    struct virtio_device *dev = NULL;
+    struct vhost_user_server *server = NULL;
+    struct serve_signals sig = { .src = { .fd = -1 } };
+    vmk_error *err = NULL;
+    bool watching = false;
+
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    int e = pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    if (e) {
+        say("cannot block signals: %s", strerror(e));
+        return CLI_EXIT_RUNTIME;
+    }
+    /* A front end that vanishes must not kill us with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+
+    e = event_loop_new(&el);
+    if (e < 0) {
+        say("cannot create an event loop: %s", strerror(-e));
+        goto out;
+    }
+    switch (req->serve_type) {
+    case CLI_SERVE_RNG: dev = virtio_rng_new(el, req->rate, VIRTIO_RNG_DEFAULT_BURST); break;
+    }
+    if (!dev) {
+        say("cannot create the device: out of memory or file descriptors");
+        goto out;
+    }
+    server = vhost_user_server_new(req->socket, dev, el, &err);
+    if (!server) {
+        say_lines(err ? vmk_error_message(err) : "cannot create the vhost-user server");
+        goto out;
+    }
+    vhost_user_server_set_log(server, log_server, NULL);
+    sig.server = server;
+    sig.src.fd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    sig.src.handler = on_stop_signal;
+    sig.src.ctx = &sig;
+    if (sig.src.fd < 0 || event_loop_add(el, &sig.src) < 0) {
+        say("cannot watch for signals: %s", strerror(errno));
+        goto out;
+    }
+    watching = true;
+    say("serving %s on %s (vhost-user)", dev->name, req->socket);
+    e = vhost_user_server_run(server);
+    if (e < 0) {
+        say("the event loop failed: %s", strerror(-e));
+        goto out;
+    }
+    status = CLI_EXIT_OK;
+
+out:
+    if (watching)
+        event_loop_remove(el, &sig.src);
+    if (sig.src.fd >= 0)
+        close(sig.src.fd);
+    vhost_user_server_free(server); /* resets the device, removes the socket */
+    if (dev)
+        dev->ops->destroy(dev);
+    event_loop_free(el);
+    vmk_error_free(err);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     char err[4096];
@@ -278,6 +378,10 @@ int main(int argc, char **argv)
     }
     if (req.command == CLI_CMD_VERSION) {
         status = print_version();
+        goto out;
+    }
+    if (req.command == CLI_CMD_SERVE_DEVICE) {
+        status = serve_device(&req);
         goto out;
     }
 

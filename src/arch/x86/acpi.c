@@ -6,6 +6,8 @@
 
 #include "arch/x86/aml.h"
 #include "arch/x86/layout.h"
+
+#define PCI_PRT_SLOTS 31 /* slots 1..31; slot 0 is the host bridge */
 #include "core/error.h"
 
 /* Table layouts (ACPI 6.3). Multi-byte fields are little-endian; structs are built
@@ -166,6 +168,15 @@ struct madt_lapic_nmi {
 } __attribute__((packed));
 _Static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT Local APIC NMI");
 
+struct acpi_mcfg_entry {
+    uint64_t base;
+    uint16_t segment;
+    uint8_t start_bus;
+    uint8_t end_bus;
+    uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct acpi_mcfg_entry) == 16, "MCFG allocation entry");
+
 #define ACPI_OEM_ID       "VMKIT "
 #define ACPI_OEM_TABLE_ID "VMKITVM "
 #define ACPI_CREATOR_ID   "VMKT"
@@ -193,7 +204,8 @@ _Static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT Local APIC NMI");
 #define MADT_ISO_LEVEL       (0x3 << 2)
 #define MADT_ALL_PROCESSORS  0xFF
 
-#define XSDT_ENTRIES 2
+#define XSDT_MAX_ENTRIES 3 /* FADT, MADT, MCFG */
+#define MCFG_LEN         (sizeof(struct acpi_header) + 8 + sizeof(struct acpi_mcfg_entry))
 
 /* COM3 and COM4 share the IRQs of COM1 and COM2, as on a PC. */
 static const struct {
@@ -265,6 +277,109 @@ static void dsdt_device(struct aml_buf *b, const char *name, const char *hid, un
     aml_end(b, dev);
 }
 
+/* Large resource descriptors (ACPI 6.3, 6.4.3) the AML builder has no helper for. */
+#define RES_MEM32_FIXED    0x86
+#define RES_DWORD_ADDRESS  0x87
+#define RES_WORD_ADDRESS   0x88
+#define RES_QWORD_ADDRESS  0x8A
+#define RES_TYPE_MEMORY    0
+#define RES_TYPE_IO        1
+#define RES_TYPE_BUS       2
+#define RES_PRODUCER_FIXED 0x0C /* producer, positive decode, min and max fixed */
+#define RES_MEM_RW         0x01 /* memory: read-write, non-cacheable */
+#define RES_IO_ENTIRE      0x03 /* I/O: ISA and non-ISA ranges */
+
+static void le_bytes(uint8_t *p, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A Word/DWord/QWord address space descriptor (width 2, 4 or 8 bytes per field) for the
+ * producer range [min, min + len). */
+static void res_address(struct aml_buf *b, uint8_t type, uint8_t type_flags, unsigned width,
+                        uint64_t min, uint64_t len)
+{
+    uint8_t d[3 + 3 + 5 * 8];
+    size_t body = 3 + 5 * (size_t)width;
+    d[0] = width == 2 ? RES_WORD_ADDRESS : width == 4 ? RES_DWORD_ADDRESS : RES_QWORD_ADDRESS;
+    le_bytes(d + 1, body, 2);
+    d[3] = type;
+    d[4] = RES_PRODUCER_FIXED;
+    d[5] = type_flags;
+    uint8_t *f = d + 6;
+    le_bytes(f, 0, width);                         /* granularity */
+    le_bytes(f + width, min, width);               /* minimum */
+    le_bytes(f + 2 * width, min + len - 1, width); /* maximum */
+    le_bytes(f + 3 * width, 0, width);             /* translation offset */
+    le_bytes(f + 4 * width, len, width);           /* length */
+    aml_append(b, d, 3 + body);
+}
+
+static void res_mem32_fixed(struct aml_buf *b, uint32_t base, uint32_t len)
+{
+    uint8_t d[12] = { RES_MEM32_FIXED, 9, 0, RES_MEM_RW };
+    le_bytes(d + 4, base, 4);
+    le_bytes(d + 8, len, 4);
+    aml_append(b, d, sizeof(d));
+}
+
+/* \_SB.PCI0: the host bridge of segment 0, bus 0, with the windows it forwards, and
+ * \_SB.ECAM, a motherboard resource (PNP0C02) that reserves the ECAM window as Linux
+ * requires before it trusts MCFG. */
+static void dsdt_pci(struct aml_buf *b, const struct acpi_pci_info *pci)
+{
+    struct aml_mark dev = aml_device_begin(b, "PCI0");
+    aml_name(b, "_HID");
+    aml_eisaid(b, "PNP0A08");
+    aml_name(b, "_CID");
+    aml_eisaid(b, "PNP0A03");
+    aml_name(b, "_SEG");
+    aml_integer(b, 0);
+    aml_name(b, "_BBN");
+    aml_integer(b, 0);
+    aml_name(b, "_UID");
+    aml_integer(b, 0);
+    aml_name(b, "_CRS");
+    struct aml_mark crs = aml_resource_template_begin(b);
+    res_address(b, RES_TYPE_BUS, 0, 2, 0, 1);
+    aml_res_io(b, true, X86_PCI_CONFIG_PORT, X86_PCI_CONFIG_PORT, 1, X86_PCI_CONFIG_LEN);
+    if (pci->io_size)
+        res_address(b, RES_TYPE_IO, RES_IO_ENTIRE, 2, pci->io_base, pci->io_size);
+    res_address(b, RES_TYPE_MEMORY, RES_MEM_RW, 4, pci->mmio32_base, pci->mmio32_size);
+    if (pci->mmio64_size)
+        res_address(b, RES_TYPE_MEMORY, RES_MEM_RW, 8, pci->mmio64_base, pci->mmio64_size);
+    aml_end(b, crs);
+
+    /* Legacy INTx for devices that fall back from MSI-X: the usual swizzle onto four
+     * level-triggered, active-low I/O APIC inputs (GSI source 0: no link devices). */
+    aml_name(b, "_PRT");
+    struct aml_mark prt = aml_package_begin(b, (PCI_PRT_SLOTS)*4);
+    for (unsigned slot = 1; slot <= PCI_PRT_SLOTS; slot++) {
+        for (unsigned pin = 0; pin < 4; pin++) {
+            struct aml_mark e = aml_package_begin(b, 4);
+            aml_integer(b, (uint64_t)slot << 16 | 0xFFFF);
+            aml_integer(b, pin);
+            aml_integer(b, 0);
+            aml_integer(b, X86_PCI_INTX_GSI + ((slot + pin) & 3));
+            aml_end(b, e);
+        }
+    }
+    aml_end(b, prt);
+    aml_end(b, dev);
+
+    dev = aml_device_begin(b, "ECAM");
+    aml_name(b, "_HID");
+    aml_eisaid(b, "PNP0C02");
+    aml_name(b, "_UID");
+    aml_integer(b, 1);
+    aml_name(b, "_CRS");
+    crs = aml_resource_template_begin(b);
+    res_mem32_fixed(b, (uint32_t)pci->ecam_base, (uint32_t)X86_PCI_ECAM_SIZE);
+    aml_end(b, crs);
+    aml_end(b, dev);
+}
+
 /* The DSDT's AML body. The power button is the FADT fixed-feature one (PWRBTN_STS/EN
  * in PM1), so no PNP0C0C device is needed; the guest sees it through the SCI. */
 static int build_dsdt_aml(const struct acpi_platform_info *p, struct aml_buf *b)
@@ -284,6 +399,8 @@ static int build_dsdt_aml(const struct acpi_platform_info *p, struct aml_buf *b)
         dsdt_device(b, name, "PNP0501", i + 1, com_ports[i].port, 8, com_ports[i].irq);
     }
     dsdt_device(b, "RTC", "PNP0B00", 0, X86_RTC_PORT, 2, X86_RTC_IRQ);
+    if (p->pci)
+        dsdt_pci(b, p->pci);
     aml_end(b, sb);
     return aml_status(b);
 }
@@ -303,13 +420,14 @@ static bool place(uint64_t gpa, size_t *cur, size_t size, uint64_t align, size_t
 }
 
 struct layout {
-    size_t rsdp, xsdt, fadt, facs, madt, dsdt;
-    size_t madt_len, dsdt_len, total;
+    size_t rsdp, xsdt, fadt, facs, madt, dsdt, mcfg;
+    size_t xsdt_entries, madt_len, dsdt_len, total;
 };
 
-static bool plan(uint64_t gpa, unsigned cpus, size_t dsdt_aml, struct layout *l)
+static bool plan(uint64_t gpa, unsigned cpus, bool pci, size_t dsdt_aml, struct layout *l)
 {
     size_t cur = 0;
+    l->xsdt_entries = pci ? 3 : 2;
     l->madt_len = sizeof(struct acpi_madt) + cpus * sizeof(struct madt_lapic) +
                   sizeof(struct madt_ioapic) + sizeof(struct madt_iso) +
                   sizeof(struct madt_lapic_nmi);
@@ -317,10 +435,13 @@ static bool plan(uint64_t gpa, unsigned cpus, size_t dsdt_aml, struct layout *l)
     if (l->dsdt_len > UINT32_MAX)
         return false;
     if (!place(gpa, &cur, sizeof(struct acpi_rsdp), 16, &l->rsdp) ||
-        !place(gpa, &cur, sizeof(struct acpi_header) + XSDT_ENTRIES * 8, 8, &l->xsdt) ||
+        !place(gpa, &cur, sizeof(struct acpi_header) + l->xsdt_entries * 8, 8, &l->xsdt) ||
         !place(gpa, &cur, sizeof(struct acpi_fadt), 8, &l->fadt) ||
         !place(gpa, &cur, sizeof(struct acpi_facs), 64, &l->facs) ||
         !place(gpa, &cur, l->madt_len, 8, &l->madt) || !place(gpa, &cur, l->dsdt_len, 8, &l->dsdt))
+        return false;
+    l->mcfg = 0;
+    if (pci && !place(gpa, &cur, MCFG_LEN, 8, &l->mcfg))
         return false;
     /* The whole area must be addressable: gpa + total may not wrap. */
     if (cur > UINT64_MAX - gpa)
@@ -432,6 +553,36 @@ static void write_madt(uint8_t *buf, const struct layout *l, unsigned cpus)
     fix_checksum(buf + l->madt, l->madt_len);
 }
 
+/* MCFG: one allocation, the ECAM of segment 0, buses 0..0. */
+static void write_mcfg(uint8_t *buf, const struct layout *l, const struct acpi_pci_info *pci)
+{
+    struct acpi_header h;
+    put_header(&h, "MCFG", (uint32_t)MCFG_LEN, 1);
+    memcpy(buf + l->mcfg, &h, sizeof(h));
+    /* 8 reserved bytes follow the header (already zero). */
+    struct acpi_mcfg_entry e = {
+        .base = htole64(pci->ecam_base), .segment = 0, .start_bus = 0, .end_bus = 0
+    };
+    memcpy(buf + l->mcfg + sizeof(h) + 8, &e, sizeof(e));
+    fix_checksum(buf + l->mcfg, MCFG_LEN);
+}
+
+static bool pci_info_ok(const struct acpi_pci_info *pci)
+{
+    const uint64_t four_gib = 0x100000000ULL;
+    if (pci->ecam_base % X86_PCI_ECAM_SIZE || pci->ecam_base > four_gib - X86_PCI_ECAM_SIZE)
+        return false;
+    if (!pci->mmio32_size || pci->mmio32_base >= four_gib ||
+        pci->mmio32_size > four_gib - pci->mmio32_base)
+        return false;
+    if (pci->mmio64_size && pci->mmio64_base + pci->mmio64_size < pci->mmio64_base)
+        return false;
+    if (pci->io_size &&
+        (pci->io_base < 0x1000 || pci->io_base > 0xFFFF || pci->io_size > 0x10000 - pci->io_base))
+        return false;
+    return true;
+}
+
 vmk_result acpi_build_tables(const struct acpi_platform_info *p, uint8_t *buf, size_t len,
                              uint64_t gpa, size_t *used, vmk_error **err)
 {
@@ -444,6 +595,9 @@ vmk_result acpi_build_tables(const struct acpi_platform_info *p, uint8_t *buf, s
         return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
                         "ACPI tables: %u serial ports is more than %u", p->serial_count,
                         ACPI_MAX_SERIAL_PORTS);
+    if (p->pci && !pci_info_ok(p->pci))
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                        "ACPI tables: PCI windows are outside the limits the tables can express");
     if (gpa % 16)
         return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
                         "ACPI tables: RSDP address 0x%llx is not 16-byte aligned",
@@ -463,7 +617,7 @@ vmk_result acpi_build_tables(const struct acpi_platform_info *p, uint8_t *buf, s
     }
 
     struct layout l;
-    if (!plan(gpa, p->cpu_count, aml.len, &l)) {
+    if (!plan(gpa, p->cpu_count, p->pci != NULL, aml.len, &l)) {
         r = vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
                      "ACPI tables: do not fit in the address space at 0x%llx",
                      (unsigned long long)gpa);
@@ -489,11 +643,15 @@ vmk_result acpi_build_tables(const struct acpi_platform_info *p, uint8_t *buf, s
     memcpy(buf + l.rsdp, &rsdp, sizeof(rsdp));
 
     struct acpi_header xsdt;
-    put_header(&xsdt, "XSDT", sizeof(xsdt) + XSDT_ENTRIES * 8, 1);
+    size_t xsdt_len = sizeof(xsdt) + l.xsdt_entries * 8;
+    put_header(&xsdt, "XSDT", (uint32_t)xsdt_len, 1);
     memcpy(buf + l.xsdt, &xsdt, sizeof(xsdt));
-    const uint64_t entries[XSDT_ENTRIES] = { htole64(gpa + l.fadt), htole64(gpa + l.madt) };
-    memcpy(buf + l.xsdt + sizeof(xsdt), entries, sizeof(entries));
-    fix_checksum(buf + l.xsdt, sizeof(xsdt) + sizeof(entries));
+    const uint64_t entries[XSDT_MAX_ENTRIES] = { htole64(gpa + l.fadt), htole64(gpa + l.madt),
+                                                 htole64(gpa + l.mcfg) };
+    memcpy(buf + l.xsdt + sizeof(xsdt), entries, l.xsdt_entries * 8);
+    fix_checksum(buf + l.xsdt, xsdt_len);
+    if (p->pci)
+        write_mcfg(buf, &l, p->pci);
 
     write_fadt(buf, &l, gpa);
 

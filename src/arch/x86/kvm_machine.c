@@ -166,6 +166,61 @@ static vmk_result create_serial_ports(struct kvm_machine *m, const vmk_config *c
     return VMK_OK;
 }
 
+static uint64_t ram_end(const struct guest_memory *gm)
+{
+    uint64_t end = 0;
+    for (unsigned i = 0; i < gm->nregions; i++)
+        if (gm->regions[i].gpa + gm->regions[i].size > end)
+            end = gm->regions[i].gpa + gm->regions[i].size;
+    return end;
+}
+
+static vmk_result add_mmio(struct kvm_machine *m, uint64_t base, uint64_t len,
+                           const struct bus_device_ops *ops, void *dev, vmk_error **err)
+{
+    int r = bus_add(&m->mmio, base, len, ops, dev);
+    if (r < 0)
+        return vmk_fail(err, VMK_ERR_INTERNAL, -r, "MMIO %#llx+%#llx: cannot register: %s",
+                        (unsigned long long)base, (unsigned long long)len, strerror(-r));
+    return VMK_OK;
+}
+
+/* The PCI root bus, its routing table, and one dispatcher on 0xCF8..0xCFF that also
+ * carries the reset control register at 0xCF9 (the chipset decodes them together). */
+static vmk_result create_pci(struct kvm_machine *m, vmk_error **err)
+{
+    int e = kvm_irq_routes_new(m->vm_fd, NULL, &m->irq_routes);
+    if (e < 0)
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, -e, "GSI routing table: %s", strerror(-e));
+    m->irq_ops = kvm_irq_routes_ops(m->irq_routes);
+    struct pci_windows w = {
+        .mmio32_base = X86_PCI_MMIO32_BASE,
+        .mmio32_size = X86_PCI_MMIO32_SIZE,
+        .mmio64_base = x86_pci_mmio64_base(ram_end(&m->gm)),
+        .mmio64_size = X86_PCI_MMIO64_SIZE,
+        .io_base = X86_PCI_IO_BASE,
+        .io_size = X86_PCI_IO_SIZE,
+    };
+    NEED(m->pci = pci_bus_new(&w));
+    pci_bus_set_cf9(m->pci, &acpi_pm_reset_bus_ops, m->dev->pm);
+    vmk_result r;
+    if ((r = add_pio(m, X86_PCI_CONFIG_PORT, X86_PCI_CONFIG_LEN, &pci_config_port_ops, m->pci,
+                     err)) ||
+        (r = add_pio(m, X86_PCI_IO_BASE, X86_PCI_IO_SIZE, &pci_io_window_ops, m->pci, err)) ||
+        (r = add_mmio(m, X86_PCI_ECAM_BASE, X86_PCI_ECAM_SIZE, &pci_ecam_ops, m->pci, err)) ||
+        (r = add_mmio(m, w.mmio32_base, w.mmio32_size, &pci_mmio32_window_ops, m->pci, err)) ||
+        (r = add_mmio(m, w.mmio64_base, w.mmio64_size, &pci_mmio64_window_ops, m->pci, err)))
+        return r;
+    return VMK_OK;
+}
+
+int machine_add_pci_device(struct kvm_machine *m, struct pci_device *d)
+{
+    if (!m || !m->pci)
+        return -EINVAL;
+    return pci_bus_add_device(m->pci, d);
+}
+
 static vmk_result create_devices(struct kvm_machine *m, const vmk_config *cfg,
                                  struct event_loop *el, vmk_error **err)
 {
@@ -183,10 +238,9 @@ static vmk_result create_devices(struct kvm_machine *m, const vmk_config *cfg,
         (r = add_pio(m, X86_I8042_CMD_PORT, 1, &i8042_cmd_bus_ops, d->i8042, err)) ||
         (r = add_pio(m, X86_RTC_PORT, 2, &cmos_rtc_bus_ops, d->rtc, err)) ||
         (r = add_pio(m, X86_PM_BASE, X86_PM_SIZE, &acpi_pm_bus_ops, d->pm, err)) ||
-        (r = add_pio(m, X86_RESET_PORT, 1, &acpi_pm_reset_bus_ops, d->pm, err)) ||
         (r = add_pio(m, X86_DEBUG_EXIT_PORT, 4, &debug_exit_bus_ops, d->debug_exit, err)))
         return r;
-    return VMK_OK;
+    return create_pci(m, err);
 }
 
 static void destroy_devices(struct kvm_machine *m)
@@ -296,8 +350,19 @@ static vmk_result load_guest(struct kvm_machine *m, const vmk_config *cfg,
     uint8_t *acpi = gm_ptr(&m->gm, X86_ACPI_ADDR, X86_ACPI_MAX);
     if (!acpi)
         return vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0, "guest memory too small for ACPI tables");
+    const struct pci_windows *w = pci_bus_windows(m->pci);
+    struct acpi_pci_info pci = {
+        .ecam_base = X86_PCI_ECAM_BASE,
+        .mmio32_base = w->mmio32_base,
+        .mmio32_size = w->mmio32_size,
+        .mmio64_base = w->mmio64_base,
+        .mmio64_size = w->mmio64_size,
+        .io_base = w->io_base,
+        .io_size = w->io_size,
+    };
     struct acpi_platform_info info = { .cpu_count = m->vcpu_count,
-                                       .serial_count = cfg->serial_count };
+                                       .serial_count = cfg->serial_count,
+                                       .pci = &pci };
     size_t used;
     vmk_result r = acpi_build_tables(&info, acpi, X86_ACPI_MAX, X86_ACPI_ADDR, &used, err);
     if (r != VMK_OK)
@@ -440,6 +505,8 @@ void kvm_machine_destroy(struct kvm_machine *m)
         free(m->vcpus);
     }
     destroy_devices(m);
+    pci_bus_free(m->pci);
+    kvm_irq_routes_free(m->irq_routes);
     bus_destroy(&m->pio);
     bus_destroy(&m->mmio);
     if (m->vm_fd >= 0)

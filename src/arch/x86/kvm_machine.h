@@ -10,6 +10,8 @@
 #include "core/guest_memory.h"
 #include "core/machine_events.h"
 #include "arch/x86/cpuid.h"
+#include "arch/x86/msix.h"
+#include "arch/x86/pci.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -70,6 +72,10 @@ struct kvm_machine {
     pthread_mutex_t irq_lock;
     uint32_t irq_sources[24]; /* per GSI: which sources assert it (lines can be shared) */
     struct platform_devices *dev;
+
+    struct pci_bus *pci;               /* root bus 0: host bridge and devices */
+    struct kvm_irq_routes *irq_routes; /* the GSI routing table (MSI routes) */
+    struct kvm_irq_ops irq_ops;        /* MSI-X, irqfd and ioeventfd for PCI devices */
 };
 
 /* Builds everything but starts no vCPU. On failure nothing remains. */
@@ -83,6 +89,14 @@ void kvm_machine_resume(struct kvm_machine *m);
 void kvm_machine_press_power_button(struct kvm_machine *m);
 /* Stops and joins the vCPUs, then frees everything. */
 void kvm_machine_destroy(struct kvm_machine *m);
+
+/* Puts a PCI device (its BARs and capabilities declared; MSI-X set up with m->irq_ops)
+ * on bus 0 and assigns its BARs. Machine build time only, before kvm_machine_start.
+ * Returns the slot (1..31), -ENOSPC when the bus or a window is full, -EINVAL. The
+ * device must outlive the machine's bus (free it after kvm_machine_destroy's vCPU
+ * join, or own it from platform code). */
+int machine_add_pci_device(struct kvm_machine *m, struct pci_device *d)
+    __attribute__((warn_unused_result));
 
 /* Internal to the machine: vcpu.c */
 vmk_result vcpu_create(struct kvm_machine *m, unsigned index, struct vcpu *v, vmk_error **err);

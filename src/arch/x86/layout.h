@@ -16,6 +16,20 @@
 #define X86_ACPI_MAX         0x20000ULL
 #define X86_HIGH_MEMORY      0x100000ULL /* 1 MiB */
 
+/* The 32-bit hole above low RAM (GM_LOW_RAM_LIMIT): PCI memory BARs below 4 GiB, then
+ * ECAM (config space as MMIO, 4 KiB per function; bus 0 only, so 1 MiB). 64-bit BARs go
+ * to a window of X86_PCI_MMIO64_SIZE starting at the first 1 GiB boundary at or above
+ * both 4 GiB and the end of RAM (x86_pci_mmio64_base in pci.h computes it). */
+#define X86_PCI_MMIO32_BASE  0xc0000000ULL
+#define X86_PCI_MMIO32_SIZE  0x20000000ULL /* 512 MiB: 0xC0000000..0xDFFFFFFF */
+#define X86_PCI_ECAM_BASE    0xe0000000ULL
+#define X86_PCI_ECAM_SIZE    0x100000ULL /* bus 0: 32 devices x 8 functions x 4 KiB */
+#define X86_PCI_MMIO64_ALIGN 0x40000000ULL
+#define X86_PCI_MMIO64_SIZE  0x800000000ULL /* 32 GiB */
+#define X86_PCI_IO_BASE      0x1000         /* I/O BAR window: 0x1000..0xFFFF */
+#define X86_PCI_IO_SIZE      0xf000
+#define X86_PCI_INTX_GSI     16 /* INTx pins A..D of the slots swizzle onto GSIs 16..19 */
+
 #define X86_IOAPIC_ADDR           0xfec00000ULL
 #define X86_LAPIC_ADDR            0xfee00000ULL
 #define X86_KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL /* one page, Intel only */
@@ -32,6 +46,8 @@
 #define X86_I8042_CMD_PORT  0x64
 #define X86_RTC_PORT        0x70
 #define X86_RTC_IRQ         8
+#define X86_PCI_CONFIG_PORT 0xcf8 /* CONFIG_ADDRESS (4 bytes), reset (0xCF9), CONFIG_DATA 0xCFC */
+#define X86_PCI_CONFIG_LEN  8
 #define X86_RESET_PORT      0xcf9
 #define X86_DEBUG_EXIT_PORT 0x501
 #define X86_PM_BASE         0x600 /* PM1a event block (4), control (2, at +4), timer (4, at +8) */

@@ -113,7 +113,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory power-button"
+all_cases="boot clock warnings cpus memory power-button pci"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -238,11 +238,43 @@ case_power_button() {
     result "power-button ok"
 }
 
+# pci: the guest enumerates the host bridge at 00:00.0 with vmkit's ids, and its boot log has
+# no PCI resource conflict and no complaint that the ECAM window (MMCONFIG) is unreserved.
+case_pci() {
+    boot_vm pci || return
+    d=/sys/bus/pci/devices/0000:00:00.0
+    # The guest's shell expands \$(...); "pci-end-42" appears only in its answer.
+    type_line "echo pci-dev=\$(cat $d/vendor):\$(cat $d/device):\$(cat $d/class) pci-end-\$((6*7))"
+    if ! wait_for 'pci-end-42'; then abort_vm; fail "the guest did not answer: $why"; return; fi
+    got=$(tr -d '\r' <"$dir/out" | sed -n 's/^pci-dev=\([^ ]*\) pci-end-42$/\1/p' | head -n 1)
+    type_line poweroff
+    finish_vm
+    want=0x1b36:0x0008:0x060000
+    if [ "$got" != "$want" ]; then
+        fail "0000:00:00.0 reads '${got}', expected $want"
+        return
+    fi
+    pat='conflict|not reserved|[Ff]ailed to .*PCI|PCI.*(BAR|window).*(fail|ignored)|MMCONFIG.*disabled'
+    bad=$(tr -d '\r' <"$dir/out" | grep -iE 'pci|ecam|mmconfig' | grep -E "$pat" |
+        sed 's/^\[[ 0-9.]*\] //' | head -n 3 | tr '\n' ';')
+    if [ -n "$bad" ]; then
+        fail "boot log: $bad"
+        return
+    fi
+    # For the log: what the guest's kernel said about the bus.
+    tr -d '\r' <"$dir/out" | grep -E 'PCI|pci 0000|PNP0A08|ECAM|MMCONFIG|_OSC' | head -n 40 |
+        sed 's/^/nested: case pci: guest| /'
+    exited_ok poweroff || return
+    ecam=$(tr -d '\r' <"$dir/out" | grep -m1 -E 'PCI: (ECAM|MMCONFIG) ' | sed 's/^\[[ 0-9.]*\] //')
+    result "pci ok: 00:00.0 is $want; ${ecam:-no ECAM line}"
+}
+
 case_boot
 case_clock
 case_warnings
 case_cpus
 case_memory
 case_power_button
+case_pci
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

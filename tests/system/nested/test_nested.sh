@@ -29,6 +29,7 @@ tests=(
     "cpus|vmkit run --cpus 2: the banner and nproc say 2 CPUs"
     "memory|vmkit run --memory 256: MemTotal is within 160..256 MiB"
     "power-button|SIGTERM to vmkit presses the ACPI power button, the guest powers off, exit 0"
+    "pci|the guest enumerates the PCI host bridge 00:00.0; no PCI conflict or unreserved ECAM"
 )
 
 if [ ! -x "$VMKIT_BIN" ]; then

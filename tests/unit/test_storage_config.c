@@ -1,0 +1,430 @@
+/* Storage configuration: disk image attachments, virtio block devices, and what
+ * vmk_config_validate says about them, naming the device and the path. */
+#include "api/config_internal.h"
+#include "vmkit.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+struct fixture {
+    char dir[64];
+    char kernel[128];
+    char disk[128];  /* 1 MiB */
+    char odd[128];   /* 1000 bytes */
+    char other[128]; /* 4 KiB */
+};
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static void make_sized(const char *path, off_t size)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, size), 0);
+    close(fd);
+}
+
+/* The smallest kernel the loader accepts (as in test_config.c). */
+static void write_tiny_elf(const char *path)
+{
+    uint8_t img[sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr) + 16] = { 0 };
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+    memcpy(eh->e_ident, ELFMAG, SELFMAG);
+    eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_ident[EI_DATA] = ELFDATA2LSB;
+    eh->e_ident[EI_VERSION] = EV_CURRENT;
+    eh->e_type = ET_EXEC;
+    eh->e_machine = EM_X86_64;
+    eh->e_version = EV_CURRENT;
+    eh->e_entry = 0x100000;
+    eh->e_phoff = sizeof(Elf64_Ehdr);
+    eh->e_ehsize = sizeof(Elf64_Ehdr);
+    eh->e_phentsize = sizeof(Elf64_Phdr);
+    eh->e_phnum = 1;
+    Elf64_Phdr *ph = (Elf64_Phdr *)(img + sizeof(Elf64_Ehdr));
+    ph->p_type = PT_LOAD;
+    ph->p_flags = PF_R | PF_X;
+    ph->p_offset = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
+    ph->p_vaddr = ph->p_paddr = 0x100000;
+    ph->p_filesz = ph->p_memsz = 16;
+    ph->p_align = 16;
+    memset(img + ph->p_offset, 0xf4, 16);
+    write_file(path, img, sizeof(img));
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/var/tmp/vmkit-test-storage-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->kernel, sizeof(f->kernel), "%s/kernel.elf", f->dir);
+    snprintf(f->disk, sizeof(f->disk), "%s/disk.img", f->dir);
+    snprintf(f->odd, sizeof(f->odd), "%s/odd.img", f->dir);
+    snprintf(f->other, sizeof(f->other), "%s/other.img", f->dir);
+    write_tiny_elf(f->kernel);
+    make_sized(f->disk, 1 << 20);
+    make_sized(f->odd, 1000);
+    make_sized(f->other, 4096);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    int fd = open(f->other, O_RDONLY);
+    int flags = 0;
+    if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_IMMUTABLE_FL)) {
+        flags &= ~FS_IMMUTABLE_FL;
+        ioctl(fd, FS_IOC_SETFLAGS, &flags); /* a failed test_not_writable left it set */
+    }
+    if (fd >= 0)
+        close(fd);
+    unlink(f->kernel);
+    unlink(f->disk);
+    unlink(f->odd);
+    unlink(f->other);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static vmk_config *valid_config(const struct fixture *f)
+{
+    vmk_config *cfg = vmk_config_new();
+    assert_non_null(cfg);
+    assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(f->kernel)), VMK_OK);
+    assert_int_equal(vmk_config_set_memory_size(cfg, 64ULL << 20), VMK_OK);
+    return cfg;
+}
+
+static vmk_storage_device *blk(const char *path, bool ro)
+{
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(path, ro, NULL);
+    assert_non_null(att);
+    vmk_storage_device *dev = vmk_virtio_block_device_new(att);
+    assert_non_null(dev);
+    return dev;
+}
+
+static void add(vmk_config *cfg, const char *path, bool ro)
+{
+    assert_int_equal(vmk_config_add_storage_device(cfg, blk(path, ro)), VMK_OK);
+}
+
+static void expect_valid(const vmk_config *cfg)
+{
+    vmk_error *err = NULL;
+    vmk_result r = vmk_config_validate(cfg, &err);
+    if (r != VMK_OK)
+        fail_msg("unexpected: %s", vmk_error_message(err));
+    assert_null(err);
+}
+
+static void expect_invalid(const vmk_config *cfg, const char *const *fragments)
+{
+    vmk_error *err = NULL;
+    assert_int_equal(vmk_config_validate(cfg, &err), VMK_ERR_INVALID_CONFIG);
+    assert_non_null(err);
+    const char *msg = vmk_error_message(err);
+    for (; *fragments; fragments++) {
+        if (!strstr(msg, *fragments))
+            fail_msg("message '%s' lacks '%s'", msg, *fragments);
+    }
+    vmk_error_free(err);
+}
+
+#define EXPECT_INVALID(cfg, ...) expect_invalid(cfg, (const char *const[]){ __VA_ARGS__, NULL })
+
+static void test_attachment_defaults_and_copies(void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    strcpy(path, f->disk);
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(path, true, NULL);
+    assert_non_null(att);
+    path[0] = 'X';
+    assert_string_equal(vmk_disk_image_attachment_get_path(att), f->disk);
+    assert_true(vmk_disk_image_attachment_is_read_only(att));
+    assert_int_equal(vmk_disk_image_attachment_get_caching_mode(att), VMK_DISK_CACHING_AUTOMATIC);
+    assert_int_equal(vmk_disk_image_attachment_get_synchronization_mode(att), VMK_DISK_SYNC_FULL);
+    vmk_storage_attachment_free(att);
+    vmk_storage_attachment_free(NULL);
+}
+
+static void test_attachment_needs_a_path(void **state)
+{
+    const char *bad[] = { NULL, "" };
+    for (unsigned i = 0; i < 2; i++) {
+        vmk_error *err = NULL;
+        assert_null(vmk_disk_image_attachment_new(bad[i], false, &err));
+        assert_int_equal(vmk_error_code(err), VMK_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(vmk_error_message(err), "no path"));
+        vmk_error_free(err);
+    }
+    assert_null(vmk_disk_image_attachment_new(NULL, false, NULL));
+}
+
+static void test_mode_setters(void **state)
+{
+    struct fixture *f = *state;
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(f->disk, false, NULL);
+    assert_int_equal(vmk_disk_image_attachment_set_caching_mode(att, VMK_DISK_CACHING_UNCACHED),
+                     VMK_OK);
+    assert_int_equal(vmk_disk_image_attachment_get_caching_mode(att), VMK_DISK_CACHING_UNCACHED);
+    assert_int_equal(vmk_disk_image_attachment_set_caching_mode(att, (vmk_disk_caching_mode)42),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_disk_image_attachment_get_caching_mode(att), VMK_DISK_CACHING_UNCACHED);
+    assert_int_equal(vmk_disk_image_attachment_set_synchronization_mode(att, VMK_DISK_SYNC_NONE),
+                     VMK_OK);
+    assert_int_equal(vmk_disk_image_attachment_get_synchronization_mode(att), VMK_DISK_SYNC_NONE);
+    assert_int_equal(
+        vmk_disk_image_attachment_set_synchronization_mode(att, (vmk_disk_sync_mode)-1),
+        VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_disk_image_attachment_get_synchronization_mode(att), VMK_DISK_SYNC_NONE);
+    assert_int_equal(vmk_disk_image_attachment_set_caching_mode(NULL, VMK_DISK_CACHING_CACHED),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_disk_image_attachment_set_synchronization_mode(NULL, VMK_DISK_SYNC_FULL),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_null(vmk_disk_image_attachment_get_path(NULL));
+    vmk_storage_attachment_free(att);
+}
+
+static void test_block_device_identifier(void **state)
+{
+    struct fixture *f = *state;
+    vmk_storage_device *dev = blk(f->disk, false);
+    assert_string_equal(vmk_disk_image_attachment_get_path(vmk_storage_device_get_attachment(dev)),
+                        f->disk);
+    assert_null(vmk_virtio_block_device_get_identifier(dev));
+    char id[32] = "12345678901234567890"; /* 20 bytes: the most */
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, id, NULL), VMK_OK);
+    id[0] = 'X';
+    assert_string_equal(vmk_virtio_block_device_get_identifier(dev), "12345678901234567890");
+
+    vmk_error *err = NULL;
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "123456789012345678901", &err),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vmk_error_message(err), "21 bytes, at most 20"));
+    vmk_error_free(err);
+    err = NULL;
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "disk\tone", &err),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vmk_error_message(err), "byte 4 (0x09) is not printable ASCII"));
+    vmk_error_free(err);
+    err = NULL;
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "caf\xc3\xa9", &err),
+                     VMK_ERR_INVALID_ARGUMENT);
+    vmk_error_free(err);
+    /* Failures leave the old identifier. */
+    assert_string_equal(vmk_virtio_block_device_get_identifier(dev), "12345678901234567890");
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "", NULL), VMK_OK);
+    assert_null(vmk_virtio_block_device_get_identifier(dev));
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "x y~", NULL), VMK_OK);
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, NULL, NULL), VMK_OK);
+    assert_null(vmk_virtio_block_device_get_identifier(dev));
+    err = NULL;
+    assert_int_equal(vmk_virtio_block_device_set_identifier(NULL, "a", &err),
+                     VMK_ERR_INVALID_ARGUMENT);
+    vmk_error_free(err);
+    vmk_storage_device_free(dev);
+    vmk_storage_device_free(NULL);
+    assert_null(vmk_virtio_block_device_new(NULL));
+}
+
+/* Ownership passes on every path (ASan reports a leak otherwise). */
+static void test_add_storage_devices(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = valid_config(f);
+    assert_int_equal(vmk_config_storage_device_count(cfg), 0);
+    for (unsigned i = 0; i < 16; i++)
+        add(cfg, f->disk, true);
+    assert_int_equal(vmk_config_storage_device_count(cfg), 16);
+    assert_int_equal(vmk_config_add_storage_device(cfg, blk(f->disk, true)),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_storage_device_count(cfg), 16);
+    assert_int_equal(vmk_config_add_storage_device(NULL, blk(f->disk, true)),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_add_storage_device(cfg, NULL), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_storage_device_count(NULL), 0);
+    expect_valid(cfg); /* sixteen readers of one image are fine */
+    vmk_config_free(cfg);
+}
+
+static void test_valid_disks(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = valid_config(f);
+    add(cfg, f->disk, false);
+    add(cfg, f->other, true);
+    expect_valid(cfg);
+    vmk_config_free(cfg);
+}
+
+static void test_missing_image(void **state)
+{
+    struct fixture *f = *state;
+    char path[192];
+    snprintf(path, sizeof(path), "%s/nope.img", f->dir);
+    vmk_config *cfg = valid_config(f);
+    add(cfg, f->disk, false);
+    add(cfg, path, true);
+    EXPECT_INVALID(cfg, "storage device 2: disk image", path, "does not exist");
+    vmk_config_free(cfg);
+}
+
+static void test_not_a_file_or_block_device(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = valid_config(f);
+    add(cfg, f->dir, true);
+    add(cfg, "/dev/null", true);
+    EXPECT_INVALID(cfg, "storage device 1: disk image", f->dir,
+                   "not a regular file or block device", "storage device 2: disk image /dev/null");
+    vmk_config_free(cfg);
+}
+
+static void test_size_not_sector_multiple(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = valid_config(f);
+    add(cfg, f->odd, true);
+    EXPECT_INVALID(cfg, "storage device 1: disk image", f->odd,
+                   "size 1000 bytes is not a multiple of 512");
+    vmk_config_free(cfg);
+}
+
+/* A file this process cannot write: chmod for a normal user; root needs the immutable
+ * flag. */
+static void test_not_writable(void **state)
+{
+    struct fixture *f = *state;
+    bool immutable = false;
+    if (geteuid() == 0) {
+        int fd = open(f->other, O_RDONLY);
+        int flags = 0;
+        if (fd < 0 || ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0 ||
+            (flags |= FS_IMMUTABLE_FL, ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)) {
+            if (fd >= 0)
+                close(fd);
+            skip(); /* root without the immutable flag: nothing is unwritable */
+        }
+        close(fd);
+        immutable = true;
+    } else {
+        assert_int_equal(chmod(f->other, 0444), 0);
+    }
+    vmk_config *cfg = valid_config(f);
+    add(cfg, f->other, false);
+    EXPECT_INVALID(cfg, "storage device 1: disk image", f->other, "not writable",
+                   "attach it read-only");
+    vmk_config_free(cfg);
+    cfg = valid_config(f);
+    add(cfg, f->other, true);
+    expect_valid(cfg);
+    vmk_config_free(cfg);
+    if (immutable) {
+        int fd = open(f->other, O_RDONLY);
+        int flags = 0;
+        assert_int_equal(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
+        flags &= ~FS_IMMUTABLE_FL;
+        assert_int_equal(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+        close(fd);
+    }
+}
+
+static void test_one_image_twice(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = valid_config(f);
+    add(cfg, f->disk, true);
+    add(cfg, f->other, false);
+    add(cfg, f->disk, false);
+    EXPECT_INVALID(cfg, "storage device 3: disk image", f->disk,
+                   "already used by storage device 1");
+    vmk_config_free(cfg);
+}
+
+static void test_every_problem_at_once(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = vmk_config_new();
+    assert_int_equal(vmk_config_set_cpu_count(cfg, 0), VMK_OK);
+    add(cfg, f->odd, true);
+    add(cfg, "/nonexistent/disk.img", false);
+    EXPECT_INVALID(cfg, "cpu count", "no boot loader", "storage device 1", "multiple of 512",
+                   "storage device 2", "/nonexistent/disk.img");
+    vmk_config_free(cfg);
+}
+
+/* The copy a VM keeps is deep: it outlives the caller's objects unchanged. */
+static void test_config_copy_is_deep(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = valid_config(f);
+    vmk_storage_device *dev = blk(f->disk, true);
+    vmk_storage_attachment *att = dev->att;
+    assert_int_equal(vmk_disk_image_attachment_set_caching_mode(att, VMK_DISK_CACHING_UNCACHED),
+                     VMK_OK);
+    assert_int_equal(vmk_disk_image_attachment_set_synchronization_mode(att, VMK_DISK_SYNC_FSYNC),
+                     VMK_OK);
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "serial-1", NULL), VMK_OK);
+    assert_int_equal(vmk_config_add_storage_device(cfg, dev), VMK_OK);
+    vmk_config *copy = config_copy(cfg);
+    assert_non_null(copy);
+    vmk_config_free(cfg);
+    assert_int_equal(vmk_config_storage_device_count(copy), 1);
+    const vmk_storage_device *c = copy->storage[0];
+    const vmk_storage_attachment *ca = vmk_storage_device_get_attachment(c);
+    assert_string_equal(vmk_disk_image_attachment_get_path(ca), f->disk);
+    assert_true(vmk_disk_image_attachment_is_read_only(ca));
+    assert_int_equal(vmk_disk_image_attachment_get_caching_mode(ca), VMK_DISK_CACHING_UNCACHED);
+    assert_int_equal(vmk_disk_image_attachment_get_synchronization_mode(ca), VMK_DISK_SYNC_FSYNC);
+    assert_string_equal(vmk_virtio_block_device_get_identifier(c), "serial-1");
+    expect_valid(copy);
+    vmk_config_free(copy);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_attachment_defaults_and_copies),
+        T(test_attachment_needs_a_path),
+        T(test_mode_setters),
+        T(test_block_device_identifier),
+        T(test_add_storage_devices),
+        T(test_valid_disks),
+        T(test_missing_image),
+        T(test_not_a_file_or_block_device),
+        T(test_size_not_sector_multiple),
+        T(test_not_writable),
+        T(test_one_image_twice),
+        T(test_every_problem_at_once),
+        T(test_config_copy_is_deep),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
