@@ -247,8 +247,9 @@ static void test_device_serial_repeated(void **state)
 
 static void test_device_errors(void **state)
 {
-    EXPECT_USAGE("--device", "unknown device type 'virtio-blk'", "run", "--device",
-                 "virtio-blk,path=disk.img");
+    EXPECT_USAGE("--device", "unknown device type 'virtio-block'", "run", "--device",
+                 "virtio-block,path=disk.img");
+    EXPECT_USAGE("unknown device type", "serial, virtio-blk", "run", "--device", "blk,path=/d");
     EXPECT_USAGE("--device", "unknown device type 'serail'", "run", "--device", "serail,stdio");
     EXPECT_USAGE("--device serial", "unknown key 'foo'", "run", "--device", "serial,foo=1");
     EXPECT_USAGE("--device serial", "unknown key 'logFilePath'", "run", "--device",
@@ -268,6 +269,213 @@ static void test_device_errors(void **state)
     EXPECT_USAGE("--device", "'file=/x' is not a type", "run", "--device", "file=/x");
     EXPECT_USAGE("only one serial port can be on stdio", "COM1", "run", "--device", "serial,stdio",
                  "--device", "serial,stdio");
+}
+
+/* ---- --device virtio-blk ---- */
+
+static void test_device_virtio_blk_defaults(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-blk,path=disk.img"), 0);
+    assert_string_equal(errbuf, "");
+    assert_int_equal(req.disk_count, 1);
+    assert_string_equal(req.disk[0].path, "disk.img");
+    assert_false(req.disk[0].read_only);
+    assert_int_equal(req.disk[0].caching, VMK_DISK_CACHING_AUTOMATIC);
+    assert_int_equal(req.disk[0].sync, VMK_DISK_SYNC_FULL);
+    assert_null(req.disk[0].id);
+    /* A disk is not a serial port: COM1 still defaults to the terminal. */
+    assert_int_equal(req.serial_count, 0);
+    cli_request_free(&req);
+    assert_int_equal(req.disk_count, 0);
+    assert_null(req.disk[0].path);
+}
+
+static void test_device_virtio_blk_keys(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device",
+                           "virtio-blk,readonly,path=/img/root.raw,cache=uncached,sync=none,"
+                           "id=ROOT-0001"),
+                     0);
+    assert_int_equal(req.disk_count, 1);
+    assert_string_equal(req.disk[0].path, "/img/root.raw");
+    assert_true(req.disk[0].read_only);
+    assert_int_equal(req.disk[0].caching, VMK_DISK_CACHING_UNCACHED);
+    assert_int_equal(req.disk[0].sync, VMK_DISK_SYNC_NONE);
+    assert_string_equal(req.disk[0].id, "ROOT-0001");
+    cli_request_free(&req);
+
+    /* Every value of cache and sync, the --device=... form, and quoted commas. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device=virtio-blk,path=/a,cache=auto,sync=full",
+                           "--device", "virtio-blk,path=/b,cache=cached,sync=fsync", "--device",
+                           "virtio-blk,path=\"/my,dir/c.img\",id=\"a,b c\""),
+                     0);
+    assert_int_equal(req.disk_count, 3);
+    assert_int_equal(req.disk[0].caching, VMK_DISK_CACHING_AUTOMATIC);
+    assert_int_equal(req.disk[0].sync, VMK_DISK_SYNC_FULL);
+    assert_int_equal(req.disk[1].caching, VMK_DISK_CACHING_CACHED);
+    assert_int_equal(req.disk[1].sync, VMK_DISK_SYNC_FSYNC);
+    assert_string_equal(req.disk[2].path, "/my,dir/c.img");
+    assert_string_equal(req.disk[2].id, "a,b c");
+    assert_int_equal(req.disk[2].caching, VMK_DISK_CACHING_AUTOMATIC);
+    cli_request_free(&req);
+}
+
+static void test_device_virtio_blk_repeated(void **state)
+{
+    struct cli_request req;
+    const char *args[2 + 2 * (CLI_MAX_DISKS + 1) + 1];
+    char specs[CLI_MAX_DISKS + 1][32];
+    int n = 0;
+    args[n++] = "vmkit";
+    args[n++] = "run";
+    for (int i = 0; i < CLI_MAX_DISKS; i++) {
+        snprintf(specs[i], sizeof(specs[i]), "virtio-blk,path=/d%d%s", i, i % 2 ? ",readonly" : "");
+        args[n++] = "--device";
+        args[n++] = specs[i];
+    }
+    args[n] = NULL;
+    assert_int_equal(parse_args(&req, errbuf, args), 0);
+    assert_int_equal(req.disk_count, CLI_MAX_DISKS);
+    for (int i = 0; i < CLI_MAX_DISKS; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "/d%d", i);
+        assert_string_equal(req.disk[i].path, want);
+        assert_int_equal(req.disk[i].read_only, i % 2 == 1);
+    }
+    cli_request_free(&req);
+
+    /* One more is refused. */
+    snprintf(specs[CLI_MAX_DISKS], sizeof(specs[0]), "virtio-blk,path=/extra");
+    args[n++] = "--device";
+    args[n++] = specs[CLI_MAX_DISKS];
+    args[n] = NULL;
+    expect_usage("--device virtio-blk", "at most 16 disks", args);
+
+    /* Serial ports and disks mix freely; each keeps its own order. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-blk,path=/a", "--device",
+                           "serial,file=/s", "--device", "virtio-blk,path=/b"),
+                     0);
+    assert_int_equal(req.disk_count, 2);
+    assert_string_equal(req.disk[0].path, "/a");
+    assert_string_equal(req.disk[1].path, "/b");
+    assert_int_equal(req.serial_count, 1);
+    cli_request_free(&req);
+}
+
+static void test_device_virtio_blk_errors(void **state)
+{
+    struct cli_request req;
+    /* The whole line, exactly. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-blk,path=/d,cache=fast"),
+                     CLI_EXIT_USAGE);
+    assert_string_equal(errbuf,
+                        "vmkit: --device virtio-blk: cache 'fast' is not one of auto, cached, "
+                        "uncached");
+    assert_int_equal(req.disk_count, 0);
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-blk,path=/d,sync=always"),
+                     CLI_EXIT_USAGE);
+    assert_string_equal(
+        errbuf, "vmkit: --device virtio-blk: sync 'always' is not one of full, fsync, none");
+    cli_request_free(&req);
+
+    EXPECT_USAGE("--device virtio-blk", "cache 'Cached' is not one of", "run", "--device",
+                 "virtio-blk,path=/d,cache=Cached");
+    EXPECT_USAGE("--device virtio-blk", "cache '' is not one of", "run", "--device",
+                 "virtio-blk,path=/d,cache=");
+    EXPECT_USAGE("--device virtio-blk", "cache needs a value (one of auto, cached, uncached)",
+                 "run", "--device", "virtio-blk,path=/d,cache");
+    EXPECT_USAGE("--device virtio-blk", "sync needs a value (one of full, fsync, none)", "run",
+                 "--device", "virtio-blk,path=/d,sync");
+    EXPECT_USAGE("--device virtio-blk", "missing path=PATH", "run", "--device", "virtio-blk");
+    EXPECT_USAGE("--device virtio-blk", "missing path=PATH in 'virtio-blk,readonly'", "run",
+                 "--device", "virtio-blk,readonly");
+    EXPECT_USAGE("--device virtio-blk", "path= needs a value", "run", "--device",
+                 "virtio-blk,path=");
+    EXPECT_USAGE("--device virtio-blk", "path= needs a value", "run", "--device",
+                 "virtio-blk,path");
+    EXPECT_USAGE("--device virtio-blk", "id= needs a value", "run", "--device",
+                 "virtio-blk,path=/d,id=");
+    EXPECT_USAGE("--device virtio-blk", "unknown key 'file'", "run", "--device",
+                 "virtio-blk,file=/d");
+    EXPECT_USAGE("unknown key 'serial'", "known: path, readonly, cache, sync, id", "run",
+                 "--device", "virtio-blk,path=/d,serial=X");
+    /* An unquoted comma in a path splits it: the rest is taken for a key. */
+    EXPECT_USAGE("unknown key 'b.img'", "quote", "run", "--device", "virtio-blk,path=/a,b.img");
+    EXPECT_USAGE("--device virtio-blk", "readonly takes no value (got 'yes')", "run", "--device",
+                 "virtio-blk,path=/d,readonly=yes");
+    EXPECT_USAGE("--device virtio-blk", "readonly given twice", "run", "--device",
+                 "virtio-blk,path=/d,readonly,readonly");
+    EXPECT_USAGE("--device virtio-blk", "path given twice", "run", "--device",
+                 "virtio-blk,path=/a,path=/b");
+    EXPECT_USAGE("--device virtio-blk", "cache given twice", "run", "--device",
+                 "virtio-blk,path=/a,cache=auto,cache=cached");
+    EXPECT_USAGE("--device virtio-blk", "sync given twice", "run", "--device",
+                 "virtio-blk,path=/a,sync=none,sync=full");
+    EXPECT_USAGE("--device virtio-blk", "id given twice", "run", "--device",
+                 "virtio-blk,path=/a,id=x,id=y");
+    EXPECT_USAGE("--device virtio-blk", "empty option", "run", "--device", "virtio-blk,path=/a,");
+    EXPECT_USAGE("--device virtio-blk", "empty option", "run", "--device", "virtio-blk,,path=/a");
+    EXPECT_USAGE("path", "missing closing quote", "run", "--device", "virtio-blk,path=\"/a");
+    EXPECT_USAGE("--device", "'path=/a' is not a type", "run", "--device", "path=/a");
+
+    /* A failed disk after good ones leaves nothing behind (ASan checks the frees). */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-blk,path=/a,id=x", "--device",
+                           "virtio-blk,path=/b,cache=fast"),
+                     CLI_EXIT_USAGE);
+    assert_int_equal(req.disk_count, 0);
+    assert_null(req.disk[0].path);
+    cli_request_free(&req);
+}
+
+static void test_build_config_virtio_blk(void **state)
+{
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-blk,path=/img/a.raw", "--device",
+                           "virtio-blk,path=/img/b.raw,readonly,cache=uncached,sync=fsync,"
+                           "id=12345678901234567890"),
+                     0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_non_null(cfg);
+    assert_int_equal(vmk_config_storage_device_count(cfg), 2);
+    /* Serial defaults are untouched by disks: COM1 on the terminal. */
+    assert_int_equal(vmk_config_serial_port_count(cfg), 1);
+
+    /* The disk images do not exist: validation names them. */
+    vmk_error *verr = NULL;
+    assert_int_equal(vmk_config_validate(cfg, &verr), VMK_ERR_INVALID_CONFIG);
+    assert_non_null(strstr(vmk_error_message(verr), "/img/a.raw"));
+    assert_non_null(strstr(vmk_error_message(verr), "/img/b.raw"));
+    vmk_error_free(verr);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* An id of 21 bytes: the library's message, as one line naming the option. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-blk,path=/a,id=123456789012345678901"),
+                     0);
+    static char sentinel;
+    cfg = (vmk_config *)&sentinel; /* must be reset to NULL */
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
+    assert_null(cfg);
+    assert_true(strncmp(errbuf, "vmkit: --device virtio-blk: ", 28) == 0);
+    assert_null(strchr(errbuf, '\n'));
+    assert_non_null(strstr(errbuf, "123456789012345678901"));
+    assert_non_null(strstr(errbuf, "21 bytes, at most 20 allowed"));
+    cli_request_free(&req);
+
+    /* A byte the guest could not print: also the library's word. */
+    assert_int_equal(
+        PARSE(&req, errbuf, "run", "--kernel", "/k", "--device", "virtio-blk,path=/a,id=ab\tc"), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
+    assert_null(cfg);
+    assert_non_null(strstr(errbuf, "--device virtio-blk"));
+    assert_non_null(strstr(errbuf, "not printable"));
+    cli_request_free(&req);
 }
 
 static void test_bad_numbers(void **state)
@@ -399,11 +607,24 @@ static void test_help_version(void **state)
 
     const char *u = cli_usage();
     assert_non_null(strstr(u, "usage: vmkit run [options]"));
-    static const char *const documented[] = { "--cpus",       "--memory",         "--kernel",
-                                              "--initrd",     "--cmdline",        "--bootloader",
-                                              "serial,stdio", "serial,file=PATH", "--config",
-                                              "--version",    "--help",           "VMKIT_GUEST_DIR",
-                                              "Ctrl-A x" };
+    static const char *const documented[] = { "--cpus",
+                                              "--memory",
+                                              "--kernel",
+                                              "--initrd",
+                                              "--cmdline",
+                                              "--bootloader",
+                                              "serial,stdio",
+                                              "serial,file=PATH",
+                                              "--config",
+                                              "--version",
+                                              "--help",
+                                              "VMKIT_GUEST_DIR",
+                                              "Ctrl-A x",
+                                              "virtio-blk,path=PATH",
+                                              "readonly",
+                                              "cache=auto|cached|uncached",
+                                              "sync=full|fsync|none",
+                                              "id=SERIAL" };
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
         assert_non_null(strstr(u, documented[i]));
     assert_int_equal(u[strlen(u) - 1], '\n');
@@ -708,6 +929,11 @@ int main(void)
         cmocka_unit_test(test_bootloader_errors),
         cmocka_unit_test(test_device_serial_repeated),
         cmocka_unit_test(test_device_errors),
+        cmocka_unit_test(test_device_virtio_blk_defaults),
+        cmocka_unit_test(test_device_virtio_blk_keys),
+        cmocka_unit_test(test_device_virtio_blk_repeated),
+        cmocka_unit_test(test_device_virtio_blk_errors),
+        cmocka_unit_test(test_build_config_virtio_blk),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_unknown_flags),
         cmocka_unit_test(test_missing_values),

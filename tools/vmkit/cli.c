@@ -31,6 +31,15 @@ static const char usage_text[] =
     "                          a serial port writing to a file (truncated unless\n"
     "                          append); --device repeats: up to 4 serial ports,\n"
     "                          COM1 to COM4, in the order given\n"
+    "  --device virtio-blk,path=PATH[,readonly][,cache=auto|cached|uncached]\n"
+    "                          [,sync=full|fsync|none][,id=SERIAL]\n"
+    "                          a virtio disk on a raw image file or block device,\n"
+    "                          writable unless readonly; cache: auto (default),\n"
+    "                          cached (host page cache) or uncached (O_DIRECT);\n"
+    "                          sync, what a guest's flush does: full (fdatasync,\n"
+    "                          default), fsync or none; id: the serial the guest\n"
+    "                          reads (at most 20 printable bytes); --device\n"
+    "                          repeats: up to 16 disks, in the order given\n"
     "  --config FILE           a JSON machine description (not supported yet)\n"
     "  -h, --help              print this text\n"
     "  -V, --version           print the version\n"
@@ -329,6 +338,126 @@ out:
     return rc;
 }
 
+struct choice {
+    const char *name;
+    int value;
+};
+
+static const struct choice cache_choices[] = {
+    { "auto", VMK_DISK_CACHING_AUTOMATIC },
+    { "cached", VMK_DISK_CACHING_CACHED },
+    { "uncached", VMK_DISK_CACHING_UNCACHED },
+};
+
+static const struct choice sync_choices[] = {
+    { "full", VMK_DISK_SYNC_FULL },
+    { "fsync", VMK_DISK_SYNC_FSYNC },
+    { "none", VMK_DISK_SYNC_NONE },
+};
+
+/* Looks val up among n choices; the message lists them all. */
+static int parse_choice(const char *ctx, const char *key, const char *val,
+                        const struct choice *choices, size_t n, int *out, char *err, size_t errlen)
+{
+    char names[128] = "", *p = names;
+    for (size_t i = 0; i < n; i++) {
+        if (val && !strcmp(val, choices[i].name)) {
+            *out = choices[i].value;
+            return 0;
+        }
+        p += snprintf(p, sizeof(names) - (size_t)(p - names), "%s%s", i ? ", " : "",
+                      choices[i].name);
+    }
+    if (!val)
+        return usage_error(err, errlen, "%s: %s needs a value (one of %s)", ctx, key, names);
+    return usage_error(err, errlen, "%s: %s '%s' is not one of %s", ctx, key, val, names);
+}
+
+#define VIRTIO_BLK_KEYS "path, readonly, cache, sync, id"
+
+/* The keys after "virtio-blk,"; appends one disk to req. */
+static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    static const char ctx[] = "--device virtio-blk";
+    struct cli_disk d = { .caching = VMK_DISK_CACHING_AUTOMATIC, .sync = VMK_DISK_SYNC_FULL };
+    bool have_cache = false, have_sync = false;
+    char *key = NULL, *val = NULL;
+    int rc = 0;
+    it->ctx = ctx;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        if (!strcmp(key, "readonly")) {
+            if (val) {
+                rc = usage_error(err, errlen, "%s: readonly takes no value (got '%s')", ctx, val);
+                break;
+            }
+            if (d.read_only) {
+                rc = usage_error(err, errlen, "%s: readonly given twice", ctx);
+                break;
+            }
+            d.read_only = true;
+        } else if (!strcmp(key, "path") || !strcmp(key, "id")) {
+            char **slot = key[0] == 'p' ? &d.path : &d.id;
+            if (!val || *val == '\0') {
+                rc = usage_error(err, errlen, "%s: %s= needs a value (%s=%s)", ctx, key, key,
+                                 slot == &d.path ? "PATH" : "SERIAL");
+                break;
+            }
+            if (*slot) {
+                rc = usage_error(err, errlen, "%s: %s given twice", ctx, key);
+                break;
+            }
+            *slot = val;
+            val = NULL;
+        } else if (!strcmp(key, "cache") || !strcmp(key, "sync")) {
+            bool is_cache = key[0] == 'c';
+            bool *seen = is_cache ? &have_cache : &have_sync;
+            if (*seen) {
+                rc = usage_error(err, errlen, "%s: %s given twice", ctx, key);
+                break;
+            }
+            int mode = 0;
+            rc = is_cache ? parse_choice(ctx, key, val, cache_choices,
+                                         sizeof(cache_choices) / sizeof(cache_choices[0]), &mode,
+                                         err, errlen)
+                          : parse_choice(ctx, key, val, sync_choices,
+                                         sizeof(sync_choices) / sizeof(sync_choices[0]), &mode, err,
+                                         errlen);
+            if (rc)
+                break;
+            *seen = true;
+            if (is_cache)
+                d.caching = (vmk_disk_caching_mode)mode;
+            else
+                d.sync = (vmk_disk_sync_mode)mode;
+        } else {
+            rc = usage_error(err, errlen,
+                             "%s: unknown key '%s' (known: " VIRTIO_BLK_KEYS
+                             "; quote a value that holds commas)",
+                             ctx, key);
+            break;
+        }
+    }
+    if (!rc && !d.path)
+        rc = usage_error(err, errlen, "%s: missing path=PATH in '%s'", ctx, it->whole);
+    if (!rc && req->disk_count >= CLI_MAX_DISKS)
+        rc = usage_error(err, errlen, "%s: at most %d disks", ctx, CLI_MAX_DISKS);
+    if (!rc) {
+        req->disk[req->disk_count++] = d;
+        d.path = NULL;
+        d.id = NULL;
+    }
+    free(key);
+    free(val);
+    free(d.path);
+    free(d.id);
+    return rc;
+}
+
 static int parse_device(struct cli_request *req, const char *spec, char *err, size_t errlen)
 {
     struct kv_iter it = { .ctx = "--device", .whole = spec, .p = spec };
@@ -337,10 +466,14 @@ static int parse_device(struct cli_request *req, const char *spec, char *err, si
     int rc = kv_type(&it, "TYPE,key=value,...", &type, err, errlen);
     if (rc)
         return rc;
+    if (!strcmp(type, "virtio-blk")) {
+        rc = parse_virtio_blk(req, &it, err, errlen);
+        goto out;
+    }
     if (strcmp(type, "serial") != 0) {
         rc = usage_error(err, errlen,
                          "--device: unknown device type '%s' "
-                         "(this release knows: serial)",
+                         "(this release knows: serial, virtio-blk)",
                          type);
         goto out;
     }
@@ -667,6 +800,10 @@ void cli_request_free(struct cli_request *req)
     free(req->socket);
     for (unsigned i = 0; i < req->serial_count && i < CLI_MAX_SERIAL; i++)
         free(req->serial[i].path);
+    for (unsigned i = 0; i < req->disk_count && i < CLI_MAX_DISKS; i++) {
+        free(req->disk[i].path);
+        free(req->disk[i].id);
+    }
     memset(req, 0, sizeof(*req));
 }
 
@@ -781,6 +918,45 @@ out:
 
 /* ---- The machine -------------------------------------------------------------- */
 
+/* Reports a failed library call on a disk: the library's message when it gave one. */
+static int disk_error(vmk_result r, vmk_error *verr, char *err, size_t errlen)
+{
+    int status = r == VMK_ERR_NO_MEMORY ? CLI_EXIT_RUNTIME : CLI_EXIT_USAGE;
+    fail_with(status, err, errlen, "--device virtio-blk: %s",
+              verr ? vmk_error_message(verr) : vmk_result_string(r));
+    vmk_error_free(verr);
+    return status;
+}
+
+static int add_disk(vmk_config *cfg, const struct cli_disk *d, char *err, size_t errlen)
+{
+    vmk_error *verr = NULL;
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(d->path, d->read_only, &verr);
+    if (!att)
+        return disk_error(verr ? vmk_error_code(verr) : VMK_ERR_NO_MEMORY, verr, err, errlen);
+    vmk_result r = vmk_disk_image_attachment_set_caching_mode(att, d->caching);
+    if (r == VMK_OK)
+        r = vmk_disk_image_attachment_set_synchronization_mode(att, d->sync);
+    if (r != VMK_OK) {
+        vmk_storage_attachment_free(att);
+        return disk_error(r, NULL, err, errlen);
+    }
+    vmk_storage_device *dev = vmk_virtio_block_device_new(att); /* owns att, even on failure */
+    if (!dev)
+        return disk_error(VMK_ERR_NO_MEMORY, NULL, err, errlen);
+    if (d->id) {
+        r = vmk_virtio_block_device_set_identifier(dev, d->id, &verr);
+        if (r != VMK_OK) {
+            vmk_storage_device_free(dev);
+            return disk_error(r, verr, err, errlen);
+        }
+    }
+    r = vmk_config_add_storage_device(cfg, dev); /* owns dev from here */
+    if (r != VMK_OK)
+        return disk_error(r, NULL, err, errlen);
+    return 0;
+}
+
 int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_config **cfg_out,
                      char *err, size_t errlen)
 {
@@ -852,6 +1028,11 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
                              vmk_result_string(r));
             goto fail;
         }
+    }
+    for (unsigned i = 0; i < req->disk_count && i < CLI_MAX_DISKS; i++) {
+        rc = add_disk(cfg, &req->disk[i], err, errlen);
+        if (rc)
+            goto fail;
     }
     *cfg_out = cfg;
     cfg = NULL;

@@ -20,6 +20,7 @@
 #define CLI_EXIT_USAGE   2
 
 #define CLI_MAX_SERIAL            4
+#define CLI_MAX_DISKS             16 /* the library's limit on storage devices */
 #define CLI_DEFAULT_CPUS          1u
 #define CLI_DEFAULT_MEMORY_MIB    512u
 #define CLI_DEFAULT_GUEST_CMDLINE "console=ttyS0 panic=-1"
@@ -49,6 +50,15 @@ struct cli_serial {
     bool append;
 };
 
+/* --device virtio-blk: a virtio block device on a disk image. */
+struct cli_disk {
+    char *path;
+    bool read_only;
+    vmk_disk_caching_mode caching;
+    vmk_disk_sync_mode sync;
+    char *id; /* the serial the guest reads; NULL: none */
+};
+
 /* What the command line asked for: plain data, owned strings. */
 struct cli_request {
     enum cli_command command;
@@ -59,6 +69,8 @@ struct cli_request {
     char *cmdline; /* NULL: none (or the default guest's) */
     unsigned serial_count;
     struct cli_serial serial[CLI_MAX_SERIAL]; /* COM1.. in order; none: COM1 on stdio */
+    unsigned disk_count;
+    struct cli_disk disk[CLI_MAX_DISKS]; /* in the order given */
     /* serve-device only. */
     enum cli_serve_type serve_type;
     char *socket;  /* the vhost-user socket to create */

@@ -8,6 +8,9 @@
 #include "arch/x86/i8042.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/long_mode.h"
+#include "arch/x86/machine_virtio.h"
+#include "attach/disk_image.h"
+#include "virtio/blk.h"
 #include "arch/x86/uart_16550.h"
 #include "attach/serial_link.h"
 #include "core/error.h"
@@ -45,6 +48,9 @@ struct platform_devices {
     struct cmos_rtc *rtc;
     struct acpi_pm *pm;
     struct debug_exit *debug_exit;
+    struct machine_virtio *virtio[VMK_MAX_STORAGE_DEVICES];
+    unsigned virtio_count;
+    struct disk_image *images[VMK_MAX_STORAGE_DEVICES];
 };
 
 static const struct {
@@ -221,6 +227,31 @@ int machine_add_pci_device(struct kvm_machine *m, struct pci_device *d)
     return pci_bus_add_device(m->pci, d);
 }
 
+/* Block devices: one virtio-blk PCI function per disk image, a queue per vCPU (at
+ * most BLK_MAX_QUEUES). */
+#define BLK_MAX_QUEUES 8
+static vmk_result create_storage(struct kvm_machine *m, const vmk_config *cfg, vmk_error **err)
+{
+    struct platform_devices *d = m->dev;
+    unsigned queues = m->vcpu_count < BLK_MAX_QUEUES ? m->vcpu_count : BLK_MAX_QUEUES;
+    for (unsigned i = 0; i < cfg->storage_count; i++) {
+        const vmk_storage_device *sd = cfg->storage[i];
+        vmk_result r = disk_image_open_attachment(sd->att, &d->images[i], err);
+        if (r != VMK_OK)
+            return r;
+        struct virtio_device *blk =
+            virtio_blk_new(disk_image_backend(d->images[i]), sd->identifier, queues, err);
+        if (!blk)
+            return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "storage device %u: out of memory",
+                            i + 1);
+        /* Class 01 80 00: other mass storage, as virtio-blk reports it. */
+        if ((r = machine_virtio_add(m, blk, 0x018000, &d->virtio[d->virtio_count], err)))
+            return r;
+        d->virtio_count++;
+    }
+    return VMK_OK;
+}
+
 static vmk_result create_devices(struct kvm_machine *m, const vmk_config *cfg,
                                  struct event_loop *el, vmk_error **err)
 {
@@ -240,7 +271,9 @@ static vmk_result create_devices(struct kvm_machine *m, const vmk_config *cfg,
         (r = add_pio(m, X86_PM_BASE, X86_PM_SIZE, &acpi_pm_bus_ops, d->pm, err)) ||
         (r = add_pio(m, X86_DEBUG_EXIT_PORT, 4, &debug_exit_bus_ops, d->debug_exit, err)))
         return r;
-    return create_pci(m, err);
+    if ((r = create_pci(m, err)))
+        return r;
+    return create_storage(m, cfg, err);
 }
 
 static void destroy_devices(struct kvm_machine *m)
@@ -252,6 +285,10 @@ static void destroy_devices(struct kvm_machine *m)
         serial_link_close(d->link[i]);
         uart_16550_free(d->uart[i]);
     }
+    for (unsigned i = 0; i < d->virtio_count; i++)
+        machine_virtio_free(d->virtio[i]);
+    for (unsigned i = 0; i < VMK_MAX_STORAGE_DEVICES; i++)
+        disk_image_close(d->images[i]);
     i8042_free(d->i8042);
     cmos_rtc_free(d->rtc);
     acpi_pm_free(d->pm);
@@ -504,8 +541,10 @@ void kvm_machine_destroy(struct kvm_machine *m)
                 vcpu_destroy(&m->vcpus[i]);
         free(m->vcpus);
     }
-    destroy_devices(m);
+    /* The bus first: it lets go of the PCI functions the devices embed. */
     pci_bus_free(m->pci);
+    m->pci = NULL;
+    destroy_devices(m);
     kvm_irq_routes_free(m->irq_routes);
     bus_destroy(&m->pio);
     bus_destroy(&m->mmio);

@@ -113,7 +113,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory power-button pci"
+all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -269,6 +269,72 @@ case_pci() {
     result "pci ok: 00:00.0 is $want; ${ecam:-no ECAM line}"
 }
 
+# blk: a disk image as virtio-blk on PCI. The guest finds /dev/vda with the host's data and
+# the serial the host gave it, writes a sector and syncs it, powers off; the host reads the
+# sector back from the image.
+BLK_IMG=/tmp/blk.img
+case_blk() {
+    name=blk
+    dd if=/dev/zero of=$BLK_IMG bs=1M count=8 2>/dev/null
+    printf 'host-wrote-this' | dd of=$BLK_IMG conv=notrunc 2>/dev/null
+    boot_vm blk --device virtio-blk,path=$BLK_IMG,id=vmkit-disk0 || return
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    type_line 'cat /sys/block/vda/serial; echo; head -c 15 /dev/vda; echo; echo guest-wrote-this | dd of=/dev/vda bs=512 seek=1 conv=fsync,sync 2>/dev/null && echo write-$((1+1))-done'
+    if ! wait_for write-2-done; then
+        abort_vm
+        fail "the guest did not write its sector: $why"
+        return
+    fi
+    type_line poweroff
+    finish_vm
+    exited_ok poweroff || return
+    out=$(tr -d '\r' <"$dir/out")
+    if ! echo "$out" | grep -q '^vmkit-disk0$'; then
+        fail "/sys/block/vda/serial is not vmkit-disk0"
+        return
+    fi
+    if ! echo "$out" | grep -q '^host-wrote-this$'; then
+        fail "the guest did not read the host's data from /dev/vda"
+        return
+    fi
+    if ! dd if=$BLK_IMG bs=512 skip=1 count=1 2>/dev/null | grep -q guest-wrote-this; then
+        fail "the guest's sector is not in the image after poweroff"
+        return
+    fi
+    result "blk ok: serial, host data read, guest write on disk"
+}
+
+# blk-readonly: the same image attached read-only: the guest's block layer marks vda
+# read-only and a write fails; the image is unchanged.
+case_blk_readonly() {
+    name=blk-readonly
+    boot_vm blk-readonly --device virtio-blk,path=$BLK_IMG,readonly || return
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    type_line 'echo ro=$(cat /sys/block/vda/ro); echo overwrite | dd of=/dev/vda bs=512 seek=2 conv=fsync,sync; echo dd-status=$? ro-$((2+2))-done'
+    if ! wait_for ro-4-done; then
+        abort_vm
+        fail "the guest did not finish: $why"
+        return
+    fi
+    type_line poweroff
+    finish_vm
+    exited_ok poweroff || return
+    out=$(tr -d '\r' <"$dir/out")
+    if ! echo "$out" | grep -q '^ro=1$'; then
+        fail "/sys/block/vda/ro is not 1"
+        return
+    fi
+    if echo "$out" | grep -q '^dd-status=0 '; then
+        fail "a write to the read-only disk succeeded"
+        return
+    fi
+    if dd if=$BLK_IMG bs=512 skip=2 count=1 2>/dev/null | grep -q overwrite; then
+        fail "the read-only image was changed"
+        return
+    fi
+    result "blk-readonly ok: vda is read-only and the write failed"
+}
+
 case_boot
 case_clock
 case_warnings
@@ -276,5 +342,7 @@ case_cpus
 case_memory
 case_power_button
 case_pci
+case_blk
+case_blk_readonly
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

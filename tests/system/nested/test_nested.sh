@@ -30,6 +30,8 @@ tests=(
     "memory|vmkit run --memory 256: MemTotal is within 160..256 MiB"
     "power-button|SIGTERM to vmkit presses the ACPI power button, the guest powers off, exit 0"
     "pci|the guest enumerates the PCI host bridge 00:00.0; no PCI conflict or unreserved ECAM"
+    "blk|virtio-blk: the guest reads the host's data and serial from /dev/vda, its synced write is in the image"
+    "blk-readonly|virtio-blk readonly: /dev/vda is read-only in the guest, a write fails, the image is unchanged"
 )
 
 if [ ! -x "$VMKIT_BIN" ]; then
