@@ -149,6 +149,15 @@ VMK_API const char *vmk_virtio_block_device_get_identifier(const vmk_storage_dev
 VMK_API const vmk_storage_attachment *
 vmk_storage_device_get_attachment(const vmk_storage_device *dev);
 
+/* ---- Entropy ---------------------------------------------------------------- */
+
+typedef struct vmk_entropy_device vmk_entropy_device;
+
+/* A virtio entropy device (virtio 1.2, 5.4): the guest's /dev/hwrng, fed from the
+ * host's getrandom(2) at up to 1 MiB/s (bursts of 64 KiB). NULL when out of memory. */
+VMK_API vmk_entropy_device *vmk_virtio_entropy_device_new(void);
+VMK_API void vmk_entropy_device_free(vmk_entropy_device *dev);
+
 /* ---- Configuration --------------------------------------------------------- */
 
 typedef struct vmk_config vmk_config;
@@ -175,6 +184,9 @@ VMK_API unsigned vmk_config_serial_port_count(const vmk_config *cfg);
 /* Storage devices appear in the order added (at most 16). Takes ownership. */
 VMK_API vmk_result vmk_config_add_storage_device(vmk_config *cfg, vmk_storage_device *dev);
 VMK_API unsigned vmk_config_storage_device_count(const vmk_config *cfg);
+/* At most 1 entropy device. Takes ownership, also when it fails (it frees dev). */
+VMK_API vmk_result vmk_config_add_entropy_device(vmk_config *cfg, vmk_entropy_device *dev);
+VMK_API unsigned vmk_config_entropy_device_count(const vmk_config *cfg);
 
 /* Checks everything that can be checked before start. On failure *err (if err is
  * not NULL) holds every problem found, one per line. */

@@ -317,6 +317,29 @@ vmk_storage_device *storage_device_copy(const vmk_storage_device *dev)
     return c;
 }
 
+/* ---- entropy ---- */
+
+vmk_entropy_device *vmk_virtio_entropy_device_new(void)
+{
+    vmk_entropy_device *dev = calloc(1, sizeof(*dev));
+    if (dev)
+        dev->kind = ENTROPY_DEVICE_VIRTIO;
+    return dev;
+}
+
+void vmk_entropy_device_free(vmk_entropy_device *dev)
+{
+    free(dev);
+}
+
+static vmk_entropy_device *entropy_device_copy(const vmk_entropy_device *dev)
+{
+    vmk_entropy_device *c = malloc(sizeof(*c));
+    if (c)
+        *c = *dev;
+    return c;
+}
+
 /* ---- config ---- */
 
 vmk_config *vmk_config_new(void)
@@ -338,6 +361,8 @@ void vmk_config_free(vmk_config *cfg)
         vmk_serial_attachment_free(cfg->serial[i]);
     for (unsigned i = 0; i < cfg->storage_count; i++)
         vmk_storage_device_free(cfg->storage[i]);
+    for (unsigned i = 0; i < cfg->entropy_count; i++)
+        vmk_entropy_device_free(cfg->entropy[i]);
     free(cfg);
 }
 
@@ -359,6 +384,11 @@ vmk_config *config_copy(const vmk_config *cfg)
         if (!(c->storage[i] = storage_device_copy(cfg->storage[i])))
             goto fail;
         c->storage_count++;
+    }
+    for (unsigned i = 0; i < cfg->entropy_count; i++) {
+        if (!(c->entropy[i] = entropy_device_copy(cfg->entropy[i])))
+            goto fail;
+        c->entropy_count++;
     }
     return c;
 fail:
@@ -436,6 +466,21 @@ vmk_result vmk_config_add_storage_device(vmk_config *cfg, vmk_storage_device *de
 unsigned vmk_config_storage_device_count(const vmk_config *cfg)
 {
     return cfg ? cfg->storage_count : 0;
+}
+
+vmk_result vmk_config_add_entropy_device(vmk_config *cfg, vmk_entropy_device *dev)
+{
+    if (!cfg || !dev || cfg->entropy_count == VMK_MAX_ENTROPY_DEVICES) {
+        vmk_entropy_device_free(dev);
+        return VMK_ERR_INVALID_ARGUMENT;
+    }
+    cfg->entropy[cfg->entropy_count++] = dev;
+    return VMK_OK;
+}
+
+unsigned vmk_config_entropy_device_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->entropy_count : 0;
 }
 
 /* ---- validation ---- */

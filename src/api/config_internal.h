@@ -7,6 +7,7 @@
 
 #define VMK_MAX_SERIAL_PORTS    4
 #define VMK_MAX_STORAGE_DEVICES 16
+#define VMK_MAX_ENTROPY_DEVICES 1
 #define VMK_BLK_ID_MAX          20 /* virtio-blk GET_ID: bytes, no terminator on the wire */
 
 struct vmk_boot_loader {
@@ -43,6 +44,12 @@ struct vmk_storage_device {
     char *identifier;            /* NULL, or 1..VMK_BLK_ID_MAX printable ASCII bytes */
 };
 
+enum entropy_device_kind { ENTROPY_DEVICE_VIRTIO };
+
+struct vmk_entropy_device {
+    enum entropy_device_kind kind;
+};
+
 struct vmk_config {
     unsigned cpu_count;
     uint64_t memory_size;
@@ -51,6 +58,8 @@ struct vmk_config {
     unsigned serial_count;
     vmk_storage_device *storage[VMK_MAX_STORAGE_DEVICES];
     unsigned storage_count;
+    vmk_entropy_device *entropy[VMK_MAX_ENTROPY_DEVICES];
+    unsigned entropy_count;
 };
 
 /* Deep copy; NULL when out of memory. */

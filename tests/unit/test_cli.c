@@ -430,6 +430,61 @@ static void test_device_virtio_blk_errors(void **state)
     cli_request_free(&req);
 }
 
+/* ---- --device virtio-rng ---- */
+
+static void test_device_virtio_rng(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k"), 0);
+    assert_false(req.rng);
+    cli_request_free(&req);
+
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-rng", "--device",
+                           "virtio-blk,path=/a", "--device=serial,file=/s"),
+                     0);
+    assert_true(req.rng);
+    assert_int_equal(req.disk_count, 1);
+    assert_int_equal(req.serial_count, 1);
+    cli_request_free(&req);
+    assert_false(req.rng);
+
+    EXPECT_USAGE("--device virtio-rng", "takes no keys (got 'rate')", "run", "--device",
+                 "virtio-rng,rate=1000");
+    EXPECT_USAGE("--device virtio-rng", "takes no keys (got 'fast')", "run", "--device",
+                 "virtio-rng,fast");
+    EXPECT_USAGE("--device virtio-rng", "empty option", "run", "--device", "virtio-rng,");
+    EXPECT_USAGE("--device virtio-rng", "given twice", "run", "--device", "virtio-rng", "--device",
+                 "virtio-rng");
+    EXPECT_USAGE("--device", "'virtio-rng=1' is not a type", "run", "--device", "virtio-rng=1");
+    EXPECT_USAGE("unknown device type 'rng'", "virtio-rng", "run", "--device", "rng");
+
+    /* A failed second one leaves nothing behind. */
+    assert_int_equal(
+        PARSE(&req, errbuf, "run", "--device", "virtio-rng", "--device", "virtio-rng,x=1"),
+        CLI_EXIT_USAGE);
+    cli_request_free(&req);
+}
+
+static void test_build_config_virtio_rng(void **state)
+{
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k"), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_entropy_device_count(cfg), 0);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device", "virtio-rng"), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_non_null(cfg);
+    assert_int_equal(vmk_config_entropy_device_count(cfg), 1);
+    assert_int_equal(vmk_config_storage_device_count(cfg), 0);
+    assert_int_equal(vmk_config_serial_port_count(cfg), 1);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+}
+
 static void test_build_config_virtio_blk(void **state)
 {
     struct cli_request req;
@@ -624,7 +679,8 @@ static void test_help_version(void **state)
                                               "readonly",
                                               "cache=auto|cached|uncached",
                                               "sync=full|fsync|none",
-                                              "id=SERIAL" };
+                                              "id=SERIAL",
+                                              "--device virtio-rng" };
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
         assert_non_null(strstr(u, documented[i]));
     assert_int_equal(u[strlen(u) - 1], '\n');
@@ -933,6 +989,8 @@ int main(void)
         cmocka_unit_test(test_device_virtio_blk_keys),
         cmocka_unit_test(test_device_virtio_blk_repeated),
         cmocka_unit_test(test_device_virtio_blk_errors),
+        cmocka_unit_test(test_device_virtio_rng),
+        cmocka_unit_test(test_build_config_virtio_rng),
         cmocka_unit_test(test_build_config_virtio_blk),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_unknown_flags),

@@ -276,6 +276,46 @@ static void test_serial_ports(void **state)
     vmk_config_free(cfg);
 }
 
+static void test_entropy_device(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    assert_int_equal(vmk_config_entropy_device_count(cfg), 0);
+    vmk_entropy_device *dev = vmk_virtio_entropy_device_new();
+    assert_non_null(dev);
+    assert_int_equal(vmk_config_add_entropy_device(cfg, dev), VMK_OK);
+    assert_int_equal(vmk_config_entropy_device_count(cfg), 1);
+    /* A second is refused, and freed (no leak under ASan). */
+    assert_int_equal(vmk_config_add_entropy_device(cfg, vmk_virtio_entropy_device_new()),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_entropy_device_count(cfg), 1);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    vmk_config_free(cfg); /* frees the device */
+
+    /* Bad arguments: a NULL config frees the device; a NULL device is refused. */
+    assert_int_equal(vmk_config_add_entropy_device(NULL, vmk_virtio_entropy_device_new()),
+                     VMK_ERR_INVALID_ARGUMENT);
+    cfg = vmk_config_new();
+    assert_int_equal(vmk_config_add_entropy_device(cfg, NULL), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_entropy_device_count(cfg), 0);
+    assert_int_equal(vmk_config_entropy_device_count(NULL), 0);
+    vmk_config_free(cfg);
+    vmk_entropy_device_free(NULL);
+}
+
+static void test_vm_new_copies_entropy_device(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    assert_int_equal(vmk_config_add_entropy_device(cfg, vmk_virtio_entropy_device_new()), VMK_OK);
+    vmk_error *err = NULL;
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    assert_non_null(vm);
+    assert_null(err);
+    /* The VM's copy is its own: freeing the config first must not touch it (ASan). */
+    vmk_config_free(cfg);
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    vmk_vm_free(vm);
+}
+
 static void test_setters_copy_strings(void **state)
 {
     char path[32] = "/boot/vmlinuz";
@@ -361,6 +401,8 @@ int main(void)
         cmocka_unit_test(test_command_line_too_long),
         cmocka_unit_test(test_every_problem_reported_at_once),
         cmocka_unit_test(test_serial_ports),
+        cmocka_unit_test(test_entropy_device),
+        cmocka_unit_test(test_vm_new_copies_entropy_device),
         cmocka_unit_test(test_setters_copy_strings),
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_vm_new_rejects_invalid_config),

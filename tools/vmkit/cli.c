@@ -40,6 +40,9 @@ static const char usage_text[] =
     "                          default), fsync or none; id: the serial the guest\n"
     "                          reads (at most 20 printable bytes); --device\n"
     "                          repeats: up to 16 disks, in the order given\n"
+    "  --device virtio-rng     a virtio entropy device: the guest's /dev/hwrng,\n"
+    "                          fed from the host's getrandom at up to 1 MiB/s\n"
+    "                          (no keys; at most one)\n"
     "  --config FILE           a JSON machine description (not supported yet)\n"
     "  -h, --help              print this text\n"
     "  -V, --version           print the version\n"
@@ -458,6 +461,24 @@ static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *e
     return rc;
 }
 
+/* What follows "virtio-rng": nothing; a machine has at most one. */
+static int parse_virtio_rng(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    static const char ctx[] = "--device virtio-rng";
+    char *key = NULL, *val = NULL;
+    it->ctx = ctx;
+    int rc = kv_next(it, &key, &val, err, errlen);
+    if (!rc && key)
+        rc = usage_error(err, errlen, "%s: takes no keys (got '%s')", ctx, key);
+    else if (!rc && req->rng)
+        rc = usage_error(err, errlen, "%s: given twice (a machine has at most one)", ctx);
+    if (!rc)
+        req->rng = true;
+    free(key);
+    free(val);
+    return rc;
+}
+
 static int parse_device(struct cli_request *req, const char *spec, char *err, size_t errlen)
 {
     struct kv_iter it = { .ctx = "--device", .whole = spec, .p = spec };
@@ -470,10 +491,14 @@ static int parse_device(struct cli_request *req, const char *spec, char *err, si
         rc = parse_virtio_blk(req, &it, err, errlen);
         goto out;
     }
+    if (!strcmp(type, "virtio-rng")) {
+        rc = parse_virtio_rng(req, &it, err, errlen);
+        goto out;
+    }
     if (strcmp(type, "serial") != 0) {
         rc = usage_error(err, errlen,
                          "--device: unknown device type '%s' "
-                         "(this release knows: serial, virtio-blk)",
+                         "(this release knows: serial, virtio-blk, virtio-rng)",
                          type);
         goto out;
     }
@@ -1033,6 +1058,17 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
         rc = add_disk(cfg, &req->disk[i], err, errlen);
         if (rc)
             goto fail;
+    }
+    if (req->rng) {
+        vmk_entropy_device *rng = vmk_virtio_entropy_device_new();
+        if (!rng)
+            goto oom;
+        r = vmk_config_add_entropy_device(cfg, rng); /* owns rng from here, even on failure */
+        if (r != VMK_OK) {
+            rc = usage_error(err, errlen, "--device virtio-rng: cannot add it: %s",
+                             vmk_result_string(r));
+            goto fail;
+        }
     }
     *cfg_out = cfg;
     cfg = NULL;

@@ -71,6 +71,7 @@ struct cli_request {
     struct cli_serial serial[CLI_MAX_SERIAL]; /* COM1.. in order; none: COM1 on stdio */
     unsigned disk_count;
     struct cli_disk disk[CLI_MAX_DISKS]; /* in the order given */
+    bool rng;                            /* --device virtio-rng: an entropy device */
     /* serve-device only. */
     enum cli_serve_type serve_type;
     char *socket;  /* the vhost-user socket to create */

@@ -11,6 +11,7 @@
 #include "arch/x86/machine_virtio.h"
 #include "attach/disk_image.h"
 #include "virtio/blk.h"
+#include "virtio/rng.h"
 #include "arch/x86/uart_16550.h"
 #include "attach/serial_link.h"
 #include "core/error.h"
@@ -48,7 +49,7 @@ struct platform_devices {
     struct cmos_rtc *rtc;
     struct acpi_pm *pm;
     struct debug_exit *debug_exit;
-    struct machine_virtio *virtio[VMK_MAX_STORAGE_DEVICES];
+    struct machine_virtio *virtio[VMK_MAX_STORAGE_DEVICES + VMK_MAX_ENTROPY_DEVICES];
     unsigned virtio_count;
     struct disk_image *images[VMK_MAX_STORAGE_DEVICES];
 };
@@ -252,6 +253,26 @@ static vmk_result create_storage(struct kvm_machine *m, const vmk_config *cfg, v
     return VMK_OK;
 }
 
+/* The entropy device: one virtio-rng PCI function whose rate-limit timer runs on el. */
+static vmk_result create_entropy(struct kvm_machine *m, const vmk_config *cfg,
+                                 struct event_loop *el, vmk_error **err)
+{
+    struct platform_devices *d = m->dev;
+    for (unsigned i = 0; i < cfg->entropy_count; i++) {
+        struct virtio_device *rng =
+            virtio_rng_new(el, VIRTIO_RNG_DEFAULT_RATE, VIRTIO_RNG_DEFAULT_BURST);
+        if (!rng)
+            return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM,
+                            "entropy device %u: out of memory or file descriptors", i + 1);
+        /* Class 00 ff 00: unclassified, as QEMU's virtio-rng-pci reports it. */
+        vmk_result r = machine_virtio_add(m, rng, 0x00ff00, &d->virtio[d->virtio_count], err);
+        if (r)
+            return r;
+        d->virtio_count++;
+    }
+    return VMK_OK;
+}
+
 static vmk_result create_devices(struct kvm_machine *m, const vmk_config *cfg,
                                  struct event_loop *el, vmk_error **err)
 {
@@ -271,9 +292,9 @@ static vmk_result create_devices(struct kvm_machine *m, const vmk_config *cfg,
         (r = add_pio(m, X86_PM_BASE, X86_PM_SIZE, &acpi_pm_bus_ops, d->pm, err)) ||
         (r = add_pio(m, X86_DEBUG_EXIT_PORT, 4, &debug_exit_bus_ops, d->debug_exit, err)))
         return r;
-    if ((r = create_pci(m, err)))
+    if ((r = create_pci(m, err)) || (r = create_storage(m, cfg, err)))
         return r;
-    return create_storage(m, cfg, err);
+    return create_entropy(m, cfg, el, err);
 }
 
 static void destroy_devices(struct kvm_machine *m)
@@ -446,6 +467,7 @@ vmk_result kvm_machine_create(const vmk_config *cfg, struct event_loop *el,
     m->kvm_fd = m->vm_fd = -1;
     m->gm.memfd = -1;
     m->owner = *owner;
+    m->el = el;
     m->vcpu_count = cfg->cpu_count;
     m->pvm_host = vmk_host_probe() == VMK_HOST_PVM;
     m->events = (struct machine_events){

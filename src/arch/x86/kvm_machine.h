@@ -53,6 +53,7 @@ struct kvm_machine {
     struct bus pio;
     struct bus mmio;
     struct machine_owner owner;
+    struct event_loop *el;        /* the VM thread's loop: device fds are watched there */
     struct machine_events events; /* what devices call */
     atomic_bool ended;            /* the first terminal event wins */
 

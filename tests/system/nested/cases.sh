@@ -113,7 +113,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly"
+all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly rng"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -335,6 +335,38 @@ case_blk_readonly() {
     result "blk-readonly ok: vda is read-only and the write failed"
 }
 
+# rng: virtio-rng on PCI. The guest's hw_random core picks virtio_rng as its current source,
+# and /dev/hwrng gives bytes (16 of them on od's first line).
+case_rng() {
+    name=rng
+    boot_vm rng --device virtio-rng || return
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    type_line 'echo rng=$(cat /sys/class/misc/hw_random/rng_current); echo od=$(dd if=/dev/hwrng bs=64 count=1 2>/dev/null | od -An -tx1 | head -1); echo rng-$((3+3))-done'
+    if ! wait_for rng-6-done; then
+        abort_vm
+        fail "the guest did not finish: $why"
+        return
+    fi
+    type_line poweroff
+    finish_vm
+    exited_ok poweroff || return
+    out=$(tr -d '\r' <"$dir/out")
+    current=$(echo "$out" | sed -n 's/^rng=//p')
+    case "$current" in
+    virtio_rng*) ;;
+    *)
+        fail "rng_current is '$current', not virtio_rng"
+        return
+        ;;
+    esac
+    bytes=$(echo "$out" | sed -n 's/^od=//p')
+    if ! echo "$bytes" | grep -Eq '^ *([0-9a-f]{2} +){15}[0-9a-f]{2} *$'; then
+        fail "no 16 bytes from /dev/hwrng (od printed '$bytes')"
+        return
+    fi
+    result "rng ok: rng_current $current, /dev/hwrng gave $bytes"
+}
+
 case_boot
 case_clock
 case_warnings
@@ -344,5 +376,6 @@ case_power_button
 case_pci
 case_blk
 case_blk_readonly
+case_rng
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

@@ -32,6 +32,7 @@ tests=(
     "pci|the guest enumerates the PCI host bridge 00:00.0; no PCI conflict or unreserved ECAM"
     "blk|virtio-blk: the guest reads the host's data and serial from /dev/vda, its synced write is in the image"
     "blk-readonly|virtio-blk readonly: /dev/vda is read-only in the guest, a write fails, the image is unchanged"
+    "rng|virtio-rng: the guest's hw_random uses virtio_rng and /dev/hwrng gives bytes"
 )
 
 if [ ! -x "$VMKIT_BIN" ]; then
