@@ -113,7 +113,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly rng"
+all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly rng blk-kill"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -367,6 +367,26 @@ case_rng() {
     result "rng ok: rng_current $current, /dev/hwrng gave $bytes"
 }
 
+# blk-kill: a sector the guest wrote and synced is in the image after vmkit is killed
+# with SIGKILL (nothing waits in vmkit's memory once the guest's flush completed).
+case_blk_kill() {
+    name=blk-kill
+    boot_vm blk-kill --device virtio-blk,path=$BLK_IMG || return
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    type_line 'echo survives-kill-9 | dd of=/dev/vda bs=512 seek=3 conv=fsync,sync 2>/dev/null && echo synced-$((4+4))-done'
+    if ! wait_for synced-8-done; then
+        abort_vm
+        fail "the guest did not sync its sector: $why"
+        return
+    fi
+    abort_vm # SIGKILL
+    if ! dd if=$BLK_IMG bs=512 skip=3 count=1 2>/dev/null | grep -q survives-kill-9; then
+        fail "the synced sector is not in the image after kill -9"
+        return
+    fi
+    result "blk-kill ok: the synced sector survived kill -9 of vmkit"
+}
+
 case_boot
 case_clock
 case_warnings
@@ -376,6 +396,7 @@ case_power_button
 case_pci
 case_blk
 case_blk_readonly
+case_blk_kill
 case_rng
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

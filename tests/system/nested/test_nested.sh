@@ -31,6 +31,7 @@ tests=(
     "power-button|SIGTERM to vmkit presses the ACPI power button, the guest powers off, exit 0"
     "pci|the guest enumerates the PCI host bridge 00:00.0; no PCI conflict or unreserved ECAM"
     "blk|virtio-blk: the guest reads the host's data and serial from /dev/vda, its synced write is in the image"
+    "blk-kill|virtio-blk: a sector the guest wrote and synced is in the image after kill -9 of vmkit"
     "blk-readonly|virtio-blk readonly: /dev/vda is read-only in the guest, a write fails, the image is unchanged"
     "rng|virtio-rng: the guest's hw_random uses virtio_rng and /dev/hwrng gives bytes"
 )
