@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 struct bus_device_ops {
     /* offset is relative to the registered base; size is 1, 2, 4 or 8. A read
@@ -27,6 +28,17 @@ struct bus {
     unsigned count;
     unsigned cap;
 };
+
+/* For a device that is one byte-wide register: a read of any width yields all ones
+ * but for the byte at offset 0. Returns where that byte goes, or NULL when the access
+ * does not cover it (nothing more to do). */
+static inline uint8_t *bus_byte_register_read(uint64_t offset, void *data, unsigned size)
+{
+    if (size == 0)
+        return NULL;
+    memset(data, 0xff, size);
+    return offset == 0 ? data : NULL;
+}
 
 void bus_init(struct bus *bus);
 void bus_destroy(struct bus *bus);

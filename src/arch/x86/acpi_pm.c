@@ -154,11 +154,8 @@ static void pm_write(void *dev, uint64_t offset, const void *data, unsigned size
 static void reset_read(void *dev, uint64_t offset, void *data, unsigned size)
 {
     struct acpi_pm *pm = dev;
-    uint8_t *out = data;
-    if (size == 0)
-        return;
-    memset(out, 0xff, size);
-    if (offset != 0)
+    uint8_t *out = bus_byte_register_read(offset, data, size);
+    if (!out)
         return;
     pthread_mutex_lock(&pm->lock);
     out[0] = pm->reset_reg;

@@ -135,11 +135,8 @@ static void do_reset(struct i8042 *k, bool reset)
 static void data_read(void *dev, uint64_t offset, void *data, unsigned size)
 {
     struct i8042 *k = dev;
-    uint8_t *out = data;
-    if (size == 0)
-        return;
-    memset(out, 0xff, size);
-    if (offset != 0)
+    uint8_t *out = bus_byte_register_read(offset, data, size);
+    if (!out)
         return;
     pthread_mutex_lock(&k->lock);
     /* An empty buffer reads its last byte again, as the real latch does. */
@@ -163,11 +160,8 @@ static void data_write(void *dev, uint64_t offset, const void *data, unsigned si
 static void cmd_read(void *dev, uint64_t offset, void *data, unsigned size)
 {
     struct i8042 *k = dev;
-    uint8_t *out = data;
-    if (size == 0)
-        return;
-    memset(out, 0xff, size);
-    if (offset != 0)
+    uint8_t *out = bus_byte_register_read(offset, data, size);
+    if (!out)
         return;
     pthread_mutex_lock(&k->lock);
     /* The input buffer is never full: every write is handled before it returns. */
