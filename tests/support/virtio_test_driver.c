@@ -153,6 +153,26 @@ void td_kick(struct test_driver *t, unsigned q)
     t->dev->ops->queue_notify(t->dev, q);
 }
 
+uint16_t td_used_idx(struct test_driver *t, unsigned qi)
+{
+    return get16(t, t->q[qi].used + 2);
+}
+
+void td_used_entry(struct test_driver *t, unsigned qi, uint16_t i, uint32_t *id, uint32_t *len)
+{
+    const struct td_queue *q = &t->q[qi];
+    uint64_t elem = q->used + 4 + 8ull * (i % q->size);
+    if (id)
+        *id = get32(t, elem);
+    if (len)
+        *len = get32(t, elem + 4);
+}
+
+void td_set_avail_idx(struct test_driver *t, unsigned qi, uint16_t idx)
+{
+    put16(t, t->q[qi].avail + 2, idx);
+}
+
 bool td_used(struct test_driver *t, unsigned qi, uint32_t *id, uint32_t *len)
 {
     struct td_queue *q = &t->q[qi];

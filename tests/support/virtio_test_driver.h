@@ -58,6 +58,11 @@ uint16_t td_add(struct test_driver *t, unsigned q, const struct td_buf *bufs, un
 void td_kick(struct test_driver *t, unsigned q);
 /* The next used entry of queue q, if the device pushed one. */
 bool td_used(struct test_driver *t, unsigned q, uint32_t *id, uint32_t *len);
+/* The device's used index of queue q, and used entry i (not consumed by td_used). */
+uint16_t td_used_idx(struct test_driver *t, unsigned q);
+void td_used_entry(struct test_driver *t, unsigned q, uint16_t i, uint32_t *id, uint32_t *len);
+/* Writes queue q's avail index as a (possibly misbehaving) driver would. */
+void td_set_avail_idx(struct test_driver *t, unsigned q, uint16_t idx);
 /* Waits up to timeout_ms for a used entry (devices with worker threads). */
 bool td_wait_used(struct test_driver *t, unsigned q, uint32_t *id, uint32_t *len, int timeout_ms);
 

@@ -1,4 +1,5 @@
 #include "virtio/rng.h"
+#include "virtio_test_driver.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -12,150 +13,74 @@
 
 #include <cmocka.h>
 
-/* Fake guest: rings, then one 4 KiB buffer per descriptor index. */
-#define RAM_SIZE  (4u << 20)
-#define DESC_GPA  0x10000ull
-#define AVAIL_GPA 0x20000ull
-#define USED_GPA  0x30000ull
-#define DATA_GPA  0x100000ull
-#define BUF_SIZE  0x1000u
-#define QSIZE     16u
-
-/* The driver side and a fake transport. */
+/* The fake driver (tests/support) plus the event loop the device's timer runs on. */
 struct fix {
-    struct guest_memory gm;
+    struct test_driver t;
     struct event_loop *el;
     struct virtio_device *dev;
-    uint16_t avail_idx, next_desc;
-    unsigned notified;
-    unsigned resets_asked;
-    const char *why;
+    uint64_t bufs[8]; /* the last chain's buffers */
 };
 
 static void *gpa(struct fix *f, uint64_t addr, uint64_t len)
 {
-    void *p = gm_ptr(&f->gm, addr, len);
+    void *p = td_ptr(&f->t, addr, len);
     assert_non_null(p);
     return p;
-}
-
-static void put16(struct fix *f, uint64_t a, uint16_t v)
-{
-    v = htole16(v);
-    memcpy(gpa(f, a, 2), &v, 2);
-}
-
-static void put32(struct fix *f, uint64_t a, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(gpa(f, a, 4), &v, 4);
-}
-
-static void put64(struct fix *f, uint64_t a, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(gpa(f, a, 8), &v, 8);
-}
-
-static uint16_t get16(struct fix *f, uint64_t a)
-{
-    uint16_t v;
-    memcpy(&v, gpa(f, a, 2), 2);
-    return le16toh(v);
-}
-
-static uint32_t get32(struct fix *f, uint64_t a)
-{
-    uint32_t v;
-    memcpy(&v, gpa(f, a, 4), 4);
-    return le32toh(v);
-}
-
-static uint64_t buf_gpa(unsigned i)
-{
-    return DATA_GPA + (uint64_t)i * BUF_SIZE;
 }
 
 /* nout readable then nin writable buffers of len bytes; publishes the chain. */
 static uint16_t add_chain(struct fix *f, unsigned nout, unsigned nin, uint32_t len)
 {
-    uint16_t head = f->next_desc % QSIZE;
+    struct td_buf b[8];
     unsigned total = nout + nin;
+    assert_true(total <= 8);
     for (unsigned k = 0; k < total; k++) {
-        uint16_t i = (uint16_t)((head + k) % QSIZE);
-        uint64_t at = DESC_GPA + (uint64_t)i * VIRTQ_DESC_SIZE;
-        memset(gpa(f, buf_gpa(i), len), 0, len);
-        put64(f, at, buf_gpa(i));
-        put32(f, at + 8, len);
-        put16(f, at + 12,
-              (uint16_t)((k + 1 < total ? VIRTQ_DESC_F_NEXT : 0) |
-                         (k >= nout ? VIRTQ_DESC_F_WRITE : 0)));
-        put16(f, at + 14, (uint16_t)((i + 1) % QSIZE));
+        f->bufs[k] = td_alloc(&f->t, len ? len : 1);
+        b[k] = (struct td_buf){ .gpa = f->bufs[k], .len = len, .writable = k >= nout };
     }
-    f->next_desc = (uint16_t)((head + total) % QSIZE);
-    put16(f, AVAIL_GPA + 4 + 2 * (uint64_t)(f->avail_idx % QSIZE), head);
-    f->avail_idx++;
-    __atomic_store_n((uint16_t *)gpa(f, AVAIL_GPA + 2, 2), htole16(f->avail_idx), __ATOMIC_RELEASE);
-    return head;
+    return td_add(&f->t, 0, b, total);
 }
 
 static uint16_t used_idx(struct fix *f)
 {
-    return get16(f, USED_GPA + 2);
+    return td_used_idx(&f->t, 0);
 }
 
 static uint32_t used_len(struct fix *f, uint16_t i)
 {
-    return get32(f, USED_GPA + 8 + 8 * (uint64_t)(i % QSIZE));
+    uint32_t len;
+    td_used_entry(&f->t, 0, i, NULL, &len);
+    return len;
 }
 
 static uint32_t used_id(struct fix *f, uint16_t i)
 {
-    return get32(f, USED_GPA + 4 + 8 * (uint64_t)(i % QSIZE));
+    uint32_t id;
+    td_used_entry(&f->t, 0, i, &id, NULL);
+    return id;
 }
 
-static void t_notify_queue(void *ctx, unsigned q)
+static unsigned notified(struct fix *f)
 {
-    ((struct fix *)ctx)->notified++;
-}
-
-static void t_needs_reset(void *ctx, const char *why)
-{
-    struct fix *f = ctx;
-    f->resets_asked++;
-    f->why = why;
+    return f->t.notified[0];
 }
 
 static struct fix *setup_dev(uint64_t rate, uint64_t burst)
 {
     struct fix *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    assert_int_equal(guest_memory_init(&f->gm, RAM_SIZE), 0);
     assert_int_equal(event_loop_new(&f->el), 0);
     f->dev = virtio_rng_new(f->el, rate, burst);
     assert_non_null(f->dev);
-    f->dev->transport = (struct virtio_transport){ .notify_queue = t_notify_queue,
-                                                   .needs_reset = t_needs_reset,
-                                                   .ctx = f };
-    struct virtq *q = &f->dev->queues[0];
-    q->gm = &f->gm;
-    q->size = QSIZE;
-    q->desc_addr = DESC_GPA;
-    q->avail_addr = AVAIL_GPA;
-    q->used_addr = USED_GPA;
-    assert_int_equal(virtq_enable(q), 0);
-    f->dev->driver_features = VIRTIO_BIT(VIRTIO_F_VERSION_1);
-    assert_int_equal(f->dev->ops->activate(f->dev), 0);
+    assert_int_equal(td_init(&f->t, f->dev, VIRTIO_BIT(VIRTIO_F_VERSION_1)), 0);
     return f;
 }
 
 static void teardown_dev(struct fix *f)
 {
-    f->dev->ops->reset(f->dev);
-    virtq_disable(&f->dev->queues[0]);
+    td_fini(&f->t);
     f->dev->ops->destroy(f->dev);
     event_loop_free(f->el);
-    guest_memory_destroy(&f->gm);
     free(f);
 }
 
@@ -199,21 +124,22 @@ static void test_fills_writable_chain(void **state)
 {
     struct fix *f = setup_dev(VIRTIO_RNG_DEFAULT_RATE, VIRTIO_RNG_DEFAULT_BURST);
     uint16_t head = add_chain(f, 0, 2, 256);
+    uint64_t first = f->bufs[0], second = f->bufs[1];
     f->dev->ops->queue_notify(f->dev, 0);
     assert_int_equal(used_idx(f), 1);
     assert_int_equal(used_id(f, 0), head);
     assert_int_equal(used_len(f, 0), 512);
-    assert_true(f->notified >= 1);
-    assert_false(all_zero(gpa(f, buf_gpa(head), 256), 256));
-    assert_false(all_zero(gpa(f, buf_gpa(head + 1), 256), 256));
+    assert_true(notified(f) >= 1);
+    assert_false(all_zero(gpa(f, first, 256), 256));
+    assert_false(all_zero(gpa(f, second, 256), 256));
 
     /* A second request gets different bytes. */
-    uint16_t head2 = add_chain(f, 0, 1, 256);
+    add_chain(f, 0, 1, 256);
     f->dev->ops->queue_notify(f->dev, 0);
     assert_int_equal(used_idx(f), 2);
     assert_int_equal(used_len(f, 1), 256);
-    assert_memory_not_equal(gpa(f, buf_gpa(head), 256), gpa(f, buf_gpa(head2), 256), 256);
-    assert_int_equal(f->resets_asked, 0);
+    assert_memory_not_equal(gpa(f, first, 256), gpa(f, f->bufs[0], 256), 256);
+    assert_int_equal(f->t.resets_asked, 0);
     teardown_dev(f);
 }
 
@@ -222,8 +148,8 @@ static void test_readable_buffer_needs_reset(void **state)
     struct fix *f = setup_dev(VIRTIO_RNG_DEFAULT_RATE, VIRTIO_RNG_DEFAULT_BURST);
     add_chain(f, 1, 1, 64);
     f->dev->ops->queue_notify(f->dev, 0);
-    assert_int_equal(f->resets_asked, 1);
-    assert_non_null(strstr(f->why, "readable"));
+    assert_int_equal(f->t.resets_asked, 1);
+    assert_non_null(strstr(f->t.reset_why, "readable"));
     assert_int_equal(used_idx(f), 0);
     /* Until reset, nothing more is served. */
     add_chain(f, 0, 1, 64);
@@ -237,7 +163,7 @@ static void test_zero_length_needs_reset(void **state)
     struct fix *f = setup_dev(VIRTIO_RNG_DEFAULT_RATE, VIRTIO_RNG_DEFAULT_BURST);
     add_chain(f, 0, 1, 0);
     f->dev->ops->queue_notify(f->dev, 0);
-    assert_int_equal(f->resets_asked, 1);
+    assert_int_equal(f->t.resets_asked, 1);
     assert_int_equal(used_idx(f), 0);
     teardown_dev(f);
 }
@@ -246,9 +172,9 @@ static void test_broken_ring_needs_reset(void **state)
 {
     struct fix *f = setup_dev(VIRTIO_RNG_DEFAULT_RATE, VIRTIO_RNG_DEFAULT_BURST);
     /* avail->idx more than a queue ahead of the device: the ring is broken. */
-    put16(f, AVAIL_GPA + 2, QSIZE + 5);
+    td_set_avail_idx(&f->t, 0, (uint16_t)(f->t.q[0].size + 5));
     f->dev->ops->queue_notify(f->dev, 0);
-    assert_int_equal(f->resets_asked, 1);
+    assert_int_equal(f->t.resets_asked, 1);
     assert_int_equal(used_idx(f), 0);
     teardown_dev(f);
 }
@@ -289,7 +215,7 @@ static void test_rate_limit(void **state)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     uint16_t seen = used_idx(f);
     while (total < 1000 && elapsed(&t0) < 5.0) {
-        if (used_idx(f) == seen && f->avail_idx == seen) {
+        if (used_idx(f) == seen && f->t.q[0].avail_idx == seen) {
             add_chain(f, 0, 1, 4096);
             f->dev->ops->queue_notify(f->dev, 0);
         }
@@ -300,7 +226,7 @@ static void test_rate_limit(void **state)
     }
     assert_true(total >= 1000);
     assert_true(elapsed(&t0) >= 0.35);
-    assert_int_equal(f->resets_asked, 0);
+    assert_int_equal(f->t.resets_asked, 0);
     teardown_dev(f);
 }
 
