@@ -158,6 +158,25 @@ typedef struct vmk_entropy_device vmk_entropy_device;
 VMK_API vmk_entropy_device *vmk_virtio_entropy_device_new(void);
 VMK_API void vmk_entropy_device_free(vmk_entropy_device *dev);
 
+/* ---- Console ---------------------------------------------------------------- */
+
+typedef struct vmk_console_device vmk_console_device;
+
+/* A virtio console device (virtio 1.2, 5.3) with named ports, as Apple's
+ * VZVirtioConsoleDeviceConfiguration: the guest sees each port as /dev/vportNpM (its
+ * name in /sys/class/virtio-ports/vportNpM/name), the console port as hvc0. It needs
+ * at least one port. NULL when out of memory. */
+VMK_API vmk_console_device *vmk_virtio_console_device_new(void);
+VMK_API void vmk_console_device_free(vmk_console_device *dev);
+/* Appends a port (at most 16, at most one of them the console) whose host side is
+ * att, as for a serial port. name may be NULL (no name); vmk_config_validate checks
+ * it (at most 255 bytes of printable ASCII). Takes ownership of att, also when it
+ * fails (VMK_ERR_INVALID_ARGUMENT: dev or att NULL, 16 ports already, a second
+ * console port; VMK_ERR_NO_MEMORY). */
+VMK_API vmk_result vmk_virtio_console_device_add_port(vmk_console_device *dev, const char *name,
+                                                      bool is_console, vmk_serial_attachment *att);
+VMK_API unsigned vmk_virtio_console_device_port_count(const vmk_console_device *dev);
+
 /* ---- Configuration --------------------------------------------------------- */
 
 typedef struct vmk_config vmk_config;
@@ -187,6 +206,9 @@ VMK_API unsigned vmk_config_storage_device_count(const vmk_config *cfg);
 /* At most 1 entropy device. Takes ownership, also when it fails (it frees dev). */
 VMK_API vmk_result vmk_config_add_entropy_device(vmk_config *cfg, vmk_entropy_device *dev);
 VMK_API unsigned vmk_config_entropy_device_count(const vmk_config *cfg);
+/* At most 1 console device. Takes ownership, also when it fails (it frees dev). */
+VMK_API vmk_result vmk_config_add_console_device(vmk_config *cfg, vmk_console_device *dev);
+VMK_API unsigned vmk_config_console_device_count(const vmk_config *cfg);
 
 /* Checks everything that can be checked before start. On failure *err (if err is
  * not NULL) holds every problem found, one per line. */

@@ -340,6 +340,65 @@ static vmk_entropy_device *entropy_device_copy(const vmk_entropy_device *dev)
     return c;
 }
 
+/* ---- console ---- */
+
+vmk_console_device *vmk_virtio_console_device_new(void)
+{
+    return calloc(1, sizeof(vmk_console_device));
+}
+
+void vmk_console_device_free(vmk_console_device *dev)
+{
+    if (!dev)
+        return;
+    for (unsigned i = 0; i < dev->port_count; i++) {
+        free(dev->port[i].name);
+        vmk_serial_attachment_free(dev->port[i].att);
+    }
+    free(dev);
+}
+
+vmk_result vmk_virtio_console_device_add_port(vmk_console_device *dev, const char *name,
+                                              bool is_console, vmk_serial_attachment *att)
+{
+    bool console_taken = false;
+    for (unsigned i = 0; dev && i < dev->port_count; i++)
+        console_taken |= dev->port[i].is_console;
+    if (!dev || !att || dev->port_count == VMK_MAX_CONSOLE_PORTS || (is_console && console_taken)) {
+        vmk_serial_attachment_free(att);
+        return VMK_ERR_INVALID_ARGUMENT;
+    }
+    char *copy = NULL;
+    if (name && !(copy = strdup(name))) {
+        vmk_serial_attachment_free(att);
+        return VMK_ERR_NO_MEMORY;
+    }
+    dev->port[dev->port_count++] =
+        (struct console_port){ .name = copy, .is_console = is_console, .att = att };
+    return VMK_OK;
+}
+
+unsigned vmk_virtio_console_device_port_count(const vmk_console_device *dev)
+{
+    return dev ? dev->port_count : 0;
+}
+
+static vmk_console_device *console_device_copy(const vmk_console_device *dev)
+{
+    vmk_console_device *c = vmk_virtio_console_device_new();
+    if (!c)
+        return NULL;
+    for (unsigned i = 0; i < dev->port_count; i++) {
+        const struct console_port *p = &dev->port[i];
+        vmk_serial_attachment *att = serial_attachment_copy(p->att);
+        if (!att || vmk_virtio_console_device_add_port(c, p->name, p->is_console, att) != VMK_OK) {
+            vmk_console_device_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
 /* ---- config ---- */
 
 vmk_config *vmk_config_new(void)
@@ -363,6 +422,8 @@ void vmk_config_free(vmk_config *cfg)
         vmk_storage_device_free(cfg->storage[i]);
     for (unsigned i = 0; i < cfg->entropy_count; i++)
         vmk_entropy_device_free(cfg->entropy[i]);
+    for (unsigned i = 0; i < cfg->console_count; i++)
+        vmk_console_device_free(cfg->console[i]);
     free(cfg);
 }
 
@@ -389,6 +450,11 @@ vmk_config *config_copy(const vmk_config *cfg)
         if (!(c->entropy[i] = entropy_device_copy(cfg->entropy[i])))
             goto fail;
         c->entropy_count++;
+    }
+    for (unsigned i = 0; i < cfg->console_count; i++) {
+        if (!(c->console[i] = console_device_copy(cfg->console[i])))
+            goto fail;
+        c->console_count++;
     }
     return c;
 fail:
@@ -481,6 +547,21 @@ vmk_result vmk_config_add_entropy_device(vmk_config *cfg, vmk_entropy_device *de
 unsigned vmk_config_entropy_device_count(const vmk_config *cfg)
 {
     return cfg ? cfg->entropy_count : 0;
+}
+
+vmk_result vmk_config_add_console_device(vmk_config *cfg, vmk_console_device *dev)
+{
+    if (!cfg || !dev || cfg->console_count == VMK_MAX_CONSOLE_DEVICES) {
+        vmk_console_device_free(dev);
+        return VMK_ERR_INVALID_ARGUMENT;
+    }
+    cfg->console[cfg->console_count++] = dev;
+    return VMK_OK;
+}
+
+unsigned vmk_config_console_device_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->console_count : 0;
 }
 
 /* ---- validation ---- */
@@ -588,19 +669,63 @@ static void validate_boot_loader(const vmk_config *cfg, struct problems *p)
     }
 }
 
+/* what: names the port in messages ("serial port 2", "console port 1"). */
+static void validate_serial_attachment(struct problems *p, const char *what,
+                                       const vmk_serial_attachment *att)
+{
+    if (att->kind == SERIAL_ATTACHMENT_FILE) {
+        if (!att->path || !*att->path)
+            problem(p, "%s: file attachment without a path", what);
+        return;
+    }
+    if (att->read_fd >= 0 && fcntl(att->read_fd, F_GETFD) < 0)
+        problem(p, "%s: read fd %d is not open", what, att->read_fd);
+    if (att->write_fd >= 0 && fcntl(att->write_fd, F_GETFD) < 0)
+        problem(p, "%s: write fd %d is not open", what, att->write_fd);
+}
+
 static void validate_serial(const vmk_config *cfg, struct problems *p)
 {
+    char what[32];
     for (unsigned i = 0; i < cfg->serial_count; i++) {
-        const vmk_serial_attachment *att = cfg->serial[i];
-        if (att->kind == SERIAL_ATTACHMENT_FILE) {
-            if (!att->path || !*att->path)
-                problem(p, "serial port %u: file attachment without a path", i + 1);
-            continue;
+        snprintf(what, sizeof(what), "serial port %u", i + 1);
+        validate_serial_attachment(p, what, cfg->serial[i]);
+    }
+}
+
+/* Port names reach the guest's sysfs: printable ASCII, as the driver shows them. */
+static void validate_console(const vmk_config *cfg, struct problems *p)
+{
+    char what[32];
+    for (unsigned d = 0; d < cfg->console_count; d++) {
+        const vmk_console_device *dev = cfg->console[d];
+        if (dev->port_count == 0)
+            problem(p, "console device %u: no ports", d + 1);
+        for (unsigned i = 0; i < dev->port_count; i++) {
+            const struct console_port *port = &dev->port[i];
+            snprintf(what, sizeof(what), "console port %u", i + 1);
+            size_t len = port->name ? strlen(port->name) : 0;
+            if (port->name && len == 0)
+                problem(p, "%s: empty name (leave the name NULL for none)", what);
+            else if (len > VMK_CONSOLE_NAME_MAX)
+                problem(p, "%s: name \"%.40s...\" is %zu bytes, at most %u allowed", what,
+                        port->name, len, VMK_CONSOLE_NAME_MAX);
+            for (size_t k = 0; k < len && len <= VMK_CONSOLE_NAME_MAX; k++) {
+                unsigned char c = (unsigned char)port->name[k];
+                if (c < 0x20 || c > 0x7e) {
+                    problem(p, "%s: name byte %zu (0x%02x) is not printable ASCII", what, k, c);
+                    break;
+                }
+            }
+            /* udev links /dev/virtio-ports/NAME: two ports of one name clash. */
+            for (unsigned j = 0; len && j < i; j++)
+                if (dev->port[j].name && !strcmp(dev->port[j].name, port->name)) {
+                    problem(p, "%s: name \"%.40s\" is already used by console port %u", what,
+                            port->name, j + 1);
+                    break;
+                }
+            validate_serial_attachment(p, what, port->att);
         }
-        if (att->read_fd >= 0 && fcntl(att->read_fd, F_GETFD) < 0)
-            problem(p, "serial port %u: read fd %d is not open", i + 1, att->read_fd);
-        if (att->write_fd >= 0 && fcntl(att->write_fd, F_GETFD) < 0)
-            problem(p, "serial port %u: write fd %d is not open", i + 1, att->write_fd);
     }
 }
 
@@ -687,6 +812,7 @@ vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err)
                 (unsigned long long)cfg->memory_size);
     validate_boot_loader(cfg, &p);
     validate_serial(cfg, &p);
+    validate_console(cfg, &p);
     validate_storage(cfg, &p);
 
     vmk_result r = VMK_OK;

@@ -8,7 +8,10 @@
 #define VMK_MAX_SERIAL_PORTS    4
 #define VMK_MAX_STORAGE_DEVICES 16
 #define VMK_MAX_ENTROPY_DEVICES 1
-#define VMK_BLK_ID_MAX          20 /* virtio-blk GET_ID: bytes, no terminator on the wire */
+#define VMK_MAX_CONSOLE_DEVICES 1
+#define VMK_MAX_CONSOLE_PORTS   16  /* VIRTIO_CONSOLE_MAX_PORTS */
+#define VMK_CONSOLE_NAME_MAX    255 /* bytes of a port name */
+#define VMK_BLK_ID_MAX          20  /* virtio-blk GET_ID: bytes, no terminator on the wire */
 
 struct vmk_boot_loader {
     char *kernel;
@@ -50,6 +53,17 @@ struct vmk_entropy_device {
     enum entropy_device_kind kind;
 };
 
+struct console_port {
+    char *name; /* NULL: none */
+    bool is_console;
+    vmk_serial_attachment *att; /* never NULL */
+};
+
+struct vmk_console_device {
+    struct console_port port[VMK_MAX_CONSOLE_PORTS];
+    unsigned port_count;
+};
+
 struct vmk_config {
     unsigned cpu_count;
     uint64_t memory_size;
@@ -60,6 +74,8 @@ struct vmk_config {
     unsigned storage_count;
     vmk_entropy_device *entropy[VMK_MAX_ENTROPY_DEVICES];
     unsigned entropy_count;
+    vmk_console_device *console[VMK_MAX_CONSOLE_DEVICES];
+    unsigned console_count;
 };
 
 /* Deep copy; NULL when out of memory. */

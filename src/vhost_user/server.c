@@ -28,6 +28,7 @@ struct vring {
     uint16_t base; /* next avail entry, while the device is stopped */
     bool started;  /* kick fd received since the last stop */
     bool enabled;  /* SET_VRING_ENABLE (with protocol features) */
+    bool running;  /* part of the active device */
     int kick_fd, call_fd, err_fd;
     struct event_source kick;
     bool kick_watched;
@@ -153,10 +154,13 @@ static void stop_device(struct vhost_user_server *s)
     if (!s->active)
         return;
     for (unsigned q = 0; q < d->num_queues; q++)
-        s->vrings[q].base = virtq_get_base(&d->queues[q]);
+        if (s->vrings[q].running)
+            s->vrings[q].base = virtq_get_base(&d->queues[q]);
     d->ops->reset(d);
-    for (unsigned q = 0; q < d->num_queues; q++)
+    for (unsigned q = 0; q < d->num_queues; q++) {
         virtq_disable(&d->queues[q]);
+        s->vrings[q].running = false;
+    }
     d->driver_features = 0;
     s->active = false;
     s->broken = false;
@@ -175,21 +179,37 @@ static bool uva_to_gpa(const struct vhost_user_server *s, uint64_t uva, uint64_t
 }
 
 /* "Ring starting" (vhost-user.rst): a ring runs once it has its kick fd and is
- * enabled. The device is activated when every ring runs. -EINVAL: the rings the front
- * end gave do not fit its memory. */
+ * enabled. The device is activated when every started ring runs and every other ring is
+ * enabled: a driver may use fewer queues than offered (Linux uses at most one per vCPU),
+ * and QEMU never starts the rest.
+ * A ring that starts later restarts the device (see SET_VRING_KICK). -EINVAL: the rings
+ * the front end gave do not fit its memory. */
 static int maybe_activate(struct vhost_user_server *s)
 {
     struct virtio_device *d = s->dev;
+    unsigned started = 0;
     if (s->active || s->nmaps == 0 || !s->features_set)
         return 0;
     for (unsigned q = 0; q < d->num_queues; q++) {
         struct vring *vr = &s->vrings[q];
-        if (!vr->started || !ring_enabled(s, vr) || !vr->num || !vr->addr_set)
+        if (!vr->started) {
+            /* Unused once the front end enables it unstarted (QEMU enables every ring
+             * after starting those in use); without protocol features, at once. */
+            if (!ring_enabled(s, vr))
+                return 0;
+            continue;
+        }
+        if (!ring_enabled(s, vr) || !vr->num || !vr->addr_set)
             return 0;
+        started++;
     }
+    if (started == 0)
+        return 0;
     for (unsigned q = 0; q < d->num_queues; q++) {
         struct vring *vr = &s->vrings[q];
         struct virtq *vq = &d->queues[q];
+        if (!vr->started)
+            continue;
         uint64_t desc, avail, used;
         if (!uva_to_gpa(s, vr->desc_uva, &desc) || !uva_to_gpa(s, vr->avail_uva, &avail) ||
             !uva_to_gpa(s, vr->used_uva, &used))
@@ -203,6 +223,7 @@ static int maybe_activate(struct vhost_user_server *s)
         vq->indirect = (s->features >> VIRTIO_F_RING_INDIRECT_DESC) & 1;
         if (virtq_enable(vq) < 0 || virtq_set_base(vq, vr->base) < 0)
             goto fail;
+        vr->running = true;
     }
     d->driver_features = s->features & ~VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
     s->broken = false;
@@ -213,14 +234,17 @@ static int maybe_activate(struct vhost_user_server *s)
     s->active = true;
     /* Buffers made available before activation got kicks nobody served. */
     for (unsigned q = 0; q < d->num_queues; q++)
-        d->ops->queue_notify(d, q);
+        if (s->vrings[q].running)
+            d->ops->queue_notify(d, q);
     return 0;
 
 fail_reset:
     d->ops->reset(d);
 fail:
-    for (unsigned q = 0; q < d->num_queues; q++)
+    for (unsigned q = 0; q < d->num_queues; q++) {
         virtq_disable(&d->queues[q]);
+        s->vrings[q].running = false;
+    }
     d->driver_features = 0;
     return -EINVAL;
 }
@@ -582,6 +606,9 @@ static const char *handle(struct vhost_user_server *s, struct msg *m, bool *repl
             return "SET_VRING_KICK: cannot watch the fd";
         vr->kick_watched = true;
         vr->started = true;
+        /* A ring that joins a running device: restart it with this ring too. */
+        if (s->active && !vr->running)
+            stop_device(s);
         return maybe_activate(s) < 0 ? "rings do not fit guest memory" : NULL;
     }
     case VHOST_USER_SET_VRING_ENABLE:

@@ -485,6 +485,134 @@ static void test_build_config_virtio_rng(void **state)
     cli_request_free(&req);
 }
 
+/* ---- --device virtio-serial ---- */
+
+static void test_device_virtio_serial(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-serial,file=/tmp/a,name=org.x",
+                           "--device", "virtio-serial,stdio,console", "--device",
+                           "virtio-serial,name=\"a,b\",file=/tmp/b,append"),
+                     0);
+    assert_int_equal(req.vport_count, 3);
+    assert_int_equal(req.serial_count, 0);
+    assert_int_equal(req.vport[0].kind, CLI_SERIAL_FILE);
+    assert_string_equal(req.vport[0].path, "/tmp/a");
+    assert_string_equal(req.vport[0].name, "org.x");
+    assert_false(req.vport[0].append);
+    assert_false(req.vport[0].console);
+    assert_int_equal(req.vport[1].kind, CLI_SERIAL_STDIO);
+    assert_null(req.vport[1].path);
+    assert_null(req.vport[1].name);
+    assert_true(req.vport[1].console);
+    assert_string_equal(req.vport[2].path, "/tmp/b");
+    assert_string_equal(req.vport[2].name, "a,b");
+    assert_true(req.vport[2].append);
+    assert_false(req.vport[2].console);
+    cli_request_free(&req);
+
+    const char *args[2 + 2 * 17 + 1] = { "vmkit", "run" };
+    for (int i = 0; i < 17; i++) {
+        args[2 + 2 * i] = "--device";
+        args[3 + 2 * i] = "virtio-serial,file=/tmp/p";
+    }
+    expect_usage("--device virtio-serial", "at most 16 ports", args);
+    args[2 + 2 * 16] = NULL;
+    assert_int_equal(parse_args(&req, errbuf, args), 0);
+    assert_int_equal(req.vport_count, 16);
+    cli_request_free(&req);
+}
+
+static void test_device_virtio_serial_errors(void **state)
+{
+    EXPECT_USAGE("--device virtio-serial", "needs stdio or file=PATH", "run", "--device",
+                 "virtio-serial");
+    EXPECT_USAGE("--device virtio-serial", "needs stdio or file=PATH", "run", "--device",
+                 "virtio-serial,name=x");
+    EXPECT_USAGE("--device virtio-serial", "stdio and file= cannot be combined", "run", "--device",
+                 "virtio-serial,stdio,file=/x");
+    EXPECT_USAGE("--device virtio-serial", "append needs file=PATH", "run", "--device",
+                 "virtio-serial,stdio,append");
+    EXPECT_USAGE("--device virtio-serial", "file= needs a path", "run", "--device",
+                 "virtio-serial,file=");
+    EXPECT_USAGE("--device virtio-serial", "name= needs a value", "run", "--device",
+                 "virtio-serial,stdio,name");
+    EXPECT_USAGE("--device virtio-serial", "name given twice", "run", "--device",
+                 "virtio-serial,stdio,name=a,name=b");
+    EXPECT_USAGE("--device virtio-serial", "file given twice", "run", "--device",
+                 "virtio-serial,file=/a,file=/b");
+    EXPECT_USAGE("--device virtio-serial", "console given twice", "run", "--device",
+                 "virtio-serial,stdio,console,console");
+    EXPECT_USAGE("--device virtio-serial", "console takes no value (got 'yes')", "run", "--device",
+                 "virtio-serial,stdio,console=yes");
+    EXPECT_USAGE("--device virtio-serial", "unknown key 'path'", "run", "--device",
+                 "virtio-serial,path=/x");
+    EXPECT_USAGE("--device virtio-serial", "empty option", "run", "--device", "virtio-serial,");
+    EXPECT_USAGE("--device virtio-serial", "only one port can be the console (port 1 is)", "run",
+                 "--device", "virtio-serial,file=/a,console", "--device",
+                 "virtio-serial,file=/b,console");
+    /* One terminal, one reader: in either order, and with a serial port too. */
+    EXPECT_USAGE("--device virtio-serial,stdio", "already another port's", "run", "--device",
+                 "virtio-serial,stdio", "--device", "virtio-serial,stdio");
+    EXPECT_USAGE("--device virtio-serial,stdio", "already another port's", "run", "--device",
+                 "serial,stdio", "--device", "virtio-serial,stdio");
+    EXPECT_USAGE("--device serial,stdio", "virtio-serial port 2's", "run", "--device",
+                 "virtio-serial,file=/a", "--device", "virtio-serial,stdio", "--device",
+                 "serial,stdio");
+    EXPECT_USAGE("unknown device type 'virtio-console'", "virtio-serial", "run", "--device",
+                 "virtio-console,stdio");
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-serial,stdio", "--device",
+                           "virtio-serial,stdio,x"),
+                     CLI_EXIT_USAGE);
+    cli_request_free(&req);
+}
+
+static void test_build_config_virtio_serial(void **state)
+{
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k"), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_console_device_count(cfg), 0);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* A file port leaves the terminal to the default COM1. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-serial,file=/tmp/a,name=org.vmkit.test"),
+                     0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_console_device_count(cfg), 1);
+    assert_int_equal(vmk_config_serial_port_count(cfg), 1);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* A port on stdio takes the terminal: no default COM1. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-serial,file=/tmp/a", "--device", "virtio-serial,stdio,console"),
+                     0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_console_device_count(cfg), 1);
+    assert_int_equal(vmk_config_serial_port_count(cfg), 0);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* The names reach the library, which judges them (with the port's number). */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-serial,file=/tmp/a,name=ok", "--device",
+                           "virtio-serial,file=/tmp/b,name=\"bad\ttab\""),
+                     0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    vmk_error *verr = NULL;
+    assert_int_equal(vmk_config_validate(cfg, &verr), VMK_ERR_INVALID_CONFIG);
+    assert_non_null(strstr(vmk_error_message(verr), "console port 2: name byte 3"));
+    assert_null(strstr(vmk_error_message(verr), "console port 1"));
+    vmk_error_free(verr);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+}
+
 static void test_build_config_virtio_blk(void **state)
 {
     struct cli_request req;
@@ -680,7 +808,10 @@ static void test_help_version(void **state)
                                               "cache=auto|cached|uncached",
                                               "sync=full|fsync|none",
                                               "id=SERIAL",
-                                              "--device virtio-rng" };
+                                              "--device virtio-rng",
+                                              "virtio-serial,stdio|file=PATH",
+                                              "name=NAME",
+                                              "console" };
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
         assert_non_null(strstr(u, documented[i]));
     assert_int_equal(u[strlen(u) - 1], '\n');
@@ -943,8 +1074,6 @@ static void test_serve_device(void **state)
 
 static void test_serve_device_errors(void **state)
 {
-    EXPECT_USAGE("--type", "'blk' is not supported yet", "serve-device", "--type", "blk",
-                 "--socket", "/s");
     EXPECT_USAGE("--type", "'console' is not supported yet", "serve-device", "--type=console",
                  "--socket", "/s");
     EXPECT_USAGE("--type", "'net' is not a device type", "serve-device", "--type", "net",
@@ -967,9 +1096,103 @@ static void test_serve_device_errors(void **state)
 
     /* A failed parse frees the socket path it had already taken. */
     struct cli_request req;
-    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/s", "--type", "blk"),
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/s", "--type", "net"),
                      CLI_EXIT_USAGE);
     assert_null(req.socket);
+    cli_request_free(&req);
+}
+
+static void test_serve_device_blk(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(
+        PARSE(&req, errbuf, "serve-device", "--type", "blk", "--socket", "/s", "--disk", "/d.img"),
+        0);
+    assert_int_equal(req.command, CLI_CMD_SERVE_DEVICE);
+    assert_int_equal(req.serve_type, CLI_SERVE_BLK);
+    assert_string_equal(req.socket, "/s");
+    assert_string_equal(req.serve_disk.path, "/d.img");
+    assert_false(req.serve_disk.read_only);
+    assert_int_equal(req.serve_disk.caching, VMK_DISK_CACHING_AUTOMATIC);
+    assert_int_equal(req.serve_disk.sync, VMK_DISK_SYNC_FULL);
+    assert_null(req.serve_disk.id);
+    assert_int_equal(req.queues, 1);
+    assert_int_equal(req.disk_count, 0); /* not a --device of run */
+    cli_request_free(&req);
+    assert_null(req.serve_disk.path);
+
+    assert_int_equal(PARSE(&req, errbuf, "serve-device",
+                           "--disk=/x/a=b.img,readonly,cache=uncached,"
+                           "sync=none,id=disk-7",
+                           "--queues=4", "--socket", "/s", "--type=blk"),
+                     0);
+    assert_string_equal(req.serve_disk.path, "/x/a=b.img"); /* '=' is fine in a path */
+    assert_true(req.serve_disk.read_only);
+    assert_int_equal(req.serve_disk.caching, VMK_DISK_CACHING_UNCACHED);
+    assert_int_equal(req.serve_disk.sync, VMK_DISK_SYNC_NONE);
+    assert_string_equal(req.serve_disk.id, "disk-7");
+    assert_int_equal(req.queues, 4);
+    cli_request_free(&req);
+
+    /* A quoted path may hold commas; the longest id and the most queues fit. */
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "blk", "--socket", "/s",
+                           "--disk", "\"/a,b.img\",cache=cached,sync=fsync,id=12345678901234567890",
+                           "--queues", "16"),
+                     0);
+    assert_string_equal(req.serve_disk.path, "/a,b.img");
+    assert_int_equal(req.serve_disk.caching, VMK_DISK_CACHING_CACHED);
+    assert_int_equal(req.serve_disk.sync, VMK_DISK_SYNC_FSYNC);
+    assert_string_equal(req.serve_disk.id, "12345678901234567890");
+    assert_int_equal(req.queues, CLI_MAX_BLK_QUEUES);
+    cli_request_free(&req);
+
+    const char *u = cli_usage();
+    assert_non_null(strstr(u, "vmkit serve-device --type blk --socket PATH --disk PATH"));
+    assert_non_null(strstr(u, "--queues N"));
+    assert_non_null(strstr(u, "num-queues=N"));
+}
+
+static void test_serve_device_blk_errors(void **state)
+{
+#define BLK "serve-device", "--type", "blk", "--socket", "/s"
+    EXPECT_USAGE("serve-device --type blk: missing --disk", NULL, BLK);
+    EXPECT_USAGE("--disk: missing value", NULL, BLK, "--disk");
+    EXPECT_USAGE("--disk", "empty value", BLK, "--disk", "");
+    EXPECT_USAGE("--disk", "empty path", BLK, "--disk", ",readonly");
+    EXPECT_USAGE("--disk", "empty path", BLK, "--disk", "\"\"");
+    EXPECT_USAGE("--disk", "missing closing quote", BLK, "--disk", "\"/a,b.img");
+    EXPECT_USAGE("--disk", "given twice", BLK, "--disk", "/a", "--disk", "/b");
+    EXPECT_USAGE("--disk", "readonly takes no value (got 'yes')", BLK, "--disk", "/a,readonly=yes");
+    EXPECT_USAGE("--disk", "readonly given twice", BLK, "--disk", "/a,readonly,readonly");
+    EXPECT_USAGE("--disk", "cache 'fast' is not one of auto, cached, uncached", BLK, "--disk",
+                 "/a,cache=fast");
+    EXPECT_USAGE("--disk", "sync needs a value", BLK, "--disk", "/a,sync");
+    EXPECT_USAGE("--disk", "sync given twice", BLK, "--disk", "/a,sync=none,sync=full");
+    EXPECT_USAGE("--disk", "id= needs a value", BLK, "--disk", "/a,id=");
+    EXPECT_USAGE("--disk", "id given twice", BLK, "--disk", "/a,id=x,id=y");
+    EXPECT_USAGE("--disk", "longer than 20 bytes", BLK, "--disk", "/a,id=123456789012345678901");
+    EXPECT_USAGE("--disk", "not printable ASCII", BLK, "--disk", "/a,id=tab\there");
+    EXPECT_USAGE("--disk", "unknown key 'path'", BLK, "--disk", "/a,path=/b");
+    EXPECT_USAGE("--disk", "unknown key 'size'", BLK, "--disk", "/a,size=10");
+    EXPECT_USAGE("--disk", "empty option", BLK, "--disk", "/a,");
+    EXPECT_USAGE("--queues", "below the minimum of 1", BLK, "--disk", "/a", "--queues", "0");
+    EXPECT_USAGE("--queues", "above the maximum of 16", BLK, "--disk", "/a", "--queues", "17");
+    EXPECT_USAGE("--queues", "'two' is not a number", BLK, "--disk", "/a", "--queues", "two");
+    EXPECT_USAGE("--queues: missing value", NULL, BLK, "--disk", "/a", "--queues");
+    EXPECT_USAGE("--rate: only for --type rng", NULL, BLK, "--disk", "/a", "--rate", "5");
+    EXPECT_USAGE("--type", "given twice", BLK, "--type", "rng");
+    EXPECT_USAGE("--disk: only for --type blk", NULL, "serve-device", "--type", "rng", "--socket",
+                 "/s", "--disk", "/a");
+    EXPECT_USAGE("--queues: only for --type blk", NULL, "serve-device", "--type", "rng", "--socket",
+                 "/s", "--queues", "2");
+#undef BLK
+
+    /* A failed parse frees the disk it had already taken. */
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--disk", "/a,id=x", "--type", "net"),
+                     CLI_EXIT_USAGE);
+    assert_null(req.serve_disk.path);
+    assert_null(req.serve_disk.id);
     cli_request_free(&req);
 }
 
@@ -991,6 +1214,9 @@ int main(void)
         cmocka_unit_test(test_device_virtio_blk_errors),
         cmocka_unit_test(test_device_virtio_rng),
         cmocka_unit_test(test_build_config_virtio_rng),
+        cmocka_unit_test(test_device_virtio_serial),
+        cmocka_unit_test(test_device_virtio_serial_errors),
+        cmocka_unit_test(test_build_config_virtio_serial),
         cmocka_unit_test(test_build_config_virtio_blk),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_unknown_flags),
@@ -1001,6 +1227,8 @@ int main(void)
         cmocka_unit_test(test_build_config),
         cmocka_unit_test(test_serve_device),
         cmocka_unit_test(test_serve_device_errors),
+        cmocka_unit_test(test_serve_device_blk),
+        cmocka_unit_test(test_serve_device_blk_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

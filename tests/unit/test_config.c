@@ -316,6 +316,115 @@ static void test_vm_new_copies_entropy_device(void **state)
     vmk_vm_free(vm);
 }
 
+static vmk_serial_attachment *file_att(void)
+{
+    return vmk_file_serial_attachment_new("/tmp/vport", false);
+}
+
+static void test_console_device(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    assert_int_equal(vmk_config_console_device_count(cfg), 0);
+    vmk_console_device *dev = vmk_virtio_console_device_new();
+    assert_non_null(dev);
+    assert_int_equal(vmk_virtio_console_device_port_count(dev), 0);
+    assert_int_equal(vmk_virtio_console_device_add_port(dev, "org.vmkit.a", true, file_att()),
+                     VMK_OK);
+    /* A second console port is refused, and its attachment freed (ASan). */
+    assert_int_equal(vmk_virtio_console_device_add_port(dev, "b", true, file_att()),
+                     VMK_ERR_INVALID_ARGUMENT);
+    for (int i = 1; i < 16; i++)
+        assert_int_equal(vmk_virtio_console_device_add_port(dev, NULL, false, file_att()), VMK_OK);
+    assert_int_equal(vmk_virtio_console_device_add_port(dev, NULL, false, file_att()),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_virtio_console_device_port_count(dev), 16);
+    assert_int_equal(vmk_config_add_console_device(cfg, dev), VMK_OK);
+    assert_int_equal(vmk_config_console_device_count(cfg), 1);
+    /* A second device is refused, and freed with its ports. */
+    vmk_console_device *dev2 = vmk_virtio_console_device_new();
+    vmk_virtio_console_device_add_port(dev2, NULL, false, file_att());
+    assert_int_equal(vmk_config_add_console_device(cfg, dev2), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_console_device_count(cfg), 1);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    vmk_config_free(cfg);
+
+    /* NULL arguments: whatever is passed is freed. */
+    assert_int_equal(vmk_virtio_console_device_add_port(NULL, "x", false, file_att()),
+                     VMK_ERR_INVALID_ARGUMENT);
+    dev = vmk_virtio_console_device_new();
+    assert_int_equal(vmk_virtio_console_device_add_port(dev, "x", false, NULL),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_virtio_console_device_port_count(dev), 0);
+    assert_int_equal(vmk_config_add_console_device(NULL, dev), VMK_ERR_INVALID_ARGUMENT);
+    cfg = vmk_config_new();
+    assert_int_equal(vmk_config_add_console_device(cfg, NULL), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_console_device_count(NULL), 0);
+    assert_int_equal(vmk_virtio_console_device_port_count(NULL), 0);
+    vmk_config_free(cfg);
+    vmk_console_device_free(NULL);
+}
+
+static void test_console_device_invalid(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    vmk_config_add_console_device(cfg, vmk_virtio_console_device_new());
+    EXPECT_INVALID(cfg, "console device 1: no ports");
+    vmk_config_free(cfg);
+
+    char long_name[300];
+    memset(long_name, 'n', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = 0;
+    cfg = valid_config(*state);
+    vmk_console_device *dev = vmk_virtio_console_device_new();
+    vmk_virtio_console_device_add_port(dev, "ok", false, file_att());
+    vmk_virtio_console_device_add_port(dev, long_name, false, file_att());
+    vmk_virtio_console_device_add_port(dev, "tab\there", false, file_att());
+    vmk_virtio_console_device_add_port(dev, "", false, file_att());
+    vmk_virtio_console_device_add_port(dev, "ok", false, file_att());
+    vmk_virtio_console_device_add_port(dev, NULL, false, vmk_fd_serial_attachment_new(987, -1));
+    vmk_virtio_console_device_add_port(dev, NULL, true, vmk_file_serial_attachment_new(NULL, 0));
+    vmk_config_add_console_device(cfg, dev);
+    EXPECT_INVALID(cfg, "console port 2: name \"nnnn", "299 bytes, at most 255",
+                   "console port 3: name byte 3 (0x09) is not printable",
+                   "console port 4: empty name",
+                   "console port 5: name \"ok\" is already used by console port 1",
+                   "console port 6: read fd 987 is not open",
+                   "console port 7: file attachment without a path");
+    vmk_error *err = NULL;
+    vmk_config_validate(cfg, &err);
+    assert_null(strstr(vmk_error_message(err), "console port 1:"));
+    vmk_error_free(err);
+    vmk_config_free(cfg);
+
+    /* 255 bytes is the limit, and allowed. */
+    long_name[255] = 0;
+    cfg = valid_config(*state);
+    dev = vmk_virtio_console_device_new();
+    vmk_virtio_console_device_add_port(dev, long_name, false, file_att());
+    vmk_config_add_console_device(cfg, dev);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    vmk_config_free(cfg);
+}
+
+static void test_vm_new_copies_console_device(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    vmk_console_device *dev = vmk_virtio_console_device_new();
+    char name[16] = "org.vmkit.x";
+    vmk_virtio_console_device_add_port(dev, name, true, file_att());
+    vmk_virtio_console_device_add_port(dev, NULL, false, vmk_fd_serial_attachment_new(0, 1));
+    strcpy(name, "changed");
+    assert_int_equal(vmk_config_add_console_device(cfg, dev), VMK_OK);
+    vmk_error *err = NULL;
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    assert_non_null(vm);
+    assert_null(err);
+    /* The VM's copy is its own: freeing the config first must not touch it (ASan). */
+    vmk_config_free(cfg);
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    vmk_vm_free(vm);
+}
+
 static void test_setters_copy_strings(void **state)
 {
     char path[32] = "/boot/vmlinuz";
@@ -403,6 +512,9 @@ int main(void)
         cmocka_unit_test(test_serial_ports),
         cmocka_unit_test(test_entropy_device),
         cmocka_unit_test(test_vm_new_copies_entropy_device),
+        cmocka_unit_test(test_console_device),
+        cmocka_unit_test(test_console_device_invalid),
+        cmocka_unit_test(test_vm_new_copies_console_device),
         cmocka_unit_test(test_setters_copy_strings),
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_vm_new_rejects_invalid_config),

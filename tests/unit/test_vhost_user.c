@@ -383,6 +383,51 @@ static void test_happy_path(void **state)
     assert_int_equal(used_idx(f), 1);
 }
 
+/* Sets up ring q and hands over its kick fd (QEMU's order, without the enable). */
+static void start_ring(struct fix *f, uint32_t q)
+{
+    vring_state(f, VHOST_USER_SET_VRING_NUM, q, QSIZE);
+    struct vhost_user_vring_addr a = { .index = q,
+                                       .desc = uva(f, q * QSTRIDE + DESC_OFF),
+                                       .avail = uva(f, q * QSTRIDE + AVAIL_OFF),
+                                       .used = uva(f, q * QSTRIDE + USED_OFF) };
+    send_msg(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+    vring_state(f, VHOST_USER_SET_VRING_BASE, q, 0);
+    vring_fd(f, VHOST_USER_SET_VRING_CALL, q, f->call[q]);
+    vring_fd(f, VHOST_USER_SET_VRING_KICK, q, f->kick[q]);
+}
+
+/* A driver that uses fewer queues than offered (Linux: one per vCPU): QEMU starts only
+ * those, then enables every ring; the device runs on the started ones. */
+static void test_fewer_rings_than_offered(void **state)
+{
+    struct fix *f = *state;
+    uint64_t feat = get_u64(f, VHOST_USER_GET_FEATURES);
+    uint64_t pf = get_u64(f, VHOST_USER_GET_PROTOCOL_FEATURES);
+    send_msg(f, VHOST_USER_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0);
+    send_msg(f, VHOST_USER_SET_FEATURES, &feat, 8, NULL, 0);
+    set_mem_table(f);
+    uint64_t ack = 1;
+    assert_int_equal(recv_reply(f, VHOST_USER_SET_MEM_TABLE, &ack, 8), 8);
+    start_ring(f, 0);
+    vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1);
+    assert_int_equal(f->fd.activated, 0); /* ring 1 may still come */
+    vring_state(f, VHOST_USER_SET_VRING_ENABLE, 1, 1);
+    assert_int_equal(f->fd.activated, 1); /* enabled but never started: unused */
+    add_buffer(f);
+    kick(f, 0);
+    assert_int_equal(used_idx(f), 1);
+
+    /* A ring that starts late restarts the device with it; ring 0 keeps its place. */
+    start_ring(f, 1);
+    assert_int_equal(f->fd.resets, 1);
+    assert_int_equal(f->fd.activated, 2);
+    add_buffer(f);
+    kick(f, 0);
+    assert_int_equal(used_idx(f), 2);
+    assert_true(vhost_user_server_connected(f->s));
+}
+
 static void test_bad_size(void **state)
 {
     struct fix *f = *state;
@@ -656,6 +701,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_happy_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fewer_rings_than_offered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_many_regions, setup, teardown),

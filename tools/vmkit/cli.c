@@ -13,6 +13,8 @@
 static const char usage_text[] =
     "usage: vmkit run [options]\n"
     "       vmkit serve-device --type rng --socket PATH [--rate BYTES_PER_SEC]\n"
+    "       vmkit serve-device --type blk --socket PATH --disk PATH[,readonly]\n"
+    "                          [,cache=...][,sync=...][,id=SERIAL] [--queues N]\n"
     "       vmkit --version\n"
     "       vmkit --help\n"
     "\n"
@@ -43,6 +45,13 @@ static const char usage_text[] =
     "  --device virtio-rng     a virtio entropy device: the guest's /dev/hwrng,\n"
     "                          fed from the host's getrandom at up to 1 MiB/s\n"
     "                          (no keys; at most one)\n"
+    "  --device virtio-serial,stdio|file=PATH[,append][,name=NAME][,console]\n"
+    "                          a port of the virtio console device, on this\n"
+    "                          terminal or writing to a file; name: what the\n"
+    "                          guest sees in /sys/class/virtio-ports/*/name (at\n"
+    "                          most 255 printable bytes); console: the port is\n"
+    "                          hvc0 (at most one); --device repeats: up to 16\n"
+    "                          ports of one device, in the order given\n"
     "  --config FILE           a JSON machine description (not supported yet)\n"
     "  -h, --help              print this text\n"
     "  -V, --version           print the version\n"
@@ -56,7 +65,8 @@ static const char usage_text[] =
     "initramfs.img from $VMKIT_GUEST_DIR if it is set, else from\n"
     "<bindir>/../share/vmkit/guest, else from the source tree's guest/out, with\n"
     "the command line \"" CLI_DEFAULT_GUEST_CMDLINE "\" unless --cmdline is given.\n"
-    "Without --device serial, COM1 is on this terminal: Ctrl-A x stops the VM.\n"
+    "Without --device serial, COM1 is on this terminal (unless a virtio-serial\n"
+    "port is): Ctrl-A x stops the VM.\n"
     "SIGINT, SIGTERM or SIGHUP presses the ACPI power button; a second one\n"
     "stops the VM.\n"
     "\n"
@@ -65,11 +75,21 @@ static const char usage_text[] =
     "2 on a usage error, 128+N when a second signal N stopped the VM.\n"
     "\n"
     "serve-device serves one virtio device over vhost-user, so that another VMM\n"
-    "(qemu-system-x86_64 -device vhost-user-rng-pci,chardev=...) drives it:\n"
-    "  --type TYPE             the device: rng (blk and console: not supported yet)\n"
+    "(qemu-system-x86_64 -device vhost-user-rng-pci,chardev=..., or\n"
+    "vhost-user-blk-pci,chardev=...,num-queues=N,queue-size=256) drives it:\n"
+    "  --type TYPE             the device: rng or blk (console: not supported yet)\n"
     "  --socket PATH           the unix socket to create and listen on\n"
     "  --rate BYTES_PER_SEC    rng: bytes a guest may draw per second (default\n"
     "                          1048576, bursts of up to 64 KiB)\n"
+    "  --disk PATH[,readonly][,cache=auto|cached|uncached][,sync=full|fsync|none]\n"
+    "         [,id=SERIAL]     blk (required): the disk image, first (in double\n"
+    "                          quotes when it holds commas), then the keys of\n"
+    "                          --device virtio-blk\n"
+    "  --queues N              blk: request queues the device offers, 1 to 16\n"
+    "                          (default 1); the front end may use fewer, not more\n"
+    "                          (QEMU's num-queues defaults to the vCPU count: pass\n"
+    "                          num-queues=N); give QEMU queue-size=256, as the\n"
+    "                          device lets a request span up to 254 segments\n"
     "It serves one front end at a time and waits for the next when one goes away.\n"
     "SIGINT or SIGTERM stops it and removes the socket; exit status 0 then.\n";
 
@@ -479,6 +499,93 @@ static int parse_virtio_rng(struct cli_request *req, struct kv_iter *it, char *e
     return rc;
 }
 
+/* Whether a serial port or a console port already reads the terminal. */
+static bool stdio_taken(const struct cli_request *req)
+{
+    for (unsigned i = 0; i < req->serial_count && i < CLI_MAX_SERIAL; i++)
+        if (req->serial[i].kind == CLI_SERIAL_STDIO)
+            return true;
+    for (unsigned i = 0; i < req->vport_count && i < CLI_MAX_VPORTS; i++)
+        if (req->vport[i].kind == CLI_SERIAL_STDIO)
+            return true;
+    return false;
+}
+
+/* The keys after "virtio-serial,": appends one port to the console device. */
+static int parse_virtio_serial(struct cli_request *req, struct kv_iter *it, char *err,
+                               size_t errlen)
+{
+    static const char ctx[] = "--device virtio-serial";
+    struct cli_vport v = { .kind = CLI_SERIAL_FILE };
+    bool stdio = false;
+    char *key = NULL, *val = NULL;
+    int rc;
+    it->ctx = ctx;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        bool *flag = !strcmp(key, "stdio")     ? &stdio
+                     : !strcmp(key, "append")  ? &v.append
+                     : !strcmp(key, "console") ? &v.console
+                                               : NULL;
+        char **str = !strcmp(key, "file") ? &v.path : !strcmp(key, "name") ? &v.name : NULL;
+        if (flag && val)
+            rc = usage_error(err, errlen, "%s: %s takes no value (got '%s')", ctx, key, val);
+        else if (flag && *flag)
+            rc = usage_error(err, errlen, "%s: %s given twice", ctx, key);
+        else if (str && (!val || !*val))
+            rc = usage_error(err, errlen, "%s: %s= needs a %s", ctx, key,
+                             str == &v.path ? "path" : "value");
+        else if (str && *str)
+            rc = usage_error(err, errlen, "%s: %s given twice", ctx, key);
+        else if (!flag && !str)
+            rc = usage_error(err, errlen,
+                             "%s: unknown key '%s' (known: stdio, file, append, name, console)",
+                             ctx, key);
+        if (rc)
+            break;
+        if (flag) {
+            *flag = true;
+        } else {
+            *str = val;
+            val = NULL;
+        }
+    }
+    if (rc)
+        goto out;
+    if (!stdio && !v.path)
+        rc = usage_error(err, errlen, "%s: needs stdio or file=PATH", ctx);
+    else if (stdio && v.path)
+        rc = usage_error(err, errlen, "%s: stdio and file= cannot be combined", ctx);
+    else if (v.append && !v.path)
+        rc = usage_error(err, errlen, "%s: append needs file=PATH", ctx);
+    else if (req->vport_count == CLI_MAX_VPORTS)
+        rc = usage_error(err, errlen, "%s: at most %d ports", ctx, CLI_MAX_VPORTS);
+    /* Two ports reading one terminal would steal each other's keystrokes. */
+    else if (stdio && stdio_taken(req))
+        rc = usage_error(err, errlen, "%s,stdio: the terminal is already another port's", ctx);
+    if (rc)
+        goto out;
+    for (unsigned i = 0; v.console && i < req->vport_count; i++)
+        if (req->vport[i].console) {
+            rc = usage_error(err, errlen, "%s: only one port can be the console (port %u is)", ctx,
+                             i + 1);
+            goto out;
+        }
+    v.kind = stdio ? CLI_SERIAL_STDIO : CLI_SERIAL_FILE;
+    req->vport[req->vport_count++] = v;
+    v.path = v.name = NULL;
+out:
+    free(key);
+    free(val);
+    free(v.path);
+    free(v.name);
+    return rc;
+}
+
 static int parse_device(struct cli_request *req, const char *spec, char *err, size_t errlen)
 {
     struct kv_iter it = { .ctx = "--device", .whole = spec, .p = spec };
@@ -495,10 +602,14 @@ static int parse_device(struct cli_request *req, const char *spec, char *err, si
         rc = parse_virtio_rng(req, &it, err, errlen);
         goto out;
     }
+    if (!strcmp(type, "virtio-serial")) {
+        rc = parse_virtio_serial(req, &it, err, errlen);
+        goto out;
+    }
     if (strcmp(type, "serial") != 0) {
         rc = usage_error(err, errlen,
                          "--device: unknown device type '%s' "
-                         "(this release knows: serial, virtio-blk, virtio-rng)",
+                         "(this release knows: serial, virtio-blk, virtio-rng, virtio-serial)",
                          type);
         goto out;
     }
@@ -554,6 +665,15 @@ static int parse_device(struct cli_request *req, const char *spec, char *err, si
                          CLI_MAX_SERIAL, CLI_MAX_SERIAL);
     if (rc)
         goto out;
+    for (unsigned i = 0; stdio && i < req->vport_count; i++) {
+        if (req->vport[i].kind == CLI_SERIAL_STDIO) {
+            rc = usage_error(err, errlen,
+                             "--device serial,stdio: the terminal is already virtio-serial "
+                             "port %u's",
+                             i + 1);
+            goto out;
+        }
+    }
     for (unsigned i = 0; stdio && i < req->serial_count; i++) {
         /* Two ports reading one terminal would steal each other's keystrokes. */
         if (req->serial[i].kind == CLI_SERIAL_STDIO) {
@@ -707,12 +827,105 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
     return 0;
 }
 
-/* vmkit serve-device --type TYPE --socket PATH [--rate N] */
+#define SERVE_DISK_FORM "PATH[,readonly][,cache=MODE][,sync=MODE][,id=SERIAL]"
+
+/* serve-device --disk: the path first, then the keys of --device virtio-blk (but path). */
+static int parse_serve_disk(struct cli_request *req, const char *spec, char *err, size_t errlen)
+{
+    static const char ctx[] = "--disk";
+    struct cli_disk d = { .caching = VMK_DISK_CACHING_AUTOMATIC, .sync = VMK_DISK_SYNC_FULL };
+    bool have_cache = false, have_sync = false;
+    char *buf = NULL, *key = NULL, *val = NULL;
+    if (*spec == '\0')
+        return usage_error(err, errlen, "--disk: empty value (expected " SERVE_DISK_FORM ")");
+    /* Read the path as the value of a "path" key, so that quoting works as elsewhere. */
+    if (asprintf(&buf, "path=%s", spec) < 0)
+        return out_of_memory(err, errlen);
+    struct kv_iter it = { .ctx = ctx, .whole = spec, .p = buf };
+    int rc = kv_next(&it, &key, &val, err, errlen);
+    if (!rc && (!val || *val == '\0'))
+        rc = usage_error(err, errlen, "--disk: empty path in '%s' (expected " SERVE_DISK_FORM ")",
+                         spec);
+    if (!rc) {
+        d.path = val;
+        val = NULL;
+    }
+    while (!rc) {
+        free(key);
+        free(val);
+        rc = kv_next(&it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        if (!strcmp(key, "readonly")) {
+            if (val)
+                rc = usage_error(err, errlen, "%s: readonly takes no value (got '%s')", ctx, val);
+            else if (d.read_only)
+                rc = usage_error(err, errlen, "%s: readonly given twice", ctx);
+            d.read_only = true;
+        } else if (!strcmp(key, "id")) {
+            if (!val || *val == '\0')
+                rc = usage_error(err, errlen, "%s: id= needs a value (id=SERIAL)", ctx);
+            else if (d.id)
+                rc = usage_error(err, errlen, "%s: id given twice", ctx);
+            else if (strlen(val) > CLI_MAX_DISK_ID)
+                rc = usage_error(err, errlen, "%s: id '%s' is longer than %u bytes", ctx, val,
+                                 CLI_MAX_DISK_ID);
+            for (const char *c = val; !rc && *c; c++)
+                if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+                    rc = usage_error(err, errlen, "%s: id holds a byte that is not printable ASCII",
+                                     ctx);
+            if (!rc) {
+                d.id = val;
+                val = NULL;
+            }
+        } else if (!strcmp(key, "cache") || !strcmp(key, "sync")) {
+            bool is_cache = key[0] == 'c';
+            bool *seen = is_cache ? &have_cache : &have_sync;
+            int mode = 0;
+            if (*seen) {
+                rc = usage_error(err, errlen, "%s: %s given twice", ctx, key);
+                break;
+            }
+            rc = is_cache ? parse_choice(ctx, key, val, cache_choices,
+                                         sizeof(cache_choices) / sizeof(cache_choices[0]), &mode,
+                                         err, errlen)
+                          : parse_choice(ctx, key, val, sync_choices,
+                                         sizeof(sync_choices) / sizeof(sync_choices[0]), &mode, err,
+                                         errlen);
+            *seen = true;
+            if (is_cache)
+                d.caching = (vmk_disk_caching_mode)mode;
+            else
+                d.sync = (vmk_disk_sync_mode)mode;
+        } else {
+            rc = usage_error(err, errlen,
+                             "%s: unknown key '%s' (known: readonly, cache, sync, id; the path "
+                             "comes first; quote a path that holds commas)",
+                             ctx, key);
+        }
+    }
+    if (!rc && req->serve_disk.path)
+        rc = usage_error(err, errlen, "--disk: given twice (a device serves one disk)");
+    if (!rc) {
+        req->serve_disk = d;
+        d.path = NULL;
+        d.id = NULL;
+    }
+    free(buf);
+    free(key);
+    free(val);
+    free(d.path);
+    free(d.id);
+    return rc;
+}
+
+/* vmkit serve-device --type TYPE --socket PATH [--rate N] [--disk SPEC] [--queues N] */
 static int parse_serve(int argc, char *const argv[], struct cli_request *req, char *err,
                        size_t errlen)
 {
-    bool have_type = false;
+    bool have_type = false, have_rate = false, have_queues = false;
     req->rate = CLI_DEFAULT_RNG_RATE;
+    req->queues = CLI_DEFAULT_BLK_QUEUES;
     for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
@@ -724,10 +937,12 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
                                "serve-device: unexpected argument '%s' (see 'vmkit --help')", arg);
         const char *eq = strchr(arg, '=');
         size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
-        static const char *const names[] = { "--type", "--socket", "--rate" };
-        static const char *const metavars[] = { "TYPE", "PATH", "BYTES_PER_SEC" };
+        static const char *const names[] = { "--type", "--socket", "--rate", "--disk", "--queues" };
+        static const char *const metavars[] = { "TYPE", "PATH", "BYTES_PER_SEC", SERVE_DISK_FORM,
+                                                "N" };
         int which = -1;
-        for (int k = 0; k < 3; k++)
+        uint64_t n = 0;
+        for (int k = 0; k < 5; k++)
             if (strlen(names[k]) == name_len && !strncmp(names[k], arg, name_len))
                 which = k;
         if (which < 0)
@@ -745,25 +960,37 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         int rc = 0;
         switch (which) {
         case 0:
+            if (have_type)
+                return usage_error(err, errlen, "--type: given twice");
             if (!strcmp(value, "rng")) {
                 req->serve_type = CLI_SERVE_RNG;
-                have_type = true;
-            } else if (!strcmp(value, "blk") || !strcmp(value, "console")) {
+            } else if (!strcmp(value, "blk")) {
+                req->serve_type = CLI_SERVE_BLK;
+            } else if (!strcmp(value, "console")) {
                 return usage_error(err, errlen,
-                                   "--type: '%s' is not supported yet (only rng for now)", value);
-            } else {
-                return usage_error(err, errlen, "--type: '%s' is not a device type (expected rng)",
+                                   "--type: '%s' is not supported yet (only rng and blk for now)",
                                    value);
+            } else {
+                return usage_error(
+                    err, errlen, "--type: '%s' is not a device type (expected rng or blk)", value);
             }
+            have_type = true;
             break;
         case 1:
             if (*value == '\0')
                 return usage_error(err, errlen, "--socket: empty path");
             rc = set_string(&req->socket, value, err, errlen);
             break;
-        default:
+        case 2:
             rc = parse_ranged("--rate", value, 1, CLI_MAX_RNG_RATE, " bytes/s", &req->rate, err,
                               errlen);
+            have_rate = true;
+            break;
+        case 3: rc = parse_serve_disk(req, value, err, errlen); break;
+        default:
+            rc = parse_ranged("--queues", value, 1, CLI_MAX_BLK_QUEUES, "", &n, err, errlen);
+            req->queues = (unsigned)n;
+            have_queues = true;
             break;
         }
         if (rc)
@@ -773,6 +1000,15 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         return usage_error(err, errlen, "serve-device: missing --type (e.g. --type rng)");
     if (!req->socket)
         return usage_error(err, errlen, "serve-device: missing --socket PATH");
+    /* An option another type would take is a mistake worth saying, not ignoring. */
+    if (req->serve_type != CLI_SERVE_RNG && have_rate)
+        return usage_error(err, errlen, "--rate: only for --type rng");
+    if (req->serve_type != CLI_SERVE_BLK && req->serve_disk.path)
+        return usage_error(err, errlen, "--disk: only for --type blk");
+    if (req->serve_type != CLI_SERVE_BLK && have_queues)
+        return usage_error(err, errlen, "--queues: only for --type blk");
+    if (req->serve_type == CLI_SERVE_BLK && !req->serve_disk.path)
+        return usage_error(err, errlen, "serve-device --type blk: missing --disk PATH");
     return 0;
 }
 
@@ -823,11 +1059,17 @@ void cli_request_free(struct cli_request *req)
     free(req->initrd);
     free(req->cmdline);
     free(req->socket);
+    free(req->serve_disk.path);
+    free(req->serve_disk.id);
     for (unsigned i = 0; i < req->serial_count && i < CLI_MAX_SERIAL; i++)
         free(req->serial[i].path);
     for (unsigned i = 0; i < req->disk_count && i < CLI_MAX_DISKS; i++) {
         free(req->disk[i].path);
         free(req->disk[i].id);
+    }
+    for (unsigned i = 0; i < req->vport_count && i < CLI_MAX_VPORTS; i++) {
+        free(req->vport[i].path);
+        free(req->vport[i].name);
     }
     memset(req, 0, sizeof(*req));
 }
@@ -982,6 +1224,34 @@ static int add_disk(vmk_config *cfg, const struct cli_disk *d, char *err, size_t
     return 0;
 }
 
+/* The virtio console device, one port per --device virtio-serial. */
+static int add_console(vmk_config *cfg, const struct cli_request *req, char *err, size_t errlen)
+{
+    vmk_console_device *dev = vmk_virtio_console_device_new();
+    if (!dev)
+        return out_of_memory(err, errlen);
+    for (unsigned i = 0; i < req->vport_count && i < CLI_MAX_VPORTS; i++) {
+        const struct cli_vport *v = &req->vport[i];
+        vmk_serial_attachment *att = v->kind == CLI_SERIAL_STDIO
+                                         ? vmk_fd_serial_attachment_new(0, 1)
+                                         : vmk_file_serial_attachment_new(v->path, v->append);
+        /* Owns att from here, even on failure (and NULL fails). */
+        vmk_result r = vmk_virtio_console_device_add_port(dev, v->name, v->console, att);
+        if (r != VMK_OK) {
+            vmk_console_device_free(dev);
+            if (!att || r == VMK_ERR_NO_MEMORY)
+                return out_of_memory(err, errlen);
+            return usage_error(err, errlen, "--device virtio-serial: cannot add port %u: %s", i + 1,
+                               vmk_result_string(r));
+        }
+    }
+    vmk_result r = vmk_config_add_console_device(cfg, dev); /* owns dev, even on failure */
+    if (r != VMK_OK)
+        return usage_error(err, errlen, "--device virtio-serial: cannot add the device: %s",
+                           vmk_result_string(r));
+    return 0;
+}
+
 int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_config **cfg_out,
                      char *err, size_t errlen)
 {
@@ -1038,10 +1308,12 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
         goto fail;
     }
 
-    unsigned ports = req->serial_count ? req->serial_count : 1;
+    /* The default COM1 takes the terminal, unless a console port has it. */
+    bool default_com1 = req->serial_count == 0 && !stdio_taken(req);
+    unsigned ports = default_com1 ? 1 : req->serial_count;
     for (unsigned i = 0; i < ports && i < CLI_MAX_SERIAL; i++) {
         vmk_serial_attachment *att;
-        if (req->serial_count == 0 || req->serial[i].kind == CLI_SERIAL_STDIO)
+        if (default_com1 || req->serial[i].kind == CLI_SERIAL_STDIO)
             att = vmk_fd_serial_attachment_new(0, 1);
         else
             att = vmk_file_serial_attachment_new(req->serial[i].path, req->serial[i].append);
@@ -1070,6 +1342,8 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
             goto fail;
         }
     }
+    if (req->vport_count && (rc = add_console(cfg, req, err, errlen)))
+        goto fail;
     *cfg_out = cfg;
     cfg = NULL;
     goto out;

@@ -21,12 +21,17 @@
 
 #define CLI_MAX_SERIAL            4
 #define CLI_MAX_DISKS             16 /* the library's limit on storage devices */
+#define CLI_MAX_VPORTS            16 /* the library's limit on console ports */
 #define CLI_DEFAULT_CPUS          1u
 #define CLI_DEFAULT_MEMORY_MIB    512u
 #define CLI_DEFAULT_GUEST_CMDLINE "console=ttyS0 panic=-1"
 /* serve-device --type rng: bytes per second (the device's limit is 2^32). */
 #define CLI_DEFAULT_RNG_RATE      (UINT64_C(1) << 20)
 #define CLI_MAX_RNG_RATE          (UINT64_C(1) << 32)
+/* serve-device --type blk --queues: the device's request queues (its limit is 16). */
+#define CLI_DEFAULT_BLK_QUEUES    1u
+#define CLI_MAX_BLK_QUEUES        16u
+#define CLI_MAX_DISK_ID           20u /* bytes of a disk's serial (virtio-blk GET_ID) */
 
 enum cli_command {
     CLI_CMD_RUN,
@@ -37,6 +42,7 @@ enum cli_command {
 
 enum cli_serve_type {
     CLI_SERVE_RNG,
+    CLI_SERVE_BLK,
 };
 
 enum cli_serial_kind {
@@ -51,6 +57,15 @@ struct cli_serial {
 };
 
 /* --device virtio-blk: a virtio block device on a disk image. */
+/* --device virtio-serial: one port of the (single) virtio console device. */
+struct cli_vport {
+    enum cli_serial_kind kind;
+    char *path; /* CLI_SERIAL_FILE only */
+    bool append;
+    char *name;   /* NULL: none */
+    bool console; /* the guest's hvc0 */
+};
+
 struct cli_disk {
     char *path;
     bool read_only;
@@ -72,10 +87,14 @@ struct cli_request {
     unsigned disk_count;
     struct cli_disk disk[CLI_MAX_DISKS]; /* in the order given */
     bool rng;                            /* --device virtio-rng: an entropy device */
+    unsigned vport_count;
+    struct cli_vport vport[CLI_MAX_VPORTS]; /* console ports in order; none: no device */
     /* serve-device only. */
     enum cli_serve_type serve_type;
-    char *socket;  /* the vhost-user socket to create */
-    uint64_t rate; /* rng: bytes per second */
+    char *socket;               /* the vhost-user socket to create */
+    uint64_t rate;              /* rng: bytes per second */
+    struct cli_disk serve_disk; /* blk: --disk (path NULL for other types) */
+    unsigned queues;            /* blk: request queues offered */
 };
 
 /* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit

@@ -4,8 +4,10 @@
 
 /* serve-device uses the library's internal device and vhost-user code directly: they
  * are not (yet) part of the public API. */
+#include "attach/disk_image.h"
 #include "core/event_loop.h"
 #include "vhost_user/server.h"
+#include "virtio/blk.h"
 #include "virtio/rng.h"
 
 #include <errno.h>
@@ -294,6 +296,7 @@ static int serve_device(const struct cli_request *req)
     int status = CLI_EXIT_RUNTIME;
     struct event_loop *el = NULL;
     struct virtio_device *dev = NULL;
+    struct disk_image *img = NULL;
     struct vhost_user_server *server = NULL;
     struct serve_signals sig = { .src = { .fd = -1 } };
     vmk_error *err = NULL;
@@ -316,8 +319,21 @@ static int serve_device(const struct cli_request *req)
         say("cannot create an event loop: %s", strerror(-e));
         goto out;
     }
+    const struct cli_disk *disk = &req->serve_disk;
     switch (req->serve_type) {
     case CLI_SERVE_RNG: dev = virtio_rng_new(el, req->rate, VIRTIO_RNG_DEFAULT_BURST); break;
+    case CLI_SERVE_BLK:
+        if (disk_image_open(disk->path, disk->read_only, disk->caching, disk->sync, &img, &err) !=
+            VMK_OK) {
+            say_lines(err ? vmk_error_message(err) : "cannot open the disk image");
+            goto out;
+        }
+        dev = virtio_blk_new(disk_image_backend(img), disk->id, req->queues, &err);
+        if (!dev) {
+            say_lines(err ? vmk_error_message(err) : "cannot create the device");
+            goto out;
+        }
+        break;
     }
     if (!dev) {
         say("cannot create the device: out of memory or file descriptors");
@@ -338,7 +354,11 @@ static int serve_device(const struct cli_request *req)
         goto out;
     }
     watching = true;
-    say("serving %s on %s (vhost-user)", dev->name, req->socket);
+    if (req->serve_type == CLI_SERVE_BLK)
+        say("serving %s on %s (vhost-user): %s%s, %u queue%s", dev->name, req->socket, disk->path,
+            disk->read_only ? " (read-only)" : "", req->queues, req->queues == 1 ? "" : "s");
+    else
+        say("serving %s on %s (vhost-user)", dev->name, req->socket);
     e = vhost_user_server_run(server);
     if (e < 0) {
         say("the event loop failed: %s", strerror(-e));
@@ -354,6 +374,7 @@ out:
     vhost_user_server_free(server); /* resets the device, removes the socket */
     if (dev)
         dev->ops->destroy(dev);
+    disk_image_close(img); /* after the device: its workers use the image */
     event_loop_free(el);
     vmk_error_free(err);
     return status;

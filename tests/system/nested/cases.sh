@@ -113,7 +113,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly rng blk-kill"
+all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly rng blk-kill console"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -387,6 +387,37 @@ case_blk_kill() {
     result "blk-kill ok: the synced sector survived kill -9 of vmkit"
 }
 
+# console: a virtio console device with one named port writing to a host file. The guest
+# finds the port by its name in sysfs and writes a line to its /dev/vportNpM; after poweroff
+# the line is in the host's file.
+VPORT_OUT=/tmp/vport.out
+case_console() {
+    name=console
+    rm -f $VPORT_OUT
+    boot_vm console --device virtio-serial,file=$VPORT_OUT,name=org.vmkit.test || return
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    type_line 'for p in /sys/class/virtio-ports/*; do if [ "$(cat $p/name)" = org.vmkit.test ]; then echo vport-name=$(cat $p/name) dev=${p##*/}; echo guest-wrote-to-vport >/dev/${p##*/}; fi; done; echo vport-$((5+5))-done'
+    if ! wait_for vport-10-done; then
+        abort_vm
+        fail "the guest did not finish: $why"
+        return
+    fi
+    type_line poweroff
+    finish_vm
+    exited_ok poweroff || return
+    out=$(tr -d '\r' <"$dir/out")
+    line=$(echo "$out" | grep '^vport-name=')
+    if ! echo "$line" | grep -q '^vport-name=org.vmkit.test dev=vport[0-9]*p[0-9]*$'; then
+        fail "no port named org.vmkit.test in /sys/class/virtio-ports (got '$line')"
+        return
+    fi
+    if ! grep -qx guest-wrote-to-vport $VPORT_OUT 2>/dev/null; then
+        fail "$VPORT_OUT does not hold the guest's line (it holds '$(head -c 200 $VPORT_OUT 2>/dev/null)')"
+        return
+    fi
+    result "console ok: ${line#vport-name=}, its line is in $VPORT_OUT"
+}
+
 case_boot
 case_clock
 case_warnings
@@ -398,5 +429,6 @@ case_blk
 case_blk_readonly
 case_blk_kill
 case_rng
+case_console
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

@@ -34,6 +34,7 @@ tests=(
     "blk-kill|virtio-blk: a sector the guest wrote and synced is in the image after kill -9 of vmkit"
     "blk-readonly|virtio-blk readonly: /dev/vda is read-only in the guest, a write fails, the image is unchanged"
     "rng|virtio-rng: the guest's hw_random uses virtio_rng and /dev/hwrng gives bytes"
+    "console|virtio-console: the guest finds its port by name and a line it writes there is in the host file"
 )
 
 if [ ! -x "$VMKIT_BIN" ]; then
