@@ -170,8 +170,12 @@ const char *virtq_broken_reason(const struct virtq *q)
 }
 
 /* Walks the chain at head into e. Every descriptor that describes a buffer costs one
- * unit of a time-to-live of num, so a loop ends in -EIO; the one descriptor that
- * points to an indirect table is free, as at most one per chain is allowed. */
+ * unit of a time-to-live, so a loop ends in -EIO: num for the ring's own descriptors,
+ * and for an indirect table its entry count (at most VIRTQ_MAX_IOV). A table may be
+ * longer than the ring: Linux sizes them by the device's seg_max, and a vhost-user
+ * front end may give the ring fewer entries than the device assumed (QEMU's and
+ * libvhost-user's back ends accept such tables too). The one descriptor that points
+ * to a table is free, as at most one per chain is allowed. */
 static int walk_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
 {
     const uint8_t *table = (const uint8_t *)q->desc;
@@ -198,15 +202,20 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
             const uint8_t *t = gm_ptr(q->gm, d.addr, d.len);
             if (!t)
                 return mark_broken(q, "indirect table is not wholly inside guest RAM");
-            table = t;
             count = d.len / VIRTQ_DESC_SIZE;
+            if (count > VIRTQ_MAX_IOV)
+                return mark_broken(q, "indirect table has more than VIRTQ_MAX_IOV entries");
+            table = t;
+            ttl = count;
             idx = 0;
             in_indirect = true;
             continue;
         }
 
         if (ttl == 0)
-            return mark_broken(q, "descriptor chain longer than the queue size (a loop?)");
+            return mark_broken(q, in_indirect
+                                      ? "indirect table walk longer than the table (a loop?)"
+                                      : "descriptor chain longer than the queue size (a loop?)");
         ttl--;
         bool write = d.flags & VIRTQ_DESC_F_WRITE;
         if (!write && seen_write)

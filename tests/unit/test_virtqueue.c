@@ -680,14 +680,17 @@ static void test_head_out_of_range(void **state)
 static void test_chain_longer_than_size_via_indirect(void **state)
 {
     struct drv *d = *state;
+    /* A 17-entry table on a 16-entry ring is served: Linux sizes tables by seg_max,
+     * which a vhost-user front end's smaller ring does not change. */
     reconfigure(d, 16, false, true);
     for (unsigned i = 0; i < 17; i++)
         write_desc(d, IND_GPA, i, buf_gpa(i), 8, i < 16 ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(i + 1));
     set_desc(d, 0, IND_GPA, 17 * VIRTQ_DESC_SIZE, VIRTQ_DESC_F_INDIRECT, 0);
     publish(d, 0);
-    expect_broken(d, "longer than the queue size");
+    assert_int_equal(virtq_pop(&d->q, &d->e), 1);
+    assert_int_equal(d->e.out_num, 17);
 
-    /* Two direct descriptors plus a 15-entry table: 17 buffers. */
+    /* Two direct descriptors plus a 15-entry table: 17 buffers, also served. */
     reconfigure(d, 16, false, true);
     for (unsigned i = 0; i < 15; i++)
         write_desc(d, IND_GPA, i, buf_gpa(i), 8, i < 14 ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(i + 1));
@@ -695,7 +698,14 @@ static void test_chain_longer_than_size_via_indirect(void **state)
     set_desc(d, 1, buf_gpa(1), 8, VIRTQ_DESC_F_NEXT, 2);
     set_desc(d, 2, IND_GPA, 15 * VIRTQ_DESC_SIZE, VIRTQ_DESC_F_INDIRECT, 0);
     publish(d, 0);
-    expect_broken(d, "longer than the queue size");
+    assert_int_equal(virtq_pop(&d->q, &d->e), 1);
+    assert_int_equal(d->e.out_num, 17);
+
+    /* A table of more than VIRTQ_MAX_IOV entries is refused outright. */
+    reconfigure(d, 16, false, true);
+    set_desc(d, 0, IND_GPA, (VIRTQ_MAX_IOV + 1) * VIRTQ_DESC_SIZE, VIRTQ_DESC_F_INDIRECT, 0);
+    publish(d, 0);
+    expect_broken(d, "more than VIRTQ_MAX_IOV entries");
 
     /* A loop inside a table. */
     reconfigure(d, 16, false, true);

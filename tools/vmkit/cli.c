@@ -76,7 +76,7 @@ static const char usage_text[] =
     "\n"
     "serve-device serves one virtio device over vhost-user, so that another VMM\n"
     "(qemu-system-x86_64 -device vhost-user-rng-pci,chardev=..., or\n"
-    "vhost-user-blk-pci,chardev=...,num-queues=N,queue-size=256) drives it:\n"
+    "vhost-user-blk-pci,chardev=...,num-queues=N) drives it:\n"
     "  --type TYPE             the device: rng or blk (console: not supported yet)\n"
     "  --socket PATH           the unix socket to create and listen on\n"
     "  --rate BYTES_PER_SEC    rng: bytes a guest may draw per second (default\n"
@@ -88,8 +88,7 @@ static const char usage_text[] =
     "  --queues N              blk: request queues the device offers, 1 to 16\n"
     "                          (default 1); the front end may use fewer, not more\n"
     "                          (QEMU's num-queues defaults to the vCPU count: pass\n"
-    "                          num-queues=N); give QEMU queue-size=256, as the\n"
-    "                          device lets a request span up to 254 segments\n"
+    "                          num-queues=N)\n"
     "It serves one front end at a time and waits for the next when one goes away.\n"
     "SIGINT or SIGTERM stops it and removes the socket; exit status 0 then.\n";
 
