@@ -219,7 +219,14 @@ static bool vcpu_handle_exit(struct vcpu *v)
     case KVM_EXIT_IRQ_WINDOW_OPEN:
     case KVM_EXIT_HLT: return true;
     case KVM_EXIT_SHUTDOWN:
-        vcpu_fault(v, false, "triple fault (the guest's CPU shut down)");
+        /* On AMD, KVM resets the vCPU before reporting a shutdown: a RIP at the reset
+         * vector then says nothing about where the guest failed. */
+        if (vcpu_rip(v) == 0xfff0)
+            vcpu_fault(v, false,
+                       "triple fault (the guest's CPU shut down; KVM reset it, so "
+                       "the faulting address is lost)");
+        else
+            vcpu_fault(v, false, "triple fault (the guest's CPU shut down)");
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
         vcpu_fault(v, true, "%s (KVM suberror %u)", internal_error_name(run->internal.suberror),

@@ -133,7 +133,7 @@ for t in "${tests[@]}"; do
         ;;
     esac
 done
-grep -E '^nested: (case .*(prompt after|exited with)|powering off)' <<<"$serial" | comment
+grep -E '^nested: (case .*(prompt after|exited with|triple-faulted)|powering off)' <<<"$serial" | comment
 if ! grep -q '^nested-cases: done' <<<"$serial"; then
     echo "# cases.sh did not finish (run.sh status $run_status); the outer machine's last lines:"
     tail -n 25 <<<"$serial" | comment
