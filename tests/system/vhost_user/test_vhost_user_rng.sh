@@ -27,36 +27,9 @@ tests=(
     "stop|SIGTERM stops the server with status 0 and removes the socket"
 )
 
-skip() {
-    echo "1..0 # SKIP $1"
-    exit 0
-}
-[ -x "$vmkit" ] || skip "no vmkit binary at $vmkit (meson setup build && ninja -C build)"
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
-[ -r "$guest_dir/vmlinuz" ] && [ -r "$guest_dir/initramfs.img" ] ||
-    skip "no guest kernel in $guest_dir (run guest/build.sh)"
-command -v cpio >/dev/null || skip "cpio not installed"
-qemu-system-x86_64 -device help 2>/dev/null | grep -q '"vhost-user-rng-pci"' ||
-    skip "this QEMU has no vhost-user-rng-pci"
-
-work=${VMKIT_VU_LOG_DIR:-$(mktemp -d /tmp/vmkit-vu-rng.XXXXXX)}
-mkdir -p "$work"
-sock="$work/rng.sock"
-server_pid=
-
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -KILL "$server_pid" 2>/dev/null
-    fi
-}
-trap cleanup EXIT
-
-declare -A result=() why=()
-pass() { result[$1]=ok; }
-fail() {
-    result[$1]="not ok"
-    why[$1]=$2
-}
+# shellcheck source=tests/system/vhost_user/common.sh
+. "$here/common.sh"
+vu_prepare vhost-user-rng-pci rng
 
 # The guest's /init: load the drivers, check the device, print VU markers, power off.
 mkdir -p "$work/stage"
