@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the tier-2 tests (bash, sourced): the prerequisites, the work directory, the
 # server's clean-up and the result table. Set vmkit and guest_dir, source this file, then
 # call vu_prepare.
