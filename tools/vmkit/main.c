@@ -21,15 +21,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PVM_WARNING                                                                    \
     "warning: /dev/kvm is kvm_pvm (no hardware virtualization): guest kernel code is " \
     "emulated and slow, and FPU state cannot be saved, so a stock Linux kernel fails here"
-
-/* How long to wait for did_stop_with_error once the VM is in ERROR. */
-#define ERROR_CALLBACK_WAIT_MS 2000
 
 /* One line on stderr. The library may have the terminal in raw mode (no newline
  * translation), so end with \r\n when stderr is a terminal. */
@@ -57,23 +53,11 @@ static void say_lines(const char *msg)
     }
 }
 
-/* What the delegate saw; the callbacks run on the library's thread. */
+/* The error the delegate saw; the callback runs on the library's thread. */
 struct outcome {
     pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool guest_stopped;
-    bool errored;
     char *error_message;
 };
-
-static void on_guest_did_stop(vmk_vm *vm, void *user)
-{
-    struct outcome *o = user;
-    pthread_mutex_lock(&o->lock);
-    o->guest_stopped = true;
-    pthread_cond_broadcast(&o->cond);
-    pthread_mutex_unlock(&o->lock);
-}
 
 static void on_error(vmk_vm *vm, const vmk_error *err, void *user)
 {
@@ -81,12 +65,10 @@ static void on_error(vmk_vm *vm, const vmk_error *err, void *user)
     /* err lives only during the call: keep a copy of its message. */
     char *msg = strdup(vmk_error_message(err));
     pthread_mutex_lock(&o->lock);
-    o->errored = true;
     if (!o->error_message)
         o->error_message = msg;
     else
         free(msg);
-    pthread_cond_broadcast(&o->cond);
     pthread_mutex_unlock(&o->lock);
 }
 
@@ -170,8 +152,7 @@ static int print_version(void)
 /* Runs cfg until the VM stops; returns the exit status. stop_signals are blocked. */
 static int run_vm(const vmk_config *cfg, const sigset_t *stop_signals)
 {
-    struct outcome outcome = { .lock = PTHREAD_MUTEX_INITIALIZER,
-                               .cond = PTHREAD_COND_INITIALIZER };
+    struct outcome outcome = { .lock = PTHREAD_MUTEX_INITIALIZER };
     struct signal_watch watch = { .sig_fd = -1, .quit_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
     pthread_t watcher;
     bool watching = false;
@@ -185,7 +166,6 @@ static int run_vm(const vmk_config *cfg, const sigset_t *stop_signals)
         goto out;
     }
     const vmk_vm_delegate delegate = {
-        .guest_did_stop = on_guest_did_stop,
         .did_stop_with_error = on_error,
     };
     vmk_vm_set_delegate(vm, &delegate, &outcome);
@@ -224,14 +204,8 @@ static int run_vm(const vmk_config *cfg, const sigset_t *stop_signals)
     }
 
     if (vmk_vm_get_state(vm) == VMK_STATE_ERROR) {
-        /* The callback may still be on its way from the library's thread. */
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += ERROR_CALLBACK_WAIT_MS / 1000;
+        /* vmk_vm_wait returns once did_stop_with_error has run. */
         pthread_mutex_lock(&outcome.lock);
-        while (!outcome.errored &&
-               pthread_cond_timedwait(&outcome.cond, &outcome.lock, &deadline) == 0)
-            ;
         say_lines(outcome.error_message ? outcome.error_message : "the VM stopped with an error");
         pthread_mutex_unlock(&outcome.lock);
         status = CLI_EXIT_RUNTIME;
