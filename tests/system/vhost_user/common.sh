@@ -1,4 +1,5 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154
+# (the variables it reads and sets belong to the test that sources it)
 # Shared by the tier-2 tests (bash, sourced): the prerequisites, the work directory, the
 # server's clean-up and the result table. Set vmkit and guest_dir, source this file, then
 # call vu_prepare.
@@ -36,4 +37,37 @@ pass() { result[$1]=ok; }
 fail() {
     result[$1]="not ok"
     why[$1]=$2
+}
+skipped() {
+    result[$1]=skip
+    why[$1]=$2
+}
+
+# vu_report: prints the TAP plan and one line per entry of tests=("name|description" ...),
+# removes the logs when everything passed (unless VMKIT_VU_LOG_DIR keeps them), and exits
+# 1 if anything failed.
+vu_report() {
+    echo "1..${#tests[@]}"
+    local n=0 failed=0 t name desc r
+    for t in "${tests[@]}"; do
+        n=$((n + 1))
+        name=${t%%|*}
+        desc=${t#*|}
+        r=${result[$name]:-not ok}
+        if [ "$r" = ok ]; then
+            echo "ok $n - $name: $desc"
+        elif [ "$r" = skip ]; then
+            echo "ok $n - $name: $desc # SKIP ${why[$name]}"
+        else
+            failed=1
+            echo "not ok $n - $name: $desc"
+            echo "#   ${why[$name]:-not run}"
+        fi
+    done
+    if [ "$failed" -eq 0 ] && [ -z "${VMKIT_VU_LOG_DIR:-}" ]; then
+        rm -rf "$work"
+    else
+        echo "# logs in $work"
+    fi
+    exit "$failed"
 }

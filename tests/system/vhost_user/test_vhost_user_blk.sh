@@ -45,10 +45,6 @@ tests=(
 . "$here/common.sh"
 vu_prepare vhost-user-blk-pci blk
 img="$work/disk.img"
-skipped() {
-    result[$1]=skip
-    why[$1]=$2
-}
 
 # The ext4 driver (which mounts ext2) is a module the default initramfs lacks: take it and
 # its dependencies from guest/build.sh's unpacked kernel package, when that is there.
@@ -294,27 +290,4 @@ else
 fi
 echo "# guest runs: $(($(date +%s) - start)) s" >&2
 
-echo "1..${#tests[@]}"
-n=0
-failed=0
-for t in "${tests[@]}"; do
-    n=$((n + 1))
-    name=${t%%|*}
-    desc=${t#*|}
-    r=${result[$name]:-not ok}
-    if [ "$r" = ok ]; then
-        echo "ok $n - $name: $desc"
-    elif [ "$r" = skip ]; then
-        echo "ok $n - $name: $desc # SKIP ${why[$name]}"
-    else
-        failed=1
-        echo "not ok $n - $name: $desc"
-        echo "#   ${why[$name]:-not run}"
-    fi
-done
-if [ "$failed" -eq 0 ] && [ -z "${VMKIT_VU_LOG_DIR:-}" ]; then
-    rm -rf "$work"
-else
-    echo "# logs in $work"
-fi
-exit "$failed"
+vu_report

@@ -157,25 +157,4 @@ else
     fail stop "the server was not running"
 fi
 
-echo "1..${#tests[@]}"
-n=0
-failed=0
-for t in "${tests[@]}"; do
-    n=$((n + 1))
-    name=${t%%|*}
-    desc=${t#*|}
-    r=${result[$name]:-not ok}
-    if [ "$r" = ok ]; then
-        echo "ok $n - $name: $desc"
-    else
-        failed=1
-        echo "not ok $n - $name: $desc"
-        echo "#   ${why[$name]:-not run}"
-    fi
-done
-if [ "$failed" -eq 0 ] && [ -z "${VMKIT_VU_LOG_DIR:-}" ]; then
-    rm -rf "$work"
-else
-    echo "# logs in $work"
-fi
-exit "$failed"
+vu_report
