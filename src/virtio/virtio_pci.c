@@ -10,6 +10,15 @@
 #define CAP_NOTIFY_CFG 2
 #define CAP_ISR_CFG    3
 #define CAP_DEVICE_CFG 4
+#define CAP_PCI_CFG    5
+
+/* The PCI_CFG capability (4.1.4.9): cap.bar, cap.offset and cap.length select a BAR
+ * access that a read or write of pci_cfg_data performs. Offsets from the capability. */
+#define PCI_CFG_BAR    4
+#define PCI_CFG_OFFSET 8
+#define PCI_CFG_LENGTH 12
+#define PCI_CFG_DATA   16
+#define PCI_CFG_SIZE   20
 
 /* Common configuration layout (4.1.4.3). */
 #define COMMON_DFSELECT      0x00
@@ -327,6 +336,48 @@ void virtio_pci_notify(struct virtio_pci *vp, unsigned q)
         d->ops->queue_notify(d, q);
 }
 
+/* ---- the PCI_CFG window: BAR access through config space ---- */
+
+/* The access the capability's fields select, or false when the driver set them out of
+ * the rules (4.1.4.9.1: length 1, 2 or 4, offset a multiple of it, our BAR): then the
+ * access does nothing and pci_cfg_data keeps its value. */
+static bool pci_cfg_access(const struct virtio_pci *vp, uint32_t *offset, unsigned *len)
+{
+    const uint8_t *cap = vp->pci.config + vp->pci_cfg_cap;
+    uint32_t off = get32(cap, PCI_CFG_OFFSET);
+    uint32_t n = get32(cap, PCI_CFG_LENGTH);
+    if (cap[PCI_CFG_BAR] != VIRTIO_PCI_BAR || (n != 1 && n != 2 && n != 4) || off % n ||
+        off >= VIRTIO_PCI_BAR_SIZE)
+        return false;
+    *offset = off;
+    *len = n;
+    return true;
+}
+
+static bool touches_pci_cfg_data(const struct virtio_pci *vp, unsigned offset, unsigned size)
+{
+    unsigned data = vp->pci_cfg_cap + PCI_CFG_DATA;
+    return offset < data + 4 && offset + size > data;
+}
+
+static void pci_cfg_written(void *ctx, unsigned offset, unsigned size)
+{
+    struct virtio_pci *vp = ctx;
+    uint32_t off;
+    unsigned len;
+    if (touches_pci_cfg_data(vp, offset, size) && pci_cfg_access(vp, &off, &len))
+        bar_write(vp, off, vp->pci.config + vp->pci_cfg_cap + PCI_CFG_DATA, len);
+}
+
+static void pci_cfg_reading(void *ctx, unsigned offset, unsigned size)
+{
+    struct virtio_pci *vp = ctx;
+    uint32_t off;
+    unsigned len;
+    if (touches_pci_cfg_data(vp, offset, size) && pci_cfg_access(vp, &off, &len))
+        bar_read(vp, off, vp->pci.config + vp->pci_cfg_cap + PCI_CFG_DATA, len);
+}
+
 /* ---- setup ---- */
 
 static int add_vendor_cap(struct virtio_pci *vp, uint8_t type, uint32_t offset, uint32_t length,
@@ -349,6 +400,26 @@ static int add_vendor_cap(struct virtio_pci *vp, uint8_t type, uint32_t offset, 
     }
     int r = pci_device_add_capability(&vp->pci, PCI_CAP_ID_VENDOR, body, len);
     return r < 0 ? r : 0;
+}
+
+/* Linux never uses it, but the spec requires it (4.1.4.9.1) and firmware drivers may. */
+static int add_pci_cfg_cap(struct virtio_pci *vp)
+{
+    uint8_t body[PCI_CFG_SIZE - 2] = { PCI_CFG_SIZE, CAP_PCI_CFG };
+    int cap = pci_device_add_capability(&vp->pci, PCI_CAP_ID_VENDOR, body, sizeof(body));
+    if (cap < 0)
+        return cap;
+    vp->pci_cfg_cap = (unsigned)cap;
+    /* bar, offset, length and pci_cfg_data are the driver's to write. */
+    static const uint8_t ones[4] = { 0xff, 0xff, 0xff, 0xff };
+    pci_device_set_wmask(&vp->pci, vp->pci_cfg_cap + PCI_CFG_BAR, ones, 1);
+    pci_device_set_wmask(&vp->pci, vp->pci_cfg_cap + PCI_CFG_OFFSET, ones, 4);
+    pci_device_set_wmask(&vp->pci, vp->pci_cfg_cap + PCI_CFG_LENGTH, ones, 4);
+    pci_device_set_wmask(&vp->pci, vp->pci_cfg_cap + PCI_CFG_DATA, ones, 4);
+    struct pci_config_hook hook = { .written = pci_cfg_written,
+                                    .reading = pci_cfg_reading,
+                                    .ctx = vp };
+    return pci_device_add_config_hook(&vp->pci, &hook);
 }
 
 int virtio_pci_init(struct virtio_pci *vp, struct virtio_device *dev, const struct guest_memory *gm,
@@ -383,7 +454,8 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_device *dev, const stru
         (r = add_vendor_cap(vp, CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFF,
                             dev->num_queues * VIRTIO_PCI_NOTIFY_MULT, true)) < 0 ||
         (dev->config_size && (r = add_vendor_cap(vp, CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFF,
-                                                 dev->config_size, false)) < 0)) {
+                                                 dev->config_size, false)) < 0) ||
+        (r = add_pci_cfg_cap(vp)) < 0) {
         virtio_pci_fini(vp);
         return r;
     }

@@ -53,6 +53,7 @@ struct virtio_pci {
     uint16_t queue_select;
     uint8_t isr; /* atomic: bit 0 queue, bit 1 configuration */
     struct virtio_pci_queue_state *queues;
+    unsigned pci_cfg_cap; /* config offset of the VIRTIO_PCI_CAP_PCI_CFG window */
 };
 
 /* Sets up the PCI function (ids, class, the capabilities and BAR VIRTIO_PCI_BAR) for

@@ -461,6 +461,32 @@ static void test_config_hooks_and_bad_accesses(void **state)
     assert_int_equal(pci_bar_address(NULL, 0), 0);
 }
 
+/* A reading hook runs before the read and may refresh what the guest sees. */
+static void refresh(void *ctx, unsigned off, unsigned size)
+{
+    struct pci_device *d = ctx;
+    hook_calls++;
+    hook_off = off;
+    hook_size = size;
+    d->config[0x40] = 0x5a;
+}
+
+static void test_reading_hook(void **state)
+{
+    struct pci_device d;
+    pci_device_init(&d, 0x1af4, 0x1041, 0x020000, 1, 0x1af4, 1);
+    struct pci_config_hook h = { .reading = refresh, .ctx = &d };
+    assert_int_equal(pci_device_add_config_hook(&d, &h), 0);
+    hook_calls = 0;
+    assert_int_equal(pci_config_read(&d, 0x40, 1), 0x5a);
+    assert_int_equal(hook_calls, 1);
+    assert_int_equal(hook_off, 0x40);
+    assert_int_equal(hook_size, 1);
+    pci_config_write(&d, 0x44, 1, 4); /* no written callback: nothing to call */
+    assert_int_equal(pci_config_read(&d, 0, 8), 0xffffffffu);
+    assert_int_equal(hook_calls, 1); /* a bad access reads nothing */
+}
+
 static void test_bad_bars(void **state)
 {
     struct pci_device d;
@@ -573,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ecam, rig_setup, rig_teardown),
         cmocka_unit_test(test_capability_list),
         cmocka_unit_test(test_config_hooks_and_bad_accesses),
+        cmocka_unit_test(test_reading_hook),
         cmocka_unit_test(test_bad_bars),
         cmocka_unit_test_setup_teardown(test_bus_fills_up, rig_setup, rig_teardown),
         cmocka_unit_test(test_windows_fill_up),

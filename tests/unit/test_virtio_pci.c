@@ -139,7 +139,9 @@ static void test_pci_identity_and_capabilities(void **state)
     for (int guard = 0; off && guard < 48; guard++) {
         if (pci_config_read(p, off, 1) == PCI_CAP_ID_VENDOR) {
             unsigned type = pci_config_read(p, off + 3, 1);
-            assert_int_equal(pci_config_read(p, off + 4, 1), VIRTIO_PCI_BAR);
+            /* PCI_CFG's bar is the driver's to set; the others point at ours. */
+            if (type != 5)
+                assert_int_equal(pci_config_read(p, off + 4, 1), VIRTIO_PCI_BAR);
             seen |= 1u << type;
             if (type == 2) {
                 assert_int_equal(pci_config_read(p, off + 2, 1), 20);
@@ -148,7 +150,64 @@ static void test_pci_identity_and_capabilities(void **state)
         }
         off = pci_config_read(p, off + 1, 1);
     }
-    assert_int_equal(seen, (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4));
+    assert_int_equal(seen, (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4) | (1u << 5));
+}
+
+/* Config offset of the VIRTIO_PCI_CAP_PCI_CFG capability. */
+static unsigned find_pci_cfg_cap(struct pci_device *p)
+{
+    unsigned off = pci_config_read(p, PCI_CAPABILITY_LIST, 1);
+    for (int guard = 0; off && guard < 48; guard++) {
+        if (pci_config_read(p, off, 1) == PCI_CAP_ID_VENDOR && pci_config_read(p, off + 3, 1) == 5)
+            return off;
+        off = pci_config_read(p, off + 1, 1);
+    }
+    fail_msg("no PCI_CFG capability");
+    return 0;
+}
+
+static void select_window(struct pci_device *p, unsigned cap, unsigned bar, uint32_t offset,
+                          uint32_t length)
+{
+    pci_config_write(p, cap + 4, bar, 1);
+    pci_config_write(p, cap + 8, offset, 4);
+    pci_config_write(p, cap + 12, length, 4);
+}
+
+/* The PCI_CFG window reads and writes the BAR as the driver selects (4.1.4.9). */
+static void test_pci_cfg_window(void **state)
+{
+    struct fixture *f = *state;
+    struct pci_device *p = &f->vp.pci;
+    unsigned cap = find_pci_cfg_cap(p);
+    assert_int_equal(pci_config_read(p, cap + 2, 1), 20);
+
+    select_window(p, cap, VIRTIO_PCI_BAR, 0x12, 2); /* num_queues */
+    assert_int_equal(pci_config_read(p, cap + 16, 4) & 0xffff, f->dev->num_queues);
+    select_window(p, cap, VIRTIO_PCI_BAR, 0x14, 1); /* device_status */
+    pci_config_write(p, cap + 16, VIRTIO_STATUS_ACKNOWLEDGE, 4);
+    assert_int_equal(status(f), VIRTIO_STATUS_ACKNOWLEDGE);
+    wr(f, 0x14, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
+    assert_int_equal(pci_config_read(p, cap + 16, 1),
+                     VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+
+    /* Out of the rules: another BAR, an odd length, a misaligned or too-large offset. The
+     * access does nothing and pci_cfg_data keeps what the driver last put there. */
+    const struct {
+        unsigned bar;
+        uint32_t offset, length;
+    } bad[] = { { 0, 0x14, 1 },
+                { VIRTIO_PCI_BAR, 0x14, 3 },
+                { VIRTIO_PCI_BAR, 0x13, 2 },
+                { VIRTIO_PCI_BAR, 0x14, 8 },
+                { VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE, 4 },
+                { VIRTIO_PCI_BAR, 0xfffffffc, 4 } };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        select_window(p, cap, bad[i].bar, bad[i].offset, bad[i].length);
+        pci_config_write(p, cap + 16, 0, 4); /* would reset the device */
+        assert_int_equal(pci_config_read(p, cap + 16, 4), 0);
+        assert_int_equal(status(f), VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    }
 }
 
 static void test_feature_negotiation(void **state)
@@ -290,6 +349,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_pci_identity_and_capabilities),
         T(test_feature_negotiation),
+        T(test_pci_cfg_window),
         T(test_queue_registers),
         T(test_data_path_and_interrupts),
         T(test_kick_before_driver_ok_ignored),

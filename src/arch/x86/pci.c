@@ -161,7 +161,7 @@ void pci_device_set_interrupt_pin(struct pci_device *d, uint8_t pin)
 
 int pci_device_add_config_hook(struct pci_device *d, const struct pci_config_hook *hook)
 {
-    if (!d || !hook || !hook->written)
+    if (!d || !hook || (!hook->written && !hook->reading))
         return -EINVAL;
     if (d->hook_count == PCI_MAX_CONFIG_HOOKS)
         return -ENOSPC;
@@ -296,10 +296,13 @@ static bool cfg_range_ok(unsigned offset, unsigned size)
            size <= PCI_CONFIG_SIZE - offset;
 }
 
-static uint32_t cfg_read_locked(const struct pci_device *d, unsigned offset, unsigned size)
+static uint32_t cfg_read_locked(struct pci_device *d, unsigned offset, unsigned size)
 {
     if (!cfg_range_ok(offset, size))
         return 0xffffffffu;
+    for (unsigned i = 0; i < d->hook_count; i++)
+        if (d->hooks[i].reading)
+            d->hooks[i].reading(d->hooks[i].ctx, offset, size);
     uint32_t v = 0;
     for (unsigned i = 0; i < size; i++)
         v |= (uint32_t)d->config[offset + i] << (8 * i);
@@ -319,7 +322,8 @@ static void cfg_write_locked(struct pci_device *d, unsigned offset, uint32_t val
     if (decode && d->bus)
         rebuild_maps(d->bus);
     for (unsigned i = 0; i < d->hook_count; i++)
-        d->hooks[i].written(d->hooks[i].ctx, offset, size);
+        if (d->hooks[i].written)
+            d->hooks[i].written(d->hooks[i].ctx, offset, size);
 }
 
 uint32_t pci_config_read(struct pci_device *d, unsigned offset, unsigned size)

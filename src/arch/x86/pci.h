@@ -67,10 +67,12 @@ struct pci_bar {
 
 struct pci_bus;
 
-/* Called after the guest wrote config space [offset, offset + size), with the bus lock
- * held: read d->config directly, never through pci_config_read. */
+/* written runs after the guest wrote config space [offset, offset + size), reading
+ * before the guest reads it (so the hook can refresh d->config), both with the bus lock
+ * held: use d->config directly, never pci_config_read/write. Either may be NULL. */
 struct pci_config_hook {
     void (*written)(void *ctx, unsigned offset, unsigned size);
+    void (*reading)(void *ctx, unsigned offset, unsigned size);
     void *ctx;
 };
 #define PCI_MAX_CONFIG_HOOKS 4
@@ -107,7 +109,7 @@ int pci_device_add_capability(struct pci_device *d, uint8_t id, const void *body
 void pci_device_set_wmask(struct pci_device *d, unsigned offset, const void *mask, size_t len);
 /* Interrupt pin 1..4 (INTA..INTD) or 0: none. */
 void pci_device_set_interrupt_pin(struct pci_device *d, uint8_t pin);
-/* 0, -EINVAL, or -ENOSPC when PCI_MAX_CONFIG_HOOKS hooks are set. */
+/* 0, -EINVAL (no callback), or -ENOSPC when PCI_MAX_CONFIG_HOOKS hooks are set. */
 int pci_device_add_config_hook(struct pci_device *d, const struct pci_config_hook *hook)
     __attribute__((warn_unused_result));
 
