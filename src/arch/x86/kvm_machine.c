@@ -11,9 +11,9 @@
 #include "arch/x86/machine_virtio.h"
 #include "attach/disk_image.h"
 #include "virtio/blk.h"
-#include "virtio/console.h"
 #include "virtio/rng.h"
 #include "arch/x86/uart_16550.h"
+#include "attach/console_ports.h"
 #include "attach/serial_link.h"
 #include "core/error.h"
 
@@ -54,12 +54,7 @@ struct platform_devices {
         *virtio[VMK_MAX_STORAGE_DEVICES + VMK_MAX_ENTROPY_DEVICES + VMK_MAX_CONSOLE_DEVICES];
     unsigned virtio_count;
     struct disk_image *images[VMK_MAX_STORAGE_DEVICES];
-    /* The console device's ports: the sinks' context, and the links they feed from. */
-    struct console_sink {
-        struct virtio_device *dev;
-        unsigned port;
-    } console_sink[VMK_MAX_CONSOLE_PORTS];
-    struct serial_link *console_link[VMK_MAX_CONSOLE_PORTS];
+    struct console_ports *console_ports[VMK_MAX_CONSOLE_DEVICES];
 };
 
 static const struct {
@@ -281,51 +276,25 @@ static vmk_result create_entropy(struct kvm_machine *m, const vmk_config *cfg,
     return VMK_OK;
 }
 
-_Static_assert(VMK_MAX_CONSOLE_PORTS <= VIRTIO_CONSOLE_MAX_PORTS,
-               "the public port limit must fit the device");
-
-static size_t console_port_sink(void *ctx, const uint8_t *buf, size_t len)
-{
-    struct console_sink *s = ctx;
-    return virtio_console_receive(s->dev, s->port, buf, len);
-}
-
-/* The console device: a serial link per port, as the UARTs have, joined to one
+/* The console device: its ports' links (console_ports.h) joined to one
  * virtio-console PCI function. */
 static vmk_result create_console(struct kvm_machine *m, const vmk_config *cfg,
                                  struct event_loop *el, vmk_error **err)
 {
     struct platform_devices *d = m->dev;
     for (unsigned c = 0; c < cfg->console_count; c++) {
-        const vmk_console_device *cd = cfg->console[c];
-        struct virtio_console_port_config ports[VMK_MAX_CONSOLE_PORTS];
-        vmk_result r;
-        for (unsigned i = 0; i < cd->port_count; i++) {
-            if ((r = serial_link_open(cd->port[i].att, i + 1, el, on_escape, m, &d->console_link[i],
-                                      err)) != VMK_OK)
-                return r;
-            ports[i] = (struct virtio_console_port_config){ .name = cd->port[i].name,
-                                                            .is_console = cd->port[i].is_console,
-                                                            .write = serial_link_write,
-                                                            .rx_space = serial_link_rx_space,
-                                                            .ctx = d->console_link[i] };
-        }
-        struct virtio_device *con = virtio_console_new(ports, cd->port_count);
-        if (!con)
-            return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "console device %u: out of memory",
-                            c + 1);
+        struct virtio_device *con;
+        vmk_result r =
+            console_ports_open(cfg->console[c], el, on_escape, m, &d->console_ports[c], &con, err);
+        if (r != VMK_OK)
+            return r;
         /* Class 07 80 00: other communication controller, as QEMU's virtio-serial-pci
          * reports it. */
         if ((r = machine_virtio_add(m, con, 0x078000, &d->virtio[d->virtio_count], err)))
             return r;
         d->virtio_count++;
-        for (unsigned i = 0; i < cd->port_count; i++) {
-            d->console_sink[i] = (struct console_sink){ .dev = con, .port = i };
-            struct serial_link_sink sink = { .receive = console_port_sink,
-                                             .ctx = &d->console_sink[i] };
-            if ((r = serial_link_connect(d->console_link[i], &sink, err)) != VMK_OK)
-                return r;
-        }
+        if ((r = console_ports_connect(d->console_ports[c], err)) != VMK_OK)
+            return r;
     }
     return VMK_OK;
 }
@@ -368,8 +337,8 @@ static void destroy_devices(struct kvm_machine *m)
     for (unsigned i = 0; i < d->virtio_count; i++)
         machine_virtio_free(d->virtio[i]);
     /* After the device: its reset may still write to a port's link. */
-    for (unsigned i = 0; i < VMK_MAX_CONSOLE_PORTS; i++)
-        serial_link_close(d->console_link[i]);
+    for (unsigned i = 0; i < VMK_MAX_CONSOLE_DEVICES; i++)
+        console_ports_close(d->console_ports[i]);
     for (unsigned i = 0; i < VMK_MAX_STORAGE_DEVICES; i++)
         disk_image_close(d->images[i]);
     i8042_free(d->i8042);

@@ -1,0 +1,27 @@
+/* Joins a configured console device (vmk_console_device) to its host side: a serial
+ * link per port (src/attach/serial_link.h) and the virtio-console device that carries
+ * them. Both the VM (a virtio-pci function) and `vmkit serve-device --type console`
+ * (vhost-user) use it, so a port behaves the same whatever transport the device has. */
+#ifndef VMK_ATTACH_CONSOLE_PORTS_H
+#define VMK_ATTACH_CONSOLE_PORTS_H
+
+#include "api/config_internal.h"
+#include "core/event_loop.h"
+#include "virtio/virtio_device.h"
+
+struct console_ports;
+
+/* Opens every port's attachment on el and creates the device (*dev, the caller's to
+ * destroy, before console_ports_close). escape(escape_ctx) runs when the user types the
+ * escape sequence on a terminal port. On failure nothing is left open. */
+vmk_result console_ports_open(const vmk_console_device *cd, struct event_loop *el,
+                              void (*escape)(void *ctx), void *escape_ctx,
+                              struct console_ports **out, struct virtio_device **dev,
+                              vmk_error **err);
+/* Starts host input into the ports. Call once the device has its transport. */
+vmk_result console_ports_connect(struct console_ports *cp, vmk_error **err);
+/* Closes the links. After the device is gone: its reset may still write to a port.
+ * Event-loop thread only; NULL is fine. */
+void console_ports_close(struct console_ports *cp);
+
+#endif
