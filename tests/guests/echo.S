@@ -2,14 +2,8 @@
  * the first newline, then powers off. */
 #include "guest.h"
 
-    .code64
-    .section .note.GNU-stack, "", @progbits
-    .text
-    .globl guest_main
-guest_main:
+    guest_main_prints "ready\n"
     push %rbx
-    lea ready(%rip), %rdi
-    call serial_puts
 1:  call serial_getc
     mov %eax, %ebx
     cmp $CH_LOWER_A, %bl
@@ -23,6 +17,3 @@ guest_main:
     jne 1b
     pop %rbx
     jmp power_off
-
-    .section .rodata
-ready: .asciz "ready\n"

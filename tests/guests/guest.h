@@ -1,6 +1,7 @@
 /* Shared definitions for vmkit's tiny test guests (assembled with cpp, so only
- * C-style comments and #defines here). Ports come from the machine layout; the
- * register bits below are the devices' own, as a guest driver would know them. */
+ * C-style comments, #defines and assembler macros here). Ports come from the
+ * machine layout; the register bits below are the devices' own, as a guest driver
+ * would know them. */
 #ifndef VMK_TINY_GUEST_H
 #define VMK_TINY_GUEST_H
 
@@ -49,5 +50,24 @@
 #define CH_LOWER_A  0x61
 #define CH_LOWER_Z  0x7a
 #define CH_CASE_BIT 0x20
+
+/* Opens a guest's code: guest_main, which lib.S's _start calls in 64-bit mode. */
+.macro guest_main_begin
+    .code64
+    .section .note.GNU-stack, "", @progbits
+    .text
+    .globl guest_main
+guest_main:
+.endm
+
+/* guest_main_begin, then writes line (a string) on COM1: most guests first say
+ * what they are about to do. */
+.macro guest_main_prints line
+    .section .rodata
+guest_banner: .asciz "\line"
+    guest_main_begin
+    lea guest_banner(%rip), %rdi
+    call serial_puts
+.endm
 
 #endif

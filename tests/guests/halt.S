@@ -2,14 +2,5 @@
  * the host can stop it. */
 #include "guest.h"
 
-    .code64
-    .section .note.GNU-stack, "", @progbits
-    .text
-    .globl guest_main
-guest_main:
-    lea msg(%rip), %rdi
-    call serial_puts
+    guest_main_prints "halting\n"
     jmp halt_forever
-
-    .section .rodata
-msg: .asciz "halting\n"

@@ -18,13 +18,18 @@ _start:
 
     .text
 
+/* Spins until COM1's line status register has bit set. */
+.macro com1_wait_lsr bit
+    mov $(X86_COM1_PORT + UART_LSR), %dx
+1:  in %dx, %al
+    test $\bit, %al
+    jz 1b
+.endm
+
 /* serial_putc(c): waits for THRE, then writes one byte to COM1. */
     .globl serial_putc
 serial_putc:
-    mov $(X86_COM1_PORT + UART_LSR), %dx
-1:  in %dx, %al
-    test $UART_LSR_THRE, %al
-    jz 1b
+    com1_wait_lsr UART_LSR_THRE
     mov $(X86_COM1_PORT + UART_THR), %dx
     mov %edi, %eax
     out %al, %dx
@@ -91,10 +96,7 @@ put_hex_digit:
 /* serial_getc(): waits for a received byte on COM1 and returns it. */
     .globl serial_getc
 serial_getc:
-    mov $(X86_COM1_PORT + UART_LSR), %dx
-1:  in %dx, %al
-    test $UART_LSR_DR, %al
-    jz 1b
+    com1_wait_lsr UART_LSR_DR
     mov $(X86_COM1_PORT + UART_RBR), %dx
     in %dx, %al
     movzbl %al, %eax

@@ -2,13 +2,9 @@
  * output grows steadily while it runs and not at all while it is paused. */
 #include "guest.h"
 
-    .code64
-    .section .note.GNU-stack, "", @progbits
-    .text
-    .globl guest_main
 #define TICK_MS 20
 
-guest_main:
+    guest_main_begin
     xor %ebx, %ebx
 1:  lea prefix(%rip), %rdi
     call serial_puts

@@ -2,13 +2,7 @@
  * pressed, acknowledges it, and powers off as an ACPI OS would. */
 #include "guest.h"
 
-    .code64
-    .section .note.GNU-stack, "", @progbits
-    .text
-    .globl guest_main
-guest_main:
-    lea waiting(%rip), %rdi
-    call serial_puts
+    guest_main_prints "waiting for power button\n"
     mov $PM1_EN_PORT, %dx
     mov $PM1_PWRBTN, %eax
     out %ax, %dx
@@ -29,6 +23,5 @@ guest_main:
     jmp power_off
 
     .section .rodata
-waiting: .asciz "waiting for power button\n"
 pressed: .asciz "power button pressed\n"
 stuck: .asciz "PWRBTN_STS did not clear\n"

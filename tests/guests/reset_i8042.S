@@ -2,13 +2,7 @@
  * controller, as Linux's reboot=k does. */
 #include "guest.h"
 
-    .code64
-    .section .note.GNU-stack, "", @progbits
-    .text
-    .globl guest_main
-guest_main:
-    lea msg(%rip), %rdi
-    call serial_puts
+    guest_main_prints "resetting through the i8042\n"
     /* Wait (a bounded while) for the controller's input buffer to drain. */
     mov $1000, %ecx
 1:  in $X86_I8042_CMD_PORT, %al
@@ -19,6 +13,3 @@ guest_main:
 2:  mov $I8042_CMD_RESET, %al
     out %al, $X86_I8042_CMD_PORT
     jmp halt_forever
-
-    .section .rodata
-msg: .asciz "resetting through the i8042\n"

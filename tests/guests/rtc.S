@@ -1,11 +1,7 @@
 /* rtc: reads the CMOS date and prints it as "rtc 20YY-MM-DD", then powers off. */
 #include "guest.h"
 
-    .code64
-    .section .note.GNU-stack, "", @progbits
-    .text
-    .globl guest_main
-guest_main:
+    guest_main_begin
     push %r12
     push %r13
     push %r14

@@ -3,7 +3,6 @@
 #include <string.h>
 #include <time.h>
 
-#define TD_RAM_SIZE  (16u << 20)
 #define TD_RING_BASE 0x10000ull
 #define TD_DATA_BASE 0x200000ull
 
@@ -62,7 +61,8 @@ int td_layout(struct test_driver *t, unsigned num_queues, uint16_t size)
     memset(t, 0, sizeof(*t));
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->cond, NULL);
-    if (num_queues > TD_MAX_QUEUES || guest_memory_init(&t->gm, TD_RAM_SIZE) < 0)
+    if (num_queues > TD_MAX_QUEUES || size > TD_MAX_QUEUE_SIZE ||
+        guest_memory_init(&t->gm, TD_RAM_SIZE) < 0)
         return -1;
     t->next_data = TD_DATA_BASE;
     for (unsigned i = 0; i < num_queues; i++) {
@@ -77,7 +77,12 @@ int td_layout(struct test_driver *t, unsigned num_queues, uint16_t size)
 
 int td_init(struct test_driver *t, struct virtio_device *dev, uint64_t accept)
 {
-    if (td_layout(t, dev->num_queues, 0) < 0)
+    return td_init_sized(t, dev, accept, TD_QUEUE_SIZE);
+}
+
+int td_init_sized(struct test_driver *t, struct virtio_device *dev, uint64_t accept, uint16_t size)
+{
+    if (td_layout(t, dev->num_queues, size) < 0)
         return -1;
     t->dev = dev;
     t->next_data = TD_DATA_BASE;
@@ -88,7 +93,7 @@ int td_init(struct test_driver *t, struct virtio_device *dev, uint64_t accept)
     dev->driver_features = dev->device_features & accept;
     for (unsigned i = 0; i < dev->num_queues; i++) {
         struct td_queue *q = &t->q[i];
-        q->size = TD_QUEUE_SIZE < dev->queue_max_size ? TD_QUEUE_SIZE : dev->queue_max_size;
+        q->size = size < dev->queue_max_size ? size : dev->queue_max_size;
         struct virtq *vq = &dev->queues[i];
         vq->gm = &t->gm;
         vq->size = q->size;
@@ -187,12 +192,45 @@ bool td_used(struct test_driver *t, unsigned qi, uint32_t *id, uint32_t *len)
     return true;
 }
 
+static void sleep_1ms(void)
+{
+    nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+}
+
 bool td_wait_used(struct test_driver *t, unsigned q, uint32_t *id, uint32_t *len, int timeout_ms)
 {
     for (int waited = 0; waited <= timeout_ms; waited++) {
         if (td_used(t, q, id, len))
             return true;
-        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        sleep_1ms();
     }
     return false;
+}
+
+bool td_wait_used_idx(struct test_driver *t, unsigned q, uint16_t count, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited++) {
+        if (td_used_idx(t, q) == count)
+            return true;
+        sleep_1ms();
+    }
+    return false;
+}
+
+unsigned td_notified(struct test_driver *t, unsigned q)
+{
+    pthread_mutex_lock(&t->lock);
+    unsigned n = q < TD_MAX_QUEUES ? t->notified[q] : 0;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+unsigned td_resets(struct test_driver *t, const char **why)
+{
+    pthread_mutex_lock(&t->lock);
+    unsigned n = t->resets_asked;
+    if (why)
+        *why = t->reset_why;
+    pthread_mutex_unlock(&t->lock);
+    return n;
 }

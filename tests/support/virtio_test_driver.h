@@ -11,8 +11,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TD_MAX_QUEUES 16
-#define TD_QUEUE_SIZE 64
+#define TD_MAX_QUEUES     16
+#define TD_QUEUE_SIZE     64
+#define TD_MAX_QUEUE_SIZE 256 /* what a queue's slot of the ring area holds */
+#define TD_RAM_SIZE       (16u << 20)
 
 struct td_queue {
     uint64_t desc, avail, used;
@@ -45,6 +47,9 @@ struct test_driver {
 /* Lays out every queue of dev, enables them, accepts dev->device_features & accept,
  * and activates the device. Returns activate's result. */
 int td_init(struct test_driver *t, struct virtio_device *dev, uint64_t accept);
+/* td_init with queues of size entries (capped at the device's maximum), at most
+ * TD_MAX_QUEUE_SIZE. */
+int td_init_sized(struct test_driver *t, struct virtio_device *dev, uint64_t accept, uint16_t size);
 /* Only the driver side: guest RAM and ring addresses for num_queues queues of size
  * entries, for tests that hand the rings to a transport themselves. 0 or -1. */
 int td_layout(struct test_driver *t, unsigned num_queues, uint16_t size);
@@ -65,5 +70,10 @@ void td_used_entry(struct test_driver *t, unsigned q, uint16_t i, uint32_t *id, 
 void td_set_avail_idx(struct test_driver *t, unsigned q, uint16_t idx);
 /* Waits up to timeout_ms for a used entry (devices with worker threads). */
 bool td_wait_used(struct test_driver *t, unsigned q, uint32_t *id, uint32_t *len, int timeout_ms);
+/* Waits up to timeout_ms until queue q's used index is exactly count. */
+bool td_wait_used_idx(struct test_driver *t, unsigned q, uint16_t count, int timeout_ms);
+/* The transport records, read under the lock (devices with worker threads). */
+unsigned td_notified(struct test_driver *t, unsigned q);
+unsigned td_resets(struct test_driver *t, const char **why);
 
 #endif

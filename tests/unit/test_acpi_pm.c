@@ -11,6 +11,7 @@
 #include "arch/x86/acpi_pm.h"
 #include "arch/x86/layout.h"
 #include "core/bus.h"
+#include "event_recorder.h"
 
 #define PM1_STS 0
 #define PM1_EN  2
@@ -21,10 +22,8 @@
 
 struct fixture {
     uint64_t now_ns;
-    unsigned irq_calls;
-    bool sci;
-    unsigned gsi;
-    unsigned resets, power_offs;
+    struct irq_record sci;
+    struct event_record seen;
     struct irq_line line;
     struct machine_events ev;
     struct acpi_pm *pm;
@@ -35,32 +34,14 @@ static uint64_t fake_now(void *ctx)
     return ((struct fixture *)ctx)->now_ns;
 }
 
-static void set_level(void *ctx, unsigned gsi, bool level)
-{
-    struct fixture *f = ctx;
-    f->irq_calls++;
-    f->gsi = gsi;
-    f->sci = level;
-}
-
-static void on_reset(void *ctx)
-{
-    ((struct fixture *)ctx)->resets++;
-}
-
-static void on_power_off(void *ctx)
-{
-    ((struct fixture *)ctx)->power_offs++;
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
     f->now_ns = 5000000000ull; /* the clock does not start at 0 */
-    f->line = (struct irq_line){ .set_level = set_level, .ctx = f, .gsi = X86_SCI_IRQ };
-    f->ev = (struct machine_events){ .power_off = on_power_off, .reset = on_reset, .ctx = f };
+    f->line = irq_recorder(&f->sci, X86_SCI_IRQ);
+    f->ev = events_recorder(&f->seen);
     f->pm = acpi_pm_new(&f->line, &f->ev, fake_now, f);
     if (!f->pm) {
         free(f);
@@ -101,38 +82,38 @@ static void test_power_button_with_enable(void **state)
     struct fixture *f = *state;
     wr(f->pm, PM1_EN, PWRBTN, 2);
     assert_int_equal(rd(f->pm, PM1_EN, 2), PWRBTN);
-    assert_false(f->sci);
+    assert_false(f->sci.level);
     acpi_pm_press_power_button(f->pm);
-    assert_true(f->sci);
-    assert_int_equal(f->gsi, X86_SCI_IRQ);
-    assert_int_equal(f->irq_calls, 1);
+    assert_true(f->sci.level);
+    assert_int_equal(f->sci.gsi, X86_SCI_IRQ);
+    assert_int_equal(f->sci.calls, 1);
     assert_int_equal(rd(f->pm, PM1_STS, 2) & PWRBTN, PWRBTN);
     /* A second press while pending: no new edge. */
     acpi_pm_press_power_button(f->pm);
-    assert_int_equal(f->irq_calls, 1);
+    assert_int_equal(f->sci.calls, 1);
 
     /* Writing 0 changes nothing; writing 1 clears. */
     wr(f->pm, PM1_STS, 0, 2);
-    assert_true(f->sci);
+    assert_true(f->sci.level);
     wr(f->pm, PM1_STS, PWRBTN, 2);
-    assert_false(f->sci);
-    assert_int_equal(f->irq_calls, 2);
+    assert_false(f->sci.level);
+    assert_int_equal(f->sci.calls, 2);
     assert_int_equal(rd(f->pm, PM1_STS, 2) & PWRBTN, 0);
-    assert_int_equal(f->power_offs, 0);
+    assert_int_equal(f->seen.power_offs, 0);
 }
 
 static void test_power_button_without_enable(void **state)
 {
     struct fixture *f = *state;
     acpi_pm_press_power_button(f->pm);
-    assert_false(f->sci);
-    assert_int_equal(f->irq_calls, 0);
+    assert_false(f->sci.level);
+    assert_int_equal(f->sci.calls, 0);
     assert_int_equal(rd(f->pm, PM1_STS, 2) & PWRBTN, PWRBTN);
     /* Enabling with the status already set raises the SCI; disabling drops it. */
     wr(f->pm, PM1_EN, PWRBTN, 2);
-    assert_true(f->sci);
+    assert_true(f->sci.level);
     wr(f->pm, PM1_EN, 0, 2);
-    assert_false(f->sci);
+    assert_false(f->sci.level);
     /* Byte-wide W1C on the high byte of status clears PWRBTN_STS. */
     wr(f->pm, PM1_STS + 1, 0x01, 1);
     assert_int_equal(rd(f->pm, PM1_STS, 2) & PWRBTN, 0);
@@ -143,8 +124,8 @@ static void test_s5_powers_off(void **state)
 {
     struct fixture *f = *state;
     wr(f->pm, PM1_CNT, (X86_S5_SLP_TYP << 10) | SLP_EN, 2);
-    assert_int_equal(f->power_offs, 1);
-    assert_int_equal(f->resets, 0);
+    assert_int_equal(f->seen.power_offs, 1);
+    assert_int_equal(f->seen.resets, 0);
     /* SLP_EN does not stick; SLP_TYP does; SCI_EN always reads 1. */
     uint32_t cnt = rd(f->pm, PM1_CNT, 2);
     assert_int_equal(cnt & SLP_EN, 0);
@@ -152,13 +133,13 @@ static void test_s5_powers_off(void **state)
     assert_int_equal(cnt & 1, 1);
     /* Writing the same type again without SLP_EN does not power off again. */
     wr(f->pm, PM1_CNT, X86_S5_SLP_TYP << 10, 2);
-    assert_int_equal(f->power_offs, 1);
+    assert_int_equal(f->seen.power_offs, 1);
     /* Byte-wise: the high byte alone carries SLP_TYP and SLP_EN. */
     wr(f->pm, PM1_CNT + 1, (X86_S5_SLP_TYP << 2) | 0x20, 1);
-    assert_int_equal(f->power_offs, 2);
+    assert_int_equal(f->seen.power_offs, 2);
     /* A 32-bit write at +4 covering control and the gap works too. */
     wr(f->pm, PM1_CNT, (X86_S5_SLP_TYP << 10) | SLP_EN, 4);
-    assert_int_equal(f->power_offs, 3);
+    assert_int_equal(f->seen.power_offs, 3);
 }
 
 static void test_other_sleep_types_ignored(void **state)
@@ -169,17 +150,17 @@ static void test_other_sleep_types_ignored(void **state)
             continue;
         wr(f->pm, PM1_CNT, (typ << 10) | SLP_EN, 2);
     }
-    assert_int_equal(f->power_offs, 0);
-    assert_int_equal(f->resets, 0);
+    assert_int_equal(f->seen.power_offs, 0);
+    assert_int_equal(f->seen.resets, 0);
     /* Type 5 written into a byte that does not hold SLP_EN: nothing. */
     wr(f->pm, PM1_CNT + 1, X86_S5_SLP_TYP << 2, 1);
-    assert_int_equal(f->power_offs, 0);
+    assert_int_equal(f->seen.power_offs, 0);
     /* SLP_EN later with that type: off. */
     wr(f->pm, PM1_CNT + 1, (X86_S5_SLP_TYP << 2) | 0x20, 1);
-    assert_int_equal(f->power_offs, 1);
+    assert_int_equal(f->seen.power_offs, 1);
     /* SLP_EN with type 5 in the write but low byte only: SLP_EN is not in it. */
     wr(f->pm, PM1_CNT, 0xff, 1);
-    assert_int_equal(f->power_offs, 1);
+    assert_int_equal(f->seen.power_offs, 1);
 }
 
 static uint32_t expected_ticks(uint64_t ns)
@@ -236,7 +217,7 @@ static void test_timer_status(void **state)
     wr(f->pm, PM1_EN, 1, 2);
     f->now_ns += 601ull * 1000000000ull;
     assert_int_equal(rd(f->pm, PM1_STS, 2) & 1, 1);
-    assert_false(f->sci);
+    assert_false(f->sci.level);
 }
 
 static void test_reset_port(void **state)
@@ -244,21 +225,21 @@ static void test_reset_port(void **state)
     struct fixture *f = *state;
     uint8_t v = 0x02;
     acpi_pm_reset_bus_ops.write(f->pm, 0, &v, 1);
-    assert_int_equal(f->resets, 0);
+    assert_int_equal(f->seen.resets, 0);
     v = 0;
     acpi_pm_reset_bus_ops.read(f->pm, 0, &v, 1);
     assert_int_equal(v, 0x02);
     v = X86_RESET_VALUE;
     acpi_pm_reset_bus_ops.write(f->pm, 0, &v, 1);
-    assert_int_equal(f->resets, 1);
+    assert_int_equal(f->seen.resets, 1);
     v = 0x04;
     acpi_pm_reset_bus_ops.write(f->pm, 0, &v, 1);
-    assert_int_equal(f->resets, 2);
-    assert_int_equal(f->power_offs, 0);
+    assert_int_equal(f->seen.resets, 2);
+    assert_int_equal(f->seen.power_offs, 0);
     /* Outside the one-byte port: ignored. */
     v = 0x06;
     acpi_pm_reset_bus_ops.write(f->pm, 1, &v, 1);
-    assert_int_equal(f->resets, 2);
+    assert_int_equal(f->seen.resets, 2);
 }
 
 static void test_all_accesses(void **state)
@@ -286,15 +267,15 @@ static void test_all_accesses(void **state)
                 acpi_pm_bus_ops.write(f->pm, off, zero, sizes[s]);
         }
     }
-    assert_true(f->sci);
-    assert_int_equal(f->power_offs, 0);
+    assert_true(f->sci.level);
+    assert_int_equal(f->seen.power_offs, 0);
     /* A 4-byte read at +0 returns status and enable together. */
     uint32_t both = rd(f->pm, PM1_STS, 4);
     assert_int_equal(both & 0xffff, PWRBTN);
     assert_int_equal(both >> 16, PWRBTN);
     /* A 4-byte W1C at +0 with enable kept. */
     wr(f->pm, PM1_STS, PWRBTN | ((uint32_t)PWRBTN << 16), 4);
-    assert_false(f->sci);
+    assert_false(f->sci.level);
     assert_int_equal(rd(f->pm, PM1_EN, 2), PWRBTN);
 
     uint8_t d[4];
@@ -335,12 +316,12 @@ static void test_bus_wiring(void **state)
     uint16_t en = PWRBTN;
     assert_true(bus_write(&bus, X86_PM1A_EVT_PORT + 2, &en, 2));
     acpi_pm_press_power_button(f->pm);
-    assert_true(f->sci);
+    assert_true(f->sci.level);
     uint16_t sts = 0;
     assert_true(bus_read(&bus, X86_PM1A_EVT_PORT, &sts, 2));
     assert_int_equal(sts & PWRBTN, PWRBTN);
     assert_true(bus_write(&bus, X86_PM1A_EVT_PORT, &sts, 2));
-    assert_false(f->sci);
+    assert_false(f->sci.level);
 
     f->now_ns += 1000000000ull;
     uint32_t tmr = 0;
@@ -349,11 +330,11 @@ static void test_bus_wiring(void **state)
 
     uint16_t cnt = (X86_S5_SLP_TYP << 10) | SLP_EN;
     assert_true(bus_write(&bus, X86_PM1A_CNT_PORT, &cnt, 2));
-    assert_int_equal(f->power_offs, 1);
+    assert_int_equal(f->seen.power_offs, 1);
 
     uint8_t r = X86_RESET_VALUE;
     assert_true(bus_write(&bus, X86_RESET_PORT, &r, 1));
-    assert_int_equal(f->resets, 1);
+    assert_int_equal(f->seen.resets, 1);
     bus_destroy(&bus);
 }
 

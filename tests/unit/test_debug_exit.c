@@ -10,40 +10,20 @@
 #include "arch/x86/debug_exit.h"
 #include "arch/x86/layout.h"
 #include "core/bus.h"
+#include "event_recorder.h"
 
 struct fixture {
-    unsigned calls;
-    uint32_t last;
-    unsigned resets, power_offs;
+    struct event_record seen;
     struct machine_events ev;
     struct debug_exit *d;
 };
-
-static void on_debug_exit(void *ctx, uint32_t code)
-{
-    struct fixture *f = ctx;
-    f->calls++;
-    f->last = code;
-}
-
-static void on_reset(void *ctx)
-{
-    ((struct fixture *)ctx)->resets++;
-}
-
-static void on_power_off(void *ctx)
-{
-    ((struct fixture *)ctx)->power_offs++;
-}
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    f->ev = (struct machine_events){
-        .power_off = on_power_off, .reset = on_reset, .debug_exit = on_debug_exit, .ctx = f
-    };
+    f->ev = events_recorder(&f->seen);
     f->d = debug_exit_new(&f->ev);
     if (!f->d) {
         free(f);
@@ -65,29 +45,29 @@ static void test_value_per_size(void **state)
 {
     struct fixture *f = *state;
     const uint8_t b[4] = { 0x78, 0x56, 0x34, 0x12 };
-    debug_exit_bus_ops.write(f->d, 0, b, 1);
-    assert_int_equal(f->calls, 1);
-    assert_int_equal(f->last, 0x78);
-    debug_exit_bus_ops.write(f->d, 0, b, 2);
-    assert_int_equal(f->calls, 2);
-    assert_int_equal(f->last, 0x5678);
-    debug_exit_bus_ops.write(f->d, 0, b, 4);
-    assert_int_equal(f->calls, 3);
-    assert_int_equal(f->last, 0x12345678);
-    /* Zero is a value too (a test that passed). */
     const uint8_t z[4] = { 0 };
-    debug_exit_bus_ops.write(f->d, 0, z, 4);
-    assert_int_equal(f->calls, 4);
-    assert_int_equal(f->last, 0);
-    /* Other offsets inside the port pass the value unshifted. */
-    debug_exit_bus_ops.write(f->d, 2, b, 2);
-    assert_int_equal(f->calls, 5);
-    assert_int_equal(f->last, 0x5678);
-    /* An 8-byte write passes its low 32 bits. */
     const uint8_t w[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
-    debug_exit_bus_ops.write(f->d, 0, w, 8);
-    assert_int_equal(f->last, 0x04030201);
-    assert_int_equal(f->resets + f->power_offs, 0);
+    const struct {
+        unsigned offset, size;
+        const uint8_t *data;
+        uint32_t want;
+    } writes[] = {
+        { 0, 1, b, 0x78 },
+        { 0, 2, b, 0x5678 },
+        { 0, 4, b, 0x12345678 },
+        /* Zero is a value too (a test that passed). */
+        { 0, 4, z, 0 },
+        /* Other offsets inside the port pass the value unshifted. */
+        { 2, 2, b, 0x5678 },
+        /* An 8-byte write passes its low 32 bits. */
+        { 0, 8, w, 0x04030201 },
+    };
+    for (unsigned i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+        debug_exit_bus_ops.write(f->d, writes[i].offset, writes[i].data, writes[i].size);
+        assert_int_equal(f->seen.debug_exits, i + 1);
+        assert_int_equal(f->seen.code, writes[i].want);
+    }
+    assert_int_equal(f->seen.resets + f->seen.power_offs, 0);
 }
 
 static void test_reads(void **state)
@@ -101,7 +81,7 @@ static void test_reads(void **state)
         for (unsigned i = 0; i < sizeof(d); i++)
             assert_int_equal(d[i], i < sizes[s] ? 0xff : 0x11);
     }
-    assert_int_equal(f->calls, 0);
+    assert_int_equal(f->seen.debug_exits, 0);
 }
 
 static void test_no_callback(void **state)
@@ -128,17 +108,17 @@ static void test_bus_wiring(void **state)
     assert_int_equal(bus_add(&bus, X86_DEBUG_EXIT_PORT, 4, &debug_exit_bus_ops, f->d), 0);
     uint8_t v8 = 0x31;
     assert_true(bus_write(&bus, X86_DEBUG_EXIT_PORT, &v8, 1));
-    assert_int_equal(f->last, 0x31);
+    assert_int_equal(f->seen.code, 0x31);
     uint32_t v32 = 0xdeadbeef;
     assert_true(bus_write(&bus, X86_DEBUG_EXIT_PORT, &v32, 4));
-    assert_int_equal(f->last, 0xdeadbeef);
-    assert_int_equal(f->calls, 2);
+    assert_int_equal(f->seen.code, 0xdeadbeef);
+    assert_int_equal(f->seen.debug_exits, 2);
     v32 = 0;
     assert_true(bus_read(&bus, X86_DEBUG_EXIT_PORT, &v32, 4));
     assert_int_equal(v32, 0xffffffff);
     /* The port before it is not ours. */
     assert_false(bus_write(&bus, X86_DEBUG_EXIT_PORT - 1, &v8, 1));
-    assert_int_equal(f->calls, 2);
+    assert_int_equal(f->seen.debug_exits, 2);
     bus_destroy(&bus);
 }
 

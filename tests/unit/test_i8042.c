@@ -10,6 +10,7 @@
 #include "arch/x86/i8042.h"
 #include "arch/x86/layout.h"
 #include "core/bus.h"
+#include "event_recorder.h"
 
 #define STS_OBF     0x01
 #define STS_IBF     0x02
@@ -19,27 +20,8 @@
 #define STS_AUX     0x20
 #define STS_TIMEOUT 0x40
 
-struct events {
-    unsigned resets, power_offs, debug_exits;
-};
-
-static void on_reset(void *ctx)
-{
-    ((struct events *)ctx)->resets++;
-}
-
-static void on_power_off(void *ctx)
-{
-    ((struct events *)ctx)->power_offs++;
-}
-
-static void on_debug_exit(void *ctx, uint32_t code)
-{
-    ((struct events *)ctx)->debug_exits++;
-}
-
 struct fixture {
-    struct events seen;
+    struct event_record seen;
     struct machine_events ev;
     struct i8042 *k;
 };
@@ -49,9 +31,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    f->ev = (struct machine_events){
-        .power_off = on_power_off, .reset = on_reset, .debug_exit = on_debug_exit, .ctx = &f->seen
-    };
+    f->ev = events_recorder(&f->seen);
     f->k = i8042_new(&f->ev);
     if (!f->k) {
         free(f);

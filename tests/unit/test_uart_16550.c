@@ -12,6 +12,7 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/uart_16550.h"
 #include "core/bus.h"
+#include "event_recorder.h"
 
 enum {
     RBR = 0,
@@ -27,20 +28,6 @@ enum {
     MSR = 6,
     SCR = 7
 };
-
-struct irq_rec {
-    unsigned calls;
-    unsigned gsi;
-    bool level;
-};
-
-static void rec_set_level(void *ctx, unsigned gsi, bool level)
-{
-    struct irq_rec *r = ctx;
-    r->calls++;
-    r->gsi = gsi;
-    r->level = level;
-}
 
 struct out_rec {
     uint8_t buf[256];
@@ -60,7 +47,7 @@ static void count_call(void *ctx)
 }
 
 struct fixture {
-    struct irq_rec irq;
+    struct irq_record irq;
     struct out_rec out;
     unsigned rx_space_calls;
     struct irq_line line;
@@ -73,7 +60,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    f->line = (struct irq_line){ .set_level = rec_set_level, .ctx = &f->irq, .gsi = 4 };
+    f->line = irq_recorder(&f->irq, 4);
     f->so = (struct serial_output){ .write = out_write, .ctx = &f->out };
     f->u = uart_16550_new(&f->line, &f->so, count_call, &f->rx_space_calls);
     if (!f->u) {

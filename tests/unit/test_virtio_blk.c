@@ -1,8 +1,9 @@
-/* virtio-blk against a fake transport and a fake driver that writes descriptors into
- * guest memory, over a disk image in a temporary file. Each test checks what a
- * driver sees (status byte, used length) and what lands in the file. */
+/* virtio-blk against the fake driver and transport of tests/support, over a disk
+ * image in a temporary file. Each test checks what a driver sees (status byte, used
+ * length) and what lands in the file. */
 #include "attach/disk_image.h"
 #include "virtio/blk.h"
+#include "virtio_test_driver.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -21,9 +22,6 @@
 
 #include <cmocka.h>
 
-#define RAM_SIZE   (16u << 20)
-#define RING_BASE  0x10000ull /* queue q's rings at RING_BASE * (q + 1) */
-#define DATA_GPA   0x200000ull
 #define IMG_SIZE   (4u << 20)
 #define QSIZE      VIRTIO_BLK_QUEUE_SIZE
 #define TIMEOUT_MS 5000
@@ -43,17 +41,10 @@ struct gate_backend {
 struct tdev {
     char dir[64];
     char img[128];
-    struct guest_memory gm;
+    struct test_driver td;
     struct disk_image *disk;
     struct gate_backend gb;
     struct virtio_device *d;
-    uint16_t avail_idx[VIRTIO_BLK_MAX_QUEUES];
-    uint16_t next_desc[VIRTIO_BLK_MAX_QUEUES];
-    uint64_t bump; /* next free guest buffer */
-    /* fake transport */
-    unsigned notified;
-    unsigned resets;
-    const char *reset_why;
 };
 
 /* ---- gate backend ---- */
@@ -105,120 +96,24 @@ static void set_gate(struct tdev *t, bool closed)
     pthread_mutex_unlock(&t->gb.lock);
 }
 
-/* ---- fake transport ---- */
-
-static void tr_notify(void *ctx, unsigned q)
-{
-    struct tdev *t = ctx;
-    __atomic_add_fetch(&t->notified, 1, __ATOMIC_SEQ_CST);
-}
-
-static void tr_config(void *ctx)
-{
-}
-
-static void tr_needs_reset(void *ctx, const char *why)
-{
-    struct tdev *t = ctx;
-    __atomic_store_n(&t->reset_why, why, __ATOMIC_SEQ_CST);
-    __atomic_add_fetch(&t->resets, 1, __ATOMIC_SEQ_CST);
-}
-
-/* ---- the driver side (after test_virtqueue.c) ---- */
+/* ---- the driver side ---- */
 
 static void *gpa(struct tdev *t, uint64_t addr, uint64_t len)
 {
-    void *p = gm_ptr(&t->gm, addr, len);
+    void *p = td_ptr(&t->td, addr, len);
     assert_non_null(p);
     return p;
 }
 
-static void put16(struct tdev *t, uint64_t addr, uint16_t v)
+static uint64_t alloc_buf(struct tdev *t, uint32_t len)
 {
-    v = htole16(v);
-    memcpy(gpa(t, addr, 2), &v, 2);
+    assert_true(t->td.next_data + len <= TD_RAM_SIZE);
+    return td_alloc(&t->td, len);
 }
 
-static void put32(struct tdev *t, uint64_t addr, uint32_t v)
+static unsigned resets(struct tdev *t)
 {
-    v = htole32(v);
-    memcpy(gpa(t, addr, 4), &v, 4);
-}
-
-static void put64(struct tdev *t, uint64_t addr, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(gpa(t, addr, 8), &v, 8);
-}
-
-static uint64_t desc_gpa(unsigned q)
-{
-    return RING_BASE * (q + 1);
-}
-
-static uint64_t avail_gpa(unsigned q)
-{
-    return desc_gpa(q) + 0x8000;
-}
-
-static uint64_t used_gpa(unsigned q)
-{
-    return desc_gpa(q) + 0xc000;
-}
-
-static uint16_t used_idx(struct tdev *t, unsigned q)
-{
-    return le16toh(__atomic_load_n((uint16_t *)gpa(t, used_gpa(q) + 2, 2), __ATOMIC_ACQUIRE));
-}
-
-static uint32_t used_len(struct tdev *t, unsigned q, uint16_t i)
-{
-    uint32_t v;
-    memcpy(&v, gpa(t, used_gpa(q) + 8 + 8 * (uint64_t)(i % QSIZE), 4), 4);
-    return le32toh(v);
-}
-
-static uint32_t used_id(struct tdev *t, unsigned q, uint16_t i)
-{
-    uint32_t v;
-    memcpy(&v, gpa(t, used_gpa(q) + 4 + 8 * (uint64_t)(i % QSIZE), 4), 4);
-    return le32toh(v);
-}
-
-static uint64_t alloc_buf(struct tdev *t, uint64_t len)
-{
-    uint64_t at = t->bump;
-    t->bump += (len + 4095) & ~4095ull;
-    assert_true(t->bump <= RAM_SIZE);
-    return at;
-}
-
-struct seg {
-    uint64_t gpa;
-    uint32_t len;
-    bool writable;
-};
-
-/* Writes a chain of consecutive descriptors and publishes it; returns the head. */
-static uint16_t add_chain(struct tdev *t, unsigned q, const struct seg *s, unsigned n)
-{
-    uint16_t head = t->next_desc[q];
-    for (unsigned k = 0; k < n; k++) {
-        uint16_t i = (uint16_t)((head + k) % QSIZE);
-        uint64_t at = desc_gpa(q) + (uint64_t)i * VIRTQ_DESC_SIZE;
-        put64(t, at, s[k].gpa);
-        put32(t, at + 8, s[k].len);
-        put16(t, at + 12,
-              (uint16_t)((k + 1 < n ? VIRTQ_DESC_F_NEXT : 0) |
-                         (s[k].writable ? VIRTQ_DESC_F_WRITE : 0)));
-        put16(t, at + 14, (uint16_t)((i + 1) % QSIZE));
-    }
-    t->next_desc[q] = (uint16_t)((head + n) % QSIZE);
-    put16(t, avail_gpa(q) + 4 + 2 * (uint64_t)(t->avail_idx[q] % QSIZE), head);
-    t->avail_idx[q]++;
-    __atomic_store_n((uint16_t *)gpa(t, avail_gpa(q) + 2, 2), htole16(t->avail_idx[q]),
-                     __ATOMIC_RELEASE);
-    return head;
+    return td_resets(&t->td, NULL);
 }
 
 struct req {
@@ -228,11 +123,13 @@ struct req {
 
 static uint64_t write_hdr(struct tdev *t, uint32_t type, uint64_t sector)
 {
-    uint64_t h = alloc_buf(t, 16);
-    put32(t, h, type);
-    put32(t, h + 4, 0);
-    put64(t, h + 8, sector);
-    return h;
+    struct {
+        uint32_t type, reserved;
+        uint64_t sector;
+    } h = { htole32(type), 0, htole64(sector) };
+    uint64_t at = alloc_buf(t, sizeof(h));
+    memcpy(gpa(t, at, sizeof(h)), &h, sizeof(h));
+    return at;
 }
 
 /* header, optional data (len bytes, device-writable for IN and GET_ID), status. */
@@ -242,27 +139,22 @@ static struct req blk_req(struct tdev *t, unsigned q, uint32_t type, uint64_t se
     r.hdr = write_hdr(t, type, sector);
     r.status = alloc_buf(t, 1);
     *(uint8_t *)gpa(t, r.status, 1) = 0xff;
-    struct seg s[3];
+    struct td_buf s[3];
     unsigned n = 0;
-    s[n++] = (struct seg){ r.hdr, 16, false };
+    s[n++] = (struct td_buf){ r.hdr, 16, false };
     if (len) {
         r.data = alloc_buf(t, len);
         s[n++] =
-            (struct seg){ r.data, len, type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID };
+            (struct td_buf){ r.data, len, type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID };
     }
-    s[n++] = (struct seg){ r.status, 1, true };
-    r.head = add_chain(t, q, s, n);
+    s[n++] = (struct td_buf){ r.status, 1, true };
+    r.head = td_add(&t->td, q, s, n);
     return r;
 }
 
 static uint8_t status_of(struct tdev *t, const struct req *r)
 {
     return *(volatile uint8_t *)gpa(t, r->status, 1);
-}
-
-static void kick(struct tdev *t, unsigned q)
-{
-    t->d->ops->queue_notify(t->d, q);
 }
 
 static void sleep_ms(unsigned ms)
@@ -274,22 +166,19 @@ static void sleep_ms(unsigned ms)
 /* Waits until queue q has used `count` entries in all. */
 static void wait_used(struct tdev *t, unsigned q, uint16_t count)
 {
-    for (unsigned ms = 0; used_idx(t, q) != count; ms++) {
-        if (ms > TIMEOUT_MS)
-            fail_msg("queue %u: %u used, expected %u", q, used_idx(t, q), count);
-        sleep_ms(1);
-    }
+    if (!td_wait_used_idx(&t->td, q, count, TIMEOUT_MS))
+        fail_msg("queue %u: %u used, expected %u", q, td_used_idx(&t->td, q), count);
 }
 
 /* Kicks, waits for one completion, returns its status; *len gets the used length. */
 static uint8_t run1(struct tdev *t, unsigned q, const struct req *r, uint32_t *len)
 {
-    uint16_t before = used_idx(t, q);
-    kick(t, q);
+    uint16_t before = td_used_idx(&t->td, q);
+    td_kick(&t->td, q);
     wait_used(t, q, (uint16_t)(before + 1));
-    assert_int_equal(used_id(t, q, before), r->head);
-    if (len)
-        *len = used_len(t, q, before);
+    uint32_t id;
+    td_used_entry(&t->td, q, before, &id, len);
+    assert_int_equal(id, r->head);
     return status_of(t, r);
 }
 
@@ -311,36 +200,16 @@ static void make_device(struct tdev *t, bool read_only, unsigned nq, vmk_disk_sy
     t->d = virtio_blk_new(&t->gb.be, "vmkit-disk-0", nq, &err);
     if (!t->d)
         fail_msg("%s", vmk_error_message(err));
-    t->d->transport = (struct virtio_transport){ tr_notify, tr_config, tr_needs_reset, t };
-    t->d->driver_features = t->d->device_features & ~VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX) &
-                            ~VIRTIO_BIT(VIRTIO_F_RING_INDIRECT_DESC);
-    for (unsigned q = 0; q < nq; q++) {
-        struct virtq *vq = &t->d->queues[q];
-        vq->gm = &t->gm;
-        vq->size = QSIZE;
-        vq->desc_addr = desc_gpa(q);
-        vq->avail_addr = avail_gpa(q);
-        vq->used_addr = used_gpa(q);
-        assert_int_equal(virtq_enable(vq), 0);
-    }
-    assert_int_equal(t->d->ops->activate(t->d), 0);
-}
-
-static void destroy_device(struct tdev *t)
-{
-    if (t->d) {
-        t->d->ops->reset(t->d);
-        t->d->ops->destroy(t->d);
-        t->d = NULL;
-    }
-    disk_image_close(t->disk);
-    t->disk = NULL;
+    uint64_t accept =
+        ~(VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX) | VIRTIO_BIT(VIRTIO_F_RING_INDIRECT_DESC));
+    assert_int_equal(td_init_sized(&t->td, t->d, accept, QSIZE), 0);
+    assert_int_equal(t->td.q[nq - 1].size, QSIZE);
 }
 
 static int setup(void **state)
 {
     struct tdev *t = calloc(1, sizeof(*t));
-    if (!t || guest_memory_init(&t->gm, RAM_SIZE) != 0)
+    if (!t)
         return -1;
     strcpy(t->dir, "/var/tmp/vmkit-test-blk-XXXXXX");
     if (!mkdtemp(t->dir))
@@ -350,23 +219,26 @@ static int setup(void **state)
     if (fd < 0 || ftruncate(fd, IMG_SIZE) != 0)
         return -1;
     close(fd);
-    t->bump = DATA_GPA;
     pthread_mutex_init(&t->gb.lock, NULL);
     pthread_cond_init(&t->gb.cv, NULL);
     *state = t;
     return 0;
 }
 
+/* td_fini resets the device, which waits for every request in flight, so no worker
+ * touches guest RAM once it is freed. */
 static int teardown(void **state)
 {
     struct tdev *t = *state;
     set_gate(t, false);
-    destroy_device(t);
+    td_fini(&t->td);
+    if (t->d)
+        t->d->ops->destroy(t->d);
+    disk_image_close(t->disk);
     unlink(t->img);
     rmdir(t->dir);
     pthread_mutex_destroy(&t->gb.lock);
     pthread_cond_destroy(&t->gb.cv);
-    guest_memory_destroy(&t->gm);
     free(t);
     return 0;
 }
@@ -500,12 +372,12 @@ static void test_write_read_round_trip(void **state)
     pattern(data, sizeof(data), 1);
     memcpy(gpa(t, d1, 512), data, 512);
     memcpy(gpa(t, d2, 1024), data + 512, 1024);
-    struct seg s[] = { { hdr, 16, false },
-                       { d1, 512, false },
-                       { d2, 1024, false },
-                       { d2, 0, false },
-                       { st, 1, true } };
-    struct req w = { .hdr = hdr, .status = st, .head = add_chain(t, 0, s, 5) };
+    struct td_buf s[] = { { hdr, 16, false },
+                          { d1, 512, false },
+                          { d2, 1024, false },
+                          { d2, 0, false },
+                          { st, 1, true } };
+    struct req w = { .hdr = hdr, .status = st, .head = td_add(&t->td, 0, s, 5) };
     uint32_t len;
     assert_int_equal(run1(t, 0, &w, &len), VIRTIO_BLK_S_OK);
     assert_int_equal(len, 1);
@@ -523,10 +395,10 @@ static void test_write_read_round_trip(void **state)
     d1 = alloc_buf(t, 100);
     d2 = alloc_buf(t, 1436);
     st = alloc_buf(t, 1);
-    struct seg s2[] = {
+    struct td_buf s2[] = {
         { hdr, 16, false }, { d1, 100, true }, { d2, 1436, true }, { st, 1, true }
     };
-    struct req r2 = { .hdr = hdr, .status = st, .head = add_chain(t, 0, s2, 4) };
+    struct req r2 = { .hdr = hdr, .status = st, .head = td_add(&t->td, 0, s2, 4) };
     assert_int_equal(run1(t, 0, &r2, &len), VIRTIO_BLK_S_OK);
     assert_int_equal(len, 1537);
     assert_memory_equal(gpa(t, d1, 100), data, 100);
@@ -535,14 +407,14 @@ static void test_write_read_round_trip(void **state)
     hdr = write_hdr(t, VIRTIO_BLK_T_IN, 11);
     d1 = alloc_buf(t, 512);
     st = alloc_buf(t, 1);
-    struct seg s3[] = {
+    struct td_buf s3[] = {
         { hdr, 8, false }, { hdr + 8, 8, false }, { d1, 512, true }, { st, 1, true }
     };
-    struct req r3 = { .hdr = hdr, .status = st, .head = add_chain(t, 0, s3, 4) };
+    struct req r3 = { .hdr = hdr, .status = st, .head = td_add(&t->td, 0, s3, 4) };
     assert_int_equal(run1(t, 0, &r3, &len), VIRTIO_BLK_S_OK);
     assert_memory_equal(gpa(t, d1, 512), data + 512, 512);
-    assert_int_equal(LOAD(t->resets), 0);
-    assert_true(LOAD(t->notified) >= 4);
+    assert_int_equal(resets(t), 0);
+    assert_true(td_notified(&t->td, 0) >= 4);
 }
 
 /* What the guest flushed is in the file, seen through a descriptor of our own after
@@ -599,15 +471,16 @@ static struct req seg_req(struct tdev *t, uint32_t type, const uint64_t *sector,
     r.hdr = write_hdr(t, type, 0);
     uint32_t bytes = 16 * n + extra;
     r.data = alloc_buf(t, bytes);
-    memset(gpa(t, r.data, bytes), 0, bytes);
     for (unsigned i = 0; i < n; i++) {
-        put64(t, r.data + 16 * i, sector[i]);
-        put32(t, r.data + 16 * i + 8, num[i]);
-        put32(t, r.data + 16 * i + 12, flags[i]);
+        struct {
+            uint64_t sector;
+            uint32_t num, flags;
+        } seg = { htole64(sector[i]), htole32(num[i]), htole32(flags[i]) };
+        memcpy(gpa(t, r.data + sizeof(seg) * i, sizeof(seg)), &seg, sizeof(seg));
     }
     r.status = alloc_buf(t, 1);
-    struct seg s[] = { { r.hdr, 16, false }, { r.data, bytes, false }, { r.status, 1, true } };
-    r.head = add_chain(t, 0, s, 3);
+    struct td_buf s[] = { { r.hdr, 16, false }, { r.data, bytes, false }, { r.status, 1, true } };
+    r.head = td_add(&t->td, 0, s, 3);
     return r;
 }
 
@@ -659,7 +532,7 @@ static void test_discard(void **state)
     struct stat st;
     assert_int_equal(stat(t->img, &st), 0);
     assert_int_equal(st.st_size, IMG_SIZE);
-    assert_int_equal(LOAD(t->resets), 0);
+    assert_int_equal(resets(t), 0);
 }
 
 static void test_write_zeroes(void **state)
@@ -758,22 +631,24 @@ static void test_out_of_range_and_overflow(void **state)
     struct stat st;
     assert_int_equal(stat(t->img, &st), 0);
     assert_int_equal(st.st_size, IMG_SIZE);
-    assert_int_equal(LOAD(t->resets), 0);
+    assert_int_equal(resets(t), 0);
 }
 
 /* A chain the driver built wrong: DEVICE_NEEDS_RESET, the chain returned with
  * nothing written, the disk untouched. */
-static void expect_malformed(struct tdev *t, const struct seg *s, unsigned n, const char *why)
+static void expect_malformed(struct tdev *t, const struct td_buf *s, unsigned n, const char *why)
 {
-    unsigned resets = LOAD(t->resets);
-    uint16_t before = used_idx(t, 0);
-    uint16_t head = add_chain(t, 0, s, n);
-    kick(t, 0);
+    unsigned asked = resets(t);
+    uint16_t before = td_used_idx(&t->td, 0);
+    uint16_t head = td_add(&t->td, 0, s, n);
+    td_kick(&t->td, 0);
     wait_used(t, 0, (uint16_t)(before + 1));
-    assert_int_equal(used_id(t, 0, before), head);
-    assert_int_equal(used_len(t, 0, before), 0);
-    assert_int_equal(LOAD(t->resets), resets + 1);
-    const char *got = LOAD(t->reset_why);
+    uint32_t id, len;
+    td_used_entry(&t->td, 0, before, &id, &len);
+    assert_int_equal(id, head);
+    assert_int_equal(len, 0);
+    const char *got;
+    assert_int_equal(td_resets(&t->td, &got), asked + 1);
     if (!strstr(got, why))
         fail_msg("reason '%s' lacks '%s'", got, why);
 }
@@ -787,19 +662,19 @@ static void test_malformed_requests(void **state)
     memset(gpa(t, data, 512), 0x99, 512);
     *(uint8_t *)gpa(t, st, 1) = 0xee;
     /* Short header. */
-    struct seg shorth[] = { { hdr, 8, false }, { st, 1, true } };
+    struct td_buf shorth[] = { { hdr, 8, false }, { st, 1, true } };
     expect_malformed(t, shorth, 2, "header");
     /* No status byte: nothing device-writable. */
-    struct seg nostatus[] = { { hdr, 16, false }, { data, 512, false } };
+    struct td_buf nostatus[] = { { hdr, 16, false }, { data, 512, false } };
     expect_malformed(t, nostatus, 2, "status");
     /* The status byte in a device-readable descriptor. */
-    struct seg rostatus[] = { { hdr, 16, false }, { data, 512, false }, { st, 1, false } };
+    struct td_buf rostatus[] = { { hdr, 16, false }, { data, 512, false }, { st, 1, false } };
     expect_malformed(t, rostatus, 3, "status");
     /* A zero-length writable descriptor is no status byte either. */
-    struct seg empty[] = { { hdr, 16, false }, { data, 512, false }, { st, 0, true } };
+    struct td_buf empty[] = { { hdr, 16, false }, { data, 512, false }, { st, 0, true } };
     expect_malformed(t, empty, 3, "status");
     /* The header in device-writable memory. */
-    struct seg whdr[] = { { hdr, 16, true }, { st, 1, true } };
+    struct td_buf whdr[] = { { hdr, 16, true }, { st, 1, true } };
     expect_malformed(t, whdr, 2, "header");
     assert_int_equal(*(uint8_t *)gpa(t, st, 1), 0xee);
     uint8_t buf[512];
@@ -822,7 +697,7 @@ static void test_unsupported_types(void **state)
     /* DISCARD the driver did not negotiate. */
     t->d->driver_features &= ~VIRTIO_BIT(VIRTIO_BLK_F_DISCARD);
     assert_int_equal(seg1(t, VIRTIO_BLK_T_DISCARD, 0, 8, 0), VIRTIO_BLK_S_UNSUPP);
-    assert_int_equal(LOAD(t->resets), 0);
+    assert_int_equal(resets(t), 0);
 }
 
 /* A full queue's worth of writes at once, then reads of all of them. */
@@ -836,7 +711,7 @@ static void test_many_in_flight(void **state)
         w[i] = blk_req(t, 0, VIRTIO_BLK_T_OUT, 8 * i, 4096);
         pattern(gpa(t, w[i].data, 4096), 4096, i);
     }
-    kick(t, 0);
+    td_kick(&t->td, 0);
     wait_used(t, 0, N);
     for (unsigned i = 0; i < N; i++)
         assert_int_equal(status_of(t, &w[i]), VIRTIO_BLK_S_OK);
@@ -849,7 +724,7 @@ static void test_many_in_flight(void **state)
     struct req r[N];
     for (unsigned i = 0; i < N; i++)
         r[i] = blk_req(t, 0, VIRTIO_BLK_T_IN, 8 * i, 4096);
-    kick(t, 0);
+    td_kick(&t->td, 0);
     wait_used(t, 0, 2 * N);
     for (unsigned i = 0; i < N; i++) {
         assert_int_equal(status_of(t, &r[i]), VIRTIO_BLK_S_OK);
@@ -871,7 +746,7 @@ static void test_multiqueue(void **state)
         }
     }
     for (unsigned q = 0; q < 4; q++)
-        kick(t, q);
+        td_kick(&t->td, q);
     for (unsigned q = 0; q < 4; q++) {
         wait_used(t, q, 8);
         for (unsigned i = 0; i < 8; i++)
@@ -885,9 +760,9 @@ static void test_multiqueue(void **state)
         }
     }
     /* A kick for a queue that does not exist does nothing. */
-    kick(t, 4);
-    kick(t, 1000);
-    assert_int_equal(LOAD(t->resets), 0);
+    td_kick(&t->td, 4);
+    td_kick(&t->td, 1000);
+    assert_int_equal(resets(t), 0);
 }
 
 struct reset_arg {
@@ -914,7 +789,7 @@ static void test_reset_waits_for_in_flight(void **state)
     struct req r[N];
     for (unsigned i = 0; i < N; i++)
         r[i] = blk_req(t, 0, VIRTIO_BLK_T_IN, i, 512);
-    kick(t, 0);
+    td_kick(&t->td, 0);
     /* Wait until the workers hold reads at the gate. */
     for (unsigned ms = 0; __atomic_load_n(&t->gb.waiting, __ATOMIC_SEQ_CST) == 0; ms++) {
         assert_true(ms < TIMEOUT_MS);
@@ -925,22 +800,22 @@ static void test_reset_waits_for_in_flight(void **state)
     assert_int_equal(pthread_create(&th, NULL, reset_thread, &a), 0);
     sleep_ms(100);
     assert_false(__atomic_load_n(&a.done, __ATOMIC_SEQ_CST));
-    assert_true(used_idx(t, 0) < N);
+    assert_true(td_used_idx(&t->td, 0) < N);
     set_gate(t, false);
     pthread_join(th, NULL);
     assert_true(a.done);
     /* Everything popped before the reset was completed before it returned. */
-    assert_int_equal(used_idx(t, 0), N);
+    assert_int_equal(td_used_idx(&t->td, 0), N);
     for (unsigned i = 0; i < N; i++)
         assert_int_equal(status_of(t, &r[i]), VIRTIO_BLK_S_OK);
 
     /* Reset: kicks are ignored. */
     struct req late = blk_req(t, 0, VIRTIO_BLK_T_IN, 0, 512);
-    kick(t, 0);
+    td_kick(&t->td, 0);
     sleep_ms(50);
-    assert_int_equal(used_idx(t, 0), N);
+    assert_int_equal(td_used_idx(&t->td, 0), N);
     assert_int_equal(status_of(t, &late), 0xff);
-    assert_int_equal(LOAD(t->resets), 0);
+    assert_int_equal(resets(t), 0);
 }
 
 /* A ring the driver broke: the transport is told, nothing else happens. */
@@ -948,12 +823,13 @@ static void test_broken_ring_needs_reset(void **state)
 {
     struct tdev *t = *state;
     make_device(t, false, 1, VMK_DISK_SYNC_FULL);
-    struct seg s[] = { { RAM_SIZE - 8, 16, false }, { DATA_GPA, 1, true } };
-    add_chain(t, 0, s, 2);
-    kick(t, 0);
-    assert_int_equal(LOAD(t->resets), 1);
-    assert_non_null(LOAD(t->reset_why));
-    assert_int_equal(used_idx(t, 0), 0);
+    struct td_buf s[] = { { TD_RAM_SIZE - 8, 16, false }, { alloc_buf(t, 1), 1, true } };
+    td_add(&t->td, 0, s, 2);
+    td_kick(&t->td, 0);
+    const char *why;
+    assert_int_equal(td_resets(&t->td, &why), 1);
+    assert_non_null(why);
+    assert_int_equal(td_used_idx(&t->td, 0), 0);
 }
 
 int main(void)
