@@ -95,6 +95,20 @@ VMK_API vmk_serial_attachment *vmk_file_serial_attachment_new(const char *path, 
  * terminal, it is put in raw mode while the VM runs and Ctrl-A x stops the VM
  * (Ctrl-A Ctrl-A sends one Ctrl-A). */
 VMK_API vmk_serial_attachment *vmk_fd_serial_attachment_new(int read_fd, int write_fd);
+/* A pseudo-terminal that each start of a VM creates; vmk_vm_copy_serial_port_pty_path
+ * (or _console_port_) tells its path ("/dev/pts/N") while the VM runs. Users open that
+ * path (screen /dev/pts/N, cat, ...), one after another; the line is raw (bytes pass
+ * unchanged, no echo). Guest output nobody reads is dropped once the pty's buffer is
+ * full: it never stalls the guest. NULL only when out of memory. */
+VMK_API vmk_serial_attachment *vmk_pty_serial_attachment_new(void);
+/* A unix stream socket that each start creates at path and listens on (a stale socket
+ * file nobody listens on is replaced; a live listener or another kind of file there makes
+ * the start fail). One client at a time is connected: its bytes are the guest's input,
+ * and guest output goes to it, dropped while no client is connected or the client does
+ * not read. When it hangs up, the next client is accepted. Each stop removes the socket
+ * file. vmk_config_validate checks path (not empty, shorter than 108 bytes). NULL only
+ * when out of memory. */
+VMK_API vmk_serial_attachment *vmk_socket_serial_attachment_new(const char *path);
 VMK_API void vmk_serial_attachment_free(vmk_serial_attachment *att);
 
 /* ---- Storage ---------------------------------------------------------------- */
@@ -277,6 +291,12 @@ VMK_API vmk_result vmk_vm_wait(vmk_vm *vm, int timeout_ms);
  * masked to 31 bits, or -1 if it did not. A write there ends the run like a
  * power-off (STOPPED, guest_did_stop), as QEMU's isa-debug-exit does. */
 VMK_API int vmk_vm_get_debug_exit_code(const vmk_vm *vm);
+/* The path ("/dev/pts/N") of the pseudo-terminal that a pty attachment got when the VM
+ * started: serial port index (0 is COM1), or port index of the console device. A copy
+ * for the caller to free(); NULL when that port is not a pty, or the VM is stopped.
+ * Each start makes new ptys. */
+VMK_API char *vmk_vm_copy_serial_port_pty_path(vmk_vm *vm, unsigned index);
+VMK_API char *vmk_vm_copy_console_port_pty_path(vmk_vm *vm, unsigned index);
 
 /* ---- Host --------------------------------------------------------------------- */
 

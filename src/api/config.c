@@ -15,6 +15,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define MIN_CPUS       1u
@@ -115,14 +116,22 @@ static vmk_boot_loader *boot_loader_copy(const vmk_boot_loader *bl)
 
 /* ---- serial attachments ---- */
 
-vmk_serial_attachment *vmk_file_serial_attachment_new(const char *path, bool append)
+static vmk_serial_attachment *serial_attachment_alloc(enum serial_attachment_kind kind)
 {
     vmk_serial_attachment *att = calloc(1, sizeof(*att));
     if (!att)
         return NULL;
-    att->kind = SERIAL_ATTACHMENT_FILE;
-    att->append = append;
+    att->kind = kind;
     att->read_fd = att->write_fd = -1;
+    return att;
+}
+
+vmk_serial_attachment *vmk_file_serial_attachment_new(const char *path, bool append)
+{
+    vmk_serial_attachment *att = serial_attachment_alloc(SERIAL_ATTACHMENT_FILE);
+    if (!att)
+        return NULL;
+    att->append = append;
     if (path && !(att->path = strdup(path))) {
         free(att);
         return NULL;
@@ -132,12 +141,28 @@ vmk_serial_attachment *vmk_file_serial_attachment_new(const char *path, bool app
 
 vmk_serial_attachment *vmk_fd_serial_attachment_new(int read_fd, int write_fd)
 {
-    vmk_serial_attachment *att = calloc(1, sizeof(*att));
+    vmk_serial_attachment *att = serial_attachment_alloc(SERIAL_ATTACHMENT_FD);
     if (!att)
         return NULL;
-    att->kind = SERIAL_ATTACHMENT_FD;
     att->read_fd = read_fd < 0 ? -1 : read_fd;
     att->write_fd = write_fd < 0 ? -1 : write_fd;
+    return att;
+}
+
+vmk_serial_attachment *vmk_pty_serial_attachment_new(void)
+{
+    return serial_attachment_alloc(SERIAL_ATTACHMENT_PTY);
+}
+
+vmk_serial_attachment *vmk_socket_serial_attachment_new(const char *path)
+{
+    vmk_serial_attachment *att = serial_attachment_alloc(SERIAL_ATTACHMENT_SOCKET);
+    if (!att)
+        return NULL;
+    if (path && !(att->path = strdup(path))) {
+        free(att);
+        return NULL;
+    }
     return att;
 }
 
@@ -673,15 +698,65 @@ static void validate_boot_loader(const vmk_config *cfg, struct problems *p)
 static void validate_serial_attachment(struct problems *p, const char *what,
                                        const vmk_serial_attachment *att)
 {
-    if (att->kind == SERIAL_ATTACHMENT_FILE) {
+    struct stat st;
+    switch (att->kind) {
+    case SERIAL_ATTACHMENT_FILE:
         if (!att->path || !*att->path)
             problem(p, "%s: file attachment without a path", what);
         return;
+    case SERIAL_ATTACHMENT_FD:
+        if (att->read_fd >= 0 && fcntl(att->read_fd, F_GETFD) < 0)
+            problem(p, "%s: read fd %d is not open", what, att->read_fd);
+        if (att->write_fd >= 0 && fcntl(att->write_fd, F_GETFD) < 0)
+            problem(p, "%s: write fd %d is not open", what, att->write_fd);
+        return;
+    case SERIAL_ATTACHMENT_PTY: return; /* made at start */
+    case SERIAL_ATTACHMENT_SOCKET:
+        if (!att->path || !*att->path)
+            problem(p, "%s: socket attachment without a path", what);
+        else if (strlen(att->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            problem(p, "%s: socket path %s is %zu bytes, at most %zu allowed", what, att->path,
+                    strlen(att->path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+        else if (lstat(att->path, &st) == 0 && !S_ISSOCK(st.st_mode))
+            problem(p, "%s: socket path %s exists and is not a socket", what, att->path);
+        return;
     }
-    if (att->read_fd >= 0 && fcntl(att->read_fd, F_GETFD) < 0)
-        problem(p, "%s: read fd %d is not open", what, att->read_fd);
-    if (att->write_fd >= 0 && fcntl(att->write_fd, F_GETFD) < 0)
-        problem(p, "%s: write fd %d is not open", what, att->write_fd);
+}
+
+/* The attachment behind the n-th port of the whole machine (serial ports first), with
+ * its name for messages; NULL past the last. */
+static const vmk_serial_attachment *nth_port(const vmk_config *cfg, unsigned n, char *what,
+                                             size_t len)
+{
+    if (n < cfg->serial_count) {
+        snprintf(what, len, "serial port %u", n + 1);
+        return cfg->serial[n];
+    }
+    n -= cfg->serial_count;
+    for (unsigned d = 0; d < cfg->console_count; d++) {
+        if (n < cfg->console[d]->port_count) {
+            snprintf(what, len, "console port %u", n + 1);
+            return cfg->console[d]->port[n].att;
+        }
+        n -= cfg->console[d]->port_count;
+    }
+    return NULL;
+}
+
+/* Two ports cannot listen on one socket: the second would fail at start. */
+static void validate_socket_paths(const vmk_config *cfg, struct problems *p)
+{
+    char what[32], other[32];
+    const vmk_serial_attachment *a, *b;
+    for (unsigned i = 0; (a = nth_port(cfg, i, what, sizeof(what))); i++) {
+        if (a->kind != SERIAL_ATTACHMENT_SOCKET || !a->path || !*a->path)
+            continue;
+        for (unsigned j = 0; j < i && (b = nth_port(cfg, j, other, sizeof(other))); j++)
+            if (b->kind == SERIAL_ATTACHMENT_SOCKET && b->path && !strcmp(a->path, b->path)) {
+                problem(p, "%s: socket path %s is already used by %s", what, a->path, other);
+                break;
+            }
+    }
 }
 
 static void validate_serial(const vmk_config *cfg, struct problems *p)
@@ -813,6 +888,7 @@ vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err)
     validate_boot_loader(cfg, &p);
     validate_serial(cfg, &p);
     validate_console(cfg, &p);
+    validate_socket_paths(cfg, &p);
     validate_storage(cfg, &p);
 
     vmk_result r = VMK_OK;

@@ -1,5 +1,6 @@
 /* The configuration objects' insides, shared by config.c, vm.c and the machine
- * builder. Nothing here holds a resource: fds in an fd attachment stay the caller's. */
+ * builder. Nothing here holds a resource: fds in an fd attachment stay the caller's,
+ * and a pty or socket is made when a VM starts. */
 #ifndef VMK_API_CONFIG_INTERNAL_H
 #define VMK_API_CONFIG_INTERNAL_H
 
@@ -19,11 +20,16 @@ struct vmk_boot_loader {
     char *cmdline;
 };
 
-enum serial_attachment_kind { SERIAL_ATTACHMENT_FILE, SERIAL_ATTACHMENT_FD };
+enum serial_attachment_kind {
+    SERIAL_ATTACHMENT_FILE,
+    SERIAL_ATTACHMENT_FD,
+    SERIAL_ATTACHMENT_PTY,    /* a pseudo-terminal vmkit created */
+    SERIAL_ATTACHMENT_SOCKET, /* a unix stream socket vmkit listens on */
+};
 
 struct vmk_serial_attachment {
     enum serial_attachment_kind kind;
-    char *path; /* file */
+    char *path; /* file, socket */
     bool append;
     int read_fd; /* fd pair; -1 when absent */
     int write_fd;

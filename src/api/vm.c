@@ -44,6 +44,8 @@ struct vmk_vm {
     struct command *queue_head;
     struct command *queue_tail;
     struct kvm_machine *machine;
+    /* Copies of the machine's pty paths: serial ports, then console ports. */
+    char *pty_path[VMK_MAX_SERIAL_PORTS + VMK_MAX_CONSOLE_PORTS];
     int debug_exit_code;
     /* mailbox filled by the machine when the guest ends */
     bool end_pending;
@@ -107,6 +109,10 @@ static void destroy_machine(vmk_vm *vm)
     kvm_machine_destroy(m); /* joins the vCPUs: no end can be reported after this */
     pthread_mutex_lock(&vm->lock);
     vm->machine = NULL;
+    for (unsigned i = 0; i < sizeof(vm->pty_path) / sizeof(vm->pty_path[0]); i++) {
+        free(vm->pty_path[i]);
+        vm->pty_path[i] = NULL;
+    }
     if (vm->end_pending) {
         vmk_error_free(vm->end_err);
         vm->end_err = NULL;
@@ -133,6 +139,20 @@ static bool state_in(vmk_vm_state s, unsigned mask)
 #define CAN_REQUEST_STOP S(RUNNING)
 #define CAN_STOP         (S(RUNNING) | S(PAUSED))
 
+/* Kept here so that callers on any thread can read them without racing a stop. A path
+ * that cannot be copied (out of memory) reads as none. */
+static void copy_pty_paths(vmk_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    for (unsigned i = 0; i < VMK_MAX_SERIAL_PORTS + VMK_MAX_CONSOLE_PORTS; i++) {
+        bool console = i >= VMK_MAX_SERIAL_PORTS;
+        const char *p =
+            kvm_machine_pty_path(vm->machine, console, console ? i - VMK_MAX_SERIAL_PORTS : i);
+        vm->pty_path[i] = p ? strdup(p) : NULL;
+    }
+    pthread_mutex_unlock(&vm->lock);
+}
+
 static vmk_result do_start(vmk_vm *vm, vmk_error **err)
 {
     if (!state_in(vm->state, CAN_START))
@@ -146,6 +166,7 @@ static vmk_result do_start(vmk_vm *vm, vmk_error **err)
     vmk_result r = kvm_machine_create(vm->cfg, vm->el, &owner, &m, err);
     if (r == VMK_OK) {
         vm->machine = m;
+        copy_pty_paths(vm);
         r = kvm_machine_start(m, err);
         if (r != VMK_OK)
             destroy_machine(vm);
@@ -508,4 +529,24 @@ int vmk_vm_get_debug_exit_code(const vmk_vm *vm)
     int code = m->debug_exit_code;
     pthread_mutex_unlock(&m->lock);
     return code;
+}
+
+static char *copy_pty_path(vmk_vm *vm, unsigned slot)
+{
+    if (!vm)
+        return NULL;
+    pthread_mutex_lock(&vm->lock);
+    char *p = vm->pty_path[slot] ? strdup(vm->pty_path[slot]) : NULL;
+    pthread_mutex_unlock(&vm->lock);
+    return p;
+}
+
+char *vmk_vm_copy_serial_port_pty_path(vmk_vm *vm, unsigned index)
+{
+    return index < VMK_MAX_SERIAL_PORTS ? copy_pty_path(vm, index) : NULL;
+}
+
+char *vmk_vm_copy_console_port_pty_path(vmk_vm *vm, unsigned index)
+{
+    return index < VMK_MAX_CONSOLE_PORTS ? copy_pty_path(vm, VMK_MAX_SERIAL_PORTS + index) : NULL;
 }

@@ -75,6 +75,11 @@ vmk_result console_ports_connect(struct console_ports *cp, vmk_error **err)
     return VMK_OK;
 }
 
+const char *console_ports_pty_path(const struct console_ports *cp, unsigned i)
+{
+    return cp && i < cp->count ? serial_link_pty_path(cp->link[i]) : NULL;
+}
+
 void console_ports_close(struct console_ports *cp)
 {
     if (!cp)

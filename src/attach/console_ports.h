@@ -20,6 +20,8 @@ vmk_result console_ports_open(const vmk_console_device *cd, struct event_loop *e
                               vmk_error **err);
 /* Starts host input into the ports. Call once the device has its transport. */
 vmk_result console_ports_connect(struct console_ports *cp, vmk_error **err);
+/* Port i's pty path, or NULL when it has none (see serial_link_pty_path). */
+const char *console_ports_pty_path(const struct console_ports *cp, unsigned i);
 /* Closes the links. After the device is gone: its reset may still write to a port.
  * Event-loop thread only; NULL is fine. */
 void console_ports_close(struct console_ports *cp);

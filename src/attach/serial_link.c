@@ -3,20 +3,30 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
-#define ESCAPE_CHAR 0x01 /* Ctrl-A */
-#define PENDING_MAX 4096
+#define ESCAPE_CHAR    0x01 /* Ctrl-A */
+#define PENDING_MAX    4096
+#define SOCKET_BACKLOG 4 /* clients waiting while one is connected */
 
 struct serial_link {
     struct event_loop *el;
-    int in_fd;  /* ours (dup or opened), -1 if none */
-    int out_fd; /* ours, -1 if none */
+    enum serial_attachment_kind kind;
+    int in_fd; /* ours (dup, opened or accepted), -1 if none */
+    /* ours, -1 if none; a socket's is the client's fd (also in_fd) and changes as
+     * clients come and go, so writers read it under out_lock. */
+    int out_fd;
+    pthread_mutex_t out_lock;
     bool out_broken;
     bool is_tty;
     struct termios saved_tio;
@@ -30,23 +40,44 @@ struct serial_link {
     struct event_source wake_src;
     uint8_t pending[PENDING_MAX]; /* read but not yet taken by the UART */
     size_t pending_len;
+    /* pty */
+    char *pty_path;
+    int pty_slave;     /* ours, so the master sees no hang-up while no user has it */
+    bool pty_reopened; /* since the last byte read: a second hang-up ends input */
+    /* socket */
+    struct event_source listen_src; /* fd -1 until bound */
+    bool listen_watched;
+    char *sock_path;
+    struct stat sock_st; /* the socket file we made: unlinked on close only if still it */
 };
+
+/* Guest output on a pty or socket must never wait for a slow or absent reader. */
+static bool drops_output(const struct serial_link *l)
+{
+    return l->kind == SERIAL_ATTACHMENT_PTY || l->kind == SERIAL_ATTACHMENT_SOCKET;
+}
 
 void serial_link_write(void *link, const uint8_t *buf, size_t len)
 {
     struct serial_link *l = link;
+    pthread_mutex_lock(&l->out_lock);
     while (len && l->out_fd >= 0 && !l->out_broken) {
-        ssize_t n = write(l->out_fd, buf, len);
+        ssize_t n = l->kind == SERIAL_ATTACHMENT_SOCKET
+                        ? send(l->out_fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                        : write(l->out_fd, buf, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            /* A reader that went away loses the console, not the VM. */
-            l->out_broken = true;
-            return;
+            /* A full pty or socket drops the rest; a gone client is the event loop's to
+             * notice. Elsewhere, a reader that went away loses the console, not the VM. */
+            if (!drops_output(l))
+                l->out_broken = true;
+            break;
         }
         buf += n;
         len -= (size_t)n;
     }
+    pthread_mutex_unlock(&l->out_lock);
 }
 
 void serial_link_rx_space(void *link)
@@ -94,19 +125,72 @@ static size_t filter_escape(struct serial_link *l, uint8_t *buf, size_t len, boo
     return out;
 }
 
+static void stop_input(struct serial_link *l)
+{
+    if (l->in_pollable)
+        event_loop_remove(l->el, &l->in_src);
+    l->in_pollable = false;
+}
+
+/* The client hung up: forget it and wait for the next one. */
+static void drop_client(struct serial_link *l)
+{
+    stop_input(l);
+    pthread_mutex_lock(&l->out_lock);
+    l->out_fd = -1;
+    pthread_mutex_unlock(&l->out_lock);
+    close(l->in_fd);
+    l->in_fd = -1;
+    if (l->listen_watched)
+        event_loop_arm(l->el, &l->listen_src, true);
+}
+
+static void on_input(void *ctx, uint32_t events);
+
+/* Every slave fd was closed (a user's session hung the pty up, taking ours along):
+ * open one again so the master stops reporting EIO. Returns whether input goes on. */
+static bool pty_reopen_slave(struct serial_link *l)
+{
+    if (l->pty_reopened || !l->pty_path)
+        return false;
+    if (l->pty_slave >= 0)
+        close(l->pty_slave);
+    l->pty_slave = open(l->pty_path, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    l->pty_reopened = true;
+    if (l->pty_slave < 0)
+        return false;
+    /* A hang-up seen while the UART was full stopped the watch: take it up again. */
+    if (!l->in_pollable) {
+        l->in_src = (struct event_source){ .fd = l->in_fd, .handler = on_input, .ctx = l };
+        l->in_pollable = event_loop_add(l->el, &l->in_src) == 0;
+        if (l->in_pollable)
+            event_loop_arm(l->el, &l->in_src, l->pending_len == 0);
+    }
+    return l->in_pollable;
+}
+
 static void read_input(struct serial_link *l)
 {
+    if (l->pending_len == PENDING_MAX)
+        return;
     ssize_t n = read(l->in_fd, l->pending + l->pending_len, PENDING_MAX - l->pending_len);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return;
+    if (n < 0 && errno == EIO && l->kind == SERIAL_ATTACHMENT_PTY && pty_reopen_slave(l))
+        return;
     if (n <= 0) {
+        if (l->kind == SERIAL_ATTACHMENT_SOCKET) {
+            drop_client(l);
+            return;
+        }
         /* End of input: stop watching; the guest keeps running. */
-        if (l->in_pollable)
-            event_loop_remove(l->el, &l->in_src);
-        close(l->in_fd);
+        stop_input(l);
+        if (l->in_fd != l->out_fd)
+            close(l->in_fd);
         l->in_fd = -1;
         return;
     }
+    l->pty_reopened = false;
     size_t len = (size_t)n;
     if (l->is_tty) {
         bool quit = false;
@@ -126,7 +210,14 @@ static void read_input(struct serial_link *l)
 
 static void on_input(void *ctx, uint32_t events)
 {
-    read_input(ctx);
+    struct serial_link *l = ctx;
+    if ((events & (EPOLLHUP | EPOLLERR)) && !l->in_src.armed) {
+        /* A hang-up fires even while input waits for the UART: stop watching (it would
+         * fire on and on) and read what is left as the UART drains, as for a file. */
+        stop_input(l);
+        return;
+    }
+    read_input(l);
 }
 
 static void on_wake(void *ctx, uint32_t events)
@@ -138,6 +229,33 @@ static void on_wake(void *ctx, uint32_t events)
     flush_pending(l);
     if (!l->in_pollable && l->in_fd >= 0 && l->pending_len == 0)
         read_input(l);
+}
+
+static void on_accept(void *ctx, uint32_t events)
+{
+    struct serial_link *l = ctx;
+    if (l->in_fd >= 0) {
+        /* One client at a time: the next waits in the backlog. */
+        event_loop_arm(l->el, &l->listen_src, false);
+        return;
+    }
+    int fd = accept4(l->listen_src.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    l->in_src = (struct event_source){ .fd = fd, .handler = on_input, .ctx = l };
+    if (event_loop_add(l->el, &l->in_src) < 0) {
+        close(fd);
+        return;
+    }
+    l->in_fd = fd;
+    l->in_pollable = true;
+    pthread_mutex_lock(&l->out_lock);
+    l->out_fd = fd;
+    pthread_mutex_unlock(&l->out_lock);
+    event_loop_arm(l->el, &l->listen_src, false);
+    /* Bytes the last client sent that the UART has not taken yet go first. */
+    if (l->pending_len)
+        event_loop_arm(l->el, &l->in_src, false);
 }
 
 static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *att, unsigned port,
@@ -173,6 +291,116 @@ static vmk_result open_fds(struct serial_link *l, const vmk_serial_attachment *a
     return VMK_OK;
 }
 
+/* A new pseudo-terminal: the link reads and writes the master, and holds one slave fd
+ * so that the master does not report a hang-up (EIO, EPOLLHUP) while no user has the
+ * path open. */
+static vmk_result open_pty(struct serial_link *l, unsigned port, vmk_error **err)
+{
+    char name[64];
+    struct termios tio;
+    int e;
+    l->in_fd = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (l->in_fd < 0 || grantpt(l->in_fd) < 0 || unlockpt(l->in_fd) < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot create a pty: %s", port,
+                        strerror(errno));
+    /* Non-blocking (above): a full pty, nobody reading, drops guest output instead of
+     * stalling a vCPU. */
+    l->out_fd = l->in_fd;
+    if ((e = ptsname_r(l->in_fd, name, sizeof(name))) != 0)
+        return vmk_fail(err, VMK_ERR_IO, e, "serial port %u: cannot name the pty: %s", port,
+                        strerror(e));
+    l->pty_slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (l->pty_slave < 0 || tcgetattr(l->pty_slave, &tio) < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot open %s: %s", port, name,
+                        strerror(errno));
+    /* Raw: the guest's bytes reach the user unchanged, and nothing echoes back to it. */
+    cfmakeraw(&tio);
+    if (tcsetattr(l->pty_slave, TCSANOW, &tio) < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot set up %s: %s", port, name,
+                        strerror(errno));
+    if (!(l->pty_path = strdup(name)))
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "serial port %u: out of memory", port);
+    return VMK_OK;
+}
+
+const char *serial_link_pty_path(const struct serial_link *l)
+{
+    return l ? l->pty_path : NULL;
+}
+
+/* A socket file at path nobody listens on is left over from a crash: remove it. Anything
+ * else there is someone's, and stays. */
+static vmk_result clear_stale_socket(const struct sockaddr_un *sa, unsigned port, vmk_error **err)
+{
+    const char *path = sa->sun_path;
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? VMK_OK
+                               : vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: socket %s: %s",
+                                          port, path, strerror(errno));
+    if (!S_ISSOCK(st.st_mode))
+        return vmk_fail(err, VMK_ERR_IO, EEXIST,
+                        "serial port %u: %s exists and is not a socket (not replacing it)", port,
+                        path);
+    /* Non-blocking: a live listener with a full backlog answers EAGAIN, not a hang. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: socket: %s", port,
+                        strerror(errno));
+    int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
+        return vmk_fail(err, VMK_ERR_IO, EADDRINUSE,
+                        "serial port %u: socket %s is in use (another program listens on it)", port,
+                        path);
+    if (e == ECONNREFUSED) {
+        if (unlink(path) == 0 || errno == ENOENT)
+            return VMK_OK;
+        e = errno;
+        return vmk_fail(err, VMK_ERR_IO, e, "serial port %u: cannot remove stale socket %s: %s",
+                        port, path, strerror(e));
+    }
+    return vmk_fail(err, VMK_ERR_IO, e, "serial port %u: socket %s: %s", port, path, strerror(e));
+}
+
+static vmk_result open_socket(struct serial_link *l, const vmk_serial_attachment *att,
+                              unsigned port, vmk_error **err)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    const char *path = att->path;
+    if (!path || !*path)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "serial port %u: socket without a path",
+                        port);
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, ENAMETOOLONG,
+                        "serial port %u: socket path %s is longer than %zu bytes", port, path,
+                        sizeof(sa.sun_path) - 1);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    vmk_result r = clear_stale_socket(&sa, port, err);
+    if (r != VMK_OK)
+        return r;
+    l->listen_src = (struct event_source){ .handler = on_accept, .ctx = l };
+    l->listen_src.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (l->listen_src.fd < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: socket: %s", port,
+                        strerror(errno));
+    if (bind(l->listen_src.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot bind %s: %s", port, path,
+                        strerror(errno));
+    /* From here on the file is ours: serial_link_close removes it. */
+    if (lstat(path, &l->sock_st) < 0 || !(l->sock_path = strdup(path))) {
+        int e = errno;
+        unlink(path);
+        return vmk_fail(err, e == ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_IO, e,
+                        "serial port %u: %s: %s", port, path, strerror(e));
+    }
+    if (listen(l->listen_src.fd, SOCKET_BACKLOG) < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot listen on %s: %s", port,
+                        path, strerror(errno));
+    return VMK_OK;
+}
+
 vmk_result serial_link_open(const vmk_serial_attachment *att, unsigned port, struct event_loop *el,
                             void (*escape)(void *ctx), void *escape_ctx, struct serial_link **out,
                             vmk_error **err)
@@ -181,17 +409,26 @@ vmk_result serial_link_open(const vmk_serial_attachment *att, unsigned port, str
     if (!l)
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "serial port %u: out of memory", port);
     l->el = el;
-    l->in_fd = l->out_fd = -1;
+    l->kind = att->kind;
+    l->in_fd = l->out_fd = l->pty_slave = l->listen_src.fd = -1;
     l->escape = escape;
     l->escape_ctx = escape_ctx;
+    pthread_mutex_init(&l->out_lock, NULL);
     l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     vmk_result r;
     if (l->wake_fd < 0) {
         r = vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: eventfd: %s", port, strerror(errno));
         goto fail;
     }
-    r = att->kind == SERIAL_ATTACHMENT_FILE ? open_file(l, att, port, err)
-                                            : open_fds(l, att, port, err);
+    switch (att->kind) {
+    case SERIAL_ATTACHMENT_FILE: r = open_file(l, att, port, err); break;
+    case SERIAL_ATTACHMENT_FD: r = open_fds(l, att, port, err); break;
+    case SERIAL_ATTACHMENT_PTY: r = open_pty(l, port, err); break;
+    case SERIAL_ATTACHMENT_SOCKET: r = open_socket(l, att, port, err); break;
+    default:
+        r = vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "serial port %u: unknown attachment kind",
+                     port);
+    }
     if (r != VMK_OK)
         goto fail;
     *out = l;
@@ -207,7 +444,10 @@ vmk_result serial_link_connect(struct serial_link *l, const struct serial_link_s
     l->sink = *sink;
     l->wake_src = (struct event_source){ .fd = l->wake_fd, .handler = on_wake, .ctx = l };
     int r = event_loop_add(l->el, &l->wake_src);
-    if (r == 0 && l->in_fd >= 0) {
+    if (r == 0 && l->listen_src.fd >= 0) {
+        r = event_loop_add(l->el, &l->listen_src);
+        l->listen_watched = r == 0;
+    } else if (r == 0 && l->in_fd >= 0) {
         l->in_src = (struct event_source){ .fd = l->in_fd, .handler = on_input, .ctx = l };
         r = event_loop_add(l->el, &l->in_src);
         l->in_pollable = r == 0;
@@ -228,16 +468,32 @@ void serial_link_close(struct serial_link *l)
         return;
     if (l->wake_src.handler)
         event_loop_remove(l->el, &l->wake_src);
-    if (l->in_fd >= 0) {
-        if (l->in_pollable)
-            event_loop_remove(l->el, &l->in_src);
+    if (l->kind == SERIAL_ATTACHMENT_SOCKET && l->in_fd >= 0) {
+        drop_client(l);
+    } else if (l->in_fd >= 0) {
+        stop_input(l);
         if (l->is_tty)
             tcsetattr(l->in_fd, TCSANOW, &l->saved_tio);
-        close(l->in_fd);
+        if (l->in_fd != l->out_fd)
+            close(l->in_fd);
     }
     if (l->out_fd >= 0)
         close(l->out_fd);
+    if (l->listen_watched)
+        event_loop_remove(l->el, &l->listen_src);
+    if (l->listen_src.fd >= 0)
+        close(l->listen_src.fd);
+    /* Only the file we made: someone may have put another there since. */
+    struct stat st;
+    if (l->sock_path && lstat(l->sock_path, &st) == 0 && st.st_dev == l->sock_st.st_dev &&
+        st.st_ino == l->sock_st.st_ino)
+        unlink(l->sock_path);
+    if (l->pty_slave >= 0)
+        close(l->pty_slave);
     if (l->wake_fd >= 0)
         close(l->wake_fd);
+    pthread_mutex_destroy(&l->out_lock);
+    free(l->pty_path);
+    free(l->sock_path);
     free(l);
 }

@@ -1,7 +1,10 @@
-/* Joins a serial attachment (file, fd pair, terminal) to a UART: guest output is
- * written to the attachment; host input is read on the VM's event loop and fed to
- * the UART as fast as it accepts it. On a terminal, input is raw and Ctrl-A x asks
- * the machine to stop (Ctrl-A Ctrl-A sends one Ctrl-A). */
+/* Joins a serial attachment (file, fd pair, terminal, pty, unix socket) to a UART or a
+ * console port: guest output is written to the attachment; host input is read on the
+ * VM's event loop and fed to the device as fast as it accepts it. On a terminal given
+ * as an fd, input is raw and Ctrl-A x asks the machine to stop (Ctrl-A Ctrl-A sends one
+ * Ctrl-A). A pty or a socket never blocks guest output: what its reader does not take
+ * is dropped. A socket attachment listens at its path from open to close and serves one
+ * client at a time. */
 #ifndef VMK_ATTACH_SERIAL_LINK_H
 #define VMK_ATTACH_SERIAL_LINK_H
 
@@ -19,8 +22,9 @@ struct serial_link_sink {
     void *ctx;
 };
 
-/* Opens the attachment's host side. escape(escape_ctx) runs on the event loop when
- * the user types the escape sequence. */
+/* Opens the attachment's host side (a socket attachment's listening socket: an error
+ * names the path when it is taken). escape(escape_ctx) runs on the event loop when the
+ * user types the escape sequence. */
 vmk_result serial_link_open(const vmk_serial_attachment *att, unsigned port, struct event_loop *el,
                             void (*escape)(void *ctx), void *escape_ctx, struct serial_link **out,
                             vmk_error **err);
@@ -31,7 +35,11 @@ void serial_link_rx_space(void *link);
 /* Starts delivering input to sink. Call once the sink exists. */
 vmk_result serial_link_connect(struct serial_link *l, const struct serial_link_sink *sink,
                                vmk_error **err);
-/* Stops input, restores a terminal, closes what it opened. Event-loop thread only. */
+/* A pty attachment's path ("/dev/pts/N"), made by serial_link_open; NULL for other
+ * kinds. Valid until serial_link_close. */
+const char *serial_link_pty_path(const struct serial_link *l);
+/* Stops input, restores a terminal, closes what it opened (and removes a socket file
+ * it made). Event-loop thread only. */
 void serial_link_close(struct serial_link *l);
 
 #endif

@@ -51,6 +51,9 @@
 #define CH_LOWER_Z  0x7a
 #define CH_CASE_BIT 0x20
 
+/* Assembler from here on: not C for clang-format. */
+/* clang-format off */
+
 /* Opens a guest's code: guest_main, which lib.S's _start calls in 64-bit mode. */
 .macro guest_main_begin
     .code64
@@ -69,5 +72,7 @@ guest_banner: .asciz "\line"
     lea guest_banner(%rip), %rdi
     call serial_puts
 .endm
+
+/* clang-format on */
 
 #endif

@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -713,6 +715,62 @@ static void test_echo(void **state)
     assert_string_equal(buf, "ready\nHELLO\n");
 }
 
+/* COM1 on a pty: the path is known once the VM started, the guest's output waits there
+ * for the user, and what the user types reaches the guest. */
+static void test_echo_pty(void **state)
+{
+    struct fixture *f = *state;
+    char buf[256] = "";
+    size_t len = 0;
+
+    REQUIRE_KVM();
+    vmk_vm *vm = make_vm_att(f, 0, "echo", vmk_pty_serial_attachment_new());
+    assert_null(vmk_vm_copy_serial_port_pty_path(vm, 0)); /* not started */
+    start_vm(vm);
+    char *path = vmk_vm_copy_serial_port_pty_path(vm, 0);
+    assert_non_null(path);
+    assert_true(strncmp(path, "/dev/pts/", 9) == 0);
+    assert_null(vmk_vm_copy_serial_port_pty_path(vm, 1));
+    assert_null(vmk_vm_copy_console_port_pty_path(vm, 0));
+    int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    f->fds[0] = fd;
+    if (!read_until(fd, buf, sizeof(buf), &len, "ready\n", WAIT_MS))
+        fail_msg("no \"ready\" on %s; got \"%s\"", path, buf);
+    assert_int_equal(write(fd, "pty\n", 4), 4);
+    if (!read_until(fd, buf, sizeof(buf), &len, "PTY\n", WAIT_MS))
+        fail_msg("no echo on %s; got \"%s\"", path, buf);
+    finish_guest_stop(f, 0);
+    /* The pty went with the machine: our end reads a hang-up. */
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
+    assert_true(pfd.revents & POLLHUP);
+    free(path);
+}
+
+/* COM1 on a unix socket vmkit listens on: a client types, the guest answers. */
+static void test_echo_socket(void **state)
+{
+    struct fixture *f = *state;
+    char buf[256] = "";
+    size_t len = 0;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+    REQUIRE_KVM();
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/vmkit-tiny-%d.sock", (int)getpid());
+    vmk_vm *vm = make_vm_att(f, 0, "echo", vmk_socket_serial_attachment_new(sa.sun_path));
+    start_vm(vm);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    f->fds[0] = fd;
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(write(fd, "sock\n", 5), 5);
+    if (!read_until(fd, buf, sizeof(buf), &len, "SOCK\n", WAIT_MS))
+        fail_msg("no echo on %s; got \"%s\"", sa.sun_path, buf);
+    finish_guest_stop(f, 0);
+    assert_int_not_equal(access(sa.sun_path, F_OK), 0); /* removed at stop */
+}
+
 static void utc_date_line(char *buf, size_t cap)
 {
     time_t now = time(NULL);
@@ -1080,12 +1138,11 @@ static int group_setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_hello),          T(test_reset_cf9),    T(test_reset_i8042),
-        T(test_debug_exit),     T(test_triple_fault), T(test_loop_pause_resume),
-        T(test_power_button),   T(test_echo),         T(test_rtc),
-        T(test_halt_stop),      T(test_free_running), T(test_smp_pause_stop),
-        T(test_two_vms),        T(test_state_errors), T(test_restart),
-        T(test_invalid_config),
+        T(test_hello),        T(test_reset_cf9),         T(test_reset_i8042),  T(test_debug_exit),
+        T(test_triple_fault), T(test_loop_pause_resume), T(test_power_button), T(test_echo),
+        T(test_echo_pty),     T(test_echo_socket),       T(test_rtc),          T(test_halt_stop),
+        T(test_free_running), T(test_smp_pause_stop),    T(test_two_vms),      T(test_state_errors),
+        T(test_restart),      T(test_invalid_config),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);

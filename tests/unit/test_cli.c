@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,7 +255,8 @@ static void test_device_errors(void **state)
     EXPECT_USAGE("--device serial", "unknown key 'foo'", "run", "--device", "serial,foo=1");
     EXPECT_USAGE("--device serial", "unknown key 'logFilePath'", "run", "--device",
                  "serial,logFilePath=/x");
-    EXPECT_USAGE("--device serial", "needs stdio or file=PATH", "run", "--device", "serial");
+    EXPECT_USAGE("--device serial", "needs stdio, file=PATH, pty or socket=PATH", "run", "--device",
+                 "serial");
     EXPECT_USAGE("--device serial", "cannot be combined", "run", "--device",
                  "serial,stdio,file=/x");
     EXPECT_USAGE("--device serial", "append needs file=PATH", "run", "--device",
@@ -525,10 +527,10 @@ static void test_device_virtio_serial(void **state)
 
 static void test_device_virtio_serial_errors(void **state)
 {
-    EXPECT_USAGE("--device virtio-serial", "needs stdio or file=PATH", "run", "--device",
-                 "virtio-serial");
-    EXPECT_USAGE("--device virtio-serial", "needs stdio or file=PATH", "run", "--device",
-                 "virtio-serial,name=x");
+    EXPECT_USAGE("--device virtio-serial", "needs stdio, file=PATH, pty or socket=PATH", "run",
+                 "--device", "virtio-serial");
+    EXPECT_USAGE("--device virtio-serial", "needs stdio, file=PATH, pty or socket=PATH", "run",
+                 "--device", "virtio-serial,name=x");
     EXPECT_USAGE("--device virtio-serial", "stdio and file= cannot be combined", "run", "--device",
                  "virtio-serial,stdio,file=/x");
     EXPECT_USAGE("--device virtio-serial", "append needs file=PATH", "run", "--device",
@@ -610,6 +612,176 @@ static void test_build_config_virtio_serial(void **state)
     assert_null(strstr(vmk_error_message(verr), "console port 1"));
     vmk_error_free(verr);
     vmk_config_free(cfg);
+    cli_request_free(&req);
+}
+
+/* ---- pty and socket ports ---- */
+
+static void test_device_pty_socket(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "serial,pty", "--device",
+                           "serial,socket=/tmp/com2.sock", "--device", "serial,stdio", "--device",
+                           "serial,socket=\"/tmp/a,b.sock\"", "--device",
+                           "virtio-serial,pty,name=org.x,console", "--device",
+                           "virtio-serial,name=y,socket=/tmp/v.sock", "--device",
+                           "virtio-serial,pty"),
+                     0);
+    assert_int_equal(req.serial_count, 4);
+    assert_int_equal(req.serial[0].kind, CLI_SERIAL_PTY);
+    assert_null(req.serial[0].path);
+    assert_int_equal(req.serial[1].kind, CLI_SERIAL_SOCKET);
+    assert_string_equal(req.serial[1].path, "/tmp/com2.sock");
+    assert_int_equal(req.serial[2].kind, CLI_SERIAL_STDIO);
+    assert_int_equal(req.serial[3].kind, CLI_SERIAL_SOCKET);
+    assert_string_equal(req.serial[3].path, "/tmp/a,b.sock");
+    assert_int_equal(req.vport_count, 3);
+    assert_int_equal(req.vport[0].kind, CLI_SERIAL_PTY);
+    assert_null(req.vport[0].path);
+    assert_string_equal(req.vport[0].name, "org.x");
+    assert_true(req.vport[0].console);
+    assert_int_equal(req.vport[1].kind, CLI_SERIAL_SOCKET);
+    assert_string_equal(req.vport[1].path, "/tmp/v.sock");
+    assert_string_equal(req.vport[1].name, "y");
+    assert_int_equal(req.vport[2].kind, CLI_SERIAL_PTY);
+    cli_request_free(&req);
+
+    /* Neither takes the terminal: a stdio port still can, on either device. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-serial,pty", "--device",
+                           "virtio-serial,socket=/s", "--device", "virtio-serial,stdio", "--device",
+                           "serial,pty"),
+                     0);
+    cli_request_free(&req);
+}
+
+static void test_device_pty_socket_errors(void **state)
+{
+    static const char *const types[] = { "serial", "virtio-serial" };
+    for (size_t i = 0; i < 2; i++) {
+        char ctx[32], spec[8][64];
+        snprintf(ctx, sizeof(ctx), "--device %s", types[i]);
+        static const char *const keys[] = {
+            "pty,stdio", "file=/x,socket=/y", "pty,socket=/s", "pty=1",
+            "pty,pty",   "socket=",           "socket",        "socket=/a,socket=/b"
+        };
+        for (size_t k = 0; k < 8; k++)
+            snprintf(spec[k], sizeof(spec[k]), "%s,%s", types[i], keys[k]);
+        EXPECT_USAGE(ctx, "stdio and pty cannot be combined", "run", "--device", spec[0]);
+        EXPECT_USAGE(ctx, "file= and socket= cannot be combined", "run", "--device", spec[1]);
+        EXPECT_USAGE(ctx, "pty and socket= cannot be combined", "run", "--device", spec[2]);
+        EXPECT_USAGE(ctx, "pty takes no value (got '1')", "run", "--device", spec[3]);
+        EXPECT_USAGE(ctx, "pty given twice", "run", "--device", spec[4]);
+        EXPECT_USAGE(ctx, "socket= needs a path", "run", "--device", spec[5]);
+        EXPECT_USAGE(ctx, "socket= needs a path", "run", "--device", spec[6]);
+        EXPECT_USAGE(ctx, "socket given twice", "run", "--device", spec[7]);
+    }
+    EXPECT_USAGE("--device serial", "append needs file=PATH", "run", "--device",
+                 "serial,pty,append");
+    EXPECT_USAGE("--device virtio-serial", "append needs file=PATH", "run", "--device",
+                 "virtio-serial,socket=/s,append");
+    EXPECT_USAGE("unknown key 'tty'", "stdio, file, append, pty, socket", "run", "--device",
+                 "serial,tty");
+    EXPECT_USAGE("unknown key 'unix'", "pty, socket, name, console", "run", "--device",
+                 "virtio-serial,unix=/s");
+    EXPECT_USAGE("--device serial", "at most 4", "run", "--device", "serial,pty", "--device",
+                 "serial,pty", "--device", "serial,socket=/a", "--device", "serial,socket=/b",
+                 "--device", "serial,pty");
+}
+
+/* Runs cli_build_config with stderr caught in out. */
+static int build_catching_stderr(const struct cli_request *req, vmk_config **cfg, char *out,
+                                 size_t outlen)
+{
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    FILE *tmp = tmpfile();
+    assert_true(saved >= 0);
+    assert_non_null(tmp);
+    assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
+    int rc = cli_build_config(req, NULL, cfg, errbuf, sizeof(errbuf));
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, outlen - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    return rc;
+}
+
+static void test_build_config_pty_socket(void **state)
+{
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    char out[2048];
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "serial,socket=/tmp/com1.sock", "--device", "serial,pty", "--device",
+                           "virtio-serial,pty,name=org.x,console", "--device", "virtio-serial,pty",
+                           "--device", "virtio-serial,pty,console", "--device",
+                           "virtio-serial,socket=/tmp/v.sock"),
+                     CLI_EXIT_USAGE); /* two consoles */
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "serial,socket=/tmp/com1.sock", "--device", "serial,pty", "--device",
+                           "virtio-serial,pty,name=org.x,console", "--device", "virtio-serial,pty",
+                           "--device", "virtio-serial,pty,name=n3", "--device",
+                           "virtio-serial,console", "--device", "virtio-serial,socket=/tmp/v.sock"),
+                     CLI_EXIT_USAGE); /* a port without a host side */
+    cli_request_free(&req);
+
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "serial,socket=/tmp/com1.sock", "--device", "serial,pty", "--device",
+                           "virtio-serial,pty,name=org.x,console", "--device", "virtio-serial,pty",
+                           "--device", "virtio-serial,pty,name=n3", "--device",
+                           "virtio-serial,socket=/tmp/v.sock"),
+                     0);
+    assert_int_equal(build_catching_stderr(&req, &cfg, out, sizeof(out)), 0);
+    assert_non_null(cfg);
+    /* Nothing is made (nor printed) before the VM starts: main.c prints each pty's path
+     * after the start, under these names. */
+    assert_string_equal(out, "");
+    char label[320];
+    cli_port_label(&req, false, 1, label, sizeof(label));
+    assert_string_equal(label, "COM2");
+    cli_port_label(&req, true, 0, label, sizeof(label));
+    assert_string_equal(label, "virtio-serial port 1 (org.x, hvc0)");
+    cli_port_label(&req, true, 1, label, sizeof(label));
+    assert_string_equal(label, "virtio-serial port 2");
+    cli_port_label(&req, true, 2, label, sizeof(label));
+    assert_string_equal(label, "virtio-serial port 3 (n3)");
+    assert_int_equal(vmk_config_serial_port_count(cfg), 2); /* no default COM1 on stdio */
+    assert_int_equal(vmk_config_console_device_count(cfg), 1);
+    /* The library finds nothing wrong with the ports (only the missing kernel). */
+    vmk_error *verr = NULL;
+    assert_int_equal(vmk_config_validate(cfg, &verr), VMK_ERR_INVALID_CONFIG);
+    assert_null(strstr(vmk_error_message(verr), "port"));
+    vmk_error_free(verr);
+    verr = NULL;
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* A socket path the library refuses: validation names the port and the path. */
+    char long_path[160] = "/tmp/";
+    memset(long_path + 5, 'x', 140);
+    char spec[200];
+    snprintf(spec, sizeof(spec), "serial,socket=%s", long_path);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device", spec), 0);
+    assert_int_equal(build_catching_stderr(&req, &cfg, out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(vmk_config_validate(cfg, &verr), VMK_ERR_INVALID_CONFIG);
+    assert_non_null(strstr(vmk_error_message(verr), "serial port 1"));
+    assert_non_null(strstr(vmk_error_message(verr), long_path));
+    vmk_error_free(verr);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* A machine that is not built announces no pty. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device", "serial,pty",
+                           "--device", "virtio-blk,path=/a,id=123456789012345678901"),
+                     0);
+    assert_int_equal(build_catching_stderr(&req, &cfg, out, sizeof(out)), CLI_EXIT_USAGE);
+    assert_null(cfg);
+    assert_string_equal(out, "");
     cli_request_free(&req);
 }
 
@@ -798,6 +970,9 @@ static void test_help_version(void **state)
                                               "--bootloader",
                                               "serial,stdio",
                                               "serial,file=PATH",
+                                              "serial,pty",
+                                              "serial,socket=PATH",
+                                              "/dev/pts/N",
                                               "--config",
                                               "--version",
                                               "--help",
@@ -810,6 +985,7 @@ static void test_help_version(void **state)
                                               "id=SERIAL",
                                               "--device virtio-rng",
                                               "virtio-serial,stdio|file=PATH",
+                                              "|pty|socket=PATH",
                                               "name=NAME",
                                               "console" };
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
@@ -1067,15 +1243,41 @@ static void test_serve_device(void **state)
     assert_int_equal(req.command, CLI_CMD_HELP);
     cli_request_free(&req);
 
+    /* console: the ports, as --device virtio-serial takes them. */
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "console", "--socket", "/s",
+                           "--port", "stdio,name=org.a,console", "--port=file=/tmp/o,append"),
+                     0);
+    assert_int_equal(req.serve_type, CLI_SERVE_CONSOLE);
+    assert_int_equal(req.vport_count, 2);
+    assert_int_equal(req.vport[0].kind, CLI_SERIAL_STDIO);
+    assert_string_equal(req.vport[0].name, "org.a");
+    assert_true(req.vport[0].console);
+    assert_int_equal(req.vport[1].kind, CLI_SERIAL_FILE);
+    assert_string_equal(req.vport[1].path, "/tmp/o");
+    assert_true(req.vport[1].append);
+    vmk_console_device *dev = NULL;
+    assert_int_equal(cli_build_console_device(&req, &dev, errbuf, sizeof(errbuf)), 0);
+    assert_non_null(dev);
+    vmk_console_device_free(dev);
+    cli_request_free(&req);
+
     const char *u = cli_usage();
     assert_non_null(strstr(u, "vmkit serve-device --type rng --socket PATH"));
+    assert_non_null(strstr(u, "vmkit serve-device --type console --socket PATH --port"));
     assert_non_null(strstr(u, "--rate"));
 }
 
 static void test_serve_device_errors(void **state)
 {
-    EXPECT_USAGE("--type", "'console' is not supported yet", "serve-device", "--type=console",
-                 "--socket", "/s");
+    EXPECT_USAGE("missing --port", NULL, "serve-device", "--type=console", "--socket", "/s");
+    EXPECT_USAGE("--port: only for --type console", NULL, "serve-device", "--type=rng", "--socket",
+                 "/s", "--port", "stdio");
+    EXPECT_USAGE("--port", "needs stdio, file=PATH, pty or socket=PATH", "serve-device",
+                 "--type=console", "--socket", "/s", "--port", "name=x");
+    EXPECT_USAGE("--port", "only one port can be the console", "serve-device", "--type=console",
+                 "--socket", "/s", "--port", "pty,console", "--port", "stdio,console");
+    EXPECT_USAGE("--port: missing value", NULL, "serve-device", "--type=console", "--socket", "/s",
+                 "--port");
     EXPECT_USAGE("--type", "'net' is not a device type", "serve-device", "--type", "net",
                  "--socket", "/s");
     EXPECT_USAGE("missing --type", NULL, "serve-device", "--socket", "/s");
@@ -1217,6 +1419,9 @@ int main(void)
         cmocka_unit_test(test_device_virtio_serial),
         cmocka_unit_test(test_device_virtio_serial_errors),
         cmocka_unit_test(test_build_config_virtio_serial),
+        cmocka_unit_test(test_device_pty_socket),
+        cmocka_unit_test(test_device_pty_socket_errors),
+        cmocka_unit_test(test_build_config_pty_socket),
         cmocka_unit_test(test_build_config_virtio_blk),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_unknown_flags),

@@ -2,6 +2,7 @@
  * start is reported, with the path or value that caused it. */
 #include "vmkit.h"
 
+#include <dirent.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -276,6 +277,82 @@ static void test_serial_ports(void **state)
     vmk_config_free(cfg);
 }
 
+/* Open descriptors of this process. */
+static int open_fd_count(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* A pty attachment is inert data: the pty is made when a VM starts (test_vm_tiny). */
+static void test_pty_serial_attachment(void **state)
+{
+    int fds_before = open_fd_count();
+    vmk_config *cfg = valid_config(*state);
+    assert_int_equal(vmk_config_add_serial_port(cfg, vmk_pty_serial_attachment_new()), VMK_OK);
+    vmk_console_device *dev = vmk_virtio_console_device_new();
+    assert_int_equal(
+        vmk_virtio_console_device_add_port(dev, "p", false, vmk_pty_serial_attachment_new()),
+        VMK_OK);
+    assert_int_equal(vmk_config_add_console_device(cfg, dev), VMK_OK);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    assert_int_equal(open_fd_count(), fds_before);
+
+    vmk_error *err = NULL;
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    assert_non_null(vm);
+    vmk_config_free(cfg);
+    /* Not started: no pty yet. */
+    assert_null(vmk_vm_copy_serial_port_pty_path(vm, 0));
+    assert_null(vmk_vm_copy_console_port_pty_path(vm, 0));
+    assert_null(vmk_vm_copy_serial_port_pty_path(vm, 1000));
+    assert_null(vmk_vm_copy_serial_port_pty_path(NULL, 0));
+    vmk_vm_free(vm);
+}
+
+static void test_socket_serial_attachment(void **state)
+{
+    struct fixture *f = *state;
+    char sock[128];
+    snprintf(sock, sizeof(sock), "%s/console.sock", f->dir);
+    vmk_config *cfg = valid_config(f);
+    vmk_serial_attachment *att = vmk_socket_serial_attachment_new(sock);
+    assert_int_equal(vmk_config_add_serial_port(cfg, att), VMK_OK);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK); /* nothing made before start */
+    vmk_config_free(cfg);
+
+    char long_path[160] = "/tmp/";
+    memset(long_path + 5, 'y', 110);
+    cfg = valid_config(f);
+    vmk_config_add_serial_port(cfg, vmk_socket_serial_attachment_new(NULL));
+    vmk_config_add_serial_port(cfg, vmk_socket_serial_attachment_new(""));
+    vmk_config_add_serial_port(cfg, vmk_socket_serial_attachment_new(long_path));
+    vmk_config_add_serial_port(cfg, vmk_socket_serial_attachment_new(f->initrd));
+    EXPECT_INVALID(cfg, "serial port 1: socket attachment without a path",
+                   "serial port 2: socket attachment without a path", "serial port 3", long_path,
+                   "115 bytes, at most 107", "serial port 4", f->initrd, "not a socket");
+    vmk_config_free(cfg);
+    /* The file at the path is left alone. */
+    struct stat st;
+    assert_int_equal(stat(f->initrd, &st), 0);
+    assert_int_equal(st.st_size, 12);
+
+    /* Two ports cannot listen on one path. */
+    cfg = valid_config(f);
+    vmk_config_add_serial_port(cfg, vmk_socket_serial_attachment_new(sock));
+    vmk_console_device *dev = vmk_virtio_console_device_new();
+    vmk_virtio_console_device_add_port(dev, NULL, false, vmk_socket_serial_attachment_new("/x"));
+    vmk_virtio_console_device_add_port(dev, NULL, false, vmk_socket_serial_attachment_new(sock));
+    vmk_config_add_console_device(cfg, dev);
+    EXPECT_INVALID(cfg, "console port 2: socket path", sock, "already used by serial port 1");
+    vmk_config_free(cfg);
+}
+
 static void test_entropy_device(void **state)
 {
     vmk_config *cfg = valid_config(*state);
@@ -510,6 +587,8 @@ int main(void)
         cmocka_unit_test(test_command_line_too_long),
         cmocka_unit_test(test_every_problem_reported_at_once),
         cmocka_unit_test(test_serial_ports),
+        cmocka_unit_test(test_pty_serial_attachment),
+        cmocka_unit_test(test_socket_serial_attachment),
         cmocka_unit_test(test_entropy_device),
         cmocka_unit_test(test_vm_new_copies_entropy_device),
         cmocka_unit_test(test_console_device),

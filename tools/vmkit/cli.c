@@ -15,6 +15,7 @@ static const char usage_text[] =
     "       vmkit serve-device --type rng --socket PATH [--rate BYTES_PER_SEC]\n"
     "       vmkit serve-device --type blk --socket PATH --disk PATH[,readonly]\n"
     "                          [,cache=...][,sync=...][,id=SERIAL] [--queues N]\n"
+    "       vmkit serve-device --type console --socket PATH --port PORT...\n"
     "       vmkit --version\n"
     "       vmkit --help\n"
     "\n"
@@ -31,7 +32,16 @@ static const char usage_text[] =
     "  --device serial,stdio   a serial port on this terminal\n"
     "  --device serial,file=PATH[,append]\n"
     "                          a serial port writing to a file (truncated unless\n"
-    "                          append); --device repeats: up to 4 serial ports,\n"
+    "                          append)\n"
+    "  --device serial,pty     a serial port on a new pseudo-terminal, raw; its\n"
+    "                          path is printed at start (\"vmkit: COM1 on\n"
+    "                          /dev/pts/N\"): open it with screen, picocom, cat\n"
+    "  --device serial,socket=PATH\n"
+    "                          a serial port on a unix socket that vmkit creates\n"
+    "                          and listens on, one client at a time (e.g.\n"
+    "                          socat -,raw,echo=0 UNIX-CONNECT:PATH); guest\n"
+    "                          output that no pty or socket client reads is\n"
+    "                          dropped; --device repeats: up to 4 serial ports,\n"
     "                          COM1 to COM4, in the order given\n"
     "  --device virtio-blk,path=PATH[,readonly][,cache=auto|cached|uncached]\n"
     "                          [,sync=full|fsync|none][,id=SERIAL]\n"
@@ -45,9 +55,11 @@ static const char usage_text[] =
     "  --device virtio-rng     a virtio entropy device: the guest's /dev/hwrng,\n"
     "                          fed from the host's getrandom at up to 1 MiB/s\n"
     "                          (no keys; at most one)\n"
-    "  --device virtio-serial,stdio|file=PATH[,append][,name=NAME][,console]\n"
+    "  --device virtio-serial,stdio|file=PATH[,append]|pty|socket=PATH\n"
+    "         [,name=NAME][,console]\n"
     "                          a port of the virtio console device, on this\n"
-    "                          terminal or writing to a file; name: what the\n"
+    "                          terminal, writing to a file, on a new pty or on\n"
+    "                          a unix socket, as for serial; name: what the\n"
     "                          guest sees in /sys/class/virtio-ports/*/name (at\n"
     "                          most 255 printable bytes); console: the port is\n"
     "                          hvc0 (at most one); --device repeats: up to 16\n"
@@ -77,7 +89,7 @@ static const char usage_text[] =
     "serve-device serves one virtio device over vhost-user, so that another VMM\n"
     "(qemu-system-x86_64 -device vhost-user-rng-pci,chardev=..., or\n"
     "vhost-user-blk-pci,chardev=...,num-queues=N) drives it:\n"
-    "  --type TYPE             the device: rng or blk (console: not supported yet)\n"
+    "  --type TYPE             the device: rng, blk or console\n"
     "  --socket PATH           the unix socket to create and listen on\n"
     "  --rate BYTES_PER_SEC    rng: bytes a guest may draw per second (default\n"
     "                          1048576, bursts of up to 64 KiB)\n"
@@ -89,6 +101,9 @@ static const char usage_text[] =
     "                          (default 1); the front end may use fewer, not more\n"
     "                          (QEMU's num-queues defaults to the vCPU count: pass\n"
     "                          num-queues=N)\n"
+    "  --port stdio|file=PATH[,append]|pty|socket=PATH[,name=NAME][,console]\n"
+    "                          console (at least one): a port, with the keys of\n"
+    "                          --device virtio-serial; repeats, up to 16 ports\n"
     "It serves one front end at a time and waits for the next when one goes away.\n"
     "SIGINT or SIGTERM stops it and removes the socket; exit status 0 then.\n";
 
@@ -510,13 +525,78 @@ static bool stdio_taken(const struct cli_request *req)
     return false;
 }
 
-/* The keys after "virtio-serial,": appends one port to the console device. */
-static int parse_virtio_serial(struct cli_request *req, struct kv_iter *it, char *err,
-                               size_t errlen)
+/* The keys that choose a port's host side, shared by serial and virtio-serial. */
+struct port_keys {
+    bool stdio, pty, append;
+    char *file;   /* file=PATH */
+    char *socket; /* socket=PATH */
+};
+
+/* Takes key (with val, which it may keep: *val is then NULL) when it is a host-side
+ * key; *taken says whether it was. Returns 0 or an exit status. */
+static int port_key(struct port_keys *k, const char *ctx, const char *key, char **val, bool *taken,
+                    char *err, size_t errlen)
 {
-    static const char ctx[] = "--device virtio-serial";
+    bool *flag = !strcmp(key, "stdio")    ? &k->stdio
+                 : !strcmp(key, "pty")    ? &k->pty
+                 : !strcmp(key, "append") ? &k->append
+                                          : NULL;
+    char **str = !strcmp(key, "file") ? &k->file : !strcmp(key, "socket") ? &k->socket : NULL;
+    *taken = flag || str;
+    if (flag && *val)
+        return usage_error(err, errlen, "%s: %s takes no value (got '%s')", ctx, key, *val);
+    if (flag && *flag)
+        return usage_error(err, errlen, "%s: %s given twice", ctx, key);
+    if (str && (!*val || !**val))
+        return usage_error(err, errlen, "%s: %s= needs a path", ctx, key);
+    if (str && *str)
+        return usage_error(err, errlen, "%s: %s given twice", ctx, key);
+    if (flag) {
+        *flag = true;
+    } else if (str) {
+        *str = *val;
+        *val = NULL;
+    }
+    return 0;
+}
+
+/* Checks that exactly one host side was chosen; sets *kind and moves its path to *path. */
+static int port_keys_finish(struct port_keys *k, const char *ctx, enum cli_serial_kind *kind,
+                            char **path, char *err, size_t errlen)
+{
+    const char *chosen[4];
+    unsigned n = 0;
+    if (k->stdio)
+        chosen[n++] = "stdio";
+    if (k->file)
+        chosen[n++] = "file=";
+    if (k->pty)
+        chosen[n++] = "pty";
+    if (k->socket)
+        chosen[n++] = "socket=";
+    if (n == 0)
+        return usage_error(err, errlen, "%s: needs stdio, file=PATH, pty or socket=PATH", ctx);
+    if (n > 1)
+        return usage_error(err, errlen, "%s: %s and %s cannot be combined", ctx, chosen[0],
+                           chosen[1]);
+    if (k->append && !k->file)
+        return usage_error(err, errlen, "%s: append needs file=PATH", ctx);
+    *kind = k->stdio  ? CLI_SERIAL_STDIO
+            : k->pty  ? CLI_SERIAL_PTY
+            : k->file ? CLI_SERIAL_FILE
+                      : CLI_SERIAL_SOCKET;
+    *path = k->file ? k->file : k->socket;
+    k->file = k->socket = NULL;
+    return 0;
+}
+
+/* The keys of one console port ("--device virtio-serial,..." or serve-device's
+ * "--port ..."): appends the port to the console device. ctx names the option. */
+static int parse_console_port(struct cli_request *req, struct kv_iter *it, const char *ctx,
+                              char *err, size_t errlen)
+{
     struct cli_vport v = { .kind = CLI_SERIAL_FILE };
-    bool stdio = false;
+    struct port_keys k = { 0 };
     char *key = NULL, *val = NULL;
     int rc;
     it->ctx = ctx;
@@ -526,45 +606,42 @@ static int parse_virtio_serial(struct cli_request *req, struct kv_iter *it, char
         rc = kv_next(it, &key, &val, err, errlen);
         if (rc || !key)
             break;
-        bool *flag = !strcmp(key, "stdio")     ? &stdio
-                     : !strcmp(key, "append")  ? &v.append
-                     : !strcmp(key, "console") ? &v.console
-                                               : NULL;
-        char **str = !strcmp(key, "file") ? &v.path : !strcmp(key, "name") ? &v.name : NULL;
-        if (flag && val)
+        bool taken;
+        rc = port_key(&k, ctx, key, &val, &taken, err, errlen);
+        if (rc)
+            break;
+        if (taken)
+            continue;
+        bool is_console = !strcmp(key, "console"), is_name = !strcmp(key, "name");
+        if (is_console && val)
             rc = usage_error(err, errlen, "%s: %s takes no value (got '%s')", ctx, key, val);
-        else if (flag && *flag)
+        else if (is_console && v.console)
             rc = usage_error(err, errlen, "%s: %s given twice", ctx, key);
-        else if (str && (!val || !*val))
-            rc = usage_error(err, errlen, "%s: %s= needs a %s", ctx, key,
-                             str == &v.path ? "path" : "value");
-        else if (str && *str)
+        else if (is_name && (!val || !*val))
+            rc = usage_error(err, errlen, "%s: %s= needs a value", ctx, key);
+        else if (is_name && v.name)
             rc = usage_error(err, errlen, "%s: %s given twice", ctx, key);
-        else if (!flag && !str)
+        else if (!is_console && !is_name)
             rc = usage_error(err, errlen,
-                             "%s: unknown key '%s' (known: stdio, file, append, name, console)",
+                             "%s: unknown key '%s' (known: stdio, file, append, pty, socket, "
+                             "name, console)",
                              ctx, key);
         if (rc)
             break;
-        if (flag) {
-            *flag = true;
+        if (is_console) {
+            v.console = true;
         } else {
-            *str = val;
+            v.name = val;
             val = NULL;
         }
     }
-    if (rc)
+    if (rc || (rc = port_keys_finish(&k, ctx, &v.kind, &v.path, err, errlen)))
         goto out;
-    if (!stdio && !v.path)
-        rc = usage_error(err, errlen, "%s: needs stdio or file=PATH", ctx);
-    else if (stdio && v.path)
-        rc = usage_error(err, errlen, "%s: stdio and file= cannot be combined", ctx);
-    else if (v.append && !v.path)
-        rc = usage_error(err, errlen, "%s: append needs file=PATH", ctx);
-    else if (req->vport_count == CLI_MAX_VPORTS)
+    v.append = k.append;
+    if (req->vport_count == CLI_MAX_VPORTS)
         rc = usage_error(err, errlen, "%s: at most %d ports", ctx, CLI_MAX_VPORTS);
     /* Two ports reading one terminal would steal each other's keystrokes. */
-    else if (stdio && stdio_taken(req))
+    else if (v.kind == CLI_SERIAL_STDIO && stdio_taken(req))
         rc = usage_error(err, errlen, "%s,stdio: the terminal is already another port's", ctx);
     if (rc)
         goto out;
@@ -574,126 +651,99 @@ static int parse_virtio_serial(struct cli_request *req, struct kv_iter *it, char
                              i + 1);
             goto out;
         }
-    v.kind = stdio ? CLI_SERIAL_STDIO : CLI_SERIAL_FILE;
     req->vport[req->vport_count++] = v;
     v.path = v.name = NULL;
 out:
     free(key);
     free(val);
+    free(k.file);
+    free(k.socket);
     free(v.path);
     free(v.name);
+    return rc;
+}
+
+/* The keys after "serial,": appends one serial port. */
+static int parse_serial(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    static const char ctx[] = "--device serial";
+    struct cli_serial port = { .kind = CLI_SERIAL_FILE };
+    struct port_keys k = { 0 };
+    char *key = NULL, *val = NULL;
+    int rc;
+    it->ctx = ctx;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        bool taken;
+        rc = port_key(&k, ctx, key, &val, &taken, err, errlen);
+        if (!rc && !taken)
+            rc = usage_error(err, errlen,
+                             "%s: unknown key '%s' (known: stdio, file, append, pty, socket)", ctx,
+                             key);
+        if (rc)
+            break;
+    }
+    if (rc || (rc = port_keys_finish(&k, ctx, &port.kind, &port.path, err, errlen)))
+        goto out;
+    port.append = k.append;
+    if (req->serial_count == CLI_MAX_SERIAL) {
+        rc = usage_error(err, errlen, "%s: at most %d serial ports (COM1 to COM%d)", ctx,
+                         CLI_MAX_SERIAL, CLI_MAX_SERIAL);
+        goto out;
+    }
+    for (unsigned i = 0; port.kind == CLI_SERIAL_STDIO && i < req->vport_count; i++) {
+        if (req->vport[i].kind == CLI_SERIAL_STDIO) {
+            rc = usage_error(err, errlen,
+                             "%s,stdio: the terminal is already virtio-serial port %u's", ctx,
+                             i + 1);
+            goto out;
+        }
+    }
+    for (unsigned i = 0; port.kind == CLI_SERIAL_STDIO && i < req->serial_count; i++) {
+        /* Two ports reading one terminal would steal each other's keystrokes. */
+        if (req->serial[i].kind == CLI_SERIAL_STDIO) {
+            rc = usage_error(err, errlen,
+                             "%s,stdio: only one serial port can be on stdio (COM%u already is)",
+                             ctx, i + 1);
+            goto out;
+        }
+    }
+    req->serial[req->serial_count++] = port;
+    port.path = NULL;
+out:
+    free(key);
+    free(val);
+    free(k.file);
+    free(k.socket);
+    free(port.path);
     return rc;
 }
 
 static int parse_device(struct cli_request *req, const char *spec, char *err, size_t errlen)
 {
     struct kv_iter it = { .ctx = "--device", .whole = spec, .p = spec };
-    char *type = NULL, *key = NULL, *val = NULL, *path = NULL;
-    bool stdio = false, append = false;
+    char *type = NULL;
     int rc = kv_type(&it, "TYPE,key=value,...", &type, err, errlen);
     if (rc)
         return rc;
-    if (!strcmp(type, "virtio-blk")) {
+    if (!strcmp(type, "virtio-blk"))
         rc = parse_virtio_blk(req, &it, err, errlen);
-        goto out;
-    }
-    if (!strcmp(type, "virtio-rng")) {
+    else if (!strcmp(type, "virtio-rng"))
         rc = parse_virtio_rng(req, &it, err, errlen);
-        goto out;
-    }
-    if (!strcmp(type, "virtio-serial")) {
-        rc = parse_virtio_serial(req, &it, err, errlen);
-        goto out;
-    }
-    if (strcmp(type, "serial") != 0) {
+    else if (!strcmp(type, "virtio-serial"))
+        rc = parse_console_port(req, &it, "--device virtio-serial", err, errlen);
+    else if (!strcmp(type, "serial"))
+        rc = parse_serial(req, &it, err, errlen);
+    else
         rc = usage_error(err, errlen,
                          "--device: unknown device type '%s' "
                          "(this release knows: serial, virtio-blk, virtio-rng, virtio-serial)",
                          type);
-        goto out;
-    }
-    it.ctx = "--device serial";
-    for (;;) {
-        free(key);
-        free(val);
-        rc = kv_next(&it, &key, &val, err, errlen);
-        if (rc || !key)
-            break;
-        bool is_stdio = !strcmp(key, "stdio"), is_append = !strcmp(key, "append");
-        if (is_stdio || is_append) {
-            bool *flag = is_stdio ? &stdio : &append;
-            if (val) {
-                rc = usage_error(err, errlen, "--device serial: %s takes no value (got '%s')", key,
-                                 val);
-                break;
-            }
-            if (*flag) {
-                rc = usage_error(err, errlen, "--device serial: %s given twice", key);
-                break;
-            }
-            *flag = true;
-        } else if (!strcmp(key, "file")) {
-            if (!val || *val == '\0') {
-                rc = usage_error(err, errlen, "--device serial: file= needs a path");
-                break;
-            }
-            if (path) {
-                rc = usage_error(err, errlen, "--device serial: file given twice");
-                break;
-            }
-            path = val;
-            val = NULL;
-        } else {
-            rc = usage_error(err, errlen,
-                             "--device serial: unknown key '%s' "
-                             "(known: stdio, file, append)",
-                             key);
-            break;
-        }
-    }
-    if (rc)
-        goto out;
-    if (!stdio && !path)
-        rc = usage_error(err, errlen, "--device serial: needs stdio or file=PATH");
-    else if (stdio && path)
-        rc = usage_error(err, errlen, "--device serial: stdio and file= cannot be combined");
-    else if (append && !path)
-        rc = usage_error(err, errlen, "--device serial: append needs file=PATH");
-    else if (req->serial_count == CLI_MAX_SERIAL)
-        rc = usage_error(err, errlen, "--device serial: at most %d serial ports (COM1 to COM%d)",
-                         CLI_MAX_SERIAL, CLI_MAX_SERIAL);
-    if (rc)
-        goto out;
-    for (unsigned i = 0; stdio && i < req->vport_count; i++) {
-        if (req->vport[i].kind == CLI_SERIAL_STDIO) {
-            rc = usage_error(err, errlen,
-                             "--device serial,stdio: the terminal is already virtio-serial "
-                             "port %u's",
-                             i + 1);
-            goto out;
-        }
-    }
-    for (unsigned i = 0; stdio && i < req->serial_count; i++) {
-        /* Two ports reading one terminal would steal each other's keystrokes. */
-        if (req->serial[i].kind == CLI_SERIAL_STDIO) {
-            rc = usage_error(err, errlen,
-                             "--device serial,stdio: only one serial port can be "
-                             "on stdio (COM%u already is)",
-                             i + 1);
-            goto out;
-        }
-    }
-    req->serial[req->serial_count++] = (struct cli_serial){
-        .kind = stdio ? CLI_SERIAL_STDIO : CLI_SERIAL_FILE,
-        .path = path,
-        .append = append,
-    };
-    path = NULL;
-out:
     free(type);
-    free(key);
-    free(val);
-    free(path);
     return rc;
 }
 
@@ -827,6 +877,7 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
 }
 
 #define SERVE_DISK_FORM "PATH[,readonly][,cache=MODE][,sync=MODE][,id=SERIAL]"
+#define SERVE_PORT_FORM "stdio|file=PATH|pty|socket=PATH[,name=NAME][,console]"
 
 /* serve-device --disk: the path first, then the keys of --device virtio-blk (but path). */
 static int parse_serve_disk(struct cli_request *req, const char *spec, char *err, size_t errlen)
@@ -923,6 +974,7 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
                        size_t errlen)
 {
     bool have_type = false, have_rate = false, have_queues = false;
+    struct kv_iter port;
     req->rate = CLI_DEFAULT_RNG_RATE;
     req->queues = CLI_DEFAULT_BLK_QUEUES;
     for (int i = 2; i < argc; i++) {
@@ -936,12 +988,13 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
                                "serve-device: unexpected argument '%s' (see 'vmkit --help')", arg);
         const char *eq = strchr(arg, '=');
         size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
-        static const char *const names[] = { "--type", "--socket", "--rate", "--disk", "--queues" };
-        static const char *const metavars[] = { "TYPE", "PATH", "BYTES_PER_SEC", SERVE_DISK_FORM,
-                                                "N" };
+        static const char *const names[] = { "--type", "--socket", "--rate",
+                                             "--disk", "--queues", "--port" };
+        static const char *const metavars[] = { "TYPE",          "PATH", "BYTES_PER_SEC",
+                                                SERVE_DISK_FORM, "N",    SERVE_PORT_FORM };
         int which = -1;
         uint64_t n = 0;
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k < 6; k++)
             if (strlen(names[k]) == name_len && !strncmp(names[k], arg, name_len))
                 which = k;
         if (which < 0)
@@ -966,12 +1019,12 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
             } else if (!strcmp(value, "blk")) {
                 req->serve_type = CLI_SERVE_BLK;
             } else if (!strcmp(value, "console")) {
-                return usage_error(err, errlen,
-                                   "--type: '%s' is not supported yet (only rng and blk for now)",
-                                   value);
+                req->serve_type = CLI_SERVE_CONSOLE;
             } else {
-                return usage_error(
-                    err, errlen, "--type: '%s' is not a device type (expected rng or blk)", value);
+                return usage_error(err, errlen,
+                                   "--type: '%s' is not a device type (expected rng, blk or "
+                                   "console)",
+                                   value);
             }
             have_type = true;
             break;
@@ -986,6 +1039,10 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
             have_rate = true;
             break;
         case 3: rc = parse_serve_disk(req, value, err, errlen); break;
+        case 5:
+            port = (struct kv_iter){ .ctx = "--port", .whole = value, .p = value };
+            rc = parse_console_port(req, &port, "--port", err, errlen);
+            break;
         default:
             rc = parse_ranged("--queues", value, 1, CLI_MAX_BLK_QUEUES, "", &n, err, errlen);
             req->queues = (unsigned)n;
@@ -1006,8 +1063,13 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         return usage_error(err, errlen, "--disk: only for --type blk");
     if (req->serve_type != CLI_SERVE_BLK && have_queues)
         return usage_error(err, errlen, "--queues: only for --type blk");
+    if (req->serve_type != CLI_SERVE_CONSOLE && req->vport_count)
+        return usage_error(err, errlen, "--port: only for --type console");
     if (req->serve_type == CLI_SERVE_BLK && !req->serve_disk.path)
         return usage_error(err, errlen, "serve-device --type blk: missing --disk PATH");
+    if (req->serve_type == CLI_SERVE_CONSOLE && !req->vport_count)
+        return usage_error(err, errlen,
+                           "serve-device --type console: missing --port (e.g. --port stdio)");
     return 0;
 }
 
@@ -1223,27 +1285,65 @@ static int add_disk(vmk_config *cfg, const struct cli_disk *d, char *err, size_t
     return 0;
 }
 
-/* The virtio console device, one port per --device virtio-serial. */
-static int add_console(vmk_config *cfg, const struct cli_request *req, char *err, size_t errlen)
+/* One port's host side. */
+static vmk_serial_attachment *port_attachment(enum cli_serial_kind kind, const char *path,
+                                              bool append)
 {
+    switch (kind) {
+    case CLI_SERIAL_STDIO: return vmk_fd_serial_attachment_new(0, 1);
+    case CLI_SERIAL_FILE: return vmk_file_serial_attachment_new(path, append);
+    case CLI_SERIAL_SOCKET: return vmk_socket_serial_attachment_new(path);
+    case CLI_SERIAL_PTY: return vmk_pty_serial_attachment_new();
+    }
+    return NULL;
+}
+
+void cli_port_label(const struct cli_request *req, bool console, unsigned index, char *buf,
+                    size_t len)
+{
+    if (!console) {
+        snprintf(buf, len, "COM%u", index + 1);
+        return;
+    }
+    const struct cli_vport *v = index < CLI_MAX_VPORTS ? &req->vport[index] : NULL;
+    bool named = v && v->name, hvc = v && v->console;
+    snprintf(buf, len, "virtio-serial port %u%s%s%s%s%s", index + 1, named || hvc ? " (" : "",
+             named ? v->name : "", named && hvc ? ", " : "", hvc ? "hvc0" : "",
+             named || hvc ? ")" : "");
+}
+
+int cli_build_console_device(const struct cli_request *req, vmk_console_device **out, char *err,
+                             size_t errlen)
+{
+    const char *ctx = req->command == CLI_CMD_SERVE_DEVICE ? "--port" : "--device virtio-serial";
+    *out = NULL;
     vmk_console_device *dev = vmk_virtio_console_device_new();
     if (!dev)
         return out_of_memory(err, errlen);
     for (unsigned i = 0; i < req->vport_count && i < CLI_MAX_VPORTS; i++) {
         const struct cli_vport *v = &req->vport[i];
-        vmk_serial_attachment *att = v->kind == CLI_SERIAL_STDIO
-                                         ? vmk_fd_serial_attachment_new(0, 1)
-                                         : vmk_file_serial_attachment_new(v->path, v->append);
+        vmk_serial_attachment *att = port_attachment(v->kind, v->path, v->append);
         /* Owns att from here, even on failure (and NULL fails). */
         vmk_result r = vmk_virtio_console_device_add_port(dev, v->name, v->console, att);
         if (r != VMK_OK) {
             vmk_console_device_free(dev);
             if (!att || r == VMK_ERR_NO_MEMORY)
                 return out_of_memory(err, errlen);
-            return usage_error(err, errlen, "--device virtio-serial: cannot add port %u: %s", i + 1,
+            return usage_error(err, errlen, "%s: cannot add port %u: %s", ctx, i + 1,
                                vmk_result_string(r));
         }
     }
+    *out = dev;
+    return 0;
+}
+
+/* The virtio console device, one port per --device virtio-serial. */
+static int add_console(vmk_config *cfg, const struct cli_request *req, char *err, size_t errlen)
+{
+    vmk_console_device *dev;
+    int rc = cli_build_console_device(req, &dev, err, errlen);
+    if (rc)
+        return rc;
     vmk_result r = vmk_config_add_console_device(cfg, dev); /* owns dev, even on failure */
     if (r != VMK_OK)
         return usage_error(err, errlen, "--device virtio-serial: cannot add the device: %s",
@@ -1311,11 +1411,9 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
     bool default_com1 = req->serial_count == 0 && !stdio_taken(req);
     unsigned ports = default_com1 ? 1 : req->serial_count;
     for (unsigned i = 0; i < ports && i < CLI_MAX_SERIAL; i++) {
-        vmk_serial_attachment *att;
-        if (default_com1 || req->serial[i].kind == CLI_SERIAL_STDIO)
-            att = vmk_fd_serial_attachment_new(0, 1);
-        else
-            att = vmk_file_serial_attachment_new(req->serial[i].path, req->serial[i].append);
+        const struct cli_serial stdio = { .kind = CLI_SERIAL_STDIO };
+        const struct cli_serial *port = default_com1 ? &stdio : &req->serial[i];
+        vmk_serial_attachment *att = port_attachment(port->kind, port->path, port->append);
         if (!att)
             goto oom;
         r = vmk_config_add_serial_port(cfg, att); /* owns att from here */

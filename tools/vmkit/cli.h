@@ -43,16 +43,19 @@ enum cli_command {
 enum cli_serve_type {
     CLI_SERVE_RNG,
     CLI_SERVE_BLK,
+    CLI_SERVE_CONSOLE,
 };
 
 enum cli_serial_kind {
-    CLI_SERIAL_STDIO, /* guest input from fd 0, output to fd 1 */
-    CLI_SERIAL_FILE,  /* output to path, no input */
+    CLI_SERIAL_STDIO,  /* guest input from fd 0, output to fd 1 */
+    CLI_SERIAL_FILE,   /* output to path, no input */
+    CLI_SERIAL_PTY,    /* a new pseudo-terminal, its path printed on stderr */
+    CLI_SERIAL_SOCKET, /* a unix socket listening at path */
 };
 
 struct cli_serial {
     enum cli_serial_kind kind;
-    char *path; /* CLI_SERIAL_FILE only */
+    char *path; /* CLI_SERIAL_FILE and CLI_SERIAL_SOCKET only */
     bool append;
 };
 
@@ -60,7 +63,7 @@ struct cli_serial {
 /* --device virtio-serial: one port of the (single) virtio console device. */
 struct cli_vport {
     enum cli_serial_kind kind;
-    char *path; /* CLI_SERIAL_FILE only */
+    char *path; /* CLI_SERIAL_FILE and CLI_SERIAL_SOCKET only */
     bool append;
     char *name;   /* NULL: none */
     bool console; /* the guest's hvc0 */
@@ -88,7 +91,9 @@ struct cli_request {
     struct cli_disk disk[CLI_MAX_DISKS]; /* in the order given */
     bool rng;                            /* --device virtio-rng: an entropy device */
     unsigned vport_count;
-    struct cli_vport vport[CLI_MAX_VPORTS]; /* console ports in order; none: no device */
+    /* console ports in order (run: --device virtio-serial, none: no device; serve-device:
+     * --port) */
+    struct cli_vport vport[CLI_MAX_VPORTS];
     /* serve-device only. */
     enum cli_serve_type serve_type;
     char *socket;               /* the vhost-user socket to create */
@@ -119,6 +124,14 @@ int cli_find_default_guest(const char *exe_path, char **kernel, char **initrd, c
  * Returns 0 with *cfg set, or an exit status with one line in err. */
 int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_config **cfg,
                      char *err, size_t errlen);
+/* The console device of req's ports (--device virtio-serial, or serve-device's --port).
+ * 0 with *dev set, or an exit status with one line in err. */
+int cli_build_console_device(const struct cli_request *req, vmk_console_device **dev, char *err,
+                             size_t errlen);
+/* How messages name a port: "COM2", "virtio-serial port 1 (NAME, hvc0)". console: index
+ * is a console port's, else a serial port's. */
+void cli_port_label(const struct cli_request *req, bool console, unsigned index, char *buf,
+                    size_t len);
 
 /* The text of `vmkit --help`, ending in a newline. */
 const char *cli_usage(void);

@@ -4,6 +4,7 @@
 
 /* serve-device uses the library's internal device and vhost-user code directly: they
  * are not (yet) part of the public API. */
+#include "attach/console_ports.h"
 #include "attach/disk_image.h"
 #include "core/event_loop.h"
 #include "vhost_user/server.h"
@@ -150,7 +151,24 @@ static int print_version(void)
 }
 
 /* Runs cfg until the VM stops; returns the exit status. stop_signals are blocked. */
-static int run_vm(const vmk_config *cfg, const sigset_t *stop_signals)
+/* Where each pty port is: the user opens these paths once the VM is up. */
+static void say_pty_paths(const struct cli_request *req, vmk_vm *vm)
+{
+    char label[320];
+    for (unsigned console = 0; console < 2; console++)
+        for (unsigned i = 0; i < (console ? CLI_MAX_VPORTS : CLI_MAX_SERIAL); i++) {
+            char *path = console ? vmk_vm_copy_console_port_pty_path(vm, i)
+                                 : vmk_vm_copy_serial_port_pty_path(vm, i);
+            if (path) {
+                cli_port_label(req, console, i, label, sizeof(label));
+                say("%s on %s", label, path);
+            }
+            free(path);
+        }
+}
+
+static int run_vm(const struct cli_request *req, const vmk_config *cfg,
+                  const sigset_t *stop_signals)
 {
     struct outcome outcome = { .lock = PTHREAD_MUTEX_INITIALIZER };
     struct signal_watch watch = { .sig_fd = -1, .quit_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -182,6 +200,7 @@ static int run_vm(const vmk_config *cfg, const sigset_t *stop_signals)
         say_lines(vmk_error_message(err));
         goto out;
     }
+    say_pty_paths(req, vm);
     /* Started only now: a signal that came during start stays pending until here. */
     int e = pthread_create(&watcher, NULL, signal_thread, &watch);
     if (e)
@@ -264,6 +283,14 @@ static void log_server(void *ctx, const char *msg)
     say("%s", msg);
 }
 
+/* Ctrl-A x on a console port's terminal. */
+static void on_escape(void *ctx)
+{
+    struct serve_signals *sig = ctx;
+    say("Ctrl-A x: stopping");
+    vhost_user_server_stop(sig->server);
+}
+
 /* Serves the device req names on req->socket until SIGINT or SIGTERM. */
 static int serve_device(const struct cli_request *req)
 {
@@ -271,6 +298,8 @@ static int serve_device(const struct cli_request *req)
     struct event_loop *el = NULL;
     struct virtio_device *dev = NULL;
     struct disk_image *img = NULL;
+    vmk_console_device *console = NULL;
+    struct console_ports *ports = NULL;
     struct vhost_user_server *server = NULL;
     struct serve_signals sig = { .src = { .fd = -1 } };
     vmk_error *err = NULL;
@@ -308,6 +337,18 @@ static int serve_device(const struct cli_request *req)
             goto out;
         }
         break;
+    case CLI_SERVE_CONSOLE: {
+        char msg[512];
+        if (cli_build_console_device(req, &console, msg, sizeof(msg))) {
+            say("%s", msg);
+            goto out;
+        }
+        if (console_ports_open(console, el, on_escape, &sig, &ports, &dev, &err) != VMK_OK) {
+            say_lines(err ? vmk_error_message(err) : "cannot open the console ports");
+            goto out;
+        }
+        break;
+    }
     }
     if (!dev) {
         say("cannot create the device: out of memory or file descriptors");
@@ -328,11 +369,22 @@ static int serve_device(const struct cli_request *req)
         goto out;
     }
     watching = true;
+    if (ports && console_ports_connect(ports, &err) != VMK_OK) {
+        say_lines(vmk_error_message(err));
+        goto out;
+    }
     if (req->serve_type == CLI_SERVE_BLK)
         say("serving %s on %s (vhost-user): %s%s, %u queue%s", dev->name, req->socket, disk->path,
             disk->read_only ? " (read-only)" : "", req->queues, req->queues == 1 ? "" : "s");
     else
         say("serving %s on %s (vhost-user)", dev->name, req->socket);
+    for (unsigned i = 0; ports && i < req->vport_count; i++) {
+        const char *path = console_ports_pty_path(ports, i);
+        char label[320];
+        cli_port_label(req, true, i, label, sizeof(label));
+        if (path)
+            say("%s on %s", label, path);
+    }
     e = vhost_user_server_run(server);
     if (e < 0) {
         say("the event loop failed: %s", strerror(-e));
@@ -348,7 +400,9 @@ out:
     vhost_user_server_free(server); /* resets the device, removes the socket */
     if (dev)
         dev->ops->destroy(dev);
-    disk_image_close(img); /* after the device: its workers use the image */
+    disk_image_close(img);      /* after the device: its workers use the image */
+    console_ports_close(ports); /* and its reset may write to a port */
+    vmk_console_device_free(console);
     event_loop_free(el);
     vmk_error_free(err);
     return status;
@@ -419,7 +473,7 @@ int main(int argc, char **argv)
         status = CLI_EXIT_RUNTIME;
         goto out;
     }
-    status = run_vm(cfg, &stop_signals);
+    status = run_vm(&req, cfg, &stop_signals);
 
 out:
     vmk_error_free(verr);

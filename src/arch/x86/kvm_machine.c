@@ -299,6 +299,16 @@ static vmk_result create_console(struct kvm_machine *m, const vmk_config *cfg,
     return VMK_OK;
 }
 
+const char *kvm_machine_pty_path(const struct kvm_machine *m, bool console, unsigned index)
+{
+    const struct platform_devices *d = m->dev;
+    if (!d)
+        return NULL;
+    if (console)
+        return console_ports_pty_path(d->console_ports[0], index);
+    return index < VMK_MAX_SERIAL_PORTS ? serial_link_pty_path(d->link[index]) : NULL;
+}
+
 static vmk_result create_devices(struct kvm_machine *m, const vmk_config *cfg,
                                  struct event_loop *el, vmk_error **err)
 {

@@ -90,6 +90,9 @@ void kvm_machine_resume(struct kvm_machine *m);
 void kvm_machine_press_power_button(struct kvm_machine *m);
 /* Stops and joins the vCPUs, then frees everything. */
 void kvm_machine_destroy(struct kvm_machine *m);
+/* The pty a pty attachment got: serial port index (0 is COM1), or port index of the
+ * console device when console. NULL when that port has no pty. Valid until destroy. */
+const char *kvm_machine_pty_path(const struct kvm_machine *m, bool console, unsigned index);
 
 /* Puts a PCI device (its BARs and capabilities declared; MSI-X set up with m->irq_ops)
  * on bus 0 and assigns its BARs. Machine build time only, before kvm_machine_start.
