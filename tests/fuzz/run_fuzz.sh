@@ -1,19 +1,46 @@
 #!/usr/bin/env bash
-# Builds tests/fuzz/fuzz_virtqueue.c with libFuzzer, ASan and UBSan and feeds it a
-# bounded number of inputs: FUZZ_RUNS (default 200000), at most FUZZ_MAX_TIME seconds
-# (default 60). Prints one TAP case; no clang or no libFuzzer (libclang-rt-14-dev) is a
-# skip. Build outputs go to $FUZZ_OUT_DIR if set, else a temporary directory that is
-# removed unless the run failed.
+# Builds libFuzzer targets with ASan and UBSan and feeds each a bounded number of
+# inputs: FUZZ_RUNS (default 100000; 0 means no limit), at most FUZZ_MAX_TIME seconds
+# (default 45). Usage: run_fuzz.sh [TARGET...], targets virtqueue, virtio_blk,
+# virtio_console, virtio_rng (default: all). Prints one TAP case per target; no clang
+# or no libFuzzer (libclang-rt-14-dev) is a skip. Device targets start from seeds they
+# write themselves (valid requests). Build outputs and corpora go to $FUZZ_OUT_DIR if
+# set, else a temporary directory that is removed unless a run failed.
 cd "$(dirname "$0")/../.." || exit 1
-echo "1..1"
-runs=${FUZZ_RUNS:-200000}
-max_time=${FUZZ_MAX_TIME:-60}
+
+all_targets="virtqueue virtio_blk virtio_console virtio_rng"
+# Sources of each target (tests/fuzz/fuzz_TARGET.c comes first).
+dev_common="tests/fuzz/fuzz_common.c src/virtio/virtqueue.c src/virtio/virtio_device.c
+            src/core/guest_memory.c"
+sources() {
+    case $1 in
+    virtqueue) echo "src/virtio/virtqueue.c src/core/guest_memory.c" ;;
+    virtio_blk) echo "$dev_common src/virtio/blk.c src/attach/disk_image.c src/api/error.c" ;;
+    virtio_console) echo "$dev_common src/virtio/console.c" ;;
+    virtio_rng) echo "$dev_common src/virtio/rng.c src/core/event_loop.c" ;;
+    *) return 1 ;;
+    esac
+}
+
+targets=${*:-$all_targets}
+# shellcheck disable=SC2086  # a list of names
+set -- $targets
+echo "1..$#"
+runs=${FUZZ_RUNS:-100000}
+[ "$runs" = 0 ] && runs=-1
+max_time=${FUZZ_MAX_TIME:-45}
 cc=${CLANG:-clang}
 
-if ! command -v "$cc" >/dev/null 2>&1; then
-    echo "ok 1 # SKIP clang not installed"
+skip_all() {
+    local n=1
+    for t in $targets; do
+        echo "ok $n - fuzz_$t # SKIP $1"
+        n=$((n + 1))
+    done
     exit 0
-fi
+}
+
+command -v "$cc" >/dev/null 2>&1 || skip_all "clang not installed"
 if [ -n "${FUZZ_OUT_DIR:-}" ]; then
     work=$FUZZ_OUT_DIR
     mkdir -p "$work" || exit 1
@@ -22,6 +49,7 @@ else
     work=$(mktemp -d "${TMPDIR:-/tmp}/vmkit-fuzz.XXXXXX") || exit 1
     keep=0
 fi
+# shellcheck disable=SC2317  # run by the trap
 cleanup() { [ "$keep" = 1 ] || rm -rf "$work"; }
 trap cleanup EXIT
 
@@ -29,33 +57,53 @@ printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n);\n%s
     'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return d && n; }' \
     >"$work/probe.c"
 if ! "$cc" -fsanitize=fuzzer "$work/probe.c" -o "$work/probe" >/dev/null 2>&1; then
-    echo "ok 1 # SKIP libFuzzer not available (install libclang-rt-14-dev)"
-    exit 0
+    skip_all "libFuzzer not available (install libclang-rt-14-dev)"
 fi
 
-bin=$work/fuzz_virtqueue
-if ! "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc \
-        tests/fuzz/fuzz_virtqueue.c src/virtio/virtqueue.c src/core/guest_memory.c \
-        -o "$bin" >"$work/build.log" 2>&1; then
-    echo "not ok 1 - fuzz_virtqueue (build failed)"
-    sed 's/^/# /' "$work/build.log"
-    exit 0
-fi
-
-mkdir -p "$work/corpus"
-"$bin" -runs="$runs" -max_total_time="$max_time" -max_len=8192 -print_final_stats=1 \
-    -artifact_prefix="$work/" "$work/corpus" >"$work/fuzz.log" 2>&1
-rc=$?
-execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log" | tail -n 1)
-secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$work/fuzz.log" | tail -n 1)
-if [ "$rc" -eq 0 ] && [ -n "$execs" ]; then
-    echo "ok 1 - fuzz_virtqueue (${execs} execs)"
-    [ -n "$secs" ] && echo "# ${execs} inputs in ${secs} s"
-else
-    keep=1
-    echo "not ok 1 - fuzz_virtqueue (exit status $rc)"
-    tail -n 40 "$work/fuzz.log" | sed 's/^/# /'
-    echo "# crash input and log kept in $work"
-fi
+n=0
+for t in $targets; do
+    n=$((n + 1))
+    name=fuzz_$t
+    dir=$work/$t
+    mkdir -p "$dir/corpus" || exit 1
+    if ! srcs=$(sources "$t"); then
+        echo "not ok $n - $name (no such target)"
+        continue
+    fi
+    bin=$dir/$name
+    # shellcheck disable=SC2086  # srcs is a list of paths without spaces
+    if ! "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+            -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
+            -Wno-unused-parameter -Iinclude -Isrc "tests/fuzz/$name.c" $srcs -lpthread \
+            -o "$bin" >"$dir/build.log" 2>&1; then
+        keep=1
+        echo "not ok $n - $name (build failed)"
+        sed 's/^/# /' "$dir/build.log"
+        continue
+    fi
+    max_len=4096
+    if [ "$t" = virtqueue ]; then
+        max_len=8192
+    elif ! VMKIT_FUZZ_SEEDS="$dir/corpus" "$bin" >"$dir/seeds.log" 2>&1; then
+        keep=1
+        echo "not ok $n - $name (cannot write seeds)"
+        sed 's/^/# /' "$dir/seeds.log"
+        continue
+    fi
+    "$bin" -runs="$runs" -max_total_time="$max_time" -max_len="$max_len" -print_final_stats=1 \
+        -artifact_prefix="$dir/" "$dir/corpus" >"$dir/fuzz.log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/fuzz.log" | tail -n 1)
+    secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$dir/fuzz.log" | tail -n 1)
+    cov=$(sed -n 's/^#[0-9]*[[:space:]].* cov: \([0-9]*\) .*/\1/p' "$dir/fuzz.log" | tail -n 1)
+    if [ "$rc" -eq 0 ] && [ -n "$execs" ]; then
+        echo "ok $n - $name (${execs} execs)"
+        echo "# ${execs} inputs in ${secs:-?} s, cov ${cov:-?}"
+    else
+        keep=1
+        echo "not ok $n - $name (exit status $rc)"
+        tail -n 40 "$dir/fuzz.log" | sed 's/^/# /'
+        echo "# crash input and log kept in $dir"
+    fi
+done
 exit 0
