@@ -139,6 +139,14 @@ static void write_status(struct virtio_pci *vp, uint8_t value)
         reset_registers(vp);
         return;
     }
+    /* A driver must not clear a status bit (2.1.2): taking DRIVER_OK or FEATURES_OK back
+     * and setting it again would re-activate a running device. Only a reset undoes them. */
+    const uint8_t progress = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+                             VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
+    if (old & ~value & progress) {
+        t_needs_reset(vp, "the driver cleared a status bit");
+        return;
+    }
     uint8_t next = value | (old & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
     if ((next & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK)) {
         bool ok = !(vp->driver_features & ~d->device_features) &&

@@ -326,6 +326,23 @@ static void test_queue_outside_ram_at_enable(void **state)
     assert_true(status(f) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 }
 
+/* Taking DRIVER_OK back is against the rules (2.1.2): the status stays, the device asks
+ * for a reset, and only a reset brings it back to a fresh start. */
+static void test_cleared_status_bit_needs_reset(void **state)
+{
+    struct fixture *f = *state;
+    bring_up(f);
+    unsigned config_signals = f->signals[0];
+    wr(f, 0x14, 0x0f & ~VIRTIO_STATUS_DRIVER_OK, 1);
+    assert_int_equal(status(f), 0x0f | VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    assert_int_equal(f->signals[0], config_signals + 1); /* a config interrupt tells it */
+    wr(f, 0x14, 0x0f, 1);                                /* setting it again does not re-activate */
+    assert_int_equal(status(f), 0x0f | VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    wr(f, 0x14, 0, 1);
+    assert_int_equal(status(f), 0);
+    bring_up(f);
+}
+
 static void test_odd_accesses_harmless(void **state)
 {
     struct fixture *f = *state;
@@ -355,6 +372,7 @@ int main(void)
         T(test_kick_before_driver_ok_ignored),
         T(test_bad_rings_need_reset),
         T(test_queue_outside_ram_at_enable),
+        T(test_cleared_status_bit_needs_reset),
         T(test_odd_accesses_harmless),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
