@@ -362,28 +362,28 @@ static bool pci_cfg_access(const struct virtio_pci *vp, uint32_t *offset, unsign
     return true;
 }
 
-static bool touches_pci_cfg_data(const struct virtio_pci *vp, unsigned offset, unsigned size)
+/* A config access that touches pci_cfg_data performs the selected BAR access. */
+static void pci_cfg_forward(struct virtio_pci *vp, unsigned offset, unsigned size, bool write)
 {
     unsigned data = vp->pci_cfg_cap + PCI_CFG_DATA;
-    return offset < data + 4 && offset + size > data;
+    uint32_t off;
+    unsigned len;
+    if (offset >= data + 4 || offset + size <= data || !pci_cfg_access(vp, &off, &len))
+        return;
+    if (write)
+        bar_write(vp, off, vp->pci.config + data, len);
+    else
+        bar_read(vp, off, vp->pci.config + data, len);
 }
 
 static void pci_cfg_written(void *ctx, unsigned offset, unsigned size)
 {
-    struct virtio_pci *vp = ctx;
-    uint32_t off;
-    unsigned len;
-    if (touches_pci_cfg_data(vp, offset, size) && pci_cfg_access(vp, &off, &len))
-        bar_write(vp, off, vp->pci.config + vp->pci_cfg_cap + PCI_CFG_DATA, len);
+    pci_cfg_forward(ctx, offset, size, true);
 }
 
 static void pci_cfg_reading(void *ctx, unsigned offset, unsigned size)
 {
-    struct virtio_pci *vp = ctx;
-    uint32_t off;
-    unsigned len;
-    if (touches_pci_cfg_data(vp, offset, size) && pci_cfg_access(vp, &off, &len))
-        bar_read(vp, off, vp->pci.config + vp->pci_cfg_cap + PCI_CFG_DATA, len);
+    pci_cfg_forward(ctx, offset, size, false);
 }
 
 /* ---- setup ---- */

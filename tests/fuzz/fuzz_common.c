@@ -601,3 +601,15 @@ void fz_seed_save(const char *dir, const char *name, const struct fz_seed *s)
         exit(1);
     }
 }
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    const char *dir = fz_seed_mode();
+    if (dir) {
+        fz_write_seeds(dir);
+        exit(0);
+    }
+    return 0;
+}

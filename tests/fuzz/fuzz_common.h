@@ -158,8 +158,10 @@ void fz_seed_chain(struct fz_seed *s, unsigned q, uint8_t ctl, const struct fz_s
                    unsigned n);
 void fz_seed_notify(struct fz_seed *s, unsigned q);
 /* When $VMKIT_FUZZ_SEEDS names a directory, the target writes its seeds there and the
- * process exits: fz_seed_mode returns that directory, or NULL. */
+ * process exits: fz_seed_mode returns that directory, or NULL. fuzz_common.c's
+ * LLVMFuzzerInitialize does that with the target's fz_write_seeds. */
 const char *fz_seed_mode(void);
+void fz_write_seeds(const char *dir);
 /* Writes s as dir/name; exits with a message on failure (seed mode only). */
 void fz_seed_save(const char *dir, const char *name, const struct fz_seed *s);
 

@@ -230,7 +230,7 @@ static void seg16(uint8_t out[16], uint64_t sector, uint32_t num, uint32_t flags
     memcpy(out + 12, &flags, 4);
 }
 
-static void write_seeds(const char *dir)
+void fz_write_seeds(const char *dir)
 {
     const uint8_t up = FZ_H_BRING_UP;
     const uint8_t up_all = FZ_H_BRING_UP | FZ_H_EVENT_IDX | FZ_H_INDIRECT;
@@ -371,18 +371,6 @@ static void write_seeds(const char *dir)
         fz_seed_u8(&s, FZ_OP_RESET);
     }
     fz_seed_save(dir, "long-way", &s);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    const char *dir = fz_seed_mode();
-    if (dir) {
-        write_seeds(dir);
-        exit(0);
-    }
-    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

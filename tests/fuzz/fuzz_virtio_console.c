@@ -150,7 +150,7 @@ static void seed_output(struct fz_seed *s, unsigned q, const char *text)
     fz_seed_chain(s, q, FZ_CHAIN_KICK, &seg, 1);
 }
 
-static void write_seeds(const char *dir)
+void fz_write_seeds(const char *dir)
 {
     const uint32_t multiport = 1u << 1;
     struct fz_seed s;
@@ -198,18 +198,6 @@ static void write_seeds(const char *dir)
     fz_seed_u8(&s, 4);
     fz_seed_u8(&s, 2);
     fz_seed_save(dir, "many-ports", &s);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    const char *dir = fz_seed_mode();
-    if (dir) {
-        write_seeds(dir);
-        exit(0);
-    }
-    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

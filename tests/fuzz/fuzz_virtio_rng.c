@@ -53,7 +53,7 @@ static void seed_request(struct fz_seed *s, unsigned nbuf, uint16_t len, uint8_t
     fz_seed_chain(s, 0, ctl, segs, nbuf);
 }
 
-static void write_seeds(const char *dir)
+void fz_write_seeds(const char *dir)
 {
     static const uint8_t variants[] = { 0, 1 | 4 << 2, 2 | 40 << 2, 3 | 1 << 2 | 1 << 5 };
     struct fz_seed s;
@@ -88,18 +88,6 @@ static void write_seeds(const char *dir)
                        VIRTIO_STATUS_DRIVER_OK);
     seed_request(&s, 1, 32, FZ_CHAIN_KICK);
     fz_seed_save(dir, "before-driver-ok", &s);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    const char *dir = fz_seed_mode();
-    if (dir) {
-        write_seeds(dir);
-        exit(0);
-    }
-    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
