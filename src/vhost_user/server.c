@@ -153,10 +153,12 @@ static void stop_device(struct vhost_user_server *s)
     struct virtio_device *d = s->dev;
     if (!s->active)
         return;
+    /* The base after the reset: the device has finished or given back every chain it
+     * held, so the front end resumes where nothing is lost. */
+    d->ops->reset(d);
     for (unsigned q = 0; q < d->num_queues; q++)
         if (s->vrings[q].running)
             s->vrings[q].base = virtq_get_base(&d->queues[q]);
-    d->ops->reset(d);
     for (unsigned q = 0; q < d->num_queues; q++) {
         virtq_disable(&d->queues[q]);
         s->vrings[q].running = false;

@@ -222,7 +222,13 @@ static void rng_reset(struct virtio_device *d)
     disarm_timer(r);
     r->active = false;
     r->failed = false;
-    r->have_elem = false; /* stale now: the transport disables the queue */
+    /* A chain held while the host's entropy pool was not ready goes back: a vhost-user
+     * front end that stops and restarts the ring (a paused QEMU) resumes before it, so
+     * the guest's request is served instead of lost. */
+    if (r->have_elem && virtq_unpop(&d->queues[0], &r->elem) < 0) {
+        /* Stale or not the last one: the driver's reset drops it anyway. */
+    }
+    r->have_elem = false;
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -154,6 +154,18 @@ int virtq_set_base(struct virtq *q, uint16_t idx)
     return 0;
 }
 
+int virtq_unpop(struct virtq *q, const struct virtq_elem *e)
+{
+    if (!q->enabled || q->broken || e->gen != q->gen || q->inflight == 0)
+        return -EINVAL;
+    uint16_t slot = (uint16_t)(q->last_avail_idx - 1) & (q->num - 1);
+    if (le16toh(__atomic_load_n(&q->avail->ring[slot], __ATOMIC_RELAXED)) != e->head)
+        return -EINVAL;
+    q->last_avail_idx--;
+    q->inflight--;
+    return 0;
+}
+
 uint16_t virtq_get_base(const struct virtq *q)
 {
     return q->last_avail_idx;

@@ -102,6 +102,11 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e) __attribute__((warn_unused_
  * than were popped. */
 int virtq_push(struct virtq *q, const struct virtq_elem *e, uint32_t written)
     __attribute__((warn_unused_result));
+/* Gives back e, the element popped last and not pushed, as if never popped: the next
+ * pop (or the base a vhost-user front end reads) finds it again. For a device that
+ * holds a chain when it is stopped (rate-limited entropy). 0, or -EINVAL (and no
+ * change) when e is not the last element popped or is stale. */
+int virtq_unpop(struct virtq *q, const struct virtq_elem *e);
 /* After one or more pushes: must the device interrupt the driver? Honours
  * VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with event_idx (vring_need_event, with
  * wrap-around). False on a broken or disabled queue. */

@@ -767,6 +767,35 @@ static void test_stale_element_dropped(void **state)
     assert_false(virtq_set_notification(&d->q, true));
 }
 
+/* A device gives back the chain it popped last: the next pop and the base find it
+ * again; anything else is refused and changes nothing. */
+static void test_unpop(void **state)
+{
+    struct drv *d = *state;
+    uint16_t first = add_chain(d, 1, 1, 100);
+    uint16_t second = add_chain(d, 1, 1, 200);
+    struct virtq_elem a, b;
+    assert_int_equal(virtq_pop(&d->q, &a), 1);
+    assert_int_equal(virtq_pop(&d->q, &b), 1);
+    assert_int_equal(virtq_unpop(&d->q, &a), -EINVAL); /* not the last one */
+    assert_int_equal(virtq_unpop(&d->q, &b), 0);
+    assert_int_equal(virtq_get_base(&d->q), 1);
+    assert_int_equal(virtq_unpop(&d->q, &b), -EINVAL); /* already given back */
+    assert_int_equal(virtq_pop(&d->q, &b), 1);
+    assert_int_equal(b.head, second);
+    assert_int_equal(b.out_len, 200);
+    assert_int_equal(virtq_push(&d->q, &b, 0), 0);
+    assert_int_equal(virtq_push(&d->q, &a, 0), 0);
+    assert_int_equal(used_id(d, 1), first);
+    assert_false(virtq_is_broken(&d->q));
+    /* A stale element (popped before a reset) is not the queue's to take back. */
+    add_chain(d, 1, 1, 300);
+    assert_int_equal(virtq_pop(&d->q, &a), 1);
+    reconfigure(d, 16, false, false);
+    assert_int_equal(virtq_unpop(&d->q, &a), -EINVAL);
+    assert_int_equal(virtq_get_base(&d->q), 0);
+}
+
 static void test_size_rewritten_while_enabled(void **state)
 {
     struct drv *d = *state;
@@ -1069,6 +1098,7 @@ int main(void)
         T(test_too_many_in_flight),
         T(test_push_more_than_in_len),
         T(test_stale_element_dropped),
+        T(test_unpop),
         T(test_size_rewritten_while_enabled),
         T(test_enable_checks),
         T(test_enable_resets_broken),
