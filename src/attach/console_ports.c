@@ -4,6 +4,7 @@
 #include "virtio/console.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 _Static_assert(VMK_MAX_CONSOLE_PORTS <= VIRTIO_CONSOLE_MAX_PORTS,
@@ -39,8 +40,10 @@ vmk_result console_ports_open(const vmk_console_device *cd, struct event_loop *e
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "console device: out of memory");
     struct virtio_console_port_config ports[VMK_MAX_CONSOLE_PORTS];
     for (unsigned i = 0; i < cd->port_count && i < VMK_MAX_CONSOLE_PORTS; i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "console port %u", i + 1);
         vmk_result r =
-            serial_link_open(cd->port[i].att, i + 1, el, escape, escape_ctx, &cp->link[i], err);
+            serial_link_open(cd->port[i].att, what, el, escape, escape_ctx, &cp->link[i], err);
         if (r != VMK_OK) {
             console_ports_close(cp);
             return r;

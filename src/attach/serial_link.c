@@ -258,28 +258,28 @@ static void on_accept(void *ctx, uint32_t events)
         event_loop_arm(l->el, &l->in_src, false);
 }
 
-static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *att, unsigned port,
-                            vmk_error **err)
+static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *att,
+                            const char *what, vmk_error **err)
 {
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (att->append ? O_APPEND : O_TRUNC);
     l->out_fd = open(att->path, flags, 0644);
     if (l->out_fd < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot open %s: %s", port,
-                        att->path, strerror(errno));
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot open %s: %s", what, att->path,
+                        strerror(errno));
     return VMK_OK;
 }
 
-static vmk_result open_fds(struct serial_link *l, const vmk_serial_attachment *att, unsigned port,
-                           vmk_error **err)
+static vmk_result open_fds(struct serial_link *l, const vmk_serial_attachment *att,
+                           const char *what, vmk_error **err)
 {
     if (att->write_fd >= 0 && (l->out_fd = fcntl(att->write_fd, F_DUPFD_CLOEXEC, 3)) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: write fd %d: %s", port,
-                        att->write_fd, strerror(errno));
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: write fd %d: %s", what, att->write_fd,
+                        strerror(errno));
     if (att->read_fd < 0)
         return VMK_OK;
     if ((l->in_fd = fcntl(att->read_fd, F_DUPFD_CLOEXEC, 3)) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: read fd %d: %s", port,
-                        att->read_fd, strerror(errno));
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: read fd %d: %s", what, att->read_fd,
+                        strerror(errno));
     if (isatty(l->in_fd) && tcgetattr(l->in_fd, &l->saved_tio) == 0) {
         struct termios raw = l->saved_tio;
         cfmakeraw(&raw);
@@ -294,32 +294,31 @@ static vmk_result open_fds(struct serial_link *l, const vmk_serial_attachment *a
 /* A new pseudo-terminal: the link reads and writes the master, and holds one slave fd
  * so that the master does not report a hang-up (EIO, EPOLLHUP) while no user has the
  * path open. */
-static vmk_result open_pty(struct serial_link *l, unsigned port, vmk_error **err)
+static vmk_result open_pty(struct serial_link *l, const char *what, vmk_error **err)
 {
     char name[64];
     struct termios tio;
     int e;
     l->in_fd = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
     if (l->in_fd < 0 || grantpt(l->in_fd) < 0 || unlockpt(l->in_fd) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot create a pty: %s", port,
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot create a pty: %s", what,
                         strerror(errno));
     /* Non-blocking (above): a full pty, nobody reading, drops guest output instead of
      * stalling a vCPU. */
     l->out_fd = l->in_fd;
     if ((e = ptsname_r(l->in_fd, name, sizeof(name))) != 0)
-        return vmk_fail(err, VMK_ERR_IO, e, "serial port %u: cannot name the pty: %s", port,
-                        strerror(e));
+        return vmk_fail(err, VMK_ERR_IO, e, "%s: cannot name the pty: %s", what, strerror(e));
     l->pty_slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
     if (l->pty_slave < 0 || tcgetattr(l->pty_slave, &tio) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot open %s: %s", port, name,
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot open %s: %s", what, name,
                         strerror(errno));
     /* Raw: the guest's bytes reach the user unchanged, and nothing echoes back to it. */
     cfmakeraw(&tio);
     if (tcsetattr(l->pty_slave, TCSANOW, &tio) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot set up %s: %s", port, name,
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot set up %s: %s", what, name,
                         strerror(errno));
     if (!(l->pty_path = strdup(name)))
-        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "serial port %u: out of memory", port);
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
     return VMK_OK;
 }
 
@@ -330,84 +329,80 @@ const char *serial_link_pty_path(const struct serial_link *l)
 
 /* A socket file at path nobody listens on is left over from a crash: remove it. Anything
  * else there is someone's, and stays. */
-static vmk_result clear_stale_socket(const struct sockaddr_un *sa, unsigned port, vmk_error **err)
+static vmk_result clear_stale_socket(const struct sockaddr_un *sa, const char *what,
+                                     vmk_error **err)
 {
     const char *path = sa->sun_path;
     struct stat st;
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? VMK_OK
-                               : vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: socket %s: %s",
-                                          port, path, strerror(errno));
+                               : vmk_fail(err, VMK_ERR_IO, errno, "%s: socket %s: %s", what, path,
+                                          strerror(errno));
     if (!S_ISSOCK(st.st_mode))
         return vmk_fail(err, VMK_ERR_IO, EEXIST,
-                        "serial port %u: %s exists and is not a socket (not replacing it)", port,
-                        path);
+                        "%s: %s exists and is not a socket (not replacing it)", what, path);
     /* Non-blocking: a live listener with a full backlog answers EAGAIN, not a hang. */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: socket: %s", port,
-                        strerror(errno));
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: socket: %s", what, strerror(errno));
     int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
     int e = errno;
     close(fd);
     if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
         return vmk_fail(err, VMK_ERR_IO, EADDRINUSE,
-                        "serial port %u: socket %s is in use (another program listens on it)", port,
-                        path);
+                        "%s: socket %s is in use (another program listens on it)", what, path);
     if (e == ECONNREFUSED) {
         if (unlink(path) == 0 || errno == ENOENT)
             return VMK_OK;
         e = errno;
-        return vmk_fail(err, VMK_ERR_IO, e, "serial port %u: cannot remove stale socket %s: %s",
-                        port, path, strerror(e));
+        return vmk_fail(err, VMK_ERR_IO, e, "%s: cannot remove stale socket %s: %s", what, path,
+                        strerror(e));
     }
-    return vmk_fail(err, VMK_ERR_IO, e, "serial port %u: socket %s: %s", port, path, strerror(e));
+    return vmk_fail(err, VMK_ERR_IO, e, "%s: socket %s: %s", what, path, strerror(e));
 }
 
 static vmk_result open_socket(struct serial_link *l, const vmk_serial_attachment *att,
-                              unsigned port, vmk_error **err)
+                              const char *what, vmk_error **err)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     const char *path = att->path;
     if (!path || !*path)
-        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "serial port %u: socket without a path",
-                        port);
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s: socket without a path", what);
     if (strlen(path) >= sizeof(sa.sun_path))
         return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, ENAMETOOLONG,
-                        "serial port %u: socket path %s is longer than %zu bytes", port, path,
+                        "%s: socket path %s is longer than %zu bytes", what, path,
                         sizeof(sa.sun_path) - 1);
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    vmk_result r = clear_stale_socket(&sa, port, err);
+    vmk_result r = clear_stale_socket(&sa, what, err);
     if (r != VMK_OK)
         return r;
     l->listen_src = (struct event_source){ .handler = on_accept, .ctx = l };
     l->listen_src.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (l->listen_src.fd < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: socket: %s", port,
-                        strerror(errno));
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: socket: %s", what, strerror(errno));
     if (bind(l->listen_src.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot bind %s: %s", port, path,
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot bind %s: %s", what, path,
                         strerror(errno));
     /* From here on the file is ours: serial_link_close removes it. */
     if (lstat(path, &l->sock_st) < 0 || !(l->sock_path = strdup(path))) {
         int e = errno;
         unlink(path);
-        return vmk_fail(err, e == ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_IO, e,
-                        "serial port %u: %s: %s", port, path, strerror(e));
+        return vmk_fail(err, e == ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_IO, e, "%s: %s: %s", what,
+                        path, strerror(e));
     }
     if (listen(l->listen_src.fd, SOCKET_BACKLOG) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: cannot listen on %s: %s", port,
-                        path, strerror(errno));
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot listen on %s: %s", what, path,
+                        strerror(errno));
     return VMK_OK;
 }
 
-vmk_result serial_link_open(const vmk_serial_attachment *att, unsigned port, struct event_loop *el,
-                            void (*escape)(void *ctx), void *escape_ctx, struct serial_link **out,
-                            vmk_error **err)
+vmk_result serial_link_open(const vmk_serial_attachment *att, const char *what,
+                            struct event_loop *el, void (*escape)(void *ctx), void *escape_ctx,
+                            struct serial_link **out, vmk_error **err)
 {
     struct serial_link *l = calloc(1, sizeof(*l));
     if (!l)
-        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "serial port %u: out of memory", port);
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
     l->el = el;
     l->kind = att->kind;
     l->in_fd = l->out_fd = l->pty_slave = l->listen_src.fd = -1;
@@ -417,17 +412,15 @@ vmk_result serial_link_open(const vmk_serial_attachment *att, unsigned port, str
     l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     vmk_result r;
     if (l->wake_fd < 0) {
-        r = vmk_fail(err, VMK_ERR_IO, errno, "serial port %u: eventfd: %s", port, strerror(errno));
+        r = vmk_fail(err, VMK_ERR_IO, errno, "%s: eventfd: %s", what, strerror(errno));
         goto fail;
     }
     switch (att->kind) {
-    case SERIAL_ATTACHMENT_FILE: r = open_file(l, att, port, err); break;
-    case SERIAL_ATTACHMENT_FD: r = open_fds(l, att, port, err); break;
-    case SERIAL_ATTACHMENT_PTY: r = open_pty(l, port, err); break;
-    case SERIAL_ATTACHMENT_SOCKET: r = open_socket(l, att, port, err); break;
-    default:
-        r = vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "serial port %u: unknown attachment kind",
-                     port);
+    case SERIAL_ATTACHMENT_FILE: r = open_file(l, att, what, err); break;
+    case SERIAL_ATTACHMENT_FD: r = open_fds(l, att, what, err); break;
+    case SERIAL_ATTACHMENT_PTY: r = open_pty(l, what, err); break;
+    case SERIAL_ATTACHMENT_SOCKET: r = open_socket(l, att, what, err); break;
+    default: r = vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s: unknown attachment kind", what);
     }
     if (r != VMK_OK)
         goto fail;

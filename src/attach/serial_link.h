@@ -23,11 +23,12 @@ struct serial_link_sink {
 };
 
 /* Opens the attachment's host side (a socket attachment's listening socket: an error
- * names the path when it is taken). escape(escape_ctx) runs on the event loop when the
- * user types the escape sequence. */
-vmk_result serial_link_open(const vmk_serial_attachment *att, unsigned port, struct event_loop *el,
-                            void (*escape)(void *ctx), void *escape_ctx, struct serial_link **out,
-                            vmk_error **err);
+ * names the path when it is taken). what names the port in errors ("serial port 1",
+ * "console port 2"). escape(escape_ctx) runs on the event loop when the user types the
+ * escape sequence. */
+vmk_result serial_link_open(const vmk_serial_attachment *att, const char *what,
+                            struct event_loop *el, void (*escape)(void *ctx), void *escape_ctx,
+                            struct serial_link **out, vmk_error **err);
 /* Guest → host: the UART's output callback (any thread). */
 void serial_link_write(void *link, const uint8_t *buf, size_t len);
 /* The UART drained its buffer: resume input (any thread). */

@@ -104,6 +104,7 @@ static void test_bad_port_leaves_nothing(void **state)
     assert_null(f->cp);
     assert_null(f->dev);
     assert_non_null(err);
+    assert_non_null(strstr(vmk_error_message(err), "console port 2"));
     assert_non_null(strstr(vmk_error_message(err), "/nonexistent/dir/port"));
     vmk_error_free(err);
 }

@@ -141,7 +141,7 @@ static struct serial_link *open_link(struct fix *f, const vmk_serial_attachment 
 {
     struct serial_link *l = NULL;
     vmk_error *err = NULL;
-    if (serial_link_open(att, 1, f->el, NULL, NULL, &l, &err) != VMK_OK)
+    if (serial_link_open(att, "serial port 1", f->el, NULL, NULL, &l, &err) != VMK_OK)
         fail_msg("serial_link_open: %s", vmk_error_message(err));
     struct serial_link_sink sink = { .receive = sink_receive, .ctx = &f->sink };
     assert_int_equal(serial_link_connect(l, &sink, &err), VMK_OK);
@@ -516,7 +516,8 @@ static vmk_error *open_fails(struct fix *f, const vmk_serial_attachment *att)
 {
     struct serial_link *l = NULL;
     vmk_error *err = NULL;
-    assert_int_not_equal(serial_link_open(att, 2, f->el, NULL, NULL, &l, &err), VMK_OK);
+    assert_int_not_equal(serial_link_open(att, "console port 2", f->el, NULL, NULL, &l, &err),
+                         VMK_OK);
     assert_null(l);
     assert_non_null(err);
     return err;
@@ -555,7 +556,7 @@ static void test_socket_live_listener_refused(void **state)
     assert_int_equal(vmk_error_code(err), VMK_ERR_IO);
     assert_non_null(strstr(vmk_error_message(err), f->sock));
     assert_non_null(strstr(vmk_error_message(err), "in use"));
-    assert_non_null(strstr(vmk_error_message(err), "serial port 2"));
+    assert_non_null(strstr(vmk_error_message(err), "console port 2"));
     vmk_error_free(err);
     /* The probe above fills the backlog of 0: a second probe must not hang on it. */
     double t0 = now();

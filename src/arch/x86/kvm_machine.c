@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -159,7 +160,9 @@ static vmk_result create_serial_ports(struct kvm_machine *m, const vmk_config *c
 {
     struct platform_devices *d = m->dev;
     for (unsigned i = 0; i < cfg->serial_count; i++) {
-        vmk_result r = serial_link_open(cfg->serial[i], i + 1, el, on_escape, m, &d->link[i], err);
+        char what[32];
+        snprintf(what, sizeof(what), "serial port %u", i + 1);
+        vmk_result r = serial_link_open(cfg->serial[i], what, el, on_escape, m, &d->link[i], err);
         if (r != VMK_OK)
             return r;
         struct irq_line irq = irq_line_for(m, IRQ_SRC_COM0 + i, com_ports[i].irq);
