@@ -181,9 +181,10 @@ static bool uva_to_gpa(const struct vhost_user_server *s, uint64_t uva, uint64_t
 }
 
 /* "Ring starting" (vhost-user.rst): a ring runs once it has its kick fd and is
- * enabled. The device is activated when every started ring runs and every other ring is
- * enabled: a driver may use fewer queues than offered (Linux uses at most one per vCPU),
- * and QEMU never starts the rest.
+ * enabled. The device is activated when every started ring runs and no other ring is
+ * half set up: a driver may use fewer queues than offered (Linux uses at most one per
+ * vCPU), and front ends leave the rest untouched (QEMU enables them unstarted; others
+ * never mention them), so a ring nobody configured is not waited for.
  * A ring that starts later restarts the device (see SET_VRING_KICK). -EINVAL: the rings
  * the front end gave do not fit its memory. */
 static int maybe_activate(struct vhost_user_server *s)
@@ -195,9 +196,8 @@ static int maybe_activate(struct vhost_user_server *s)
     for (unsigned q = 0; q < d->num_queues; q++) {
         struct vring *vr = &s->vrings[q];
         if (!vr->started) {
-            /* Unused once the front end enables it unstarted (QEMU enables every ring
-             * after starting those in use); without protocol features, at once. */
-            if (!ring_enabled(s, vr))
+            /* Being set up (QEMU sets up every ring it uses before enabling any). */
+            if (vr->num || vr->addr_set)
                 return 0;
             continue;
         }

@@ -289,9 +289,11 @@ static void start_device(struct fix *f)
         vring_state(f, VHOST_USER_SET_VRING_BASE, q, 0);
         vring_fd(f, VHOST_USER_SET_VRING_CALL, q, f->call[q]);
         vring_fd(f, VHOST_USER_SET_VRING_KICK, q, f->kick[q]);
-        assert_int_equal(f->fd.activated, 0); /* not enabled yet */
-        vring_state(f, VHOST_USER_SET_VRING_ENABLE, q, 1);
     }
+    /* Then every ring is enabled; the device starts once, when the last one is. */
+    vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1);
+    assert_int_equal(f->fd.activated, 0);
+    vring_state(f, VHOST_USER_SET_VRING_ENABLE, 1, 1);
     assert_true(vhost_user_server_connected(f->s));
     assert_int_equal(f->fd.activated, 1);
     assert_int_equal(f->fd.dev.driver_features, feat & ~VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES));
@@ -397,8 +399,9 @@ static void start_ring(struct fix *f, uint32_t q)
     vring_fd(f, VHOST_USER_SET_VRING_KICK, q, f->kick[q]);
 }
 
-/* A driver that uses fewer queues than offered (Linux: one per vCPU): QEMU starts only
- * those, then enables every ring; the device runs on the started ones. */
+/* A driver that uses fewer queues than offered (Linux: one per vCPU): the front end
+ * starts only those (QEMU then enables every ring; other front ends leave the rest
+ * alone); the device runs on the started ones. */
 static void test_fewer_rings_than_offered(void **state)
 {
     struct fix *f = *state;
@@ -411,7 +414,7 @@ static void test_fewer_rings_than_offered(void **state)
     assert_int_equal(recv_reply(f, VHOST_USER_SET_MEM_TABLE, &ack, 8), 8);
     start_ring(f, 0);
     vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1);
-    assert_int_equal(f->fd.activated, 0); /* ring 1 may still come */
+    assert_int_equal(f->fd.activated, 1); /* ring 1 untouched: not waited for */
     vring_state(f, VHOST_USER_SET_VRING_ENABLE, 1, 1);
     assert_int_equal(f->fd.activated, 1); /* enabled but never started: unused */
     add_buffer(f);
@@ -426,6 +429,31 @@ static void test_fewer_rings_than_offered(void **state)
     kick(f, 0);
     assert_int_equal(used_idx(f), 2);
     assert_true(vhost_user_server_connected(f->s));
+}
+
+/* A ring the front end is still setting up is waited for: the device starts once, with
+ * both rings, rather than restarting when the second one arrives. */
+static void test_half_set_up_ring_waited_for(void **state)
+{
+    struct fix *f = *state;
+    uint64_t feat = get_u64(f, VHOST_USER_GET_FEATURES);
+    uint64_t pf = get_u64(f, VHOST_USER_GET_PROTOCOL_FEATURES);
+    send_msg(f, VHOST_USER_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0);
+    send_msg(f, VHOST_USER_SET_FEATURES, &feat, 8, NULL, 0);
+    set_mem_table(f);
+    uint64_t ack = 1;
+    assert_int_equal(recv_reply(f, VHOST_USER_SET_MEM_TABLE, &ack, 8), 8);
+    start_ring(f, 0);
+    vring_state(f, VHOST_USER_SET_VRING_NUM, 1, QSIZE);
+    vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1);
+    assert_int_equal(f->fd.activated, 0);
+    start_ring(f, 1);
+    vring_state(f, VHOST_USER_SET_VRING_ENABLE, 1, 1);
+    assert_int_equal(f->fd.activated, 1);
+    assert_int_equal(f->fd.resets, 0);
+    add_buffer(f);
+    kick(f, 0);
+    assert_int_equal(used_idx(f), 1);
 }
 
 static void test_bad_size(void **state)
@@ -702,6 +730,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_happy_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fewer_rings_than_offered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_set_up_ring_waited_for, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_many_regions, setup, teardown),
