@@ -1,8 +1,8 @@
 # shellcheck shell=bash disable=SC2034,SC2154
 # (the variables it reads and sets belong to the test that sources it)
 # Shared by the tier-2 tests (bash, sourced): the prerequisites, the work directory, the
-# server's clean-up and the result table. Set vmkit and guest_dir, source this file, then
-# call vu_prepare.
+# server's clean-up, host tools and modules for the guest's initramfs, and the result table.
+# Set vmkit, guest_dir and root (the source tree), source this file, then call vu_prepare.
 
 skip() {
     echo "1..0 # SKIP $1"
@@ -30,6 +30,91 @@ vu_cleanup() {
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
         kill -KILL "$server_pid" 2>/dev/null
     fi
+}
+
+# vu_host_tool NAME: prints the path of the host's NAME (sbin directories included, as
+# a user's PATH may lack them); fails if there is none.
+vu_host_tool() {
+    PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$1"
+}
+
+# vu_add_host_binaries DIR BIN...: copies the host's BINs into DIR/usr/local/bin (a staging
+# tree for the guest's initramfs), with the shared libraries ldd lists and the dynamic loader
+# at the paths the binaries expect. The guest must call them as /usr/local/bin/BIN where
+# busybox has an applet of that name: Debian's busybox sh runs its applets before PATH.
+# Sets vu_missing to the BINs the host lacks and fails if there is one.
+vu_add_host_binaries() {
+    local dir=$1 b path lib
+    shift
+    vu_missing=()
+    mkdir -p "$dir/usr/local/bin"
+    for b in "$@"; do
+        if ! path=$(vu_host_tool "$b"); then
+            vu_missing+=("$b")
+            continue
+        fi
+        cp -L "$path" "$dir/usr/local/bin/$b"
+        # "libX.so => /path (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)": take the
+        # absolute paths; a static binary has none.
+        for lib in $(ldd "$path" 2>/dev/null | grep -o '/[^ ]*'); do
+            [ -e "$dir$lib" ] && continue
+            mkdir -p "$dir$(dirname "$lib")"
+            cp -L "$lib" "$dir$lib"
+        done
+    done
+    [ "${#vu_missing[@]}" -eq 0 ]
+}
+
+# vu_add_modules DIR NAME...: copies the guest kernel's modules NAME and what modules.dep
+# says they need (guest/modules.sh copy_modules) from guest/build.sh's unpacked kernel
+# package ($VMKIT_GUEST_CACHE or guest/cache) into DIR, and writes DIR/order: their paths
+# relative to DIR, one a line, in an order insmod can load them. Fails, saying why on
+# stderr, when the unpacked package or a module is missing.
+vu_add_modules() {
+    local dir=$1 cache=${VMKIT_GUEST_CACHE:-$root/guest/cache} krel moddir d tree name line dep i
+    shift
+    krel=$(cat "$guest_dir/KERNEL_RELEASE" 2>/dev/null) || {
+        echo "no $guest_dir/KERNEL_RELEASE" >&2
+        return 1
+    }
+    moddir=
+    for d in "$cache"/unpacked/linux-image-"$krel"*/lib/modules/"$krel"; do
+        [ -r "$d/modules.dep" ] && moddir=$d
+    done
+    [ -n "$moddir" ] || {
+        echo "no unpacked linux-image-$krel in $cache (run guest/build.sh)" >&2
+        return 1
+    }
+    # shellcheck source=guest/modules.sh
+    . "$root/guest/modules.sh"
+    tree="$dir/lib/modules/$krel"
+    mkdir -p "$dir"
+    copy_modules "$moddir" "$tree" "$@" >/dev/null 2>"$dir/copy_modules.log" || {
+        echo "copy_modules failed: $(tail -n 1 "$dir/copy_modules.log")" >&2
+        return 1
+    }
+    rm -f "$dir/copy_modules.log"
+    local -A seen=()
+    : >"$dir/order"
+    for name in "$@"; do
+        line=$(awk -v n="${name//-/_}" -F: '{
+                    b = $1; sub(/.*\//, "", b); sub(/\.ko$/, "", b); gsub(/-/, "_", b);
+                    if (b == n) { print; exit }
+                }' "$tree/modules.dep")
+        [ -n "$line" ] || {
+            echo "module $name is not in the guest kernel's modules.dep" >&2
+            return 1
+        }
+        # modprobe loads a module's dependencies last to first, then the module.
+        local -a deps
+        read -r -a deps <<<"${line#*:}"
+        for ((i = ${#deps[@]} - 1; i >= -1; i--)); do
+            if [ "$i" -ge 0 ]; then dep=${deps[$i]}; else dep=${line%%:*}; fi
+            [ -n "${seen[$dep]:-}" ] && continue
+            seen[$dep]=1
+            echo "lib/modules/$krel/$dep" >>"$dir/order"
+        done
+    done
 }
 
 declare -A result=() why=()
