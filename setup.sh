@@ -1,20 +1,24 @@
 #!/bin/bash
 # Install, build and boot: installs the Debian packages vmkit needs, builds it with meson,
-# builds the default guest, then boots that guest to a shell on this terminal.
+# builds the default guest, then boots that guest from its root disk to a shell on this
+# terminal.
 #
 #   ./setup.sh
 #
-# On a host with hardware KVM this ends in `build/tools/vmkit/vmkit run`. On a host without it
-# (no vmx/svm, or /dev/kvm from kvm_pvm) vmkit runs inside an emulated machine instead:
-# QEMU TCG with nested SVM (tests/system/nested/run.sh --interactive). Type `poweroff` in the
-# guest to leave; Ctrl-A x leaves QEMU at once.
+# The root disk is guest/out/disk.ext4: made once from guest/build.sh's rootfs.ext4 (grown to
+# a sparse 1 GiB), then kept, so what you write in the guest is there on the next boot; delete
+# it to start afresh. On a host with hardware KVM this ends in `build/tools/vmkit/vmkit run
+# --cmdline "... root=/dev/vda rw" --device virtio-blk,path=guest/out/disk.ext4`. On a host
+# without it (no vmx/svm, or /dev/kvm from kvm_pvm) vmkit runs inside an emulated machine
+# instead: QEMU TCG with nested SVM (tests/system/nested/run.sh --interactive), which gets
+# the same disk. Type `poweroff` in the guest to leave; Ctrl-A x leaves QEMU at once.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
 packages=(meson ninja-build pkg-config gcc libcmocka-dev qemu-system-x86 acpica-tools
-    busybox-static cpio kmod xz-utils zstd time)
+    busybox-static cpio kmod xz-utils zstd time e2fsprogs)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -38,13 +42,26 @@ fi
 ninja -C build
 guest/build.sh
 
+# The guest's own root disk, made once: a rebuilt guest (a newer kernel) boots the same disk.
+disk=guest/out/disk.ext4
+if [ ! -e "$disk" ]; then
+    PATH=$PATH:/sbin:/usr/sbin
+    cp --sparse=always guest/out/rootfs.ext4 "$disk.tmp"
+    truncate -s 1G "$disk.tmp"
+    resize2fs "$disk.tmp" >/dev/null 2>&1 || echo "setup.sh: resize2fs failed; the disk stays 64 MiB"
+    mv "$disk.tmp" "$disk"
+    echo "setup.sh: made the guest's root disk $disk (kept; delete it to start afresh)"
+fi
+
 vmkit=build/tools/vmkit/vmkit
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo &&
     [ ! -e /sys/module/kvm_pvm ]; then
-    exec "$vmkit" run
+    exec "$vmkit" run --cmdline "console=ttyS0 panic=-1 root=/dev/vda rw" \
+        --device virtio-blk,path="$disk"
 fi
 
 echo "vmkit: this host has no hardware KVM ($( [ -e /sys/module/kvm_pvm ] && echo kvm_pvm ||
     echo 'no usable /dev/kvm with vmx/svm')); booting the default guest inside an emulated" \
     "machine (QEMU TCG + nested SVM) instead — slow: about half a minute to the prompt"
-exec tests/system/nested/run.sh --interactive tests/system/nested/interactive.sh
+VMKIT_NESTED_DISK=$disk exec tests/system/nested/run.sh --interactive \
+    tests/system/nested/interactive.sh

@@ -1,11 +1,13 @@
 #!/bin/bash
 # Builds vmkit's default guest from Debian packages: a stock kernel (the package behind
-# linux-image-amd64) and a busybox initramfs that loads the kernel's virtio modules.
+# linux-image-amd64), a busybox initramfs that loads the kernel's virtio modules, and a root
+# disk holding the same busybox system for the initramfs to boot from (root=/dev/vda).
 #
 #   guest/build.sh [--out DIR]
 #
-# Output (DIR, default guest/out): vmlinuz, initramfs.img (gzip'd newc cpio), VERSION (the
-# kernel package's version) and KERNEL_RELEASE (its `uname -r`).
+# Output (DIR, default guest/out): vmlinuz, initramfs.img (gzip'd newc cpio), rootfs.ext4
+# (a sparse 64 MiB ext4 image labelled vmkit-root, made by mkfs.ext4 -d without mounting
+# anything), VERSION (the kernel package's version) and KERNEL_RELEASE (its `uname -r`).
 # The .deb files and their unpacked trees are cached in guest/cache (or $VMKIT_GUEST_CACHE);
 # tests/system/nested/build-base.sh takes its outer kernel and kvm modules from there too.
 # Nothing is installed and no root is needed, except for `apt-get update` when the package
@@ -32,11 +34,12 @@ done
 
 # Drivers the guest loads at boot: the virtio devices vmkit offers, plus the ACPI power
 # button and evdev so `vmkit` request_stop (a power-button press) reaches acpid.
-# Their dependencies come from modules.dep.
+# ext4 and the crc32c it checksums with mount the root disk. Their dependencies (jbd2,
+# mbcache, crc16, ...) come from modules.dep.
 GUEST_MODULES=(virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
     virtio_blk virtio_net failover net_failover virtio_console virtio_rng virtio_balloon
     virtio_input vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
-    fuse virtiofs button evdev)
+    fuse virtiofs button evdev ext4 crc32c_generic crc32c_intel)
 
 log() { echo "guest/build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -44,6 +47,12 @@ die() { log "error: $*"; exit 1; }
 for tool in apt-get apt-cache dpkg-deb cpio gzip depmod flock; do
     command -v "$tool" >/dev/null 2>&1 ||
         die "'$tool' not found (install: apt-get install apt dpkg cpio gzip kmod util-linux)"
+done
+# mkfs.ext4 -d (e2fsprogs 1.43 or later) fills the root disk from a directory; debugfs gives
+# its files to root when the build does not run as root.
+PATH=$PATH:/sbin:/usr/sbin
+for tool in mkfs.ext4 debugfs; do
+    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (install: apt-get install e2fsprogs)"
 done
 
 as_root() {
@@ -173,8 +182,9 @@ fi
 
 # Outputs newer than every input: nothing to do.
 inputs=("$kdeb" "$bbdeb" "$here/build.sh" "$here/modules.sh" "$here/init" "$here/inittab"
-    "$here/guest-shell" "$here/acpid.conf" "$here/power-button")
-outputs=("$out/vmlinuz" "$out/initramfs.img" "$out/VERSION" "$out/KERNEL_RELEASE")
+    "$here/guest-shell" "$here/shutdown" "$here/acpid.conf" "$here/power-button")
+outputs=("$out/vmlinuz" "$out/initramfs.img" "$out/rootfs.ext4" "$out/VERSION"
+    "$out/KERNEL_RELEASE")
 up_to_date=1
 for o in "${outputs[@]}"; do
     [ -s "$o" ] || { up_to_date=0; break; }
@@ -210,8 +220,32 @@ install -m 0644 "$here/acpid.conf" "$stage/etc/acpid.conf"
 install -m 0755 "$here/power-button" "$stage/etc/acpi/power-button"
 install -m 0644 "$here/inittab" "$stage/etc/inittab"
 install -m 0755 "$here/guest-shell" "$stage/etc/guest-shell"
+install -m 0755 "$here/shutdown" "$stage/etc/guest-shutdown"
 echo vmkit-guest >"$stage/etc/hostname"
 install_initramfs "$stage" "$vmlinuz_src" "$out" initramfs.img 9
+
+# The root disk: the same tree without the modules (the initramfs loads them all before it
+# switches, so a disk keeps working with the next kernel), as ext4 made from the directory.
+rootfs_size=64M
+tree="$stage.root"
+trap 'rm -rf "$stage" "$tree"' EXIT
+cp -a "$stage" "$tree"
+rm -rf "${tree:?}/lib"
+chmod 0700 "$tree/root"
+chmod 1777 "$tree/tmp"
+rm -f "$out/rootfs.ext4.tmp"
+mkfs.ext4 -q -F -b 4096 -L vmkit-root -E root_owner=0:0 -d "$tree" "$out/rootfs.ext4.tmp" "$rootfs_size" \
+    >/dev/null || die "mkfs.ext4 -d failed"
+# mkfs.ext4 -d keeps the owners of the files it copies: the builder's unless root.
+if [ "$(id -u)" -ne 0 ]; then
+    (cd "$tree" && find . -mindepth 1 | sed 's,^\.,,' |
+        while read -r path; do printf 'sif "%s" uid 0\nsif "%s" gid 0\n' "$path" "$path"; done) \
+        >"$stage/owners.debugfs"
+    debugfs -w -f "$stage/owners.debugfs" "$out/rootfs.ext4.tmp" >/dev/null 2>&1 ||
+        die "debugfs could not give the root disk's files to root"
+fi
+mv "$out/rootfs.ext4.tmp" "$out/rootfs.ext4"
 echo "$krel" >"$out/KERNEL_RELEASE"
 echo "$kver" >"$out/VERSION"
-log "built $out: Linux $krel (package $kver), initramfs $(du -k "$out/initramfs.img" | cut -f1) KiB"
+log "built $out: Linux $krel (package $kver), initramfs $(du -k "$out/initramfs.img" | cut -f1) KiB," \
+    "root disk rootfs.ext4 ($rootfs_size, $(du -k "$out/rootfs.ext4" | cut -f1) KiB used)"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Builds (and caches) the outer machine of vmkit's nested whole-machine tests: a Debian kernel
 # (the one guest/build.sh downloads) and a base initramfs with busybox, the kvm modules
-# (irqbypass, kvm, ccp, kvm-amd) and vmkit's default guest under /usr/share/vmkit/guest.
+# (irqbypass, kvm, ccp, kvm-amd) and vmkit's default guest under /usr/share/vmkit/guest
+# (its kernel, initramfs and root disk image rootfs.ext4).
 #
 #   tests/system/nested/build-base.sh [DIR]      (DIR defaults to build/nested)
 #
@@ -41,7 +42,7 @@ exec 9>"$dir/.lock"
 flock 9
 
 inputs=("$here/build-base.sh" "$here/outer-init" "$root/guest/modules.sh" "$guest_out/vmlinuz"
-    "$guest_out/initramfs.img" "$kdeb" "$bbdeb")
+    "$guest_out/initramfs.img" "$guest_out/rootfs.ext4" "$kdeb" "$bbdeb")
 outputs=("$dir/vmlinuz" "$dir/base.cpio.gz" "$dir/KERNEL_RELEASE")
 fresh=1
 for o in "${outputs[@]}"; do
@@ -66,15 +67,17 @@ cp "$bbdir/bin/busybox" "$stage/bin/busybox"
     [ "$applet" = bin/busybox ] && continue
     [ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"
 done
-copy_modules "$moddir" "$stage/lib/modules/$krel" irqbypass kvm ccp kvm_amd >&2
+# virtio_pci and virtio_blk for run.sh's VMKIT_NESTED_DISK.
+copy_modules "$moddir" "$stage/lib/modules/$krel" irqbypass kvm ccp kvm_amd virtio_pci \
+    virtio_blk >&2
 for m in kvm kvm_amd ccp irqbypass; do
     find "$stage/lib/modules/$krel" -name "${m//_/[-_]}.ko" | grep -q . ||
         die "module $m missing from the outer initramfs"
 done
 install -m 0755 "$here/outer-init" "$stage/init"
 mkdir -p "$stage/usr/share/vmkit/guest"
-cp "$guest_out/vmlinuz" "$guest_out/initramfs.img" "$guest_out/VERSION" \
-    "$guest_out/KERNEL_RELEASE" "$stage/usr/share/vmkit/guest/"
+cp "$guest_out/vmlinuz" "$guest_out/initramfs.img" "$guest_out/rootfs.ext4" \
+    "$guest_out/VERSION" "$guest_out/KERNEL_RELEASE" "$stage/usr/share/vmkit/guest/"
 install_initramfs "$stage" "$vmlinuz_src" "$dir" base.cpio.gz 6
 echo "$krel" >"$dir/KERNEL_RELEASE"
 log "built $dir: Linux $krel, base initramfs $(du -k "$dir/base.cpio.gz" | cut -f1) KiB"

@@ -1,5 +1,14 @@
 #!/bin/sh
 # /run.sh of the outer machine for setup.sh on a host without hardware KVM: vmkit's default
-# guest on the outer console, so the person at the terminal types into the guest's shell.
-# The outer machine powers off when vmkit exits (type `poweroff` in the guest).
-exec vmkit run
+# guest, booted from its root disk, on the outer console, so the person at the terminal
+# types into the guest's shell. The outer machine powers off when vmkit exits (type
+# `poweroff` in the guest). setup.sh hands the host's guest/out/disk.ext4 to this machine as
+# /dev/vda (run.sh's VMKIT_NESTED_DISK), so what the guest writes there stays.
+disk=/dev/vda
+if [ ! -b $disk ]; then
+    disk=/tmp/rootfs.ext4
+    cp "$VMKIT_GUEST_DIR/rootfs.ext4" $disk || exit 1
+    echo "vmkit: no disk from the host: the guest's root disk is a copy of rootfs.ext4 in" \
+        "memory; what the guest writes there is lost when it powers off"
+fi
+exec vmkit run --cmdline "console=ttyS0 panic=-1 root=/dev/vda rw" --device virtio-blk,path=$disk

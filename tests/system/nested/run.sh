@@ -7,8 +7,9 @@
 #
 # SCRIPT (busybox sh) becomes the outer machine's /run.sh. The machine powers off when it
 # ends. Non-interactive: the outer serial console goes to stdout and to a log file, under a
-# time limit; the exit status is SCRIPT's, or 124 when the time ran out, or 125 when the
-# machine stopped without running SCRIPT to its end. --interactive: the terminal is the outer
+# time limit; the exit status is SCRIPT's, or 124 when the time ran out, 125 when the
+# machine stopped without running SCRIPT to its end, or 126 when it printed nothing for
+# VMKIT_NESTED_SILENCE seconds and was killed (a wedged emulated machine). --interactive: the terminal is the outer
 # serial console (QEMU's Ctrl-A x quits), so a person can type into a guest's shell.
 #
 # Environment:
@@ -16,7 +17,13 @@
 #   VMKIT_NESTED_DIR      where build-base.sh caches the outer machine (build/nested)
 #   VMKIT_NESTED_LOG      log file (VMKIT_NESTED_DIR/logs/<script>.log)
 #   VMKIT_NESTED_TIMEOUT  seconds before the outer machine is killed (600; none if interactive)
+#   VMKIT_NESTED_SILENCE  seconds without a line on its console before it is killed (360)
 #   VMKIT_NESTED_SMP, VMKIT_NESTED_MEM   outer CPUs and memory (2, 3G)
+#   VMKIT_NESTED_CASES    comma-separated cases for cases.sh (nested.cases= on the outer
+#                         command line; all when empty)
+#   VMKIT_NESTED_DISK     a raw disk image the outer machine sees as /dev/vda (virtio-blk),
+#                         e.g. the default guest's root disk, so what the guest writes there
+#                         outlives the outer machine (setup.sh)
 #   QEMU                  the emulator (qemu-system-x86_64)
 set -euo pipefail
 
@@ -40,11 +47,15 @@ for arg in "$@"; do
 done
 [ -n "$script" ] || usage
 [ -f "$script" ] || { echo "run.sh: no such script: $script" >&2; exit 2; }
+case "${VMKIT_NESTED_CASES:-}" in
+*[!a-z0-9,-]*) echo "run.sh: VMKIT_NESTED_CASES: case names, comma-separated" >&2; exit 2 ;;
+esac
 
 dir=${VMKIT_NESTED_DIR:-$root/build/nested}
 vmkit=${VMKIT_BIN:-$root/build/tools/vmkit/vmkit}
 qemu=${QEMU:-qemu-system-x86_64}
 limit=${VMKIT_NESTED_TIMEOUT:-600}
+silence=${VMKIT_NESTED_SILENCE:-360}
 log=${VMKIT_NESTED_LOG:-$dir/logs/$(basename "$script" .sh).log}
 
 command -v "$qemu" >/dev/null || {
@@ -85,26 +96,64 @@ install -m 0755 "$script" "$stage/run.sh"
     cpio -o -H newc -R 0:0 --quiet | gzip -1n) >"$work/run.cpio.gz"
 cat "$dir/base.cpio.gz" "$work/run.cpio.gz" >"$work/initrd"
 
+append="console=ttyS0 panic=-1 quiet${VMKIT_NESTED_CASES:+ nested.cases=$VMKIT_NESTED_CASES}"
 qemu_args=(-accel tcg -cpu max -smp "${VMKIT_NESTED_SMP:-2}" -m "${VMKIT_NESTED_MEM:-3G}"
-    -nic none -no-reboot -kernel "$dir/vmlinuz" -initrd "$work/initrd"
-    -append "console=ttyS0 panic=-1 quiet")
+    -nic none -no-reboot -kernel "$dir/vmlinuz" -initrd "$work/initrd")
+
+if [ -n "${VMKIT_NESTED_DISK:-}" ]; then
+    [ -f "$VMKIT_NESTED_DISK" ] || [ -b "$VMKIT_NESTED_DISK" ] ||
+        { echo "run.sh: VMKIT_NESTED_DISK: no such image: $VMKIT_NESTED_DISK" >&2; exit 2; }
+    # In -drive options a comma is written twice.
+    qemu_args+=(-drive "file=${VMKIT_NESTED_DISK//,/,,},if=virtio,format=raw")
+    # nested.disk tells the outer /init to load virtio_blk.
+    append+=" nested.disk"
+fi
 
 if [ "$interactive" -eq 1 ]; then
     # Serial and monitor share the terminal (raw): ^C reaches the guest, Ctrl-A x quits.
     # nested.interactive tells the outer /init to give SCRIPT the console as its terminal.
-    qemu_args[${#qemu_args[@]} - 1]+=" nested.interactive"
-    "$qemu" "${qemu_args[@]}" -nographic
+    "$qemu" "${qemu_args[@]}" -append "$append nested.interactive" -nographic
     exit $?
 fi
 
 mkdir -p "$(dirname "$log")"
 echo "run.sh: outer machine running $(basename "$script") (limit ${limit}s, log $log)" >&2
+rm -f "$log.pid" "$log.wedged"
+: >"$log"
+# The emulated machine has been seen to stop making progress (both vCPUs busy, no line
+# for minutes, nested SVM under TCG): kill it when its console stays quiet so long that
+# no case can be running (a case's steps time out well within that).
+(
+    last=-1
+    quiet=0
+    while sleep 10; do
+        size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+        if [ "$size" != "$last" ]; then
+            last=$size
+            quiet=0
+        else
+            quiet=$((quiet + 10))
+        fi
+        if [ "$quiet" -ge "$silence" ] && [ -s "$log.pid" ]; then
+            touch "$log.wedged"
+            kill -KILL "$(cat "$log.pid")" 2>/dev/null
+            exit 0
+        fi
+    done
+) &
+watchdog=$!
 set +e
-timeout -k 10 "$limit" "$qemu" "${qemu_args[@]}" -display none -monitor none \
-    -serial stdio </dev/null | tee "$log"
+timeout -k 10 "$limit" "$qemu" "${qemu_args[@]}" -append "$append" -display none \
+    -monitor none -serial stdio -pidfile "$log.pid" </dev/null | tee "$log"
 qemu_status=${PIPESTATUS[0]}
 set -e
+kill "$watchdog" 2>/dev/null || true
+wait "$watchdog" 2>/dev/null || true
 
+if [ -e "$log.wedged" ]; then
+    echo "run.sh: the outer machine printed nothing for ${silence}s and was killed" >&2
+    exit 126
+fi
 if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then
     echo "run.sh: the outer machine ran past ${limit}s and was killed" >&2
     exit 124
