@@ -8,8 +8,9 @@
 # SCRIPT (busybox sh) becomes the outer machine's /run.sh. The machine powers off when it
 # ends. Non-interactive: the outer serial console goes to stdout and to a log file, under a
 # time limit; the exit status is SCRIPT's, or 124 when the time ran out, 125 when the
-# machine stopped without running SCRIPT to its end, or 126 when it printed nothing for
-# VMKIT_NESTED_SILENCE seconds and was killed (a wedged emulated machine). --interactive: the terminal is the outer
+# machine stopped without running SCRIPT to its end, or 126 when it wedged (its kernel
+# reported a soft lockup, or no progress line came for VMKIT_NESTED_SILENCE seconds) and
+# was killed. --interactive: the terminal is the outer
 # serial console (QEMU's Ctrl-A x quits), so a person can type into a guest's shell.
 #
 # Environment:
@@ -17,7 +18,7 @@
 #   VMKIT_NESTED_DIR      where build-base.sh caches the outer machine (build/nested)
 #   VMKIT_NESTED_LOG      log file (VMKIT_NESTED_DIR/logs/<script>.log)
 #   VMKIT_NESTED_TIMEOUT  seconds before the outer machine is killed (600; none if interactive)
-#   VMKIT_NESTED_SILENCE  seconds without a line on its console before it is killed (360)
+#   VMKIT_NESTED_SILENCE  seconds without a "nested..." line before it is killed (360)
 #   VMKIT_NESTED_SMP, VMKIT_NESTED_MEM   outer CPUs and memory (2, 3G)
 #   VMKIT_NESTED_CASES    comma-separated cases for cases.sh (nested.cases= on the outer
 #                         command line; all when empty)
@@ -120,21 +121,23 @@ mkdir -p "$(dirname "$log")"
 echo "run.sh: outer machine running $(basename "$script") (limit ${limit}s, log $log)" >&2
 rm -f "$log.pid" "$log.wedged"
 : >"$log"
-# The emulated machine has been seen to stop making progress (both vCPUs busy, no line
-# for minutes, nested SVM under TCG): kill it when its console stays quiet so long that
-# no case can be running (a case's steps time out well within that).
+# The emulated machine has been seen to wedge: a kvm-pit kernel thread spinning on one
+# vCPU (soft lockup) for good, nested SVM under TCG. Kill it when its kernel reports a
+# soft lockup, or when no progress line ("nested...") came for so long that no case can
+# be running (a case's steps time out well within that).
 (
     last=-1
     quiet=0
     while sleep 10; do
-        size=$(stat -c %s "$log" 2>/dev/null || echo 0)
-        if [ "$size" != "$last" ]; then
-            last=$size
+        lines=$(tr -d '\r' <"$log" 2>/dev/null | grep -c '^nested')
+        if [ "$lines" != "$last" ]; then
+            last=$lines
             quiet=0
         else
             quiet=$((quiet + 10))
         fi
-        if [ "$quiet" -ge "$silence" ] && [ -s "$log.pid" ]; then
+        if { [ "$quiet" -ge "$silence" ] || grep -q 'BUG: soft lockup' "$log"; } &&
+            [ -s "$log.pid" ]; then
             touch "$log.wedged"
             kill -KILL "$(cat "$log.pid")" 2>/dev/null
             exit 0
@@ -151,7 +154,7 @@ kill "$watchdog" 2>/dev/null || true
 wait "$watchdog" 2>/dev/null || true
 
 if [ -e "$log.wedged" ]; then
-    echo "run.sh: the outer machine printed nothing for ${silence}s and was killed" >&2
+    echo "run.sh: the outer machine wedged (a soft lockup, or no progress for ${silence}s) and was killed" >&2
     exit 126
 fi
 if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then

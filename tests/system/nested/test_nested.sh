@@ -65,6 +65,7 @@ fi
 mkdir -p "$(dirname "$VMKIT_NESTED_LOG")"
 stderr_log="$VMKIT_NESTED_LOG.stderr"
 start=$(date +%s)
+rm -f "$VMKIT_NESTED_LOG.attempt1"
 # On a host with hardware KVM the same cases run directly, without the outer machine
 # (VMKIT_NESTED_FORCE=1 runs them nested anyway).
 if [ -z "${VMKIT_NESTED_FORCE:-}" ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] &&
@@ -81,27 +82,36 @@ if [ -z "${VMKIT_NESTED_FORCE:-}" ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] &&
     run_status=0
 else
     # The emulated outer machine itself sometimes stops (QEMU exits 0 mid-run, no panic
-    # logged) or wedges (no output for minutes, run.sh kills it): nested SVM under TCG.
-    # That says nothing about vmkit, so it gets one more boot. What vmkit does inside is
-    # never retried: a failed case stays failed.
+    # logged) or wedges (a kvm-pit kernel thread spins for good; run.sh kills it): nested
+    # SVM under TCG. It gets one more boot for the cases that have no result yet; a case
+    # that has one, passed or failed, is never run again.
+    run_cases=$VMKIT_NESTED_CASES
     for attempt in 1 2; do
-        "$here/run.sh" "$here/cases.sh" >/dev/null 2>>"$stderr_log"
+        VMKIT_NESTED_CASES=$run_cases "$here/run.sh" "$here/cases.sh" >/dev/null 2>>"$stderr_log"
         run_status=$?
-        if { [ "$run_status" -ne 125 ] && [ "$run_status" -ne 126 ]; } || [ "$attempt" -eq 2 ] ||
-            tr -d '\r' <"$VMKIT_NESTED_LOG" | grep -q '^nested-case: .* not ok'; then
+        if [ "$attempt" -eq 2 ] || { [ "$run_status" -ne 125 ] && [ "$run_status" -ne 126 ]; }; then
             break
         fi
+        run_cases=
+        for t in "${tests[@]:1}"; do
+            name=${t%%|*}
+            selected "$name" || continue
+            tr -d '\r' <"$VMKIT_NESTED_LOG" | grep -q "^nested-case: $name " ||
+                run_cases+=${run_cases:+,}$name
+        done
+        [ -n "$run_cases" ] || break
         cp "$VMKIT_NESTED_LOG" "$VMKIT_NESTED_LOG.attempt1"
-        retried="the outer machine stopped or wedged on the first boot (run.sh status $run_status, log: $VMKIT_NESTED_LOG.attempt1); booted it again"
+        stuck=$(tr -d '\r' <"$VMKIT_NESTED_LOG" | grep -m1 -o 'soft lockup.*' || true)
+        retried="the outer machine stopped or wedged (run.sh status $run_status${stuck:+: $stuck}; log $VMKIT_NESTED_LOG.attempt1); booted it again for $run_cases"
     done
 fi
 elapsed=$(($(date +%s) - start))
 
-serial=$(tr -d '\r' <"$VMKIT_NESTED_LOG" 2>/dev/null)
+serial=$(cat "$VMKIT_NESTED_LOG.attempt1" "$VMKIT_NESTED_LOG" 2>/dev/null | tr -d '\r')
 case "$run_status" in
 0) why_missing="cases.sh printed no result" ;;
 125) why_missing="the outer machine stopped before cases.sh ended" ;;
-126) why_missing="the outer machine printed nothing for ${VMKIT_NESTED_SILENCE:-360}s and was killed" ;;
+126) why_missing="the outer machine wedged (a soft lockup, or no progress for ${VMKIT_NESTED_SILENCE:-360}s) and was killed" ;;
 124) why_missing="the outer machine ran past ${VMKIT_NESTED_TIMEOUT}s and was killed" ;;
 *) why_missing="the outer machine stopped early (run.sh status $run_status)" ;;
 esac
