@@ -399,12 +399,9 @@ static void start_ring(struct fix *f, uint32_t q)
     vring_fd(f, VHOST_USER_SET_VRING_KICK, q, f->kick[q]);
 }
 
-/* A driver that uses fewer queues than offered (Linux: one per vCPU): the front end
- * starts only those (QEMU then enables every ring; other front ends leave the rest
- * alone); the device runs on the started ones. */
-static void test_fewer_rings_than_offered(void **state)
+/* Features, protocol features and the memory table; no ring yet. */
+static void negotiate_and_map(struct fix *f)
 {
-    struct fix *f = *state;
     uint64_t feat = get_u64(f, VHOST_USER_GET_FEATURES);
     uint64_t pf = get_u64(f, VHOST_USER_GET_PROTOCOL_FEATURES);
     send_msg(f, VHOST_USER_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0);
@@ -412,6 +409,15 @@ static void test_fewer_rings_than_offered(void **state)
     set_mem_table(f);
     uint64_t ack = 1;
     assert_int_equal(recv_reply(f, VHOST_USER_SET_MEM_TABLE, &ack, 8), 8);
+}
+
+/* A driver that uses fewer queues than offered (Linux: one per vCPU): the front end
+ * starts only those (QEMU then enables every ring; other front ends leave the rest
+ * alone); the device runs on the started ones. */
+static void test_fewer_rings_than_offered(void **state)
+{
+    struct fix *f = *state;
+    negotiate_and_map(f);
     start_ring(f, 0);
     vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1);
     assert_int_equal(f->fd.activated, 1); /* ring 1 untouched: not waited for */
@@ -436,13 +442,7 @@ static void test_fewer_rings_than_offered(void **state)
 static void test_half_set_up_ring_waited_for(void **state)
 {
     struct fix *f = *state;
-    uint64_t feat = get_u64(f, VHOST_USER_GET_FEATURES);
-    uint64_t pf = get_u64(f, VHOST_USER_GET_PROTOCOL_FEATURES);
-    send_msg(f, VHOST_USER_SET_PROTOCOL_FEATURES, &pf, 8, NULL, 0);
-    send_msg(f, VHOST_USER_SET_FEATURES, &feat, 8, NULL, 0);
-    set_mem_table(f);
-    uint64_t ack = 1;
-    assert_int_equal(recv_reply(f, VHOST_USER_SET_MEM_TABLE, &ack, 8), 8);
+    negotiate_and_map(f);
     start_ring(f, 0);
     vring_state(f, VHOST_USER_SET_VRING_NUM, 1, QSIZE);
     vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1);
