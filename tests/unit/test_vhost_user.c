@@ -265,6 +265,20 @@ static void vring_fd(struct fix *f, uint32_t req, uint64_t v, int fd)
     send_msg(f, req, &v, sizeof(v), fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
 }
 
+/* A ring's size, addresses, base, call and kick: the ring has started. */
+static void start_ring(struct fix *f, uint32_t q)
+{
+    vring_state(f, VHOST_USER_SET_VRING_NUM, q, QSIZE);
+    struct vhost_user_vring_addr a = { .index = q,
+                                       .desc = uva(f, q * QSTRIDE + DESC_OFF),
+                                       .avail = uva(f, q * QSTRIDE + AVAIL_OFF),
+                                       .used = uva(f, q * QSTRIDE + USED_OFF) };
+    send_msg(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+    vring_state(f, VHOST_USER_SET_VRING_BASE, q, 0);
+    vring_fd(f, VHOST_USER_SET_VRING_CALL, q, f->call[q]);
+    vring_fd(f, VHOST_USER_SET_VRING_KICK, q, f->kick[q]);
+}
+
 /* Negotiates and starts both rings (the QEMU order). */
 static void start_device(struct fix *f)
 {
@@ -279,17 +293,8 @@ static void start_device(struct fix *f)
     uint64_t ack = 1;
     assert_int_equal(recv_reply(f, VHOST_USER_SET_MEM_TABLE, &ack, 8), 8);
     assert_int_equal(ack, 0);
-    for (uint32_t q = 0; q < 2; q++) {
-        vring_state(f, VHOST_USER_SET_VRING_NUM, q, QSIZE);
-        struct vhost_user_vring_addr a = { .index = q,
-                                           .desc = uva(f, q * QSTRIDE + DESC_OFF),
-                                           .avail = uva(f, q * QSTRIDE + AVAIL_OFF),
-                                           .used = uva(f, q * QSTRIDE + USED_OFF) };
-        send_msg(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
-        vring_state(f, VHOST_USER_SET_VRING_BASE, q, 0);
-        vring_fd(f, VHOST_USER_SET_VRING_CALL, q, f->call[q]);
-        vring_fd(f, VHOST_USER_SET_VRING_KICK, q, f->kick[q]);
-    }
+    start_ring(f, 0);
+    start_ring(f, 1);
     /* Then every ring is enabled; the device starts once, when the last one is. */
     vring_state(f, VHOST_USER_SET_VRING_ENABLE, 0, 1);
     assert_int_equal(f->fd.activated, 0);
@@ -386,19 +391,6 @@ static void test_happy_path(void **state)
 }
 
 /* Sets up ring q and hands over its kick fd (QEMU's order, without the enable). */
-static void start_ring(struct fix *f, uint32_t q)
-{
-    vring_state(f, VHOST_USER_SET_VRING_NUM, q, QSIZE);
-    struct vhost_user_vring_addr a = { .index = q,
-                                       .desc = uva(f, q * QSTRIDE + DESC_OFF),
-                                       .avail = uva(f, q * QSTRIDE + AVAIL_OFF),
-                                       .used = uva(f, q * QSTRIDE + USED_OFF) };
-    send_msg(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
-    vring_state(f, VHOST_USER_SET_VRING_BASE, q, 0);
-    vring_fd(f, VHOST_USER_SET_VRING_CALL, q, f->call[q]);
-    vring_fd(f, VHOST_USER_SET_VRING_KICK, q, f->kick[q]);
-}
-
 /* Features, protocol features and the memory table; no ring yet. */
 static void negotiate_and_map(struct fix *f)
 {
