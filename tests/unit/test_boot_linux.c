@@ -16,6 +16,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include "arch/x86/boot_linux.h"
 #include "arch/x86/layout.h"
 #include "core/guest_memory.h"
@@ -215,14 +217,6 @@ static int teardown(void **state)
     rmdir(f->dir);
     free(f);
     return 0;
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    close(fd);
 }
 
 /* Asserts err carries code and a message containing every given word, up to NO_MORE. */
@@ -877,7 +871,7 @@ static void test_probe_errors(void **state)
     err = NULL;
 
     snprintf(path, sizeof(path), "%s/empty", f->dir);
-    write_file(path, "", 0);
+    tf_write_file(path, "", 0);
     r = linux_kernel_probe(path, &info, &err);
     check_error(r, err, VMK_ERR_BAD_IMAGE, path, "truncated: 0 bytes", NO_MORE);
     vmk_error_free(err);
@@ -900,13 +894,13 @@ static void test_load_from_files(void **state)
     snprintf(kpath, sizeof(kpath), "%s/kernel", f->dir);
     snprintf(ipath, sizeof(ipath), "%s/initrd", f->dir);
     snprintf(bad, sizeof(bad), "%s/nope", f->dir);
-    write_file(kpath, f->bz, BZ_LEN);
+    tf_write_file(kpath, f->bz, BZ_LEN);
     size_t ilen = 3 * MIB + 17;
     uint8_t *initrd = malloc(ilen);
     assert_non_null(initrd);
     for (size_t i = 0; i < ilen; i++)
         initrd[i] = (uint8_t)(i * 13 + (i >> 12));
-    write_file(ipath, initrd, ilen);
+    tf_write_file(ipath, initrd, ilen);
 
     struct linux_kernel_info info;
     vmk_error *err = NULL;
@@ -945,7 +939,7 @@ static void test_load_from_files(void **state)
     vmk_error_free(err);
     err = NULL;
     snprintf(bad, sizeof(bad), "%s/empty", f->dir);
-    write_file(bad, "", 0);
+    tf_write_file(bad, "", 0);
     req.initrd_path = bad;
     r = linux_boot_load(&f->gm, &req, &e, &err);
     check_error(r, err, VMK_ERR_BAD_IMAGE, "initrd ", bad, "empty", NO_MORE);

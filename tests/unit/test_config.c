@@ -3,7 +3,6 @@
 #include "vmkit.h"
 
 #include <dirent.h>
-#include <elf.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,48 +16,14 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 struct fixture {
     char dir[64];
     char kernel[128];
     char initrd[128];
     char junk[128];
 };
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    close(fd);
-}
-
-/* The smallest kernel the loader accepts: ELF64, one PT_LOAD at 1 MiB. */
-static void write_tiny_elf(const char *path)
-{
-    uint8_t img[sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr) + 16] = { 0 };
-    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
-    memcpy(eh->e_ident, ELFMAG, SELFMAG);
-    eh->e_ident[EI_CLASS] = ELFCLASS64;
-    eh->e_ident[EI_DATA] = ELFDATA2LSB;
-    eh->e_ident[EI_VERSION] = EV_CURRENT;
-    eh->e_type = ET_EXEC;
-    eh->e_machine = EM_X86_64;
-    eh->e_version = EV_CURRENT;
-    eh->e_entry = 0x100000;
-    eh->e_phoff = sizeof(Elf64_Ehdr);
-    eh->e_ehsize = sizeof(Elf64_Ehdr);
-    eh->e_phentsize = sizeof(Elf64_Phdr);
-    eh->e_phnum = 1;
-    Elf64_Phdr *ph = (Elf64_Phdr *)(img + sizeof(Elf64_Ehdr));
-    ph->p_type = PT_LOAD;
-    ph->p_flags = PF_R | PF_X;
-    ph->p_offset = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
-    ph->p_vaddr = ph->p_paddr = 0x100000;
-    ph->p_filesz = ph->p_memsz = 16;
-    ph->p_align = 16;
-    memset(img + ph->p_offset, 0xf4, 16); /* hlt */
-    write_file(path, img, sizeof(img));
-}
 
 static int setup(void **state)
 {
@@ -69,10 +34,10 @@ static int setup(void **state)
     snprintf(f->kernel, sizeof(f->kernel), "%s/kernel.elf", f->dir);
     snprintf(f->initrd, sizeof(f->initrd), "%s/initrd.img", f->dir);
     snprintf(f->junk, sizeof(f->junk), "%s/junk.bin", f->dir);
-    write_tiny_elf(f->kernel);
-    write_file(f->initrd, "initrd-bytes", 12);
+    tf_write_tiny_elf(f->kernel);
+    tf_write_file(f->initrd, "initrd-bytes", 12);
     static const uint8_t gzip_magic[64] = { 0x1f, 0x8b, 0x08 };
-    write_file(f->junk, gzip_magic, sizeof(gzip_magic));
+    tf_write_file(f->junk, gzip_magic, sizeof(gzip_magic));
     *state = f;
     return 0;
 }

@@ -3,7 +3,6 @@
 #include "api/config_internal.h"
 #include "vmkit.h"
 
-#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -20,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 struct fixture {
     char dir[64];
     char kernel[128];
@@ -28,48 +29,12 @@ struct fixture {
     char other[128]; /* 4 KiB */
 };
 
-static void write_file(const char *path, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    close(fd);
-}
-
 static void make_sized(const char *path, off_t size)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, size), 0);
     close(fd);
-}
-
-/* The smallest kernel the loader accepts (as in test_config.c). */
-static void write_tiny_elf(const char *path)
-{
-    uint8_t img[sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr) + 16] = { 0 };
-    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
-    memcpy(eh->e_ident, ELFMAG, SELFMAG);
-    eh->e_ident[EI_CLASS] = ELFCLASS64;
-    eh->e_ident[EI_DATA] = ELFDATA2LSB;
-    eh->e_ident[EI_VERSION] = EV_CURRENT;
-    eh->e_type = ET_EXEC;
-    eh->e_machine = EM_X86_64;
-    eh->e_version = EV_CURRENT;
-    eh->e_entry = 0x100000;
-    eh->e_phoff = sizeof(Elf64_Ehdr);
-    eh->e_ehsize = sizeof(Elf64_Ehdr);
-    eh->e_phentsize = sizeof(Elf64_Phdr);
-    eh->e_phnum = 1;
-    Elf64_Phdr *ph = (Elf64_Phdr *)(img + sizeof(Elf64_Ehdr));
-    ph->p_type = PT_LOAD;
-    ph->p_flags = PF_R | PF_X;
-    ph->p_offset = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
-    ph->p_vaddr = ph->p_paddr = 0x100000;
-    ph->p_filesz = ph->p_memsz = 16;
-    ph->p_align = 16;
-    memset(img + ph->p_offset, 0xf4, 16);
-    write_file(path, img, sizeof(img));
 }
 
 static int setup(void **state)
@@ -82,7 +47,7 @@ static int setup(void **state)
     snprintf(f->disk, sizeof(f->disk), "%s/disk.img", f->dir);
     snprintf(f->odd, sizeof(f->odd), "%s/odd.img", f->dir);
     snprintf(f->other, sizeof(f->other), "%s/other.img", f->dir);
-    write_tiny_elf(f->kernel);
+    tf_write_tiny_elf(f->kernel);
     make_sized(f->disk, 1 << 20);
     make_sized(f->odd, 1000);
     make_sized(f->other, 4096);
