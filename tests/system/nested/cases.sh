@@ -126,6 +126,25 @@ boot_vm() {
     return 1
 }
 
+# guest_do COMMAND MARKER WHAT: types COMMAND into the guest's shell and waits for MARKER;
+# when it does not come, stops the guest and fails the case with "WHAT: <why>".
+guest_do() {
+    type_line "$1"
+    wait_for "$2" && return 0
+    abort_vm
+    fail "$3: $why"
+    return 1
+}
+
+# poweroff_vm [WHAT]: `poweroff` in the guest's shell; vmkit must then exit 0 (a failure
+# names WHAT, default "poweroff"). Sets $out, the guest's output.
+poweroff_vm() {
+    type_line poweroff
+    finish_vm
+    exited_ok "${1:-poweroff}" || return 1
+    out=$(tr -d '\r' <"$dir/out")
+}
+
 # exited_ok WHAT: vmkit's status after WHAT was 0, or the case fails.
 exited_ok() {
     [ "$vm_status" -eq 0 ] && return 0
@@ -155,15 +174,8 @@ case_boot() {
     boot_vm boot || return
     echo "nested: case boot: prompt after $(since "$started") s"
     # shellcheck disable=SC2016 # the guest's shell expands it
-    type_line 'echo marker-$((6*7))'
-    if ! wait_for marker-42; then
-        abort_vm
-        fail "the typed command did not run: $why"
-        return
-    fi
-    type_line poweroff
-    finish_vm
-    exited_ok poweroff || return
+    guest_do 'echo marker-$((6*7))' marker-42 "the typed command did not run" || return
+    poweroff_vm || return
     result "boot ok: $(banner)"
 }
 
@@ -299,16 +311,8 @@ case_blk() {
     printf 'host-wrote-this' | dd of=$BLK_IMG conv=notrunc 2>/dev/null
     boot_vm blk --device virtio-blk,path=$BLK_IMG,id=vmkit-disk0 || return
     # shellcheck disable=SC2016 # the guest's shell expands it
-    type_line 'cat /sys/block/vda/serial; echo; head -c 15 /dev/vda; echo; echo guest-wrote-this | dd of=/dev/vda bs=512 seek=1 conv=fsync,sync 2>/dev/null && echo write-$((1+1))-done'
-    if ! wait_for write-2-done; then
-        abort_vm
-        fail "the guest did not write its sector: $why"
-        return
-    fi
-    type_line poweroff
-    finish_vm
-    exited_ok poweroff || return
-    out=$(tr -d '\r' <"$dir/out")
+    guest_do 'cat /sys/block/vda/serial; echo; head -c 15 /dev/vda; echo; echo guest-wrote-this | dd of=/dev/vda bs=512 seek=1 conv=fsync,sync 2>/dev/null && echo write-$((1+1))-done' write-2-done "the guest did not write its sector" || return
+    poweroff_vm || return
     if ! echo "$out" | grep -q '^vmkit-disk0$'; then
         fail "/sys/block/vda/serial is not vmkit-disk0"
         return
@@ -330,16 +334,8 @@ case_blk_readonly() {
     name=blk-readonly
     boot_vm blk-readonly --device virtio-blk,path=$BLK_IMG,readonly || return
     # shellcheck disable=SC2016 # the guest's shell expands it
-    type_line 'echo ro=$(cat /sys/block/vda/ro); echo overwrite | dd of=/dev/vda bs=512 seek=2 conv=fsync,sync; echo dd-status=$? ro-$((2+2))-done'
-    if ! wait_for ro-4-done; then
-        abort_vm
-        fail "the guest did not finish: $why"
-        return
-    fi
-    type_line poweroff
-    finish_vm
-    exited_ok poweroff || return
-    out=$(tr -d '\r' <"$dir/out")
+    guest_do 'echo ro=$(cat /sys/block/vda/ro); echo overwrite | dd of=/dev/vda bs=512 seek=2 conv=fsync,sync; echo dd-status=$? ro-$((2+2))-done' ro-4-done "the guest did not finish" || return
+    poweroff_vm || return
     if ! echo "$out" | grep -q '^ro=1$'; then
         fail "/sys/block/vda/ro is not 1"
         return
@@ -361,16 +357,8 @@ case_rng() {
     name=rng
     boot_vm rng --device virtio-rng || return
     # shellcheck disable=SC2016 # the guest's shell expands it
-    type_line 'echo rng=$(cat /sys/class/misc/hw_random/rng_current); echo od=$(dd if=/dev/hwrng bs=64 count=1 2>/dev/null | od -An -tx1 | head -1); echo rng-$((3+3))-done'
-    if ! wait_for rng-6-done; then
-        abort_vm
-        fail "the guest did not finish: $why"
-        return
-    fi
-    type_line poweroff
-    finish_vm
-    exited_ok poweroff || return
-    out=$(tr -d '\r' <"$dir/out")
+    guest_do 'echo rng=$(cat /sys/class/misc/hw_random/rng_current); echo od=$(dd if=/dev/hwrng bs=64 count=1 2>/dev/null | od -An -tx1 | head -1); echo rng-$((3+3))-done' rng-6-done "the guest did not finish" || return
+    poweroff_vm || return
     current=$(echo "$out" | sed -n 's/^rng=//p')
     case "$current" in
     virtio_rng*) ;;
@@ -393,12 +381,7 @@ case_blk_kill() {
     name=blk-kill
     boot_vm blk-kill --device virtio-blk,path=$BLK_IMG || return
     # shellcheck disable=SC2016 # the guest's shell expands it
-    type_line 'echo survives-kill-9 | dd of=/dev/vda bs=512 seek=3 conv=fsync,sync 2>/dev/null && echo synced-$((4+4))-done'
-    if ! wait_for synced-8-done; then
-        abort_vm
-        fail "the guest did not sync its sector: $why"
-        return
-    fi
+    guest_do 'echo survives-kill-9 | dd of=/dev/vda bs=512 seek=3 conv=fsync,sync 2>/dev/null && echo synced-$((4+4))-done' synced-8-done "the guest did not sync its sector" || return
     abort_vm # SIGKILL
     if ! dd if=$BLK_IMG bs=512 skip=3 count=1 2>/dev/null | grep -q survives-kill-9; then
         fail "the synced sector is not in the image after kill -9"
@@ -416,16 +399,8 @@ case_console() {
     rm -f $VPORT_OUT
     boot_vm console --device virtio-serial,file=$VPORT_OUT,name=org.vmkit.test || return
     # shellcheck disable=SC2016 # the guest's shell expands it
-    type_line 'for p in /sys/class/virtio-ports/*; do if [ "$(cat $p/name)" = org.vmkit.test ]; then echo vport-name=$(cat $p/name) dev=${p##*/}; echo guest-wrote-to-vport >/dev/${p##*/}; fi; done; echo vport-$((5+5))-done'
-    if ! wait_for vport-10-done; then
-        abort_vm
-        fail "the guest did not finish: $why"
-        return
-    fi
-    type_line poweroff
-    finish_vm
-    exited_ok poweroff || return
-    out=$(tr -d '\r' <"$dir/out")
+    guest_do 'for p in /sys/class/virtio-ports/*; do if [ "$(cat $p/name)" = org.vmkit.test ]; then echo vport-name=$(cat $p/name) dev=${p##*/}; echo guest-wrote-to-vport >/dev/${p##*/}; fi; done; echo vport-$((5+5))-done' vport-10-done "the guest did not finish" || return
+    poweroff_vm || return
     line=$(echo "$out" | grep '^vport-name=')
     if ! echo "$line" | grep -q '^vport-name=org.vmkit.test dev=vport[0-9]*p[0-9]*$'; then
         fail "no port named org.vmkit.test in /sys/class/virtio-ports (got '$line')"
@@ -455,16 +430,8 @@ case_root_disk() {
     boot_vm root-disk --cmdline "console=ttyS0 panic=-1 root=/dev/vda rw" \
         --device virtio-blk,path=$ROOT_IMG --device virtio-rng || return
     # shellcheck disable=SC2016 # the guest's shell expands it
-    type_line 'echo root=$(grep " / " /proc/mounts); echo rng=$(cat /sys/class/misc/hw_random/rng_current); echo written-on-the-root-disk >/root/persist.txt && sync && echo root-$((7+7))-done'
-    if ! wait_for root-14-done; then
-        abort_vm
-        fail "the guest did not write its file: $why"
-        return
-    fi
-    type_line poweroff
-    finish_vm
-    exited_ok poweroff || return
-    out=$(tr -d '\r' <"$dir/out")
+    guest_do 'echo root=$(grep " / " /proc/mounts); echo rng=$(cat /sys/class/misc/hw_random/rng_current); echo written-on-the-root-disk >/root/persist.txt && sync && echo root-$((7+7))-done' root-14-done "the guest did not write its file" || return
+    poweroff_vm || return
     mounted=$(echo "$out" | sed -n 's/^root=//p' | head -n 1)
     case "$mounted" in
     "/dev/vda / ext4 rw"*) ;;
@@ -493,16 +460,8 @@ case_root_disk() {
     boot_vm root-disk --cmdline "console=ttyS0 panic=-1 root=LABEL=vmkit-root ro" \
         --device virtio-blk,path=$ROOT_IMG || return
     # shellcheck disable=SC2016 # the guest's shell expands it
-    type_line 'echo again=$(grep " / " /proc/mounts); echo got=$(cat /root/persist.txt); echo reboot-$((8+8))-done'
-    if ! wait_for reboot-16-done; then
-        abort_vm
-        fail "the second boot did not answer: $why"
-        return
-    fi
-    type_line poweroff
-    finish_vm
-    exited_ok "poweroff of the second boot" || return
-    out=$(tr -d '\r' <"$dir/out")
+    guest_do 'echo again=$(grep " / " /proc/mounts); echo got=$(cat /root/persist.txt); echo reboot-$((8+8))-done' reboot-16-done "the second boot did not answer" || return
+    poweroff_vm "poweroff of the second boot" || return
     again=$(echo "$out" | sed -n 's/^again=//p' | head -n 1)
     got=$(echo "$out" | sed -n 's/^got=//p' | head -n 1)
     case "$again" in
