@@ -25,6 +25,9 @@
 #   VMKIT_NESTED_DISK     a raw disk image the outer machine sees as /dev/vda (virtio-blk),
 #                         e.g. the default guest's root disk, so what the guest writes there
 #                         outlives the outer machine (setup.sh)
+#   VMKIT_NESTED_EXTRA    a directory whose tree is added to the outer machine's root (a
+#                         reference VMM and its libraries for boot_census.sh, say)
+#   VMKIT_NESTED_APPEND   more words for the outer kernel's command line
 #   QEMU                  the emulator (qemu-system-x86_64)
 set -euo pipefail
 
@@ -91,6 +94,10 @@ else
         "the outer machine will have none" >&2
 fi
 install -m 0755 "$script" "$stage/run.sh"
+if [ -n "${VMKIT_NESTED_EXTRA:-}" ]; then
+    [ -d "$VMKIT_NESTED_EXTRA" ] || { echo "run.sh: VMKIT_NESTED_EXTRA: no such directory" >&2; exit 2; }
+    cp -a "$VMKIT_NESTED_EXTRA/." "$stage/"
+fi
 
 # Linux unpacks concatenated archives in order, so this one adds to the base.
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
@@ -98,6 +105,7 @@ install -m 0755 "$script" "$stage/run.sh"
 cat "$dir/base.cpio.gz" "$work/run.cpio.gz" >"$work/initrd"
 
 append="console=ttyS0 panic=-1 quiet${VMKIT_NESTED_CASES:+ nested.cases=$VMKIT_NESTED_CASES}"
+append+="${VMKIT_NESTED_APPEND:+ $VMKIT_NESTED_APPEND}"
 qemu_args=(-accel tcg -cpu max -smp "${VMKIT_NESTED_SMP:-2}" -m "${VMKIT_NESTED_MEM:-3G}"
     -nic none -no-reboot -kernel "$dir/vmlinuz" -initrd "$work/initrd")
 

@@ -1,0 +1,147 @@
+#!/bin/sh
+# The boot census (boot_census.sh runs it as the outer machine's /run.sh): boots the default
+# guest again and again under each variant named on the outer command line and prints one line
+# per boot, so that a fault that comes once in fifteen boots can be counted, and compared with
+# a reference VMM on the same emulated machine.
+#
+#   nested.census=VARIANT:COUNT[,VARIANT:COUNT...]   (boots run round-robin over the variants)
+#
+# Variants:
+#   vmkit             vmkit run (the default guest, 1 vCPU, 512 MiB)
+#   vmkit-noxsave     the same with noxsave on the guest's command line
+#   vmkit-smp2        vmkit run --cpus 2
+#   qemu              exec qemu-system-x86_64 -accel kvm -cpu host, same kernel, initramfs, memory
+#   qemu-noxsave      the same with noxsave
+#   qemu-smp2         the same with -smp 2
+#   vmkit@NAME        /usr/bin/vmkit-NAME run (another build of vmkit, packed by boot_census.sh)
+#
+# A boot ends in one of: ok (prompt, then poweroff and a clean exit), triple-fault (vmkit's
+# error), exited (the VMM ended before the prompt), stall (no console output for STALL_S
+# seconds: a slow guest goes on, one that lost a timer or an interrupt does not), slow (no
+# prompt within BOOT_S seconds though output kept coming), no-exit (poweroff did not end it).
+# Each line: "nested-census: VARIANT N OUTCOME prompt=S maxgap=S status=N | last console line".
+STALL_S=${STALL_S:-90}
+BOOT_S=${BOOT_S:-300}
+CMDLINE="console=ttyS0 panic=-1"
+G=${VMKIT_GUEST_DIR:-/usr/share/vmkit/guest}
+
+plan=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^nested\.census=//p')
+[ -n "$plan" ] || plan=vmkit:30,qemu:30,vmkit-noxsave:30
+
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
+
+qemu_boot() {
+    extra=$1
+    shift
+    exec qemu-system-x86_64 -accel kvm -cpu host -m 512 "$@" -nodefaults -display none \
+        -serial stdio -monitor none -no-reboot -L /usr/share/qemu \
+        -kernel "$G/vmlinuz" -initrd "$G/initramfs.img" -append "$CMDLINE$extra"
+}
+
+start_variant() {
+    case "$1" in
+    vmkit) exec vmkit run ;;
+    vmkit-noxsave) exec vmkit run --cmdline "$CMDLINE noxsave" ;;
+    vmkit-smp2) exec vmkit run --cpus 2 ;;
+    vmkit@*) exec "vmkit-${1#vmkit@}" run ;;
+    qemu) qemu_boot "" -smp 1 ;;
+    qemu-noxsave) qemu_boot " noxsave" -smp 1 ;;
+    qemu-smp2) qemu_boot "" -smp 2 ;;
+    *) echo "census: unknown variant $1" >&2; exit 99 ;;
+    esac
+}
+
+# boot_once VARIANT N
+boot_once() {
+    v=$1
+    dir=/tmp/census
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    mkfifo "$dir/in"
+    : >"$dir/out"
+    exec 3<>"$dir/in"
+    t0=$(uptime_s)
+    (start_variant "$v") <"$dir/in" >"$dir/out" 2>"$dir/err" &
+    pid=$!
+    last=0
+    quiet=0
+    maxgap=0
+    outcome=
+    prompt=-
+    status=-
+    while :; do
+        if grep -qF 'guest# ' "$dir/out"; then
+            prompt=$(since "$t0")
+            break
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid"
+            status=$?
+            if grep -q 'triple fault' "$dir/err"; then outcome=triple-fault; else outcome=exited; fi
+            break
+        fi
+        size=$(wc -c <"$dir/out")
+        if [ "$size" -eq "$last" ]; then
+            quiet=$((quiet + 1))
+            [ "$quiet" -gt "$maxgap" ] && maxgap=$quiet
+        else
+            quiet=0
+            last=$size
+        fi
+        if [ "$quiet" -ge $((STALL_S * 2)) ]; then
+            outcome=stall
+            break
+        fi
+        if [ "$(since "$t0" | cut -d. -f1)" -ge "$BOOT_S" ]; then
+            outcome=slow
+            break
+        fi
+        sleep 0.5
+    done
+    if [ -z "$outcome" ]; then
+        printf 'poweroff\n' >&3
+        n=0
+        while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 120 ]; do
+            sleep 0.5
+            n=$((n + 1))
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            outcome=no-exit
+        else
+            wait "$pid"
+            status=$?
+            outcome=ok
+            [ "$status" -eq 0 ] || outcome=bad-exit
+        fi
+    fi
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    exec 3>&-
+    lastline=$(tr -d '\r' <"$dir/out" | grep -v '^ *$' | tail -n 1 | cut -c1-160)
+    err=$(grep -m1 -E 'triple|fault|error' "$dir/err" | cut -c1-200)
+    echo "nested-census: $v $2 $outcome prompt=$prompt maxgap=$(awk -v q="$maxgap" 'BEGIN { print q / 2 }') status=$status | $lastline${err:+ | $err}"
+    if [ "$outcome" != ok ]; then
+        tr -d '\r' <"$dir/out" | tail -n 30 | sed "s/^/nested-census-out: $v $2| /"
+        sed "s/^/nested-census-err: $v $2| /" "$dir/err" | tail -n 10
+        cp "$dir/out" "/tmp/census-$v-$2.out"
+    fi
+}
+
+variants=$(echo "$plan" | tr ',' ' ')
+max=0
+for vc in $variants; do
+    c=${vc##*:}
+    [ "$c" -gt "$max" ] && max=$c
+done
+echo "nested-census: plan $plan, stall after ${STALL_S}s without output, $(grep -c ^processor /proc/cpuinfo) outer CPUs"
+i=1
+while [ "$i" -le "$max" ]; do
+    for vc in $variants; do
+        v=${vc%%:*}
+        c=${vc##*:}
+        [ "$i" -le "$c" ] && boot_once "$v" "$i"
+    done
+    i=$((i + 1))
+done
+echo "nested-census: done"
