@@ -3,7 +3,7 @@
  * its answer, so machine building, teardown and delegate callbacks are never
  * concurrent; vCPU threads report the guest's end through a one-slot mailbox. */
 #include "api/config_internal.h"
-#include "arch/x86/kvm_machine.h"
+#include "machine/machine.h"
 #include "core/error.h"
 #include "core/event_loop.h"
 

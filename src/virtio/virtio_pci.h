@@ -7,7 +7,7 @@
 #ifndef VMK_VIRTIO_PCI_H
 #define VMK_VIRTIO_PCI_H
 
-#include "arch/x86/pci.h"
+#include "pci/pci.h"
 #include "core/guest_memory.h"
 #include "virtio/virtio_device.h"
 

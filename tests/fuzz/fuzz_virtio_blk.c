@@ -6,7 +6,7 @@
  * written to a read-only disk, discard only when negotiated. Requests run on the
  * device's workers; after every kick the harness stops and restarts the device the
  * vhost-user way, whose reset waits for them, so each input replays the same. */
-#include "attach/disk_image.h"
+#include "block/disk_image.h"
 #include "fuzz_common.h"
 #include "virtio/blk.h"
 

@@ -1,0 +1,188 @@
+#include "machine/virtio_pci_function.h"
+#include "pci/msix.h"
+#include "core/error.h"
+#include "virtio/virtio_pci.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define MSIX_BAR        1
+#define MSIX_BAR_SIZE   0x1000
+#define MSIX_PBA_OFFSET 0x800
+#define MSIX_MAX        (MSIX_PBA_OFFSET / MSIX_ENTRY_SIZE)
+
+/* Linux writes a queue's index to its notify address as 16 bits. */
+#define NOTIFY_WRITE_LEN 2
+
+/* A queue's doorbell: KVM turns the guest's write to the notify address into an
+ * eventfd signal (no exit to user space), which the VM thread's loop picks up. */
+struct doorbell {
+    struct machine_virtio *mv;
+    unsigned queue;
+    int fd;
+    uint64_t addr; /* registered guest address, 0: none */
+    struct event_source src;
+};
+
+struct machine_virtio {
+    struct virtio_pci vp;
+    struct virtio_device *dev;
+    struct msix *msix;
+    bool transport_ready;
+    struct kvm_machine *m;
+    struct doorbell *doorbells; /* one per queue */
+};
+
+static void signal_vector(void *ctx, uint16_t vector)
+{
+    struct machine_virtio *mv = ctx;
+    msix_notify(mv->msix, vector);
+}
+
+static void msix_read(void *dev, uint64_t off, void *data, unsigned size)
+{
+    struct machine_virtio *mv = dev;
+    if (!msix_bar_read(mv->msix, off, data, size))
+        memset(data, 0xff, size);
+}
+
+static void msix_write(void *dev, uint64_t off, const void *data, unsigned size)
+{
+    struct machine_virtio *mv = dev;
+    msix_bar_write(mv->msix, off, data, size);
+}
+
+static const struct bus_device_ops msix_region_ops = { .read = msix_read, .write = msix_write };
+
+static void doorbell_rang(void *ctx, uint32_t events)
+{
+    struct doorbell *db = ctx;
+    uint64_t n;
+    if (read(db->fd, &n, sizeof(n)) == sizeof(n))
+        virtio_pci_notify(&db->mv->vp, db->queue);
+}
+
+/* Registers each doorbell at the notify area of the virtio BAR's current address; a
+ * write to an address that is not registered still reaches the transport through an
+ * MMIO exit, so a failed registration costs speed, not function. */
+static void doorbells_place(struct machine_virtio *mv)
+{
+    const struct kvm_irq_ops *ops = &mv->m->irq_ops;
+    uint64_t bar = pci_bar_address(&mv->vp.pci, VIRTIO_PCI_BAR);
+    for (unsigned q = 0; q < mv->dev->num_queues; q++) {
+        struct doorbell *db = &mv->doorbells[q];
+        uint64_t addr =
+            bar ? bar + VIRTIO_PCI_NOTIFY_OFF + (uint64_t)q * VIRTIO_PCI_NOTIFY_MULT : 0;
+        if (db->fd < 0 || addr == db->addr)
+            continue;
+        if (db->addr)
+            ops->ioeventfd(ops->ctx, db->addr, NOTIFY_WRITE_LEN, db->fd, false);
+        db->addr = 0;
+        if (addr && ops->ioeventfd(ops->ctx, addr, NOTIFY_WRITE_LEN, db->fd, true) == 0)
+            db->addr = addr;
+    }
+}
+
+/* The guest rewrote config space: follow the virtio BAR if it moved. */
+static void config_written(void *ctx, unsigned offset, unsigned size)
+{
+    unsigned bar = PCI_BAR0 + 4 * VIRTIO_PCI_BAR;
+    if (offset < bar + 8 && bar < offset + size)
+        doorbells_place(ctx);
+}
+
+static int doorbells_create(struct machine_virtio *mv)
+{
+    unsigned n = mv->dev->num_queues;
+    mv->doorbells = calloc(n, sizeof(*mv->doorbells));
+    if (!mv->doorbells)
+        return -ENOMEM;
+    for (unsigned q = 0; q < n; q++)
+        mv->doorbells[q].fd = -1;
+    for (unsigned q = 0; q < n; q++) {
+        struct doorbell *db = &mv->doorbells[q];
+        db->mv = mv;
+        db->queue = q;
+        db->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (db->fd < 0)
+            return -errno;
+        db->src = (struct event_source){ .fd = db->fd, .handler = doorbell_rang, .ctx = db };
+        int e = event_loop_add(mv->m->el, &db->src);
+        if (e < 0) {
+            close(db->fd);
+            db->fd = -1;
+            return e;
+        }
+    }
+    struct pci_config_hook hook = { .written = config_written, .ctx = mv };
+    return pci_device_add_config_hook(&mv->vp.pci, &hook);
+}
+
+static void doorbells_destroy(struct machine_virtio *mv)
+{
+    if (!mv->doorbells)
+        return;
+    const struct kvm_irq_ops *ops = &mv->m->irq_ops;
+    for (unsigned q = 0; q < mv->dev->num_queues; q++) {
+        struct doorbell *db = &mv->doorbells[q];
+        if (db->fd < 0)
+            continue;
+        if (db->addr)
+            ops->ioeventfd(ops->ctx, db->addr, NOTIFY_WRITE_LEN, db->fd, false);
+        event_loop_remove(mv->m->el, &db->src);
+        close(db->fd);
+    }
+    free(mv->doorbells);
+    mv->doorbells = NULL;
+}
+
+vmk_result machine_virtio_add(struct kvm_machine *m, struct virtio_device *dev, uint32_t class_code,
+                              struct machine_virtio **out, vmk_error **err)
+{
+    struct machine_virtio *mv = calloc(1, sizeof(*mv));
+    if (!mv) {
+        dev->ops->destroy(dev);
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", dev->name);
+    }
+    mv->dev = dev;
+    mv->m = m;
+    unsigned vectors = dev->num_queues + 1;
+    if (vectors > MSIX_MAX)
+        vectors = MSIX_MAX; /* queues beyond share "no vector": the driver polls them */
+    struct virtio_pci_interrupts irq = { .signal = signal_vector,
+                                         .vectors = (uint16_t)vectors,
+                                         .ctx = mv };
+    int e = virtio_pci_init(&mv->vp, dev, &m->gm, &irq, class_code);
+    if (e < 0)
+        goto fail;
+    mv->transport_ready = true;
+    if ((e = pci_device_add_bar(&mv->vp.pci, MSIX_BAR, PCI_BAR_MEM32, MSIX_BAR_SIZE, false,
+                                &msix_region_ops, mv)) < 0 ||
+        (e = msix_new(&mv->vp.pci, vectors, MSIX_BAR, 0, MSIX_PBA_OFFSET, &m->irq_ops, &mv->msix)) <
+            0 ||
+        (e = doorbells_create(mv)) < 0 || (e = machine_add_pci_device(m, &mv->vp.pci)) < 0)
+        goto fail;
+    doorbells_place(mv); /* the bus assigned the BAR */
+    *out = mv;
+    return VMK_OK;
+fail:;
+    vmk_result r = vmk_fail(err, e == -ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_INTERNAL, -e,
+                            "%s: cannot put it on the PCI bus: %s", dev->name, strerror(-e));
+    machine_virtio_free(mv);
+    return r;
+}
+
+void machine_virtio_free(struct machine_virtio *mv)
+{
+    if (!mv)
+        return;
+    doorbells_destroy(mv);
+    if (mv->transport_ready)
+        virtio_pci_fini(&mv->vp);
+    mv->dev->ops->destroy(mv->dev);
+    msix_free(mv->msix);
+    free(mv);
+}
