@@ -1,16 +1,36 @@
 /* vmkit — create and run virtual machines on Linux/KVM.
  *
- * This header is the whole public contract of libvmkit. Types are opaque; every
- * `_new` has a `_free`, and `_free(NULL)` does nothing. Setters copy the strings
- * they are given. An object handed to a container (a boot loader to a config, an
- * attachment to a config) belongs to the container from then on, whether or not
- * the call succeeds.
+ * This header is the whole public contract of libvmkit: what is not here is private.
+ * Types are opaque; every `_new` has a `_free`, and `_free(NULL)` does nothing. Setters
+ * copy the strings they are given. An object handed to a container (a boot loader to a
+ * config, an attachment to a device, a device to a config) belongs to the container from
+ * then on, whether or not the call succeeds.
  *
- * Thread safety: configuration objects may be used from any thread, but never the
- * same object from two threads at once. A vmk_vm may be driven from any thread;
- * its calls are serialised internally. Delegate callbacks run on a thread the
- * library owns (the VM's event-loop thread); from a callback, only
- * vmk_vm_get_state() and the vmk_vm_can_*() queries may be called on that VM.
+ * Errors — one policy for the whole header:
+ *  - Every call that can fail returns a vmk_result; VMK_OK is 0 and codes never move.
+ *  - Building a configuration never fails because of a value. Constructors, setters and
+ *    add functions store what they are given and fail only for a NULL object
+ *    (VMK_ERR_INVALID_ARGUMENT) or when out of memory (VMK_ERR_NO_MEMORY; a constructor
+ *    then returns NULL). vmk_config_validate judges every value and reports every problem
+ *    at once, each line naming its object ("storage device 2: disk image /x: ..."). This is
+ *    the framework's rule: setters store, validation judges.
+ *  - Calls that act (validate, start, pause, resume, stop, serve) also take `vmk_error
+ *    **err` as their last argument: pass NULL, or the address of a NULL pointer that then
+ *    receives a vmk_error (a code, the errno of a failed system call, a message) for the
+ *    caller to vmk_error_free.
+ *
+ * Thread safety: configuration objects may be used from any thread, but never the same
+ * object from two threads at once. A vmk_vm may be driven from any thread; its calls are
+ * serialised internally. Delegate callbacks run on a thread the library owns (the VM's
+ * event-loop thread); from a callback, only vmk_vm_get_state(), vmk_vm_can_*(),
+ * vmk_vm_get_stop_reason() and vmk_vm_copy_error() may be called on that VM (the other
+ * vmk_vm calls fail with VMK_ERR_INVALID_STATE there).
+ *
+ * Signals: while a VM runs, the library sends the real-time signal vmk_vm_kick_signal()
+ * (SIGRTMIN + 4) to its own vCPU threads to take them out of the guest, and installs a
+ * handler for it (one that does nothing) the first time a VM starts. Leave that signal to
+ * the library. Its threads block every other signal, so process signals reach the
+ * application's threads only.
  */
 #ifndef VMKIT_H
 #define VMKIT_H
@@ -30,12 +50,13 @@ extern "C" {
 #endif
 
 #define VMK_VERSION_MAJOR  0
-#define VMK_VERSION_MINOR  1
+#define VMK_VERSION_MINOR  2
 #define VMK_VERSION_PATCH  0
-#define VMK_VERSION_STRING "0.1.0"
+#define VMK_VERSION_STRING "0.2.0"
 /* MAJOR * 1000000 + MINOR * 1000 + PATCH */
-#define VMK_VERSION_NUM    1000
+#define VMK_VERSION_NUM    2000
 
+/* The library's version at run time (compare with VMK_VERSION_NUM, the header's). */
 VMK_API int vmk_version_number(void);
 VMK_API const char *vmk_version_string(void);
 
@@ -44,12 +65,12 @@ VMK_API const char *vmk_version_string(void);
 /* Codes never move: a retired code keeps its slot. */
 typedef enum {
     VMK_OK = 0,
-    VMK_ERR_INVALID_ARGUMENT = 1, /* a NULL or out-of-range argument */
+    VMK_ERR_INVALID_ARGUMENT = 1, /* a NULL object or an argument out of its type's range */
     VMK_ERR_NO_MEMORY = 2,
     VMK_ERR_INVALID_CONFIG = 3, /* vmk_config_validate found problems */
-    VMK_ERR_IO = 4,             /* a file could not be opened, read or written */
+    VMK_ERR_IO = 4,             /* a file could not be opened, read, written or locked */
     VMK_ERR_BAD_IMAGE = 5,      /* a kernel or initrd is not in a format we load */
-    VMK_ERR_INVALID_STATE = 6,  /* the operation is not allowed in the VM's state */
+    VMK_ERR_INVALID_STATE = 6,  /* the operation is not allowed in the VM's state (or thread) */
     VMK_ERR_KVM = 7,            /* a KVM ioctl failed */
     VMK_ERR_UNSUPPORTED = 8,    /* the host lacks something the config needs */
     VMK_ERR_GUEST_FAULT = 9,    /* the guest triple-faulted or KVM could not run it */
@@ -62,7 +83,8 @@ typedef struct vmk_error vmk_error;
 VMK_API vmk_result vmk_error_code(const vmk_error *err);
 /* The errno of the failed system call, or 0 when none failed. */
 VMK_API int vmk_error_errno(const vmk_error *err);
-/* One line naming the object and the cause. Never NULL for a non-NULL error. */
+/* The message: names the object and the cause; validation gives one line per problem.
+ * Never NULL for a non-NULL error. */
 VMK_API const char *vmk_error_message(const vmk_error *err);
 VMK_API void vmk_error_free(vmk_error *err);
 VMK_API const char *vmk_result_string(vmk_result r);
@@ -71,50 +93,82 @@ VMK_API const char *vmk_result_string(vmk_result r);
 
 typedef struct vmk_boot_loader vmk_boot_loader;
 
-/* A Linux kernel: a bzImage (64-bit boot protocol) or an uncompressed ELF64
- * vmlinux entered in 64-bit mode. Returns NULL only if out of memory; a bad path
- * is reported by vmk_config_validate. */
+/* A Linux kernel: a bzImage (64-bit boot protocol) or an uncompressed ELF64 vmlinux
+ * entered in 64-bit mode. vmk_config_validate checks the path and the image. NULL only
+ * when out of memory. */
 VMK_API vmk_boot_loader *vmk_linux_boot_loader_new(const char *kernel_path);
 VMK_API void vmk_boot_loader_free(vmk_boot_loader *bl);
+/* NULL clears. */
 VMK_API vmk_result vmk_linux_boot_loader_set_initrd(vmk_boot_loader *bl, const char *path);
 VMK_API vmk_result vmk_linux_boot_loader_set_command_line(vmk_boot_loader *bl, const char *cmdline);
 VMK_API const char *vmk_linux_boot_loader_get_kernel(const vmk_boot_loader *bl);
 VMK_API const char *vmk_linux_boot_loader_get_initrd(const vmk_boot_loader *bl);
 VMK_API const char *vmk_linux_boot_loader_get_command_line(const vmk_boot_loader *bl);
+/* The longest command line, in bytes (without the terminating NUL). */
+VMK_API size_t vmk_linux_boot_loader_max_command_line_length(void);
 
-/* ---- Serial ports ---------------------------------------------------------- */
+/* ---- Serial attachments: the host side of a serial or console port ---------- */
 
 typedef struct vmk_serial_attachment vmk_serial_attachment;
 
-/* Guest output goes to a file, opened at each start (created if missing; truncated
- * unless append). Guest input: none. */
+typedef enum {
+    VMK_SERIAL_ATTACHMENT_FILE = 0,   /* output to a file */
+    VMK_SERIAL_ATTACHMENT_FD = 1,     /* an fd pair (a terminal, pipes) */
+    VMK_SERIAL_ATTACHMENT_PTY = 2,    /* a new pseudo-terminal */
+    VMK_SERIAL_ATTACHMENT_SOCKET = 3, /* a unix socket vmkit listens on */
+} vmk_serial_attachment_kind;
+
+/* Guest output goes to a file, opened at each start (created if missing; truncated unless
+ * append). Guest input: none. */
 VMK_API vmk_serial_attachment *vmk_file_serial_attachment_new(const char *path, bool append);
-/* Guest input is read from read_fd, output written to write_fd. Either may be -1.
- * The descriptors stay the caller's and must stay open until the VM is freed: each
- * start duplicates them, each stop closes the duplicates. If read_fd is a
- * terminal, it is put in raw mode while the VM runs and Ctrl-A x stops the VM
- * (Ctrl-A Ctrl-A sends one Ctrl-A). */
+/* Guest input is read from read_fd, output written to write_fd. Either may be -1. The
+ * descriptors stay the caller's and must stay open until the VM is freed: each start
+ * duplicates them, each stop closes the duplicates. If read_fd is a terminal, it is put in
+ * raw mode while the VM runs and Ctrl-A x stops the VM (Ctrl-A Ctrl-A sends one Ctrl-A).
+ * Output never blocks the guest's CPUs or the library's thread: it goes through a buffer
+ * (vmk_serial_attachment_buffer_size() bytes) written as write_fd takes it; while the buffer
+ * is full the guest sees a busy port (the UART's transmitter stays full, console buffers
+ * are held), and a reader that went away (EPIPE) loses what follows. */
 VMK_API vmk_serial_attachment *vmk_fd_serial_attachment_new(int read_fd, int write_fd);
-/* A pseudo-terminal that each start of a VM creates; vmk_vm_copy_serial_port_pty_path
- * (or _console_port_) tells its path ("/dev/pts/N") while the VM runs. Users open that
- * path (screen /dev/pts/N, cat, ...), one after another; the line is raw (bytes pass
- * unchanged, no echo). Guest output nobody reads is dropped once the pty's buffer is
- * full: it never stalls the guest. NULL only when out of memory. */
+/* A pseudo-terminal that each start of a VM creates; vmk_vm_copy_serial_port_pty_path (or
+ * _console_port_) tells its path ("/dev/pts/N") while the VM runs. Users open that path
+ * (screen /dev/pts/N, cat, ...), one after another; the line is raw (bytes pass unchanged,
+ * no echo). Guest output nobody reads is dropped once the buffer is full: it never stalls
+ * the guest. */
 VMK_API vmk_serial_attachment *vmk_pty_serial_attachment_new(void);
-/* A unix stream socket that each start creates at path and listens on (a stale socket
- * file nobody listens on is replaced; a live listener or another kind of file there makes
- * the start fail). One client at a time is connected: its bytes are the guest's input,
- * and guest output goes to it, dropped while no client is connected or the client does
- * not read. When it hangs up, the next client is accepted. Each stop removes the socket
- * file. vmk_config_validate checks path (not empty, shorter than 108 bytes). NULL only
- * when out of memory. */
+/* A unix stream socket that each start creates at path and listens on (a stale socket file
+ * nobody listens on is replaced; a live listener or another kind of file there makes the
+ * start fail). One client at a time is connected: its bytes are the guest's input, and
+ * guest output goes to it, dropped while no client is connected or the client does not
+ * read. When it hangs up, the next client is accepted. Each stop removes the socket file.
+ * vmk_config_validate checks path (not empty, at most vmk_socket_path_max_length() bytes). */
 VMK_API vmk_serial_attachment *vmk_socket_serial_attachment_new(const char *path);
 VMK_API void vmk_serial_attachment_free(vmk_serial_attachment *att);
+VMK_API vmk_serial_attachment_kind vmk_serial_attachment_get_kind(const vmk_serial_attachment *att);
+/* The file's or the socket's path; NULL for other kinds. */
+VMK_API const char *vmk_serial_attachment_get_path(const vmk_serial_attachment *att);
+/* A file attachment's append flag; false for other kinds. */
+VMK_API bool vmk_serial_attachment_is_append(const vmk_serial_attachment *att);
+/* An fd attachment's descriptors; -1 for other kinds (and for an absent side). */
+VMK_API int vmk_serial_attachment_get_read_fd(const vmk_serial_attachment *att);
+VMK_API int vmk_serial_attachment_get_write_fd(const vmk_serial_attachment *att);
+/* Bytes of guest output a port holds for a slow reader. */
+VMK_API size_t vmk_serial_attachment_buffer_size(void);
+/* The longest unix socket path, in bytes (sun_path less its NUL). */
+VMK_API size_t vmk_socket_path_max_length(void);
 
 /* ---- Storage ---------------------------------------------------------------- */
 
 typedef struct vmk_storage_attachment vmk_storage_attachment;
 typedef struct vmk_storage_device vmk_storage_device;
+
+typedef enum {
+    VMK_STORAGE_ATTACHMENT_DISK_IMAGE = 0, /* a raw image file or block device */
+} vmk_storage_attachment_kind;
+
+typedef enum {
+    VMK_STORAGE_DEVICE_VIRTIO_BLOCK = 0, /* virtio-blk */
+} vmk_storage_device_kind;
 
 /* How the host caches a disk image's data. */
 typedef enum {
@@ -130,19 +184,20 @@ typedef enum {
     VMK_DISK_SYNC_NONE = 2,  /* nothing: fast, but a host crash may lose flushed writes */
 } vmk_disk_sync_mode;
 
-/* A raw disk image: a regular file or a block device, used as it is (512-byte
- * sectors, no format). Nothing on disk is checked here: vmk_config_validate checks
- * that the file exists, is a regular file or block device, can be opened for reading
- * (and writing unless read_only) and has a size that is a multiple of 512. NULL
- * with *err set when path is NULL or empty, or when out of memory. */
-VMK_API vmk_storage_attachment *vmk_disk_image_attachment_new(const char *path, bool read_only,
-                                                              vmk_error **err);
+/* A raw disk image: a regular file or a block device, used as it is (512-byte sectors, no
+ * format). vmk_config_validate checks that the path names a regular file or block device
+ * that can be opened for reading (and writing unless read_only) and whose size is a
+ * multiple of 512. Each start opens it once and takes an advisory lock on it (shared when
+ * read-only, exclusive otherwise: a second VM or vhost-user server on the same image fails
+ * to start, naming the image and the lock). */
+VMK_API vmk_storage_attachment *vmk_disk_image_attachment_new(const char *path, bool read_only);
 VMK_API void vmk_storage_attachment_free(vmk_storage_attachment *att);
-/* VMK_ERR_INVALID_ARGUMENT (and no change) for a NULL attachment or an unknown mode. */
 VMK_API vmk_result vmk_disk_image_attachment_set_caching_mode(vmk_storage_attachment *att,
                                                               vmk_disk_caching_mode mode);
 VMK_API vmk_result vmk_disk_image_attachment_set_synchronization_mode(vmk_storage_attachment *att,
                                                                       vmk_disk_sync_mode mode);
+VMK_API vmk_storage_attachment_kind
+vmk_storage_attachment_get_kind(const vmk_storage_attachment *att);
 VMK_API const char *vmk_disk_image_attachment_get_path(const vmk_storage_attachment *att);
 VMK_API bool vmk_disk_image_attachment_is_read_only(const vmk_storage_attachment *att);
 VMK_API vmk_disk_caching_mode
@@ -150,60 +205,97 @@ vmk_disk_image_attachment_get_caching_mode(const vmk_storage_attachment *att);
 VMK_API vmk_disk_sync_mode
 vmk_disk_image_attachment_get_synchronization_mode(const vmk_storage_attachment *att);
 
-/* A virtio block device (virtio 1.2, 5.2) backed by att. Takes ownership of att,
- * also when it fails (NULL: att is NULL, or out of memory). */
+/* A virtio block device (virtio 1.2, 5.2) backed by att. Takes ownership of att, also when
+ * it fails (NULL: att is NULL, or out of memory). */
 VMK_API vmk_storage_device *vmk_virtio_block_device_new(vmk_storage_attachment *att);
 VMK_API void vmk_storage_device_free(vmk_storage_device *dev);
-/* The serial the guest reads (VIRTIO_BLK_T_GET_ID; Linux shows it as
- * /dev/disk/by-id/virtio-<id>): at most 20 bytes of printable ASCII. NULL or ""
- * clears it. VMK_ERR_INVALID_ARGUMENT with a message, and no change, otherwise. */
-VMK_API vmk_result vmk_virtio_block_device_set_identifier(vmk_storage_device *dev, const char *id,
-                                                          vmk_error **err);
-VMK_API const char *vmk_virtio_block_device_get_identifier(const vmk_storage_device *dev);
+VMK_API vmk_storage_device_kind vmk_storage_device_get_kind(const vmk_storage_device *dev);
 VMK_API const vmk_storage_attachment *
 vmk_storage_device_get_attachment(const vmk_storage_device *dev);
+/* The serial the guest reads (VIRTIO_BLK_T_GET_ID; Linux shows it as
+ * /dev/disk/by-id/virtio-<id>): printable ASCII, at most
+ * vmk_virtio_block_device_max_identifier_length() bytes. NULL or "" clears it. */
+VMK_API vmk_result vmk_virtio_block_device_set_identifier(vmk_storage_device *dev, const char *id);
+VMK_API const char *vmk_virtio_block_device_get_identifier(const vmk_storage_device *dev);
+VMK_API size_t vmk_virtio_block_device_max_identifier_length(void);
+/* Request queues the device offers: 0 (the default) means one per vCPU, at most 8 (one for
+ * a vhost-user server); else 1 .. vmk_virtio_block_device_max_queue_count(). */
+VMK_API vmk_result vmk_virtio_block_device_set_queue_count(vmk_storage_device *dev, unsigned n);
+VMK_API unsigned vmk_virtio_block_device_get_queue_count(const vmk_storage_device *dev);
+VMK_API unsigned vmk_virtio_block_device_max_queue_count(void);
 
 /* ---- Entropy ---------------------------------------------------------------- */
 
 typedef struct vmk_entropy_device vmk_entropy_device;
 
-/* A virtio entropy device (virtio 1.2, 5.4): the guest's /dev/hwrng, fed from the
- * host's getrandom(2) at up to 1 MiB/s (bursts of 64 KiB). NULL when out of memory. */
+typedef enum {
+    VMK_ENTROPY_DEVICE_VIRTIO = 0,
+} vmk_entropy_device_kind;
+
+/* A virtio entropy device (virtio 1.2, 5.4): the guest's /dev/hwrng, fed from the host's
+ * getrandom(2), at most 1 MiB/s unless set otherwise (bursts of up to 64 KiB). NULL when
+ * out of memory. */
 VMK_API vmk_entropy_device *vmk_virtio_entropy_device_new(void);
 VMK_API void vmk_entropy_device_free(vmk_entropy_device *dev);
+VMK_API vmk_entropy_device_kind vmk_entropy_device_get_kind(const vmk_entropy_device *dev);
+/* Bytes per second a guest may draw: 1 .. vmk_virtio_entropy_device_max_rate(). */
+VMK_API vmk_result vmk_virtio_entropy_device_set_rate(vmk_entropy_device *dev,
+                                                      uint64_t bytes_per_second);
+VMK_API uint64_t vmk_virtio_entropy_device_get_rate(const vmk_entropy_device *dev);
+VMK_API uint64_t vmk_virtio_entropy_device_max_rate(void);
 
 /* ---- Console ---------------------------------------------------------------- */
 
 typedef struct vmk_console_device vmk_console_device;
 
+typedef enum {
+    VMK_CONSOLE_DEVICE_VIRTIO = 0,
+} vmk_console_device_kind;
+
 /* A virtio console device (virtio 1.2, 5.3) with named ports, as Apple's
- * VZVirtioConsoleDeviceConfiguration: the guest sees each port as /dev/vportNpM (its
- * name in /sys/class/virtio-ports/vportNpM/name), the console port as hvc0. It needs
- * at least one port. NULL when out of memory. */
+ * VZVirtioConsoleDeviceConfiguration: the guest sees each port as /dev/vportNpM (its name in
+ * /sys/class/virtio-ports/vportNpM/name), the console port as hvc0. It needs at least one
+ * port, at most vmk_virtio_console_device_max_port_count(), at most one of them the
+ * console. NULL when out of memory. */
 VMK_API vmk_console_device *vmk_virtio_console_device_new(void);
 VMK_API void vmk_console_device_free(vmk_console_device *dev);
-/* Appends a port (at most 16, at most one of them the console) whose host side is
- * att, as for a serial port. name may be NULL (no name); vmk_config_validate checks
- * it (at most 255 bytes of printable ASCII). Takes ownership of att, also when it
- * fails (VMK_ERR_INVALID_ARGUMENT: dev or att NULL, 16 ports already, a second
- * console port; VMK_ERR_NO_MEMORY). */
+VMK_API vmk_console_device_kind vmk_console_device_get_kind(const vmk_console_device *dev);
+/* Appends a port whose host side is att, as for a serial port. name may be NULL (no name):
+ * printable ASCII, at most vmk_virtio_console_port_max_name_length() bytes, unique in the
+ * device. Takes ownership of att, also when it fails (VMK_ERR_INVALID_ARGUMENT: dev or att
+ * NULL; VMK_ERR_NO_MEMORY). */
 VMK_API vmk_result vmk_virtio_console_device_add_port(vmk_console_device *dev, const char *name,
                                                       bool is_console, vmk_serial_attachment *att);
 VMK_API unsigned vmk_virtio_console_device_port_count(const vmk_console_device *dev);
+/* Port index's name (NULL: none), console flag and attachment; NULL/false past the end. */
+VMK_API const char *vmk_virtio_console_device_get_port_name(const vmk_console_device *dev,
+                                                            unsigned index);
+VMK_API bool vmk_virtio_console_device_port_is_console(const vmk_console_device *dev,
+                                                       unsigned index);
+VMK_API const vmk_serial_attachment *
+vmk_virtio_console_device_get_port_attachment(const vmk_console_device *dev, unsigned index);
+VMK_API unsigned vmk_virtio_console_device_max_port_count(void);
+VMK_API size_t vmk_virtio_console_port_max_name_length(void);
 
 /* ---- Configuration --------------------------------------------------------- */
 
 typedef struct vmk_config vmk_config;
 
+/* A machine with 1 vCPU, 512 MiB of memory, no boot loader and no devices. Without a
+ * serial port or a console port the guest's console output goes nowhere. */
 VMK_API vmk_config *vmk_config_new(void);
 VMK_API void vmk_config_free(vmk_config *cfg);
 
+/* What vmk_config_validate accepts. */
 VMK_API unsigned vmk_config_min_cpu_count(void);
 VMK_API unsigned vmk_config_max_cpu_count(void);
-VMK_API uint64_t vmk_config_min_memory_size(void);
+VMK_API uint64_t vmk_config_min_memory_size(void); /* bytes; sizes are whole MiB */
 VMK_API uint64_t vmk_config_max_memory_size(void);
+VMK_API unsigned vmk_config_max_serial_port_count(void);
+VMK_API unsigned vmk_config_max_storage_device_count(void);
+VMK_API unsigned vmk_config_max_entropy_device_count(void);
+VMK_API unsigned vmk_config_max_console_device_count(void);
 
-/* Setters store any value; vmk_config_validate judges it. */
 VMK_API vmk_result vmk_config_set_cpu_count(vmk_config *cfg, unsigned count);
 VMK_API unsigned vmk_config_get_cpu_count(const vmk_config *cfg);
 VMK_API vmk_result vmk_config_set_memory_size(vmk_config *cfg, uint64_t bytes);
@@ -211,21 +303,30 @@ VMK_API uint64_t vmk_config_get_memory_size(const vmk_config *cfg);
 /* Takes ownership of bl (and frees a boot loader set before). */
 VMK_API vmk_result vmk_config_set_boot_loader(vmk_config *cfg, vmk_boot_loader *bl);
 VMK_API const vmk_boot_loader *vmk_config_get_boot_loader(const vmk_config *cfg);
-/* Serial ports are COM1, COM2, ... in the order added (at most 4). Takes ownership. */
+/* Serial ports are COM1, COM2, ... in the order added. Takes ownership. */
 VMK_API vmk_result vmk_config_add_serial_port(vmk_config *cfg, vmk_serial_attachment *att);
 VMK_API unsigned vmk_config_serial_port_count(const vmk_config *cfg);
-/* Storage devices appear in the order added (at most 16). Takes ownership. */
+VMK_API const vmk_serial_attachment *vmk_config_get_serial_port(const vmk_config *cfg,
+                                                                unsigned index);
+/* Storage devices appear in the order added. Takes ownership. */
 VMK_API vmk_result vmk_config_add_storage_device(vmk_config *cfg, vmk_storage_device *dev);
 VMK_API unsigned vmk_config_storage_device_count(const vmk_config *cfg);
-/* At most 1 entropy device. Takes ownership, also when it fails (it frees dev). */
+VMK_API const vmk_storage_device *vmk_config_get_storage_device(const vmk_config *cfg,
+                                                                unsigned index);
+/* Takes ownership. */
 VMK_API vmk_result vmk_config_add_entropy_device(vmk_config *cfg, vmk_entropy_device *dev);
 VMK_API unsigned vmk_config_entropy_device_count(const vmk_config *cfg);
-/* At most 1 console device. Takes ownership, also when it fails (it frees dev). */
+VMK_API const vmk_entropy_device *vmk_config_get_entropy_device(const vmk_config *cfg,
+                                                                unsigned index);
+/* Takes ownership. */
 VMK_API vmk_result vmk_config_add_console_device(vmk_config *cfg, vmk_console_device *dev);
 VMK_API unsigned vmk_config_console_device_count(const vmk_config *cfg);
+VMK_API const vmk_console_device *vmk_config_get_console_device(const vmk_config *cfg,
+                                                                unsigned index);
+/* The getters return NULL past the end; the objects stay the config's. */
 
-/* Checks everything that can be checked before start. On failure *err (if err is
- * not NULL) holds every problem found, one per line. */
+/* Checks everything that can be checked before start. On failure (VMK_ERR_INVALID_CONFIG)
+ * *err holds every problem found, one per line. */
 VMK_API vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err);
 
 /* ---- Virtual machine ------------------------------------------------------- */
@@ -233,37 +334,55 @@ VMK_API vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err);
 typedef struct vmk_vm vmk_vm;
 
 typedef enum {
-    VMK_STATE_STOPPED,
-    VMK_STATE_STARTING,
-    VMK_STATE_RUNNING,
-    VMK_STATE_PAUSING,
-    VMK_STATE_PAUSED,
-    VMK_STATE_RESUMING,
-    VMK_STATE_STOPPING,
-    VMK_STATE_ERROR,
-    VMK_STATE_SAVING,
-    VMK_STATE_RESTORING
+    VMK_STATE_STOPPED = 0,
+    VMK_STATE_STARTING = 1,
+    VMK_STATE_RUNNING = 2,
+    VMK_STATE_PAUSING = 3,
+    VMK_STATE_PAUSED = 4,
+    VMK_STATE_RESUMING = 5,
+    VMK_STATE_STOPPING = 6,
+    VMK_STATE_ERROR = 7,
+    VMK_STATE_SAVING = 8,
+    VMK_STATE_RESTORING = 9,
 } vmk_vm_state;
 
 VMK_API const char *vmk_vm_state_string(vmk_vm_state state);
 
+/* Why the last run of a VM ended. */
+typedef enum {
+    VMK_STOP_REASON_NONE = 0,             /* it has not run, or runs now */
+    VMK_STOP_REASON_GUEST_POWER_OFF = 1,  /* ACPI S5 (or a KVM shutdown event) */
+    VMK_STOP_REASON_GUEST_RESET = 2,      /* 0xCF9, the i8042, the ACPI reset register */
+    VMK_STOP_REASON_GUEST_DEBUG_EXIT = 3, /* the debug-exit port: vmk_vm_get_debug_exit_code */
+    VMK_STOP_REASON_HOST_STOP = 4,        /* vmk_vm_stop (or vmk_vm_free) */
+    VMK_STOP_REASON_CONSOLE_ESCAPE = 5,   /* the user typed Ctrl-A x on a terminal port */
+    VMK_STOP_REASON_ERROR = 6,            /* the VM is in ERROR: vmk_vm_copy_error */
+} vmk_stop_reason;
+
+VMK_API const char *vmk_stop_reason_string(vmk_stop_reason reason);
+
+/* Callbacks, all optional (NULL). Set size to sizeof(vmk_vm_delegate): callbacks added to
+ * this struct in later versions go at its end, and the library reads only size bytes. */
 typedef struct {
+    size_t size;
     void (*state_changed)(vmk_vm *vm, vmk_vm_state state, void *user);
-    /* The guest powered off, reset, or wrote the debug-exit port; the VM is STOPPED
-     * (with no STOPPING before it). Not called when the host stopped the VM. */
+    /* The guest powered off, reset, or wrote the debug-exit port; the VM is STOPPED (with
+     * no STOPPING before it). Not called when the host stopped the VM. */
     void (*guest_did_stop)(vmk_vm *vm, void *user);
-    /* The VM is in ERROR; err is valid only during the call. */
+    /* The VM is in ERROR; err is valid only during the call (vmk_vm_copy_error keeps it). */
     void (*did_stop_with_error)(vmk_vm *vm, const vmk_error *err, void *user);
 } vmk_vm_delegate;
 
 /* Validates and deep-copies cfg: the caller may change or free it afterwards. */
 VMK_API vmk_vm *vmk_vm_new(const vmk_config *cfg, vmk_error **err);
-/* Stops the VM if it runs (delivering the STOPPING and STOPPED callbacks during the
- * call, so the delegate's data must live until it returns), then frees it. Called
- * from a delegate callback it does nothing: that would join the calling thread. */
+/* Stops the VM if it runs (delivering the STOPPING and STOPPED callbacks during the call, so
+ * the delegate's data must live until it returns), then frees it. Called from a delegate
+ * callback it does nothing: that would join the calling thread. */
 VMK_API void vmk_vm_free(vmk_vm *vm);
-/* The delegate struct is copied. Set it before start. */
-VMK_API void vmk_vm_set_delegate(vmk_vm *vm, const vmk_vm_delegate *d, void *user);
+/* Copies the delegate (d NULL: none). VMK_ERR_INVALID_ARGUMENT when vm is NULL or d->size is
+ * smaller than the first version of the struct. A delegate larger than this library knows
+ * is taken; the callbacks it does not know are never called. */
+VMK_API vmk_result vmk_vm_set_delegate(vmk_vm *vm, const vmk_vm_delegate *d, void *user);
 VMK_API vmk_vm_state vmk_vm_get_state(const vmk_vm *vm);
 
 VMK_API bool vmk_vm_can_start(const vmk_vm *vm);
@@ -272,9 +391,10 @@ VMK_API bool vmk_vm_can_resume(const vmk_vm *vm);
 VMK_API bool vmk_vm_can_request_stop(const vmk_vm *vm);
 VMK_API bool vmk_vm_can_stop(const vmk_vm *vm);
 
-/* Builds the machine and starts its vCPUs; returns once RUNNING, or fails and
- * leaves the VM STOPPED (nothing half-built remains). Allowed from STOPPED and
- * ERROR: a VM can be started again after it stopped. */
+/* Builds the machine and starts its vCPUs; returns once RUNNING, or fails and leaves the VM
+ * STOPPED (nothing half-built remains). Allowed from STOPPED and ERROR: a VM can be started
+ * again after it stopped. VMK_ERR_UNSUPPORTED on a kvm_pvm host (vmk_host_probe) for a
+ * bzImage: such a host cannot run a Linux kernel. */
 VMK_API vmk_result vmk_vm_start(vmk_vm *vm, vmk_error **err);
 /* Returns once every vCPU has left guest mode and the VM is PAUSED. */
 VMK_API vmk_result vmk_vm_pause(vmk_vm *vm, vmk_error **err);
@@ -283,20 +403,30 @@ VMK_API vmk_result vmk_vm_resume(vmk_vm *vm, vmk_error **err);
 VMK_API vmk_result vmk_vm_request_stop(vmk_vm *vm, vmk_error **err);
 /* Hard stop: the vCPUs are halted and the machine torn down; ends STOPPED. */
 VMK_API vmk_result vmk_vm_stop(vmk_vm *vm, vmk_error **err);
-/* Waits until the VM is STOPPED or ERROR and every callback for getting there has
- * returned (timeout_ms < 0: forever). Returns VMK_OK, or VMK_ERR_TIMEOUT. */
+/* Waits until the VM is STOPPED or ERROR and every callback for getting there has returned
+ * (timeout_ms < 0: forever). Returns VMK_OK once STOPPED; once in ERROR, the code of the
+ * error it ended with (vmk_vm_copy_error gives the message); VMK_ERR_TIMEOUT;
+ * VMK_ERR_INVALID_STATE when called from a delegate callback (it would wait for itself);
+ * VMK_ERR_INVALID_ARGUMENT for a NULL vm. */
 VMK_API vmk_result vmk_vm_wait(vmk_vm *vm, int timeout_ms);
+/* Why the last run ended (VMK_STOP_REASON_NONE while it runs, or before the first start). */
+VMK_API vmk_stop_reason vmk_vm_get_stop_reason(const vmk_vm *vm);
+/* A copy of the error the last run ended with (for the caller to vmk_error_free), or NULL
+ * when it did not end in ERROR. */
+VMK_API vmk_error *vmk_vm_copy_error(const vmk_vm *vm);
 
-/* The value the guest wrote to the debug-exit port (0x501) during the last run,
- * masked to 31 bits, or -1 if it did not. A write there ends the run like a
- * power-off (STOPPED, guest_did_stop), as QEMU's isa-debug-exit does. */
+/* The value the guest wrote to the debug-exit port (0x501) during the last run, masked to
+ * 31 bits, or -1 if it did not. A write there ends the run like a power-off (STOPPED,
+ * guest_did_stop), as QEMU's isa-debug-exit does. */
 VMK_API int vmk_vm_get_debug_exit_code(const vmk_vm *vm);
 /* The path ("/dev/pts/N") of the pseudo-terminal that a pty attachment got when the VM
- * started: serial port index (0 is COM1), or port index of the console device. A copy
- * for the caller to free(); NULL when that port is not a pty, or the VM is stopped.
- * Each start makes new ptys. */
+ * started: serial port index (0 is COM1), or port index of the console device. A copy for
+ * the caller to free(); NULL when that port is not a pty, or the VM is stopped. Each start
+ * makes new ptys. */
 VMK_API char *vmk_vm_copy_serial_port_pty_path(vmk_vm *vm, unsigned index);
 VMK_API char *vmk_vm_copy_console_port_pty_path(vmk_vm *vm, unsigned index);
+/* The signal the library sends its vCPU threads (see the top of this header). */
+VMK_API int vmk_vm_kick_signal(void);
 
 /* ---- Host --------------------------------------------------------------------- */
 

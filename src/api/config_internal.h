@@ -1,18 +1,32 @@
-/* The configuration objects' insides, shared by config.c, vm.c and the machine
- * builder. Nothing here holds a resource: fds in an fd attachment stay the caller's,
- * and a pty or socket is made when a VM starts. */
+/* The configuration objects' insides, shared by the files of src/api. Nothing here holds a
+ * resource: fds in an fd attachment stay the caller's, and a pty or socket is made when a
+ * VM starts. Code outside src/api reads configurations through include/vmkit.h's getters. */
 #ifndef VMK_API_CONFIG_INTERNAL_H
 #define VMK_API_CONFIG_INTERNAL_H
 
 #include "vmkit.h"
 
-#define VMK_MAX_SERIAL_PORTS    4
+#include <stdbool.h>
+
+/* The defaults and limits vmk_config_validate enforces (exported by the vmk_*_max_*
+ * functions). */
+#define VMK_DEFAULT_CPUS        1u
+#define VMK_DEFAULT_MEMORY      (512ULL << 20)
+#define VMK_MIN_CPUS            1u
+#define VMK_MAX_CPUS            254u /* xAPIC ids 0..254: 255 is broadcast, the IOAPIC takes one */
+#define VMK_MIN_MEMORY          (2ULL << 20)
+#define VMK_MAX_MEMORY          (1ULL << 40)
+#define VMK_MEMORY_ALIGN        (1ULL << 20)
+#define VMK_MAX_SERIAL_PORTS    4   /* COM1..COM4 */
 #define VMK_MAX_STORAGE_DEVICES 16
 #define VMK_MAX_ENTROPY_DEVICES 1
 #define VMK_MAX_CONSOLE_DEVICES 1
 #define VMK_MAX_CONSOLE_PORTS   16  /* VIRTIO_CONSOLE_MAX_PORTS */
 #define VMK_CONSOLE_NAME_MAX    255 /* bytes of a port name */
 #define VMK_BLK_ID_MAX          20  /* virtio-blk GET_ID: bytes, no terminator on the wire */
+#define VMK_BLK_MAX_QUEUES      16
+#define VMK_RNG_DEFAULT_RATE    (1u << 20)
+#define VMK_RNG_MAX_RATE        (UINT64_C(1) << 32)
 
 struct vmk_boot_loader {
     char *kernel;
@@ -20,43 +34,32 @@ struct vmk_boot_loader {
     char *cmdline;
 };
 
-enum serial_attachment_kind {
-    SERIAL_ATTACHMENT_FILE,
-    SERIAL_ATTACHMENT_FD,
-    SERIAL_ATTACHMENT_PTY,    /* a pseudo-terminal vmkit created */
-    SERIAL_ATTACHMENT_SOCKET, /* a unix stream socket vmkit listens on */
-};
-
 struct vmk_serial_attachment {
-    enum serial_attachment_kind kind;
+    vmk_serial_attachment_kind kind;
     char *path; /* file, socket */
     bool append;
     int read_fd; /* fd pair; -1 when absent */
     int write_fd;
 };
 
-enum storage_attachment_kind { STORAGE_ATTACHMENT_DISK_IMAGE };
-
 struct vmk_storage_attachment {
-    enum storage_attachment_kind kind;
+    vmk_storage_attachment_kind kind;
     char *path;
     bool read_only;
     vmk_disk_caching_mode caching;
     vmk_disk_sync_mode sync;
 };
 
-enum storage_device_kind { STORAGE_DEVICE_VIRTIO_BLOCK };
-
 struct vmk_storage_device {
-    enum storage_device_kind kind;
+    vmk_storage_device_kind kind;
     vmk_storage_attachment *att; /* never NULL */
-    char *identifier;            /* NULL, or 1..VMK_BLK_ID_MAX printable ASCII bytes */
+    char *identifier;            /* NULL: none */
+    unsigned queues;             /* 0: automatic */
 };
 
-enum entropy_device_kind { ENTROPY_DEVICE_VIRTIO };
-
 struct vmk_entropy_device {
-    enum entropy_device_kind kind;
+    vmk_entropy_device_kind kind;
+    uint64_t rate;
 };
 
 struct console_port {
@@ -66,27 +69,42 @@ struct console_port {
 };
 
 struct vmk_console_device {
-    struct console_port port[VMK_MAX_CONSOLE_PORTS];
+    vmk_console_device_kind kind;
+    struct console_port *port;
     unsigned port_count;
+};
+
+/* A growable array of owned pointers: config objects store any number of devices and
+ * vmk_config_validate judges the count. */
+struct ptr_array {
+    void **item;
+    unsigned count;
 };
 
 struct vmk_config {
     unsigned cpu_count;
     uint64_t memory_size;
     vmk_boot_loader *boot_loader;
-    vmk_serial_attachment *serial[VMK_MAX_SERIAL_PORTS];
-    unsigned serial_count;
-    vmk_storage_device *storage[VMK_MAX_STORAGE_DEVICES];
-    unsigned storage_count;
-    vmk_entropy_device *entropy[VMK_MAX_ENTROPY_DEVICES];
-    unsigned entropy_count;
-    vmk_console_device *console[VMK_MAX_CONSOLE_DEVICES];
-    unsigned console_count;
+    struct ptr_array serial;  /* vmk_serial_attachment */
+    struct ptr_array storage; /* vmk_storage_device */
+    struct ptr_array entropy; /* vmk_entropy_device */
+    struct ptr_array console; /* vmk_console_device */
 };
 
-/* Deep copy; NULL when out of memory. */
+/* Appends p; 0 or -ENOMEM (p stays the caller's then). */
+int ptr_array_push(struct ptr_array *a, void *p);
+/* Frees every item with free_item, then the array. */
+void ptr_array_clear(struct ptr_array *a, void (*free_item)(void *));
+
+/* Deep copies; NULL when out of memory. */
 vmk_config *config_copy(const vmk_config *cfg);
+vmk_boot_loader *boot_loader_copy(const vmk_boot_loader *bl);
 vmk_serial_attachment *serial_attachment_copy(const vmk_serial_attachment *att);
 vmk_storage_device *storage_device_copy(const vmk_storage_device *dev);
+vmk_entropy_device *entropy_device_copy(const vmk_entropy_device *dev);
+vmk_console_device *console_device_copy(const vmk_console_device *dev);
+
+/* Replaces *slot with a copy of s (NULL clears it): VMK_OK or VMK_ERR_NO_MEMORY. */
+vmk_result config_set_string(char **slot, const char *s);
 
 #endif

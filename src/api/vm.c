@@ -3,11 +3,12 @@
  * its answer, so machine building, teardown and delegate callbacks are never
  * concurrent; vCPU threads report the guest's end through a one-slot mailbox. */
 #include "api/config_internal.h"
-#include "machine/machine.h"
 #include "core/error.h"
 #include "core/event_loop.h"
+#include "machine/machine.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -43,10 +44,12 @@ struct vmk_vm {
     bool busy; /* the VM thread is acting on a command or an end */
     struct command *queue_head;
     struct command *queue_tail;
-    struct kvm_machine *machine;
+    struct machine *machine;
     /* Copies of the machine's pty paths: serial ports, then console ports. */
     char *pty_path[VMK_MAX_SERIAL_PORTS + VMK_MAX_CONSOLE_PORTS];
     int debug_exit_code;
+    vmk_stop_reason stop_reason; /* of the last run */
+    vmk_error *error;            /* what the last run ended with, in ERROR */
     /* mailbox filled by the machine when the guest ends */
     bool end_pending;
     enum machine_end end_why;
@@ -105,8 +108,8 @@ static void on_machine_end(void *ctx, enum machine_end why, uint32_t code, vmk_e
 
 static void destroy_machine(vmk_vm *vm)
 {
-    struct kvm_machine *m = vm->machine;
-    kvm_machine_destroy(m); /* joins the vCPUs: no end can be reported after this */
+    struct machine *m = vm->machine;
+    machine_destroy(m); /* joins the vCPUs: no end can be reported after this */
     pthread_mutex_lock(&vm->lock);
     vm->machine = NULL;
     for (unsigned i = 0; i < sizeof(vm->pty_path) / sizeof(vm->pty_path[0]); i++) {
@@ -146,10 +149,18 @@ static void copy_pty_paths(vmk_vm *vm)
     pthread_mutex_lock(&vm->lock);
     for (unsigned i = 0; i < VMK_MAX_SERIAL_PORTS + VMK_MAX_CONSOLE_PORTS; i++) {
         bool console = i >= VMK_MAX_SERIAL_PORTS;
-        const char *p =
-            kvm_machine_pty_path(vm->machine, console, console ? i - VMK_MAX_SERIAL_PORTS : i);
+        const char *p = console ? machine_device_pty_path(vm->machine, &device_kind_virtio_console,
+                                                          0, i - VMK_MAX_SERIAL_PORTS)
+                                : machine_serial_pty_path(vm->machine, i);
         vm->pty_path[i] = p ? strdup(p) : NULL;
     }
+    pthread_mutex_unlock(&vm->lock);
+}
+
+static void set_stop_reason(vmk_vm *vm, vmk_stop_reason reason)
+{
+    pthread_mutex_lock(&vm->lock);
+    vm->stop_reason = reason;
     pthread_mutex_unlock(&vm->lock);
 }
 
@@ -160,14 +171,17 @@ static vmk_result do_start(vmk_vm *vm, vmk_error **err)
     set_state(vm, VMK_STATE_STARTING);
     pthread_mutex_lock(&vm->lock);
     vm->debug_exit_code = -1;
+    vm->stop_reason = VMK_STOP_REASON_NONE;
+    vmk_error_free(vm->error);
+    vm->error = NULL;
     pthread_mutex_unlock(&vm->lock);
     struct machine_owner owner = { .ended = on_machine_end, .ctx = vm };
-    struct kvm_machine *m = NULL;
-    vmk_result r = kvm_machine_create(vm->cfg, vm->el, &owner, &m, err);
+    struct machine *m = NULL;
+    vmk_result r = machine_create(vm->cfg, vm->el, &owner, &m, err);
     if (r == VMK_OK) {
         vm->machine = m;
         copy_pty_paths(vm);
-        r = kvm_machine_start(m, err);
+        r = machine_start(m, err);
         if (r != VMK_OK)
             destroy_machine(vm);
     }
@@ -183,32 +197,34 @@ static vmk_result do_command(vmk_vm *vm, enum command_kind kind, vmk_error **err
         if (!state_in(vm->state, CAN_PAUSE))
             return state_error(vm, "pause", err);
         set_state(vm, VMK_STATE_PAUSING);
-        kvm_machine_pause(vm->machine);
+        machine_pause(vm->machine);
         set_state(vm, VMK_STATE_PAUSED);
         return VMK_OK;
     case CMD_RESUME:
         if (!state_in(vm->state, CAN_RESUME))
             return state_error(vm, "resume", err);
         set_state(vm, VMK_STATE_RESUMING);
-        kvm_machine_resume(vm->machine);
+        machine_resume(vm->machine);
         set_state(vm, VMK_STATE_RUNNING);
         return VMK_OK;
     case CMD_REQUEST_STOP:
         if (!state_in(vm->state, CAN_REQUEST_STOP))
             return state_error(vm, "request a stop", err);
-        kvm_machine_press_power_button(vm->machine);
+        machine_press_power_button(vm->machine);
         return VMK_OK;
     case CMD_STOP:
         if (!state_in(vm->state, CAN_STOP))
             return state_error(vm, "stop", err);
         set_state(vm, VMK_STATE_STOPPING);
         destroy_machine(vm);
+        set_stop_reason(vm, VMK_STOP_REASON_HOST_STOP);
         set_state(vm, VMK_STATE_STOPPED);
         return VMK_OK;
     case CMD_SHUTDOWN:
         if (vm->machine) {
             set_state(vm, VMK_STATE_STOPPING);
             destroy_machine(vm);
+            set_stop_reason(vm, VMK_STOP_REASON_HOST_STOP);
             set_state(vm, VMK_STATE_STOPPED);
         }
         vm->shutdown = true;
@@ -227,17 +243,29 @@ static void handle_end(vmk_vm *vm, enum machine_end why, uint32_t code, vmk_erro
     /* The guest already stopped itself: no STOPPING, straight to the end state. */
     destroy_machine(vm);
     if (why == MACHINE_END_FAULT) {
+        if (!end_err)
+            end_err = vmk_error_new(VMK_ERR_INTERNAL, 0, "the machine failed (out of memory)");
+        pthread_mutex_lock(&vm->lock);
+        vm->stop_reason = VMK_STOP_REASON_ERROR;
+        vm->error = end_err;
+        pthread_mutex_unlock(&vm->lock);
         set_state(vm, VMK_STATE_ERROR);
         if (vm->delegate.did_stop_with_error)
             vm->delegate.did_stop_with_error(vm, end_err, vm->user);
-        vmk_error_free(end_err);
         return;
     }
-    if (why == MACHINE_END_DEBUG_EXIT) {
-        pthread_mutex_lock(&vm->lock);
+    static const vmk_stop_reason reasons[] = {
+        [MACHINE_END_POWER_OFF] = VMK_STOP_REASON_GUEST_POWER_OFF,
+        [MACHINE_END_RESET] = VMK_STOP_REASON_GUEST_RESET,
+        [MACHINE_END_DEBUG_EXIT] = VMK_STOP_REASON_GUEST_DEBUG_EXIT,
+        [MACHINE_END_ESCAPE] = VMK_STOP_REASON_CONSOLE_ESCAPE,
+    };
+    pthread_mutex_lock(&vm->lock);
+    if (why == MACHINE_END_DEBUG_EXIT)
         vm->debug_exit_code = (int)(code & 0x7fffffff);
-        pthread_mutex_unlock(&vm->lock);
-    }
+    vm->stop_reason = reasons[why];
+    pthread_mutex_unlock(&vm->lock);
+    vmk_error_free(end_err);
     set_state(vm, VMK_STATE_STOPPED);
     /* A console escape is the host stopping the VM, not the guest. */
     if (why != MACHINE_END_ESCAPE && vm->delegate.guest_did_stop)
@@ -414,23 +442,29 @@ void vmk_vm_free(vmk_vm *vm)
     close(vm->wake_fd);
     event_loop_free(vm->el);
     vmk_error_free(vm->end_err);
+    vmk_error_free(vm->error);
     vmk_config_free(vm->cfg);
     pthread_mutex_destroy(&vm->lock);
     pthread_cond_destroy(&vm->cond);
     free(vm);
 }
 
-void vmk_vm_set_delegate(vmk_vm *vm, const vmk_vm_delegate *d, void *user)
+/* The first version of vmk_vm_delegate ends after did_stop_with_error. */
+#define DELEGATE_V1_SIZE (offsetof(vmk_vm_delegate, did_stop_with_error) + sizeof(void (*)(void)))
+
+vmk_result vmk_vm_set_delegate(vmk_vm *vm, const vmk_vm_delegate *d, void *user)
 {
-    if (!vm)
-        return;
-    pthread_mutex_lock(&vm->lock);
+    if (!vm || (d && d->size < DELEGATE_V1_SIZE))
+        return VMK_ERR_INVALID_ARGUMENT;
+    vmk_vm_delegate copy = { .size = sizeof(copy) };
     if (d)
-        vm->delegate = *d;
-    else
-        memset(&vm->delegate, 0, sizeof(vm->delegate));
+        memcpy(&copy, d, d->size < sizeof(copy) ? d->size : sizeof(copy));
+    copy.size = sizeof(copy);
+    pthread_mutex_lock(&vm->lock);
+    vm->delegate = copy;
     vm->user = user;
     pthread_mutex_unlock(&vm->lock);
+    return VMK_OK;
 }
 
 vmk_vm_state vmk_vm_get_state(const vmk_vm *vm)
@@ -495,6 +529,9 @@ vmk_result vmk_vm_wait(vmk_vm *vm, int timeout_ms)
 {
     if (!vm)
         return VMK_ERR_INVALID_ARGUMENT;
+    /* The callbacks run on the VM thread: waiting there would wait for itself. */
+    if (pthread_equal(pthread_self(), vm->thread))
+        return VMK_ERR_INVALID_STATE;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     if (timeout_ms >= 0) {
@@ -516,8 +553,51 @@ vmk_result vmk_vm_wait(vmk_vm *vm, int timeout_ms)
             break;
         }
     }
+    if (r == VMK_OK && vm->state == VMK_STATE_ERROR)
+        r = vm->error ? vmk_error_code(vm->error) : VMK_ERR_INTERNAL;
     pthread_mutex_unlock(&vm->lock);
     return r;
+}
+
+vmk_stop_reason vmk_vm_get_stop_reason(const vmk_vm *vm)
+{
+    if (!vm)
+        return VMK_STOP_REASON_NONE;
+    vmk_vm *m = (vmk_vm *)vm;
+    pthread_mutex_lock(&m->lock);
+    vmk_stop_reason r = m->stop_reason;
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
+vmk_error *vmk_vm_copy_error(const vmk_vm *vm)
+{
+    if (!vm)
+        return NULL;
+    vmk_vm *m = (vmk_vm *)vm;
+    pthread_mutex_lock(&m->lock);
+    vmk_error *e = vmk_error_copy(m->error);
+    pthread_mutex_unlock(&m->lock);
+    return e;
+}
+
+const char *vmk_stop_reason_string(vmk_stop_reason reason)
+{
+    switch (reason) {
+    case VMK_STOP_REASON_NONE: return "none";
+    case VMK_STOP_REASON_GUEST_POWER_OFF: return "the guest powered off";
+    case VMK_STOP_REASON_GUEST_RESET: return "the guest reset";
+    case VMK_STOP_REASON_GUEST_DEBUG_EXIT: return "the guest wrote the debug-exit port";
+    case VMK_STOP_REASON_HOST_STOP: return "stopped by the host";
+    case VMK_STOP_REASON_CONSOLE_ESCAPE: return "stopped from the console (Ctrl-A x)";
+    case VMK_STOP_REASON_ERROR: return "error";
+    }
+    return "unknown";
+}
+
+int vmk_vm_kick_signal(void)
+{
+    return machine_kick_signal();
 }
 
 int vmk_vm_get_debug_exit_code(const vmk_vm *vm)

@@ -21,7 +21,7 @@
 
 struct serial_link {
     struct event_loop *el;
-    enum serial_attachment_kind kind;
+    vmk_serial_attachment_kind kind;
     int in_fd; /* ours (dup, opened or accepted), -1 if none */
     /* ours, -1 if none; a socket's is the client's fd (also in_fd) and changes as
      * clients come and go, so writers read it under out_lock. */
@@ -54,7 +54,7 @@ struct serial_link {
 /* Guest output on a pty or socket must never wait for a slow or absent reader. */
 static bool drops_output(const struct serial_link *l)
 {
-    return l->kind == SERIAL_ATTACHMENT_PTY || l->kind == SERIAL_ATTACHMENT_SOCKET;
+    return l->kind == VMK_SERIAL_ATTACHMENT_PTY || l->kind == VMK_SERIAL_ATTACHMENT_SOCKET;
 }
 
 void serial_link_write(void *link, const uint8_t *buf, size_t len)
@@ -62,7 +62,7 @@ void serial_link_write(void *link, const uint8_t *buf, size_t len)
     struct serial_link *l = link;
     pthread_mutex_lock(&l->out_lock);
     while (len && l->out_fd >= 0 && !l->out_broken) {
-        ssize_t n = l->kind == SERIAL_ATTACHMENT_SOCKET
+        ssize_t n = l->kind == VMK_SERIAL_ATTACHMENT_SOCKET
                         ? send(l->out_fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT)
                         : write(l->out_fd, buf, len);
         if (n < 0 && errno == EINTR)
@@ -176,10 +176,10 @@ static void read_input(struct serial_link *l)
     ssize_t n = read(l->in_fd, l->pending + l->pending_len, PENDING_MAX - l->pending_len);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return;
-    if (n < 0 && errno == EIO && l->kind == SERIAL_ATTACHMENT_PTY && pty_reopen_slave(l))
+    if (n < 0 && errno == EIO && l->kind == VMK_SERIAL_ATTACHMENT_PTY && pty_reopen_slave(l))
         return;
     if (n <= 0) {
-        if (l->kind == SERIAL_ATTACHMENT_SOCKET) {
+        if (l->kind == VMK_SERIAL_ATTACHMENT_SOCKET) {
             drop_client(l);
             return;
         }
@@ -261,10 +261,11 @@ static void on_accept(void *ctx, uint32_t events)
 static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *att,
                             const char *what, vmk_error **err)
 {
-    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (att->append ? O_APPEND : O_TRUNC);
-    l->out_fd = open(att->path, flags, 0644);
+    const char *path = vmk_serial_attachment_get_path(att);
+    bool append = vmk_serial_attachment_is_append(att);
+    l->out_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
     if (l->out_fd < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot open %s: %s", what, att->path,
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot open %s: %s", what, path,
                         strerror(errno));
     return VMK_OK;
 }
@@ -272,13 +273,15 @@ static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *
 static vmk_result open_fds(struct serial_link *l, const vmk_serial_attachment *att,
                            const char *what, vmk_error **err)
 {
-    if (att->write_fd >= 0 && (l->out_fd = fcntl(att->write_fd, F_DUPFD_CLOEXEC, 3)) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "%s: write fd %d: %s", what, att->write_fd,
+    int read_fd = vmk_serial_attachment_get_read_fd(att);
+    int write_fd = vmk_serial_attachment_get_write_fd(att);
+    if (write_fd >= 0 && (l->out_fd = fcntl(write_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: write fd %d: %s", what, write_fd,
                         strerror(errno));
-    if (att->read_fd < 0)
+    if (read_fd < 0)
         return VMK_OK;
-    if ((l->in_fd = fcntl(att->read_fd, F_DUPFD_CLOEXEC, 3)) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "%s: read fd %d: %s", what, att->read_fd,
+    if ((l->in_fd = fcntl(read_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: read fd %d: %s", what, read_fd,
                         strerror(errno));
     if (isatty(l->in_fd) && tcgetattr(l->in_fd, &l->saved_tio) == 0) {
         struct termios raw = l->saved_tio;
@@ -365,7 +368,7 @@ static vmk_result open_socket(struct serial_link *l, const vmk_serial_attachment
                               const char *what, vmk_error **err)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    const char *path = att->path;
+    const char *path = vmk_serial_attachment_get_path(att);
     if (!path || !*path)
         return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s: socket without a path", what);
     if (strlen(path) >= sizeof(sa.sun_path))
@@ -404,7 +407,7 @@ vmk_result serial_link_open(const vmk_serial_attachment *att, const char *what,
     if (!l)
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
     l->el = el;
-    l->kind = att->kind;
+    l->kind = vmk_serial_attachment_get_kind(att);
     l->in_fd = l->out_fd = l->pty_slave = l->listen_src.fd = -1;
     l->escape = escape;
     l->escape_ctx = escape_ctx;
@@ -415,11 +418,11 @@ vmk_result serial_link_open(const vmk_serial_attachment *att, const char *what,
         r = vmk_fail(err, VMK_ERR_IO, errno, "%s: eventfd: %s", what, strerror(errno));
         goto fail;
     }
-    switch (att->kind) {
-    case SERIAL_ATTACHMENT_FILE: r = open_file(l, att, what, err); break;
-    case SERIAL_ATTACHMENT_FD: r = open_fds(l, att, what, err); break;
-    case SERIAL_ATTACHMENT_PTY: r = open_pty(l, what, err); break;
-    case SERIAL_ATTACHMENT_SOCKET: r = open_socket(l, att, what, err); break;
+    switch (l->kind) {
+    case VMK_SERIAL_ATTACHMENT_FILE: r = open_file(l, att, what, err); break;
+    case VMK_SERIAL_ATTACHMENT_FD: r = open_fds(l, att, what, err); break;
+    case VMK_SERIAL_ATTACHMENT_PTY: r = open_pty(l, what, err); break;
+    case VMK_SERIAL_ATTACHMENT_SOCKET: r = open_socket(l, att, what, err); break;
     default: r = vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s: unknown attachment kind", what);
     }
     if (r != VMK_OK)
@@ -461,7 +464,7 @@ void serial_link_close(struct serial_link *l)
         return;
     if (l->wake_src.handler)
         event_loop_remove(l->el, &l->wake_src);
-    if (l->kind == SERIAL_ATTACHMENT_SOCKET && l->in_fd >= 0) {
+    if (l->kind == VMK_SERIAL_ATTACHMENT_SOCKET && l->in_fd >= 0) {
         drop_client(l);
     } else if (l->in_fd >= 0) {
         stop_input(l);

@@ -8,8 +8,8 @@
 #ifndef VMK_ATTACH_SERIAL_LINK_H
 #define VMK_ATTACH_SERIAL_LINK_H
 
-#include "api/config_internal.h"
 #include "core/event_loop.h"
+#include "vmkit.h"
 
 #include <stddef.h>
 #include <stdint.h>

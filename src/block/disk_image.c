@@ -1,8 +1,7 @@
-/* Disk images: a raw file or block device behind struct blk_backend. The guest's
+/* Disk images: a raw file or block device behind struct block_backend. The guest's
  * iovecs go straight to preadv/pwritev; only O_DIRECT requests with unaligned buffers
  * are copied (through a bounded, aligned bounce buffer). */
 #include "block/disk_image.h"
-#include "api/config_internal.h"
 #include "core/error.h"
 
 #include <errno.h>
@@ -10,6 +9,7 @@
 #include <limits.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -20,7 +20,7 @@
 #define ZERO_CHUNK   (64u << 10)
 
 struct disk_image {
-    struct blk_backend be;
+    struct block_backend be;
     int fd;        /* O_DIRECT when direct, else the only descriptor */
     int cached_fd; /* direct only: the same file through the page cache, for unaligned I/O */
     bool direct;
@@ -241,61 +241,123 @@ static int di_write_zeroes(void *ctx, uint64_t off, uint64_t len, bool may_unmap
     return r;
 }
 
-vmk_result disk_image_open(const char *path, bool read_only, vmk_disk_caching_mode caching,
-                           vmk_disk_sync_mode sync, struct disk_image **out, vmk_error **err)
+bool disk_image_same(const struct disk_image_info *a, const struct disk_image_info *b)
 {
-    *out = NULL;
+    if (a->is_blkdev || b->is_blkdev)
+        return a->is_blkdev && b->is_blkdev && a->rdev == b->rdev;
+    return a->dev == b->dev && a->ino == b->ino;
+}
+
+vmk_result disk_image_probe(const char *path, bool read_only, struct disk_image_info *info,
+                            int *fd_out, vmk_error **err)
+{
+    *fd_out = -1;
     if (!path || !*path)
-        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "disk image: no path");
-    struct disk_image *img = calloc(1, sizeof(*img));
-    if (!img || !(img->path = strdup(path))) {
-        free(img);
-        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "disk image %s: out of memory", path);
-    }
-    img->fd = img->cached_fd = -1;
-    img->sync = sync;
+        return vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0, "disk image: no path");
     vmk_result r;
-    int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-    img->fd = open(path, flags);
-    if (img->fd < 0) {
-        r = vmk_fail(err, VMK_ERR_IO, errno, "disk image %s: cannot open%s: %s", path,
-                     read_only ? "" : " for writing", strerror(errno));
-        goto fail;
+    int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        int rfd = read_only || e == ENOENT ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+        if (rfd >= 0) {
+            close(rfd);
+            return vmk_fail(err, VMK_ERR_IO, e,
+                            "disk image %s: not writable (%s); attach it read-only", path,
+                            strerror(e));
+        }
+        if (e == ENOENT)
+            return vmk_fail(err, VMK_ERR_IO, e, "disk image %s: does not exist", path);
+        return vmk_fail(err, VMK_ERR_IO, e, "disk image %s: cannot open: %s", path, strerror(e));
     }
     struct stat st;
-    if (fstat(img->fd, &st) != 0) {
+    if (fstat(fd, &st) != 0) {
         r = vmk_fail(err, VMK_ERR_IO, errno, "disk image %s: cannot stat: %s", path,
                      strerror(errno));
         goto fail;
     }
-    uint64_t size = (uint64_t)st.st_size;
-    uint32_t block = 512;
-    img->align = st.st_blksize >= 512 && st.st_blksize <= 4096 ? (uint32_t)st.st_blksize : 4096;
+    *info = (struct disk_image_info){
+        .size = (uint64_t)st.st_size,
+        .block_size = BLOCK_SECTOR_SIZE,
+        .align = st.st_blksize >= 512 && st.st_blksize <= 4096 ? (uint32_t)st.st_blksize : 4096,
+        .dev = st.st_dev,
+        .ino = st.st_ino,
+        .rdev = st.st_rdev,
+    };
     if (S_ISBLK(st.st_mode)) {
         int lbs = 0;
-        img->is_blkdev = true;
-        if (ioctl(img->fd, BLKGETSIZE64, &size) != 0 || ioctl(img->fd, BLKSSZGET, &lbs) != 0) {
-            r = vmk_fail(err, VMK_ERR_IO, errno, "disk image %s: cannot query the block device: %s",
-                         path, strerror(errno));
+        info->is_blkdev = true;
+        if (ioctl(fd, BLKGETSIZE64, &info->size) != 0 || ioctl(fd, BLKSSZGET, &lbs) != 0) {
+            r = vmk_fail(err, VMK_ERR_IO, errno,
+                         "disk image %s: cannot query the block device: %s", path,
+                         strerror(errno));
             goto fail;
         }
-        block = lbs == 4096 ? 4096 : 512;
-        img->align = lbs >= 512 && lbs <= 4096 ? (uint32_t)lbs : 4096;
+        info->block_size = lbs == 4096 ? 4096 : BLOCK_SECTOR_SIZE;
+        info->align = lbs >= 512 && lbs <= 4096 ? (uint32_t)lbs : 4096;
     } else if (!S_ISREG(st.st_mode)) {
         r = vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0,
                      "disk image %s: not a regular file or block device", path);
         goto fail;
     }
-    if (size % VIRTIO_BLK_SECTOR_SIZE || size % block) {
+    if (info->size % BLOCK_SECTOR_SIZE || info->size % info->block_size) {
         r = vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0,
                      "disk image %s: size %llu bytes is not a multiple of %u", path,
-                     (unsigned long long)size, block);
+                     (unsigned long long)info->size, info->block_size);
         goto fail;
     }
+    *fd_out = fd;
+    return VMK_OK;
+fail:
+    close(fd);
+    return r;
+}
+
+/* The whole image, shared for a reader, exclusive for a writer: an open file description
+ * lock, so it belongs to this open of the image (not the process) and a second open
+ * conflicts even inside one process. A file system without locks is used unlocked. */
+static vmk_result lock_image(int fd, const char *path, bool read_only, vmk_error **err)
+{
+    struct flock fl = { .l_type = read_only ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return VMK_OK;
+    int e = errno;
+    if (e == EAGAIN || e == EACCES)
+        return vmk_fail(err, VMK_ERR_IO, e,
+                        "disk image %s: cannot take its %s lock: another program holds a lock "
+                        "on it (is a VM or a vhost-user server using the image?)",
+                        path, read_only ? "shared (read)" : "exclusive (write)");
+    if (e == EINVAL || e == ENOLCK || e == EOPNOTSUPP)
+        return VMK_OK;
+    return vmk_fail(err, VMK_ERR_IO, e, "disk image %s: cannot lock: %s", path, strerror(e));
+}
+
+vmk_result disk_image_open(const char *path, bool read_only, vmk_disk_caching_mode caching,
+                           vmk_disk_sync_mode sync, struct disk_image **out, vmk_error **err)
+{
+    *out = NULL;
+    struct disk_image_info info;
+    struct disk_image *img = calloc(1, sizeof(*img));
+    if (!img || !(img->path = strdup(path ? path : ""))) {
+        free(img);
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "disk image %s: out of memory",
+                        path ? path : "");
+    }
+    img->cached_fd = -1;
+    img->sync = sync;
+    vmk_result r = disk_image_probe(path, read_only, &info, &img->fd, err);
+    if (r != VMK_OK)
+        goto fail;
+    if ((r = lock_image(img->fd, path, read_only, err)) != VMK_OK)
+        goto fail;
+    img->is_blkdev = info.is_blkdev;
+    img->align = info.align;
     if (caching == VMK_DISK_CACHING_UNCACHED) {
-        /* Keep the cached descriptor for requests O_DIRECT refuses; a file system
-         * without O_DIRECT (tmpfs) leaves the image cached. */
-        int dfd = open(path, flags | O_DIRECT);
+        /* The same open file, not the path: a new description of the inode we locked. The
+         * cached descriptor stays for requests O_DIRECT refuses; a file system without
+         * O_DIRECT (tmpfs) leaves the image cached. */
+        char self[64];
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", img->fd);
+        int dfd = open(self, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_DIRECT);
         if (dfd >= 0) {
             img->cached_fd = img->fd;
             img->fd = dfd;
@@ -306,9 +368,9 @@ vmk_result disk_image_open(const char *path, bool read_only, vmk_disk_caching_mo
             goto fail;
         }
     }
-    img->be = (struct blk_backend){
-        .size = size,
-        .block_size = block,
+    img->be = (struct block_backend){
+        .size = info.size,
+        .block_size = info.block_size,
         .read_only = read_only,
         .can_discard = !read_only,
         .can_write_zeroes = !read_only,
@@ -326,17 +388,7 @@ fail:
     return r;
 }
 
-vmk_result disk_image_open_attachment(const vmk_storage_attachment *att, struct disk_image **out,
-                                      vmk_error **err)
-{
-    if (!att) {
-        *out = NULL;
-        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "disk image: no attachment");
-    }
-    return disk_image_open(att->path, att->read_only, att->caching, att->sync, out, err);
-}
-
-const struct blk_backend *disk_image_backend(const struct disk_image *img)
+const struct block_backend *disk_image_backend(const struct disk_image *img)
 {
     return &img->be;
 }

@@ -7,9 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-_Static_assert(VMK_MAX_CONSOLE_PORTS <= VIRTIO_CONSOLE_MAX_PORTS,
-               "the public port limit must fit the device");
-
 /* A port's input sink: which device and port its link feeds. */
 struct port_sink {
     struct virtio_device *dev;
@@ -18,8 +15,8 @@ struct port_sink {
 
 struct console_ports {
     unsigned count;
-    struct serial_link *link[VMK_MAX_CONSOLE_PORTS];
-    struct port_sink sink[VMK_MAX_CONSOLE_PORTS];
+    struct serial_link *link[VIRTIO_CONSOLE_MAX_PORTS];
+    struct port_sink sink[VIRTIO_CONSOLE_MAX_PORTS];
 };
 
 static size_t port_receive(void *ctx, const uint8_t *buf, size_t len)
@@ -38,22 +35,25 @@ vmk_result console_ports_open(const vmk_console_device *cd, struct event_loop *e
     struct console_ports *cp = calloc(1, sizeof(*cp));
     if (!cp)
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "console device: out of memory");
-    struct virtio_console_port_config ports[VMK_MAX_CONSOLE_PORTS];
-    for (unsigned i = 0; i < cd->port_count && i < VMK_MAX_CONSOLE_PORTS; i++) {
+    struct virtio_console_port_config ports[VIRTIO_CONSOLE_MAX_PORTS];
+    unsigned n = vmk_virtio_console_device_port_count(cd);
+    for (unsigned i = 0; i < n && i < VIRTIO_CONSOLE_MAX_PORTS; i++) {
         char what[32];
         snprintf(what, sizeof(what), "console port %u", i + 1);
-        vmk_result r =
-            serial_link_open(cd->port[i].att, what, el, escape, escape_ctx, &cp->link[i], err);
+        vmk_result r = serial_link_open(vmk_virtio_console_device_get_port_attachment(cd, i), what,
+                                        el, escape, escape_ctx, &cp->link[i], err);
         if (r != VMK_OK) {
             console_ports_close(cp);
             return r;
         }
         cp->count = i + 1;
-        ports[i] = (struct virtio_console_port_config){ .name = cd->port[i].name,
-                                                        .is_console = cd->port[i].is_console,
-                                                        .write = serial_link_write,
-                                                        .rx_space = serial_link_rx_space,
-                                                        .ctx = cp->link[i] };
+        ports[i] = (struct virtio_console_port_config){
+            .name = vmk_virtio_console_device_get_port_name(cd, i),
+            .is_console = vmk_virtio_console_device_port_is_console(cd, i),
+            .write = serial_link_write,
+            .rx_space = serial_link_rx_space,
+            .ctx = cp->link[i]
+        };
     }
     struct virtio_device *d = virtio_console_new(ports, cp->count);
     if (!d) {

@@ -1,13 +1,13 @@
 /* Joins a configured console device (vmk_console_device) to its host side: a serial
  * link per port (src/attach/serial_link.h) and the virtio-console device that carries
- * them. Both the VM (a virtio-pci function) and `vmkit serve-device --type console`
- * (vhost-user) use it, so a port behaves the same whatever transport the device has. */
-#ifndef VMK_ATTACH_CONSOLE_PORTS_H
-#define VMK_ATTACH_CONSOLE_PORTS_H
+ * them: the console row of the device table, so a port behaves the same whatever transport
+ * the device has (a virtio-pci function, or a vhost-user server). */
+#ifndef VMK_MACHINE_CONSOLE_PORTS_H
+#define VMK_MACHINE_CONSOLE_PORTS_H
 
-#include "api/config_internal.h"
 #include "core/event_loop.h"
 #include "virtio/virtio_device.h"
+#include "vmkit.h"
 
 struct console_ports;
 

@@ -1,6 +1,6 @@
 #include "machine/virtio_pci_function.h"
-#include "pci/msix.h"
 #include "core/error.h"
+#include "pci/msix.h"
 #include "virtio/virtio_pci.h"
 
 #include <errno.h>
@@ -20,38 +20,38 @@
 /* A queue's doorbell: KVM turns the guest's write to the notify address into an
  * eventfd signal (no exit to user space), which the VM thread's loop picks up. */
 struct doorbell {
-    struct machine_virtio *mv;
+    struct virtio_pci_function *mv;
     unsigned queue;
     int fd;
     uint64_t addr; /* registered guest address, 0: none */
     struct event_source src;
 };
 
-struct machine_virtio {
+struct virtio_pci_function {
     struct virtio_pci vp;
     struct virtio_device *dev;
     struct msix *msix;
     bool transport_ready;
-    struct kvm_machine *m;
+    struct pci_function_env env;
     struct doorbell *doorbells; /* one per queue */
 };
 
 static void signal_vector(void *ctx, uint16_t vector)
 {
-    struct machine_virtio *mv = ctx;
+    struct virtio_pci_function *mv = ctx;
     msix_notify(mv->msix, vector);
 }
 
 static void msix_read(void *dev, uint64_t off, void *data, unsigned size)
 {
-    struct machine_virtio *mv = dev;
+    struct virtio_pci_function *mv = dev;
     if (!msix_bar_read(mv->msix, off, data, size))
         memset(data, 0xff, size);
 }
 
 static void msix_write(void *dev, uint64_t off, const void *data, unsigned size)
 {
-    struct machine_virtio *mv = dev;
+    struct virtio_pci_function *mv = dev;
     msix_bar_write(mv->msix, off, data, size);
 }
 
@@ -68,9 +68,9 @@ static void doorbell_rang(void *ctx, uint32_t events)
 /* Registers each doorbell at the notify area of the virtio BAR's current address; a
  * write to an address that is not registered still reaches the transport through an
  * MMIO exit, so a failed registration costs speed, not function. */
-static void doorbells_place(struct machine_virtio *mv)
+static void doorbells_place(struct virtio_pci_function *mv)
 {
-    const struct kvm_irq_ops *ops = &mv->m->irq_ops;
+    const struct irq_routing_ops *ops = &mv->env.irq;
     uint64_t bar = pci_bar_address(&mv->vp.pci, VIRTIO_PCI_BAR);
     for (unsigned q = 0; q < mv->dev->num_queues; q++) {
         struct doorbell *db = &mv->doorbells[q];
@@ -94,7 +94,7 @@ static void config_written(void *ctx, unsigned offset, unsigned size)
         doorbells_place(ctx);
 }
 
-static int doorbells_create(struct machine_virtio *mv)
+static int doorbells_create(struct virtio_pci_function *mv)
 {
     unsigned n = mv->dev->num_queues;
     mv->doorbells = calloc(n, sizeof(*mv->doorbells));
@@ -110,7 +110,7 @@ static int doorbells_create(struct machine_virtio *mv)
         if (db->fd < 0)
             return -errno;
         db->src = (struct event_source){ .fd = db->fd, .handler = doorbell_rang, .ctx = db };
-        int e = event_loop_add(mv->m->el, &db->src);
+        int e = event_loop_add(mv->env.el, &db->src);
         if (e < 0) {
             close(db->fd);
             db->fd = -1;
@@ -121,49 +121,49 @@ static int doorbells_create(struct machine_virtio *mv)
     return pci_device_add_config_hook(&mv->vp.pci, &hook);
 }
 
-static void doorbells_destroy(struct machine_virtio *mv)
+static void doorbells_destroy(struct virtio_pci_function *mv)
 {
     if (!mv->doorbells)
         return;
-    const struct kvm_irq_ops *ops = &mv->m->irq_ops;
+    const struct irq_routing_ops *ops = &mv->env.irq;
     for (unsigned q = 0; q < mv->dev->num_queues; q++) {
         struct doorbell *db = &mv->doorbells[q];
         if (db->fd < 0)
             continue;
         if (db->addr)
             ops->ioeventfd(ops->ctx, db->addr, NOTIFY_WRITE_LEN, db->fd, false);
-        event_loop_remove(mv->m->el, &db->src);
+        event_loop_remove(mv->env.el, &db->src);
         close(db->fd);
     }
     free(mv->doorbells);
     mv->doorbells = NULL;
 }
 
-vmk_result machine_virtio_add(struct kvm_machine *m, struct virtio_device *dev, uint32_t class_code,
-                              struct machine_virtio **out, vmk_error **err)
+vmk_result virtio_pci_function_new(const struct pci_function_env *env, struct virtio_device *dev,
+                                   uint32_t class_code, struct virtio_pci_function **out,
+                                   vmk_error **err)
 {
-    struct machine_virtio *mv = calloc(1, sizeof(*mv));
-    if (!mv) {
-        dev->ops->destroy(dev);
+    *out = NULL;
+    struct virtio_pci_function *mv = calloc(1, sizeof(*mv));
+    if (!mv)
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", dev->name);
-    }
     mv->dev = dev;
-    mv->m = m;
+    mv->env = *env;
     unsigned vectors = dev->num_queues + 1;
     if (vectors > MSIX_MAX)
         vectors = MSIX_MAX; /* queues beyond share "no vector": the driver polls them */
     struct virtio_pci_interrupts irq = { .signal = signal_vector,
                                          .vectors = (uint16_t)vectors,
                                          .ctx = mv };
-    int e = virtio_pci_init(&mv->vp, dev, &m->gm, &irq, class_code);
+    int e = virtio_pci_init(&mv->vp, dev, env->gm, &irq, class_code);
     if (e < 0)
         goto fail;
     mv->transport_ready = true;
     if ((e = pci_device_add_bar(&mv->vp.pci, MSIX_BAR, PCI_BAR_MEM32, MSIX_BAR_SIZE, false,
                                 &msix_region_ops, mv)) < 0 ||
-        (e = msix_new(&mv->vp.pci, vectors, MSIX_BAR, 0, MSIX_PBA_OFFSET, &m->irq_ops, &mv->msix)) <
-            0 ||
-        (e = doorbells_create(mv)) < 0 || (e = machine_add_pci_device(m, &mv->vp.pci)) < 0)
+        (e = msix_new(&mv->vp.pci, vectors, MSIX_BAR, 0, MSIX_PBA_OFFSET, &mv->env.irq,
+                      &mv->msix)) < 0 ||
+        (e = doorbells_create(mv)) < 0 || (e = pci_bus_add_device(env->bus, &mv->vp.pci)) < 0)
         goto fail;
     doorbells_place(mv); /* the bus assigned the BAR */
     *out = mv;
@@ -171,18 +171,17 @@ vmk_result machine_virtio_add(struct kvm_machine *m, struct virtio_device *dev, 
 fail:;
     vmk_result r = vmk_fail(err, e == -ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_INTERNAL, -e,
                             "%s: cannot put it on the PCI bus: %s", dev->name, strerror(-e));
-    machine_virtio_free(mv);
+    virtio_pci_function_free(mv);
     return r;
 }
 
-void machine_virtio_free(struct machine_virtio *mv)
+void virtio_pci_function_free(struct virtio_pci_function *mv)
 {
     if (!mv)
         return;
     doorbells_destroy(mv);
     if (mv->transport_ready)
         virtio_pci_fini(&mv->vp);
-    mv->dev->ops->destroy(mv->dev);
     msix_free(mv->msix);
     free(mv);
 }

@@ -1,19 +1,34 @@
-/* A virtio device as a function on the machine's PCI bus: the virtio-pci transport,
- * an MSI-X table in a BAR of its own (one vector for configuration changes, one per
- * queue), and KVM delivering the vectors through irqfds. */
-#ifndef VMK_X86_MACHINE_VIRTIO_H
-#define VMK_X86_MACHINE_VIRTIO_H
+/* A virtio device as a function on the machine's PCI bus: the virtio-pci transport, an
+ * MSI-X table in a BAR of its own (one vector for configuration changes, one per queue),
+ * KVM delivering the vectors through irqfds, and each queue's doorbell a KVM ioeventfd read
+ * by the machine's event loop. */
+#ifndef VMK_MACHINE_VIRTIO_PCI_FUNCTION_H
+#define VMK_MACHINE_VIRTIO_PCI_FUNCTION_H
 
-#include "machine/machine.h"
+#include "core/event_loop.h"
+#include "core/guest_memory.h"
+#include "core/irq.h"
+#include "pci/pci.h"
 #include "virtio/virtio_device.h"
+#include "vmkit.h"
 
-struct machine_virtio;
+/* What a function needs of the machine; everything outlives the function. */
+struct pci_function_env {
+    const struct guest_memory *gm;
+    struct event_loop *el;          /* doorbells are read here */
+    struct irq_routing_ops irq;     /* MSI routes, irqfds, ioeventfds */
+    struct pci_bus *bus;
+};
 
-/* Puts dev on the bus; takes ownership of dev even on failure. class_code: the PCI
- * class (24 bits) the guest sees. */
-vmk_result machine_virtio_add(struct kvm_machine *m, struct virtio_device *dev, uint32_t class_code,
-                              struct machine_virtio **out, vmk_error **err);
-/* Resets and destroys the device; call once no vCPU runs. NULL is a no-op. */
-void machine_virtio_free(struct machine_virtio *mv);
+struct virtio_pci_function;
+
+/* Puts dev on the bus with class_code (24 bits) as its PCI class. dev stays the caller's (it
+ * must outlive the function). */
+vmk_result virtio_pci_function_new(const struct pci_function_env *env, struct virtio_device *dev,
+                                   uint32_t class_code, struct virtio_pci_function **out,
+                                   vmk_error **err) __attribute__((warn_unused_result));
+/* Resets the device if the driver left it running and takes the function apart; call once no
+ * vCPU runs and the bus is gone. NULL is a no-op. */
+void virtio_pci_function_free(struct virtio_pci_function *f);
 
 #endif

@@ -4,56 +4,23 @@
  * writing the vector's eventfd and no vCPU exits to user space. While a vector is
  * masked its irqfd is detached: writes accumulate in the eventfd, the PBA bit reads 1,
  * and KVM delivers the pending interrupt as soon as the irqfd is attached again on
- * unmask. The KVM calls sit behind struct kvm_irq_ops so tests use a fake.
- *
- * Also here: the machine's GSI routing table (kvm_irq_routes), which owns every route
- * and keeps the default I/O APIC and PIC entries for GSIs 0-23, and the ioeventfd call
- * a transport uses to turn doorbell writes into eventfd signals. */
-#ifndef VMK_X86_MSIX_H
-#define VMK_X86_MSIX_H
+ * unmask. The KVM calls sit behind struct irq_routing_ops (src/kvm/irq_routes.c) so
+ * tests use a fake. */
+#ifndef VMK_PCI_MSIX_H
+#define VMK_PCI_MSIX_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "pci/pci.h"
 #include "core/bus.h"
+#include "core/irq.h"
 
 #define MSIX_MAX_VECTORS 2048 /* the table size field holds N - 1 in 11 bits */
 #define MSIX_ENTRY_SIZE  16
 #define MSIX_CTRL_ENABLE 0x8000 /* message control bits */
 #define MSIX_CTRL_FMASK  0x4000
 #define MSIX_VEC_MASKED  0x1 /* vector control bit */
-
-struct kvm_irq_ops {
-    /* Reserves a GSI for an MSI route (never one of 0..23). 0 or -errno. */
-    int (*gsi_alloc)(void *ctx, unsigned *gsi);
-    void (*gsi_free)(void *ctx, unsigned gsi);
-    /* Routes gsi to the MSI message (address, data) and commits the table. 0 or -errno. */
-    int (*msi_route)(void *ctx, unsigned gsi, uint64_t address, uint32_t data);
-    /* KVM_IRQFD: attach (assign) or detach eventfd fd to gsi. 0 or -errno. */
-    int (*irqfd)(void *ctx, int fd, unsigned gsi, bool assign);
-    /* KVM_IOEVENTFD on MMIO [addr, addr + len) with no datamatch; len 0 matches any
-     * write length. 0 or -errno. */
-    int (*ioeventfd)(void *ctx, uint64_t addr, unsigned len, int fd, bool assign);
-    void *ctx;
-};
-
-/* ---- the machine's routing table (real KVM) ---- */
-
-#define KVM_IRQ_ROUTES_FIRST_MSI_GSI 24
-#define KVM_IRQ_ROUTES_MAX_MSI       1000
-
-struct kvm_irq_routes;
-
-/* vm_fd: a VM with an in-kernel irqchip. ioctl_fn: NULL for ioctl(2); tests pass their
- * own. Returns 0, -ENOMEM. */
-int kvm_irq_routes_new(int vm_fd, int (*ioctl_fn)(int fd, unsigned long req, void *arg),
-                       struct kvm_irq_routes **out) __attribute__((warn_unused_result));
-void kvm_irq_routes_free(struct kvm_irq_routes *r);
-/* The ops backed by r (ctx = r). Safe from any thread. */
-struct kvm_irq_ops kvm_irq_routes_ops(struct kvm_irq_routes *r);
-
-/* ---- MSI-X ---- */
 
 struct msix;
 
@@ -64,7 +31,7 @@ struct msix;
  * with msix_bar_ops (a BAR of its own) or msix_bar_read/write (a shared BAR). Returns
  * 0, -EINVAL, -ENOSPC (config space or GSIs exhausted), -ENOMEM or another -errno. */
 int msix_new(struct pci_device *d, unsigned nvectors, unsigned bar, uint32_t table_offset,
-             uint32_t pba_offset, const struct kvm_irq_ops *ops, struct msix **out)
+             uint32_t pba_offset, const struct irq_routing_ops *ops, struct msix **out)
     __attribute__((warn_unused_result));
 /* Detaches irqfds, frees the GSIs and closes the eventfds. NULL is a no-op. */
 void msix_free(struct msix *x);

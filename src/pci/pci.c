@@ -5,13 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arch/x86/layout.h"
-#include "core/guest_memory.h"
 
 #define CAP_START     0x40
 #define CAP_LIMIT     0x100 /* capabilities live in the first 256 bytes */
-#define CFG_ADDR_EN   0x80000000u
-#define CFG_ADDR_MASK 0x80fffffcu /* enable, bus, device, function, register */
 #define BAR_IO        0x1u
 #define BAR_MEM64     0x4u
 #define BAR_PREFETCH  0x8u
@@ -29,9 +25,6 @@ struct pci_bus {
     struct pci_windows win;
     struct pci_device bridge;
     struct pci_device *slots[PCI_MAX_SLOTS];
-    uint32_t config_address; /* the 0xCF8 latch */
-    const struct bus_device_ops *cf9_ops;
-    void *cf9_dev;
     uint64_t next_mmio32, next_mmio64, next_io; /* firmware-style bump allocators */
     struct pci_map maps[MAX_MAPS];
     unsigned map_count;
@@ -95,7 +88,7 @@ int pci_device_add_bar(struct pci_device *d, unsigned index, enum pci_bar_type t
             return -EINVAL;
         break;
     case PCI_BAR_MEM64:
-        if (size < 16 || size > X86_PCI_MMIO64_SIZE / 2)
+        if (size < 16 || size > PCI_BAR_MAX_SIZE64)
             return -EINVAL;
         break;
     default: return -EINVAL;
@@ -375,55 +368,27 @@ static struct pci_device *lookup(struct pci_bus *b, unsigned bus, unsigned dev, 
     return b->slots[dev];
 }
 
-/* 0xCF8..0xCFF as a chipset decodes them: only dword accesses at 0xCF8 reach
- * CONFIG_ADDRESS, a byte at 0xCF9 is the reset control register, and 0xCFC..0xCFF is
- * CONFIG_DATA at any width. Everything else reads all ones and is dropped. */
-static void port_read(void *dev, uint64_t off, void *data, unsigned size)
+uint32_t pci_bus_config_read(struct pci_bus *b, unsigned bus, unsigned dev, unsigned fn,
+                             unsigned reg, unsigned size)
 {
-    struct pci_bus *b = dev;
-    if (off == 1 && size == 1) {
-        if (b->cf9_ops && b->cf9_ops->read)
-            b->cf9_ops->read(b->cf9_dev, 0, data, 1);
-        else
-            memset(data, 0xff, size);
-        return;
-    }
     uint32_t v = 0xffffffffu;
     pthread_rwlock_wrlock(&b->lock);
-    if (off == 0 && size == 4) {
-        v = b->config_address;
-    } else if (off >= 4 && size <= 4 && off + size <= 8 && (b->config_address & CFG_ADDR_EN)) {
-        uint32_t a = b->config_address;
-        struct pci_device *d = lookup(b, (a >> 16) & 0xff, (a >> 11) & 0x1f, (a >> 8) & 7);
-        if (d)
-            v = cfg_read_locked(d, (a & 0xfc) + (unsigned)(off - 4), size);
-    }
+    struct pci_device *d = lookup(b, bus, dev, fn);
+    if (d)
+        v = cfg_read_locked(d, reg, size);
     pthread_rwlock_unlock(&b->lock);
-    store_le(data, v, size);
+    return v;
 }
 
-static void port_write(void *dev, uint64_t off, const void *data, unsigned size)
+void pci_bus_config_write(struct pci_bus *b, unsigned bus, unsigned dev, unsigned fn, unsigned reg,
+                          uint32_t value, unsigned size)
 {
-    struct pci_bus *b = dev;
-    if (off == 1 && size == 1) {
-        if (b->cf9_ops && b->cf9_ops->write)
-            b->cf9_ops->write(b->cf9_dev, 0, data, 1);
-        return;
-    }
-    uint32_t v = load_le(data, size);
     pthread_rwlock_wrlock(&b->lock);
-    if (off == 0 && size == 4) {
-        b->config_address = v & CFG_ADDR_MASK;
-    } else if (off >= 4 && size <= 4 && off + size <= 8 && (b->config_address & CFG_ADDR_EN)) {
-        uint32_t a = b->config_address;
-        struct pci_device *d = lookup(b, (a >> 16) & 0xff, (a >> 11) & 0x1f, (a >> 8) & 7);
-        if (d)
-            cfg_write_locked(d, (a & 0xfc) + (unsigned)(off - 4), v, size);
-    }
+    struct pci_device *d = lookup(b, bus, dev, fn);
+    if (d)
+        cfg_write_locked(d, reg, value, size);
     pthread_rwlock_unlock(&b->lock);
 }
-
-const struct bus_device_ops pci_config_port_ops = { .read = port_read, .write = port_write };
 
 /* ECAM: offset = bus << 20 | device << 15 | function << 12 | register. 8-byte accesses
  * act as two dword accesses. */
@@ -434,17 +399,12 @@ static void ecam_access(struct pci_bus *b, uint64_t off, void *data, unsigned si
         ecam_access(b, off + 4, (uint8_t *)data + 4, 4, write);
         return;
     }
-    pthread_rwlock_wrlock(&b->lock);
-    struct pci_device *d = lookup(b, (unsigned)(off >> 20), (off >> 15) & 0x1f, (off >> 12) & 7);
+    unsigned bus = (unsigned)(off >> 20), dev = (off >> 15) & 0x1f, fn = (off >> 12) & 7;
     unsigned reg = off & 0xfff;
-    uint32_t v = 0xffffffffu;
-    if (d && write)
-        cfg_write_locked(d, reg, load_le(data, size), size);
-    else if (d)
-        v = cfg_read_locked(d, reg, size);
-    pthread_rwlock_unlock(&b->lock);
-    if (!write)
-        store_le(data, v, size);
+    if (write)
+        pci_bus_config_write(b, bus, dev, fn, reg, load_le(data, size), size);
+    else
+        store_le(data, pci_bus_config_read(b, bus, dev, fn, reg, size), size);
 }
 
 static void ecam_read(void *dev, uint64_t off, void *data, unsigned size)
@@ -460,12 +420,6 @@ static void ecam_write(void *dev, uint64_t off, const void *data, unsigned size)
 const struct bus_device_ops pci_ecam_ops = { .read = ecam_read, .write = ecam_write };
 
 /* ---- the bus ------------------------------------------------------------------------ */
-
-uint64_t x86_pci_mmio64_base(uint64_t ram_end)
-{
-    uint64_t base = ram_end > GM_HIGH_RAM_BASE ? ram_end : GM_HIGH_RAM_BASE;
-    return (base + X86_PCI_MMIO64_ALIGN - 1) & ~(X86_PCI_MMIO64_ALIGN - 1);
-}
 
 static bool window_ok(uint64_t base, uint64_t size)
 {
@@ -505,14 +459,6 @@ void pci_bus_free(struct pci_bus *b)
             b->slots[s]->bus = NULL;
     pthread_rwlock_destroy(&b->lock);
     free(b);
-}
-
-void pci_bus_set_cf9(struct pci_bus *b, const struct bus_device_ops *ops, void *dev)
-{
-    if (!b)
-        return;
-    b->cf9_ops = ops;
-    b->cf9_dev = dev;
 }
 
 /* Bumps *next to the next naturally aligned block of size inside the window. */
@@ -576,7 +522,7 @@ int pci_bus_add_device(struct pci_bus *b, struct pci_device *d)
     /* What firmware writes for the OS: the GSI the _PRT gives this slot's pin. */
     uint8_t pin = d->config[PCI_INTERRUPT_PIN];
     if (pin)
-        d->config[PCI_INTERRUPT_LINE] = (uint8_t)(X86_PCI_INTX_GSI + ((slot + pin - 1) & 3));
+        d->config[PCI_INTERRUPT_LINE] = (uint8_t)(w->intx_gsi + ((slot + pin - 1) & 3));
     d->bus = b;
     d->slot = slot;
     b->slots[slot] = d;

@@ -1,6 +1,7 @@
-/* PCI root bus 0 of the x86-64 machine: a host bridge at 00:00.0 and up to 31 device
- * slots (one function each), config space through ports 0xCF8/0xCFC (mechanism #1) and
- * ECAM, and BAR decoding inside the bridge's windows.
+/* A PCI root bus 0: a host bridge at 00:00.0 and up to 31 device slots (one function each),
+ * config space through ECAM (and through whatever port mechanism the platform adds with
+ * pci_bus_config_read/write: arch/x86/pci_cf8.c), and BAR decoding inside the bridge's
+ * windows.
  *
  * The bus registers each window once on the machine's MMIO (or PIO) bus and decodes BARs
  * inside it itself, under its own lock: so a BAR the guest moves needs no change to the
@@ -8,8 +9,8 @@
  * (as behind a real host bridge). Locking: config accesses take the bus lock for writing,
  * BAR accesses for reading; a BAR handler runs with the read lock held and must not
  * access config space. */
-#ifndef VMK_X86_PCI_H
-#define VMK_X86_PCI_H
+#ifndef VMK_PCI_PCI_H
+#define VMK_PCI_PCI_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #define PCI_CONFIG_SIZE 4096 /* PCIe extended config space */
 #define PCI_BAR_COUNT   6
 #define PCI_MAX_SLOTS   32 /* slot 0 is the host bridge */
+#define PCI_BAR_MAX_SIZE64 (1ULL << 34) /* 16 GiB: the largest 64-bit BAR we place */
 
 /* vmkit holds no PCI-SIG vendor id. The host bridge uses Red Hat's id for a generic
  * ECAM host bridge (QEMU's "gpex", 1b36:0008): no guest driver binds to it and Linux has
@@ -120,22 +122,19 @@ void pci_config_write(struct pci_device *d, unsigned offset, uint32_t value, uns
 /* The address the guest (or the allocator) gave BAR index (0 when unused). */
 uint64_t pci_bar_address(const struct pci_device *d, unsigned index);
 
+/* Where the platform puts the bus's resources. */
 struct pci_windows {
     uint64_t mmio32_base, mmio32_size;
     uint64_t mmio64_base, mmio64_size; /* size 0: no 64-bit window */
     uint32_t io_base, io_size;         /* size 0: no I/O window */
+    uint8_t intx_gsi; /* INTx pin P of slot S goes to GSI intx_gsi + (S + P - 1) % 4 */
 };
-
-/* The 64-bit window's base for a machine whose RAM ends at ram_end (exclusive). */
-uint64_t x86_pci_mmio64_base(uint64_t ram_end);
 
 /* A bus with the host bridge at slot 0. NULL when out of memory or a window is not
  * naturally usable (empty window, wrapping). */
 struct pci_bus *pci_bus_new(const struct pci_windows *w);
 /* Frees the bus, not the devices on it. NULL is a no-op. */
 void pci_bus_free(struct pci_bus *b);
-/* Where 1-byte accesses to 0xCF9 go (the reset control register); NULL ops: none. */
-void pci_bus_set_cf9(struct pci_bus *b, const struct bus_device_ops *ops, void *dev);
 /* Puts d in the first free slot and assigns its BARs from the windows, as firmware does
  * (addresses programmed, decoding left off for the guest to enable). Returns the slot
  * (1..31), -ENOSPC (no slot, or a window is full), -EINVAL. Machine build time only. */
@@ -143,15 +142,17 @@ int pci_bus_add_device(struct pci_bus *b, struct pci_device *d) __attribute__((w
 /* The device in slot (NULL: none). */
 struct pci_device *pci_bus_device(struct pci_bus *b, unsigned slot);
 const struct pci_windows *pci_bus_windows(const struct pci_bus *b);
+/* Config space of bus/dev/fn at reg, as a port mechanism reaches it (all ones, or nothing
+ * written, where no function is). size 1, 2 or 4. */
+uint32_t pci_bus_config_read(struct pci_bus *b, unsigned bus, unsigned dev, unsigned fn,
+                             unsigned reg, unsigned size);
+void pci_bus_config_write(struct pci_bus *b, unsigned bus, unsigned dev, unsigned fn, unsigned reg,
+                          uint32_t value, unsigned size);
 
 /* Register, with dev = the pci_bus:
- *   pci_config_port_ops on PIO X86_PCI_CONFIG_PORT, length X86_PCI_CONFIG_LEN: 4-byte
- *     accesses at +0 are CONFIG_ADDRESS, 1-byte accesses at +1 go to the cf9 handler,
- *     +4..+7 are CONFIG_DATA (any size that fits);
- *   pci_ecam_ops on MMIO X86_PCI_ECAM_BASE, X86_PCI_ECAM_SIZE (bus 0);
+ *   pci_ecam_ops on MMIO at the ECAM base, 1 MiB (bus 0);
  *   pci_mmio32_window_ops / pci_mmio64_window_ops on MMIO at the windows' bases and
  *     pci_io_window_ops on PIO at the I/O window, each with the window's size. */
-extern const struct bus_device_ops pci_config_port_ops;
 extern const struct bus_device_ops pci_ecam_ops;
 extern const struct bus_device_ops pci_mmio32_window_ops;
 extern const struct bus_device_ops pci_mmio64_window_ops;

@@ -28,7 +28,7 @@ struct blk_req {
 
 struct virtio_blk {
     struct virtio_device vdev;
-    const struct blk_backend *be;
+    const struct block_backend *be;
     uint64_t capacity; /* sectors */
     uint8_t id[VIRTIO_BLK_ID_BYTES];
     uint8_t config[VIRTIO_BLK_CFG_SIZE];
@@ -409,7 +409,7 @@ static const struct virtio_device_ops blk_ops = {
 
 static void build_config(struct virtio_blk *b)
 {
-    const struct blk_backend *be = b->be;
+    const struct block_backend *be = b->be;
     uint64_t cap = htole64(b->capacity);
     uint16_t nq = htole16((uint16_t)b->vdev.num_queues);
     uint32_t align = (be->block_size > 4096 ? be->block_size : 4096) >> SECTOR_SHIFT;
@@ -431,7 +431,7 @@ static void build_config(struct virtio_blk *b)
     }
 }
 
-struct virtio_device *virtio_blk_new(const struct blk_backend *backend, const char *id,
+struct virtio_device *virtio_blk_new(const struct block_backend *backend, const char *id,
                                      unsigned num_queues, vmk_error **err)
 {
     if (!backend || !backend->read || !backend->write || !backend->flush ||

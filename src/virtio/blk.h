@@ -1,10 +1,11 @@
 /* virtio-blk (virtio 1.2, 5.2): a block device over a backend it knows only through
- * struct blk_backend, so the same device serves a disk image, a test's memory buffer
+ * struct block_backend, so the same device serves a disk image, a test's memory buffer
  * or a network disk. Requests are parsed on the thread that kicks the queue and
  * executed by a small worker pool, which completes them; reset waits for them. */
 #ifndef VMK_VIRTIO_BLK_H
 #define VMK_VIRTIO_BLK_H
 
+#include "block/backend.h"
 #include "virtio/virtio_device.h"
 #include "vmkit.h"
 
@@ -62,32 +63,12 @@
 #define VIRTIO_BLK_MAX_DISCARD_SECTORS 0x400000u /* 2 GiB per segment */
 #define VIRTIO_BLK_MAX_DISCARD_SEG     32u
 
-/* The host side of a block device. Every call may come from any worker thread at
- * once, so an implementation keeps no per-call state in ctx without a lock. Offsets
- * and lengths are in bytes, multiples of 512, within size (the device checks). Each
- * call returns 0 when all of it was done, or -errno. */
-struct blk_backend {
-    uint64_t size;       /* bytes, a multiple of 512 */
-    uint32_t block_size; /* logical block size the guest should use: 512 or 4096 */
-    bool read_only;
-    bool can_discard;
-    bool can_write_zeroes;
-    int (*read)(void *ctx, uint64_t offset, const struct iovec *iov, int iovcnt);
-    int (*write)(void *ctx, uint64_t offset, const struct iovec *iov, int iovcnt);
-    int (*flush)(void *ctx);
-    /* May deallocate; reading the range afterwards may return old data or zeroes. */
-    int (*discard)(void *ctx, uint64_t offset, uint64_t len);
-    /* Afterwards the range reads as zeroes; may_unmap allows deallocating it. */
-    int (*write_zeroes)(void *ctx, uint64_t offset, uint64_t len, bool may_unmap);
-    void *ctx;
-};
-
 /* A virtio-blk device over backend (borrowed: it must outlive the device) with
  * num_queues request queues (1..VIRTIO_BLK_MAX_QUEUES) of up to
  * VIRTIO_BLK_QUEUE_SIZE entries. id: the GET_ID serial (NULL: none; at most
  * VIRTIO_BLK_ID_BYTES bytes). Starts its worker threads. Freed with
  * d->ops->destroy(d). NULL with *err set on a bad argument or failure. */
-struct virtio_device *virtio_blk_new(const struct blk_backend *backend, const char *id,
+struct virtio_device *virtio_blk_new(const struct block_backend *backend, const char *id,
                                      unsigned num_queues, vmk_error **err);
 
 #endif

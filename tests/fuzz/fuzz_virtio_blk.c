@@ -29,8 +29,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct checked_backend {
-    struct blk_backend be;
-    const struct blk_backend *inner;
+    struct block_backend be;
+    const struct block_backend *inner;
     const struct fz_driver *drv;
     struct virtio_device *dev;
     unsigned fail; /* FAIL_*, set per input */

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -116,6 +117,7 @@ static void on_did_stop_with_error(vmk_vm *vm, const vmk_error *err, void *user)
 }
 
 static const vmk_vm_delegate recorder_delegate = {
+    .size = sizeof(vmk_vm_delegate),
     .state_changed = on_state_changed,
     .guest_did_stop = on_guest_did_stop,
     .did_stop_with_error = on_did_stop_with_error,
@@ -442,7 +444,7 @@ static vmk_vm *make_vm_att(struct fixture *f, int i, const char *guest, vmk_seri
     assert_null(err);
     f->vm[i] = vm;
     f->rec[i].vm = vm;
-    vmk_vm_set_delegate(vm, &recorder_delegate, &f->rec[i]);
+    assert_int_equal(vmk_vm_set_delegate(vm, &recorder_delegate, &f->rec[i]), VMK_OK);
     return vm;
 }
 
@@ -512,11 +514,24 @@ static void wait_end(struct fixture *f, int i, vmk_vm_state end)
 {
     struct recorder *r = &f->rec[i];
 
-    if (vmk_vm_wait(f->vm[i], WAIT_MS) != VMK_OK) {
+    vmk_result w = vmk_vm_wait(f->vm[i], WAIT_MS);
+    if (w == VMK_ERR_TIMEOUT) {
         print_output(f->out[i]);
         fail_msg("the VM did not stop within %d ms (state %s)", WAIT_MS,
                  vmk_vm_state_string(vmk_vm_get_state(f->vm[i])));
     }
+    /* vmk_vm_wait says how it ended: OK once STOPPED, the error's code in ERROR, whose
+     * message stays readable after the callback. */
+    vmk_error *e = vmk_vm_copy_error(f->vm[i]);
+    if (vmk_vm_get_state(f->vm[i]) == VMK_STATE_ERROR) {
+        assert_non_null(e);
+        assert_int_equal(w, vmk_error_code(e));
+        assert_int_equal(vmk_vm_get_stop_reason(f->vm[i]), VMK_STOP_REASON_ERROR);
+    } else {
+        assert_int_equal(w, VMK_OK);
+        assert_null(e);
+    }
+    vmk_error_free(e);
     if (vmk_vm_get_state(f->vm[i]) != end) {
         print_output(f->out[i]);
         fail_msg("the VM ended %s (wanted %s); error callback: %s",
@@ -572,30 +587,38 @@ static void test_hello(void **state)
     vm = make_vm(f, 0, "hello");
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
     assert_int_equal(vmk_vm_get_debug_exit_code(vm), -1);
+    assert_int_equal(vmk_vm_get_stop_reason(vm), VMK_STOP_REASON_NONE);
     start_vm(vm);
     wait_end(f, 0, VMK_STATE_STOPPED);
     assert_int_equal(vmk_vm_get_debug_exit_code(vm), -1);
+    assert_int_equal(vmk_vm_get_stop_reason(vm), VMK_STOP_REASON_GUEST_POWER_OFF);
     finish_guest_stop(f, 0);
     expect_output(f, 0, "hello from vmkit guest\n");
     assert_states_exactly(&f->rec[0], want, 3);
 }
 
-static void run_to_guest_stop(struct fixture *f, const char *guest, const char *line)
+static void run_to_guest_stop(struct fixture *f, const char *guest, const char *line,
+                              vmk_stop_reason reason)
 {
     REQUIRE_KVM();
-    start_vm(make_vm(f, 0, guest));
+    vmk_vm *vm = make_vm(f, 0, guest);
+    start_vm(vm);
+    wait_end(f, 0, VMK_STATE_STOPPED);
+    assert_int_equal(vmk_vm_get_stop_reason(vm), reason);
     finish_guest_stop(f, 0);
     expect_output(f, 0, line);
 }
 
 static void test_reset_cf9(void **state)
 {
-    run_to_guest_stop(*state, "reset_cf9", "resetting through port 0xcf9\n");
+    run_to_guest_stop(*state, "reset_cf9", "resetting through port 0xcf9\n",
+                      VMK_STOP_REASON_GUEST_RESET);
 }
 
 static void test_reset_i8042(void **state)
 {
-    run_to_guest_stop(*state, "reset_i8042", "resetting through the i8042\n");
+    run_to_guest_stop(*state, "reset_i8042", "resetting through the i8042\n",
+                      VMK_STOP_REASON_GUEST_RESET);
 }
 
 static void test_debug_exit(void **state)
@@ -608,6 +631,7 @@ static void test_debug_exit(void **state)
     start_vm(vm);
     wait_end(f, 0, VMK_STATE_STOPPED);
     assert_int_equal(vmk_vm_get_debug_exit_code(vm), 42);
+    assert_int_equal(vmk_vm_get_stop_reason(vm), VMK_STOP_REASON_GUEST_DEBUG_EXIT);
     finish_guest_stop(f, 0);
     expect_output(f, 0, "debug exit 42\n");
 }
@@ -921,11 +945,74 @@ static void test_halt_stop(void **state)
     expect_ok(vmk_vm_stop(vm, &err), &err, "vmk_vm_stop");
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
     assert_int_equal(vmk_vm_wait(vm, WAIT_MS), VMK_OK);
+    assert_int_equal(vmk_vm_get_stop_reason(vm), VMK_STOP_REASON_HOST_STOP);
     assert_true(vmk_vm_can_start(vm));
     assert_true(rec_wait(r, REC_LAST_STATE, VMK_STATE_STOPPED, WAIT_MS));
     free_vm(f, 0);
     assert_int_equal(r->did_stop, 0);
     assert_int_equal(r->errors, 0);
+}
+
+/* The delegate grows at its end: a caller states its size, the library reads that much. */
+static void test_delegate_sizes(void **state)
+{
+    struct fixture *f = *state;
+    vmk_vm *vm = make_vm(f, 0, "hello");
+    vmk_vm_delegate d = recorder_delegate;
+    d.size = offsetof(vmk_vm_delegate, did_stop_with_error); /* older than the first version */
+    assert_int_equal(vmk_vm_set_delegate(vm, &d, &f->rec[0]), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_vm_set_delegate(NULL, &recorder_delegate, NULL),
+                     VMK_ERR_INVALID_ARGUMENT);
+    /* A newer caller's larger struct: the callbacks this library knows are taken. */
+    struct {
+        vmk_vm_delegate d;
+        void (*later)(void);
+    } bigger = { .d = recorder_delegate };
+    bigger.d.size = sizeof(bigger);
+    assert_int_equal(vmk_vm_set_delegate(vm, &bigger.d, &f->rec[0]), VMK_OK);
+    assert_int_equal(vmk_vm_set_delegate(vm, NULL, NULL), VMK_OK);
+    assert_int_equal(vmk_vm_kick_signal(), SIGRTMIN + 4);
+    if (vmk_host_probe() == VMK_HOST_NO_KVM) {
+        free_vm(f, 0);
+        return;
+    }
+    /* Without a delegate the VM runs as well; with the bigger one, its callbacks come. */
+    assert_int_equal(vmk_vm_set_delegate(vm, &bigger.d, &f->rec[0]), VMK_OK);
+    start_vm(vm);
+    finish_guest_stop(f, 0);
+}
+
+/* vmk_vm_wait from a callback would wait for the thread that runs it: refused. */
+struct waiting_callback {
+    vmk_result wait, stop;
+    unsigned calls;
+};
+
+static void wait_in_callback(vmk_vm *vm, vmk_vm_state state, void *user)
+{
+    struct waiting_callback *w = user;
+    if (state != VMK_STATE_RUNNING)
+        return;
+    w->calls++;
+    w->wait = vmk_vm_wait(vm, 1000);
+    vmk_error *err = NULL;
+    w->stop = vmk_vm_stop(vm, &err);
+    vmk_error_free(err);
+}
+
+static void test_wait_from_callback(void **state)
+{
+    struct fixture *f = *state;
+    REQUIRE_KVM();
+    vmk_vm *vm = make_vm(f, 0, "halt");
+    struct waiting_callback w = { 0 };
+    const vmk_vm_delegate d = { .size = sizeof(d), .state_changed = wait_in_callback };
+    assert_int_equal(vmk_vm_set_delegate(vm, &d, &w), VMK_OK);
+    start_vm(vm);
+    assert_int_equal(w.calls, 1);
+    assert_int_equal(w.wait, VMK_ERR_INVALID_STATE);
+    assert_int_equal(w.stop, VMK_ERR_INVALID_STATE);
+    free_vm(f, 0);
 }
 
 /* Waits (bounded) for the process's thread count to fall back to `want`:
@@ -1142,7 +1229,8 @@ int main(void)
         T(test_triple_fault), T(test_loop_pause_resume), T(test_power_button), T(test_echo),
         T(test_echo_pty),     T(test_echo_socket),       T(test_rtc),          T(test_halt_stop),
         T(test_free_running), T(test_smp_pause_stop),    T(test_two_vms),      T(test_state_errors),
-        T(test_restart),      T(test_invalid_config),
+        T(test_restart),      T(test_invalid_config),    T(test_delegate_sizes),
+        T(test_wait_from_callback),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);

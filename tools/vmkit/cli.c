@@ -1259,9 +1259,9 @@ static int disk_error(vmk_result r, vmk_error *verr, char *err, size_t errlen)
 static int add_disk(vmk_config *cfg, const struct cli_disk *d, char *err, size_t errlen)
 {
     vmk_error *verr = NULL;
-    vmk_storage_attachment *att = vmk_disk_image_attachment_new(d->path, d->read_only, &verr);
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(d->path, d->read_only);
     if (!att)
-        return disk_error(verr ? vmk_error_code(verr) : VMK_ERR_NO_MEMORY, verr, err, errlen);
+        return disk_error(VMK_ERR_NO_MEMORY, NULL, err, errlen);
     vmk_result r = vmk_disk_image_attachment_set_caching_mode(att, d->caching);
     if (r == VMK_OK)
         r = vmk_disk_image_attachment_set_synchronization_mode(att, d->sync);
@@ -1273,7 +1273,7 @@ static int add_disk(vmk_config *cfg, const struct cli_disk *d, char *err, size_t
     if (!dev)
         return disk_error(VMK_ERR_NO_MEMORY, NULL, err, errlen);
     if (d->id) {
-        r = vmk_virtio_block_device_set_identifier(dev, d->id, &verr);
+        r = vmk_virtio_block_device_set_identifier(dev, d->id);
         if (r != VMK_OK) {
             vmk_storage_device_free(dev);
             return disk_error(r, verr, err, errlen);

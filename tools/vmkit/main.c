@@ -4,8 +4,8 @@
 
 /* serve-device uses the library's internal device and vhost-user code directly: they
  * are not (yet) part of the public API. */
-#include "attach/console_ports.h"
-#include "attach/disk_image.h"
+#include "machine/console_ports.h"
+#include "block/disk_image.h"
 #include "core/event_loop.h"
 #include "vhost_user/server.h"
 #include "virtio/blk.h"

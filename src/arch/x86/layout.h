@@ -3,6 +3,12 @@
 #ifndef VMK_X86_LAYOUT_H
 #define VMK_X86_LAYOUT_H
 
+#ifndef __ASSEMBLER__ /* the tiny test guests include this file too */
+#include "core/guest_memory.h"
+
+#include <stdint.h>
+#endif
+
 #define X86_GDT_ADDR         0x500ULL
 #define X86_BOOT_PARAMS_ADDR 0x7000ULL
 #define X86_PML4_ADDR        0x9000ULL
@@ -19,7 +25,7 @@
 /* The 32-bit hole above low RAM (GM_LOW_RAM_LIMIT): PCI memory BARs below 4 GiB, then
  * ECAM (config space as MMIO, 4 KiB per function; bus 0 only, so 1 MiB). 64-bit BARs go
  * to a window of X86_PCI_MMIO64_SIZE starting at the first 1 GiB boundary at or above
- * both 4 GiB and the end of RAM (x86_pci_mmio64_base in pci.h computes it). */
+ * both 4 GiB and the end of RAM (x86_pci_mmio64_base computes it). */
 #define X86_PCI_MMIO32_BASE  0xc0000000ULL
 #define X86_PCI_MMIO32_SIZE  0x20000000ULL /* 512 MiB: 0xC0000000..0xDFFFFFFF */
 #define X86_PCI_ECAM_BASE    0xe0000000ULL
@@ -29,6 +35,15 @@
 #define X86_PCI_IO_BASE      0x1000         /* I/O BAR window: 0x1000..0xFFFF */
 #define X86_PCI_IO_SIZE      0xf000
 #define X86_PCI_INTX_GSI     16 /* INTx pins A..D of the slots swizzle onto GSIs 16..19 */
+
+#ifndef __ASSEMBLER__
+/* The 64-bit window's base for a machine whose RAM ends at ram_end (exclusive). */
+static inline uint64_t x86_pci_mmio64_base(uint64_t ram_end)
+{
+    uint64_t base = ram_end > GM_HIGH_RAM_BASE ? ram_end : GM_HIGH_RAM_BASE;
+    return (base + X86_PCI_MMIO64_ALIGN - 1) & ~(X86_PCI_MMIO64_ALIGN - 1);
+}
+#endif
 
 #define X86_IOAPIC_ADDR           0xfec00000ULL
 #define X86_LAPIC_ADDR            0xfee00000ULL

@@ -6,9 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "arch/x86/layout.h"
-
-/* Byte offsets inside the block at X86_PM_BASE. */
+/* Byte offsets inside the block. */
 #define OFF_STS 0
 #define OFF_EN  2
 #define OFF_CNT 4
@@ -84,11 +82,11 @@ static void pm_read(void *dev, uint64_t offset, void *data, unsigned size)
 {
     struct acpi_pm *pm = dev;
     uint8_t *out = data;
-    uint8_t regs[X86_PM_SIZE] = { 0 };
+    uint8_t regs[ACPI_PM_BLOCK_LEN] = { 0 };
     if (size == 0)
         return;
     memset(out, 0xff, size);
-    if (offset >= X86_PM_SIZE)
+    if (offset >= ACPI_PM_BLOCK_LEN)
         return;
     pthread_mutex_lock(&pm->lock);
     uint32_t tmr = sample_timer(pm);
@@ -102,7 +100,7 @@ static void pm_read(void *dev, uint64_t offset, void *data, unsigned size)
     for (unsigned i = 0; i < 4; i++)
         regs[OFF_TMR + i] = (uint8_t)(tmr >> (8 * i));
     pthread_mutex_unlock(&pm->lock);
-    for (unsigned i = 0; i < size && offset + i < X86_PM_SIZE; i++)
+    for (unsigned i = 0; i < size && offset + i < ACPI_PM_BLOCK_LEN; i++)
         out[i] = regs[offset + i];
 }
 
@@ -129,7 +127,7 @@ static void pm_write(void *dev, uint64_t offset, const void *data, unsigned size
     const uint8_t *in = data;
     uint16_t mask, v;
     bool power_off = false;
-    if (size == 0 || offset >= X86_PM_SIZE)
+    if (size == 0 || offset >= ACPI_PM_BLOCK_LEN)
         return;
     pthread_mutex_lock(&pm->lock);
     mask = covered(offset, size, in, OFF_STS, &v);
@@ -141,7 +139,7 @@ static void pm_write(void *dev, uint64_t offset, const void *data, unsigned size
         pm->cnt = (uint16_t)((pm->cnt & ~mask) | (v & mask));
         /* SLP_EN acts on the SLP_TYP the register holds now; it never sticks. */
         if ((mask & v & CNT_SLP_EN) &&
-            ((pm->cnt & CNT_SLP_TYP_MASK) >> CNT_SLP_TYP_SHIFT) == X86_S5_SLP_TYP)
+            ((pm->cnt & CNT_SLP_TYP_MASK) >> CNT_SLP_TYP_SHIFT) == ACPI_PM_S5_SLP_TYP)
             power_off = true;
         pm->cnt &= (uint16_t)~CNT_WRITE_ONLY;
     }

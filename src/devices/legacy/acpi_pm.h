@@ -1,8 +1,8 @@
 /* ACPI fixed hardware: the PM1a event block (status, enable), PM1a control (sleep
  * requests: S5 powers off), the 32-bit PM timer at 3.579545 MHz, and the reset
  * register the FADT names. The power button raises the SCI. */
-#ifndef VMK_X86_ACPI_PM_H
-#define VMK_X86_ACPI_PM_H
+#ifndef VMK_LEGACY_ACPI_PM_H
+#define VMK_LEGACY_ACPI_PM_H
 
 #include <stdint.h>
 
@@ -10,7 +10,9 @@
 #include "core/irq.h"
 #include "core/machine_events.h"
 
-#define ACPI_PM_TIMER_HZ 3579545u
+#define ACPI_PM_TIMER_HZ   3579545u
+#define ACPI_PM_BLOCK_LEN  12 /* PM1a event (4), control (2, at +4), timer (4, at +8) */
+#define ACPI_PM_S5_SLP_TYP 5  /* the SLP_TYP that powers off: what the DSDT's \_S5 says */
 
 struct acpi_pm;
 
@@ -25,8 +27,8 @@ void acpi_pm_free(struct acpi_pm *pm);
 /* Sets PWRBTN_STS; the SCI rises when the guest enabled PWRBTN_EN. Any thread. */
 void acpi_pm_press_power_button(struct acpi_pm *pm);
 
-/* Register acpi_pm_bus_ops at X86_PM_BASE with len X86_PM_SIZE and
- * acpi_pm_reset_bus_ops at X86_RESET_PORT with len 1, dev = the acpi_pm for both.
+/* Register acpi_pm_bus_ops at the PM block with len ACPI_PM_BLOCK_LEN and
+ * acpi_pm_reset_bus_ops at the reset register with len 1, dev = the acpi_pm for both.
  * Accesses of any size at any offset inside the block act byte by byte; the gap
  * at +6 reads 0. */
 extern const struct bus_device_ops acpi_pm_bus_ops;

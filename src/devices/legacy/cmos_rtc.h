@@ -2,8 +2,8 @@
  * The time registers follow the host clock in UTC (plus whatever offset the guest
  * set); everything else is 128 bytes of plain RAM. No interrupts: register C
  * reads 0 and update-in-progress is never set. */
-#ifndef VMK_X86_CMOS_RTC_H
-#define VMK_X86_CMOS_RTC_H
+#ifndef VMK_LEGACY_CMOS_RTC_H
+#define VMK_LEGACY_CMOS_RTC_H
 
 #include <time.h>
 

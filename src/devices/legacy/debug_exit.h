@@ -1,7 +1,7 @@
 /* The test-exit port: a guest writes a value and the machine stops with it, so
  * test guests can report a result without ACPI. It keeps no state. */
-#ifndef VMK_X86_DEBUG_EXIT_H
-#define VMK_X86_DEBUG_EXIT_H
+#ifndef VMK_LEGACY_DEBUG_EXIT_H
+#define VMK_LEGACY_DEBUG_EXIT_H
 
 #include "core/bus.h"
 #include "core/machine_events.h"

@@ -1,8 +1,8 @@
 /* A PS/2 (i8042) keyboard controller with nothing plugged in and no interrupt
  * wired: it answers the controller commands guests probe with, and it is there so
  * guests can reset the machine through it (command 0xFE, or the output port). */
-#ifndef VMK_X86_I8042_H
-#define VMK_X86_I8042_H
+#ifndef VMK_LEGACY_I8042_H
+#define VMK_LEGACY_I8042_H
 
 #include "core/bus.h"
 #include "core/machine_events.h"

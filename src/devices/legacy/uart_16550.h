@@ -2,8 +2,8 @@
  * bus, one interrupt line gated by MCR.OUT2, transmit that completes at once and
  * a large receive buffer so pasted text is not lost. Called from vCPU threads and
  * from the event-loop thread (uart_16550_receive); it locks its own state. */
-#ifndef VMK_X86_UART_16550_H
-#define VMK_X86_UART_16550_H
+#ifndef VMK_LEGACY_UART_16550_H
+#define VMK_LEGACY_UART_16550_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -224,11 +224,16 @@ static void test_serial_ports(void **state)
         assert_int_equal(
             vmk_config_add_serial_port(cfg, vmk_file_serial_attachment_new("/tmp/x", false)),
             VMK_OK);
-    /* A fifth is refused, and the attachment is freed (no leak under ASan). */
-    assert_int_equal(vmk_config_add_serial_port(cfg, vmk_fd_serial_attachment_new(0, 1)),
-                     VMK_ERR_INVALID_ARGUMENT);
     assert_int_equal(vmk_config_serial_port_count(cfg), 4);
+    assert_int_equal(vmk_config_max_serial_port_count(), 4);
     assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    /* A fifth is stored; validation counts (and the config frees it: no leak under ASan). */
+    assert_int_equal(vmk_config_add_serial_port(cfg, vmk_fd_serial_attachment_new(0, 1)), VMK_OK);
+    assert_int_equal(vmk_config_serial_port_count(cfg), 5);
+    EXPECT_INVALID(cfg, "5 serial ports, at most 4 allowed");
+    assert_int_equal(vmk_config_add_serial_port(NULL, vmk_fd_serial_attachment_new(0, 1)),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_add_serial_port(cfg, NULL), VMK_ERR_INVALID_ARGUMENT);
     vmk_config_free(cfg);
 
     cfg = valid_config(*state);
@@ -326,12 +331,28 @@ static void test_entropy_device(void **state)
     assert_non_null(dev);
     assert_int_equal(vmk_config_add_entropy_device(cfg, dev), VMK_OK);
     assert_int_equal(vmk_config_entropy_device_count(cfg), 1);
-    /* A second is refused, and freed (no leak under ASan). */
-    assert_int_equal(vmk_config_add_entropy_device(cfg, vmk_virtio_entropy_device_new()),
-                     VMK_ERR_INVALID_ARGUMENT);
-    assert_int_equal(vmk_config_entropy_device_count(cfg), 1);
     assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
-    vmk_config_free(cfg); /* frees the device */
+    assert_int_equal(vmk_entropy_device_get_kind(vmk_config_get_entropy_device(cfg, 0)),
+                     VMK_ENTROPY_DEVICE_VIRTIO);
+    assert_int_equal(vmk_virtio_entropy_device_get_rate(vmk_config_get_entropy_device(cfg, 0)),
+                     1u << 20);
+    /* A second is stored; validation counts. */
+    assert_int_equal(vmk_config_add_entropy_device(cfg, vmk_virtio_entropy_device_new()), VMK_OK);
+    assert_int_equal(vmk_config_entropy_device_count(cfg), 2);
+    EXPECT_INVALID(cfg, "2 entropy devices, at most 1 allowed");
+    vmk_config_free(cfg); /* frees the devices */
+
+    /* The rate: stored as given, judged by validation. */
+    cfg = valid_config(*state);
+    dev = vmk_virtio_entropy_device_new();
+    assert_int_equal(vmk_virtio_entropy_device_set_rate(dev, 0), VMK_OK);
+    assert_int_equal(vmk_config_add_entropy_device(cfg, dev), VMK_OK);
+    EXPECT_INVALID(cfg, "entropy device 1: rate 0 bytes/s is out of range [1, 4294967296]");
+    assert_int_equal(vmk_virtio_entropy_device_set_rate(dev, vmk_virtio_entropy_device_max_rate()),
+                     VMK_OK);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    assert_int_equal(vmk_virtio_entropy_device_set_rate(NULL, 1), VMK_ERR_INVALID_ARGUMENT);
+    vmk_config_free(cfg);
 
     /* Bad arguments: a NULL config frees the device; a NULL device is refused. */
     assert_int_equal(vmk_config_add_entropy_device(NULL, vmk_virtio_entropy_device_new()),
@@ -372,22 +393,22 @@ static void test_console_device(void **state)
     assert_int_equal(vmk_virtio_console_device_port_count(dev), 0);
     assert_int_equal(vmk_virtio_console_device_add_port(dev, "org.vmkit.a", true, file_att()),
                      VMK_OK);
-    /* A second console port is refused, and its attachment freed (ASan). */
-    assert_int_equal(vmk_virtio_console_device_add_port(dev, "b", true, file_att()),
-                     VMK_ERR_INVALID_ARGUMENT);
     for (int i = 1; i < 16; i++)
         assert_int_equal(vmk_virtio_console_device_add_port(dev, NULL, false, file_att()), VMK_OK);
-    assert_int_equal(vmk_virtio_console_device_add_port(dev, NULL, false, file_att()),
-                     VMK_ERR_INVALID_ARGUMENT);
     assert_int_equal(vmk_virtio_console_device_port_count(dev), 16);
+    assert_int_equal(vmk_virtio_console_device_max_port_count(), 16);
     assert_int_equal(vmk_config_add_console_device(cfg, dev), VMK_OK);
     assert_int_equal(vmk_config_console_device_count(cfg), 1);
-    /* A second device is refused, and freed with its ports. */
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    /* A seventeenth port and a second console port are stored; validation judges. */
+    assert_int_equal(vmk_virtio_console_device_add_port(dev, "b", true, file_att()), VMK_OK);
+    EXPECT_INVALID(cfg, "console device 1: 17 ports, at most 16 allowed",
+                   "console port 17: only one port can be the console (console port 1 is)");
+    /* So is a second device. */
     vmk_console_device *dev2 = vmk_virtio_console_device_new();
     vmk_virtio_console_device_add_port(dev2, NULL, false, file_att());
-    assert_int_equal(vmk_config_add_console_device(cfg, dev2), VMK_ERR_INVALID_ARGUMENT);
-    assert_int_equal(vmk_config_console_device_count(cfg), 1);
-    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    assert_int_equal(vmk_config_add_console_device(cfg, dev2), VMK_OK);
+    EXPECT_INVALID(cfg, "2 console devices, at most 1 allowed");
     vmk_config_free(cfg);
 
     /* NULL arguments: whatever is passed is freed. */
@@ -527,6 +548,119 @@ static void test_vm_new_copies_config(void **state)
     vmk_vm_free(NULL);
 }
 
+/* Appends one line describing att (what a program printing a config back would say). */
+static void describe_attachment(char *out, size_t len, const char *what,
+                                const vmk_serial_attachment *att)
+{
+    size_t n = strlen(out);
+    switch (vmk_serial_attachment_get_kind(att)) {
+    case VMK_SERIAL_ATTACHMENT_FILE:
+        snprintf(out + n, len - n, "%s file %s%s\n", what, vmk_serial_attachment_get_path(att),
+                 vmk_serial_attachment_is_append(att) ? " append" : "");
+        break;
+    case VMK_SERIAL_ATTACHMENT_FD:
+        snprintf(out + n, len - n, "%s fds %d %d\n", what, vmk_serial_attachment_get_read_fd(att),
+                 vmk_serial_attachment_get_write_fd(att));
+        break;
+    case VMK_SERIAL_ATTACHMENT_PTY: snprintf(out + n, len - n, "%s pty\n", what); break;
+    case VMK_SERIAL_ATTACHMENT_SOCKET:
+        snprintf(out + n, len - n, "%s socket %s\n", what, vmk_serial_attachment_get_path(att));
+        break;
+    }
+}
+
+/* Everything a config holds can be walked through the public getters and printed back. */
+static void test_walk_config(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = valid_config(f);
+    vmk_config_set_cpu_count(cfg, 3);
+    vmk_config_add_serial_port(cfg, vmk_file_serial_attachment_new("/tmp/com1.log", true));
+    vmk_config_add_serial_port(cfg, vmk_fd_serial_attachment_new(0, 1));
+    vmk_config_add_serial_port(cfg, vmk_pty_serial_attachment_new());
+    vmk_config_add_serial_port(cfg, vmk_socket_serial_attachment_new("/tmp/com4.sock"));
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(f->initrd, true);
+    vmk_disk_image_attachment_set_caching_mode(att, VMK_DISK_CACHING_UNCACHED);
+    vmk_disk_image_attachment_set_synchronization_mode(att, VMK_DISK_SYNC_NONE);
+    vmk_storage_device *disk = vmk_virtio_block_device_new(att);
+    vmk_virtio_block_device_set_identifier(disk, "disk-0");
+    vmk_virtio_block_device_set_queue_count(disk, 2);
+    vmk_config_add_storage_device(cfg, disk);
+    vmk_entropy_device *rng = vmk_virtio_entropy_device_new();
+    vmk_virtio_entropy_device_set_rate(rng, 4096);
+    vmk_config_add_entropy_device(cfg, rng);
+    vmk_console_device *con = vmk_virtio_console_device_new();
+    vmk_virtio_console_device_add_port(con, "org.a", true, vmk_pty_serial_attachment_new());
+    vmk_virtio_console_device_add_port(con, NULL, false,
+                                       vmk_file_serial_attachment_new("/tmp/p2", false));
+    vmk_config_add_console_device(cfg, con);
+
+    char out[2048] = "";
+    size_t n;
+    const vmk_boot_loader *bl = vmk_config_get_boot_loader(cfg);
+    snprintf(out, sizeof(out), "cpus %u memory %llu kernel %s cmdline %s\n",
+             vmk_config_get_cpu_count(cfg),
+             (unsigned long long)(vmk_config_get_memory_size(cfg) >> 20),
+             strrchr(vmk_linux_boot_loader_get_kernel(bl), '/') + 1,
+             vmk_linux_boot_loader_get_command_line(bl));
+    for (unsigned i = 0; i < vmk_config_serial_port_count(cfg); i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "serial %u", i);
+        describe_attachment(out, sizeof(out), what, vmk_config_get_serial_port(cfg, i));
+    }
+    for (unsigned i = 0; i < vmk_config_storage_device_count(cfg); i++) {
+        const vmk_storage_device *d = vmk_config_get_storage_device(cfg, i);
+        const vmk_storage_attachment *a = vmk_storage_device_get_attachment(d);
+        n = strlen(out);
+        snprintf(out + n, sizeof(out) - n, "disk %d %d %s ro=%d cache=%d sync=%d id=%s q=%u\n",
+                 vmk_storage_device_get_kind(d), vmk_storage_attachment_get_kind(a),
+                 strrchr(vmk_disk_image_attachment_get_path(a), '/') + 1,
+                 vmk_disk_image_attachment_is_read_only(a),
+                 vmk_disk_image_attachment_get_caching_mode(a),
+                 vmk_disk_image_attachment_get_synchronization_mode(a),
+                 vmk_virtio_block_device_get_identifier(d),
+                 vmk_virtio_block_device_get_queue_count(d));
+    }
+    for (unsigned i = 0; i < vmk_config_entropy_device_count(cfg); i++) {
+        const vmk_entropy_device *d = vmk_config_get_entropy_device(cfg, i);
+        n = strlen(out);
+        snprintf(out + n, sizeof(out) - n, "rng %d %llu\n", vmk_entropy_device_get_kind(d),
+                 (unsigned long long)vmk_virtio_entropy_device_get_rate(d));
+    }
+    for (unsigned i = 0; i < vmk_config_console_device_count(cfg); i++) {
+        const vmk_console_device *d = vmk_config_get_console_device(cfg, i);
+        for (unsigned p = 0; p < vmk_virtio_console_device_port_count(d); p++) {
+            char what[64];
+            const char *name = vmk_virtio_console_device_get_port_name(d, p);
+            snprintf(what, sizeof(what), "console %d port %u %s%s",
+                     vmk_console_device_get_kind(d), p, name ? name : "-",
+                     vmk_virtio_console_device_port_is_console(d, p) ? " hvc0" : "");
+            describe_attachment(out, sizeof(out), what,
+                                vmk_virtio_console_device_get_port_attachment(d, p));
+        }
+    }
+    assert_string_equal(out, "cpus 3 memory 64 kernel kernel.elf cmdline console=ttyS0\n"
+                             "serial 0 file /tmp/com1.log append\n"
+                             "serial 1 fds 0 1\n"
+                             "serial 2 pty\n"
+                             "serial 3 socket /tmp/com4.sock\n"
+                             "disk 0 0 initrd.img ro=1 cache=2 sync=2 id=disk-0 q=2\n"
+                             "rng 0 4096\n"
+                             "console 0 port 0 org.a hvc0 pty\n"
+                             "console 0 port 1 - file /tmp/p2\n");
+    /* Past the end, and NULL objects, read as nothing. */
+    assert_null(vmk_config_get_serial_port(cfg, 4));
+    assert_null(vmk_config_get_entropy_device(cfg, 1));
+    assert_null(vmk_config_get_console_device(cfg, 1));
+    assert_null(vmk_virtio_console_device_get_port_attachment(con, 2));
+    assert_null(vmk_virtio_console_device_get_port_name(con, 2));
+    assert_false(vmk_virtio_console_device_port_is_console(con, 2));
+    assert_null(vmk_serial_attachment_get_path(NULL));
+    assert_int_equal(vmk_serial_attachment_get_read_fd(vmk_config_get_serial_port(cfg, 0)), -1);
+    assert_false(vmk_serial_attachment_is_append(vmk_config_get_serial_port(cfg, 3)));
+    vmk_config_free(cfg);
+}
+
 static void test_error_strings(void **state)
 {
     for (int r = VMK_OK; r <= VMK_ERR_INTERNAL; r++)
@@ -563,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_vm_new_rejects_invalid_config),
         cmocka_unit_test(test_vm_new_copies_config),
+        cmocka_unit_test_setup_teardown(test_walk_config, setup, teardown),
         cmocka_unit_test(test_error_strings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

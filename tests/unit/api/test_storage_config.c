@@ -86,7 +86,7 @@ static vmk_config *valid_config(const struct fixture *f)
 
 static vmk_storage_device *blk(const char *path, bool ro)
 {
-    vmk_storage_attachment *att = vmk_disk_image_attachment_new(path, ro, NULL);
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(path, ro);
     assert_non_null(att);
     vmk_storage_device *dev = vmk_virtio_block_device_new(att);
     assert_non_null(dev);
@@ -127,7 +127,7 @@ static void test_attachment_defaults_and_copies(void **state)
     struct fixture *f = *state;
     char path[128];
     strcpy(path, f->disk);
-    vmk_storage_attachment *att = vmk_disk_image_attachment_new(path, true, NULL);
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(path, true);
     assert_non_null(att);
     path[0] = 'X';
     assert_string_equal(vmk_disk_image_attachment_get_path(att), f->disk);
@@ -138,42 +138,47 @@ static void test_attachment_defaults_and_copies(void **state)
     vmk_storage_attachment_free(NULL);
 }
 
+/* Setters store, validation judges: a missing path is the config's problem, named. */
 static void test_attachment_needs_a_path(void **state)
 {
+    struct fixture *f = *state;
     const char *bad[] = { NULL, "" };
     for (unsigned i = 0; i < 2; i++) {
-        vmk_error *err = NULL;
-        assert_null(vmk_disk_image_attachment_new(bad[i], false, &err));
-        assert_int_equal(vmk_error_code(err), VMK_ERR_INVALID_ARGUMENT);
-        assert_non_null(strstr(vmk_error_message(err), "no path"));
-        vmk_error_free(err);
+        vmk_config *cfg = valid_config(f);
+        add(cfg, bad[i], false);
+        EXPECT_INVALID(cfg, "storage device 1: disk image: no path");
+        vmk_config_free(cfg);
     }
-    assert_null(vmk_disk_image_attachment_new(NULL, false, NULL));
 }
 
 static void test_mode_setters(void **state)
 {
     struct fixture *f = *state;
-    vmk_storage_attachment *att = vmk_disk_image_attachment_new(f->disk, false, NULL);
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(f->disk, false);
+    assert_int_equal(vmk_storage_attachment_get_kind(att), VMK_STORAGE_ATTACHMENT_DISK_IMAGE);
     assert_int_equal(vmk_disk_image_attachment_set_caching_mode(att, VMK_DISK_CACHING_UNCACHED),
                      VMK_OK);
     assert_int_equal(vmk_disk_image_attachment_get_caching_mode(att), VMK_DISK_CACHING_UNCACHED);
-    assert_int_equal(vmk_disk_image_attachment_set_caching_mode(att, (vmk_disk_caching_mode)42),
-                     VMK_ERR_INVALID_ARGUMENT);
-    assert_int_equal(vmk_disk_image_attachment_get_caching_mode(att), VMK_DISK_CACHING_UNCACHED);
     assert_int_equal(vmk_disk_image_attachment_set_synchronization_mode(att, VMK_DISK_SYNC_NONE),
                      VMK_OK);
-    assert_int_equal(vmk_disk_image_attachment_get_synchronization_mode(att), VMK_DISK_SYNC_NONE);
-    assert_int_equal(
-        vmk_disk_image_attachment_set_synchronization_mode(att, (vmk_disk_sync_mode)-1),
-        VMK_ERR_INVALID_ARGUMENT);
     assert_int_equal(vmk_disk_image_attachment_get_synchronization_mode(att), VMK_DISK_SYNC_NONE);
     assert_int_equal(vmk_disk_image_attachment_set_caching_mode(NULL, VMK_DISK_CACHING_CACHED),
                      VMK_ERR_INVALID_ARGUMENT);
     assert_int_equal(vmk_disk_image_attachment_set_synchronization_mode(NULL, VMK_DISK_SYNC_FULL),
                      VMK_ERR_INVALID_ARGUMENT);
     assert_null(vmk_disk_image_attachment_get_path(NULL));
-    vmk_storage_attachment_free(att);
+    /* A value outside the enum is stored; validation names it. */
+    assert_int_equal(vmk_disk_image_attachment_set_caching_mode(att, (vmk_disk_caching_mode)42),
+                     VMK_OK);
+    assert_int_equal(
+        vmk_disk_image_attachment_set_synchronization_mode(att, (vmk_disk_sync_mode)-1), VMK_OK);
+    vmk_config *cfg = valid_config(f);
+    vmk_storage_device *dev = vmk_virtio_block_device_new(att);
+    assert_int_equal(vmk_storage_device_get_kind(dev), VMK_STORAGE_DEVICE_VIRTIO_BLOCK);
+    assert_int_equal(vmk_config_add_storage_device(cfg, dev), VMK_OK);
+    EXPECT_INVALID(cfg, "storage device 1: unknown caching mode 42",
+                   "storage device 1: unknown synchronization mode -1");
+    vmk_config_free(cfg);
 }
 
 static void test_block_device_identifier(void **state)
@@ -183,39 +188,58 @@ static void test_block_device_identifier(void **state)
     assert_string_equal(vmk_disk_image_attachment_get_path(vmk_storage_device_get_attachment(dev)),
                         f->disk);
     assert_null(vmk_virtio_block_device_get_identifier(dev));
+    assert_int_equal(vmk_virtio_block_device_max_identifier_length(), 20);
     char id[32] = "12345678901234567890"; /* 20 bytes: the most */
-    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, id, NULL), VMK_OK);
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, id), VMK_OK);
     id[0] = 'X';
     assert_string_equal(vmk_virtio_block_device_get_identifier(dev), "12345678901234567890");
-
-    vmk_error *err = NULL;
-    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "123456789012345678901", &err),
-                     VMK_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vmk_error_message(err), "21 bytes, at most 20"));
-    vmk_error_free(err);
-    err = NULL;
-    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "disk\tone", &err),
-                     VMK_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vmk_error_message(err), "byte 4 (0x09) is not printable ASCII"));
-    vmk_error_free(err);
-    err = NULL;
-    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "caf\xc3\xa9", &err),
-                     VMK_ERR_INVALID_ARGUMENT);
-    vmk_error_free(err);
-    /* Failures leave the old identifier. */
-    assert_string_equal(vmk_virtio_block_device_get_identifier(dev), "12345678901234567890");
-    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "", NULL), VMK_OK);
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, ""), VMK_OK);
     assert_null(vmk_virtio_block_device_get_identifier(dev));
-    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "x y~", NULL), VMK_OK);
-    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, NULL, NULL), VMK_OK);
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "x y~"), VMK_OK);
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, NULL), VMK_OK);
     assert_null(vmk_virtio_block_device_get_identifier(dev));
-    err = NULL;
-    assert_int_equal(vmk_virtio_block_device_set_identifier(NULL, "a", &err),
-                     VMK_ERR_INVALID_ARGUMENT);
-    vmk_error_free(err);
+    assert_int_equal(vmk_virtio_block_device_set_identifier(NULL, "a"), VMK_ERR_INVALID_ARGUMENT);
     vmk_storage_device_free(dev);
     vmk_storage_device_free(NULL);
     assert_null(vmk_virtio_block_device_new(NULL));
+
+    /* Stored as given; validation judges length and bytes, naming the device. */
+    static const struct {
+        const char *id;
+        const char *problem;
+    } bad[] = {
+        { "123456789012345678901", "storage device 1: identifier \"123456789012345678901\" is 21 "
+                                   "bytes, at most 20 allowed" },
+        { "disk\tone", "storage device 1: identifier byte 4 (0x09) is not printable ASCII" },
+        { "caf\xc3\xa9", "storage device 1: identifier byte 3 (0xc3) is not printable ASCII" },
+    };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        vmk_config *cfg = valid_config(f);
+        dev = blk(f->disk, false);
+        assert_int_equal(vmk_virtio_block_device_set_identifier(dev, bad[i].id), VMK_OK);
+        assert_string_equal(vmk_virtio_block_device_get_identifier(dev), bad[i].id);
+        assert_int_equal(vmk_config_add_storage_device(cfg, dev), VMK_OK);
+        EXPECT_INVALID(cfg, bad[i].problem);
+        vmk_config_free(cfg);
+    }
+}
+
+static void test_block_device_queues(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = valid_config(f);
+    vmk_storage_device *dev = blk(f->disk, false);
+    assert_int_equal(vmk_virtio_block_device_get_queue_count(dev), 0);
+    assert_int_equal(vmk_virtio_block_device_set_queue_count(dev, 16), VMK_OK);
+    assert_int_equal(vmk_virtio_block_device_get_queue_count(dev), 16);
+    assert_int_equal(vmk_config_add_storage_device(cfg, dev), VMK_OK);
+    expect_valid(cfg);
+    dev = blk(f->other, false);
+    assert_int_equal(vmk_virtio_block_device_set_queue_count(dev, 17), VMK_OK);
+    assert_int_equal(vmk_config_add_storage_device(cfg, dev), VMK_OK);
+    EXPECT_INVALID(cfg, "storage device 2: 17 queues, at most 16 allowed");
+    assert_int_equal(vmk_virtio_block_device_set_queue_count(NULL, 1), VMK_ERR_INVALID_ARGUMENT);
+    vmk_config_free(cfg);
 }
 
 /* Ownership passes on every path (ASan reports a leak otherwise). */
@@ -227,14 +251,24 @@ static void test_add_storage_devices(void **state)
     for (unsigned i = 0; i < 16; i++)
         add(cfg, f->disk, true);
     assert_int_equal(vmk_config_storage_device_count(cfg), 16);
-    assert_int_equal(vmk_config_add_storage_device(cfg, blk(f->disk, true)),
-                     VMK_ERR_INVALID_ARGUMENT);
-    assert_int_equal(vmk_config_storage_device_count(cfg), 16);
+    assert_int_equal(vmk_config_max_storage_device_count(), 16);
     assert_int_equal(vmk_config_add_storage_device(NULL, blk(f->disk, true)),
                      VMK_ERR_INVALID_ARGUMENT);
     assert_int_equal(vmk_config_add_storage_device(cfg, NULL), VMK_ERR_INVALID_ARGUMENT);
     assert_int_equal(vmk_config_storage_device_count(NULL), 0);
     expect_valid(cfg); /* sixteen readers of one image are fine */
+    for (unsigned i = 0; i < 16; i++) {
+        const vmk_storage_device *d = vmk_config_get_storage_device(cfg, i);
+        assert_non_null(d);
+        assert_string_equal(
+            vmk_disk_image_attachment_get_path(vmk_storage_device_get_attachment(d)), f->disk);
+    }
+    assert_null(vmk_config_get_storage_device(cfg, 16));
+    assert_null(vmk_config_get_storage_device(NULL, 0));
+    /* A seventeenth is stored; validation counts. */
+    assert_int_equal(vmk_config_add_storage_device(cfg, blk(f->disk, true)), VMK_OK);
+    assert_int_equal(vmk_config_storage_device_count(cfg), 17);
+    EXPECT_INVALID(cfg, "17 storage devices, at most 16 allowed");
     vmk_config_free(cfg);
 }
 
@@ -350,18 +384,18 @@ static void test_config_copy_is_deep(void **state)
     struct fixture *f = *state;
     vmk_config *cfg = valid_config(f);
     vmk_storage_device *dev = blk(f->disk, true);
-    vmk_storage_attachment *att = dev->att;
+    vmk_storage_attachment *att = (vmk_storage_attachment *)vmk_storage_device_get_attachment(dev);
     assert_int_equal(vmk_disk_image_attachment_set_caching_mode(att, VMK_DISK_CACHING_UNCACHED),
                      VMK_OK);
     assert_int_equal(vmk_disk_image_attachment_set_synchronization_mode(att, VMK_DISK_SYNC_FSYNC),
                      VMK_OK);
-    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "serial-1", NULL), VMK_OK);
+    assert_int_equal(vmk_virtio_block_device_set_identifier(dev, "serial-1"), VMK_OK);
     assert_int_equal(vmk_config_add_storage_device(cfg, dev), VMK_OK);
     vmk_config *copy = config_copy(cfg);
     assert_non_null(copy);
     vmk_config_free(cfg);
     assert_int_equal(vmk_config_storage_device_count(copy), 1);
-    const vmk_storage_device *c = copy->storage[0];
+    const vmk_storage_device *c = vmk_config_get_storage_device(copy, 0);
     const vmk_storage_attachment *ca = vmk_storage_device_get_attachment(c);
     assert_string_equal(vmk_disk_image_attachment_get_path(ca), f->disk);
     assert_true(vmk_disk_image_attachment_is_read_only(ca));
@@ -380,6 +414,7 @@ int main(void)
         T(test_attachment_needs_a_path),
         T(test_mode_setters),
         T(test_block_device_identifier),
+        T(test_block_device_queues),
         T(test_add_storage_devices),
         T(test_valid_disks),
         T(test_missing_image),

@@ -114,7 +114,7 @@ static void test_open_errors_name_the_path(void **state)
     struct fixture *f = *state;
     char path[192];
     snprintf(path, sizeof(path), "%s/missing.img", f->dir);
-    expect_open_error(path, false, VMK_ERR_IO, "No such file");
+    expect_open_error(path, false, VMK_ERR_IO, "does not exist");
     expect_open_error(f->dir, true, VMK_ERR_INVALID_CONFIG, "not a regular file or block device");
     snprintf(path, sizeof(path), "%s/odd.img", f->dir);
     uint8_t junk[1000] = { 0 };
@@ -128,7 +128,9 @@ static void test_open_errors_name_the_path(void **state)
     vmk_error *err = NULL;
     assert_int_equal(
         disk_image_open(NULL, false, VMK_DISK_CACHING_CACHED, VMK_DISK_SYNC_FULL, &img, &err),
-        VMK_ERR_INVALID_ARGUMENT);
+        VMK_ERR_INVALID_CONFIG);
+    assert_null(img);
+    assert_non_null(strstr(vmk_error_message(err), "no path"));
     vmk_error_free(err);
     disk_image_close(NULL);
 }
@@ -137,7 +139,7 @@ static void test_geometry(void **state)
 {
     struct fixture *f = *state;
     struct disk_image *img = open_ok(f->img, false, VMK_DISK_CACHING_AUTOMATIC, VMK_DISK_SYNC_FULL);
-    const struct blk_backend *be = disk_image_backend(img);
+    const struct block_backend *be = disk_image_backend(img);
     assert_int_equal(be->size, IMG_SIZE);
     assert_int_equal(be->block_size, 512);
     assert_false(be->read_only);
@@ -151,7 +153,7 @@ static void test_geometry(void **state)
 static void round_trip(const char *path, struct disk_image *img, uint64_t off, size_t a, size_t b,
                        size_t skew)
 {
-    const struct blk_backend *be = disk_image_backend(img);
+    const struct block_backend *be = disk_image_backend(img);
     uint8_t *mem = aligned_alloc(4096, 3 * 65536);
     assert_non_null(mem);
     uint8_t *src1 = mem + skew, *src2 = mem + 65536 + skew;
@@ -210,7 +212,7 @@ static void test_read_only(void **state)
     pattern(before, sizeof(before), 9);
     write_file(f->img, 0, before, sizeof(before));
     struct disk_image *img = open_ok(f->img, true, VMK_DISK_CACHING_CACHED, VMK_DISK_SYNC_FULL);
-    const struct blk_backend *be = disk_image_backend(img);
+    const struct block_backend *be = disk_image_backend(img);
     assert_true(be->read_only);
     assert_false(be->can_discard);
     assert_false(be->can_write_zeroes);
@@ -234,7 +236,7 @@ static void test_flush_modes(void **state)
                                                 VMK_DISK_SYNC_NONE };
     for (unsigned i = 0; i < 3; i++) {
         struct disk_image *img = open_ok(f->img, false, VMK_DISK_CACHING_CACHED, modes[i]);
-        const struct blk_backend *be = disk_image_backend(img);
+        const struct block_backend *be = disk_image_backend(img);
         uint8_t buf[512];
         pattern(buf, sizeof(buf), (unsigned)i);
         struct iovec v = { buf, sizeof(buf) };
@@ -274,7 +276,7 @@ static void test_discard_deallocates(void **state)
     uint64_t before = allocated(f->img);
     assert_true(before >= IMG_SIZE);
     struct disk_image *img = open_ok(f->img, false, VMK_DISK_CACHING_CACHED, VMK_DISK_SYNC_FULL);
-    const struct blk_backend *be = disk_image_backend(img);
+    const struct block_backend *be = disk_image_backend(img);
     assert_int_equal(be->discard(be->ctx, 0, IMG_SIZE / 2), 0);
     disk_image_close(img);
     assert_true(allocated(f->img) <= before - IMG_SIZE / 2 + META_SLACK);
@@ -293,7 +295,7 @@ static void test_write_zeroes(void **state)
     fill_file(f->img);
     uint64_t before = allocated(f->img);
     struct disk_image *img = open_ok(f->img, false, VMK_DISK_CACHING_CACHED, VMK_DISK_SYNC_FULL);
-    const struct blk_backend *be = disk_image_backend(img);
+    const struct block_backend *be = disk_image_backend(img);
     /* Without unmap the range is zero and still allocated. */
     assert_int_equal(be->write_zeroes(be->ctx, 4096, 8192, false), 0);
     /* With unmap it may be deallocated (and on this file system is). */
@@ -323,7 +325,7 @@ static void test_file_shrank(void **state)
 {
     struct fixture *f = *state;
     struct disk_image *img = open_ok(f->img, false, VMK_DISK_CACHING_CACHED, VMK_DISK_SYNC_FULL);
-    const struct blk_backend *be = disk_image_backend(img);
+    const struct block_backend *be = disk_image_backend(img);
     assert_int_equal(truncate(f->img, 4096), 0);
     uint8_t buf[4096];
     struct iovec v = { buf, sizeof(buf) };
@@ -331,20 +333,118 @@ static void test_file_shrank(void **state)
     disk_image_close(img);
 }
 
-static void test_open_attachment(void **state)
+/* One probe for validation and start: what it found, and the open descriptor it hands back. */
+static void test_probe(void **state)
 {
     struct fixture *f = *state;
-    vmk_storage_attachment *att = vmk_disk_image_attachment_new(f->img, true, NULL);
-    assert_non_null(att);
-    assert_int_equal(vmk_disk_image_attachment_set_synchronization_mode(att, VMK_DISK_SYNC_NONE),
-                     VMK_OK);
+    struct disk_image_info a, b;
+    int fd = -1, fd2 = -1;
+    assert_int_equal(disk_image_probe(f->img, true, &a, &fd, NULL), VMK_OK);
+    assert_true(fd >= 0);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    assert_int_equal(a.size, IMG_SIZE);
+    assert_int_equal(a.block_size, 512);
+    assert_false(a.is_blkdev);
+    char other[192];
+    snprintf(other, sizeof(other), "%s/other.img", f->dir);
+    int ofd = open(other, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_int_equal(ftruncate(ofd, 4096), 0);
+    close(ofd);
+    assert_int_equal(disk_image_probe(other, false, &b, &fd2, NULL), VMK_OK);
+    assert_false(disk_image_same(&a, &b));
+    close(fd2);
+    assert_int_equal(disk_image_probe(f->img, false, &b, &fd2, NULL), VMK_OK);
+    assert_true(disk_image_same(&a, &b));
+    close(fd2);
+    close(fd);
+    unlink(other);
+    vmk_error *err = NULL;
+    assert_int_equal(disk_image_probe("", false, &a, &fd, &err), VMK_ERR_INVALID_CONFIG);
+    assert_int_equal(fd, -1);
+    assert_non_null(strstr(vmk_error_message(err), "no path"));
+    vmk_error_free(err);
+}
+
+static void expect_lock_refused(const char *path, bool ro)
+{
     struct disk_image *img = NULL;
-    assert_int_equal(disk_image_open_attachment(att, &img, NULL), VMK_OK);
-    assert_true(disk_image_backend(img)->read_only);
-    disk_image_close(img);
-    assert_int_equal(disk_image_open_attachment(NULL, &img, NULL), VMK_ERR_INVALID_ARGUMENT);
+    vmk_error *err = NULL;
+    assert_int_equal(disk_image_open(path, ro, VMK_DISK_CACHING_AUTOMATIC, VMK_DISK_SYNC_FULL, &img,
+                                     &err),
+                     VMK_ERR_IO);
     assert_null(img);
-    vmk_storage_attachment_free(att);
+    const char *msg = vmk_error_message(err);
+    if (!strstr(msg, path) || !strstr(msg, ro ? "shared (read) lock" : "exclusive (write) lock") ||
+        !strstr(msg, "another program holds a lock"))
+        fail_msg("unexpected message: %s", msg);
+    assert_int_equal(vmk_error_errno(err) == EAGAIN || vmk_error_errno(err) == EACCES, 1);
+    vmk_error_free(err);
+}
+
+/* A writer holds the image alone; readers share it; the lock goes with the image. */
+static void test_lock(void **state)
+{
+    struct fixture *f = *state;
+    struct disk_image *w = open_ok(f->img, false, VMK_DISK_CACHING_AUTOMATIC, VMK_DISK_SYNC_FULL);
+    expect_lock_refused(f->img, false);
+    expect_lock_refused(f->img, true);
+    disk_image_close(w);
+    struct disk_image *r1 = open_ok(f->img, true, VMK_DISK_CACHING_AUTOMATIC, VMK_DISK_SYNC_FULL);
+    struct disk_image *r2 = open_ok(f->img, true, VMK_DISK_CACHING_UNCACHED, VMK_DISK_SYNC_FULL);
+    expect_lock_refused(f->img, false);
+    disk_image_close(r1);
+    expect_lock_refused(f->img, false);
+    disk_image_close(r2);
+    w = open_ok(f->img, false, VMK_DISK_CACHING_UNCACHED, VMK_DISK_SYNC_FULL);
+    disk_image_close(w);
+}
+
+/* Another program's byte-range lock (QEMU locks single bytes of its images) keeps a writer
+ * out: the whole-image lock conflicts with any of them. */
+static void test_lock_against_another_program(void **state)
+{
+    struct fixture *f = *state;
+    int fd = open(f->img, O_RDONLY);
+    struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1 };
+    assert_int_equal(fcntl(fd, F_OFD_SETLK, &fl), 0);
+    expect_lock_refused(f->img, false);
+    struct disk_image *r = open_ok(f->img, true, VMK_DISK_CACHING_AUTOMATIC, VMK_DISK_SYNC_FULL);
+    disk_image_close(r);
+    close(fd);
+    r = open_ok(f->img, false, VMK_DISK_CACHING_AUTOMATIC, VMK_DISK_SYNC_FULL);
+    disk_image_close(r);
+}
+
+/* The image is opened once: an uncached image reopens that file through /proc/self/fd, so a
+ * file put at the path after the open is never written. */
+static void test_opened_once(void **state)
+{
+    struct fixture *f = *state;
+    for (unsigned uncached = 0; uncached < 2; uncached++) {
+        struct disk_image *img =
+            open_ok(f->img, false, uncached ? VMK_DISK_CACHING_UNCACHED : VMK_DISK_CACHING_CACHED,
+                    VMK_DISK_SYNC_FULL);
+        char moved[192];
+        snprintf(moved, sizeof(moved), "%s/moved.img", f->dir);
+        assert_int_equal(rename(f->img, moved), 0);
+        int fd = open(f->img, O_RDWR | O_CREAT | O_TRUNC, 0644);
+        assert_int_equal(ftruncate(fd, IMG_SIZE), 0);
+        close(fd);
+        const struct block_backend *be = disk_image_backend(img);
+        uint8_t *buf = aligned_alloc(4096, 4096);
+        pattern(buf, 4096, 40 + uncached);
+        struct iovec v = { buf, 4096 };
+        assert_int_equal(be->write(be->ctx, 8192, &v, 1), 0);
+        assert_int_equal(be->flush(be->ctx), 0);
+        uint8_t got[4096], zero[4096] = { 0 };
+        read_file(moved, 8192, got, sizeof(got));
+        assert_memory_equal(got, buf, sizeof(got));
+        read_file(f->img, 8192, got, sizeof(got));
+        assert_memory_equal(got, zero, sizeof(got));
+        disk_image_close(img);
+        free(buf);
+        assert_int_equal(rename(moved, f->img), 0);
+    }
 }
 
 int main(void)
@@ -359,7 +459,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_discard_deallocates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_zeroes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_shrank, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_attachment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_against_another_program, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_opened_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,8 +12,9 @@
 #include <cmocka.h>
 
 #include "arch/x86/layout.h"
-#include "pci/pci.h"
+#include "arch/x86/pci_cf8.h"
 #include "core/bus.h"
+#include "pci/pci.h"
 
 /* ---- a machine's worth of buses ---- */
 
@@ -72,10 +73,12 @@ static const struct pci_windows windows = {
     .mmio64_size = X86_PCI_MMIO64_SIZE,
     .io_base = X86_PCI_IO_BASE,
     .io_size = X86_PCI_IO_SIZE,
+    .intx_gsi = X86_PCI_INTX_GSI,
 };
 
 struct rig {
     struct pci_bus *pci;
+    struct x86_pci_cf8 cf8;
     struct bus pio, mmio;
     struct cf9_probe cf9;
 };
@@ -88,10 +91,10 @@ static int rig_setup(void **state)
     r->pci = pci_bus_new(&windows);
     if (!r->pci)
         return -1;
-    pci_bus_set_cf9(r->pci, &cf9_ops, &r->cf9);
+    x86_pci_cf8_init(&r->cf8, r->pci, &cf9_ops, &r->cf9);
     bus_init(&r->pio);
     bus_init(&r->mmio);
-    if (bus_add(&r->pio, X86_PCI_CONFIG_PORT, X86_PCI_CONFIG_LEN, &pci_config_port_ops, r->pci) ||
+    if (bus_add(&r->pio, X86_PCI_CONFIG_PORT, X86_PCI_CONFIG_LEN, &x86_pci_cf8_ops, &r->cf8) ||
         bus_add(&r->pio, X86_PCI_IO_BASE, X86_PCI_IO_SIZE, &pci_io_window_ops, r->pci) ||
         bus_add(&r->mmio, X86_PCI_ECAM_BASE, X86_PCI_ECAM_SIZE, &pci_ecam_ops, r->pci) ||
         bus_add(&r->mmio, windows.mmio32_base, windows.mmio32_size, &pci_mmio32_window_ops,
@@ -106,6 +109,7 @@ static int rig_teardown(void **state)
 {
     struct rig *r = *state;
     pci_bus_free(r->pci);
+    x86_pci_cf8_fini(&r->cf8);
     bus_destroy(&r->pio);
     bus_destroy(&r->mmio);
     free(r);
@@ -218,10 +222,10 @@ static void test_reset_port_shares_the_dispatcher(void **state)
     assert_int_equal(pio_in(r, 0xcfa, 2), 0xffff);
 
     /* Without a reset handler the byte is simply dropped. */
-    pci_bus_set_cf9(r->pci, NULL, NULL);
+    r->cf8.cf9_ops = NULL;
     pio_out(r, 0xcf9, 0x06, 1);
     assert_int_equal(pio_in(r, 0xcf9, 1), 0xff);
-    pci_bus_set_cf9(r->pci, &cf9_ops, &r->cf9);
+    r->cf8.cf9_ops = &cf9_ops;
     assert_int_equal(r->cf9.writes, 1);
 }
 

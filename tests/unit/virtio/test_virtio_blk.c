@@ -29,8 +29,8 @@
 /* A backend wrapping the disk image: counts flushes, and can hold reads at a gate to
  * keep requests in flight. */
 struct gate_backend {
-    struct blk_backend be;
-    const struct blk_backend *inner;
+    struct block_backend be;
+    const struct block_backend *inner;
     pthread_mutex_t lock;
     pthread_cond_t cv;
     bool gate_closed;
@@ -350,7 +350,7 @@ static void test_constructor_rejects_bad_arguments(void **state)
     err = NULL;
     assert_null(virtio_blk_new(NULL, NULL, 1, &err));
     vmk_error_free(err);
-    struct blk_backend odd = t->gb.be;
+    struct block_backend odd = t->gb.be;
     odd.size = 1000;
     err = NULL;
     assert_null(virtio_blk_new(&odd, NULL, 1, &err));

@@ -1,0 +1,131 @@
+/* vmk_config_validate: every problem a configuration has, found before anything starts.
+ * Each object family judges its own objects (boot_loader.c, serial_attachment.c, storage.c,
+ * entropy.c, console.c); this file adds the machine's numbers, the counts, and what spans
+ * several objects. */
+#include "api/validate.h"
+#include "core/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The attachment behind the n-th port of the whole machine (serial ports first), with its
+ * name for messages; NULL past the last. */
+static const vmk_serial_attachment *nth_port(const vmk_config *cfg, unsigned n, char *what,
+                                             size_t len)
+{
+    if (n < cfg->serial.count) {
+        snprintf(what, len, "serial port %u", n + 1);
+        return cfg->serial.item[n];
+    }
+    n -= cfg->serial.count;
+    for (unsigned d = 0; d < cfg->console.count; d++) {
+        const vmk_console_device *dev = cfg->console.item[d];
+        if (n < dev->port_count) {
+            snprintf(what, len, "console port %u", n + 1);
+            return dev->port[n].att;
+        }
+        n -= dev->port_count;
+    }
+    return NULL;
+}
+
+/* Two ports cannot listen on one socket: the second would fail at start. */
+static void validate_socket_paths(const vmk_config *cfg, struct problems *p)
+{
+    char what[32], other[32];
+    const vmk_serial_attachment *a, *b;
+    for (unsigned i = 0; (a = nth_port(cfg, i, what, sizeof(what))); i++) {
+        if (a->kind != VMK_SERIAL_ATTACHMENT_SOCKET || !a->path || !*a->path)
+            continue;
+        for (unsigned j = 0; j < i && (b = nth_port(cfg, j, other, sizeof(other))); j++)
+            if (b->kind == VMK_SERIAL_ATTACHMENT_SOCKET && b->path && !strcmp(a->path, b->path)) {
+                problem(p, "%s: socket path %s is already used by %s", what, a->path, other);
+                break;
+            }
+    }
+}
+
+static void validate_count(struct problems *p, const char *what, unsigned count, unsigned max)
+{
+    if (count > max)
+        problem(p, "%u %ss, at most %u allowed", count, what, max);
+}
+
+/* Every storage device, and no image twice where one of the two writes it (the guests
+ * would corrupt what the other sees). */
+static void validate_storage(const vmk_config *cfg, struct problems *p)
+{
+    unsigned n = cfg->storage.count;
+    struct disk_image_info *info = calloc(n ? n : 1, sizeof(*info));
+    bool *ok = calloc(n ? n : 1, sizeof(*ok));
+    if (!info || !ok) {
+        problem(p, "storage devices: out of memory");
+        free(info);
+        free(ok);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        char what[32];
+        snprintf(what, sizeof(what), "storage device %u", i + 1);
+        const vmk_storage_device *dev = cfg->storage.item[i];
+        ok[i] = storage_device_validate(dev, what, p, &info[i]);
+        for (unsigned j = 0; ok[i] && j < i; j++) {
+            const vmk_storage_device *other = cfg->storage.item[j];
+            if (ok[j] && disk_image_same(&info[i], &info[j]) &&
+                (!dev->att->read_only || !other->att->read_only)) {
+                problem(p,
+                        "%s: disk image %s: already used by storage device %u, and one of them "
+                        "is writable",
+                        what, dev->att->path, j + 1);
+                break;
+            }
+        }
+    }
+    free(info);
+    free(ok);
+}
+
+void config_validate_devices(const vmk_config *cfg, struct problems *p)
+{
+    char what[32];
+    validate_count(p, "serial port", cfg->serial.count, VMK_MAX_SERIAL_PORTS);
+    validate_count(p, "storage device", cfg->storage.count, VMK_MAX_STORAGE_DEVICES);
+    validate_count(p, "entropy device", cfg->entropy.count, VMK_MAX_ENTROPY_DEVICES);
+    validate_count(p, "console device", cfg->console.count, VMK_MAX_CONSOLE_DEVICES);
+    for (unsigned i = 0; i < cfg->serial.count; i++) {
+        snprintf(what, sizeof(what), "serial port %u", i + 1);
+        serial_attachment_validate(cfg->serial.item[i], what, p);
+    }
+    validate_storage(cfg, p);
+    for (unsigned i = 0; i < cfg->entropy.count; i++) {
+        snprintf(what, sizeof(what), "entropy device %u", i + 1);
+        entropy_device_validate(cfg->entropy.item[i], what, p);
+    }
+    for (unsigned i = 0; i < cfg->console.count; i++) {
+        snprintf(what, sizeof(what), "console device %u", i + 1);
+        console_device_validate(cfg->console.item[i], what, p);
+    }
+    validate_socket_paths(cfg, p);
+}
+
+vmk_result vmk_config_validate(const vmk_config *cfg, vmk_error **err)
+{
+    if (!cfg)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "config is NULL");
+    struct problems p = { 0 };
+    if (cfg->cpu_count < VMK_MIN_CPUS || cfg->cpu_count > VMK_MAX_CPUS)
+        problem(&p, "cpu count %u is out of range [%u, %u]", cfg->cpu_count, VMK_MIN_CPUS,
+                VMK_MAX_CPUS);
+    if (cfg->memory_size < VMK_MIN_MEMORY || cfg->memory_size > VMK_MAX_MEMORY)
+        problem(&p, "memory size %llu MiB is out of range [%llu MiB, %llu MiB]",
+                (unsigned long long)(cfg->memory_size >> 20),
+                (unsigned long long)(VMK_MIN_MEMORY >> 20),
+                (unsigned long long)(VMK_MAX_MEMORY >> 20));
+    else if (cfg->memory_size % VMK_MEMORY_ALIGN)
+        problem(&p, "memory size %llu bytes is not a multiple of 1 MiB",
+                (unsigned long long)cfg->memory_size);
+    boot_loader_validate(cfg, &p);
+    config_validate_devices(cfg, &p);
+    return problems_finish(&p, err);
+}

@@ -1,0 +1,60 @@
+/* The device table: one row per kind of device a configuration can hold, saying how many the
+ * configuration has, how one is built from its config object (opening its host side: a disk
+ * image, console ports), and which PCI class the guest sees. The machine builder walks it to
+ * put every device on the PCI bus; the vhost-user server object uses the same rows to serve
+ * one device, so a device is built the same way whatever its transport.
+ *
+ * Adding a virtio device: its file in src/virtio/, its host side in src/attach/ or
+ * src/block/, its config object in src/api/ (with its validation), and one row here. */
+#ifndef VMK_MACHINE_DEVICE_TABLE_H
+#define VMK_MACHINE_DEVICE_TABLE_H
+
+#include "core/event_loop.h"
+#include "virtio/virtio_device.h"
+#include "vmkit.h"
+
+#include <stdint.h>
+
+/* What a row may use to open a device's host side. */
+struct device_host_env {
+    struct event_loop *el; /* the loop host I/O and device timers run on */
+    unsigned vcpu_count;   /* the machine's; 0 when no machine (a vhost-user server) */
+    /* The user typed the console escape (Ctrl-A x) on a terminal port. */
+    void (*escape)(void *ctx);
+    void *escape_ctx;
+};
+
+struct device_kind;
+
+/* One device built from its config object. */
+struct device_instance {
+    const struct device_kind *kind;
+    unsigned index;            /* among the configuration's devices of this kind */
+    struct virtio_device *dev; /* its transport is the caller's to provide */
+    void *host;                /* the row's host side (a disk image, console ports) */
+};
+
+struct device_kind {
+    const char *name; /* "storage device": messages call the second one "storage device 2" */
+    uint32_t pci_class; /* class, subclass, prog-if */
+    unsigned (*count)(const vmk_config *cfg);
+    /* Opens the host side of cfg's index-th device of this kind and makes the device. On
+     * failure nothing stays open. */
+    vmk_result (*open)(const struct device_host_env *env, const vmk_config *cfg, unsigned index,
+                       struct device_instance *out, vmk_error **err);
+    /* Once the device has its transport: host input may flow (NULL: nothing to do). */
+    vmk_result (*connect)(struct device_instance *inst, vmk_error **err);
+    /* The pty a port got, or NULL (NULL: the kind has no ports). */
+    const char *(*pty_path)(const struct device_instance *inst, unsigned port);
+    /* Destroys the device (its transport is gone), then closes the host side. */
+    void (*close)(struct device_instance *inst);
+};
+
+extern const struct device_kind device_kind_virtio_block;
+extern const struct device_kind device_kind_virtio_entropy;
+extern const struct device_kind device_kind_virtio_console;
+
+/* Every row, in the order the machine puts devices on the bus; NULL-terminated. */
+extern const struct device_kind *const device_table[];
+
+#endif
