@@ -1,5 +1,6 @@
 #include "attach/serial_link.h"
 #include "core/error.h"
+#include "core/unix_socket.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -330,72 +331,19 @@ const char *serial_link_pty_path(const struct serial_link *l)
     return l ? l->pty_path : NULL;
 }
 
-/* A socket file at path nobody listens on is left over from a crash: remove it. Anything
- * else there is someone's, and stays. */
-static vmk_result clear_stale_socket(const struct sockaddr_un *sa, const char *what,
-                                     vmk_error **err)
-{
-    const char *path = sa->sun_path;
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? VMK_OK
-                               : vmk_fail(err, VMK_ERR_IO, errno, "%s: socket %s: %s", what, path,
-                                          strerror(errno));
-    if (!S_ISSOCK(st.st_mode))
-        return vmk_fail(err, VMK_ERR_IO, EEXIST,
-                        "%s: %s exists and is not a socket (not replacing it)", what, path);
-    /* Non-blocking: a live listener with a full backlog answers EAGAIN, not a hang. */
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "%s: socket: %s", what, strerror(errno));
-    int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-    int e = errno;
-    close(fd);
-    if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
-        return vmk_fail(err, VMK_ERR_IO, EADDRINUSE,
-                        "%s: socket %s is in use (another program listens on it)", what, path);
-    if (e == ECONNREFUSED) {
-        if (unlink(path) == 0 || errno == ENOENT)
-            return VMK_OK;
-        e = errno;
-        return vmk_fail(err, VMK_ERR_IO, e, "%s: cannot remove stale socket %s: %s", what, path,
-                        strerror(e));
-    }
-    return vmk_fail(err, VMK_ERR_IO, e, "%s: socket %s: %s", what, path, strerror(e));
-}
-
 static vmk_result open_socket(struct serial_link *l, const vmk_serial_attachment *att,
                               const char *what, vmk_error **err)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
     const char *path = vmk_serial_attachment_get_path(att);
-    if (!path || !*path)
-        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s: socket without a path", what);
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, ENAMETOOLONG,
-                        "%s: socket path %s is longer than %zu bytes", what, path,
-                        sizeof(sa.sun_path) - 1);
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    vmk_result r = clear_stale_socket(&sa, what, err);
+    l->listen_src = (struct event_source){ .handler = on_accept, .ctx = l };
+    vmk_result r =
+        unix_socket_listen(path, SOCKET_BACKLOG, what, &l->listen_src.fd, &l->sock_st, err);
     if (r != VMK_OK)
         return r;
-    l->listen_src = (struct event_source){ .handler = on_accept, .ctx = l };
-    l->listen_src.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (l->listen_src.fd < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "%s: socket: %s", what, strerror(errno));
-    if (bind(l->listen_src.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot bind %s: %s", what, path,
-                        strerror(errno));
-    /* From here on the file is ours: serial_link_close removes it. */
-    if (lstat(path, &l->sock_st) < 0 || !(l->sock_path = strdup(path))) {
-        int e = errno;
-        unlink(path);
-        return vmk_fail(err, e == ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_IO, e, "%s: %s: %s", what,
-                        path, strerror(e));
+    if (!(l->sock_path = strdup(path))) {
+        unix_socket_remove(path, &l->sock_st);
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
     }
-    if (listen(l->listen_src.fd, SOCKET_BACKLOG) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot listen on %s: %s", what, path,
-                        strerror(errno));
     return VMK_OK;
 }
 
@@ -479,11 +427,7 @@ void serial_link_close(struct serial_link *l)
         event_loop_remove(l->el, &l->listen_src);
     if (l->listen_src.fd >= 0)
         close(l->listen_src.fd);
-    /* Only the file we made: someone may have put another there since. */
-    struct stat st;
-    if (l->sock_path && lstat(l->sock_path, &st) == 0 && st.st_dev == l->sock_st.st_dev &&
-        st.st_ino == l->sock_st.st_ino)
-        unlink(l->sock_path);
+    unix_socket_remove(l->sock_path, &l->sock_st);
     if (l->pty_slave >= 0)
         close(l->pty_slave);
     if (l->wake_fd >= 0)

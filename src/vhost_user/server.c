@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "core/unix_socket.h"
 #include "vhost_user/protocol.h"
 
 /* A front end that starts a message and stalls must not hang the server. */
@@ -47,6 +48,7 @@ struct vhost_user_server {
     struct virtio_device *dev;
     struct event_loop *el;
     char *path;
+    struct stat sock_st; /* the socket file we made */
     struct event_source listen, conn, stop;
     bool conn_watched;
     volatile int stopping;
@@ -789,42 +791,11 @@ static void on_stop(void *ctx, uint32_t events)
     s->stopping = 1;
 }
 
-/* A socket file at path nobody listens on is left over from a crash: remove it. */
-static int clear_stale_socket(const char *path, vmk_error **err)
-{
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : vmk_fail(err, VMK_ERR_IO, errno, "vhost-user: %s", path);
-    if (!S_ISSOCK(st.st_mode))
-        return vmk_fail(err, VMK_ERR_IO, EEXIST, "vhost-user: %s exists and is not a socket", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "vhost-user: socket: %s", strerror(errno));
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-    int e = errno;
-    close(fd);
-    if (rc == 0)
-        return vmk_fail(err, VMK_ERR_IO, EADDRINUSE, "vhost-user: %s is in use by another server",
-                        path);
-    if (e == ECONNREFUSED && unlink(path) == 0)
-        return 0;
-    return vmk_fail(err, VMK_ERR_IO, e, "vhost-user: %s: %s", path, strerror(e));
-}
-
 struct vhost_user_server *vhost_user_server_new(const char *socket_path, struct virtio_device *dev,
                                                 struct event_loop *el, vmk_error **err)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (!socket_path || !*socket_path || !dev || !el) {
         vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "vhost-user: missing socket path or device");
-        return NULL;
-    }
-    if (strlen(socket_path) >= sizeof(sa.sun_path)) {
-        vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, ENAMETOOLONG,
-                 "vhost-user: socket path '%s' is longer than %zu bytes", socket_path,
-                 sizeof(sa.sun_path) - 1);
         return NULL;
     }
     if (dev->num_queues == 0 || dev->num_queues > MAX_QUEUES) {
@@ -847,24 +818,9 @@ struct vhost_user_server *vhost_user_server_new(const char *socket_path, struct 
         s->vrings[q] =
             (struct vring){ .kick_fd = -1, .call_fd = -1, .err_fd = -1, .s = s, .index = q };
 
-    if (clear_stale_socket(socket_path, err) != 0)
+    if (unix_socket_listen(socket_path, 1, "vhost-user", &s->listen.fd, &s->sock_st, err) !=
+        VMK_OK)
         goto fail;
-    s->listen.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (s->listen.fd < 0) {
-        vmk_fail(err, VMK_ERR_IO, errno, "vhost-user: socket: %s", strerror(errno));
-        goto fail;
-    }
-    memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
-    if (bind(s->listen.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        vmk_fail(err, VMK_ERR_IO, errno, "vhost-user: cannot bind %s: %s", socket_path,
-                 strerror(errno));
-        goto fail;
-    }
-    if (listen(s->listen.fd, 1) < 0) {
-        vmk_fail(err, VMK_ERR_IO, errno, "vhost-user: cannot listen on %s: %s", socket_path,
-                 strerror(errno));
-        goto fail_unlink;
-    }
     s->listen.handler = on_accept;
     s->listen.ctx = s;
     s->stop.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -889,7 +845,7 @@ nomem:
     vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "vhost-user: out of memory");
     goto fail;
 fail_unlink:
-    unlink(socket_path);
+    unix_socket_remove(socket_path, &s->sock_st);
 fail:
     if (s) {
         if (s->listen.fd >= 0)
@@ -939,7 +895,7 @@ void vhost_user_server_free(struct vhost_user_server *s)
     event_loop_remove(s->el, &s->stop);
     close(s->listen.fd);
     close(s->stop.fd);
-    unlink(s->path);
+    unix_socket_remove(s->path, &s->sock_st);
     s->dev->transport = (struct virtio_transport){ 0 };
     free(s->vrings);
     free(s->path);
