@@ -428,6 +428,48 @@ VMK_API char *vmk_vm_copy_console_port_pty_path(vmk_vm *vm, unsigned index);
 /* The signal the library sends its vCPU threads (see the top of this header). */
 VMK_API int vmk_vm_kick_signal(void);
 
+/* ---- vhost-user server ---------------------------------------------------------- */
+
+/* One of vmkit's virtio devices served to another VMM (QEMU's vhost-user-blk-pci,
+ * vhost-user-rng-pci, ...) over a unix socket, as the vhost-user protocol (QEMU's
+ * docs/interop/vhost-user.rst) describes: the same device code and host side as in a vmkit
+ * VM, with the front end's guest memory. It serves one front end at a time and, when that
+ * one goes away (or breaks the protocol), resets the device and waits for the next. */
+typedef struct vmk_vhost_user_server vmk_vhost_user_server;
+
+/* Messages for people (a front end connected, went away, broke a rule). */
+typedef void (*vmk_log_callback)(const char *message, void *user);
+
+/* A server for the one device cfg holds: a storage, entropy or console device (a console
+ * device with all its ports). cfg's CPUs, memory and boot loader play no part; a serial port
+ * is refused. Validates the device exactly as vmk_config_validate does, opens its host side
+ * (the disk image and its lock, the console ports' files, ptys and sockets), creates the
+ * socket at socket_path (a stale socket file is replaced) and listens. A storage device's
+ * automatic queue count is 1 here. NULL with *err set on failure (VMK_ERR_INVALID_CONFIG
+ * names every problem of the device). */
+VMK_API vmk_vhost_user_server *vmk_vhost_user_server_new(const char *socket_path,
+                                                         const vmk_config *cfg, vmk_error **err);
+/* Serves until vmk_vhost_user_server_stop, or until the user types Ctrl-A x on a console port
+ * on a terminal; then VMK_OK (vmk_vhost_user_server_get_stop_reason says which). Runs the
+ * server on the calling thread: the log callback is called from it. */
+VMK_API vmk_result vmk_vhost_user_server_run(vmk_vhost_user_server *s, vmk_error **err);
+/* Makes vmk_vhost_user_server_run return soon. Safe from any thread and from a signal
+ * handler. */
+VMK_API void vmk_vhost_user_server_stop(vmk_vhost_user_server *s);
+/* VMK_STOP_REASON_HOST_STOP (vmk_vhost_user_server_stop), VMK_STOP_REASON_CONSOLE_ESCAPE
+ * (Ctrl-A x), or VMK_STOP_REASON_NONE before a stop. */
+VMK_API vmk_stop_reason vmk_vhost_user_server_get_stop_reason(const vmk_vhost_user_server *s);
+/* log may be NULL (silent, the default). */
+VMK_API vmk_result vmk_vhost_user_server_set_log(vmk_vhost_user_server *s, vmk_log_callback log,
+                                                 void *user);
+/* A console port's pty path (as vmk_vm_copy_console_port_pty_path), for free(); NULL when that
+ * port is not a pty. */
+VMK_API char *vmk_vhost_user_server_copy_console_port_pty_path(vmk_vhost_user_server *s,
+                                                               unsigned index);
+/* Drops the front end (resetting the device), closes the device's host side and removes the
+ * socket. NULL does nothing. */
+VMK_API void vmk_vhost_user_server_free(vmk_vhost_user_server *s);
+
 /* ---- Host --------------------------------------------------------------------- */
 
 typedef enum {

@@ -1,9 +1,10 @@
-/* The vmkit command line: parsing argv into a request, and turning a request into a
- * vmk_config through the public API only. Nothing here starts a VM, so all of it is
- * unit-tested (tests/unit/test_cli.c); tools/vmkit/main.c runs the result.
+/* The vmkit command line: parsing argv into a request (cli.c, with the device specs of
+ * cli_device.c, which `run` and `serve-device` share), and turning a request into a vmk_config
+ * (cli_config.c) through the public API only. Nothing here starts a VM, so all of it is
+ * unit-tested (tests/unit/tools/test_cli.c); run.c and serve.c carry the requests out.
  *
- * Every error is one line, without a newline, starting with "vmkit: " and naming the
- * option and the value at fault.
+ * Every error is one line, without a newline, starting with "vmkit: " and naming the option
+ * and the value at fault.
  */
 #ifndef VMKIT_CLI_H
 #define VMKIT_CLI_H
@@ -14,36 +15,25 @@
 
 #include "vmkit.h"
 
-/* Exit statuses of the vmkit command (a guest's debug-exit code aside). */
-#define CLI_EXIT_OK      0
-#define CLI_EXIT_RUNTIME 1
-#define CLI_EXIT_USAGE   2
+/* Exit statuses of the vmkit command: one table for run and serve-device (also in --help and
+ * the README). A guest's debug-exit code (0..255) is run's status when the guest wrote one. */
+#define CLI_EXIT_OK     0 /* the guest powered off or reset; serve-device: stopped by a signal */
+#define CLI_EXIT_ERROR  1 /* anything after parsing: an invalid config, a missing file, no KVM,
+                           * a failed start, a VM that stopped with an error */
+#define CLI_EXIT_USAGE  2 /* the command line itself: an unknown option or key, a bad value */
+#define CLI_EXIT_ESCAPE 3 /* the user stopped it from the terminal with Ctrl-A x */
+#define CLI_EXIT_SIGNAL 128 /* + N: signal N stopped the VM hard (a second signal, or the guest
+                             * did not power off within --stop-timeout) */
 
-#define CLI_MAX_SERIAL            4
-#define CLI_MAX_DISKS             16 /* the library's limit on storage devices */
-#define CLI_MAX_VPORTS            16 /* the library's limit on console ports */
-#define CLI_DEFAULT_CPUS          1u
-#define CLI_DEFAULT_MEMORY_MIB    512u
 #define CLI_DEFAULT_GUEST_CMDLINE "console=ttyS0 panic=-1"
-/* serve-device --type rng: bytes per second (the device's limit is 2^32). */
-#define CLI_DEFAULT_RNG_RATE      (UINT64_C(1) << 20)
-#define CLI_MAX_RNG_RATE          (UINT64_C(1) << 32)
-/* serve-device --type blk --queues: the device's request queues (its limit is 16). */
-#define CLI_DEFAULT_BLK_QUEUES    1u
-#define CLI_MAX_BLK_QUEUES        16u
-#define CLI_MAX_DISK_ID           20u /* bytes of a disk's serial (virtio-blk GET_ID) */
+#define CLI_DEFAULT_STOP_TIMEOUT  20u /* seconds a guest gets to power off after a signal */
+#define CLI_MAX_STOP_TIMEOUT      86400u
 
 enum cli_command {
     CLI_CMD_RUN,
     CLI_CMD_HELP,
     CLI_CMD_VERSION,
     CLI_CMD_SERVE_DEVICE, /* vmkit serve-device: one virtio device over vhost-user */
-};
-
-enum cli_serve_type {
-    CLI_SERVE_RNG,
-    CLI_SERVE_BLK,
-    CLI_SERVE_CONSOLE,
 };
 
 enum cli_serial_kind {
@@ -53,87 +43,118 @@ enum cli_serial_kind {
     CLI_SERIAL_SOCKET, /* a unix socket listening at path */
 };
 
+/* The host side of a serial port or a console port. */
 struct cli_serial {
     enum cli_serial_kind kind;
     char *path; /* CLI_SERIAL_FILE and CLI_SERIAL_SOCKET only */
     bool append;
 };
 
-/* --device virtio-blk: a virtio block device on a disk image. */
-/* --device virtio-serial: one port of the (single) virtio console device. */
-struct cli_vport {
+/* --device virtio-console (vfkit: virtio-serial): one port of the machine's console device. */
+struct cli_console_port {
     enum cli_serial_kind kind;
-    char *path; /* CLI_SERIAL_FILE and CLI_SERIAL_SOCKET only */
+    char *path;
     bool append;
     char *name;   /* NULL: none */
     bool console; /* the guest's hvc0 */
 };
 
+/* --device virtio-blk: a virtio block device on a disk image. */
 struct cli_disk {
     char *path;
     bool read_only;
     vmk_disk_caching_mode caching;
     vmk_disk_sync_mode sync;
-    char *id; /* the serial the guest reads; NULL: none */
+    char *id;        /* the serial the guest reads; NULL: none */
+    unsigned queues; /* 0: the library's choice */
 };
 
-/* What the command line asked for: plain data, owned strings. */
+/* What the command line asked for: plain data, owned strings and arrays. */
 struct cli_request {
     enum cli_command command;
-    unsigned cpus;
-    uint64_t memory_mib;
-    char *kernel;  /* NULL: boot the default guest */
-    char *initrd;  /* NULL: none (or the default guest's) */
-    char *cmdline; /* NULL: none (or the default guest's) */
+    unsigned cpus;       /* the library's default unless --cpus */
+    uint64_t memory_mib; /* likewise */
+    char *kernel;        /* NULL: boot the default guest */
+    char *initrd;        /* NULL: none (or the default guest's) */
+    char *cmdline;       /* NULL: none (or the default guest's) */
+    unsigned stop_timeout; /* seconds, --stop-timeout */
+    struct cli_serial *serial; /* COM1.. in order; none: COM1 on stdio (run) */
     unsigned serial_count;
-    struct cli_serial serial[CLI_MAX_SERIAL]; /* COM1.. in order; none: COM1 on stdio */
+    struct cli_disk *disk; /* in the order given */
     unsigned disk_count;
-    struct cli_disk disk[CLI_MAX_DISKS]; /* in the order given */
-    bool rng;                            /* --device virtio-rng: an entropy device */
-    unsigned vport_count;
-    /* console ports in order (run: --device virtio-serial, none: no device; serve-device:
-     * --port) */
-    struct cli_vport vport[CLI_MAX_VPORTS];
-    /* serve-device only. */
-    enum cli_serve_type serve_type;
-    char *socket;               /* the vhost-user socket to create */
-    uint64_t rate;              /* rng: bytes per second */
-    struct cli_disk serve_disk; /* blk: --disk (path NULL for other types) */
-    unsigned queues;            /* blk: request queues offered */
+    bool rng;          /* --device virtio-rng: an entropy device */
+    uint64_t rng_rate; /* bytes per second; 0: the library's default */
+    struct cli_console_port *console_port; /* ports of the console device, in order */
+    unsigned console_port_count;
+    char *socket; /* serve-device: the vhost-user socket to create */
 };
 
-/* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit
- * status (CLI_EXIT_USAGE; CLI_EXIT_RUNTIME when out of memory) with one line in err.
- * Whatever it returns, *req may (and should) be passed to cli_request_free. */
+/* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit status
+ * (CLI_EXIT_USAGE; CLI_EXIT_ERROR when out of memory) with one line in err. Whatever it
+ * returns, *req may (and should) be passed to cli_request_free. */
 int cli_parse(int argc, char *const argv[], struct cli_request *req, char *err, size_t errlen);
 
-/* Frees the strings of req and zeroes it. A zeroed request is fine. */
+/* Frees the strings and arrays of req and zeroes it. A zeroed request is fine. */
 void cli_request_free(struct cli_request *req);
 
-/* Finds the default guest (vmlinuz + initramfs.img): in $VMKIT_GUEST_DIR when that is
- * set and not empty (and nowhere else); otherwise in <exe dir>/../share/vmkit/guest,
- * then in guest/out of the exe's directory or one of its 4 nearest ancestors (the
- * source tree, when run from the build tree). exe_path is the absolute path of the
- * running binary, or NULL. Returns 0 with malloc'ed paths, or an exit status with
- * one line in err. */
+/* Finds the default guest (vmlinuz + initramfs.img): in $VMKIT_GUEST_DIR when that is set and
+ * not empty (and nowhere else); otherwise in <exe dir>/../share/vmkit/guest (where `ninja
+ * install` puts it), then in guest/out of the exe's directory or one of its 4 nearest
+ * ancestors (the source tree, when run from the build tree). exe_path is the absolute path of
+ * the running binary, or NULL. Returns 0 with malloc'ed paths, or an exit status with one line
+ * in err. */
 int cli_find_default_guest(const char *exe_path, char **kernel, char **initrd, char *err,
                            size_t errlen);
 
-/* Builds the machine req describes (finding the default guest when req->kernel is
- * NULL; see cli_find_default_guest). Does not validate it: vmk_config_validate does.
- * Returns 0 with *cfg set, or an exit status with one line in err. */
+/* Builds the machine a run request describes (finding the default guest when req->kernel is
+ * NULL; see cli_find_default_guest). Does not validate it: vmk_vm_new does. Returns 0 with
+ * *cfg set, or an exit status with one line in err. */
 int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_config **cfg,
                      char *err, size_t errlen);
-/* The console device of req's ports (--device virtio-serial, or serve-device's --port).
- * 0 with *dev set, or an exit status with one line in err. */
-int cli_build_console_device(const struct cli_request *req, vmk_console_device **dev, char *err,
-                             size_t errlen);
-/* How messages name a port: "COM2", "virtio-serial port 1 (NAME, hvc0)". console: index
- * is a console port's, else a serial port's. */
+/* The configuration a serve-device request serves: its one device, nothing else. */
+int cli_build_serve_config(const struct cli_request *req, vmk_config **cfg, char *err,
+                           size_t errlen);
+/* How messages name a port: "COM2", "console port 1 (NAME, hvc0)". console: index is a
+ * console port's, else a serial port's. */
 void cli_port_label(const struct cli_request *req, bool console, unsigned index, char *buf,
                     size_t len);
 
 /* The text of `vmkit --help`, ending in a newline. */
 const char *cli_usage(void);
+
+/* ---- Internal to the CLI's files ---- */
+
+/* Fills err with "vmkit: " and the message; returns status. */
+int cli_fail(int status, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define cli_usage_error(err, errlen, ...) cli_fail(CLI_EXIT_USAGE, err, errlen, __VA_ARGS__)
+#define cli_out_of_memory(err, errlen)    cli_fail(CLI_EXIT_ERROR, err, errlen, "out of memory")
+
+/* Whole numbers in [min, max]; unit (may be "") follows the value in messages. */
+int cli_parse_number(const char *flag, const char *text, uint64_t min, uint64_t max,
+                     const char *unit, uint64_t *out, char *err, size_t errlen);
+
+/* A compound value, TYPE,key=value,key="a,b",flag, read one key at a time. */
+struct kv_iter {
+    const char *ctx;   /* names the option in messages: "--device serial" */
+    const char *whole; /* the whole value, for messages */
+    const char *p;
+    bool done;
+};
+/* Next key[=value]: 0 with *key (NULL at the end) and *val (NULL for a bare key) malloc'ed, or
+ * an exit status. */
+int kv_next(struct kv_iter *it, char **key, char **val, char *err, size_t errlen);
+
+/* The device spec after --device (run, serve-device): "serial,...", "virtio-blk,...",
+ * "virtio-rng[,...]", "virtio-console,..." (or vfkit's "virtio-serial,..."). opt names the
+ * option in messages. Appends to req. */
+int cli_parse_device(struct cli_request *req, const char *opt, const char *spec, char *err,
+                     size_t errlen);
+/* The keys of one device type after its type word (serve-device's older options use these):
+ * type is "virtio-blk", "virtio-rng" or "virtio-console". */
+int cli_parse_device_keys(struct cli_request *req, const char *type, const char *opt,
+                          const char *keys, char *err, size_t errlen);
+/* Whether a serial or console port already reads the terminal. */
+bool cli_stdio_taken(const struct cli_request *req);
 
 #endif

@@ -263,13 +263,14 @@ static void test_device_errors(void **state)
                  "serial,stdio,append");
     EXPECT_USAGE("--device serial", "stdio takes no value (got 'yes')", "run", "--device",
                  "serial,stdio=yes");
-    EXPECT_USAGE("--device serial", "file= needs a path", "run", "--device", "serial,file=");
-    EXPECT_USAGE("--device serial", "file= needs a path", "run", "--device", "serial,file");
+    EXPECT_USAGE("--device serial", "file= needs a value (file=PATH)", "run", "--device", "serial,file=");
+    EXPECT_USAGE("--device serial", "file= needs a value (file=PATH)", "run", "--device", "serial,file");
     EXPECT_USAGE("--device serial", "stdio given twice", "run", "--device", "serial,stdio,stdio");
     EXPECT_USAGE("--device serial", "empty option", "run", "--device", "serial,stdio,");
     EXPECT_USAGE("--device", "empty value", "run", "--device", "");
-    EXPECT_USAGE("--device", "'file=/x' is not a type", "run", "--device", "file=/x");
-    EXPECT_USAGE("only one serial port can be on stdio", "COM1", "run", "--device", "serial,stdio",
+    EXPECT_USAGE("--device", "'file=/x' is not a device type", "run", "--device", "file=/x");
+    EXPECT_USAGE("--device serial,stdio", "the terminal is already another port's", "run",
+                 "--device", "serial,stdio",
                  "--device", "serial,stdio");
 }
 
@@ -290,7 +291,7 @@ static void test_device_virtio_blk_defaults(void **state)
     assert_int_equal(req.serial_count, 0);
     cli_request_free(&req);
     assert_int_equal(req.disk_count, 0);
-    assert_null(req.disk[0].path);
+    assert_null(req.disk);
 }
 
 static void test_device_virtio_blk_keys(void **state)
@@ -324,34 +325,37 @@ static void test_device_virtio_blk_keys(void **state)
     cli_request_free(&req);
 }
 
+#define MAX_DISKS 16u /* the library says so (asserted) */
+
 static void test_device_virtio_blk_repeated(void **state)
 {
     struct cli_request req;
-    const char *args[2 + 2 * (CLI_MAX_DISKS + 1) + 1];
-    char specs[CLI_MAX_DISKS + 1][32];
+    assert_int_equal(vmk_config_max_storage_device_count(), MAX_DISKS);
+    const char *args[2 + 2 * (MAX_DISKS + 1) + 1];
+    char specs[MAX_DISKS + 1][32];
     int n = 0;
     args[n++] = "vmkit";
     args[n++] = "run";
-    for (int i = 0; i < CLI_MAX_DISKS; i++) {
-        snprintf(specs[i], sizeof(specs[i]), "virtio-blk,path=/d%d%s", i, i % 2 ? ",readonly" : "");
+    for (unsigned i = 0; i < MAX_DISKS; i++) {
+        snprintf(specs[i], sizeof(specs[i]), "virtio-blk,path=/d%u%s", i, i % 2 ? ",readonly" : "");
         args[n++] = "--device";
         args[n++] = specs[i];
     }
     args[n] = NULL;
     assert_int_equal(parse_args(&req, errbuf, args), 0);
-    assert_int_equal(req.disk_count, CLI_MAX_DISKS);
-    for (int i = 0; i < CLI_MAX_DISKS; i++) {
+    assert_int_equal(req.disk_count, MAX_DISKS);
+    for (unsigned i = 0; i < MAX_DISKS; i++) {
         char want[16];
-        snprintf(want, sizeof(want), "/d%d", i);
+        snprintf(want, sizeof(want), "/d%u", i);
         assert_string_equal(req.disk[i].path, want);
         assert_int_equal(req.disk[i].read_only, i % 2 == 1);
     }
     cli_request_free(&req);
 
     /* One more is refused. */
-    snprintf(specs[CLI_MAX_DISKS], sizeof(specs[0]), "virtio-blk,path=/extra");
+    snprintf(specs[MAX_DISKS], sizeof(specs[0]), "virtio-blk,path=/extra");
     args[n++] = "--device";
-    args[n++] = specs[CLI_MAX_DISKS];
+    args[n++] = specs[MAX_DISKS];
     args[n] = NULL;
     expect_usage("--device virtio-blk", "at most 16 disks", args);
 
@@ -421,14 +425,14 @@ static void test_device_virtio_blk_errors(void **state)
     EXPECT_USAGE("--device virtio-blk", "empty option", "run", "--device", "virtio-blk,path=/a,");
     EXPECT_USAGE("--device virtio-blk", "empty option", "run", "--device", "virtio-blk,,path=/a");
     EXPECT_USAGE("path", "missing closing quote", "run", "--device", "virtio-blk,path=\"/a");
-    EXPECT_USAGE("--device", "'path=/a' is not a type", "run", "--device", "path=/a");
+    EXPECT_USAGE("--device", "'path=/a' is not a device type", "run", "--device", "path=/a");
 
     /* A failed disk after good ones leaves nothing behind (ASan checks the frees). */
     assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-blk,path=/a,id=x", "--device",
                            "virtio-blk,path=/b,cache=fast"),
                      CLI_EXIT_USAGE);
     assert_int_equal(req.disk_count, 0);
-    assert_null(req.disk[0].path);
+    assert_null(req.disk);
     cli_request_free(&req);
 }
 
@@ -450,14 +454,20 @@ static void test_device_virtio_rng(void **state)
     cli_request_free(&req);
     assert_false(req.rng);
 
-    EXPECT_USAGE("--device virtio-rng", "takes no keys (got 'rate')", "run", "--device",
-                 "virtio-rng,rate=1000");
-    EXPECT_USAGE("--device virtio-rng", "takes no keys (got 'fast')", "run", "--device",
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-rng,rate=1000"), 0);
+    assert_int_equal(req.rng_rate, 1000);
+    cli_request_free(&req);
+    EXPECT_USAGE("--device virtio-rng", "unknown key 'fast' (known: rate)", "run", "--device",
                  "virtio-rng,fast");
+    EXPECT_USAGE("--device virtio-rng: rate", "below the minimum of 1", "run", "--device",
+                 "virtio-rng,rate=0");
+    EXPECT_USAGE("--device virtio-rng: rate", "needs a value", "run", "--device",
+                 "virtio-rng,rate");
     EXPECT_USAGE("--device virtio-rng", "empty option", "run", "--device", "virtio-rng,");
     EXPECT_USAGE("--device virtio-rng", "given twice", "run", "--device", "virtio-rng", "--device",
                  "virtio-rng");
-    EXPECT_USAGE("--device", "'virtio-rng=1' is not a type", "run", "--device", "virtio-rng=1");
+    EXPECT_USAGE("--device", "'virtio-rng=1' is not a device type", "run", "--device",
+                 "virtio-rng=1");
     EXPECT_USAGE("unknown device type 'rng'", "virtio-rng", "run", "--device", "rng");
 
     /* A failed second one leaves nothing behind. */
@@ -496,21 +506,21 @@ static void test_device_virtio_serial(void **state)
                            "--device", "virtio-serial,stdio,console", "--device",
                            "virtio-serial,name=\"a,b\",file=/tmp/b,append"),
                      0);
-    assert_int_equal(req.vport_count, 3);
+    assert_int_equal(req.console_port_count, 3);
     assert_int_equal(req.serial_count, 0);
-    assert_int_equal(req.vport[0].kind, CLI_SERIAL_FILE);
-    assert_string_equal(req.vport[0].path, "/tmp/a");
-    assert_string_equal(req.vport[0].name, "org.x");
-    assert_false(req.vport[0].append);
-    assert_false(req.vport[0].console);
-    assert_int_equal(req.vport[1].kind, CLI_SERIAL_STDIO);
-    assert_null(req.vport[1].path);
-    assert_null(req.vport[1].name);
-    assert_true(req.vport[1].console);
-    assert_string_equal(req.vport[2].path, "/tmp/b");
-    assert_string_equal(req.vport[2].name, "a,b");
-    assert_true(req.vport[2].append);
-    assert_false(req.vport[2].console);
+    assert_int_equal(req.console_port[0].kind, CLI_SERIAL_FILE);
+    assert_string_equal(req.console_port[0].path, "/tmp/a");
+    assert_string_equal(req.console_port[0].name, "org.x");
+    assert_false(req.console_port[0].append);
+    assert_false(req.console_port[0].console);
+    assert_int_equal(req.console_port[1].kind, CLI_SERIAL_STDIO);
+    assert_null(req.console_port[1].path);
+    assert_null(req.console_port[1].name);
+    assert_true(req.console_port[1].console);
+    assert_string_equal(req.console_port[2].path, "/tmp/b");
+    assert_string_equal(req.console_port[2].name, "a,b");
+    assert_true(req.console_port[2].append);
+    assert_false(req.console_port[2].console);
     cli_request_free(&req);
 
     const char *args[2 + 2 * 17 + 1] = { "vmkit", "run" };
@@ -518,51 +528,51 @@ static void test_device_virtio_serial(void **state)
         args[2 + 2 * i] = "--device";
         args[3 + 2 * i] = "virtio-serial,file=/tmp/p";
     }
-    expect_usage("--device virtio-serial", "at most 16 ports", args);
+    expect_usage("--device virtio-console", "at most 16 ports", args);
     args[2 + 2 * 16] = NULL;
     assert_int_equal(parse_args(&req, errbuf, args), 0);
-    assert_int_equal(req.vport_count, 16);
+    assert_int_equal(req.console_port_count, 16);
     cli_request_free(&req);
 }
 
 static void test_device_virtio_serial_errors(void **state)
 {
-    EXPECT_USAGE("--device virtio-serial", "needs stdio, file=PATH, pty or socket=PATH", "run",
+    EXPECT_USAGE("--device virtio-console", "needs stdio, file=PATH, pty or socket=PATH", "run",
                  "--device", "virtio-serial");
-    EXPECT_USAGE("--device virtio-serial", "needs stdio, file=PATH, pty or socket=PATH", "run",
+    EXPECT_USAGE("--device virtio-console", "needs stdio, file=PATH, pty or socket=PATH", "run",
                  "--device", "virtio-serial,name=x");
-    EXPECT_USAGE("--device virtio-serial", "stdio and file= cannot be combined", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "stdio and file= cannot be combined", "run", "--device",
                  "virtio-serial,stdio,file=/x");
-    EXPECT_USAGE("--device virtio-serial", "append needs file=PATH", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "append needs file=PATH", "run", "--device",
                  "virtio-serial,stdio,append");
-    EXPECT_USAGE("--device virtio-serial", "file= needs a path", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "file= needs a value (file=PATH)", "run", "--device",
                  "virtio-serial,file=");
-    EXPECT_USAGE("--device virtio-serial", "name= needs a value", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "name= needs a value", "run", "--device",
                  "virtio-serial,stdio,name");
-    EXPECT_USAGE("--device virtio-serial", "name given twice", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "name given twice", "run", "--device",
                  "virtio-serial,stdio,name=a,name=b");
-    EXPECT_USAGE("--device virtio-serial", "file given twice", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "file given twice", "run", "--device",
                  "virtio-serial,file=/a,file=/b");
-    EXPECT_USAGE("--device virtio-serial", "console given twice", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "console given twice", "run", "--device",
                  "virtio-serial,stdio,console,console");
-    EXPECT_USAGE("--device virtio-serial", "console takes no value (got 'yes')", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "console takes no value (got 'yes')", "run", "--device",
                  "virtio-serial,stdio,console=yes");
-    EXPECT_USAGE("--device virtio-serial", "unknown key 'path'", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "unknown key 'path'", "run", "--device",
                  "virtio-serial,path=/x");
-    EXPECT_USAGE("--device virtio-serial", "empty option", "run", "--device", "virtio-serial,");
-    EXPECT_USAGE("--device virtio-serial", "only one port can be the console (port 1 is)", "run",
+    EXPECT_USAGE("--device virtio-console", "empty option", "run", "--device", "virtio-serial,");
+    EXPECT_USAGE("--device virtio-console", "only one port can be the console (port 1 is)", "run",
                  "--device", "virtio-serial,file=/a,console", "--device",
                  "virtio-serial,file=/b,console");
     /* One terminal, one reader: in either order, and with a serial port too. */
-    EXPECT_USAGE("--device virtio-serial,stdio", "already another port's", "run", "--device",
+    EXPECT_USAGE("--device virtio-console,stdio", "already another port's", "run", "--device",
                  "virtio-serial,stdio", "--device", "virtio-serial,stdio");
-    EXPECT_USAGE("--device virtio-serial,stdio", "already another port's", "run", "--device",
+    EXPECT_USAGE("--device virtio-console,stdio", "already another port's", "run", "--device",
                  "serial,stdio", "--device", "virtio-serial,stdio");
-    EXPECT_USAGE("--device serial,stdio", "virtio-serial port 2's", "run", "--device",
-                 "virtio-serial,file=/a", "--device", "virtio-serial,stdio", "--device",
+    EXPECT_USAGE("--device serial,stdio", "already another port's", "run", "--device",
+                 "virtio-serial,file=/a", "--device", "virtio-console,stdio", "--device",
                  "serial,stdio");
-    EXPECT_USAGE("unknown device type 'virtio-console'", "virtio-serial", "run", "--device",
-                 "virtio-console,stdio");
+    EXPECT_USAGE("unknown device type 'virtio-serial-port'", "virtio-serial is virtio-console",
+                 "run", "--device", "virtio-serial-port,stdio");
     struct cli_request req;
     assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-serial,stdio", "--device",
                            "virtio-serial,stdio,x"),
@@ -635,15 +645,15 @@ static void test_device_pty_socket(void **state)
     assert_int_equal(req.serial[2].kind, CLI_SERIAL_STDIO);
     assert_int_equal(req.serial[3].kind, CLI_SERIAL_SOCKET);
     assert_string_equal(req.serial[3].path, "/tmp/a,b.sock");
-    assert_int_equal(req.vport_count, 3);
-    assert_int_equal(req.vport[0].kind, CLI_SERIAL_PTY);
-    assert_null(req.vport[0].path);
-    assert_string_equal(req.vport[0].name, "org.x");
-    assert_true(req.vport[0].console);
-    assert_int_equal(req.vport[1].kind, CLI_SERIAL_SOCKET);
-    assert_string_equal(req.vport[1].path, "/tmp/v.sock");
-    assert_string_equal(req.vport[1].name, "y");
-    assert_int_equal(req.vport[2].kind, CLI_SERIAL_PTY);
+    assert_int_equal(req.console_port_count, 3);
+    assert_int_equal(req.console_port[0].kind, CLI_SERIAL_PTY);
+    assert_null(req.console_port[0].path);
+    assert_string_equal(req.console_port[0].name, "org.x");
+    assert_true(req.console_port[0].console);
+    assert_int_equal(req.console_port[1].kind, CLI_SERIAL_SOCKET);
+    assert_string_equal(req.console_port[1].path, "/tmp/v.sock");
+    assert_string_equal(req.console_port[1].name, "y");
+    assert_int_equal(req.console_port[2].kind, CLI_SERIAL_PTY);
     cli_request_free(&req);
 
     /* Neither takes the terminal: a stdio port still can, on either device. */
@@ -656,10 +666,12 @@ static void test_device_pty_socket(void **state)
 
 static void test_device_pty_socket_errors(void **state)
 {
+    /* vfkit's virtio-serial is virtio-console, and messages use that name. */
     static const char *const types[] = { "serial", "virtio-serial" };
+    static const char *const names[] = { "serial", "virtio-console" };
     for (size_t i = 0; i < 2; i++) {
         char ctx[32], spec[8][64];
-        snprintf(ctx, sizeof(ctx), "--device %s", types[i]);
+        snprintf(ctx, sizeof(ctx), "--device %s", names[i]);
         static const char *const keys[] = {
             "pty,stdio", "file=/x,socket=/y", "pty,socket=/s", "pty=1",
             "pty,pty",   "socket=",           "socket",        "socket=/a,socket=/b"
@@ -671,13 +683,13 @@ static void test_device_pty_socket_errors(void **state)
         EXPECT_USAGE(ctx, "pty and socket= cannot be combined", "run", "--device", spec[2]);
         EXPECT_USAGE(ctx, "pty takes no value (got '1')", "run", "--device", spec[3]);
         EXPECT_USAGE(ctx, "pty given twice", "run", "--device", spec[4]);
-        EXPECT_USAGE(ctx, "socket= needs a path", "run", "--device", spec[5]);
-        EXPECT_USAGE(ctx, "socket= needs a path", "run", "--device", spec[6]);
+        EXPECT_USAGE(ctx, "socket= needs a value (socket=PATH)", "run", "--device", spec[5]);
+        EXPECT_USAGE(ctx, "socket= needs a value (socket=PATH)", "run", "--device", spec[6]);
         EXPECT_USAGE(ctx, "socket given twice", "run", "--device", spec[7]);
     }
     EXPECT_USAGE("--device serial", "append needs file=PATH", "run", "--device",
                  "serial,pty,append");
-    EXPECT_USAGE("--device virtio-serial", "append needs file=PATH", "run", "--device",
+    EXPECT_USAGE("--device virtio-console", "append needs file=PATH", "run", "--device",
                  "virtio-serial,socket=/s,append");
     EXPECT_USAGE("unknown key 'tty'", "stdio, file, append, pty, socket", "run", "--device",
                  "serial,tty");
@@ -744,11 +756,11 @@ static void test_build_config_pty_socket(void **state)
     cli_port_label(&req, false, 1, label, sizeof(label));
     assert_string_equal(label, "COM2");
     cli_port_label(&req, true, 0, label, sizeof(label));
-    assert_string_equal(label, "virtio-serial port 1 (org.x, hvc0)");
+    assert_string_equal(label, "console port 1 (org.x, hvc0)");
     cli_port_label(&req, true, 1, label, sizeof(label));
-    assert_string_equal(label, "virtio-serial port 2");
+    assert_string_equal(label, "console port 2");
     cli_port_label(&req, true, 2, label, sizeof(label));
-    assert_string_equal(label, "virtio-serial port 3 (n3)");
+    assert_string_equal(label, "console port 3 (n3)");
     assert_int_equal(vmk_config_serial_port_count(cfg), 2); /* no default COM1 on stdio */
     assert_int_equal(vmk_config_console_device_count(cfg), 1);
     /* The library finds nothing wrong with the ports (only the missing kernel). */
@@ -865,8 +877,26 @@ static void test_bad_numbers(void **state)
     EXPECT_USAGE("--cpus: 4294967297", max_cpus, "run", "--cpus", "4294967297");
     EXPECT_USAGE(above_cpus, max_cpus, "run", "--cpus", above_cpus);
 
-    EXPECT_USAGE("--memory", "'12abc' is not a number", "run", "--memory", "12abc");
-    EXPECT_USAGE("--memory", "'1G' is not a number", "run", "--memory", "1G");
+    EXPECT_USAGE("--memory", "'12abc': unknown unit 'abc'", "run", "--memory", "12abc");
+    EXPECT_USAGE("--memory", "'1.5G': unknown unit '.5G'", "run", "--memory", "1.5G");
+    EXPECT_USAGE("--memory", "1536K is not a whole number of MiB", "run", "--memory", "1536K");
+    EXPECT_USAGE("--memory", "1K is not a whole number of MiB", "run", "--memory", "1K");
+    EXPECT_USAGE("--memory", "2T is above the maximum of 1048576 MiB", "run", "--memory", "2T");
+    EXPECT_USAGE("--memory", "1048577M is above the maximum", "run", "--memory", "1048577M");
+    EXPECT_USAGE("--memory", "0M is below the minimum of 2 MiB", "run", "--memory", "0M");
+    EXPECT_USAGE("--memory", "is above the maximum", "run", "--memory", "99999999999999999999G");
+    /* Units: K, M, G, T (and KiB... and lower case), powers of 1024. */
+    static const struct {
+        const char *text;
+        uint64_t mib;
+    } sizes[] = { { "1G", 1024 },      { "1g", 1024 },      { "2GiB", 2048 }, { "512M", 512 },
+                  { "512MiB", 512 },   { "512mb", 512 },    { "1T", 1048576 }, { "2048K", 2 },
+                  { "3072KiB", 3 } };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        assert_int_equal(PARSE(&req, errbuf, "run", "--memory", sizes[i].text), 0);
+        assert_int_equal(req.memory_mib, sizes[i].mib);
+        cli_request_free(&req);
+    }
     EXPECT_USAGE("--memory", "'' is not a number", "run", "--memory=");
     EXPECT_USAGE("--memory: -5 MiB", min_mem, "run", "--memory", "-5");
     EXPECT_USAGE("--memory: 18446744073709551616 MiB", max_mem, "run", "--memory",
@@ -978,11 +1008,16 @@ static void test_help_version(void **state)
                                               "cache=auto|cached|uncached",
                                               "sync=full|fsync|none",
                                               "id=SERIAL",
-                                              "--device virtio-rng",
-                                              "virtio-serial,stdio|file=PATH",
+                                              "queues=N",
+                                              "virtio-rng[,rate=BYTES_PER_SEC]",
+                                              "virtio-console,stdio|file=PATH",
                                               "|pty|socket=PATH",
+                                              "virtio-serial is",
                                               "name=NAME",
-                                              "console" };
+                                              "console",
+                                              "--stop-timeout SECONDS",
+                                              "Exit status (run and serve-device)",
+                                              "128+N" };
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
         assert_non_null(strstr(u, documented[i]));
     assert_int_equal(u[strlen(u) - 1], '\n');
@@ -1047,7 +1082,7 @@ static void test_default_guest_env(void **state)
     setenv("VMKIT_GUEST_DIR", t->root, 1);
 
     assert_int_equal(cli_find_default_guest("/usr/bin/vmkit", &k, &i, errbuf, sizeof(errbuf)),
-                     CLI_EXIT_USAGE);
+                     CLI_EXIT_ERROR);
     assert_null(k);
     assert_null(i);
     assert_true(strncmp(errbuf, "vmkit: no default guest found", 29) == 0);
@@ -1056,7 +1091,7 @@ static void test_default_guest_env(void **state)
     assert_non_null(strstr(errbuf, "--kernel"));
 
     touch(t->root, "vmlinuz"); /* a kernel alone is not a guest */
-    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
+    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)), CLI_EXIT_ERROR);
     assert_non_null(strstr(errbuf, t->root));
 
     touch(t->root, "initramfs.img");
@@ -1101,7 +1136,7 @@ static void test_default_guest_env(void **state)
     assert_int_equal(PARSE(&req, errbuf, "run"), 0);
     static char sentinel;
     cfg = (vmk_config *)&sentinel; /* must be reset to NULL */
-    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), CLI_EXIT_ERROR);
     assert_null(cfg);
     assert_non_null(strstr(errbuf, want));
     cli_request_free(&req);
@@ -1128,7 +1163,7 @@ static void test_default_guest_beside_binary(void **state)
 
     /* At most 4 levels up: from 5 levels below the repo it is not found. */
     snprintf(exe, sizeof(exe), "%s/repo/a/b/c/d/e/vmkit", t->root);
-    assert_int_equal(cli_find_default_guest(exe, &k, &i, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
+    assert_int_equal(cli_find_default_guest(exe, &k, &i, errbuf, sizeof(errbuf)), CLI_EXIT_ERROR);
     assert_null(k);
     assert_non_null(strstr(errbuf, "no default guest found"));
     snprintf(want, sizeof(want), "%s/repo/a/b/c/d/e", t->root);
@@ -1159,10 +1194,10 @@ static void test_default_guest_beside_binary(void **state)
     unsetenv("VMKIT_GUEST_DIR");
 
     /* Without its own path, only VMKIT_GUEST_DIR could help, and the message says so. */
-    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)), CLI_EXIT_USAGE);
+    assert_int_equal(cli_find_default_guest(NULL, &k, &i, errbuf, sizeof(errbuf)), CLI_EXIT_ERROR);
     assert_non_null(strstr(errbuf, "VMKIT_GUEST_DIR"));
     assert_int_equal(cli_find_default_guest("vmkit", &k, &i, errbuf, sizeof(errbuf)),
-                     CLI_EXIT_USAGE);
+                     CLI_EXIT_ERROR);
 }
 
 /* ---- The config built from explicit options ---- */
@@ -1210,72 +1245,84 @@ static void test_build_config(void **state)
 
 /* ---- serve-device ---- */
 
+/* One parser per device: serve-device takes run's --device specs, and the spellings of earlier
+ * releases (--type/--disk/--port/--rate/--queues) become the same request. */
 static void test_serve_device(void **state)
 {
     struct cli_request req;
-    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "rng", "--socket", "/tmp/s"), 0);
+    assert_int_equal(
+        PARSE(&req, errbuf, "serve-device", "--socket", "/tmp/s", "--device", "virtio-rng"), 0);
     assert_int_equal(req.command, CLI_CMD_SERVE_DEVICE);
-    assert_int_equal(req.serve_type, CLI_SERVE_RNG);
+    assert_true(req.rng);
+    assert_int_equal(req.rng_rate, 0); /* the library's default */
     assert_string_equal(req.socket, "/tmp/s");
-    assert_int_equal(req.rate, CLI_DEFAULT_RNG_RATE);
     cli_request_free(&req);
     assert_null(req.socket);
+
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "rng", "--socket", "/tmp/s"), 0);
+    assert_true(req.rng);
+    cli_request_free(&req);
 
     assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket=/a", "--rate=4096", "--type=rng",
                            "--socket", "/b"),
                      0);
     assert_string_equal(req.socket, "/b"); /* the last one wins */
-    assert_int_equal(req.rate, 4096);
+    assert_int_equal(req.rng_rate, 4096);
     cli_request_free(&req);
-
-    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--rate", "4294967296", "--type", "rng",
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--device", "virtio-rng,rate=4294967296",
                            "--socket", "/s"),
                      0);
-    assert_int_equal(req.rate, CLI_MAX_RNG_RATE);
+    assert_int_equal(req.rng_rate, vmk_virtio_entropy_device_max_rate());
     cli_request_free(&req);
 
     assert_int_equal(PARSE(&req, errbuf, "serve-device", "--help"), 0);
     assert_int_equal(req.command, CLI_CMD_HELP);
     cli_request_free(&req);
 
-    /* console: the ports, as --device virtio-serial takes them. */
+    /* console: the ports, as run's --device virtio-console takes them (--port likewise). */
     assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "console", "--socket", "/s",
-                           "--port", "stdio,name=org.a,console", "--port=file=/tmp/o,append"),
+                           "--port", "stdio,name=org.a,console", "--device",
+                           "virtio-serial,file=/tmp/o,append"),
                      0);
-    assert_int_equal(req.serve_type, CLI_SERVE_CONSOLE);
-    assert_int_equal(req.vport_count, 2);
-    assert_int_equal(req.vport[0].kind, CLI_SERIAL_STDIO);
-    assert_string_equal(req.vport[0].name, "org.a");
-    assert_true(req.vport[0].console);
-    assert_int_equal(req.vport[1].kind, CLI_SERIAL_FILE);
-    assert_string_equal(req.vport[1].path, "/tmp/o");
-    assert_true(req.vport[1].append);
-    vmk_console_device *dev = NULL;
-    assert_int_equal(cli_build_console_device(&req, &dev, errbuf, sizeof(errbuf)), 0);
-    assert_non_null(dev);
-    vmk_console_device_free(dev);
+    assert_int_equal(req.console_port_count, 2);
+    assert_int_equal(req.console_port[0].kind, CLI_SERIAL_STDIO);
+    assert_string_equal(req.console_port[0].name, "org.a");
+    assert_true(req.console_port[0].console);
+    assert_int_equal(req.console_port[1].kind, CLI_SERIAL_FILE);
+    assert_string_equal(req.console_port[1].path, "/tmp/o");
+    assert_true(req.console_port[1].append);
+    vmk_config *cfg = NULL;
+    assert_int_equal(cli_build_serve_config(&req, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_console_device_count(cfg), 1);
+    assert_int_equal(vmk_config_serial_port_count(cfg), 0);
+    assert_null(vmk_config_get_boot_loader(cfg));
+    const vmk_console_device *con = vmk_config_get_console_device(cfg, 0);
+    assert_int_equal(vmk_virtio_console_device_port_count(con), 2);
+    assert_string_equal(vmk_virtio_console_device_get_port_name(con, 0), "org.a");
+    vmk_config_free(cfg);
     cli_request_free(&req);
 
     const char *u = cli_usage();
-    assert_non_null(strstr(u, "vmkit serve-device --type rng --socket PATH"));
-    assert_non_null(strstr(u, "vmkit serve-device --type console --socket PATH --port"));
-    assert_non_null(strstr(u, "--rate"));
+    assert_non_null(strstr(u, "vmkit serve-device --socket PATH --device SPEC"));
+    assert_non_null(strstr(u, "--type rng|blk|console, --disk PATH[,keys], --port SPEC"));
 }
 
 static void test_serve_device_errors(void **state)
 {
-    EXPECT_USAGE("missing --port", NULL, "serve-device", "--type=console", "--socket", "/s");
-    EXPECT_USAGE("--port: only for --type console", NULL, "serve-device", "--type=rng", "--socket",
-                 "/s", "--port", "stdio");
-    EXPECT_USAGE("--port", "needs stdio, file=PATH, pty or socket=PATH", "serve-device",
-                 "--type=console", "--socket", "/s", "--port", "name=x");
-    EXPECT_USAGE("--port", "only one port can be the console", "serve-device", "--type=console",
-                 "--socket", "/s", "--port", "pty,console", "--port", "stdio,console");
+    EXPECT_USAGE("--type console: missing --port", NULL, "serve-device", "--type=console",
+                 "--socket", "/s");
+    EXPECT_USAGE("--type rng", "the device given is console", "serve-device", "--type=rng",
+                 "--socket", "/s", "--port", "stdio");
+    EXPECT_USAGE("--port virtio-console", "needs stdio, file=PATH, pty or socket=PATH",
+                 "serve-device", "--type=console", "--socket", "/s", "--port", "name=x");
+    EXPECT_USAGE("--port virtio-console", "only one port can be the console", "serve-device",
+                 "--type=console", "--socket", "/s", "--port", "pty,console", "--port",
+                 "stdio,console");
     EXPECT_USAGE("--port: missing value", NULL, "serve-device", "--type=console", "--socket", "/s",
                  "--port");
     EXPECT_USAGE("--type", "'net' is not a device type", "serve-device", "--type", "net",
                  "--socket", "/s");
-    EXPECT_USAGE("missing --type", NULL, "serve-device", "--socket", "/s");
+    EXPECT_USAGE("missing --device", NULL, "serve-device", "--socket", "/s");
     EXPECT_USAGE("missing --socket", NULL, "serve-device", "--type", "rng");
     EXPECT_USAGE("--socket", "empty path", "serve-device", "--type", "rng", "--socket", "");
     EXPECT_USAGE("--socket: missing value", NULL, "serve-device", "--type", "rng", "--socket");
@@ -1286,13 +1333,33 @@ static void test_serve_device_errors(void **state)
                  "/s", "--rate", "0");
     EXPECT_USAGE("--rate", "above the maximum of 4294967296", "serve-device", "--type", "rng",
                  "--socket", "/s", "--rate", "4294967297");
+    EXPECT_USAGE("--device virtio-rng: rate", "above the maximum of 4294967296", "serve-device",
+                 "--device", "virtio-rng,rate=4294967297", "--socket", "/s");
     EXPECT_USAGE("--rate", "below the minimum", "serve-device", "--type", "rng", "--socket", "/s",
                  "--rate", "-5");
     EXPECT_USAGE("unknown option '--cpus'", NULL, "serve-device", "--type", "rng", "--cpus", "2");
     EXPECT_USAGE("unexpected argument 'rng'", NULL, "serve-device", "rng");
+    EXPECT_USAGE("one device at a time", NULL, "serve-device", "--socket", "/s", "--device",
+                 "virtio-rng", "--device", "virtio-blk,path=/a");
+    EXPECT_USAGE("--device serial", "serves virtio devices", "serve-device", "--socket", "/s",
+                 "--device", "serial,stdio");
+    /* Console port names: one rule for run and serve-device (the library judges them). */
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/s", "--port",
+                           "file=/tmp/a,name=x", "--port", "file=/tmp/b,name=x"),
+                     0);
+    vmk_config *cfg = NULL;
+    assert_int_equal(cli_build_serve_config(&req, &cfg, errbuf, sizeof(errbuf)), 0);
+    vmk_error *verr = NULL;
+    assert_null(vmk_vhost_user_server_new("/tmp/vmkit-test-cli-never.sock", cfg, &verr));
+    assert_int_equal(vmk_error_code(verr), VMK_ERR_INVALID_CONFIG);
+    assert_non_null(strstr(vmk_error_message(verr), "console port 2: name \"x\" is already used "
+                                                    "by console port 1"));
+    vmk_error_free(verr);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
 
     /* A failed parse frees the socket path it had already taken. */
-    struct cli_request req;
     assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/s", "--type", "net"),
                      CLI_EXIT_USAGE);
     assert_null(req.socket);
@@ -1306,46 +1373,65 @@ static void test_serve_device_blk(void **state)
         PARSE(&req, errbuf, "serve-device", "--type", "blk", "--socket", "/s", "--disk", "/d.img"),
         0);
     assert_int_equal(req.command, CLI_CMD_SERVE_DEVICE);
-    assert_int_equal(req.serve_type, CLI_SERVE_BLK);
     assert_string_equal(req.socket, "/s");
-    assert_string_equal(req.serve_disk.path, "/d.img");
-    assert_false(req.serve_disk.read_only);
-    assert_int_equal(req.serve_disk.caching, VMK_DISK_CACHING_AUTOMATIC);
-    assert_int_equal(req.serve_disk.sync, VMK_DISK_SYNC_FULL);
-    assert_null(req.serve_disk.id);
-    assert_int_equal(req.queues, 1);
-    assert_int_equal(req.disk_count, 0); /* not a --device of run */
+    assert_int_equal(req.disk_count, 1);
+    assert_string_equal(req.disk[0].path, "/d.img");
+    assert_false(req.disk[0].read_only);
+    assert_int_equal(req.disk[0].caching, VMK_DISK_CACHING_AUTOMATIC);
+    assert_int_equal(req.disk[0].sync, VMK_DISK_SYNC_FULL);
+    assert_null(req.disk[0].id);
+    assert_int_equal(req.disk[0].queues, 0);
     cli_request_free(&req);
-    assert_null(req.serve_disk.path);
 
     assert_int_equal(PARSE(&req, errbuf, "serve-device",
                            "--disk=/x/a=b.img,readonly,cache=uncached,"
                            "sync=none,id=disk-7",
                            "--queues=4", "--socket", "/s", "--type=blk"),
                      0);
-    assert_string_equal(req.serve_disk.path, "/x/a=b.img"); /* '=' is fine in a path */
-    assert_true(req.serve_disk.read_only);
-    assert_int_equal(req.serve_disk.caching, VMK_DISK_CACHING_UNCACHED);
-    assert_int_equal(req.serve_disk.sync, VMK_DISK_SYNC_NONE);
-    assert_string_equal(req.serve_disk.id, "disk-7");
-    assert_int_equal(req.queues, 4);
+    assert_string_equal(req.disk[0].path, "/x/a=b.img"); /* '=' is fine in a path */
+    assert_true(req.disk[0].read_only);
+    assert_int_equal(req.disk[0].caching, VMK_DISK_CACHING_UNCACHED);
+    assert_int_equal(req.disk[0].sync, VMK_DISK_SYNC_NONE);
+    assert_string_equal(req.disk[0].id, "disk-7");
+    assert_int_equal(req.disk[0].queues, 4);
     cli_request_free(&req);
 
-    /* A quoted path may hold commas; the longest id and the most queues fit. */
+    /* run's spelling: path= in --disk, or the whole --device spec. */
+    const char *spellings[][4] = {
+        { "--disk", "path=/x.img,readonly", NULL, NULL },
+        { "--device", "virtio-blk,path=/x.img,readonly", NULL, NULL },
+        { "--device", "virtio-blk,readonly,path=/x.img", NULL, NULL },
+    };
+    for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+        assert_int_equal(
+            PARSE(&req, errbuf, "serve-device", "--socket", "/s", spellings[i][0], spellings[i][1]),
+            0);
+        assert_int_equal(req.disk_count, 1);
+        assert_string_equal(req.disk[0].path, "/x.img");
+        assert_true(req.disk[0].read_only);
+        cli_request_free(&req);
+    }
+
+    /* A quoted path may hold commas; the most queues fit. */
     assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "blk", "--socket", "/s",
                            "--disk", "\"/a,b.img\",cache=cached,sync=fsync,id=12345678901234567890",
                            "--queues", "16"),
                      0);
-    assert_string_equal(req.serve_disk.path, "/a,b.img");
-    assert_int_equal(req.serve_disk.caching, VMK_DISK_CACHING_CACHED);
-    assert_int_equal(req.serve_disk.sync, VMK_DISK_SYNC_FSYNC);
-    assert_string_equal(req.serve_disk.id, "12345678901234567890");
-    assert_int_equal(req.queues, CLI_MAX_BLK_QUEUES);
+    assert_string_equal(req.disk[0].path, "/a,b.img");
+    assert_int_equal(req.disk[0].caching, VMK_DISK_CACHING_CACHED);
+    assert_int_equal(req.disk[0].sync, VMK_DISK_SYNC_FSYNC);
+    assert_string_equal(req.disk[0].id, "12345678901234567890");
+    assert_int_equal(req.disk[0].queues, vmk_virtio_block_device_max_queue_count());
+    vmk_config *cfg = NULL;
+    assert_int_equal(cli_build_serve_config(&req, &cfg, errbuf, sizeof(errbuf)), 0);
+    const vmk_storage_device *d = vmk_config_get_storage_device(cfg, 0);
+    assert_int_equal(vmk_virtio_block_device_get_queue_count(d), 16);
+    assert_string_equal(vmk_virtio_block_device_get_identifier(d), "12345678901234567890");
+    vmk_config_free(cfg);
     cli_request_free(&req);
 
     const char *u = cli_usage();
-    assert_non_null(strstr(u, "vmkit serve-device --type blk --socket PATH --disk PATH"));
-    assert_non_null(strstr(u, "--queues N"));
+    assert_non_null(strstr(u, "queues=N"));
     assert_non_null(strstr(u, "num-queues=N"));
 }
 
@@ -1355,41 +1441,42 @@ static void test_serve_device_blk_errors(void **state)
     EXPECT_USAGE("serve-device --type blk: missing --disk", NULL, BLK);
     EXPECT_USAGE("--disk: missing value", NULL, BLK, "--disk");
     EXPECT_USAGE("--disk", "empty value", BLK, "--disk", "");
-    EXPECT_USAGE("--disk", "empty path", BLK, "--disk", ",readonly");
-    EXPECT_USAGE("--disk", "empty path", BLK, "--disk", "\"\"");
-    EXPECT_USAGE("--disk", "missing closing quote", BLK, "--disk", "\"/a,b.img");
-    EXPECT_USAGE("--disk", "given twice", BLK, "--disk", "/a", "--disk", "/b");
-    EXPECT_USAGE("--disk", "readonly takes no value (got 'yes')", BLK, "--disk", "/a,readonly=yes");
-    EXPECT_USAGE("--disk", "readonly given twice", BLK, "--disk", "/a,readonly,readonly");
-    EXPECT_USAGE("--disk", "cache 'fast' is not one of auto, cached, uncached", BLK, "--disk",
-                 "/a,cache=fast");
-    EXPECT_USAGE("--disk", "sync needs a value", BLK, "--disk", "/a,sync");
-    EXPECT_USAGE("--disk", "sync given twice", BLK, "--disk", "/a,sync=none,sync=full");
-    EXPECT_USAGE("--disk", "id= needs a value", BLK, "--disk", "/a,id=");
-    EXPECT_USAGE("--disk", "id given twice", BLK, "--disk", "/a,id=x,id=y");
-    EXPECT_USAGE("--disk", "longer than 20 bytes", BLK, "--disk", "/a,id=123456789012345678901");
-    EXPECT_USAGE("--disk", "not printable ASCII", BLK, "--disk", "/a,id=tab\there");
-    EXPECT_USAGE("--disk", "unknown key 'path'", BLK, "--disk", "/a,path=/b");
-    EXPECT_USAGE("--disk", "unknown key 'size'", BLK, "--disk", "/a,size=10");
-    EXPECT_USAGE("--disk", "empty option", BLK, "--disk", "/a,");
+    EXPECT_USAGE("--disk virtio-blk", "path= needs a value", BLK, "--disk", ",readonly");
+    EXPECT_USAGE("--disk virtio-blk", "path= needs a value", BLK, "--disk", "\"\"");
+    EXPECT_USAGE("--disk virtio-blk", "missing closing quote", BLK, "--disk", "\"/a,b.img");
+    EXPECT_USAGE("one device at a time", NULL, BLK, "--disk", "/a", "--disk", "/b");
+    EXPECT_USAGE("--disk virtio-blk", "readonly takes no value (got 'yes')", BLK, "--disk",
+                 "/a,readonly=yes");
+    EXPECT_USAGE("--disk virtio-blk", "readonly given twice", BLK, "--disk", "/a,readonly,readonly");
+    EXPECT_USAGE("--disk virtio-blk", "cache 'fast' is not one of auto, cached, uncached", BLK,
+                 "--disk", "/a,cache=fast");
+    EXPECT_USAGE("--disk virtio-blk", "sync needs a value", BLK, "--disk", "/a,sync");
+    EXPECT_USAGE("--disk virtio-blk", "sync given twice", BLK, "--disk", "/a,sync=none,sync=full");
+    EXPECT_USAGE("--disk virtio-blk", "id= needs a value", BLK, "--disk", "/a,id=");
+    EXPECT_USAGE("--disk virtio-blk", "id given twice", BLK, "--disk", "/a,id=x,id=y");
+    EXPECT_USAGE("--disk virtio-blk", "path given twice", BLK, "--disk", "/a,path=/b");
+    EXPECT_USAGE("--disk virtio-blk", "unknown key 'size'", BLK, "--disk", "/a,size=10");
+    EXPECT_USAGE("--disk virtio-blk", "empty option", BLK, "--disk", "/a,");
     EXPECT_USAGE("--queues", "below the minimum of 1", BLK, "--disk", "/a", "--queues", "0");
     EXPECT_USAGE("--queues", "above the maximum of 16", BLK, "--disk", "/a", "--queues", "17");
+    EXPECT_USAGE("--device virtio-blk: queues", "above the maximum of 16", "serve-device",
+                 "--socket", "/s", "--device", "virtio-blk,path=/a,queues=17");
     EXPECT_USAGE("--queues", "'two' is not a number", BLK, "--disk", "/a", "--queues", "two");
     EXPECT_USAGE("--queues: missing value", NULL, BLK, "--disk", "/a", "--queues");
-    EXPECT_USAGE("--rate: only for --type rng", NULL, BLK, "--disk", "/a", "--rate", "5");
+    EXPECT_USAGE("--rate: only for the rng device", NULL, BLK, "--disk", "/a", "--rate", "5");
     EXPECT_USAGE("--type", "given twice", BLK, "--type", "rng");
-    EXPECT_USAGE("--disk: only for --type blk", NULL, "serve-device", "--type", "rng", "--socket",
-                 "/s", "--disk", "/a");
-    EXPECT_USAGE("--queues: only for --type blk", NULL, "serve-device", "--type", "rng", "--socket",
-                 "/s", "--queues", "2");
+    EXPECT_USAGE("--type rng", "the device given is blk", "serve-device", "--type", "rng",
+                 "--socket", "/s", "--disk", "/a");
+    EXPECT_USAGE("--queues: only for the blk device", NULL, "serve-device", "--type", "rng",
+                 "--socket", "/s", "--queues", "2");
 #undef BLK
 
     /* A failed parse frees the disk it had already taken. */
     struct cli_request req;
     assert_int_equal(PARSE(&req, errbuf, "serve-device", "--disk", "/a,id=x", "--type", "net"),
                      CLI_EXIT_USAGE);
-    assert_null(req.serve_disk.path);
-    assert_null(req.serve_disk.id);
+    assert_int_equal(req.disk_count, 0);
+    assert_null(req.disk);
     cli_request_free(&req);
 }
 

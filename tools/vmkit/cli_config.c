@@ -1,0 +1,268 @@
+/* From a request to a vmk_config, through the public API only; and where the default guest
+ * is. Values the library judges (paths, identifiers, names) are left to vmk_config_validate,
+ * so the command line and the library never disagree. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MIB                 (UINT64_C(1) << 20)
+/* How far above the binary's directory to look for the source tree's guest/out. */
+#define GUEST_SEARCH_LEVELS 4
+
+/* ---- The default guest -------------------------------------------------------- */
+
+static bool is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Returns 1 with both paths set when dir holds the guest, 0 when not, -1 when out of
+ * memory. */
+static int guest_in(const char *dir, char **kernel, char **initrd)
+{
+    const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
+    char *k = NULL, *i = NULL;
+    if (asprintf(&k, "%s%svmlinuz", dir, sep) < 0)
+        return -1;
+    if (asprintf(&i, "%s%sinitramfs.img", dir, sep) < 0) {
+        free(k);
+        return -1;
+    }
+    if (is_file(k) && is_file(i)) {
+        *kernel = k;
+        *initrd = i;
+        return 1;
+    }
+    free(k);
+    free(i);
+    return 0;
+}
+
+/* Cuts the last component off an absolute path in place ("/a/b" -> "/a", "/a" -> "/"). */
+static void cut_last(char *path)
+{
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return;
+    if (slash == path)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+#define NO_GUEST_HINT "build it with guest/build.sh or pass --kernel"
+
+int cli_find_default_guest(const char *exe_path, char **kernel, char **initrd, char *err,
+                           size_t errlen)
+{
+    *kernel = NULL;
+    *initrd = NULL;
+    const char *env = getenv("VMKIT_GUEST_DIR");
+    if (env && *env) {
+        /* An explicit directory is the only place: falling back would hide a typo. */
+        int found = guest_in(env, kernel, initrd);
+        if (found < 0)
+            return cli_out_of_memory(err, errlen);
+        if (found)
+            return 0;
+        return cli_fail(CLI_EXIT_ERROR, err, errlen,
+                        "no default guest found (looked for vmlinuz and initramfs.img in "
+                        "$VMKIT_GUEST_DIR=%s); " NO_GUEST_HINT,
+                        env);
+    }
+    if (!exe_path || exe_path[0] != '/')
+        return cli_fail(CLI_EXIT_ERROR, err, errlen,
+                        "no default guest found (the program's own path is unknown; set "
+                        "VMKIT_GUEST_DIR); " NO_GUEST_HINT);
+
+    int rc = 0, found = 0;
+    char *exe_dir = strdup(exe_path), *dir = NULL, *candidate = NULL;
+    if (!exe_dir)
+        return cli_out_of_memory(err, errlen);
+    cut_last(exe_dir);
+    dir = strdup(exe_dir);
+    if (!dir)
+        goto oom;
+    cut_last(dir);
+    if (asprintf(&candidate, "%s%sshare/vmkit/guest", dir, strcmp(dir, "/") ? "/" : "") < 0) {
+        candidate = NULL;
+        goto oom;
+    }
+    found = guest_in(candidate, kernel, initrd);
+    /* The build tree: <repo>/build/tools/vmkit/vmkit finds <repo>/guest/out. */
+    strcpy(dir, exe_dir);
+    for (int level = 0; !found && level <= GUEST_SEARCH_LEVELS; level++) {
+        char *out_dir = NULL;
+        if (asprintf(&out_dir, "%s%sguest/out", dir, strcmp(dir, "/") ? "/" : "") < 0)
+            goto oom;
+        found = guest_in(out_dir, kernel, initrd);
+        free(out_dir);
+        cut_last(dir);
+    }
+    if (found < 0)
+        goto oom;
+    if (!found)
+        rc = cli_fail(CLI_EXIT_ERROR, err, errlen,
+                      "no default guest found (looked for vmlinuz and initramfs.img in %s and in "
+                      "guest/out of %s and up to %d levels above); " NO_GUEST_HINT,
+                      candidate, exe_dir, GUEST_SEARCH_LEVELS);
+    goto out;
+oom:
+    rc = cli_out_of_memory(err, errlen);
+out:
+    free(candidate);
+    free(dir);
+    free(exe_dir);
+    return rc;
+}
+
+/* ---- The machine -------------------------------------------------------------- */
+
+static int add_disk(vmk_config *cfg, const struct cli_disk *d)
+{
+    vmk_storage_attachment *att = vmk_disk_image_attachment_new(d->path, d->read_only);
+    if (!att)
+        return -1;
+    vmk_disk_image_attachment_set_caching_mode(att, d->caching);
+    vmk_disk_image_attachment_set_synchronization_mode(att, d->sync);
+    vmk_storage_device *dev = vmk_virtio_block_device_new(att); /* owns att, even on failure */
+    if (!dev || vmk_virtio_block_device_set_identifier(dev, d->id) != VMK_OK ||
+        vmk_virtio_block_device_set_queue_count(dev, d->queues) != VMK_OK) {
+        vmk_storage_device_free(dev);
+        return -1;
+    }
+    return vmk_config_add_storage_device(cfg, dev) == VMK_OK ? 0 : -1; /* owns dev */
+}
+
+/* One port's host side. */
+static vmk_serial_attachment *port_attachment(enum cli_serial_kind kind, const char *path,
+                                              bool append)
+{
+    switch (kind) {
+    case CLI_SERIAL_STDIO: return vmk_fd_serial_attachment_new(0, 1);
+    case CLI_SERIAL_FILE: return vmk_file_serial_attachment_new(path, append);
+    case CLI_SERIAL_SOCKET: return vmk_socket_serial_attachment_new(path);
+    case CLI_SERIAL_PTY: return vmk_pty_serial_attachment_new();
+    }
+    return NULL;
+}
+
+void cli_port_label(const struct cli_request *req, bool console, unsigned index, char *buf,
+                    size_t len)
+{
+    if (!console) {
+        snprintf(buf, len, "COM%u", index + 1);
+        return;
+    }
+    const struct cli_console_port *v =
+        index < req->console_port_count ? &req->console_port[index] : NULL;
+    bool named = v && v->name, hvc = v && v->console;
+    snprintf(buf, len, "console port %u%s%s%s%s%s", index + 1, named || hvc ? " (" : "",
+             named ? v->name : "", named && hvc ? ", " : "", hvc ? "hvc0" : "",
+             named || hvc ? ")" : "");
+}
+
+/* The devices of req (disks, the entropy device, the console device with its ports): what run
+ * and serve-device both build. -1 when out of memory. */
+static int add_devices(vmk_config *cfg, const struct cli_request *req)
+{
+    for (unsigned i = 0; i < req->disk_count; i++)
+        if (add_disk(cfg, &req->disk[i]) < 0)
+            return -1;
+    if (req->rng) {
+        vmk_entropy_device *rng = vmk_virtio_entropy_device_new();
+        if (!rng || (req->rng_rate && vmk_virtio_entropy_device_set_rate(rng, req->rng_rate)) ||
+            vmk_config_add_entropy_device(cfg, rng) != VMK_OK) /* owns rng, even on failure */
+            return -1;
+    }
+    if (req->console_port_count) {
+        vmk_console_device *dev = vmk_virtio_console_device_new();
+        if (!dev)
+            return -1;
+        for (unsigned i = 0; i < req->console_port_count; i++) {
+            const struct cli_console_port *p = &req->console_port[i];
+            /* Owns the attachment, even on failure (and NULL fails). */
+            if (vmk_virtio_console_device_add_port(dev, p->name, p->console,
+                                                   port_attachment(p->kind, p->path, p->append)) !=
+                VMK_OK) {
+                vmk_console_device_free(dev);
+                return -1;
+            }
+        }
+        if (vmk_config_add_console_device(cfg, dev) != VMK_OK) /* owns dev, even on failure */
+            return -1;
+    }
+    return 0;
+}
+
+int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_config **cfg_out,
+                     char *err, size_t errlen)
+{
+    *cfg_out = NULL;
+    char *guest_kernel = NULL, *guest_initrd = NULL;
+    const char *kernel = req->kernel, *initrd = req->initrd, *cmdline = req->cmdline;
+    vmk_config *cfg = NULL;
+    int rc = 0;
+
+    if (!kernel) {
+        rc = cli_find_default_guest(exe_path, &guest_kernel, &guest_initrd, err, errlen);
+        if (rc)
+            return rc;
+        kernel = guest_kernel;
+        initrd = guest_initrd;
+        if (!cmdline)
+            cmdline = CLI_DEFAULT_GUEST_CMDLINE;
+    }
+    cfg = vmk_config_new();
+    vmk_boot_loader *bl = vmk_linux_boot_loader_new(kernel);
+    if (!cfg || !bl || vmk_config_set_cpu_count(cfg, req->cpus) != VMK_OK ||
+        vmk_config_set_memory_size(cfg, req->memory_mib * MIB) != VMK_OK ||
+        vmk_linux_boot_loader_set_initrd(bl, initrd) != VMK_OK ||
+        vmk_linux_boot_loader_set_command_line(bl, cmdline) != VMK_OK) {
+        vmk_boot_loader_free(bl);
+        goto oom;
+    }
+    if (vmk_config_set_boot_loader(cfg, bl) != VMK_OK) /* owns bl from here, even on failure */
+        goto oom;
+
+    /* The default COM1 takes the terminal, unless a console port has it. */
+    bool default_com1 = req->serial_count == 0 && !cli_stdio_taken(req);
+    unsigned ports = default_com1 ? 1 : req->serial_count;
+    for (unsigned i = 0; i < ports; i++) {
+        const struct cli_serial stdio = { .kind = CLI_SERIAL_STDIO };
+        const struct cli_serial *port = default_com1 ? &stdio : &req->serial[i];
+        /* Owns the attachment from here (and a NULL one fails). */
+        if (vmk_config_add_serial_port(cfg, port_attachment(port->kind, port->path,
+                                                            port->append)) != VMK_OK)
+            goto oom;
+    }
+    if (add_devices(cfg, req) < 0)
+        goto oom;
+    *cfg_out = cfg;
+    cfg = NULL;
+    goto out;
+oom:
+    rc = cli_out_of_memory(err, errlen);
+    vmk_config_free(cfg);
+out:
+    free(guest_kernel);
+    free(guest_initrd);
+    return rc;
+}
+
+int cli_build_serve_config(const struct cli_request *req, vmk_config **cfg_out, char *err,
+                           size_t errlen)
+{
+    *cfg_out = NULL;
+    vmk_config *cfg = vmk_config_new();
+    if (!cfg || add_devices(cfg, req) < 0) {
+        vmk_config_free(cfg);
+        return cli_out_of_memory(err, errlen);
+    }
+    *cfg_out = cfg;
+    return 0;
+}

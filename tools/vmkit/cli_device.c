@@ -1,0 +1,444 @@
+/* Device specs, one parser per device type, shared by `run --device` and `serve-device`:
+ *   serial,stdio|file=PATH[,append]|pty|socket=PATH
+ *   virtio-blk,path=PATH[,readonly][,cache=MODE][,sync=MODE][,id=SERIAL][,queues=N]
+ *   virtio-rng[,rate=BYTES_PER_SEC]
+ *   virtio-console,stdio|file=PATH[,append]|pty|socket=PATH[,name=NAME][,console]
+ * (virtio-serial, vfkit's word, is virtio-console.) Limits come from the library. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Grows a request array by one zeroed element; NULL when out of memory. */
+static void *push(void *array, unsigned *count, size_t size)
+{
+    char *a = realloc(*(void **)array, (*count + 1) * size);
+    if (!a)
+        return NULL;
+    memset(a + *count * size, 0, size);
+    *(void **)array = a;
+    return a + (*count)++ * size;
+}
+
+struct choice {
+    const char *name;
+    int value;
+};
+
+static const struct choice cache_choices[] = {
+    { "auto", VMK_DISK_CACHING_AUTOMATIC },
+    { "cached", VMK_DISK_CACHING_CACHED },
+    { "uncached", VMK_DISK_CACHING_UNCACHED },
+};
+
+static const struct choice sync_choices[] = {
+    { "full", VMK_DISK_SYNC_FULL },
+    { "fsync", VMK_DISK_SYNC_FSYNC },
+    { "none", VMK_DISK_SYNC_NONE },
+};
+
+/* Looks val up among n choices; the message lists them all. */
+static int parse_choice(const char *ctx, const char *key, const char *val,
+                        const struct choice *choices, size_t n, int *out, char *err, size_t errlen)
+{
+    char names[128] = "", *p = names;
+    for (size_t i = 0; i < n; i++) {
+        if (val && !strcmp(val, choices[i].name)) {
+            *out = choices[i].value;
+            return 0;
+        }
+        p += snprintf(p, sizeof(names) - (size_t)(p - names), "%s%s", i ? ", " : "",
+                      choices[i].name);
+    }
+    if (!val)
+        return cli_usage_error(err, errlen, "%s: %s needs a value (one of %s)", ctx, key, names);
+    return cli_usage_error(err, errlen, "%s: %s '%s' is not one of %s", ctx, key, val, names);
+}
+
+/* A key without a value, given once. */
+static int take_flag(const char *ctx, const char *key, const char *val, bool *flag, char *err,
+                     size_t errlen)
+{
+    if (val)
+        return cli_usage_error(err, errlen, "%s: %s takes no value (got '%s')", ctx, key, val);
+    if (*flag)
+        return cli_usage_error(err, errlen, "%s: %s given twice", ctx, key);
+    *flag = true;
+    return 0;
+}
+
+/* A key with a non-empty value, given once: takes *val. */
+static int take_string(const char *ctx, const char *key, char **val, char **slot,
+                       const char *metavar, char *err, size_t errlen)
+{
+    if (!*val || !**val)
+        return cli_usage_error(err, errlen, "%s: %s= needs a value (%s=%s)", ctx, key, key,
+                               metavar);
+    if (*slot)
+        return cli_usage_error(err, errlen, "%s: %s given twice", ctx, key);
+    *slot = *val;
+    *val = NULL;
+    return 0;
+}
+
+static int take_number(const char *ctx, const char *key, const char *val, bool *seen,
+                       uint64_t min, uint64_t max, const char *unit, uint64_t *out, char *err,
+                       size_t errlen)
+{
+    if (*seen)
+        return cli_usage_error(err, errlen, "%s: %s given twice", ctx, key);
+    if (!val)
+        return cli_usage_error(err, errlen, "%s: %s needs a value (%s=N)", ctx, key, key);
+    char flag[96];
+    snprintf(flag, sizeof(flag), "%s: %s", ctx, key);
+    *seen = true;
+    return cli_parse_number(flag, val, min, max, unit, out, err, errlen);
+}
+
+/* ---- virtio-blk ---- */
+
+#define VIRTIO_BLK_KEYS "path, readonly, cache, sync, id, queues"
+
+static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    const char *ctx = it->ctx;
+    struct cli_disk d = { .caching = VMK_DISK_CACHING_AUTOMATIC, .sync = VMK_DISK_SYNC_FULL };
+    bool have_cache = false, have_sync = false, have_queues = false;
+    char *key = NULL, *val = NULL;
+    int rc = 0;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        int mode = 0;
+        uint64_t n = 0;
+        if (!strcmp(key, "readonly")) {
+            rc = take_flag(ctx, key, val, &d.read_only, err, errlen);
+        } else if (!strcmp(key, "path")) {
+            rc = take_string(ctx, key, &val, &d.path, "PATH", err, errlen);
+        } else if (!strcmp(key, "id")) {
+            rc = take_string(ctx, key, &val, &d.id, "SERIAL", err, errlen);
+        } else if (!strcmp(key, "cache") || !strcmp(key, "sync")) {
+            bool is_cache = key[0] == 'c';
+            bool *seen = is_cache ? &have_cache : &have_sync;
+            if (*seen) {
+                rc = cli_usage_error(err, errlen, "%s: %s given twice", ctx, key);
+                break;
+            }
+            rc = is_cache ? parse_choice(ctx, key, val, cache_choices,
+                                         sizeof(cache_choices) / sizeof(cache_choices[0]), &mode,
+                                         err, errlen)
+                          : parse_choice(ctx, key, val, sync_choices,
+                                         sizeof(sync_choices) / sizeof(sync_choices[0]), &mode, err,
+                                         errlen);
+            *seen = true;
+            if (is_cache)
+                d.caching = (vmk_disk_caching_mode)mode;
+            else
+                d.sync = (vmk_disk_sync_mode)mode;
+        } else if (!strcmp(key, "queues")) {
+            rc = take_number(ctx, key, val, &have_queues, 1,
+                             vmk_virtio_block_device_max_queue_count(), "", &n, err, errlen);
+            d.queues = (unsigned)n;
+        } else {
+            rc = cli_usage_error(err, errlen,
+                                 "%s: unknown key '%s' (known: " VIRTIO_BLK_KEYS
+                                 "; quote a value that holds commas)",
+                                 ctx, key);
+        }
+        if (rc)
+            break;
+    }
+    if (!rc && !d.path)
+        rc = cli_usage_error(err, errlen, "%s: missing path=PATH in '%s'", ctx, it->whole);
+    if (!rc && req->disk_count >= vmk_config_max_storage_device_count())
+        rc = cli_usage_error(err, errlen, "%s: at most %u disks", ctx,
+                             vmk_config_max_storage_device_count());
+    if (!rc) {
+        struct cli_disk *slot = push(&req->disk, &req->disk_count, sizeof(*slot));
+        if (slot) {
+            *slot = d;
+            d.path = d.id = NULL;
+        } else {
+            rc = cli_out_of_memory(err, errlen);
+        }
+    }
+    free(key);
+    free(val);
+    free(d.path);
+    free(d.id);
+    return rc;
+}
+
+/* ---- virtio-rng ---- */
+
+static int parse_virtio_rng(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    const char *ctx = it->ctx;
+    char *key = NULL, *val = NULL;
+    bool have_rate = false;
+    uint64_t rate = 0;
+    int rc = 0;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        if (!strcmp(key, "rate"))
+            rc = take_number(ctx, key, val, &have_rate, 1, vmk_virtio_entropy_device_max_rate(),
+                             " bytes/s", &rate, err, errlen);
+        else
+            rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: rate)", ctx, key);
+        if (rc)
+            break;
+    }
+    if (!rc && req->rng)
+        rc = cli_usage_error(err, errlen, "%s: given twice (a machine has at most %u)", ctx,
+                             vmk_config_max_entropy_device_count());
+    if (!rc) {
+        req->rng = true;
+        req->rng_rate = rate;
+    }
+    free(key);
+    free(val);
+    return rc;
+}
+
+/* ---- ports: serial and console ---- */
+
+bool cli_stdio_taken(const struct cli_request *req)
+{
+    for (unsigned i = 0; i < req->serial_count; i++)
+        if (req->serial[i].kind == CLI_SERIAL_STDIO)
+            return true;
+    for (unsigned i = 0; i < req->console_port_count; i++)
+        if (req->console_port[i].kind == CLI_SERIAL_STDIO)
+            return true;
+    return false;
+}
+
+/* The keys that choose a port's host side, shared by serial and virtio-console. */
+struct port_keys {
+    bool stdio, pty, append;
+    char *file;   /* file=PATH */
+    char *socket; /* socket=PATH */
+};
+
+/* Takes key (with val, which it may keep: *val is then NULL) when it is a host-side key;
+ * *taken says whether it was. Returns 0 or an exit status. */
+static int port_key(struct port_keys *k, const char *ctx, const char *key, char **val, bool *taken,
+                    char *err, size_t errlen)
+{
+    bool *flag = !strcmp(key, "stdio")    ? &k->stdio
+                 : !strcmp(key, "pty")    ? &k->pty
+                 : !strcmp(key, "append") ? &k->append
+                                          : NULL;
+    char **str = !strcmp(key, "file") ? &k->file : !strcmp(key, "socket") ? &k->socket : NULL;
+    *taken = flag || str;
+    if (flag)
+        return take_flag(ctx, key, *val, flag, err, errlen);
+    if (str)
+        return take_string(ctx, key, val, str, "PATH", err, errlen);
+    return 0;
+}
+
+/* Checks that exactly one host side was chosen and fills *host (taking its path). */
+static int port_keys_finish(struct port_keys *k, const char *ctx, struct cli_serial *host,
+                            char *err, size_t errlen)
+{
+    const char *chosen[4];
+    unsigned n = 0;
+    if (k->stdio)
+        chosen[n++] = "stdio";
+    if (k->file)
+        chosen[n++] = "file=";
+    if (k->pty)
+        chosen[n++] = "pty";
+    if (k->socket)
+        chosen[n++] = "socket=";
+    if (n == 0)
+        return cli_usage_error(err, errlen, "%s: needs stdio, file=PATH, pty or socket=PATH", ctx);
+    if (n > 1)
+        return cli_usage_error(err, errlen, "%s: %s and %s cannot be combined", ctx, chosen[0],
+                               chosen[1]);
+    if (k->append && !k->file)
+        return cli_usage_error(err, errlen, "%s: append needs file=PATH", ctx);
+    host->kind = k->stdio  ? CLI_SERIAL_STDIO
+                 : k->pty  ? CLI_SERIAL_PTY
+                 : k->file ? CLI_SERIAL_FILE
+                           : CLI_SERIAL_SOCKET;
+    host->path = k->file ? k->file : k->socket;
+    host->append = k->append;
+    k->file = k->socket = NULL;
+    return 0;
+}
+
+/* Reads a port's keys: the host side, and (console ports only: name and console != NULL) the
+ * port's name and console flag. */
+static int parse_port(struct kv_iter *it, struct cli_serial *host, char **name, bool *console,
+                      char *err, size_t errlen)
+{
+    const char *ctx = it->ctx;
+    struct port_keys k = { 0 };
+    char *key = NULL, *val = NULL;
+    int rc;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        bool taken;
+        rc = port_key(&k, ctx, key, &val, &taken, err, errlen);
+        if (rc || taken)
+            goto next;
+        if (console && !strcmp(key, "console"))
+            rc = take_flag(ctx, key, val, console, err, errlen);
+        else if (name && !strcmp(key, "name"))
+            rc = take_string(ctx, key, &val, name, "NAME", err, errlen);
+        else
+            rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: stdio, file, append, "
+                                              "pty, socket%s)",
+                                 ctx, key, name ? ", name, console" : "");
+    next:
+        if (rc)
+            break;
+    }
+    if (!rc)
+        rc = port_keys_finish(&k, ctx, host, err, errlen);
+    free(key);
+    free(val);
+    free(k.file);
+    free(k.socket);
+    return rc;
+}
+
+static int parse_console_port(struct cli_request *req, struct kv_iter *it, char *err,
+                              size_t errlen)
+{
+    const char *ctx = it->ctx;
+    struct cli_serial host = { 0 };
+    char *name = NULL;
+    bool console = false;
+    int rc = parse_port(it, &host, &name, &console, err, errlen);
+    unsigned max = vmk_virtio_console_device_max_port_count();
+    if (rc)
+        goto out;
+    if (req->console_port_count >= max) {
+        rc = cli_usage_error(err, errlen, "%s: at most %u ports", ctx, max);
+        goto out;
+    }
+    /* Two ports reading one terminal would steal each other's keystrokes. */
+    if (host.kind == CLI_SERIAL_STDIO && cli_stdio_taken(req)) {
+        rc = cli_usage_error(err, errlen, "%s,stdio: the terminal is already another port's", ctx);
+        goto out;
+    }
+    for (unsigned i = 0; console && i < req->console_port_count; i++)
+        if (req->console_port[i].console) {
+            rc = cli_usage_error(err, errlen,
+                                 "%s: only one port can be the console (port %u is)", ctx, i + 1);
+            goto out;
+        }
+    struct cli_console_port *p = push(&req->console_port, &req->console_port_count, sizeof(*p));
+    if (!p) {
+        rc = cli_out_of_memory(err, errlen);
+        goto out;
+    }
+    *p = (struct cli_console_port){ .kind = host.kind,
+                                    .path = host.path,
+                                    .append = host.append,
+                                    .name = name,
+                                    .console = console };
+    host.path = name = NULL;
+out:
+    free(host.path);
+    free(name);
+    return rc;
+}
+
+static int parse_serial(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    const char *ctx = it->ctx;
+    struct cli_serial host = { 0 };
+    unsigned max = vmk_config_max_serial_port_count();
+    int rc = parse_port(it, &host, NULL, NULL, err, errlen);
+    if (rc)
+        goto out;
+    if (req->serial_count >= max) {
+        rc = cli_usage_error(err, errlen, "%s: at most %u serial ports (COM1 to COM%u)", ctx, max,
+                             max);
+        goto out;
+    }
+    if (host.kind == CLI_SERIAL_STDIO && cli_stdio_taken(req)) {
+        rc = cli_usage_error(err, errlen, "%s,stdio: the terminal is already another port's", ctx);
+        goto out;
+    }
+    struct cli_serial *p = push(&req->serial, &req->serial_count, sizeof(*p));
+    if (!p) {
+        rc = cli_out_of_memory(err, errlen);
+        goto out;
+    }
+    *p = host;
+    host.path = NULL;
+out:
+    free(host.path);
+    return rc;
+}
+
+/* ---- the dispatch ---- */
+
+static const struct {
+    const char *type;
+    const char *alias; /* vfkit's word for it */
+    int (*parse)(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen);
+} device_types[] = {
+    { "serial", NULL, parse_serial },
+    { "virtio-blk", NULL, parse_virtio_blk },
+    { "virtio-rng", NULL, parse_virtio_rng },
+    { "virtio-console", "virtio-serial", parse_console_port },
+};
+
+int cli_parse_device_keys(struct cli_request *req, const char *type, const char *opt,
+                          const char *keys, char *err, size_t errlen)
+{
+    char ctx[64];
+    snprintf(ctx, sizeof(ctx), "%s %s", opt, type);
+    struct kv_iter it = { .ctx = ctx, .whole = keys, .p = keys, .done = !*keys };
+    for (size_t i = 0; i < sizeof(device_types) / sizeof(device_types[0]); i++)
+        if (!strcmp(type, device_types[i].type))
+            return device_types[i].parse(req, &it, err, errlen);
+    return cli_usage_error(err, errlen, "%s: unknown device type '%s'", opt, type);
+}
+
+int cli_parse_device(struct cli_request *req, const char *opt, const char *spec, char *err,
+                     size_t errlen)
+{
+    if (!*spec)
+        return cli_usage_error(err, errlen, "%s: empty value (expected TYPE,key=value,...)", opt);
+    size_t len = strcspn(spec, ",");
+    const char *keys = spec[len] == ',' ? spec + len + 1 : spec + len;
+    for (size_t i = 0; i < sizeof(device_types) / sizeof(device_types[0]); i++) {
+        const char *t = device_types[i].type, *a = device_types[i].alias;
+        if ((strlen(t) == len && !strncmp(spec, t, len)) ||
+            (a && strlen(a) == len && !strncmp(spec, a, len))) {
+            char ctx[64];
+            snprintf(ctx, sizeof(ctx), "%s %s", opt, t);
+            /* A comma promises another option: "virtio-rng," is an error, not a shrug. */
+            if (spec[len] == ',' && !*keys)
+                return cli_usage_error(err, errlen, "%s: empty option in '%s'", ctx, spec);
+            struct kv_iter it = { .ctx = ctx, .whole = spec, .p = keys, .done = !*keys };
+            return device_types[i].parse(req, &it, err, errlen);
+        }
+    }
+    if (memchr(spec, '=', len))
+        return cli_usage_error(err, errlen, "%s: '%.*s' is not a device type (expected TYPE,key=...)",
+                               opt, (int)len, spec);
+    return cli_usage_error(err, errlen,
+                           "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
+                           "virtio-rng, virtio-console; virtio-serial is virtio-console)",
+                           opt, (int)len, spec);
+}

@@ -1,0 +1,229 @@
+/* vmkit run: build the machine, start it, wait for it to stop; SIGINT, SIGTERM and SIGHUP
+ * press the power button, and the VM is stopped hard on a second signal or once the guest has
+ * had --stop-timeout seconds to power off. */
+#include "run.h"
+#include "report.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The stop signals are blocked everywhere and read from a signalfd by one thread, so no
+ * library call ever runs in a signal handler. */
+struct signal_watch {
+    vmk_vm *vm;
+    unsigned stop_timeout; /* seconds */
+    int sig_fd;
+    int quit_fd; /* an eventfd: main tells the thread to end */
+    pthread_mutex_t lock;
+    int forced_by; /* the signal whose hard stop ended the VM, or 0 */
+};
+
+static void stop_hard(struct signal_watch *w, int signo)
+{
+    vmk_error *err = NULL;
+    pthread_mutex_lock(&w->lock);
+    w->forced_by = signo;
+    pthread_mutex_unlock(&w->lock);
+    if (vmk_vm_stop(w->vm, &err) != VMK_OK && vmk_vm_can_stop(w->vm))
+        say("cannot stop the VM: %s", vmk_error_message(err));
+    vmk_error_free(err);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *signal_thread(void *arg)
+{
+    struct signal_watch *w = arg;
+    int first = 0;        /* the signal that pressed the power button */
+    int64_t deadline = 0; /* when the guest's time to power off runs out */
+    for (;;) {
+        struct pollfd fds[2] = { { .fd = w->sig_fd, .events = POLLIN },
+                                 { .fd = w->quit_fd, .events = POLLIN } };
+        int timeout = -1;
+        if (first) {
+            int64_t left = deadline - now_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        int n = poll(fds, 2, timeout);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            say("cannot wait for signals: %s", strerror(errno));
+            return NULL;
+        }
+        if (fds[1].revents)
+            return NULL;
+        if (n == 0) {
+            if (vmk_vm_can_stop(w->vm)) {
+                say("the guest did not power off within %u s; stopping the VM", w->stop_timeout);
+                stop_hard(w, first);
+            }
+            first = 0;
+            continue;
+        }
+        struct signalfd_siginfo si;
+        if (!(fds[0].revents & POLLIN) || read(w->sig_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+            continue;
+        int signo = (int)si.ssi_signo;
+        if (!first && w->stop_timeout > 0 && vmk_vm_can_request_stop(w->vm)) {
+            say("%s: asking the guest to power off (%u s, or again to force)", signal_name(signo),
+                w->stop_timeout);
+            vmk_error *err = NULL;
+            if (vmk_vm_request_stop(w->vm, &err) == VMK_OK) {
+                first = signo;
+                deadline = now_ms() + (int64_t)w->stop_timeout * 1000;
+            } else {
+                say("cannot press the power button (%s); stopping the VM", vmk_error_message(err));
+                stop_hard(w, signo);
+            }
+            vmk_error_free(err);
+        } else if (vmk_vm_can_stop(w->vm)) {
+            say("%s: stopping the VM", signal_name(signo));
+            stop_hard(w, signo);
+        }
+    }
+}
+
+/* Where each pty port is: the user opens these paths once the VM is up. */
+static void say_pty_paths(const struct cli_request *req, vmk_vm *vm)
+{
+    char label[320];
+    for (unsigned i = 0; i < vmk_config_max_serial_port_count(); i++) {
+        char *path = vmk_vm_copy_serial_port_pty_path(vm, i);
+        cli_port_label(req, false, i, label, sizeof(label));
+        if (path)
+            say("%s on %s", label, path);
+        free(path);
+    }
+    for (unsigned i = 0; i < req->console_port_count; i++) {
+        char *path = vmk_vm_copy_console_port_pty_path(vm, i);
+        cli_port_label(req, true, i, label, sizeof(label));
+        if (path)
+            say("%s on %s", label, path);
+        free(path);
+    }
+}
+
+/* Why the VM could not start, with what to do about the host. */
+static void say_start_error(const vmk_error *err)
+{
+    if (vmk_error_code(err) == VMK_ERR_UNSUPPORTED && vmk_host_probe() == VMK_HOST_PVM)
+        say("%s; vmkit's source tree boots the default guest inside an emulated machine "
+            "instead: ./setup.sh",
+            vmk_error_message(err));
+    else
+        say_lines(vmk_error_message(err));
+}
+
+/* The exit status once the VM stopped (cli.h's table). */
+static int exit_status(vmk_vm *vm, int forced_by)
+{
+    vmk_error *err = vmk_vm_copy_error(vm);
+    int status = CLI_EXIT_OK;
+    switch (vmk_vm_get_stop_reason(vm)) {
+    case VMK_STOP_REASON_ERROR:
+        say_lines(err ? vmk_error_message(err) : "the VM stopped with an error");
+        status = CLI_EXIT_ERROR;
+        break;
+    case VMK_STOP_REASON_GUEST_DEBUG_EXIT: status = vmk_vm_get_debug_exit_code(vm) & 0xff; break;
+    case VMK_STOP_REASON_CONSOLE_ESCAPE: status = CLI_EXIT_ESCAPE; break;
+    case VMK_STOP_REASON_HOST_STOP: status = CLI_EXIT_SIGNAL + forced_by; break;
+    default: status = CLI_EXIT_OK; /* powered off or reset */
+    }
+    vmk_error_free(err);
+    return status;
+}
+
+int run_vm(const struct cli_request *req, const char *exe_path)
+{
+    char msg[4096];
+    vmk_config *cfg = NULL;
+    int status = cli_build_config(req, exe_path, &cfg, msg, sizeof(msg));
+    if (status) {
+        fprintf(stderr, "%s\n", msg);
+        return status;
+    }
+    /* Validation, once: missing or unreadable files are the user's to fix, said before
+     * anything about KVM. */
+    vmk_error *err = NULL;
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    vmk_config_free(cfg);
+    if (!vm) {
+        say_lines(err ? vmk_error_message(err) : "cannot create the VM: out of memory");
+        vmk_error_free(err);
+        return CLI_EXIT_ERROR;
+    }
+    struct signal_watch watch = { .vm = vm,
+                                  .stop_timeout = req->stop_timeout,
+                                  .sig_fd = -1,
+                                  .quit_fd = -1,
+                                  .lock = PTHREAD_MUTEX_INITIALIZER };
+    pthread_t watcher;
+    bool watching = false;
+    status = CLI_EXIT_ERROR;
+    if (vmk_host_probe() == VMK_HOST_NO_KVM) {
+        say("/dev/kvm is missing or cannot be opened: vmkit needs KVM (load kvm_intel or "
+            "kvm_amd, and check the permissions of /dev/kvm)");
+        goto out;
+    }
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    watch.sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    watch.quit_fd = eventfd(0, EFD_CLOEXEC);
+    if (watch.sig_fd < 0 || watch.quit_fd < 0) {
+        say("cannot watch for signals: %s", strerror(errno));
+        goto out;
+    }
+    if (vmk_vm_start(vm, &err) != VMK_OK) {
+        say_start_error(err);
+        goto out;
+    }
+    say_pty_paths(req, vm);
+    /* Started only now: a signal that came during start stays pending until here. */
+    int e = pthread_create(&watcher, NULL, signal_thread, &watch);
+    if (e)
+        say("cannot watch for signals (%s); stop the guest from inside", strerror(e));
+    watching = e == 0;
+
+    vmk_result r = vmk_vm_wait(vm, -1);
+    if (r == VMK_ERR_TIMEOUT || r == VMK_ERR_INVALID_ARGUMENT) {
+        say("waiting for the VM failed: %s", vmk_result_string(r));
+        vmk_vm_stop(vm, NULL);
+    }
+    if (watching) {
+        uint64_t one = 1;
+        if (write(watch.quit_fd, &one, sizeof(one)) == (ssize_t)sizeof(one))
+            pthread_join(watcher, NULL);
+        else
+            pthread_detach(watcher); /* cannot happen with an eventfd; do not hang */
+    }
+    pthread_mutex_lock(&watch.lock);
+    int forced_by = watch.forced_by;
+    pthread_mutex_unlock(&watch.lock);
+    status = exit_status(vm, forced_by);
+out:
+    vmk_vm_free(vm);
+    if (watch.sig_fd >= 0)
+        close(watch.sig_fd);
+    if (watch.quit_fd >= 0)
+        close(watch.quit_fd);
+    vmk_error_free(err);
+    return status;
+}
