@@ -134,7 +134,8 @@ VMK_API vmk_serial_attachment *vmk_fd_serial_attachment_new(int read_fd, int wri
  * _console_port_) tells its path ("/dev/pts/N") while the VM runs. Users open that path
  * (screen /dev/pts/N, cat, ...), one after another; the line is raw (bytes pass unchanged,
  * no echo). Guest output nobody reads is dropped once the buffer is full: it never stalls
- * the guest. */
+ * the guest. When the VM stops, the pty goes, and with it what its reader had not read yet
+ * (the kernel discards it on hang-up). */
 VMK_API vmk_serial_attachment *vmk_pty_serial_attachment_new(void);
 /* A unix stream socket that each start creates at path and listens on (a stale socket file
  * nobody listens on is replaced; a live listener or another kind of file there makes the

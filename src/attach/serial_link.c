@@ -1,4 +1,5 @@
 #include "attach/serial_link.h"
+#include "attach/output_queue.h"
 #include "core/error.h"
 #include "core/unix_socket.h"
 
@@ -24,11 +25,9 @@ struct serial_link {
     struct event_loop *el;
     vmk_serial_attachment_kind kind;
     int in_fd; /* ours (dup, opened or accepted), -1 if none */
-    /* ours, -1 if none; a socket's is the client's fd (also in_fd) and changes as
-     * clients come and go, so writers read it under out_lock. */
-    int out_fd;
-    pthread_mutex_t out_lock;
-    bool out_broken;
+    /* Guest output: a bounded queue with the output descriptor (a socket's follows its
+     * clients), drained by the event loop. */
+    struct output_queue *out;
     bool is_tty;
     struct termios saved_tio;
     bool escape_pending;
@@ -52,33 +51,26 @@ struct serial_link {
     struct stat sock_st; /* the socket file we made: unlinked on close only if still it */
 };
 
-/* Guest output on a pty or socket must never wait for a slow or absent reader. */
-static bool drops_output(const struct serial_link *l)
+/* Guest output on a pty or socket must never wait for a slow or absent reader: dropped
+ * when the queue is full. Elsewhere the device holds it. */
+static enum output_policy output_policy(vmk_serial_attachment_kind kind)
 {
-    return l->kind == VMK_SERIAL_ATTACHMENT_PTY || l->kind == VMK_SERIAL_ATTACHMENT_SOCKET;
+    return kind == VMK_SERIAL_ATTACHMENT_PTY || kind == VMK_SERIAL_ATTACHMENT_SOCKET ? OUTPUT_DROP
+                                                                                   : OUTPUT_HOLD;
 }
 
-void serial_link_write(void *link, const uint8_t *buf, size_t len)
+size_t serial_link_write(void *link, const uint8_t *buf, size_t len)
 {
     struct serial_link *l = link;
-    pthread_mutex_lock(&l->out_lock);
-    while (len && l->out_fd >= 0 && !l->out_broken) {
-        ssize_t n = l->kind == VMK_SERIAL_ATTACHMENT_SOCKET
-                        ? send(l->out_fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT)
-                        : write(l->out_fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            /* A full pty or socket drops the rest; a gone client is the event loop's to
-             * notice. Elsewhere, a reader that went away loses the console, not the VM. */
-            if (!drops_output(l))
-                l->out_broken = true;
-            break;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    pthread_mutex_unlock(&l->out_lock);
+    return output_queue_write(l->out, buf, len);
+}
+
+/* The queue has room again after a refusal: the device may transmit what it held. */
+static void on_output_space(void *ctx)
+{
+    struct serial_link *l = ctx;
+    if (l->sink.tx_space)
+        l->sink.tx_space(l->sink.ctx);
 }
 
 void serial_link_rx_space(void *link)
@@ -137,9 +129,7 @@ static void stop_input(struct serial_link *l)
 static void drop_client(struct serial_link *l)
 {
     stop_input(l);
-    pthread_mutex_lock(&l->out_lock);
-    l->out_fd = -1;
-    pthread_mutex_unlock(&l->out_lock);
+    output_queue_detach(l->out); /* what was queued for this client goes too */
     close(l->in_fd);
     l->in_fd = -1;
     if (l->listen_watched)
@@ -186,8 +176,7 @@ static void read_input(struct serial_link *l)
         }
         /* End of input: stop watching; the guest keeps running. */
         stop_input(l);
-        if (l->in_fd != l->out_fd)
-            close(l->in_fd);
+        close(l->in_fd);
         l->in_fd = -1;
         return;
     }
@@ -250,13 +239,29 @@ static void on_accept(void *ctx, uint32_t events)
     }
     l->in_fd = fd;
     l->in_pollable = true;
-    pthread_mutex_lock(&l->out_lock);
-    l->out_fd = fd;
-    pthread_mutex_unlock(&l->out_lock);
+    int out = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (out < 0 || output_queue_attach(l->out, out) < 0) {
+        if (out >= 0)
+            close(out);
+        drop_client(l);
+        return;
+    }
     event_loop_arm(l->el, &l->listen_src, false);
     /* Bytes the last client sent that the UART has not taken yet go first. */
     if (l->pending_len)
         event_loop_arm(l->el, &l->in_src, false);
+}
+
+/* Gives fd (ours) to the output queue. */
+static vmk_result attach_output(struct serial_link *l, int fd, const char *what, vmk_error **err)
+{
+    int e = output_queue_attach(l->out, fd);
+    if (e < 0) {
+        close(fd);
+        return vmk_fail(err, VMK_ERR_IO, -e, "%s: cannot watch the output: %s", what,
+                        strerror(-e));
+    }
+    return VMK_OK;
 }
 
 static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *att,
@@ -264,11 +269,13 @@ static vmk_result open_file(struct serial_link *l, const vmk_serial_attachment *
 {
     const char *path = vmk_serial_attachment_get_path(att);
     bool append = vmk_serial_attachment_is_append(att);
-    l->out_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
-    if (l->out_fd < 0)
+    /* Non-blocking: a FIFO nobody reads fails here (ENXIO) instead of hanging the start. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | (append ? O_APPEND : O_TRUNC),
+                  0644);
+    if (fd < 0)
         return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot open %s: %s", what, path,
                         strerror(errno));
-    return VMK_OK;
+    return attach_output(l, fd, what, err);
 }
 
 static vmk_result open_fds(struct serial_link *l, const vmk_serial_attachment *att,
@@ -276,9 +283,15 @@ static vmk_result open_fds(struct serial_link *l, const vmk_serial_attachment *a
 {
     int read_fd = vmk_serial_attachment_get_read_fd(att);
     int write_fd = vmk_serial_attachment_get_write_fd(att);
-    if (write_fd >= 0 && (l->out_fd = fcntl(write_fd, F_DUPFD_CLOEXEC, 3)) < 0)
-        return vmk_fail(err, VMK_ERR_IO, errno, "%s: write fd %d: %s", what, write_fd,
-                        strerror(errno));
+    if (write_fd >= 0) {
+        int fd = fcntl(write_fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+            return vmk_fail(err, VMK_ERR_IO, errno, "%s: write fd %d: %s", what, write_fd,
+                            strerror(errno));
+        vmk_result r = attach_output(l, fd, what, err);
+        if (r != VMK_OK)
+            return r;
+    }
     if (read_fd < 0)
         return VMK_OK;
     if ((l->in_fd = fcntl(read_fd, F_DUPFD_CLOEXEC, 3)) < 0)
@@ -307,9 +320,14 @@ static vmk_result open_pty(struct serial_link *l, const char *what, vmk_error **
     if (l->in_fd < 0 || grantpt(l->in_fd) < 0 || unlockpt(l->in_fd) < 0)
         return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot create a pty: %s", what,
                         strerror(errno));
-    /* Non-blocking (above): a full pty, nobody reading, drops guest output instead of
-     * stalling a vCPU. */
-    l->out_fd = l->in_fd;
+    /* Non-blocking (above), and DROP: a full pty, nobody reading, drops guest output. */
+    int out = fcntl(l->in_fd, F_DUPFD_CLOEXEC, 3);
+    if (out < 0)
+        return vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot dup the pty: %s", what,
+                        strerror(errno));
+    vmk_result r = attach_output(l, out, what, err);
+    if (r != VMK_OK)
+        return r;
     if ((e = ptsname_r(l->in_fd, name, sizeof(name))) != 0)
         return vmk_fail(err, VMK_ERR_IO, e, "%s: cannot name the pty: %s", what, strerror(e));
     l->pty_slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
@@ -356,13 +374,14 @@ vmk_result serial_link_open(const vmk_serial_attachment *att, const char *what,
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
     l->el = el;
     l->kind = vmk_serial_attachment_get_kind(att);
-    l->in_fd = l->out_fd = l->pty_slave = l->listen_src.fd = -1;
+    l->in_fd = l->pty_slave = l->listen_src.fd = -1;
     l->escape = escape;
     l->escape_ctx = escape_ctx;
-    pthread_mutex_init(&l->out_lock, NULL);
     l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    l->out = output_queue_new(el, vmk_serial_attachment_buffer_size(), output_policy(l->kind),
+                              on_output_space, l);
     vmk_result r;
-    if (l->wake_fd < 0) {
+    if (l->wake_fd < 0 || !l->out) {
         r = vmk_fail(err, VMK_ERR_IO, errno, "%s: eventfd: %s", what, strerror(errno));
         goto fail;
     }
@@ -418,11 +437,9 @@ void serial_link_close(struct serial_link *l)
         stop_input(l);
         if (l->is_tty)
             tcsetattr(l->in_fd, TCSANOW, &l->saved_tio);
-        if (l->in_fd != l->out_fd)
-            close(l->in_fd);
+        close(l->in_fd);
     }
-    if (l->out_fd >= 0)
-        close(l->out_fd);
+    output_queue_free(l->out); /* writes what the reader takes now, then closes */
     if (l->listen_watched)
         event_loop_remove(l->el, &l->listen_src);
     if (l->listen_src.fd >= 0)
@@ -432,7 +449,6 @@ void serial_link_close(struct serial_link *l)
         close(l->pty_slave);
     if (l->wake_fd >= 0)
         close(l->wake_fd);
-    pthread_mutex_destroy(&l->out_lock);
     free(l->pty_path);
     free(l->sock_path);
     free(l);

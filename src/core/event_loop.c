@@ -32,9 +32,14 @@ void event_loop_free(struct event_loop *el)
     free(el);
 }
 
+static uint32_t watched(const struct event_source *src)
+{
+    return src->events ? src->events : EPOLLIN;
+}
+
 int event_loop_add(struct event_loop *el, struct event_source *src)
 {
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = src };
+    struct epoll_event ev = { .events = watched(src), .data.ptr = src };
     if (epoll_ctl(el->epfd, EPOLL_CTL_ADD, src->fd, &ev) < 0)
         return -errno;
     src->armed = true;
@@ -45,7 +50,7 @@ int event_loop_arm(struct event_loop *el, struct event_source *src, bool on)
 {
     if (src->armed == on)
         return 0;
-    struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = src };
+    struct epoll_event ev = { .events = on ? watched(src) : 0, .data.ptr = src };
     if (epoll_ctl(el->epfd, EPOLL_CTL_MOD, src->fd, &ev) < 0)
         return -errno;
     src->armed = on;

@@ -16,12 +16,14 @@ struct event_source {
     int fd;
     event_handler handler;
     void *ctx;
+    uint32_t events; /* what to watch while armed; 0 means EPOLLIN */
     bool armed;
 };
 
 int event_loop_new(struct event_loop **out) __attribute__((warn_unused_result));
 void event_loop_free(struct event_loop *el);
-/* Watches src->fd for EPOLLIN (level-triggered). src must outlive its registration. */
+/* Watches src->fd for src->events (EPOLLIN when 0), level-triggered. src must outlive its
+ * registration. */
 int event_loop_add(struct event_loop *el, struct event_source *src)
     __attribute__((warn_unused_result));
 /* Stops or resumes watching without forgetting the source (for back-pressure). */

@@ -25,6 +25,12 @@ static size_t port_receive(void *ctx, const uint8_t *buf, size_t len)
     return virtio_console_receive(s->dev, s->port, buf, len);
 }
 
+static void port_tx_space(void *ctx)
+{
+    struct port_sink *s = ctx;
+    virtio_console_tx_space(s->dev, s->port);
+}
+
 vmk_result console_ports_open(const vmk_console_device *cd, struct event_loop *el,
                               void (*escape)(void *ctx), void *escape_ctx,
                               struct console_ports **out, struct virtio_device **dev,
@@ -70,7 +76,9 @@ vmk_result console_ports_open(const vmk_console_device *cd, struct event_loop *e
 vmk_result console_ports_connect(struct console_ports *cp, vmk_error **err)
 {
     for (unsigned i = 0; i < cp->count; i++) {
-        struct serial_link_sink sink = { .receive = port_receive, .ctx = &cp->sink[i] };
+        struct serial_link_sink sink = {
+            .receive = port_receive, .tx_space = port_tx_space, .ctx = &cp->sink[i]
+        };
         vmk_result r = serial_link_connect(cp->link[i], &sink, err);
         if (r != VMK_OK)
             return r;

@@ -46,6 +46,11 @@ static size_t uart_sink(void *ctx, const uint8_t *buf, size_t len)
     return uart_16550_receive(ctx, buf, len);
 }
 
+static void uart_tx_space(void *ctx)
+{
+    uart_16550_tx_space(ctx);
+}
+
 static vmk_result create_serial_ports(struct platform *p, const struct platform_env *env,
                                       const vmk_config *cfg, vmk_error **err)
 {
@@ -65,7 +70,9 @@ static vmk_result create_serial_ports(struct platform *p, const struct platform_
         if ((r = add_range(env->pio, "I/O ports", com_ports[i].port, 8, &uart_16550_bus_ops,
                            p->uart[i], err)))
             return r;
-        struct serial_link_sink sink = { .receive = uart_sink, .ctx = p->uart[i] };
+        struct serial_link_sink sink = {
+            .receive = uart_sink, .tx_space = uart_tx_space, .ctx = p->uart[i]
+        };
         if ((r = serial_link_connect(p->link[i], &sink, err)) != VMK_OK)
             return r;
     }

@@ -33,6 +33,8 @@ struct port {
     bool ready;      /* the driver said PORT_READY */
     bool guest_open; /* the guest has it open */
     bool rx_refused; /* receive took less than offered: call rx_space later */
+    bool tx_held;    /* the host took part of a transmit chain: wait for tx_space */
+    size_t tx_sent;  /* bytes of the head transmit chain the host took already */
 };
 
 struct ctrl_msg {
@@ -63,6 +65,11 @@ static struct virtio_console *to_console(struct virtio_device *d)
 static unsigned rx_queue(unsigned port)
 {
     return port == 0 ? 0 : 2 * port + 2;
+}
+
+static unsigned tx_queue(unsigned port)
+{
+    return rx_queue(port) + 1;
 }
 
 /* The port a data queue belongs to, or -1 for the control queues. */
@@ -183,20 +190,60 @@ static void process_ctrl_tx(struct virtio_console *c, bool *owed)
     }
 }
 
+/* Hands the chain's bytes past p->tx_sent to the host; false when it took only part. */
+static bool send_chain(struct port *p, const struct virtq_elem *e)
+{
+    size_t skip = p->tx_sent;
+    for (unsigned i = 0; i < e->out_num && p->cfg.write; i++) {
+        const uint8_t *base = e->iov[i].iov_base;
+        size_t len = e->iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        size_t n = p->cfg.write(p->cfg.ctx, base + skip, len - skip);
+        p->tx_sent += n;
+        if (n < len - skip)
+            return false;
+        skip = 0;
+    }
+    return true;
+}
+
+/* Sends the port's transmit chains while the host takes them. A chain the host takes in part
+ * goes back to the ring (virtq_unpop) with a note of how much went: the guest's buffer stays
+ * held until virtio_console_tx_space, and nothing waits on a slow reader. */
 static void process_tx(struct virtio_console *c, unsigned port, unsigned q)
 {
     struct virtio_device *d = &c->vdev;
-    const struct port *p = &c->ports[port];
-    for (;;) {
+    struct port *p = &c->ports[port];
+    while (!p->tx_held) {
         int r = virtq_pop(&d->queues[q], &c->elem);
         if (r < 0)
             virtio_device_queue_failed(d, q);
         if (r <= 0)
             return;
-        for (unsigned i = 0; i < c->elem.out_num && p->cfg.write; i++)
-            p->cfg.write(p->cfg.ctx, c->elem.iov[i].iov_base, c->elem.iov[i].iov_len);
+        if (!send_chain(p, &c->elem)) {
+            p->tx_held = true;
+            if (virtq_unpop(&d->queues[q], &c->elem) == 0)
+                return;
+            /* The driver rewrote the ring meanwhile: its untaken bytes are lost. */
+        }
+        p->tx_sent = 0;
         virtio_device_complete(d, q, &c->elem, 0);
     }
+}
+
+void virtio_console_tx_space(struct virtio_device *d, unsigned port)
+{
+    struct virtio_console *c = to_console(d);
+    pthread_mutex_lock(&c->lock);
+    if (port < c->nports && c->ports[port].tx_held) {
+        c->ports[port].tx_held = false;
+        if (port_exists(c, port))
+            process_tx(c, port, tx_queue(port));
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 static void console_queue_notify(struct virtio_device *d, unsigned q)
@@ -307,6 +354,8 @@ static void console_reset(struct virtio_device *d)
     for (unsigned i = 0; i < c->nports; i++) {
         c->ports[i].ready = false;
         c->ports[i].guest_open = false;
+        c->ports[i].tx_held = false;
+        c->ports[i].tx_sent = 0;
     }
     pthread_mutex_unlock(&c->lock);
 }

@@ -3,8 +3,11 @@
  * bits 4-7 the console port (none when past the last port); port names cycle through
  * none, empty, ordinary and longer than the device keeps. FZ_OP_DEVICE is the host
  * side: input for a port (u8 port, u8 n, n bytes), which may come back through
- * rx_space as a link with buffered input would do. Control messages with bogus ids,
- * events and values come from the chain builder on queue 3 (control transmit). */
+ * rx_space as a link with buffered input would do; or, with the port byte's top bit set,
+ * room for a port's output (u8 bytes) and the tx_space that says so. A port's host side
+ * takes guest output only while it has room (some ports start with little), so chains
+ * are held and resumed. Control messages with bogus ids, events and values come from the
+ * chain builder on queue 3 (control transmit). */
 #include "fuzz_common.h"
 #include "virtio/console.h"
 
@@ -21,6 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct host_port {
     struct console_state *s;
     unsigned index;
+    size_t room; /* output bytes it still takes */
 };
 
 struct console_state {
@@ -33,14 +37,17 @@ struct console_state {
     uint8_t out_sum;    /* read every byte, so ASan sees a bad buffer */
 };
 
-static void host_write(void *ctx, const uint8_t *buf, size_t len)
+static size_t host_write(void *ctx, const uint8_t *buf, size_t len)
 {
     struct host_port *h = ctx;
     FZ_CHECK(h->index < h->s->nports);
     FZ_CHECK(len > 0 && fz_in_ram(&h->s->drv, buf, len));
-    for (size_t i = 0; i < len; i++)
+    size_t n = len < h->room ? len : h->room;
+    for (size_t i = 0; i < n; i++)
         h->s->out_sum ^= buf[i];
-    h->s->out_bytes += len;
+    h->s->out_bytes += n;
+    h->room -= n;
+    return n;
 }
 
 static void receive(struct console_state *s, unsigned port, const uint8_t *buf, size_t len);
@@ -72,7 +79,15 @@ static void receive(struct console_state *s, unsigned port, const uint8_t *buf, 
 static void console_action(struct fz_driver *t, struct fz_in *in)
 {
     struct console_state *s = t->ctx;
-    unsigned port = fz_u8(in) % (s->nports + 1); /* one past the end too */
+    uint8_t what = fz_u8(in);
+    unsigned port = (what & 0x7f) % (s->nports + 1); /* one past the end too */
+    if (what & 0x80) {
+        size_t room = fz_u8(in);
+        if (port < s->nports)
+            s->host[port].room = room;
+        virtio_console_tx_space(s->dev, port);
+        return;
+    }
     uint8_t buf[255];
     size_t n = fz_bytes(in, buf, fz_u8(in));
     receive(s, port, buf, n);
@@ -95,7 +110,7 @@ static struct virtio_device *make_device(struct console_state *s, uint8_t sel)
     s->nports = (sel & 15u) + 1;
     unsigned console = sel >> 4;
     for (unsigned i = 0; i < s->nports; i++) {
-        s->host[i] = (struct host_port){ .s = s, .index = i };
+        s->host[i] = (struct host_port){ .s = s, .index = i, .room = i % 5 == 4 ? 3 : SIZE_MAX };
         ports[i] = (struct virtio_console_port_config){
             .name = names[(i + sel) % 4],
             .is_console = i == console,
@@ -140,6 +155,13 @@ static void seed_host_input(struct fz_seed *s, unsigned port, const char *text)
     fz_seed_u8(s, (uint8_t)port);
     fz_seed_u8(s, (uint8_t)strlen(text));
     fz_seed_bytes(s, text, strlen(text));
+}
+
+static void seed_host_room(struct fz_seed *s, unsigned port, uint8_t room)
+{
+    fz_seed_u8(s, FZ_OP_DEVICE);
+    fz_seed_u8(s, (uint8_t)(0x80 | port));
+    fz_seed_u8(s, room);
 }
 
 static void seed_output(struct fz_seed *s, unsigned q, const char *text)
@@ -192,6 +214,11 @@ void fz_write_seeds(const char *dir)
         seed_ctrl(&s, p, 3, 1);
     seed_ctrl(&s, 0xffffffffu, 6, 1);
     seed_ctrl(&s, 3, 5 /* RESIZE, device to driver only */, 1);
+    /* Port 4 takes 3 bytes of output: its chains are held, then resumed bit by bit. */
+    seed_output(&s, 11, "port 4 output, held");
+    seed_output(&s, 11, "and more");
+    seed_host_room(&s, 4, 5);
+    seed_host_room(&s, 4, 255);
     seed_rx_buffers(&s, CTRL_RX, 16, 300);
     seed_rx_buffers(&s, CTRL_RX, 16, 4);
     fz_seed_u8(&s, FZ_OP_CFG_READ);

@@ -1,5 +1,7 @@
 /* echo: prints "ready", then echoes COM1 input upper-cased up to and including
- * the first newline, then powers off. */
+ * the first newline, then powers off a moment later: a pty's reader must get the echo
+ * before the machine's end closes the pty, which discards what the reader did not
+ * take yet. */
 #include "guest.h"
 
     guest_main_prints "ready\n"
@@ -16,4 +18,6 @@
     cmp $CH_NL, %bl
     jne 1b
     pop %rbx
+    mov $(200 * PM_TICKS_PER_MS), %edi
+    call pm_delay
     jmp power_off

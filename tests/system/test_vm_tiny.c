@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -907,8 +908,15 @@ static void test_loop_pause_resume(void **state)
 
     expect_ok(vmk_vm_resume(vm, &err), &err, "vmk_vm_resume");
     assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_RUNNING);
-    if (!wait_for_growth(f->out[0], paused_size, WAIT_MS))
-        fail_msg("the output did not grow after resume");
+    /* Two more whole lines: the guest goes on where it was. */
+    text = slurp(f->out[0], NULL);
+    assert_non_null(text);
+    char next[32];
+    snprintf(next, sizeof(next), "tick %u\n", check_ticks(text) + 1);
+    free(text);
+    if (!wait_for_text(f->out[0], next, WAIT_MS))
+        fail_msg("the output did not grow after resume (no \"%.*s\")", (int)strlen(next) - 1,
+                 next);
 
     assert_true(vmk_vm_can_stop(vm));
     expect_ok(vmk_vm_stop(vm, &err), &err, "vmk_vm_stop");
@@ -951,6 +959,146 @@ static void test_halt_stop(void **state)
     free_vm(f, 0);
     assert_int_equal(r->did_stop, 0);
     assert_int_equal(r->errors, 0);
+}
+
+/* ---- Slow readers never stall the VM --------------------------------------------- */
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Runs call on vm and fails unless it returned VMK_OK within a second. */
+#define WITHIN_A_SECOND(call, what)                                                         \
+    do {                                                                                    \
+        struct timespec t0_;                                                                \
+        vmk_error *e_ = NULL;                                                               \
+        clock_gettime(CLOCK_MONOTONIC, &t0_);                                               \
+        vmk_result r_ = (call);                                                             \
+        double ms_ = ms_since(&t0_);                                                        \
+        if (r_ != VMK_OK)                                                                   \
+            fail_msg("%s: %s", what, e_ ? vmk_error_message(e_) : vmk_result_string(r_)); \
+        if (ms_ > 1000)                                                                     \
+            fail_msg("%s took %.0f ms", what, ms_);                                         \
+        print_message("# %s: %.1f ms\n", what, ms_);                                        \
+        vmk_error_free(e_);                                                                 \
+    } while (0)
+
+/* The last "blk N" the virtio_io guest printed, or 0. */
+static unsigned long last_blk(const char *path)
+{
+    char *text = slurp(path, NULL);
+    unsigned long n = 0;
+    for (const char *p = text; p && (p = strstr(p, "blk ")); p += 4)
+        n = strtoul(p + 4, NULL, 10);
+    free(text);
+    return n;
+}
+
+/* COM1 on a pipe nobody reads, a guest printing as fast as it can: the UART's transmitter
+ * stays busy once the buffer is full (the guest waits, as on a slow line), and no vCPU or VM
+ * thread blocks: pause, resume and stop all answer within a second. Nothing was lost: the
+ * pipe holds the guest's lines in order, with no gap. */
+static void test_stdout_pipe_nobody_reads(void **state)
+{
+    struct fixture *f = *state;
+    REQUIRE_KVM();
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    f->fds[0] = p[0];
+    f->fds[1] = p[1]; /* the caller's until the VM is freed */
+    vmk_vm *vm = make_vm_att(f, 0, "spam", vmk_fd_serial_attachment_new(-1, p[1]));
+    start_vm(vm);
+    /* Until the pipe (64 KiB) and the port's buffer are full and the guest waits. */
+    int avail = 0;
+    for (int i = 0; i < WAIT_MS / 10 && avail < 60000; i++) {
+        sleep_ms(10);
+        assert_int_equal(ioctl(p[0], FIONREAD, &avail), 0);
+    }
+    if (avail < 60000)
+        fail_msg("the pipe holds only %d bytes", avail);
+    sleep_ms(200);
+    WITHIN_A_SECOND(vmk_vm_pause(vm, &e_), "pause");
+    WITHIN_A_SECOND(vmk_vm_resume(vm, &e_), "resume");
+    WITHIN_A_SECOND(vmk_vm_stop(vm, &e_), "stop");
+    /* The lines, in order, none missing (the last one may be cut by the stop). */
+    char buf[8192];
+    ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+    assert_true(n > 100);
+    buf[n] = '\0';
+    unsigned long want = 0;
+    for (char *line = buf, *nl; (nl = strchr(line, '\n')); line = nl + 1, want++) {
+        char expect[32];
+        snprintf(expect, sizeof(expect), "spam %lu", want);
+        if ((size_t)(nl - line) != strlen(expect) || strncmp(line, expect, strlen(expect)))
+            fail_msg("line %lu is \"%.*s\", not \"%s\"", want, (int)(nl - line), line, expect);
+    }
+    free_vm(f, 0);
+}
+
+/* virtio-console port 0 on a pipe nobody reads, a disk, and a guest driving both: once the
+ * console's buffers are held (the host takes no more), disk reads still complete (the VM
+ * thread that serves the doorbells never waits on the pipe), and pause and stop answer
+ * within a second. */
+static void test_console_held_disk_goes_on(void **state)
+{
+    struct fixture *f = *state;
+    REQUIRE_KVM();
+    char disk[PATH_MAX + 32];
+    snprintf(disk, sizeof(disk), "%s/disk.img", f->dir);
+    int dfd = open(disk, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(dfd >= 0);
+    assert_int_equal(ftruncate(dfd, 64 << 10), 0);
+    close(dfd);
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    f->fds[0] = p[0];
+    f->fds[1] = p[1]; /* the caller's until the VM is freed */
+    vmk_config *cfg = guest_config("virtio_io", vmk_file_serial_attachment_new(f->out[0], false));
+    vmk_console_device *con = vmk_virtio_console_device_new();
+    assert_int_equal(
+        vmk_virtio_console_device_add_port(con, NULL, false, vmk_fd_serial_attachment_new(-1, p[1])),
+        VMK_OK);
+    assert_int_equal(vmk_config_add_console_device(cfg, con), VMK_OK);
+    assert_int_equal(vmk_config_add_storage_device(
+                         cfg, vmk_virtio_block_device_new(vmk_disk_image_attachment_new(disk, true))),
+                     VMK_OK);
+    vmk_error *err = NULL;
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    vmk_config_free(cfg);
+    if (!vm)
+        fail_msg("vmk_vm_new: %s", vmk_error_message(err));
+    f->vm[0] = vm;
+    f->rec[0].vm = vm;
+    assert_int_equal(vmk_vm_set_delegate(vm, &recorder_delegate, &f->rec[0]), VMK_OK);
+    start_vm(vm);
+    if (!wait_for_text(f->out[0], "console held\n", WAIT_MS)) {
+        print_output(f->out[0]);
+        fail_msg("the guest's console output never filled the pipe");
+    }
+    unsigned long held_at = last_blk(f->out[0]);
+    bool went_on = false;
+    for (int i = 0; i < WAIT_MS / 10 && !went_on; i++) {
+        sleep_ms(10);
+        went_on = last_blk(f->out[0]) >= held_at + 20;
+    }
+    if (!went_on) {
+        print_output(f->out[0]);
+        fail_msg("disk reads stopped while the console was held (blk %lu, then %lu)", held_at,
+                 last_blk(f->out[0]));
+    }
+    print_message("# console held at blk %lu; blk %lu since\n", held_at, last_blk(f->out[0]));
+    WITHIN_A_SECOND(vmk_vm_pause(vm, &e_), "pause");
+    WITHIN_A_SECOND(vmk_vm_stop(vm, &e_), "stop");
+    /* The pipe holds the guest's console text, whole 64-byte lines in order. */
+    char buf[4096];
+    assert_int_equal(read(p[0], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    for (unsigned k = 0; k < sizeof(buf); k++)
+        if (buf[k] != (k % 64 == 63 ? '\n' : (char)('a' + k % 26)))
+            fail_msg("console byte %u is 0x%02x", k, (unsigned char)buf[k]);
+    free_vm(f, 0);
 }
 
 /* The delegate grows at its end: a caller states its size, the library reads that much. */
@@ -1230,7 +1378,8 @@ int main(void)
         T(test_echo_pty),     T(test_echo_socket),       T(test_rtc),          T(test_halt_stop),
         T(test_free_running), T(test_smp_pause_stop),    T(test_two_vms),      T(test_state_errors),
         T(test_restart),      T(test_invalid_config),    T(test_delegate_sizes),
-        T(test_wait_from_callback),
+        T(test_wait_from_callback), T(test_stdout_pipe_nobody_reads),
+        T(test_console_held_disk_goes_on),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);

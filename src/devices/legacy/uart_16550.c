@@ -69,6 +69,8 @@ struct uart_16550 {
     bool rx_refused; /* uart_16550_receive turned bytes away: tell rx_space later */
 
     uint8_t ier, fcr, lcr, mcr, scr, dll, dlm;
+    bool tx_held;       /* the host did not take tx_byte yet: THR is busy */
+    uint8_t tx_byte;
     uint8_t lsr_errors; /* sticky LSR error bits, cleared by reading LSR */
     uint8_t msr_delta;  /* MSR bits 0-3, cleared by reading MSR */
     uint8_t msr_lines;  /* MSR bits 4-7 as last seen, to compute deltas */
@@ -175,8 +177,9 @@ static uint8_t read_reg(struct uart_16550 *u, unsigned reg, bool *notify)
     case REG_LCR: return u->lcr;
     case REG_MCR: return u->mcr;
     case REG_LSR:
-        /* Transmission is instant, so THR and the shift register are always empty. */
-        v = LSR_THRE | LSR_TEMT | u->lsr_errors | (u->rx_count > 0 ? LSR_DR : 0);
+        /* Transmission is instant while the host takes bytes: THR and the shift register
+         * are empty unless a byte waits for the host. */
+        v = (u->tx_held ? 0 : LSR_THRE | LSR_TEMT) | u->lsr_errors | (u->rx_count > 0 ? LSR_DR : 0);
         u->lsr_errors = 0;
         break;
     case REG_MSR:
@@ -190,8 +193,20 @@ static uint8_t read_reg(struct uart_16550 *u, unsigned reg, bool *notify)
     return v;
 }
 
-/* Transmits one byte: *tx is set when it must go to the attachment (after unlock). */
-static void write_reg(struct uart_16550 *u, unsigned reg, uint8_t v, bool *tx, bool *notify)
+/* Hands the byte to the host; keeps it in THR (busy) when the host does not take it. */
+static void transmit(struct uart_16550 *u, uint8_t byte)
+{
+    if (u->out.write && u->out.write(u->out.ctx, &byte, 1) == 0) {
+        u->tx_held = true;
+        u->tx_byte = byte;
+        return;
+    }
+    /* The byte left at once: THR is empty again, which is a new THRE event. */
+    u->thre_pending = true;
+}
+
+/* Writes one register; *notify: the receive side regained room (tell the host after unlock). */
+static void write_reg(struct uart_16550 *u, unsigned reg, uint8_t v, bool *notify)
 {
     switch (reg) {
     case REG_RBR_THR:
@@ -204,20 +219,21 @@ static void write_reg(struct uart_16550 *u, unsigned reg, uint8_t v, bool *tx, b
                 rx_push(u, v);
             else
                 u->lsr_errors |= LSR_OE;
-        } else {
-            *tx = true;
+            u->thre_pending = true;
+        } else if (!u->tx_held) {
+            transmit(u, v);
         }
-        /* The byte left at once: THR is empty again, which is a new THRE event. */
-        u->thre_pending = true;
+        /* A write while THR is busy overwrites nothing we keep: the guest broke the
+         * protocol (it did not wait for THRE), and the byte is lost, as on a real part. */
         break;
     case REG_IER:
         if (u->lcr & LCR_DLAB) {
             u->dlm = v;
             return;
         }
-        /* Enabling THRI while THR is empty (always) raises THRE, as real parts do;
-         * Linux's startup test relies on it. */
-        if ((v & IER_THRI) && !(u->ier & IER_THRI))
+        /* Enabling THRI while THR is empty raises THRE, as real parts do; Linux's
+         * startup test relies on it. */
+        if ((v & IER_THRI) && !(u->ier & IER_THRI) && !u->tx_held)
             u->thre_pending = true;
         u->ier = v & IER_MASK;
         break;
@@ -262,18 +278,12 @@ static void uart_bus_read(void *dev, uint64_t offset, void *data, unsigned size)
 static void uart_bus_write(void *dev, uint64_t offset, const void *data, unsigned size)
 {
     struct uart_16550 *u = dev;
-    uint8_t byte;
-    bool tx = false, notify = false;
+    bool notify = false;
     if (size == 0 || offset >= UART_REGS)
         return;
-    byte = *(const uint8_t *)data;
     pthread_mutex_lock(&u->lock);
-    write_reg(u, (unsigned)offset, byte, &tx, &notify);
+    write_reg(u, (unsigned)offset, *(const uint8_t *)data, &notify);
     pthread_mutex_unlock(&u->lock);
-    /* Outside the lock: the attachment may block, and must not stall the event
-     * loop's uart_16550_receive. Guests serialise their own THR writes. */
-    if (tx && u->out.write)
-        u->out.write(u->out.ctx, &byte, 1);
     if (notify && u->rx_space)
         u->rx_space(u->rx_ctx);
 }
@@ -299,6 +309,17 @@ size_t uart_16550_receive(struct uart_16550 *u, const uint8_t *buf, size_t len)
     update_irq(u);
     pthread_mutex_unlock(&u->lock);
     return n;
+}
+
+void uart_16550_tx_space(struct uart_16550 *u)
+{
+    pthread_mutex_lock(&u->lock);
+    if (u->tx_held) {
+        u->tx_held = false;
+        transmit(u, u->tx_byte);
+        update_irq(u);
+    }
+    pthread_mutex_unlock(&u->lock);
 }
 
 struct uart_16550 *uart_16550_new(const struct irq_line *irq, const struct serial_output *out,

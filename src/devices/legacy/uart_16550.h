@@ -1,7 +1,9 @@
 /* A 16550A UART as the PC's COM ports have it: eight byte-wide registers on the
- * bus, one interrupt line gated by MCR.OUT2, transmit that completes at once and
+ * bus, one interrupt line gated by MCR.OUT2, transmit that completes at once while the
+ * host takes bytes (and a transmitter that stays busy, THRE clear, while it does not), and
  * a large receive buffer so pasted text is not lost. Called from vCPU threads and
- * from the event-loop thread (uart_16550_receive); it locks its own state. */
+ * from the event-loop thread (uart_16550_receive, uart_16550_tx_space); it locks its own
+ * state. */
 #ifndef VMK_LEGACY_UART_16550_H
 #define VMK_LEGACY_UART_16550_H
 
@@ -14,9 +16,11 @@
 /* Bytes the receive side holds before uart_16550_receive refuses more. */
 #define UART_16550_RX_BUFFER 4096
 
-/* The attachment side, guest -> host. Called without the UART lock held. */
+/* The attachment side, guest -> host. Called with the UART lock held: it must not block,
+ * nor call back into the UART. Returns how many bytes it took; a byte it did not take stays
+ * in the transmit holding register until uart_16550_tx_space. */
 struct serial_output {
-    void (*write)(void *ctx, const uint8_t *buf, size_t len);
+    size_t (*write)(void *ctx, const uint8_t *buf, size_t len);
     void *ctx;
 };
 
@@ -39,5 +43,9 @@ extern const struct bus_device_ops uart_16550_bus_ops;
  * UART_16550_RX_BUFFER wait at once); the caller keeps the rest and waits for
  * rx_space. Raises the receive interrupt if enabled. */
 size_t uart_16550_receive(struct uart_16550 *u, const uint8_t *buf, size_t len);
+
+/* The host can take output again: the byte held in the transmit holding register goes, THRE
+ * rises and, if enabled, the transmit interrupt with it. Any thread. */
+void uart_16550_tx_space(struct uart_16550 *u);
 
 #endif

@@ -52,6 +52,45 @@ start_variant() {
     esac
 }
 
+# diagnose LABEL PID: what the VMM's threads and the outer kernel do while the guest is stuck:
+# each thread's state, kernel stack and CPU time twice, 3 s apart (a spinning thread gains
+# time, a blocked one does not), and the outer kernel threads that gained CPU time meanwhile.
+diagnose() {
+    label=$1
+    p=$2
+    snap() {
+        for t in /proc/"$p"/task/*; do
+            tid=${t##*/}
+            # fields 14, 15: utime, stime (ticks); 3: state; 39: CPU
+            set -- $(cut -d' ' -f3,14,15,39 "$t/stat" 2>/dev/null)
+            echo "$tid $(cat "$t/comm" 2>/dev/null) state=$1 utime=$2 stime=$3 cpu=$4" \
+                "wchan=$(cat "$t/wchan" 2>/dev/null)"
+        done
+    }
+    ksnap() {
+        for k in /proc/[0-9]*; do
+            [ -r "$k/stat" ] || continue
+            set -- $(cut -d' ' -f2,14,15 "$k/stat" 2>/dev/null)
+            echo "${k#/proc/} $1 $(($2 + $3))"
+        done
+    }
+    snap >/tmp/diag.a
+    ksnap >/tmp/kdiag.a
+    sleep 3
+    snap >/tmp/diag.b
+    ksnap >/tmp/kdiag.b
+    sed "s/^/nested-census-diag: $label| t0 /" /tmp/diag.a
+    sed "s/^/nested-census-diag: $label| t3 /" /tmp/diag.b
+    for t in /proc/"$p"/task/*; do
+        echo "nested-census-diag: $label| stack of ${t##*/}:"
+        sed "s/^/nested-census-diag: $label|   /" "$t/stack" 2>/dev/null
+    done
+    # Outer processes and kernel threads that ran meanwhile (ticks in 3 s).
+    awk 'NR == FNR { a[$1] = $3; next } ($1 in a) && $3 - a[$1] > 5 { print $1, $2, $3 - a[$1] }' \
+        /tmp/kdiag.a /tmp/kdiag.b | sed "s/^/nested-census-diag: $label| busy /"
+    grep -E 'LOC|CAL|RES|TLB|^ *0:' /proc/interrupts | sed "s/^/nested-census-diag: $label| irq /"
+}
+
 # boot_once VARIANT N
 boot_once() {
     v=$1
@@ -99,6 +138,7 @@ boot_once() {
         fi
         sleep 0.5
     done
+    [ "$outcome" = stall ] && diagnose "$v $2" "$pid"
     if [ -z "$outcome" ]; then
         printf 'poweroff\n' >&3
         n=0

@@ -102,8 +102,9 @@ static int run_for(struct fix *f, int ms)
     return total;
 }
 
-/* Reads exactly len bytes from fd (5 s at most) and compares them with want. */
-static void expect_read(int fd, const char *want)
+/* Reads exactly len bytes from fd (5 s at most) and compares them with want; runs the loop
+ * meanwhile, which writes guest output out. */
+static void expect_read(struct fix *f, int fd, const char *want)
 {
     size_t len = strlen(want), got = 0;
     char buf[256];
@@ -111,7 +112,8 @@ static void expect_read(int fd, const char *want)
     double end = now() + 5;
     while (got < len && now() < end) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, 50) <= 0)
+        assert_true(event_loop_run_once(f->el, 0) >= 0);
+        if (poll(&p, 1, 20) <= 0)
             continue;
         ssize_t n = read(fd, buf + got, len - got);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -123,13 +125,17 @@ static void expect_read(int fd, const char *want)
     assert_memory_equal(buf, want, len);
 }
 
-/* Discards what fd has buffered (the output of a time nobody read). */
-static void drain(int fd)
+/* Discards what fd has buffered and what the link still queues for it (the output of a
+ * time nobody read), running the loop until nothing more comes. */
+static void drain(struct fix *f, int fd)
 {
     char buf[4096];
     struct pollfd p = { .fd = fd, .events = POLLIN };
-    while (poll(&p, 1, 50) > 0 && read(fd, buf, sizeof(buf)) > 0)
-        ;
+    for (;;) {
+        assert_true(event_loop_run_once(f->el, 0) >= 0);
+        if (poll(&p, 1, 50) <= 0 || read(fd, buf, sizeof(buf)) <= 0)
+            break;
+    }
 }
 
 static void write_all(int fd, const char *s)
@@ -227,7 +233,7 @@ static void test_pty_both_ways(void **state)
     int fd = open_slave(serial_link_pty_path(l));
 
     guest_says(l, "login:\n\x01\x7f");
-    expect_read(fd, "login:\n\x01\x7f"); /* unchanged: no \r added */
+    expect_read(f, fd, "login:\n\x01\x7f"); /* unchanged: no \r added */
     /* No echo: the guest's output does not come back as its input. */
     run_for(f, 50);
     assert_int_equal(f->sink.len, 0);
@@ -273,9 +279,9 @@ static void test_pty_no_reader_never_blocks(void **state)
 
     /* A user who comes later gets what fits, then the guest's new output. */
     int fd = open_slave(serial_link_pty_path(l));
-    drain(fd);
+    drain(f, fd);
     guest_says(l, "later");
-    expect_read(fd, "later");
+    expect_read(f, fd, "later");
 
     /* A user who stops reading does not stall the guest either. */
     write_big_promptly(l);
@@ -295,7 +301,7 @@ static void test_pty_users_come_and_go(void **state)
     write_all(fd, "one");
     run_until_sink(f, 3);
     guest_says(l, "1");
-    expect_read(fd, "1");
+    expect_read(f, fd, "1");
     close(fd);
     /* Nobody there now: the loop stays quiet (no hang-up firing on and on). */
     assert_int_equal(run_for(f, 100), 0);
@@ -305,7 +311,7 @@ static void test_pty_users_come_and_go(void **state)
     run_until_sink(f, 6);
     assert_memory_equal(f->sink.buf, "onetwo", 6);
     guest_says(l, "2");
-    expect_read(fd, "2");
+    expect_read(f, fd, "2");
 
     serial_link_close(l);
     close(fd);
@@ -338,11 +344,11 @@ static void test_pty_survives_session_hang_up(void **state)
     assert_int_equal(run_for(f, 100), 0);
 
     int fd = open_slave(path);
-    drain(fd);
+    drain(f, fd);
     write_all(fd, "after");
     run_until_sink(f, f->sink.len >= 1 && f->sink.buf[0] == 's' ? 6 : 5);
     guest_says(l, "ok");
-    expect_read(fd, "ok");
+    expect_read(f, fd, "ok");
     serial_link_close(l);
     close(fd);
     vmk_serial_attachment_free(att);
@@ -386,7 +392,7 @@ static void test_socket_both_ways(void **state)
     run_until_sink(f, 5);
     assert_memory_equal(f->sink.buf, "hello", 5);
     guest_says(l, "world\n");
-    expect_read(c, "world\n");
+    expect_read(f, c, "world\n");
 
     /* Back-pressure: what the device cannot take yet waits in the socket. */
     f->sink.budget = 2;
@@ -424,14 +430,14 @@ static void test_socket_clients_one_at_a_time(void **state)
     run_for(f, 50);
     assert_int_equal(f->sink.len, 1);
     guest_says(l, "to-1");
-    expect_read(c1, "to-1");
+    expect_read(f, c1, "to-1");
 
     /* The first hangs up: the second is taken. */
     close(c1);
     run_until_sink(f, 2);
     assert_memory_equal(f->sink.buf, "12", 2);
     guest_says(l, "to-2");
-    expect_read(c2, "to-2");
+    expect_read(f, c2, "to-2");
     struct pollfd p = { .fd = c2, .events = POLLIN };
     assert_int_equal(poll(&p, 1, 50), 0); /* nothing sent before it was taken */
 
@@ -442,7 +448,7 @@ static void test_socket_clients_one_at_a_time(void **state)
     write_all(c3, "3");
     run_until_sink(f, 3);
     guest_says(l, "to-3");
-    expect_read(c3, "to-3");
+    expect_read(f, c3, "to-3");
     close(c3);
     serial_link_close(l);
     vmk_serial_attachment_free(att);
@@ -469,7 +475,7 @@ static void test_socket_no_client_never_blocks(void **state)
     write_all(c, "y");
     run_until_sink(f, 2);
     guest_says(l, "fresh");
-    expect_read(c, "fresh");
+    expect_read(f, c, "fresh");
     close(c);
     serial_link_close(l);
     vmk_serial_attachment_free(att);
@@ -583,7 +589,7 @@ static void test_socket_other_file_untouched(void **state)
     assert_non_null(strstr(vmk_error_message(err), "not a socket"));
     vmk_error_free(err);
     fd = open(f->sock, O_RDONLY);
-    expect_read(fd, "precious");
+    expect_read(f, fd, "precious");
     close(fd);
     vmk_serial_attachment_free(att);
 

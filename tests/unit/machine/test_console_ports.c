@@ -73,6 +73,7 @@ static void test_data_both_ways(void **state)
     struct td_buf ob = { .gpa = out, .len = 5 };
     td_add(&f->t, 1, &ob, 1);
     td_kick(&f->t, 1);
+    assert_int_equal(event_loop_run_once(f->el, 1000), 1); /* the port's output queue drains */
     char got[16] = { 0 };
     assert_int_equal(read(f->from_guest[0], got, sizeof(got)), 5);
     assert_string_equal(got, "hello");

@@ -32,13 +32,14 @@ static void record_signal(void *ctx, uint16_t vector)
     f->signals[vector]++;
 }
 
-static void port_write(void *ctx, const uint8_t *buf, size_t len)
+static size_t port_write(void *ctx, const uint8_t *buf, size_t len)
 {
     struct fixture *f = ctx;
     if (f->out_len + len <= sizeof(f->out)) {
         memcpy(f->out + f->out_len, buf, len);
         f->out_len += len;
     }
+    return len;
 }
 
 static int setup(void **state)

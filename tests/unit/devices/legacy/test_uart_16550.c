@@ -29,16 +29,20 @@ enum {
     SCR = 7
 };
 
+/* The host side: takes bytes while it has room (room: how many more; a full host refuses). */
 struct out_rec {
     uint8_t buf[256];
     size_t len;
+    size_t room;
 };
 
-static void out_write(void *ctx, const uint8_t *buf, size_t len)
+static size_t out_write(void *ctx, const uint8_t *buf, size_t len)
 {
     struct out_rec *o = ctx;
-    for (size_t i = 0; i < len && o->len < sizeof(o->buf); i++)
-        o->buf[o->len++] = buf[i];
+    size_t n = 0;
+    for (; n < len && o->len < sizeof(o->buf) && o->room; n++, o->room--)
+        o->buf[o->len++] = buf[n];
+    return n;
 }
 
 static void count_call(void *ctx)
@@ -61,6 +65,7 @@ static int setup(void **state)
     if (!f)
         return -1;
     f->line = irq_recorder(&f->irq, 4);
+    f->out.room = SIZE_MAX;
     f->so = (struct serial_output){ .write = out_write, .ctx = &f->out };
     f->u = uart_16550_new(&f->line, &f->so, count_call, &f->rx_space_calls);
     if (!f->u) {
@@ -241,6 +246,43 @@ static void test_thre_interrupt(void **state)
     wr(f->u, IER, 0x00);
     assert_false(f->irq.level);
     assert_int_equal(rd(f->u, IIR), 0x01);
+}
+
+/* A host that takes no more keeps the byte in THR: LSR shows the transmitter busy, no THRE
+ * interrupt, further writes are lost until the host has room; then the byte goes and THRE
+ * (with its interrupt) comes back. */
+static void test_transmit_back_pressure(void **state)
+{
+    struct fixture *f = *state;
+    wr(f->u, MCR, 0x08);
+    wr(f->u, IER, 0x02);
+    assert_int_equal(rd(f->u, IIR), 0x02);
+    f->out.room = 1;
+    wr(f->u, THR, 'a');
+    assert_int_equal(rd(f->u, IIR), 0x02);
+    assert_int_equal(rd(f->u, LSR) & 0x60, 0x60); /* THRE and TEMT: 'a' went */
+    wr(f->u, THR, 'b');                            /* the host is full: 'b' waits in THR */
+    assert_int_equal(f->out.len, 1);
+    assert_int_equal(rd(f->u, LSR) & 0x60, 0);
+    assert_false(f->irq.level);
+    assert_int_equal(rd(f->u, IIR), 0x01);
+    wr(f->u, THR, 'c'); /* a guest that did not wait: lost, as on a real part */
+    wr(f->u, IER, 0x00);
+    wr(f->u, IER, 0x02); /* no THRE to raise while THR is busy */
+    assert_false(f->irq.level);
+    uart_16550_tx_space(f->u); /* still full: nothing changes */
+    assert_int_equal(rd(f->u, LSR) & 0x60, 0);
+    f->out.room = SIZE_MAX;
+    uart_16550_tx_space(f->u);
+    assert_int_equal(f->out.len, 2);
+    assert_memory_equal(f->out.buf, "ab", 2);
+    assert_int_equal(rd(f->u, LSR) & 0x60, 0x60);
+    assert_true(f->irq.level);
+    assert_int_equal(rd(f->u, IIR), 0x02);
+    uart_16550_tx_space(f->u); /* nothing held: harmless */
+    assert_int_equal(f->out.len, 2);
+    wr(f->u, THR, 'd');
+    assert_int_equal(f->out.len, 3);
 }
 
 static void test_iir_priorities(void **state)
@@ -562,6 +604,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receive_and_interrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out2_gates_irq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thre_interrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transmit_back_pressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iir_priorities, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_msr_default_and_interrupt, setup, teardown),
