@@ -204,10 +204,10 @@ const vmk_boot_loader *vmk_config_get_boot_loader(const vmk_config *cfg)
     return cfg ? cfg->boot_loader : NULL;
 }
 
-/* Adds item (owned) to cfg's list a; frees it on failure. */
-static vmk_result add(vmk_config *cfg, struct ptr_array *a, void *item, void (*free_item)(void *))
+/* Adds item (owned) to list a of a config (NULL: no config); frees it on failure. */
+static vmk_result add(struct ptr_array *a, void *item, void (*free_item)(void *))
 {
-    if (!cfg || !item) {
+    if (!a || !item) {
         if (item)
             free_item(item);
         return VMK_ERR_INVALID_ARGUMENT;
@@ -221,7 +221,7 @@ static vmk_result add(vmk_config *cfg, struct ptr_array *a, void *item, void (*f
 
 vmk_result vmk_config_add_serial_port(vmk_config *cfg, vmk_serial_attachment *att)
 {
-    return add(cfg, cfg ? &cfg->serial : NULL, att, free_serial);
+    return add(cfg ? &cfg->serial : NULL, att, free_serial);
 }
 
 unsigned vmk_config_serial_port_count(const vmk_config *cfg)
@@ -236,7 +236,7 @@ const vmk_serial_attachment *vmk_config_get_serial_port(const vmk_config *cfg, u
 
 vmk_result vmk_config_add_storage_device(vmk_config *cfg, vmk_storage_device *dev)
 {
-    return add(cfg, cfg ? &cfg->storage : NULL, dev, free_storage);
+    return add(cfg ? &cfg->storage : NULL, dev, free_storage);
 }
 
 unsigned vmk_config_storage_device_count(const vmk_config *cfg)
@@ -251,7 +251,7 @@ const vmk_storage_device *vmk_config_get_storage_device(const vmk_config *cfg, u
 
 vmk_result vmk_config_add_entropy_device(vmk_config *cfg, vmk_entropy_device *dev)
 {
-    return add(cfg, cfg ? &cfg->entropy : NULL, dev, free_entropy);
+    return add(cfg ? &cfg->entropy : NULL, dev, free_entropy);
 }
 
 unsigned vmk_config_entropy_device_count(const vmk_config *cfg)
@@ -266,7 +266,7 @@ const vmk_entropy_device *vmk_config_get_entropy_device(const vmk_config *cfg, u
 
 vmk_result vmk_config_add_console_device(vmk_config *cfg, vmk_console_device *dev)
 {
-    return add(cfg, cfg ? &cfg->console : NULL, dev, free_console);
+    return add(cfg ? &cfg->console : NULL, dev, free_console);
 }
 
 unsigned vmk_config_console_device_count(const vmk_config *cfg)

@@ -17,7 +17,7 @@
 #define VMK_MIN_MEMORY          (2ULL << 20)
 #define VMK_MAX_MEMORY          (1ULL << 40)
 #define VMK_MEMORY_ALIGN        (1ULL << 20)
-#define VMK_MAX_SERIAL_PORTS    4   /* COM1..COM4 */
+#define VMK_MAX_SERIAL_PORTS    4 /* COM1..COM4 */
 #define VMK_MAX_STORAGE_DEVICES 16
 #define VMK_MAX_ENTROPY_DEVICES 1
 #define VMK_MAX_CONSOLE_DEVICES 1

@@ -72,8 +72,8 @@ bool vmk_virtio_console_device_port_is_console(const vmk_console_device *dev, un
     return p && p->is_console;
 }
 
-const vmk_serial_attachment *vmk_virtio_console_device_get_port_attachment(
-    const vmk_console_device *dev, unsigned index)
+const vmk_serial_attachment *
+vmk_virtio_console_device_get_port_attachment(const vmk_console_device *dev, unsigned index)
 {
     const struct console_port *p = port_at(dev, index);
     return p ? p->att : NULL;

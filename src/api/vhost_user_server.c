@@ -127,8 +127,7 @@ vmk_stop_reason vmk_vhost_user_server_get_stop_reason(const vmk_vhost_user_serve
     return s ? s->stop_reason : VMK_STOP_REASON_NONE;
 }
 
-vmk_result vmk_vhost_user_server_set_log(vmk_vhost_user_server *s, vmk_log_callback log,
-                                         void *user)
+vmk_result vmk_vhost_user_server_set_log(vmk_vhost_user_server *s, vmk_log_callback log, void *user)
 {
     if (!s)
         return VMK_ERR_INVALID_ARGUMENT;

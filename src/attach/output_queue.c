@@ -133,8 +133,8 @@ static ssize_t write_some(int fd, enum out_mode mode, const uint8_t *p, size_t l
             len = POLL_MODE_CHUNK;
     }
     for (;;) {
-        ssize_t n = mode == MODE_SEND ? send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL)
-                                      : write(fd, p, len);
+        ssize_t n =
+            mode == MODE_SEND ? send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL) : write(fd, p, len);
         if (n >= 0)
             return n > 0 ? n : -EPIPE;
         if (errno == EINTR)
@@ -280,9 +280,8 @@ int output_queue_attach(struct output_queue *q, int fd)
     if (fd < 0)
         return 0;
     /* EPOLLOUT where epoll can watch the file (not a regular file), added disarmed. */
-    q->out_src = (struct event_source){
-        .fd = fd, .handler = on_writable, .ctx = q, .events = EPOLLOUT
-    };
+    q->out_src =
+        (struct event_source){ .fd = fd, .handler = on_writable, .ctx = q, .events = EPOLLOUT };
     if (event_loop_add(q->el, &q->out_src) == 0) {
         q->out_watched = true;
         event_loop_arm(q->el, &q->out_src, false);

@@ -56,7 +56,7 @@ struct serial_link {
 static enum output_policy output_policy(vmk_serial_attachment_kind kind)
 {
     return kind == VMK_SERIAL_ATTACHMENT_PTY || kind == VMK_SERIAL_ATTACHMENT_SOCKET ? OUTPUT_DROP
-                                                                                   : OUTPUT_HOLD;
+                                                                                     : OUTPUT_HOLD;
 }
 
 size_t serial_link_write(void *link, const uint8_t *buf, size_t len)
@@ -258,8 +258,7 @@ static vmk_result attach_output(struct serial_link *l, int fd, const char *what,
     int e = output_queue_attach(l->out, fd);
     if (e < 0) {
         close(fd);
-        return vmk_fail(err, VMK_ERR_IO, -e, "%s: cannot watch the output: %s", what,
-                        strerror(-e));
+        return vmk_fail(err, VMK_ERR_IO, -e, "%s: cannot watch the output: %s", what, strerror(-e));
     }
     return VMK_OK;
 }

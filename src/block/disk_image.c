@@ -287,9 +287,8 @@ vmk_result disk_image_probe(const char *path, bool read_only, struct disk_image_
         int lbs = 0;
         info->is_blkdev = true;
         if (ioctl(fd, BLKGETSIZE64, &info->size) != 0 || ioctl(fd, BLKSSZGET, &lbs) != 0) {
-            r = vmk_fail(err, VMK_ERR_IO, errno,
-                         "disk image %s: cannot query the block device: %s", path,
-                         strerror(errno));
+            r = vmk_fail(err, VMK_ERR_IO, errno, "disk image %s: cannot query the block device: %s",
+                         path, strerror(errno));
             goto fail;
         }
         info->block_size = lbs == 4096 ? 4096 : BLOCK_SECTOR_SIZE;

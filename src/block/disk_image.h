@@ -35,8 +35,8 @@ bool disk_image_same(const struct disk_image_info *a, const struct disk_image_in
  * Failures: VMK_ERR_IO (cannot open; the message says "attach it read-only" when only
  * writing is refused), VMK_ERR_INVALID_CONFIG (no path, the kind of file, its size).
  * Messages start with "disk image PATH: ". */
-vmk_result disk_image_probe(const char *path, bool read_only, struct disk_image_info *info,
-                            int *fd, vmk_error **err) __attribute__((warn_unused_result));
+vmk_result disk_image_probe(const char *path, bool read_only, struct disk_image_info *info, int *fd,
+                            vmk_error **err) __attribute__((warn_unused_result));
 
 struct disk_image;
 

@@ -60,8 +60,7 @@ vmk_result unix_socket_listen(const char *path, int backlog, const char *what, i
     if (fd < 0)
         return vmk_fail(err, VMK_ERR_IO, errno, "%s: socket: %s", what, strerror(errno));
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        r = vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot bind %s: %s", what, path,
-                     strerror(errno));
+        r = vmk_fail(err, VMK_ERR_IO, errno, "%s: cannot bind %s: %s", what, path, strerror(errno));
         close(fd);
         return r;
     }

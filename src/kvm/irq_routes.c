@@ -36,7 +36,8 @@ static int call(struct kvm_irq_routes *r, unsigned long req, void *arg)
 }
 
 int kvm_irq_routes_new(int vm_fd, const struct kvm_irq_routing_entry *base, unsigned nbase,
-                       unsigned first_msi_gsi, int (*ioctl_fn)(int fd, unsigned long req, void *arg),
+                       unsigned first_msi_gsi,
+                       int (*ioctl_fn)(int fd, unsigned long req, void *arg),
                        struct kvm_irq_routes **out)
 {
     if (nbase > MAX_BASE_ROUTES || (nbase && !base))
@@ -113,8 +114,7 @@ static int routes_gsi_alloc(void *ctx, unsigned *gsi)
 
 static struct msi_route *route_of(struct kvm_irq_routes *r, unsigned gsi)
 {
-    if (gsi < r->first_msi_gsi ||
-        gsi - r->first_msi_gsi >= KVM_IRQ_ROUTES_MAX_MSI)
+    if (gsi < r->first_msi_gsi || gsi - r->first_msi_gsi >= KVM_IRQ_ROUTES_MAX_MSI)
         return NULL;
     struct msi_route *m = &r->msi[gsi - r->first_msi_gsi];
     return m->used ? m : NULL;

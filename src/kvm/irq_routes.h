@@ -17,7 +17,8 @@ struct kvm_irq_routes;
  * commit (copied). MSI routes get GSIs from first_msi_gsi up. ioctl_fn: NULL for ioctl(2);
  * tests pass their own. 0, -ENOMEM or -EINVAL (nbase too large). */
 int kvm_irq_routes_new(int vm_fd, const struct kvm_irq_routing_entry *base, unsigned nbase,
-                       unsigned first_msi_gsi, int (*ioctl_fn)(int fd, unsigned long req, void *arg),
+                       unsigned first_msi_gsi,
+                       int (*ioctl_fn)(int fd, unsigned long req, void *arg),
                        struct kvm_irq_routes **out) __attribute__((warn_unused_result));
 void kvm_irq_routes_free(struct kvm_irq_routes *r);
 /* The ops backed by r (ctx = r). Safe from any thread. */

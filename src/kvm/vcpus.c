@@ -117,9 +117,9 @@ static void vcpu_fault(struct vcpu *c, bool hint, const char *fmt, ...)
     vsnprintf(cause, sizeof(cause), fmt, ap);
     va_end(ap);
     const struct kvm_vcpu_exits *x = &c->set->exits;
-    vmk_error *err = vmk_error_new(VMK_ERR_GUEST_FAULT, 0, "vCPU %u: %s at guest RIP %#llx%s",
-                                   c->index, cause, (unsigned long long)vcpu_rip(c),
-                                   hint && x->fault_hint ? x->fault_hint : "");
+    vmk_error *err =
+        vmk_error_new(VMK_ERR_GUEST_FAULT, 0, "vCPU %u: %s at guest RIP %#llx%s", c->index, cause,
+                      (unsigned long long)vcpu_rip(c), hint && x->fault_hint ? x->fault_hint : "");
     x->stopped(x->ctx, KVM_VCPU_STOP_FAULT, err);
 }
 

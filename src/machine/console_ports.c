@@ -76,9 +76,9 @@ vmk_result console_ports_open(const vmk_console_device *cd, struct event_loop *e
 vmk_result console_ports_connect(struct console_ports *cp, vmk_error **err)
 {
     for (unsigned i = 0; i < cp->count; i++) {
-        struct serial_link_sink sink = {
-            .receive = port_receive, .tx_space = port_tx_space, .ctx = &cp->sink[i]
-        };
+        struct serial_link_sink sink = { .receive = port_receive,
+                                         .tx_space = port_tx_space,
+                                         .ctx = &cp->sink[i] };
         vmk_result r = serial_link_connect(cp->link[i], &sink, err);
         if (r != VMK_OK)
             return r;

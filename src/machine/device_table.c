@@ -19,27 +19,25 @@ static void destroy_device(struct device_instance *inst)
 
 #define BLK_AUTO_QUEUES_MAX 8 /* one per vCPU, up to this many, when the config says 0 */
 
-static vmk_result blk_open(const struct device_host_env *env, const vmk_config *cfg,
-                           unsigned index, struct device_instance *out, vmk_error **err)
+static vmk_result blk_open(const struct device_host_env *env, const vmk_config *cfg, unsigned index,
+                           struct device_instance *out, vmk_error **err)
 {
     const vmk_storage_device *sd = vmk_config_get_storage_device(cfg, index);
     const vmk_storage_attachment *att = vmk_storage_device_get_attachment(sd);
     struct disk_image *img;
-    vmk_result r = disk_image_open(vmk_disk_image_attachment_get_path(att),
-                                   vmk_disk_image_attachment_is_read_only(att),
-                                   vmk_disk_image_attachment_get_caching_mode(att),
-                                   vmk_disk_image_attachment_get_synchronization_mode(att), &img,
-                                   err);
+    vmk_result r = disk_image_open(
+        vmk_disk_image_attachment_get_path(att), vmk_disk_image_attachment_is_read_only(att),
+        vmk_disk_image_attachment_get_caching_mode(att),
+        vmk_disk_image_attachment_get_synchronization_mode(att), &img, err);
     if (r != VMK_OK)
         return r;
     unsigned queues = vmk_virtio_block_device_get_queue_count(sd);
     if (queues == 0)
-        queues = env->vcpu_count == 0                      ? 1
+        queues = env->vcpu_count == 0                    ? 1
                  : env->vcpu_count < BLK_AUTO_QUEUES_MAX ? env->vcpu_count
-                                                           : BLK_AUTO_QUEUES_MAX;
-    struct virtio_device *dev = virtio_blk_new(disk_image_backend(img),
-                                               vmk_virtio_block_device_get_identifier(sd), queues,
-                                               err);
+                                                         : BLK_AUTO_QUEUES_MAX;
+    struct virtio_device *dev = virtio_blk_new(
+        disk_image_backend(img), vmk_virtio_block_device_get_identifier(sd), queues, err);
     if (!dev) {
         disk_image_close(img);
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "storage device %u: out of memory",
@@ -67,12 +65,12 @@ const struct device_kind device_kind_virtio_block = {
 
 /* ---- virtio-rng: getrandom behind a token bucket whose timer runs on the loop ---- */
 
-static vmk_result rng_open(const struct device_host_env *env, const vmk_config *cfg,
-                           unsigned index, struct device_instance *out, vmk_error **err)
+static vmk_result rng_open(const struct device_host_env *env, const vmk_config *cfg, unsigned index,
+                           struct device_instance *out, vmk_error **err)
 {
     const vmk_entropy_device *ed = vmk_config_get_entropy_device(cfg, index);
-    out->dev = virtio_rng_new(env->el, vmk_virtio_entropy_device_get_rate(ed),
-                              VIRTIO_RNG_DEFAULT_BURST);
+    out->dev =
+        virtio_rng_new(env->el, vmk_virtio_entropy_device_get_rate(ed), VIRTIO_RNG_DEFAULT_BURST);
     if (!out->dev)
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM,
                         "entropy device %u: out of memory or file descriptors", index + 1);

@@ -35,7 +35,7 @@ struct device_instance {
 };
 
 struct device_kind {
-    const char *name; /* "storage device": messages call the second one "storage device 2" */
+    const char *name;   /* "storage device": messages call the second one "storage device 2" */
     uint32_t pci_class; /* class, subclass, prog-if */
     unsigned (*count)(const vmk_config *cfg);
     /* Opens the host side of cfg's index-th device of this kind and makes the device. On

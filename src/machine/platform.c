@@ -62,17 +62,16 @@ static vmk_result create_serial_ports(struct platform *p, const struct platform_
                                         env->escape, env->escape_ctx, &p->link[i], err);
         if (r != VMK_OK)
             return r;
-        struct irq_line irq =
-            kvm_vm_irq_line(env->vm, &p->irq_src[PLATFORM_IRQ_COM1 + i], PLATFORM_IRQ_COM1 + i,
-                            com_ports[i].irq);
+        struct irq_line irq = kvm_vm_irq_line(env->vm, &p->irq_src[PLATFORM_IRQ_COM1 + i],
+                                              PLATFORM_IRQ_COM1 + i, com_ports[i].irq);
         struct serial_output out = { .write = serial_link_write, .ctx = p->link[i] };
         NEED(p->uart[i] = uart_16550_new(&irq, &out, serial_link_rx_space, p->link[i]));
         if ((r = add_range(env->pio, "I/O ports", com_ports[i].port, 8, &uart_16550_bus_ops,
                            p->uart[i], err)))
             return r;
-        struct serial_link_sink sink = {
-            .receive = uart_sink, .tx_space = uart_tx_space, .ctx = p->uart[i]
-        };
+        struct serial_link_sink sink = { .receive = uart_sink,
+                                         .tx_space = uart_tx_space,
+                                         .ctx = p->uart[i] };
         if ((r = serial_link_connect(p->link[i], &sink, err)) != VMK_OK)
             return r;
     }
@@ -136,10 +135,9 @@ vmk_result platform_create(struct platform *p, const struct platform_env *env,
         (r = add_range(pio, "I/O ports", X86_I8042_CMD_PORT, 1, &i8042_cmd_bus_ops, p->i8042,
                        err)) ||
         (r = add_range(pio, "I/O ports", X86_RTC_PORT, 2, &cmos_rtc_bus_ops, p->rtc, err)) ||
-        (r = add_range(pio, "I/O ports", X86_PM_BASE, X86_PM_SIZE, &acpi_pm_bus_ops, p->pm,
-                       err)) ||
-        (r = add_range(pio, "I/O ports", X86_DEBUG_EXIT_PORT, 4, &debug_exit_bus_ops,
-                       p->debug_exit, err)))
+        (r = add_range(pio, "I/O ports", X86_PM_BASE, X86_PM_SIZE, &acpi_pm_bus_ops, p->pm, err)) ||
+        (r = add_range(pio, "I/O ports", X86_DEBUG_EXIT_PORT, 4, &debug_exit_bus_ops, p->debug_exit,
+                       err)))
         return r;
     return create_pci(p, env, err);
 }

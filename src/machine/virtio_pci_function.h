@@ -15,8 +15,8 @@
 /* What a function needs of the machine; everything outlives the function. */
 struct pci_function_env {
     const struct guest_memory *gm;
-    struct event_loop *el;          /* doorbells are read here */
-    struct irq_routing_ops irq;     /* MSI routes, irqfds, ioeventfds */
+    struct event_loop *el;      /* doorbells are read here */
+    struct irq_routing_ops irq; /* MSI routes, irqfds, ioeventfds */
     struct pci_bus *bus;
 };
 

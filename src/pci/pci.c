@@ -5,13 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-#define CAP_START     0x40
-#define CAP_LIMIT     0x100 /* capabilities live in the first 256 bytes */
-#define BAR_IO        0x1u
-#define BAR_MEM64     0x4u
-#define BAR_PREFETCH  0x8u
-#define MAX_MAPS      (PCI_MAX_SLOTS * PCI_BAR_COUNT)
+#define CAP_START    0x40
+#define CAP_LIMIT    0x100 /* capabilities live in the first 256 bytes */
+#define BAR_IO       0x1u
+#define BAR_MEM64    0x4u
+#define BAR_PREFETCH 0x8u
+#define MAX_MAPS     (PCI_MAX_SLOTS * PCI_BAR_COUNT)
 
 /* One decoded BAR: where the guest put it and who answers. */
 struct pci_map {

@@ -18,9 +18,9 @@
 
 #include "core/bus.h"
 
-#define PCI_CONFIG_SIZE 4096 /* PCIe extended config space */
-#define PCI_BAR_COUNT   6
-#define PCI_MAX_SLOTS   32 /* slot 0 is the host bridge */
+#define PCI_CONFIG_SIZE    4096 /* PCIe extended config space */
+#define PCI_BAR_COUNT      6
+#define PCI_MAX_SLOTS      32           /* slot 0 is the host bridge */
 #define PCI_BAR_MAX_SIZE64 (1ULL << 34) /* 16 GiB: the largest 64-bit BAR we place */
 
 /* vmkit holds no PCI-SIG vendor id. The host bridge uses Red Hat's id for a generic

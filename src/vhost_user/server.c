@@ -818,8 +818,7 @@ struct vhost_user_server *vhost_user_server_new(const char *socket_path, struct 
         s->vrings[q] =
             (struct vring){ .kick_fd = -1, .call_fd = -1, .err_fd = -1, .s = s, .index = q };
 
-    if (unix_socket_listen(socket_path, 1, "vhost-user", &s->listen.fd, &s->sock_st, err) !=
-        VMK_OK)
+    if (unix_socket_listen(socket_path, 1, "vhost-user", &s->listen.fd, &s->sock_st, err) != VMK_OK)
         goto fail;
     s->listen.handler = on_accept;
     s->listen.ctx = s;

@@ -111,8 +111,8 @@ static int cb_write_zeroes(void *ctx, uint64_t off, uint64_t len, bool may_unmap
 /* ---- set-up, once per process ---- */
 
 /* A 1 MiB image in dir, opened as asked, then unlinked: nothing outlives the process. */
-static struct disk_image *open_image(const char *dir, bool read_only_too, struct disk_image **ro,
-                                     vmk_disk_caching_mode caching, vmk_disk_sync_mode sync)
+static struct disk_image *open_one(const char *dir, bool read_only, vmk_disk_caching_mode caching,
+                                   vmk_disk_sync_mode sync)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/vmkit-fuzz-blk-XXXXXX", dir);
@@ -122,16 +122,24 @@ static struct disk_image *open_image(const char *dir, bool read_only_too, struct
     struct disk_image *img = NULL;
     vmk_error *err = NULL;
     if (ftruncate(fd, DISK_SIZE) == 0 &&
-        disk_image_open(path, false, caching, sync, &img, &err) == VMK_OK && read_only_too &&
-        disk_image_open(path, true, caching, sync, ro, &err) != VMK_OK) {
-        disk_image_close(img);
-        img = NULL;
-    }
-    if (err)
+        disk_image_open(path, read_only, caching, sync, &img, &err) != VMK_OK)
         fprintf(stderr, "fuzz_virtio_blk: %s\n", vmk_error_message(err));
     vmk_error_free(err);
     close(fd);
     unlink(path);
+    return img;
+}
+
+/* A writable image and, when asked, a read-only one (an image of its own: the writer holds
+ * its image's lock alone). */
+static struct disk_image *open_image(const char *dir, bool read_only_too, struct disk_image **ro,
+                                     vmk_disk_caching_mode caching, vmk_disk_sync_mode sync)
+{
+    struct disk_image *img = open_one(dir, false, caching, sync);
+    if (img && read_only_too && !(*ro = open_one(dir, true, caching, sync))) {
+        disk_image_close(img);
+        img = NULL;
+    }
     return img;
 }
 

@@ -132,7 +132,7 @@ static int find(uint16_t id, struct dev *d)
             continue;
         d->bar = BAR_WINDOW + (uint64_t)slot * 0x10000;
         pci_write(slot, 0x20, (uint32_t)d->bar | (pci_read(slot, 0x20) & 0xf)); /* BAR 4 */
-        pci_write(slot, 0x24, 0);                                                /* BAR 5 */
+        pci_write(slot, 0x24, 0);                                               /* BAR 5 */
         pci_write(slot, 0x04, pci_read(slot, 0x04) | 0x6); /* memory + bus master */
         return 0;
     }
@@ -203,11 +203,13 @@ static int blk_read(uint64_t lba)
     for (int i = 0; i < 8; i++)
         hdr[8 + i] = (uint8_t)(lba >> (8 * i));
     status_byte = 0xff;
-    blk_q.desc[0] = (struct desc){ .addr = (uintptr_t)hdr, .len = 16, .flags = DESC_F_NEXT, .next = 1 };
+    blk_q.desc[0] =
+        (struct desc){ .addr = (uintptr_t)hdr, .len = 16, .flags = DESC_F_NEXT, .next = 1 };
     blk_q.desc[1] = (struct desc){
         .addr = (uintptr_t)sector, .len = 512, .flags = DESC_F_NEXT | DESC_F_WRITE, .next = 2
     };
-    blk_q.desc[2] = (struct desc){ .addr = (uintptr_t)&status_byte, .len = 1, .flags = DESC_F_WRITE };
+    blk_q.desc[2] =
+        (struct desc){ .addr = (uintptr_t)&status_byte, .len = 1, .flags = DESC_F_WRITE };
     publish(&blk_q, 0);
     for (int ms = 0; ms < WAIT_MS; ms++) {
         if (*(volatile uint16_t *)&blk_q.used.idx != blk_q.last_used) {

@@ -915,8 +915,7 @@ static void test_loop_pause_resume(void **state)
     snprintf(next, sizeof(next), "tick %u\n", check_ticks(text) + 1);
     free(text);
     if (!wait_for_text(f->out[0], next, WAIT_MS))
-        fail_msg("the output did not grow after resume (no \"%.*s\")", (int)strlen(next) - 1,
-                 next);
+        fail_msg("the output did not grow after resume (no \"%.*s\")", (int)strlen(next) - 1, next);
 
     assert_true(vmk_vm_can_stop(vm));
     expect_ok(vmk_vm_stop(vm, &err), &err, "vmk_vm_stop");
@@ -971,19 +970,19 @@ static double ms_since(const struct timespec *t0)
 }
 
 /* Runs call on vm and fails unless it returned VMK_OK within a second. */
-#define WITHIN_A_SECOND(call, what)                                                         \
-    do {                                                                                    \
-        struct timespec t0_;                                                                \
-        vmk_error *e_ = NULL;                                                               \
-        clock_gettime(CLOCK_MONOTONIC, &t0_);                                               \
-        vmk_result r_ = (call);                                                             \
-        double ms_ = ms_since(&t0_);                                                        \
-        if (r_ != VMK_OK)                                                                   \
+#define WITHIN_A_SECOND(call, what)                                                       \
+    do {                                                                                  \
+        struct timespec t0_;                                                              \
+        vmk_error *e_ = NULL;                                                             \
+        clock_gettime(CLOCK_MONOTONIC, &t0_);                                             \
+        vmk_result r_ = (call);                                                           \
+        double ms_ = ms_since(&t0_);                                                      \
+        if (r_ != VMK_OK)                                                                 \
             fail_msg("%s: %s", what, e_ ? vmk_error_message(e_) : vmk_result_string(r_)); \
-        if (ms_ > 1000)                                                                     \
-            fail_msg("%s took %.0f ms", what, ms_);                                         \
-        print_message("# %s: %.1f ms\n", what, ms_);                                        \
-        vmk_error_free(e_);                                                                 \
+        if (ms_ > 1000)                                                                   \
+            fail_msg("%s took %.0f ms", what, ms_);                                       \
+        print_message("# %s: %.1f ms\n", what, ms_);                                      \
+        vmk_error_free(e_);                                                               \
     } while (0)
 
 /* The last "blk N" the virtio_io guest printed, or 0. */
@@ -1058,13 +1057,14 @@ static void test_console_held_disk_goes_on(void **state)
     f->fds[1] = p[1]; /* the caller's until the VM is freed */
     vmk_config *cfg = guest_config("virtio_io", vmk_file_serial_attachment_new(f->out[0], false));
     vmk_console_device *con = vmk_virtio_console_device_new();
-    assert_int_equal(
-        vmk_virtio_console_device_add_port(con, NULL, false, vmk_fd_serial_attachment_new(-1, p[1])),
-        VMK_OK);
-    assert_int_equal(vmk_config_add_console_device(cfg, con), VMK_OK);
-    assert_int_equal(vmk_config_add_storage_device(
-                         cfg, vmk_virtio_block_device_new(vmk_disk_image_attachment_new(disk, true))),
+    assert_int_equal(vmk_virtio_console_device_add_port(con, NULL, false,
+                                                        vmk_fd_serial_attachment_new(-1, p[1])),
                      VMK_OK);
+    assert_int_equal(vmk_config_add_console_device(cfg, con), VMK_OK);
+    assert_int_equal(
+        vmk_config_add_storage_device(
+            cfg, vmk_virtio_block_device_new(vmk_disk_image_attachment_new(disk, true))),
+        VMK_OK);
     vmk_error *err = NULL;
     vmk_vm *vm = vmk_vm_new(cfg, &err);
     vmk_config_free(cfg);
@@ -1109,8 +1109,7 @@ static void test_delegate_sizes(void **state)
     vmk_vm_delegate d = recorder_delegate;
     d.size = offsetof(vmk_vm_delegate, did_stop_with_error); /* older than the first version */
     assert_int_equal(vmk_vm_set_delegate(vm, &d, &f->rec[0]), VMK_ERR_INVALID_ARGUMENT);
-    assert_int_equal(vmk_vm_set_delegate(NULL, &recorder_delegate, NULL),
-                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_vm_set_delegate(NULL, &recorder_delegate, NULL), VMK_ERR_INVALID_ARGUMENT);
     /* A newer caller's larger struct: the callbacks this library knows are taken. */
     struct {
         vmk_vm_delegate d;
@@ -1373,12 +1372,27 @@ static int group_setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_hello),        T(test_reset_cf9),         T(test_reset_i8042),  T(test_debug_exit),
-        T(test_triple_fault), T(test_loop_pause_resume), T(test_power_button), T(test_echo),
-        T(test_echo_pty),     T(test_echo_socket),       T(test_rtc),          T(test_halt_stop),
-        T(test_free_running), T(test_smp_pause_stop),    T(test_two_vms),      T(test_state_errors),
-        T(test_restart),      T(test_invalid_config),    T(test_delegate_sizes),
-        T(test_wait_from_callback), T(test_stdout_pipe_nobody_reads),
+        T(test_hello),
+        T(test_reset_cf9),
+        T(test_reset_i8042),
+        T(test_debug_exit),
+        T(test_triple_fault),
+        T(test_loop_pause_resume),
+        T(test_power_button),
+        T(test_echo),
+        T(test_echo_pty),
+        T(test_echo_socket),
+        T(test_rtc),
+        T(test_halt_stop),
+        T(test_free_running),
+        T(test_smp_pause_stop),
+        T(test_two_vms),
+        T(test_state_errors),
+        T(test_restart),
+        T(test_invalid_config),
+        T(test_delegate_sizes),
+        T(test_wait_from_callback),
+        T(test_stdout_pipe_nobody_reads),
         T(test_console_held_disk_goes_on),
     };
 

@@ -165,33 +165,32 @@ static enum num_parse parse_decimal(const char *s, uint64_t *out)
 /* Parses text as a whole number in [min, max]; unit (may be "") follows the value in
  * messages. */
 int cli_parse_number(const char *flag, const char *text, uint64_t min, uint64_t max,
-                        const char *unit, uint64_t *out, char *err, size_t errlen)
+                     const char *unit, uint64_t *out, char *err, size_t errlen)
 {
     uint64_t v = 0;
     switch (parse_decimal(text, &v)) {
     case NUM_BAD: return cli_usage_error(err, errlen, "%s: '%s' is not a number", flag, text);
     case NUM_NEGATIVE:
-        return cli_usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text, unit,
-                           (unsigned long long)min, unit);
+        return cli_usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text,
+                               unit, (unsigned long long)min, unit);
     case NUM_OVERFLOW:
-        return cli_usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text, unit,
-                           (unsigned long long)max, unit);
+        return cli_usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text,
+                               unit, (unsigned long long)max, unit);
     case NUM_OK: break;
     }
     if (v < min)
-        return cli_usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text, unit,
-                           (unsigned long long)min, unit);
+        return cli_usage_error(err, errlen, "%s: %s%s is below the minimum of %llu%s", flag, text,
+                               unit, (unsigned long long)min, unit);
     if (v > max)
-        return cli_usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text, unit,
-                           (unsigned long long)max, unit);
+        return cli_usage_error(err, errlen, "%s: %s%s is above the maximum of %llu%s", flag, text,
+                               unit, (unsigned long long)max, unit);
     *out = v;
     return 0;
 }
 
 /* --memory: whole MiB, or a size with a unit (K, M, G, T, each also as KiB... and in lower
  * case; powers of 1024) that comes to whole MiB. */
-static int parse_memory(const char *flag, const char *text, uint64_t *mib, char *err,
-                        size_t errlen)
+static int parse_memory(const char *flag, const char *text, uint64_t *mib, char *err, size_t errlen)
 {
     uint64_t min = (vmk_config_min_memory_size() + MIB - 1) / MIB;
     uint64_t max = vmk_config_max_memory_size() / MIB;
@@ -277,13 +276,13 @@ int kv_next(struct kv_iter *it, char **key, char **val, char *err, size_t errlen
             v[n] = '\0';
             if (*p != '"') {
                 cli_usage_error(err, errlen, "%s: %s: missing closing quote in '%s'", it->ctx, k,
-                            it->whole);
+                                it->whole);
                 goto bad;
             }
             p++;
             if (*p != ',' && *p != '\0') {
-                cli_usage_error(err, errlen, "%s: %s: text after the closing quote in '%s'", it->ctx, k,
-                            it->whole);
+                cli_usage_error(err, errlen, "%s: %s: text after the closing quote in '%s'",
+                                it->ctx, k, it->whole);
                 goto bad;
             }
         } else {
@@ -322,8 +321,8 @@ static int kv_type(struct kv_iter *it, const char *expect, char **type, char *er
     if (rc)
         return rc;
     if (val) {
-        rc = cli_usage_error(err, errlen, "%s: '%s=%s' is not a type (expected %s)", it->ctx,
-                             *type, val, expect);
+        rc = cli_usage_error(err, errlen, "%s: '%s=%s' is not a type (expected %s)", it->ctx, *type,
+                             val, expect);
         free(val);
         free(*type);
         *type = NULL;
@@ -363,9 +362,9 @@ static int parse_bootloader(struct cli_request *req, const char *spec, char *err
         return rc;
     if (strcmp(type, "linux") != 0) {
         rc = cli_usage_error(err, errlen,
-                         "--bootloader: unknown boot loader type '%s' "
-                         "(this release knows: linux)",
-                         type);
+                             "--bootloader: unknown boot loader type '%s' "
+                             "(this release knows: linux)",
+                             type);
         goto out;
     }
     it.ctx = "--bootloader linux";
@@ -381,14 +380,14 @@ static int parse_bootloader(struct cli_request *req, const char *spec, char *err
                                                 : NULL;
         if (!slot) {
             rc = cli_usage_error(err, errlen,
-                             "--bootloader linux: unknown key '%s' (known: kernel, "
-                             "initrd, cmdline; quote a value that holds commas)",
-                             key);
+                                 "--bootloader linux: unknown key '%s' (known: kernel, "
+                                 "initrd, cmdline; quote a value that holds commas)",
+                                 key);
             break;
         }
         if (!val) {
-            rc =
-                cli_usage_error(err, errlen, "--bootloader linux: %s needs a value (%s=...)", key, key);
+            rc = cli_usage_error(err, errlen, "--bootloader linux: %s needs a value (%s=...)", key,
+                                 key);
             break;
         }
         if (*slot) {
@@ -484,8 +483,8 @@ static const struct opt serve_opts[] = {
 /* Reads argv[*i] as one of opts: *o and *value (NULL for a flag); advances *i past a value
  * given as the next argument. */
 static int next_option(int argc, char *const argv[], int *i, const char *cmd,
-                       const struct opt *opts, const struct opt **o, const char **value,
-                       char *err, size_t errlen)
+                       const struct opt *opts, const struct opt **o, const char **value, char *err,
+                       size_t errlen)
 {
     const char *arg = argv[*i];
     if (arg[0] != '-' || arg[1] == '\0')
@@ -663,8 +662,7 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
     }
     unsigned kinds = (req->disk_count > 0) + req->rng + (req->console_port_count > 0);
     /* --type says which device the older options make; it must agree with the rest. */
-    if (type && !strcmp(type, "rng") && !req->rng && !req->disk_count &&
-        !req->console_port_count) {
+    if (type && !strcmp(type, "rng") && !req->rng && !req->disk_count && !req->console_port_count) {
         req->rng = true;
         kinds = 1;
     }
@@ -676,10 +674,12 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
     if (type && kinds == 1 && strcmp(type, what))
         return cli_usage_error(err, errlen, "--type %s: but the device given is %s", type, what);
     if (kinds == 0)
-        return cli_usage_error(err, errlen,
-                               type && !strcmp(type, "blk")       ? "serve-device --type blk: missing --disk PATH"
-                               : type && !strcmp(type, "console") ? "serve-device --type console: missing --port (e.g. --port stdio)"
-                                                                  : "serve-device: missing --device (e.g. --device virtio-rng)");
+        return cli_usage_error(
+            err, errlen,
+            type && !strcmp(type, "blk") ? "serve-device --type blk: missing --disk PATH"
+            : type && !strcmp(type, "console")
+                ? "serve-device --type console: missing --port (e.g. --port stdio)"
+                : "serve-device: missing --device (e.g. --device virtio-rng)");
     if (have_rate && !req->rng)
         return cli_usage_error(err, errlen, "--rate: only for the rng device");
     if (have_rate)

@@ -17,12 +17,14 @@
 
 /* Exit statuses of the vmkit command: one table for run and serve-device (also in --help and
  * the README). A guest's debug-exit code (0..255) is run's status when the guest wrote one. */
-#define CLI_EXIT_OK     0 /* the guest powered off or reset; serve-device: stopped by a signal */
-#define CLI_EXIT_ERROR  1 /* anything after parsing: an invalid config, a missing file, no KVM,
+#define CLI_EXIT_OK 0 /* the guest powered off or reset; serve-device: stopped by a signal */
+#define CLI_EXIT_ERROR \
+    1                     /* anything after parsing: an invalid config, a missing file, no KVM,
                            * a failed start, a VM that stopped with an error */
 #define CLI_EXIT_USAGE  2 /* the command line itself: an unknown option or key, a bad value */
 #define CLI_EXIT_ESCAPE 3 /* the user stopped it from the terminal with Ctrl-A x */
-#define CLI_EXIT_SIGNAL 128 /* + N: signal N stopped the VM hard (a second signal, or the guest
+#define CLI_EXIT_SIGNAL \
+    128 /* + N: signal N stopped the VM hard (a second signal, or the guest
                              * did not power off within --stop-timeout) */
 
 #define CLI_DEFAULT_GUEST_CMDLINE "console=ttyS0 panic=-1"
@@ -72,18 +74,18 @@ struct cli_disk {
 /* What the command line asked for: plain data, owned strings and arrays. */
 struct cli_request {
     enum cli_command command;
-    unsigned cpus;       /* the library's default unless --cpus */
-    uint64_t memory_mib; /* likewise */
-    char *kernel;        /* NULL: boot the default guest */
-    char *initrd;        /* NULL: none (or the default guest's) */
-    char *cmdline;       /* NULL: none (or the default guest's) */
-    unsigned stop_timeout; /* seconds, --stop-timeout */
+    unsigned cpus;             /* the library's default unless --cpus */
+    uint64_t memory_mib;       /* likewise */
+    char *kernel;              /* NULL: boot the default guest */
+    char *initrd;              /* NULL: none (or the default guest's) */
+    char *cmdline;             /* NULL: none (or the default guest's) */
+    unsigned stop_timeout;     /* seconds, --stop-timeout */
     struct cli_serial *serial; /* COM1.. in order; none: COM1 on stdio (run) */
     unsigned serial_count;
     struct cli_disk *disk; /* in the order given */
     unsigned disk_count;
-    bool rng;          /* --device virtio-rng: an entropy device */
-    uint64_t rng_rate; /* bytes per second; 0: the library's default */
+    bool rng;                              /* --device virtio-rng: an entropy device */
+    uint64_t rng_rate;                     /* bytes per second; 0: the library's default */
     struct cli_console_port *console_port; /* ports of the console device, in order */
     unsigned console_port_count;
     char *socket; /* serve-device: the vhost-user socket to create */

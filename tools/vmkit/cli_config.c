@@ -236,8 +236,8 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
         const struct cli_serial stdio = { .kind = CLI_SERIAL_STDIO };
         const struct cli_serial *port = default_com1 ? &stdio : &req->serial[i];
         /* Owns the attachment from here (and a NULL one fails). */
-        if (vmk_config_add_serial_port(cfg, port_attachment(port->kind, port->path,
-                                                            port->append)) != VMK_OK)
+        if (vmk_config_add_serial_port(
+                cfg, port_attachment(port->kind, port->path, port->append)) != VMK_OK)
             goto oom;
     }
     if (add_devices(cfg, req) < 0)

@@ -82,9 +82,8 @@ static int take_string(const char *ctx, const char *key, char **val, char **slot
     return 0;
 }
 
-static int take_number(const char *ctx, const char *key, const char *val, bool *seen,
-                       uint64_t min, uint64_t max, const char *unit, uint64_t *out, char *err,
-                       size_t errlen)
+static int take_number(const char *ctx, const char *key, const char *val, bool *seen, uint64_t min,
+                       uint64_t max, const char *unit, uint64_t *out, char *err, size_t errlen)
 {
     if (*seen)
         return cli_usage_error(err, errlen, "%s: %s given twice", ctx, key);
@@ -301,8 +300,9 @@ static int parse_port(struct kv_iter *it, struct cli_serial *host, char **name, 
         else if (name && !strcmp(key, "name"))
             rc = take_string(ctx, key, &val, name, "NAME", err, errlen);
         else
-            rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: stdio, file, append, "
-                                              "pty, socket%s)",
+            rc = cli_usage_error(err, errlen,
+                                 "%s: unknown key '%s' (known: stdio, file, append, "
+                                 "pty, socket%s)",
                                  ctx, key, name ? ", name, console" : "");
     next:
         if (rc)
@@ -317,8 +317,7 @@ static int parse_port(struct kv_iter *it, struct cli_serial *host, char **name, 
     return rc;
 }
 
-static int parse_console_port(struct cli_request *req, struct kv_iter *it, char *err,
-                              size_t errlen)
+static int parse_console_port(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
 {
     const char *ctx = it->ctx;
     struct cli_serial host = { 0 };
@@ -339,8 +338,8 @@ static int parse_console_port(struct cli_request *req, struct kv_iter *it, char 
     }
     for (unsigned i = 0; console && i < req->console_port_count; i++)
         if (req->console_port[i].console) {
-            rc = cli_usage_error(err, errlen,
-                                 "%s: only one port can be the console (port %u is)", ctx, i + 1);
+            rc = cli_usage_error(err, errlen, "%s: only one port can be the console (port %u is)",
+                                 ctx, i + 1);
             goto out;
         }
     struct cli_console_port *p = push(&req->console_port, &req->console_port_count, sizeof(*p));
@@ -435,10 +434,12 @@ int cli_parse_device(struct cli_request *req, const char *opt, const char *spec,
         }
     }
     if (memchr(spec, '=', len))
-        return cli_usage_error(err, errlen, "%s: '%.*s' is not a device type (expected TYPE,key=...)",
-                               opt, (int)len, spec);
-    return cli_usage_error(err, errlen,
-                           "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
-                           "virtio-rng, virtio-console; virtio-serial is virtio-console)",
-                           opt, (int)len, spec);
+        return cli_usage_error(err, errlen,
+                               "%s: '%.*s' is not a device type (expected TYPE,key=...)", opt,
+                               (int)len, spec);
+    return cli_usage_error(
+        err, errlen,
+        "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
+        "virtio-rng, virtio-console; virtio-serial is virtio-console)",
+        opt, (int)len, spec);
 }

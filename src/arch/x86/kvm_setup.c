@@ -79,8 +79,8 @@ void x86_irqchip_routes(struct kvm_irq_routing_entry *out)
     for (unsigned gsi = 0; gsi < 24; gsi++) {
         irqchip_entry(&out[n++], gsi, KVM_IRQCHIP_IOAPIC, gsi);
         if (gsi < 16)
-            irqchip_entry(&out[n++], gsi,
-                          gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8);
+            irqchip_entry(&out[n++], gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+                          gsi % 8);
     }
 }
 
@@ -122,8 +122,8 @@ static void lapic_set_lvt(struct kvm_lapic_state *l, unsigned reg, uint32_t mode
     memcpy(&l->regs[reg], &v, 4);
 }
 
-vmk_result x86_kvm_vcpu_init(int fd, const struct x86_cpuid *cpuid, unsigned index,
-                             unsigned count, vmk_error **err)
+vmk_result x86_kvm_vcpu_init(int fd, const struct x86_cpuid *cpuid, unsigned index, unsigned count,
+                             vmk_error **err)
 {
     struct kvm_cpuid2 *table = x86_cpuid_for_vcpu(cpuid, index, count);
     if (!table)

@@ -69,7 +69,7 @@ struct uart_16550 {
     bool rx_refused; /* uart_16550_receive turned bytes away: tell rx_space later */
 
     uint8_t ier, fcr, lcr, mcr, scr, dll, dlm;
-    bool tx_held;       /* the host did not take tx_byte yet: THR is busy */
+    bool tx_held; /* the host did not take tx_byte yet: THR is busy */
     uint8_t tx_byte;
     uint8_t lsr_errors; /* sticky LSR error bits, cleared by reading LSR */
     uint8_t msr_delta;  /* MSR bits 0-3, cleared by reading MSR */

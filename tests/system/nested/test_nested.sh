@@ -53,14 +53,12 @@ selected() {
     return 1
 }
 
-if [ ! -x "$VMKIT_BIN" ]; then
-    echo "1..0 # SKIP no vmkit binary at $VMKIT_BIN (meson setup build && ninja -C build)"
-    exit 0
-fi
-if ! command -v qemu-system-x86_64 >/dev/null; then
-    echo "1..0 # SKIP qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
-    exit 0
-fi
+# shellcheck source=tests/support/tap.sh
+. "$root/tests/support/tap.sh"
+[ -x "$VMKIT_BIN" ] ||
+    tap_cannot_run "no vmkit binary at $VMKIT_BIN (meson setup build && ninja -C build)"
+command -v qemu-system-x86_64 >/dev/null ||
+    tap_cannot_run "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
 
 mkdir -p "$(dirname "$VMKIT_NESTED_LOG")"
 stderr_log="$VMKIT_NESTED_LOG.stderr"
@@ -70,10 +68,8 @@ rm -f "$VMKIT_NESTED_LOG.attempt1"
 # (VMKIT_NESTED_FORCE=1 runs them nested anyway).
 if [ -z "${VMKIT_NESTED_FORCE:-}" ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] &&
     [ ! -e /sys/module/kvm_pvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
-    if ! "$root/guest/build.sh" >/dev/null 2>"$stderr_log"; then
-        echo "1..0 # SKIP the default guest could not be built (guest/build.sh, see $stderr_log)"
-        exit 0
-    fi
+    "$root/guest/build.sh" >/dev/null 2>"$stderr_log" ||
+        tap_cannot_run "the default guest could not be built (guest/build.sh, see $stderr_log)"
     {
         echo "nested: kvm ready: hardware KVM on this host, cases run directly"
         PATH="$(dirname "$VMKIT_BIN"):$PATH" VMKIT_GUEST_DIR="$root/guest/out" \

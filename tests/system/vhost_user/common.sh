@@ -4,10 +4,9 @@
 # server's clean-up, host tools and modules for the guest's initramfs, and the result table.
 # Set vmkit, guest_dir and root (the source tree), source this file, then call vu_prepare.
 
-skip() {
-    echo "1..0 # SKIP $1"
-    exit 0
-}
+# shellcheck source=tests/support/tap.sh
+. "$root/tests/support/tap.sh"
+skip() { tap_cannot_run "$1"; }
 
 # vu_prepare QEMU_DEVICE NAME: skips the whole test unless vmkit, QEMU with QEMU_DEVICE, the
 # guest kernel and cpio are there; sets work (the log directory) and sock.

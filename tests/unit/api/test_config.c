@@ -632,8 +632,8 @@ static void test_walk_config(void **state)
         for (unsigned p = 0; p < vmk_virtio_console_device_port_count(d); p++) {
             char what[64];
             const char *name = vmk_virtio_console_device_get_port_name(d, p);
-            snprintf(what, sizeof(what), "console %d port %u %s%s",
-                     vmk_console_device_get_kind(d), p, name ? name : "-",
+            snprintf(what, sizeof(what), "console %d port %u %s%s", vmk_console_device_get_kind(d),
+                     p, name ? name : "-",
                      vmk_virtio_console_device_port_is_console(d, p) ? " hvc0" : "");
             describe_attachment(out, sizeof(out), what,
                                 vmk_virtio_console_device_get_port_attachment(d, p));

@@ -369,9 +369,9 @@ static void expect_lock_refused(const char *path, bool ro)
 {
     struct disk_image *img = NULL;
     vmk_error *err = NULL;
-    assert_int_equal(disk_image_open(path, ro, VMK_DISK_CACHING_AUTOMATIC, VMK_DISK_SYNC_FULL, &img,
-                                     &err),
-                     VMK_ERR_IO);
+    assert_int_equal(
+        disk_image_open(path, ro, VMK_DISK_CACHING_AUTOMATIC, VMK_DISK_SYNC_FULL, &img, &err),
+        VMK_ERR_IO);
     assert_null(img);
     const char *msg = vmk_error_message(err);
     if (!strstr(msg, path) || !strstr(msg, ro ? "shared (read) lock" : "exclusive (write) lock") ||

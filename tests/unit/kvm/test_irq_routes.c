@@ -69,9 +69,9 @@ static void test_routing_table_keeps_defaults(void **state)
     struct kvm_irq_routes *routes;
     struct kvm_irq_routing_entry base[X86_IRQCHIP_ROUTES];
     x86_irqchip_routes(base);
-    assert_int_equal(kvm_irq_routes_new(77, base, X86_IRQCHIP_ROUTES, X86_FIRST_MSI_GSI,
-                                        fake_ioctl_fn, &routes),
-                     0);
+    assert_int_equal(
+        kvm_irq_routes_new(77, base, X86_IRQCHIP_ROUTES, X86_FIRST_MSI_GSI, fake_ioctl_fn, &routes),
+        0);
     struct irq_routing_ops ops = kvm_irq_routes_ops(routes);
     unsigned g1, g2;
     assert_int_equal(ops.gsi_alloc(ops.ctx, &g1), 0);
@@ -153,9 +153,9 @@ static void test_routing_table_runs_out(void **state)
     struct kvm_irq_routes *routes;
     struct kvm_irq_routing_entry base[X86_IRQCHIP_ROUTES];
     x86_irqchip_routes(base);
-    assert_int_equal(kvm_irq_routes_new(77, base, X86_IRQCHIP_ROUTES, X86_FIRST_MSI_GSI,
-                                        fake_ioctl_fn, &routes),
-                     0);
+    assert_int_equal(
+        kvm_irq_routes_new(77, base, X86_IRQCHIP_ROUTES, X86_FIRST_MSI_GSI, fake_ioctl_fn, &routes),
+        0);
     struct irq_routing_ops ops = kvm_irq_routes_ops(routes);
     unsigned gsi = 0, last = 0;
     for (unsigned i = 0; i < KVM_IRQ_ROUTES_MAX_MSI; i++) {

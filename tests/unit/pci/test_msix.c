@@ -100,10 +100,10 @@ static struct irq_routing_ops fake_ops(struct fake_kvm *k)
     for (unsigned g = 0; g < FAKE_GSIS; g++)
         k->fd_of[g] = -1;
     return (struct irq_routing_ops){ .gsi_alloc = fake_alloc,
-                                 .gsi_free = fake_free,
-                                 .msi_route = fake_route,
-                                 .irqfd = fake_irqfd,
-                                 .ctx = k };
+                                     .gsi_free = fake_free,
+                                     .msi_route = fake_route,
+                                     .irqfd = fake_irqfd,
+                                     .ctx = k };
 }
 
 /* ---- a device with MSI-X in BAR 1 ---- */

@@ -263,15 +263,16 @@ static void test_device_errors(void **state)
                  "serial,stdio,append");
     EXPECT_USAGE("--device serial", "stdio takes no value (got 'yes')", "run", "--device",
                  "serial,stdio=yes");
-    EXPECT_USAGE("--device serial", "file= needs a value (file=PATH)", "run", "--device", "serial,file=");
-    EXPECT_USAGE("--device serial", "file= needs a value (file=PATH)", "run", "--device", "serial,file");
+    EXPECT_USAGE("--device serial", "file= needs a value (file=PATH)", "run", "--device",
+                 "serial,file=");
+    EXPECT_USAGE("--device serial", "file= needs a value (file=PATH)", "run", "--device",
+                 "serial,file");
     EXPECT_USAGE("--device serial", "stdio given twice", "run", "--device", "serial,stdio,stdio");
     EXPECT_USAGE("--device serial", "empty option", "run", "--device", "serial,stdio,");
     EXPECT_USAGE("--device", "empty value", "run", "--device", "");
     EXPECT_USAGE("--device", "'file=/x' is not a device type", "run", "--device", "file=/x");
     EXPECT_USAGE("--device serial,stdio", "the terminal is already another port's", "run",
-                 "--device", "serial,stdio",
-                 "--device", "serial,stdio");
+                 "--device", "serial,stdio", "--device", "serial,stdio");
 }
 
 /* ---- --device virtio-blk ---- */
@@ -889,9 +890,9 @@ static void test_bad_numbers(void **state)
     static const struct {
         const char *text;
         uint64_t mib;
-    } sizes[] = { { "1G", 1024 },      { "1g", 1024 },      { "2GiB", 2048 }, { "512M", 512 },
-                  { "512MiB", 512 },   { "512mb", 512 },    { "1T", 1048576 }, { "2048K", 2 },
-                  { "3072KiB", 3 } };
+    } sizes[] = { { "1G", 1024 },    { "1g", 1024 },    { "2GiB", 2048 },
+                  { "512M", 512 },   { "512MiB", 512 }, { "512mb", 512 },
+                  { "1T", 1048576 }, { "2048K", 2 },    { "3072KiB", 3 } };
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         assert_int_equal(PARSE(&req, errbuf, "run", "--memory", sizes[i].text), 0);
         assert_int_equal(req.memory_mib, sizes[i].mib);
@@ -1447,7 +1448,8 @@ static void test_serve_device_blk_errors(void **state)
     EXPECT_USAGE("one device at a time", NULL, BLK, "--disk", "/a", "--disk", "/b");
     EXPECT_USAGE("--disk virtio-blk", "readonly takes no value (got 'yes')", BLK, "--disk",
                  "/a,readonly=yes");
-    EXPECT_USAGE("--disk virtio-blk", "readonly given twice", BLK, "--disk", "/a,readonly,readonly");
+    EXPECT_USAGE("--disk virtio-blk", "readonly given twice", BLK, "--disk",
+                 "/a,readonly,readonly");
     EXPECT_USAGE("--disk virtio-blk", "cache 'fast' is not one of auto, cached, uncached", BLK,
                  "--disk", "/a,cache=fast");
     EXPECT_USAGE("--disk virtio-blk", "sync needs a value", BLK, "--disk", "/a,sync");

@@ -261,7 +261,7 @@ static void test_transmit_back_pressure(void **state)
     wr(f->u, THR, 'a');
     assert_int_equal(rd(f->u, IIR), 0x02);
     assert_int_equal(rd(f->u, LSR) & 0x60, 0x60); /* THRE and TEMT: 'a' went */
-    wr(f->u, THR, 'b');                            /* the host is full: 'b' waits in THR */
+    wr(f->u, THR, 'b');                           /* the host is full: 'b' waits in THR */
     assert_int_equal(f->out.len, 1);
     assert_int_equal(rd(f->u, LSR) & 0x60, 0);
     assert_false(f->irq.level);
