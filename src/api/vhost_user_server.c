@@ -51,7 +51,7 @@ static vmk_result find_device(const vmk_config *cfg, const struct device_kind **
                         "vhost-user server: the configuration has %u serial ports; a server serves "
                         "one device and no serial port",
                         vmk_config_serial_port_count(cfg));
-    if (total != 1)
+    if (total != 1 || !*kind)
         return vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0,
                         "vhost-user server: the configuration holds %u devices; a server serves "
                         "exactly one (a storage, entropy or console device)",

@@ -334,7 +334,7 @@ vmk_result disk_image_open(const char *path, bool read_only, vmk_disk_caching_mo
                            vmk_disk_sync_mode sync, struct disk_image **out, vmk_error **err)
 {
     *out = NULL;
-    struct disk_image_info info;
+    struct disk_image_info info = { 0 };
     struct disk_image *img = calloc(1, sizeof(*img));
     if (!img || !(img->path = strdup(path ? path : ""))) {
         free(img);

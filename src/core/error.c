@@ -32,7 +32,7 @@ vmk_error *vmk_error_new(vmk_result code, int sys_errno, const char *fmt, ...)
     return e;
 }
 
-vmk_result vmk_fail(vmk_error **err, vmk_result code, int sys_errno, const char *fmt, ...)
+void vmk_fail_set(vmk_error **err, vmk_result code, int sys_errno, const char *fmt, ...)
 {
     if (err && !*err) {
         va_list ap;
@@ -40,7 +40,6 @@ vmk_result vmk_fail(vmk_error **err, vmk_result code, int sys_errno, const char 
         *err = error_vnew(code, sys_errno, fmt, ap);
         va_end(ap);
     }
-    return code;
 }
 
 vmk_error *vmk_error_copy(const vmk_error *err)

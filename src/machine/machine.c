@@ -252,7 +252,7 @@ vmk_result machine_create(const vmk_config *cfg, struct event_loop *el,
     bus_init(&m->pio);
     bus_init(&m->mmio);
 
-    struct linux_boot_entry entry;
+    struct linux_boot_entry entry = { 0 };
     r = kvm_vm_open(&m->vm, m->vcpu_count, err);
     m->vm_open = true; /* whatever it opened before failing, kvm_vm_close closes */
     if (r != VMK_OK)

@@ -772,8 +772,9 @@ vmk_result linux_boot_load_buffers(const struct guest_memory *gm, const uint8_t 
                                    struct linux_boot_entry *out, vmk_error **err)
 {
     what = label_or_default(what);
-    if (!gm || !out)
-        return fail_at(err, VMK_ERR_INVALID_ARGUMENT, what, "no guest memory or entry state");
+    if (!gm || !out || !kernel)
+        return fail_at(err, VMK_ERR_INVALID_ARGUMENT, what,
+                       "no guest memory, kernel or entry state");
     if (!initrd && initrd_len)
         return fail_at(err, VMK_ERR_INVALID_ARGUMENT, what, "initrd length without a buffer");
     struct initrd_src src = { .label = "initrd", .buf = initrd, .fd = -1, .size = initrd_len };

@@ -105,11 +105,16 @@ static const struct {
  * guest copes without it. */
 static void set_boot_msrs(int fd)
 {
+    /* struct kvm_msrs ends in a flexible array: room for one entry after it. */
+    union {
+        struct kvm_msrs msrs;
+        uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+    } one;
     for (size_t i = 0; i < sizeof(boot_msrs) / sizeof(boot_msrs[0]); i++) {
-        struct {
-            struct kvm_msrs hdr;
-            struct kvm_msr_entry e;
-        } one = { .hdr.nmsrs = 1, .e.index = boot_msrs[i].index, .e.data = boot_msrs[i].value };
+        memset(&one, 0, sizeof(one));
+        one.msrs.nmsrs = 1;
+        one.msrs.entries[0] =
+            (struct kvm_msr_entry){ .index = boot_msrs[i].index, .data = boot_msrs[i].value };
         ioctl(fd, KVM_SET_MSRS, &one);
     }
 }
