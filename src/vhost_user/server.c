@@ -436,6 +436,12 @@ static const char *set_mem_table(struct vhost_user_server *s, struct msg *m)
                                 .host = (uint8_t *)addr + (r->mmap_offset - map_off) };
         if (gm_add_region(&s->gm, mp->gpa, mp->size, mp->host) < 0)
             goto bad_region;
+        int seals = fcntl(m->fds[i], F_GET_SEALS);
+        if (seals < 0 || !(seals & F_SEAL_SHRINK))
+            say(s,
+                "memory region %u: its file is not sealed against shrinking; this server "
+                "trusts the front end not to truncate it",
+                i);
         for (unsigned j = 0; j + 1 < s->nmaps; j++) {
             const struct mapping *o = &s->maps[j];
             if (mp->uva < o->uva + o->size && o->uva < mp->uva + mp->size)

@@ -5,6 +5,12 @@
  * reconnects. Every message is checked (header, size, fd count, ring index, addresses);
  * a bad one closes that connection, never the server.
  *
+ * One thing a front end can still do to this process: shrink a memory file after
+ * SET_MEM_TABLE, so that the next access to that guest RAM raises SIGBUS. A memfd
+ * sealed with F_SEAL_SHRINK (QEMU's memory-backend-memfd seals by default) rules that
+ * out; regions whose file is not sealed are accepted, as QEMU's memory-backend-file
+ * needs, and logged.
+ *
  * The device is the transport-agnostic struct virtio_device: the server is its
  * transport (kick eventfds call ops->queue_notify, transport.notify_queue writes the
  * call eventfd). Guest memory is the front end's regions, mmapped from the fds of

@@ -1,4 +1,4 @@
-/* libFuzzer target for virtio-blk's request parsing: a hostile driver (fuzz_common.h)
+/* libFuzzer target for virtio-blk's request parsing: a hostile driver (virtio_driver.h)
  * against the device over 1 MiB disk images. header[0] picks the device: low 3 bits
  * (mod 5) the variant below; with bit 7 set, bits 3-6 make the backend fail reads,
  * writes, flushes, discards. The backend checks the contract the device promises it
@@ -7,7 +7,7 @@
  * device's workers; after every kick the harness stops and restarts the device the
  * vhost-user way, whose reset waits for them, so each input replays the same. */
 #include "block/disk_image.h"
-#include "fuzz_common.h"
+#include "virtio_driver.h"
 #include "virtio/blk.h"
 
 #include <endian.h>

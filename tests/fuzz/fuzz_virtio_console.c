@@ -1,4 +1,4 @@
-/* libFuzzer target for virtio-console: a hostile driver (fuzz_common.h) against a
+/* libFuzzer target for virtio-console: a hostile driver (virtio_driver.h) against a
  * device made fresh for each input. header[0] shapes it: bits 0-3 the port count - 1,
  * bits 4-7 the console port (none when past the last port); port names cycle through
  * none, empty, ordinary and longer than the device keeps. FZ_OP_DEVICE is the host
@@ -8,7 +8,7 @@
  * takes guest output only while it has room (some ports start with little), so chains
  * are held and resumed. Control messages with bogus ids, events and values come from the
  * chain builder on queue 3 (control transmit). */
-#include "fuzz_common.h"
+#include "virtio_driver.h"
 #include "virtio/console.h"
 
 #include <endian.h>

@@ -1,4 +1,4 @@
-/* libFuzzer target for virtio-rng: a hostile driver (fuzz_common.h) against a device
+/* libFuzzer target for virtio-rng: a hostile driver (virtio_driver.h) against a device
  * made fresh for each input. header[0] & 3 picks the token bucket: 0 unlimited (rate
  * and burst at the maximum), 1 one byte a second with a small burst (the bucket runs
  * dry and the retry timer is armed), 2 the fastest rate with a small burst (the timer
@@ -6,7 +6,7 @@
  * (bits 2-7 size every small burst). The fuzzer never sleeps: its
  * only wait is FZ_OP_DEVICE, one non-blocking turn of the event loop that runs the
  * device's timer. */
-#include "fuzz_common.h"
+#include "virtio_driver.h"
 #include "virtio/rng.h"
 
 #include <stdio.h>

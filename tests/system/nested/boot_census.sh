@@ -22,6 +22,8 @@ export VMKIT_BIN=${VMKIT_BIN:-$root/build/tools/vmkit/vmkit}
 export VMKIT_NESTED_DIR=${VMKIT_NESTED_DIR:-$root/build/nested}
 export VMKIT_NESTED_LOG=${VMKIT_NESTED_LOG:-$VMKIT_NESTED_DIR/logs/census.log}
 
+# A wedge of the outer machine is dumped with symbols (run.sh).
+"$here/kallsyms.sh" >&2 || echo "boot_census.sh: no outer kernel symbols (kallsyms.sh failed)" >&2
 extra=$(mktemp -d "${TMPDIR:-/tmp}/vmkit-census.XXXXXX")
 hogs=()
 cleanup() {

@@ -104,7 +104,8 @@ fi
     cpio -o -H newc -R 0:0 --quiet | gzip -1n) >"$work/run.cpio.gz"
 cat "$dir/base.cpio.gz" "$work/run.cpio.gz" >"$work/initrd"
 
-append="console=ttyS0 panic=-1 quiet${VMKIT_NESTED_CASES:+ nested.cases=$VMKIT_NESTED_CASES}"
+# nokaslr: the wedge dump's addresses are System.map's.
+append="console=ttyS0 panic=-1 quiet nokaslr${VMKIT_NESTED_CASES:+ nested.cases=$VMKIT_NESTED_CASES}"
 append+="${VMKIT_NESTED_APPEND:+ $VMKIT_NESTED_APPEND}"
 qemu_args=(-accel tcg -cpu max -smp "${VMKIT_NESTED_SMP:-2}" -m "${VMKIT_NESTED_MEM:-3G}"
     -nic none -no-reboot -kernel "$dir/vmlinuz" -initrd "$work/initrd")
@@ -127,13 +128,69 @@ fi
 
 mkdir -p "$(dirname "$log")"
 echo "run.sh: outer machine running $(basename "$script") (limit ${limit}s, log $log)" >&2
-rm -f "$log.pid" "$log.wedged"
+rm -f "$log.pid" "$log.wedged" "$log.wedge"
 : >"$log"
 # The emulated machine has been seen to wedge: a kvm-pit kernel thread spinning on one
-# vCPU (soft lockup) for good, nested SVM under TCG. Kill it when its kernel reports a
-# soft lockup, or when no progress line ("nested...") came for so long that no case can
-# be running (a case's steps time out well within that).
+# vCPU (soft lockup) for good, or both vCPUs busy for good with no line printed, nested
+# SVM under TCG. Kill it when its kernel reports a soft lockup, or when no progress line
+# ("nested...") came for so long that no case can be running (a case's steps time out
+# well within that); first ask its monitor where each vCPU is, twice, into $log.wedge.
+monitor=$work/monitor.sock
+# The outer kernel's symbols (kallsyms.sh writes them; the outer kernel boots with
+# nokaslr, so they hold): a wedge dump names the function each vCPU is in.
+sysmap=$dir/System.map
+# hmp COMMAND...: the outer QEMU's answers to human-monitor commands, then the symbol
+# of each kernel RIP they showed.
+hmp() {
+    HMP_SYSMAP=$sysmap python3 - "$monitor" "$@" <<'PY'
+import bisect, os, re, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+def answer():
+    buf = b""
+    while not buf.endswith(b"(qemu) "):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", buf.decode(errors="replace")).replace("\r", "")
+    return text.split("\n", 1)[1] if "\n" in text else text  # the first line echoes the command
+answer()
+rips = set()
+for command in sys.argv[2:]:
+    s.sendall(command.encode() + b"\n")
+    out = answer()
+    print("(qemu) " + command + "\n" + out.rsplit("(qemu) ", 1)[0], end="")
+    rips.update(int(r, 16) for r in re.findall(r"RIP=(ffffffff[0-9a-f]{8})", out))
+syms = []
+if os.path.exists(os.environ["HMP_SYSMAP"]):
+    for line in open(os.environ["HMP_SYSMAP"]):
+        f = line.split()
+        if len(f) >= 3 and f[1] in "Tt":
+            syms.append((int(f[0], 16), f[2]))
+    syms.sort()
+else:
+    print("(no %s: tests/system/nested/kallsyms.sh writes it)" % os.environ["HMP_SYSMAP"])
+for rip in sorted(rips):
+    i = bisect.bisect_right(syms, (rip, "\xff")) - 1
+    print("RIP %x = %s" % (rip, "%s+0x%x" % (syms[i][1], rip - syms[i][0]) if i >= 0 else "?"))
+PY
+}
+wedge_dump() {
+    local cpus=${VMKIT_NESTED_SMP:-2} c args=()
+    for _ in 1 2; do
+        args+=("info registers -a")
+        for ((c = 0; c < cpus; c++)); do
+            args+=("cpu $c" "x/8i \$pc")
+        done
+        hmp "${args[@]}" 2>&1
+        args=()
+        sleep 2
+    done
+}
 (
+    set +e  # the watchdog lives until killed: a grep that matches nothing is no reason to end
     last=-1
     quiet=0
     while sleep 10; do
@@ -146,6 +203,7 @@ rm -f "$log.pid" "$log.wedged"
         fi
         if { [ "$quiet" -ge "$silence" ] || grep -q 'BUG: soft lockup' "$log"; } &&
             [ -s "$log.pid" ]; then
+            wedge_dump >"$log.wedge"
             touch "$log.wedged"
             kill -KILL "$(cat "$log.pid")" 2>/dev/null
             exit 0
@@ -155,14 +213,16 @@ rm -f "$log.pid" "$log.wedged"
 watchdog=$!
 set +e
 timeout -k 10 "$limit" "$qemu" "${qemu_args[@]}" -append "$append" -display none \
-    -monitor none -serial stdio -pidfile "$log.pid" </dev/null | tee "$log"
+    -monitor "unix:$monitor,server=on,wait=off" -serial stdio -pidfile "$log.pid" \
+    </dev/null | tee "$log"
 qemu_status=${PIPESTATUS[0]}
 set -e
 kill "$watchdog" 2>/dev/null || true
 wait "$watchdog" 2>/dev/null || true
 
 if [ -e "$log.wedged" ]; then
-    echo "run.sh: the outer machine wedged (a soft lockup, or no progress for ${silence}s) and was killed" >&2
+    echo "run.sh: the outer machine wedged (a soft lockup, or no progress for ${silence}s) and was" \
+        "killed; where its vCPUs were: $log.wedge" >&2
     exit 126
 fi
 if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then

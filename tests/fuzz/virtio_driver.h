@@ -6,10 +6,11 @@
  * The transport part behaves as virtio-pci does (feature check at FEATURES_OK,
  * activate at DRIVER_OK, kicks dropped after NEEDS_RESET), so the device sees only
  * what a real transport would hand it. */
-#ifndef VMK_TESTS_FUZZ_COMMON_H
-#define VMK_TESTS_FUZZ_COMMON_H
+#ifndef VMK_TESTS_FUZZ_VIRTIO_DRIVER_H
+#define VMK_TESTS_FUZZ_VIRTIO_DRIVER_H
 
 #include "core/guest_memory.h"
+#include "input.h"
 #include "virtio/virtio_device.h"
 
 #include <stdbool.h>
@@ -62,28 +63,6 @@ enum fz_op {
 #define FZ_SEG_WRITABLE      0x01
 #define FZ_SEG_AT            0x02 /* u16 gpa follows instead of a fresh buffer */
 
-#define FZ_CHECK(cond)                                           \
-    do {                                                         \
-        if (!(cond))                                             \
-            fz_fail("check failed: " #cond, __FILE__, __LINE__); \
-    } while (0)
-
-/* Prints what failed and traps, so libFuzzer keeps the input. */
-void fz_fail(const char *what, const char *file, int line) __attribute__((noreturn));
-
-/* The input, consumed front to back; reads past the end give zeroes. */
-struct fz_in {
-    const uint8_t *p;
-    size_t n;
-};
-
-uint8_t fz_u8(struct fz_in *in);
-uint16_t fz_u16(struct fz_in *in);
-uint32_t fz_u32(struct fz_in *in);
-uint64_t fz_u64(struct fz_in *in);
-/* Copies up to n bytes (fewer when the input ends); returns how many. */
-size_t fz_bytes(struct fz_in *in, void *dst, size_t n);
-
 struct fz_queue {
     uint16_t size;
     uint64_t desc, avail, used;
@@ -132,12 +111,7 @@ void fz_check_queues(struct fz_driver *t);
  * device reset waits for its work; the queues resume where they were. */
 void fz_stop_restart(struct fz_driver *t);
 
-/* Seeds: inputs built with the same grammar, written by a target's seed mode. */
-struct fz_seed {
-    uint8_t b[4096];
-    size_t n;
-};
-
+/* Seeds in the driver grammar (input.h has the byte writers). */
 struct fz_seg {
     bool writable;
     uint16_t len;
@@ -148,21 +122,8 @@ struct fz_seg {
 };
 
 void fz_seed_begin(struct fz_seed *s, uint8_t variant, uint8_t flags, uint32_t device_features);
-void fz_seed_u8(struct fz_seed *s, uint8_t v);
-void fz_seed_u16(struct fz_seed *s, uint16_t v);
-void fz_seed_u32(struct fz_seed *s, uint32_t v);
-void fz_seed_u64(struct fz_seed *s, uint64_t v);
-void fz_seed_bytes(struct fz_seed *s, const void *p, size_t n);
 /* FZ_OP_CHAIN. */
 void fz_seed_chain(struct fz_seed *s, unsigned q, uint8_t ctl, const struct fz_seg *segs,
                    unsigned n);
 void fz_seed_notify(struct fz_seed *s, unsigned q);
-/* When $VMKIT_FUZZ_SEEDS names a directory, the target writes its seeds there and the
- * process exits: fz_seed_mode returns that directory, or NULL. fuzz_common.c's
- * LLVMFuzzerInitialize does that with the target's fz_write_seeds. */
-const char *fz_seed_mode(void);
-void fz_write_seeds(const char *dir);
-/* Writes s as dir/name; exits with a message on failure (seed mode only). */
-void fz_seed_save(const char *dir, const char *name, const struct fz_seed *s);
-
 #endif
