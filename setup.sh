@@ -62,6 +62,6 @@ fi
 
 echo "vmkit: this host has no hardware KVM ($( [ -e /sys/module/kvm_pvm ] && echo kvm_pvm ||
     echo 'no usable /dev/kvm with vmx/svm')); booting the default guest inside an emulated" \
-    "machine (QEMU TCG + nested SVM) instead — slow: about half a minute to the prompt"
+    "machine (QEMU TCG + nested SVM) instead — slow: about a minute to the prompt"
 VMKIT_NESTED_DISK=$disk exec tests/system/nested/run.sh --interactive \
     tests/system/nested/interactive.sh

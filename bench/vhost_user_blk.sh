@@ -1,6 +1,6 @@
 #!/bin/bash
 # vhost_user_blk.sh — 4 KiB random reads and writes through a vhost-user-blk back end:
-# `vmkit serve-device --type blk` next to `qemu-storage-daemon --export vhost-user-blk`.
+# `vmkit serve-device --device virtio-blk,...` next to `qemu-storage-daemon --export vhost-user-blk`.
 # See docs/benchmarks.md for the method.
 #
 #   bench/vhost_user_blk.sh [-n RUNS] [-t SECONDS] [-d DEPTHS] [-s SIZE_MIB]
@@ -113,8 +113,8 @@ done
 
 # Both cached (tmpfs refuses O_DIRECT), one request queue, writes never flushed (the
 # benchmark sends no FLUSH, so sync= and QEMU's flush settings do not come into play).
-"$VMKIT" serve-device --type blk --socket "${SOCK[vmkit]}" --disk "${IMG[vmkit]},cache=cached" \
-    --queues 1 >"$WORK/vmkit.log" 2>&1 &
+"$VMKIT" serve-device --socket "${SOCK[vmkit]}" \
+    --device "virtio-blk,path=${IMG[vmkit]},cache=cached,queues=1" >"$WORK/vmkit.log" 2>&1 &
 PID[vmkit]=$!
 "$QSD" --blockdev "driver=file,node-name=disk,filename=${IMG[qemu]},cache.direct=off,aio=$AIO" \
     --export "type=vhost-user-blk,id=exp,node-name=disk,addr.type=unix,addr.path=${SOCK[qemu]},writable=on,num-queues=1" \

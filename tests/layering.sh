@@ -16,7 +16,7 @@ allowed() {
     virtio) echo "core block pci" ;;
     vhost_user) echo "core virtio" ;;
     machine) echo "core block attach devices/legacy kvm pci arch/x86 virtio" ;;
-    api) echo "core block arch/x86 virtio vhost_user machine" ;;
+    api) echo "core block arch/x86 vhost_user machine" ;;
     *) echo "?" ;;
     esac
 }

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Tier 2 (DESIGN.md "Real Linux drivers against vmkit's devices"): `vmkit serve-device --type
-# blk` serves vmkit's virtio-blk on a disk image over vhost-user, and the default guest kernel,
+# Tier 2 (DESIGN.md "Real Linux drivers against vmkit's devices"): `vmkit serve-device --device
+# virtio-blk,path=...` serves vmkit's virtio-blk on a disk image over vhost-user, and the default guest kernel,
 # in QEMU TCG with its memory shared (memfd), drives it with the stock virtio_blk driver
 # (vhost-user-blk-pci). Two guests: one on a writable export (serial, raw reads and writes,
 # an MBR partition, ext4, fstrim, discard, write-zeroes), one on a readonly export with four
@@ -40,10 +40,10 @@ disk_id2="ro-7"                # the readonly run's: no leftovers of the first m
 hello="hello from the guest over vhost-user-blk"
 
 tests=(
-    "serve|vmkit serve-device --type blk listens on its socket"
+    "serve|vmkit serve-device --device virtio-blk,path=IMG listens on its socket"
     "boot|the guest boots to our /init with QEMU connected to the socket"
     "disk|the guest's virtio_blk driver finds /dev/vda of 64 MiB"
-    "serial|/sys/block/vda/serial is the 20-byte id= given to --disk (GET_ID)"
+    "serial|/sys/block/vda/serial is the 20-byte id= given in the device spec (GET_ID)"
     "read|the guest reads the marker the host wrote at 48 MiB"
     "write|the guest writes a marker at 56 MiB with dd conv=fsync"
     "part|fdisk writes an MBR with one partition: /dev/vda1 appears at sector 2048, and the host's partx sees it"
@@ -57,7 +57,7 @@ tests=(
     "ro|a readonly export: ro is 1 (sysfs, blockdev --getro), dd writes to vda and vda1 and blkdiscard fail"
     "ro_fs|on the readonly export, ext4 mounts read-only, both files read back, a new file fails with EROFS"
     "ro_unchanged|the readonly run left the image as it was"
-    "mq|--queues 4, num-queues=4, 2 vCPUs: the driver uses 2 of the 4 queues and reads work"
+    "mq|queues=4, num-queues=4, 2 vCPUs: the driver uses 2 of the 4 queues and reads work"
     "stop|SIGTERM stops the server with status 0 and removes the socket"
 )
 
@@ -400,10 +400,9 @@ chmod 0755 "$stage/init"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1n) >"$work/init.cpio.gz"
 cat "$guest_dir/initramfs.img" "$work/init.cpio.gz" >"$work/initrd"
 
-# Starts the server on the image; $1: the id, $2: extra --disk keys (",readonly"), then more
-# options.
+# Starts the server on the image; $1: the id, $2: extra device keys (",readonly").
 start_server() {
-    "$vmkit" serve-device --type blk --socket "$sock" --disk "$img,id=$1$2" "${@:3}" \
+    "$vmkit" serve-device --socket "$sock" --device "virtio-blk,path=$img,id=$1$2" \
         >>"$work/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 50); do
@@ -535,7 +534,7 @@ fi
 
 # 3. The readonly export with four queues, on a server started for it, and 2 vCPUs.
 sum_before=$(md5sum <"$img")
-if start_server "$disk_id2" ",readonly" --queues 4; then
+if start_server "$disk_id2" ",readonly,queues=4"; then
     run_guest 2 ro "$disk_id2" 2 4
     marker 2 serial serial2
     marker 2 ro

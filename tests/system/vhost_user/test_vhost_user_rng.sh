@@ -1,6 +1,7 @@
 #!/bin/bash
 # Tier 2 (DESIGN.md "Real Linux drivers against vmkit's devices"): `vmkit serve-device --type
-# rng` serves virtio-rng over vhost-user and the default guest kernel, in QEMU TCG with its
+# rng` (the spelling of earlier releases, kept working; the blk test uses --device) serves
+# virtio-rng over vhost-user and the default guest kernel, in QEMU TCG with its
 # memory shared (memfd), drives it with the stock virtio_rng driver. Prints TAP on stdout.
 #
 #   tests/system/vhost_user/test_vhost_user_rng.sh [VMKIT_BINARY]
