@@ -84,7 +84,8 @@ fi
 
 BENCH="$WORK/vhost_user_blk_bench"
 "$CC" -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -I"$ROOT/src" -I"$ROOT/tests/support" \
-    -o "$BENCH" "$ROOT/bench/vhost_user_blk_bench.c" "$ROOT/tests/support/vhost_user_frontend.c"
+    -o "$BENCH" "$ROOT/bench/vhost_user_blk_bench.c" "$ROOT/tests/support/vhost_user_frontend.c" \
+    "$ROOT/tests/support/fd_passing.c"
 
 # ---- The two back ends, each on its own image in tmpfs -------------------------
 

@@ -26,6 +26,7 @@
  * Not fuzzed: a front end that shrinks its memory file after SET_MEM_TABLE (the server
  * would take SIGBUS; vhost_user/server.h says why that is left to file seals). */
 #include "input.h"
+#include "fd_passing.h"
 
 #include "core/event_loop.h"
 #include "vhost_user/protocol.h"
@@ -260,23 +261,9 @@ static void send_msg(struct fe *f, const struct vhost_user_header *h, const void
     memcpy(buf, h, sizeof(*h));
     if (payload_len)
         memcpy(buf + sizeof(*h), payload, payload_len);
-    union {
-        char b[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS * 2)];
-        struct cmsghdr align;
-    } ctl;
     struct iovec iov = { buf, sizeof(*h) + payload_len };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (nfds) {
-        mh.msg_control = ctl.b;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-    }
     /* The server may have hung up on an earlier message: EPIPE is an answer too. */
-    ssize_t n = sendmsg(f->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send_with_fds(f->sock, &iov, 1, fds, nfds, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
         FZ_CHECK(errno == EPIPE || errno == ECONNRESET || errno == EAGAIN);
         return;

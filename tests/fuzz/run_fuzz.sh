@@ -20,7 +20,7 @@ sources() {
     virtio_rng) echo "$dev_common src/virtio/rng.c src/core/event_loop.c" ;;
     boot_linux) echo "tests/fuzz/input.c src/arch/x86/boot_linux.c src/core/guest_memory.c
                       src/core/error.c" ;;
-    vhost_user) echo "tests/fuzz/input.c src/vhost_user/server.c src/core/event_loop.c
+    vhost_user) echo "tests/fuzz/input.c tests/support/fd_passing.c src/vhost_user/server.c src/core/event_loop.c
                       src/core/guest_memory.c src/core/error.c src/core/unix_socket.c
                       src/virtio/virtqueue.c src/virtio/virtio_device.c src/virtio/rng.c
                       src/virtio/console.c" ;;
@@ -83,7 +83,7 @@ for t in $targets; do
     # shellcheck disable=SC2086  # srcs is a list of paths without spaces
     if ! "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
             -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
-            -Wno-unused-parameter -Iinclude -Isrc "tests/fuzz/$name.c" $srcs -lpthread \
+            -Wno-unused-parameter -Iinclude -Isrc -Itests/support "tests/fuzz/$name.c" $srcs -lpthread \
             -o "$bin" >"$dir/build.log" 2>&1; then
         keep=1
         echo "not ok $n - $name (build failed)"

@@ -1,6 +1,8 @@
 /* A synthetic vhost-user front end: see vhost_user_frontend.h. */
 #include "vhost_user_frontend.h"
 
+#include "fd_passing.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -148,31 +150,13 @@ static int send_msg(struct vuf *f, uint32_t request, uint32_t flags, const void 
     struct vhost_user_header h = { .request = request,
                                    .flags = VHOST_USER_VERSION | flags,
                                    .size = size };
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
-        struct cmsghdr align;
-    } ctl;
     struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)payload, size } };
-    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
     if (nfds > VHOST_USER_MAX_FDS)
         return fail(f, -EINVAL, "%s: %u fds, at most %d", req_name(request), nfds,
                     VHOST_USER_MAX_FDS);
-    if (nfds) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-    }
     if (f->sock < 0)
         return fail(f, -ENOTCONN, "%s: not connected", req_name(request));
-    ssize_t n;
-    do {
-        n = sendmsg(f->sock, &mh, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = send_with_fds(f->sock, iov, size ? 2 : 1, fds, nfds, MSG_NOSIGNAL);
     if (n < 0)
         return fail(f, -errno, "%s: cannot send: %s", req_name(request), strerror(errno));
     if ((size_t)n != sizeof(h) + size)

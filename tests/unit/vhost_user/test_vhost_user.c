@@ -1,6 +1,8 @@
 #include "vhost_user/protocol.h"
 #include "vhost_user/server.h"
 
+#include "fd_passing.h"
+
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -128,21 +130,7 @@ static void send_msg_flags(struct fix *f, uint32_t req, uint32_t flags, const vo
 {
     struct vhost_user_header h = { .request = req, .flags = flags, .size = size };
     struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)payload, size } };
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * 16)];
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
-    if (nfds) {
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-    }
-    ssize_t n = sendmsg(f->sock, &mh, MSG_NOSIGNAL);
+    ssize_t n = send_with_fds(f->sock, iov, size ? 2 : 1, fds, nfds, MSG_NOSIGNAL);
     if (n < 0)
         print_error("sendmsg: %s\n", strerror(errno));
     assert_int_equal(n, (ssize_t)(sizeof(h) + size));
@@ -684,21 +672,7 @@ static void test_random_messages(void **state)
             fds[0] = f->memfd;
         struct vhost_user_header h = { req, VHOST_USER_VERSION, size };
         struct iovec iov[2] = { { &h, sizeof(h) }, { payload, size } };
-        union {
-            char buf[CMSG_SPACE(sizeof(int) * 2)];
-            struct cmsghdr align;
-        } ctl;
-        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-        if (nfds) {
-            mh.msg_control = ctl.buf;
-            mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-            struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-            memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-        }
-        ssize_t n = sendmsg(f->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = send_with_fds(f->sock, iov, 2, fds, nfds, MSG_NOSIGNAL | MSG_DONTWAIT);
         pump(f);
         /* Drop replies; reconnect when the server hung up. */
         char sink[512];
