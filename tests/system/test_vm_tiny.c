@@ -823,6 +823,21 @@ static void test_rtc(void **state)
     }
 }
 
+/* Port 0x61 is the PIT's (KVM_PIT_SPEAKER_DUMMY): channel 2 gated from there runs out its
+ * count, as Linux's TSC calibration against the PIT needs. */
+static void test_pit_gate(void **state)
+{
+    struct fixture *f = *state;
+
+    REQUIRE_KVM();
+    start_vm(make_vm(f, 0, "pit_gate"));
+    finish_guest_stop(f, 0);
+    if (!file_contains(f->out[0], "pit gate ok\n")) {
+        print_output(f->out[0]);
+        fail_msg("channel 2 of the PIT did not behave through port 0x61");
+    }
+}
+
 static void test_restart(void **state)
 {
     struct fixture *f = *state;
@@ -1383,6 +1398,7 @@ int main(void)
         T(test_echo_pty),
         T(test_echo_socket),
         T(test_rtc),
+        T(test_pit_gate),
         T(test_halt_stop),
         T(test_free_running),
         T(test_smp_pause_stop),

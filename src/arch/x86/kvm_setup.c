@@ -59,7 +59,10 @@ vmk_result x86_kvm_vm_init(int kvm_fd, int vm_fd, vmk_error **err)
         return r;
     if ((r = kvm_check(ioctl(vm_fd, KVM_CREATE_IRQCHIP, 0), err, "KVM_CREATE_IRQCHIP")))
         return r;
-    struct kvm_pit_config pit = { .flags = 0 };
+    /* The kernel answers port 0x61 (the PIT channel 2 gate and output, as a PC's system
+     * control port B): Linux gates channel 2 there to calibrate the TSC against the PIT.
+     * QEMU creates its PIT the same way. */
+    struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
     return kvm_check(ioctl(vm_fd, KVM_CREATE_PIT2, &pit), err, "KVM_CREATE_PIT2");
 }
 
