@@ -18,7 +18,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
 packages=(meson ninja-build pkg-config gcc libcmocka-dev qemu-system-x86 acpica-tools
-    busybox-static cpio kmod xz-utils zstd time e2fsprogs)
+    busybox-static cpio kmod xz-utils zstd time e2fsprogs socat)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
