@@ -17,6 +17,13 @@ ninja -C "$build" >/dev/null || { ninja -C "$build"; echo "0 passed, 1 failed"; 
 # The default guest (Debian's kernel + busybox): the whole-machine tests boot it and the
 # boot-loader tests parse its real bzImage. A failure here shows up in those tests.
 guest/build.sh >/dev/null 2>"$build/guest-build.log" || echo "guest/build.sh failed: see $build/guest-build.log"
+# The outer machine's QEMU (Debian's, with vmkit's SVM fixes), built once and cached, so
+# that no test's time limit pays for the build. Only the nested tier uses it, and says so
+# when it is missing.
+if [ "${1:-}" != "--quick" ]; then
+    tests/system/nested/build-outer-qemu.sh >/dev/null 2>"$build/outer-qemu-build.log" ||
+        echo "build-outer-qemu.sh failed: see $build/outer-qemu-build.log"
+fi
 
 # Any sanitizer report (leaks included) fails the test program that caused it.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

@@ -10,8 +10,7 @@
 #   VMKIT_CENSUS_BINS    "NAME=PATH ..." other vmkit builds, booted by variant vmkit@NAME
 #   VMKIT_CENSUS_HOG     N: N busy loops run on this host meanwhile (another emulator beside
 #                        the tests, as a user's machine has)
-#   VMKIT_CENSUS_OUTER   extra options for the outer QEMU are not supported; VMKIT_NESTED_SMP
-#                        and VMKIT_NESTED_MEM are (run.sh)
+#   VMKIT_NESTED_ACCEL, VMKIT_NESTED_SMP, VMKIT_NESTED_MEM   the outer machine (run.sh)
 #   VMKIT_NESTED_LOG     where the outer serial log goes (build/nested/logs/census.log)
 # Prints the per-boot lines and a table of outcomes per variant.
 set -uo pipefail
@@ -70,7 +69,7 @@ start=$(date +%s)
 "$here/run.sh" "$here/census.sh" >/dev/null
 status=$?
 echo "boot_census.sh: run.sh status $status after $(($(date +%s) - start)) s; log $VMKIT_NESTED_LOG" \
-    "(hogs: ${VMKIT_CENSUS_HOG:-0})"
+    "(hogs: ${VMKIT_CENSUS_HOG:-0}, outer -accel ${VMKIT_NESTED_ACCEL:-tcg})"
 tr -d '\r' <"$VMKIT_NESTED_LOG" | grep '^nested-census: ' | grep -v -e ': plan' -e ': done'
 tr -d '\r' <"$VMKIT_NESTED_LOG" | grep '^nested-census: ' | grep -v -e ': plan' -e ': done' |
     awk '{ n[$2]++; o[$2 " " $4]++; if ($4 == "ok") { sub("prompt=", "", $5); t[$2] += $5 } }

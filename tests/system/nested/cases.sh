@@ -109,16 +109,21 @@ fail() {
 # it never comes.
 #
 # Under nested SVM emulated by QEMU TCG, an inner guest triple-faults now and then while
-# it boots (about one boot in fifteen, at random points, also before its first line;
-# KVM on AMD resets the vCPU on shutdown, so vmkit can only report RIP 0xfff0). Such a
-# boot is tried again, at most twice, each time said in the log; any other failure, or a
-# third triple fault, fails the case.
+# it boots, at random points, also before its first line, and under QEMU -accel kvm as
+# under vmkit (tests/system/nested/boot_census.sh counts them); KVM on AMD resets the vCPU
+# on shutdown, so vmkit can only report RIP 0xfff0. There, and only there, such a boot is
+# tried again, at most FAULT_RETRIES times, each time said in the log (test_nested.sh counts
+# them and bounds their total); on hardware KVM (FAULT_RETRIES=0) a triple fault fails the
+# case, as any other failure does.
+FAULT_RETRIES=${FAULT_RETRIES:-2}
 boot_vm() {
-    for try in 1 2 3; do
+    try=0
+    while :; do
+        try=$((try + 1))
         start_vm "$@"
         wait_for "$PROMPT" && return 0
         abort_vm
-        grep -q 'triple fault' "$dir/err" && [ "$try" -lt 3 ] || break
+        grep -q 'triple fault' "$dir/err" && [ "$try" -le "$FAULT_RETRIES" ] || break
         echo "nested: case $name: the guest triple-faulted while booting ($(head -n 1 "$dir/err")); booting it again"
         cp "$dir/out" "/tmp/case-$name.boot-$try"
     done

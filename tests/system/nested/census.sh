@@ -16,7 +16,8 @@
 #   vmkit@NAME        /usr/bin/vmkit-NAME run (another build of vmkit, packed by boot_census.sh)
 #
 # A boot ends in one of: ok (prompt, then poweroff and a clean exit), triple-fault (vmkit's
-# error), exited (the VMM ended before the prompt), stall (no console output for STALL_S
+# error), reset (QEMU: the guest reset, which -no-reboot turns into an exit; a triple fault
+# without a reboot message), exited (the VMM ended before the prompt otherwise), stall (no console output for STALL_S
 # seconds: a slow guest goes on, one that lost a timer or an interrupt does not), slow (no
 # prompt within BOOT_S seconds though output kept coming), no-exit (poweroff did not end it).
 # Each line: "nested-census: VARIANT N OUTCOME prompt=S maxgap=S status=N | last console line".
@@ -34,8 +35,11 @@ since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
 qemu_boot() {
     extra=$1
     shift
+    # -no-reboot: a guest reset (a triple fault among them) ends QEMU with status 0;
+    # -d cpu_reset logs each reset, so such an end is told from a power-off.
     exec qemu-system-x86_64 -accel kvm -cpu host -m 512 "$@" -nodefaults -display none \
         -serial stdio -monitor none -no-reboot -L /usr/share/qemu \
+        -d cpu_reset -D /tmp/census/qemu-reset.log \
         -kernel "$G/vmlinuz" -initrd "$G/initramfs.img" -append "$CMDLINE$extra"
 }
 
@@ -117,7 +121,17 @@ boot_once() {
         if ! kill -0 "$pid" 2>/dev/null; then
             wait "$pid"
             status=$?
-            if grep -q 'triple fault' "$dir/err"; then outcome=triple-fault; else outcome=exited; fi
+            if grep -q 'triple fault' "$dir/err"; then
+                outcome=triple-fault
+            elif [ "$(grep -c '^CPU Reset' "$dir/qemu-reset.log" 2>/dev/null)" -gt 2 ]; then
+                # QEMU resets its CPUs twice as it starts; a third reset is the guest's. The
+                # registers QEMU logged then (its view as the guest went down) go with it.
+                outcome=reset
+                awk '/^CPU Reset/ { n++ } n == 3' "$dir/qemu-reset.log" | sed -n '1,4p' |
+                    sed 's/^/qemu: /' >>"$dir/err"
+            else
+                outcome=exited
+            fi
             break
         fi
         size=$(wc -c <"$dir/out")
@@ -159,7 +173,7 @@ boot_once() {
     wait "$pid" 2>/dev/null
     exec 3>&-
     lastline=$(tr -d '\r' <"$dir/out" | grep -v '^ *$' | tail -n 1 | cut -c1-160)
-    err=$(grep -m1 -E 'triple|fault|error' "$dir/err" | cut -c1-200)
+    err=$(grep -m1 -E 'triple|fault|error|^qemu: (CPU|RAX|RIP)' "$dir/err" | cut -c1-200)
     echo "nested-census: $v $2 $outcome prompt=$prompt maxgap=$(awk -v q="$maxgap" 'BEGIN { print q / 2 }') status=$status | $lastline${err:+ | $err}"
     if [ "$outcome" != ok ]; then
         tr -d '\r' <"$dir/out" | tail -n 30 | sed "s/^/nested-census-out: $v $2| /"

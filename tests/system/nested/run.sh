@@ -20,6 +20,8 @@
 #   VMKIT_NESTED_TIMEOUT  seconds before the outer machine is killed (600; none if interactive)
 #   VMKIT_NESTED_SILENCE  seconds without a "nested..." line before it is killed (360)
 #   VMKIT_NESTED_SMP, VMKIT_NESTED_MEM   outer CPUs and memory (2, 3G)
+#   VMKIT_NESTED_ACCEL    the outer machine's accelerator (tcg; tcg,thread=single runs its
+#                         vCPUs on one host thread, an experiment of boot_census.sh)
 #   VMKIT_NESTED_CASES    comma-separated cases for cases.sh (nested.cases= on the outer
 #                         command line; all when empty)
 #   VMKIT_NESTED_DISK     a raw disk image the outer machine sees as /dev/vda (virtio-blk),
@@ -28,7 +30,8 @@
 #   VMKIT_NESTED_EXTRA    a directory whose tree is added to the outer machine's root (a
 #                         reference VMM and its libraries for boot_census.sh, say)
 #   VMKIT_NESTED_APPEND   more words for the outer kernel's command line
-#   QEMU                  the emulator (qemu-system-x86_64)
+#   QEMU                  the outer machine's emulator (default: build-outer-qemu.sh's, Debian's
+#                         QEMU with vmkit's fixes to its SVM emulation)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -57,11 +60,24 @@ esac
 
 dir=${VMKIT_NESTED_DIR:-$root/build/nested}
 vmkit=${VMKIT_BIN:-$root/build/tools/vmkit/vmkit}
-qemu=${QEMU:-qemu-system-x86_64}
 limit=${VMKIT_NESTED_TIMEOUT:-600}
 silence=${VMKIT_NESTED_SILENCE:-360}
 log=${VMKIT_NESTED_LOG:-$dir/logs/$(basename "$script" .sh).log}
 
+# The outer machine's emulator: Debian's QEMU with vmkit's fixes to its SVM emulation
+# (build-outer-qemu.sh, built once and cached), unless $QEMU names another. Where it cannot
+# be built, Debian's own serves, with a warning; under CI that is a failure.
+if [ -n "${QEMU:-}" ]; then
+    qemu=$QEMU
+elif ! qemu=$("$here/build-outer-qemu.sh" "$dir/outer-qemu"); then
+    if [ "${CI:-}" = true ]; then
+        echo "run.sh: cannot build the patched outer QEMU (build-outer-qemu.sh; CI=true)" >&2
+        exit 2
+    fi
+    qemu="qemu-system-x86_64"
+    echo "run.sh: warning: cannot build the patched outer QEMU (build-outer-qemu.sh);" \
+        "Debian's $qemu emulates the outer machine, and inner guests may stall or reset" >&2
+fi
 command -v "$qemu" >/dev/null || {
     echo "run.sh: $qemu not found (apt-get install qemu-system-x86)" >&2
     exit 2
@@ -107,7 +123,7 @@ cat "$dir/base.cpio.gz" "$work/run.cpio.gz" >"$work/initrd"
 # nokaslr: the wedge dump's addresses are System.map's.
 append="console=ttyS0 panic=-1 quiet nokaslr${VMKIT_NESTED_CASES:+ nested.cases=$VMKIT_NESTED_CASES}"
 append+="${VMKIT_NESTED_APPEND:+ $VMKIT_NESTED_APPEND}"
-qemu_args=(-accel tcg -cpu max -smp "${VMKIT_NESTED_SMP:-2}" -m "${VMKIT_NESTED_MEM:-3G}"
+qemu_args=(-accel "${VMKIT_NESTED_ACCEL:-tcg}" -cpu max -smp "${VMKIT_NESTED_SMP:-2}" -m "${VMKIT_NESTED_MEM:-3G}"
     -nic none -no-reboot -kernel "$dir/vmlinuz" -initrd "$work/initrd")
 
 if [ -n "${VMKIT_NESTED_DISK:-}" ]; then
