@@ -174,11 +174,18 @@ def answer():
     return text.split("\n", 1)[1] if "\n" in text else text  # the first line echoes the command
 answer()
 rips = set()
+stacks = []  # (cpu, kernel addresses found on its stack)
+cpu = None
 for command in sys.argv[2:]:
     s.sendall(command.encode() + b"\n")
     out = answer()
     print("(qemu) " + command + "\n" + out.rsplit("(qemu) ", 1)[0], end="")
     rips.update(int(r, 16) for r in re.findall(r"RIP=(ffffffff[0-9a-f]{8})", out))
+    if command.startswith("cpu "):
+        cpu = command.split()[1]
+    elif "gx $rsp" in command:
+        words = re.findall(r"0x(ffffffff[0-9a-f]{8})\b", out.split(":", 1)[-1])
+        stacks.append((cpu, [int(w, 16) for w in words]))
 syms = []
 if os.path.exists(os.environ["HMP_SYSMAP"]):
     for line in open(os.environ["HMP_SYSMAP"]):
@@ -188,9 +195,16 @@ if os.path.exists(os.environ["HMP_SYSMAP"]):
     syms.sort()
 else:
     print("(no %s: tests/system/nested/kallsyms.sh writes it)" % os.environ["HMP_SYSMAP"])
+def name(addr):
+    i = bisect.bisect_right(syms, (addr, "\xff")) - 1
+    return "%s+0x%x" % (syms[i][1], addr - syms[i][0]) if i >= 0 else "?"
 for rip in sorted(rips):
-    i = bisect.bisect_right(syms, (rip, "\xff")) - 1
-    print("RIP %x = %s" % (rip, "%s+0x%x" % (syms[i][1], rip - syms[i][0]) if i >= 0 else "?"))
+    print("RIP %x = %s" % (rip, name(rip)))
+# Return addresses among the stack words: a rough backtrace, innermost first.
+text_end = syms[-1][0] if syms else 0
+for c, words in stacks:
+    names = [name(w) for w in words if syms and syms[0][0] <= w <= text_end]
+    print("stack of cpu %s: %s" % (c, " < ".join(names) if names else "(no kernel text)"))
 PY
 }
 wedge_dump() {
@@ -198,7 +212,7 @@ wedge_dump() {
     for _ in 1 2; do
         args+=("info registers -a")
         for ((c = 0; c < cpus; c++)); do
-            args+=("cpu $c" "x/8i \$pc")
+            args+=("cpu $c" "x/8i \$pc" "x/64gx \$rsp")
         done
         hmp "${args[@]}" 2>&1
         args=()
