@@ -13,7 +13,7 @@ allowed() {
     core) echo "" ;;
     block | attach | devices/legacy | kvm | pci) echo "core" ;;
     arch/x86) echo "core pci" ;;
-    virtio) echo "core block pci" ;;
+    virtio) echo "core block attach pci" ;;
     vhost_user) echo "core virtio" ;;
     machine) echo "core block attach devices/legacy kvm pci arch/x86 virtio" ;;
     api) echo "core block arch/x86 vhost_user machine" ;;

@@ -231,6 +231,10 @@ static int maybe_activate(struct vhost_user_server *s)
     }
     d->driver_features = s->features & ~VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES);
     s->broken = false;
+    if (d->ops->features_ok && !d->ops->features_ok(d, d->driver_features)) {
+        say(s, "%s: the front end's features break a dependency of the device", d->name);
+        goto fail_reset;
+    }
     if (d->ops->activate(d) < 0) {
         say(s, "%s: activation failed", d->name);
         goto fail_reset;

@@ -60,6 +60,10 @@ struct virtio_device_ops {
      * enabled (virtq_enable done). Start serving. 0, or -errno (the transport then
      * sets DEVICE_NEEDS_RESET). */
     int (*activate)(struct virtio_device *d);
+    /* FEATURES_OK: may the driver run with these features (a subset of what the device
+     * offered)? false when they break a dependency the device's section states; the
+     * transport then leaves FEATURES_OK clear. NULL: any subset is fine. */
+    bool (*features_ok)(struct virtio_device *d, uint64_t features);
     /* The driver made buffers available on queue q. */
     void (*queue_notify)(struct virtio_device *d, unsigned q);
     /* Device configuration space; the transport has checked offset + len against

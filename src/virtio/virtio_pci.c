@@ -150,7 +150,8 @@ static void write_status(struct virtio_pci *vp, uint8_t value)
     uint8_t next = value | (old & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
     if ((next & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK)) {
         bool ok = !(vp->driver_features & ~d->device_features) &&
-                  (vp->driver_features & VIRTIO_BIT(VIRTIO_F_VERSION_1));
+                  (vp->driver_features & VIRTIO_BIT(VIRTIO_F_VERSION_1)) &&
+                  (!d->ops->features_ok || d->ops->features_ok(d, vp->driver_features));
         if (ok)
             d->driver_features = vp->driver_features;
         else

@@ -154,15 +154,28 @@ int virtq_set_base(struct virtq *q, uint16_t idx)
     return 0;
 }
 
-int virtq_unpop(struct virtq *q, const struct virtq_elem *e)
+static int unpop(struct virtq *q, uint16_t head, uint32_t gen)
 {
-    if (!q->enabled || q->broken || e->gen != q->gen || q->inflight == 0)
+    if (!q->enabled || q->broken || gen != q->gen || q->inflight == 0)
         return -EINVAL;
     uint16_t slot = (uint16_t)(q->last_avail_idx - 1) & (q->num - 1);
-    if (le16toh(__atomic_load_n(&q->avail->ring[slot], __ATOMIC_RELAXED)) != e->head)
+    if (le16toh(__atomic_load_n(&q->avail->ring[slot], __ATOMIC_RELAXED)) != head)
         return -EINVAL;
     q->last_avail_idx--;
     q->inflight--;
+    return 0;
+}
+
+int virtq_unpop(struct virtq *q, const struct virtq_elem *e)
+{
+    return unpop(q, e->head, e->gen);
+}
+
+int virtq_unpop_refs(struct virtq *q, const struct virtq_ref *refs, unsigned n)
+{
+    for (unsigned i = n; i-- > 0;)
+        if (unpop(q, refs[i].head, refs[i].gen) < 0)
+            return -EINVAL;
     return 0;
 }
 
@@ -303,30 +316,44 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
     return 1;
 }
 
-int virtq_push(struct virtq *q, const struct virtq_elem *e, uint32_t written)
+int virtq_push_refs(struct virtq *q, const struct virtq_ref *refs, unsigned n)
 {
     if (q->broken)
         return -EIO;
-    if (!q->enabled || e->gen != q->gen)
-        return 0; /* popped before a reset: the driver no longer expects it */
-    if (q->inflight == 0 || e->head >= q->num)
+    if (!q->enabled || n == 0)
+        return 0;
+    for (unsigned i = 0; i < n; i++)
+        if (refs[i].gen != q->gen)
+            return 0; /* popped before a reset: the driver no longer expects them */
+    if (n > q->inflight)
         return mark_broken(q, "device pushed more elements than it popped");
-    if (written > e->in_len)
-        return mark_broken(q, "device claims more bytes written than the chain holds");
-
-    struct virtq_used_elem *u = &q->used->ring[q->used_idx & (q->num - 1)];
-    __atomic_store_n(&u->id, htole32(e->head), __ATOMIC_RELAXED);
-    __atomic_store_n(&u->len, htole32(written), __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < n; i++) {
+        if (refs[i].head >= q->num)
+            return mark_broken(q, "device pushed more elements than it popped");
+        if (refs[i].written > refs[i].in_len)
+            return mark_broken(q, "device claims more bytes written than the chain holds");
+    }
     uint16_t old = q->used_idx;
-    q->used_idx++;
-    q->inflight--;
-    /* The element must be visible before the index that publishes it. */
+    for (unsigned i = 0; i < n; i++) {
+        struct virtq_used_elem *u = &q->used->ring[(uint16_t)(old + i) & (q->num - 1)];
+        __atomic_store_n(&u->id, htole32(refs[i].head), __ATOMIC_RELAXED);
+        __atomic_store_n(&u->len, htole32(refs[i].written), __ATOMIC_RELAXED);
+    }
+    q->used_idx = (uint16_t)(old + n);
+    q->inflight -= n;
+    /* The elements must be visible before the index that publishes them. */
     __atomic_store_n(&q->used->idx, htole16(q->used_idx), __ATOMIC_RELEASE);
     /* After 2^15 pushes without a notify check, signalled_used no longer tells
      * before from after: notify unconditionally next time. */
     if ((int16_t)(uint16_t)(q->used_idx - q->signalled_used) < (uint16_t)(q->used_idx - old))
         q->signalled_valid = false;
     return 0;
+}
+
+int virtq_push(struct virtq *q, const struct virtq_elem *e, uint32_t written)
+{
+    struct virtq_ref ref = virtq_elem_ref(e, written);
+    return virtq_push_refs(q, &ref, 1);
 }
 
 bool virtq_should_notify(struct virtq *q)

@@ -107,6 +107,28 @@ int virtq_push(struct virtq *q, const struct virtq_elem *e, uint32_t written)
  * holds a chain when it is stopped (rate-limited entropy). 0, or -EINVAL (and no
  * change) when e is not the last element popped or is stale. */
 int virtq_unpop(struct virtq *q, const struct virtq_elem *e);
+/* What a push needs of a popped element, for a device that holds several at once (a
+ * received packet spread over merged buffers) and publishes them together. */
+struct virtq_ref {
+    uint16_t head;
+    uint32_t gen;
+    uint64_t in_len;
+    uint32_t written; /* bytes the device wrote into the chain */
+};
+
+static inline struct virtq_ref virtq_elem_ref(const struct virtq_elem *e, uint32_t written)
+{
+    return (struct virtq_ref){
+        .head = e->head, .gen = e->gen, .in_len = e->in_len, .written = written
+    };
+}
+
+/* Pushes n elements in order and publishes them with one used-index store, so the driver
+ * sees all or none. As virtq_push for each; n = 0 does nothing. */
+int virtq_push_refs(struct virtq *q, const struct virtq_ref *refs, unsigned n)
+    __attribute__((warn_unused_result));
+/* Gives back the last n elements popped (refs in pop order), as virtq_unpop does one. */
+int virtq_unpop_refs(struct virtq *q, const struct virtq_ref *refs, unsigned n);
 /* After one or more pushes: must the device interrupt the driver? Honours
  * VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with event_idx (vring_need_event, with
  * wrap-around). False on a broken or disabled queue. */
