@@ -21,6 +21,9 @@
  * headers (virtio-net's limit, 65550 bytes), plus the vnet header where there is one. */
 #define NET_FRAME_MAX    65550u
 #define NET_VNET_HDR_LEN 12u /* struct virtio_net_hdr_v1 */
+/* The most pieces a frame comes in to send: sendmsg takes at most IOV_MAX, and a frame in
+ * hundreds of pieces is a driver playing games (the device copies those into one). */
+#define NET_LINK_IOV_MAX 64
 
 /* Offloads a link with vnet headers can take, as TUNSETOFFLOAD spells them. */
 #define NET_OFFLOAD_CSUM 0x01u /* frames to the guest may carry partial checksums */
@@ -47,7 +50,8 @@ struct net_link;
 struct net_link_ops {
     /* Starts reading on el and delivering to peer (copied). 0 or -errno. */
     int (*start)(struct net_link *l, struct event_loop *el, const struct net_link_peer *peer);
-    /* A frame from the guest: len bytes in iov (vnet header first when vnet_hdr). 0: taken
+    /* A frame from the guest: len bytes in iovcnt <= NET_LINK_IOV_MAX pieces (vnet header
+     * first when vnet_hdr). 0: taken
      * (sent, queued, or dropped and counted); -EAGAIN: not now, the device holds it until
      * peer->tx_ready. Lock held. */
     int (*send)(struct net_link *l, const struct iovec *iov, unsigned iovcnt, size_t len);

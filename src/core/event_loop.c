@@ -57,6 +57,20 @@ int event_loop_arm(struct event_loop *el, struct event_source *src, bool on)
     return 0;
 }
 
+int event_loop_set_events(struct event_loop *el, struct event_source *src, uint32_t events)
+{
+    if (!events)
+        return event_loop_arm(el, src, false);
+    if (src->armed && src->events == events)
+        return 0;
+    struct epoll_event ev = { .events = events, .data.ptr = src };
+    if (epoll_ctl(el->epfd, EPOLL_CTL_MOD, src->fd, &ev) < 0)
+        return -errno;
+    src->events = events;
+    src->armed = true;
+    return 0;
+}
+
 void event_loop_remove(struct event_loop *el, struct event_source *src)
 {
     epoll_ctl(el->epfd, EPOLL_CTL_DEL, src->fd, NULL);

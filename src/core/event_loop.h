@@ -28,6 +28,9 @@ int event_loop_add(struct event_loop *el, struct event_source *src)
     __attribute__((warn_unused_result));
 /* Stops or resumes watching without forgetting the source (for back-pressure). */
 int event_loop_arm(struct event_loop *el, struct event_source *src, bool on);
+/* Watches src for events (EPOLLIN, EPOLLOUT or both) from now on; 0 disarms it (as
+ * event_loop_arm off). For a source that both reads and writes. */
+int event_loop_set_events(struct event_loop *el, struct event_source *src, uint32_t events);
 void event_loop_remove(struct event_loop *el, struct event_source *src);
 /* Runs one round: waits up to timeout_ms (-1 forever) and dispatches. Returns the
  * number of sources dispatched, or -errno. */

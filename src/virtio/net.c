@@ -12,9 +12,6 @@
 #define CONFIG_SIZE       12 /* mac, status, max_virtqueue_pairs, mtu */
 #define ETH_HLEN          14
 #define MAC_TABLE_ENTRIES 64 /* per table; more turns that class of filter off */
-/* A transmit chain spread over more buffers than this is copied into one first: sendmsg
- * takes at most IOV_MAX, and a frame in hundreds of pieces is a driver playing games. */
-#define TX_IOV_MAX        64
 
 /* Control queue (§5.1.6.5). */
 #define CTRL_CLASS_RX      0
@@ -48,7 +45,7 @@ struct virtio_net {
     struct virtio_net_stats stats;
     struct virtq_elem elem, extra; /* scratch: a transmit or control chain; merged buffers */
     struct virtq_ref refs[VIRTIO_NET_QUEUE_SIZE];
-    struct iovec iov[TX_IOV_MAX + 1];
+    struct iovec iov[NET_LINK_IOV_MAX];
     uint8_t hdr[NET_VNET_HDR_LEN];
     uint8_t bounce[NET_VNET_HDR_LEN + NET_FRAME_MAX];
 };
@@ -281,7 +278,8 @@ static unsigned tx_iov(struct virtio_net *n, const struct virtq_elem *e, size_t 
             skip -= l;
             continue;
         }
-        if (k == TX_IOV_MAX + 1 - first) {
+        if (k == NET_LINK_IOV_MAX) {
+            /* Scattered wider than a link takes: one copy. */
             k = first;
             virtq_elem_read(e, NET_VNET_HDR_LEN, n->bounce, frame_len);
             n->iov[k++] = (struct iovec){ .iov_base = n->bounce, .iov_len = frame_len };
