@@ -17,7 +17,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
-packages=(meson ninja-build pkg-config gcc libcmocka-dev qemu-system-x86 acpica-tools
+packages=(meson ninja-build pkg-config gcc libcmocka-dev libslirp-dev qemu-system-x86 acpica-tools
     busybox-static cpio kmod xz-utils zstd time e2fsprogs socat)
 
 as_root() {

@@ -278,6 +278,138 @@ vmk_virtio_console_device_get_port_attachment(const vmk_console_device *dev, uns
 VMK_API unsigned vmk_virtio_console_device_max_port_count(void);
 VMK_API size_t vmk_virtio_console_port_max_name_length(void);
 
+/* ---- Network ---------------------------------------------------------------- */
+
+/* A MAC address value. */
+typedef struct {
+    uint8_t octets[6];
+} vmk_mac_address;
+
+#define VMK_MAC_ADDRESS_STRING_SIZE 18 /* "xx:xx:xx:xx:xx:xx" and its NUL */
+
+/* A random, locally administered, unicast address (getrandom), as
+ * VZMACAddress.randomLocallyAdministered. */
+VMK_API vmk_mac_address vmk_mac_address_random(void);
+/* Parses "xx:xx:xx:xx:xx:xx" (hex digits in either case, exactly 17 characters).
+ * VMK_ERR_INVALID_ARGUMENT (out untouched) otherwise, or when text/out is NULL. */
+VMK_API vmk_result vmk_mac_address_parse(const char *text, vmk_mac_address *out);
+/* Lower case, into out (VMK_MAC_ADDRESS_STRING_SIZE bytes). */
+VMK_API void vmk_mac_address_format(const vmk_mac_address *mac, char *out);
+/* Bit 0 of octet 0; broadcast included. */
+VMK_API bool vmk_mac_address_is_multicast(const vmk_mac_address *mac);
+/* Bit 1 of octet 0. */
+VMK_API bool vmk_mac_address_is_locally_administered(const vmk_mac_address *mac);
+
+/* The host side of a network device. */
+typedef struct vmk_network_attachment vmk_network_attachment;
+
+typedef enum {
+    VMK_NETWORK_ATTACHMENT_NAT = 0,           /* user-mode NAT (libslirp) */
+    VMK_NETWORK_ATTACHMENT_FILE_HANDLE = 1,   /* a connected socket the caller gives */
+    VMK_NETWORK_ATTACHMENT_UNIX_DATAGRAM = 2, /* a unix datagram socket path (vfkit/gvproxy) */
+    VMK_NETWORK_ATTACHMENT_UNIX_STREAM = 3,   /* a unix stream socket path (passt, QEMU) */
+    VMK_NETWORK_ATTACHMENT_TAP = 4,           /* an existing tap interface */
+} vmk_network_attachment_kind;
+
+typedef enum {
+    VMK_PORT_FORWARD_TCP = 0,
+    VMK_PORT_FORWARD_UDP = 1,
+} vmk_port_forward_protocol;
+
+/* User-mode NAT: the guest reaches the host's networks through the library, as through a
+ * router (gateway 10.0.2.2); nothing reaches the guest but the port forwards. NULL when out
+ * of memory. */
+VMK_API vmk_network_attachment *vmk_nat_network_attachment_new(void);
+/* Forwards host_address:host_port on the host to guest_port in the guest. host_address NULL
+ * or "" means 127.0.0.1; an IPv4 or IPv6 literal otherwise. vmk_config_validate checks the
+ * ports (1 .. 65535), the address, that no (protocol, host address, host port) is forwarded
+ * twice, in one NAT attachment or across several, and that att is a NAT attachment (as for
+ * host loopback). */
+VMK_API vmk_result vmk_nat_network_attachment_add_port_forward(vmk_network_attachment *att,
+                                                               vmk_port_forward_protocol protocol,
+                                                               const char *host_address,
+                                                               unsigned host_port,
+                                                               unsigned guest_port);
+/* 0 for other kinds. */
+VMK_API unsigned vmk_nat_network_attachment_port_forward_count(const vmk_network_attachment *att);
+/* Any out pointer may be NULL; host_address stays the attachment's ("127.0.0.1" when it was
+ * given as NULL/""). VMK_ERR_INVALID_ARGUMENT past the end or for another kind. */
+VMK_API vmk_result vmk_nat_network_attachment_get_port_forward(
+    const vmk_network_attachment *att, unsigned index, vmk_port_forward_protocol *protocol,
+    const char **host_address, unsigned *host_port, unsigned *guest_port);
+/* Whether the gateway address 10.0.2.2 reaches the host's loopback (default true). */
+VMK_API vmk_result vmk_nat_network_attachment_set_host_loopback(vmk_network_attachment *att,
+                                                                bool allowed);
+/* false for other kinds. */
+VMK_API bool vmk_nat_network_attachment_get_host_loopback(const vmk_network_attachment *att);
+/* A connected socket: SOCK_DGRAM (one Ethernet frame per datagram, as
+ * VZFileHandleNetworkDeviceAttachment) or SOCK_STREAM (each frame after its 4-byte big-endian
+ * length, as passt and QEMU's -netdev stream). The descriptor stays the caller's and must stay
+ * open until the VM is freed; each start duplicates it. vmk_config_validate checks that fd is
+ * a connected datagram or stream socket. */
+VMK_API vmk_network_attachment *vmk_file_handle_network_attachment_new(int fd);
+/* A unix datagram socket at path that a peer (gvproxy, vfkit-style) has bound: each start
+ * binds a socket of its own beside it and connects. vmk_config_validate checks path (not
+ * empty, at most vmk_socket_path_max_length() bytes); whether a peer is there, each start. */
+VMK_API vmk_network_attachment *vmk_unix_datagram_network_attachment_new(const char *path);
+/* Send the 4-byte "VFKT" datagram first, as vfkit does for gvproxy (default false). Only for
+ * unix datagram attachments (validate judges). */
+VMK_API vmk_result vmk_unix_datagram_network_attachment_set_vfkit_magic(vmk_network_attachment *att,
+                                                                        bool on);
+/* false for other kinds. */
+VMK_API bool
+vmk_unix_datagram_network_attachment_get_vfkit_magic(const vmk_network_attachment *att);
+/* A unix stream socket at path a peer listens on (passt --socket, QEMU -netdev
+ * stream,server=on). Path checked as for a unix datagram attachment. */
+VMK_API vmk_network_attachment *vmk_unix_stream_network_attachment_new(const char *path);
+/* An existing tap interface by name (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), the Linux stand-in
+ * for VZ's bridged attachment. vmk_config_validate checks the name (1 .. 15 bytes, no '/',
+ * ':' or whitespace, not "." or ".."); whether the interface exists, each start. */
+VMK_API vmk_network_attachment *vmk_tap_network_attachment_new(const char *ifname);
+VMK_API void vmk_network_attachment_free(vmk_network_attachment *att);
+VMK_API vmk_network_attachment_kind
+vmk_network_attachment_get_kind(const vmk_network_attachment *att);
+/* The socket path or the tap's name; NULL for other kinds. */
+VMK_API const char *vmk_network_attachment_get_path(const vmk_network_attachment *att);
+/* The file handle's descriptor; -1 for other kinds. */
+VMK_API int vmk_network_attachment_get_fd(const vmk_network_attachment *att);
+/* The largest frame payload a socket attachment (file handle, unix datagram, unix stream)
+ * carries, as VZ's maximumTransmissionUnit: 1500 (default) .. 65535. Setting it on another
+ * kind is a validation problem. */
+VMK_API vmk_result vmk_network_attachment_set_mtu(vmk_network_attachment *att, unsigned mtu);
+VMK_API unsigned vmk_network_attachment_get_mtu(const vmk_network_attachment *att);
+
+typedef struct vmk_network_device vmk_network_device;
+
+typedef enum {
+    VMK_NETWORK_DEVICE_VIRTIO = 0,
+} vmk_network_device_kind;
+
+/* A virtio network device (virtio 1.2, 5.1) on att, with a random locally administered MAC
+ * address. Takes ownership of att, also when it fails (NULL: att is NULL, or out of memory). */
+VMK_API vmk_network_device *vmk_virtio_network_device_new(vmk_network_attachment *att);
+VMK_API void vmk_network_device_free(vmk_network_device *dev);
+VMK_API vmk_network_device_kind vmk_network_device_get_kind(const vmk_network_device *dev);
+VMK_API const vmk_network_attachment *
+vmk_network_device_get_attachment(const vmk_network_device *dev);
+/* vmk_config_validate refuses an all-zero or multicast (broadcast included) address, and one
+ * address on two devices. VMK_ERR_INVALID_ARGUMENT also when mac is NULL. */
+VMK_API vmk_result vmk_virtio_network_device_set_mac_address(vmk_network_device *dev,
+                                                             const vmk_mac_address *mac);
+/* All zeros for a NULL dev. */
+VMK_API vmk_mac_address vmk_virtio_network_device_get_mac_address(const vmk_network_device *dev);
+/* The MTU offered to the guest (VIRTIO_NET_F_MTU): 0 (default: none offered, the guest uses
+ * 1500) or vmk_virtio_network_device_min_mtu() (68) .. vmk_virtio_network_device_max_mtu()
+ * (65535). */
+VMK_API vmk_result vmk_virtio_network_device_set_mtu(vmk_network_device *dev, unsigned mtu);
+VMK_API unsigned vmk_virtio_network_device_get_mtu(const vmk_network_device *dev);
+VMK_API unsigned vmk_virtio_network_device_min_mtu(void);
+VMK_API unsigned vmk_virtio_network_device_max_mtu(void);
+/* Checksum and segmentation offloads, offered only where the attachment can take them (a
+ * tap); default true. */
+VMK_API vmk_result vmk_virtio_network_device_set_offloading(vmk_network_device *dev, bool on);
+VMK_API bool vmk_virtio_network_device_get_offloading(const vmk_network_device *dev);
+
 /* ---- Configuration --------------------------------------------------------- */
 
 typedef struct vmk_config vmk_config;
@@ -296,6 +428,7 @@ VMK_API unsigned vmk_config_max_serial_port_count(void);
 VMK_API unsigned vmk_config_max_storage_device_count(void);
 VMK_API unsigned vmk_config_max_entropy_device_count(void);
 VMK_API unsigned vmk_config_max_console_device_count(void);
+VMK_API unsigned vmk_config_max_network_device_count(void);
 
 VMK_API vmk_result vmk_config_set_cpu_count(vmk_config *cfg, unsigned count);
 VMK_API unsigned vmk_config_get_cpu_count(const vmk_config *cfg);
@@ -323,6 +456,11 @@ VMK_API const vmk_entropy_device *vmk_config_get_entropy_device(const vmk_config
 VMK_API vmk_result vmk_config_add_console_device(vmk_config *cfg, vmk_console_device *dev);
 VMK_API unsigned vmk_config_console_device_count(const vmk_config *cfg);
 VMK_API const vmk_console_device *vmk_config_get_console_device(const vmk_config *cfg,
+                                                                unsigned index);
+/* Network devices appear in the order added. Takes ownership. */
+VMK_API vmk_result vmk_config_add_network_device(vmk_config *cfg, vmk_network_device *dev);
+VMK_API unsigned vmk_config_network_device_count(const vmk_config *cfg);
+VMK_API const vmk_network_device *vmk_config_get_network_device(const vmk_config *cfg,
                                                                 unsigned index);
 /* The getters return NULL past the end; the objects stay the config's. */
 
@@ -372,6 +510,10 @@ typedef struct {
     void (*guest_did_stop)(vmk_vm *vm, void *user);
     /* The VM is in ERROR; err is valid only during the call (vmk_vm_copy_error keeps it). */
     void (*did_stop_with_error)(vmk_vm *vm, const vmk_error *err, void *user);
+    /* Network device index's attachment lost its peer (connected false: the guest sees its
+     * link go down, the VM keeps running) or reached it again (a socket path is retried once
+     * a second). Added in 0.3. */
+    void (*network_attachment_changed)(vmk_vm *vm, unsigned index, bool connected, void *user);
 } vmk_vm_delegate;
 
 /* Validates and deep-copies cfg: the caller may change or free it afterwards. */
@@ -426,6 +568,10 @@ VMK_API int vmk_vm_get_debug_exit_code(const vmk_vm *vm);
  * makes new ptys. */
 VMK_API char *vmk_vm_copy_serial_port_pty_path(vmk_vm *vm, unsigned index);
 VMK_API char *vmk_vm_copy_console_port_pty_path(vmk_vm *vm, unsigned index);
+/* The IPv4 address ("10.0.2.15") network device index's guest uses, as its own frames show it
+ * (ARP and IPv4 from its MAC address: it works for every attachment), for the caller to
+ * free(); NULL until the guest has one, or when the VM is stopped. */
+VMK_API char *vmk_vm_copy_network_device_ipv4_address(vmk_vm *vm, unsigned index);
 /* The signal the library sends its vCPU threads (see the top of this header). */
 VMK_API int vmk_vm_kick_signal(void);
 
@@ -441,7 +587,7 @@ typedef struct vmk_vhost_user_server vmk_vhost_user_server;
 /* Messages for people (a front end connected, went away, broke a rule). */
 typedef void (*vmk_log_callback)(const char *message, void *user);
 
-/* A server for the one device cfg holds: a storage, entropy or console device (a console
+/* A server for the one device cfg holds: a storage, network, entropy or console device (a console
  * device with all its ports). cfg's CPUs, memory and boot loader play no part; a serial port
  * is refused. Validates the device exactly as vmk_config_validate does, opens its host side
  * (the disk image and its lock, the console ports' files, ptys and sockets), creates the

@@ -38,6 +38,10 @@ unsigned vmk_config_max_console_device_count(void)
 {
     return VMK_MAX_CONSOLE_DEVICES;
 }
+unsigned vmk_config_max_network_device_count(void)
+{
+    return VMK_MAX_NETWORK_DEVICES;
+}
 
 vmk_result config_set_string(char **slot, const char *s)
 {
@@ -99,6 +103,10 @@ static void free_console(void *p)
 {
     vmk_console_device_free(p);
 }
+static void free_network(void *p)
+{
+    vmk_network_device_free(p);
+}
 
 void vmk_config_free(vmk_config *cfg)
 {
@@ -109,6 +117,7 @@ void vmk_config_free(vmk_config *cfg)
     ptr_array_clear(&cfg->storage, free_storage);
     ptr_array_clear(&cfg->entropy, free_entropy);
     ptr_array_clear(&cfg->console, free_console);
+    ptr_array_clear(&cfg->network, free_network);
     free(cfg);
 }
 
@@ -143,6 +152,10 @@ static void *copy_console(const void *p)
 {
     return console_device_copy(p);
 }
+static void *copy_network(const void *p)
+{
+    return network_device_copy(p);
+}
 
 vmk_config *config_copy(const vmk_config *cfg)
 {
@@ -155,7 +168,8 @@ vmk_config *config_copy(const vmk_config *cfg)
         !copy_array(&c->serial, &cfg->serial, copy_serial, free_serial) ||
         !copy_array(&c->storage, &cfg->storage, copy_storage, free_storage) ||
         !copy_array(&c->entropy, &cfg->entropy, copy_entropy, free_entropy) ||
-        !copy_array(&c->console, &cfg->console, copy_console, free_console)) {
+        !copy_array(&c->console, &cfg->console, copy_console, free_console) ||
+        !copy_array(&c->network, &cfg->network, copy_network, free_network)) {
         vmk_config_free(c);
         return NULL;
     }
@@ -277,4 +291,19 @@ unsigned vmk_config_console_device_count(const vmk_config *cfg)
 const vmk_console_device *vmk_config_get_console_device(const vmk_config *cfg, unsigned index)
 {
     return cfg ? ptr_array_get(&cfg->console, index) : NULL;
+}
+
+vmk_result vmk_config_add_network_device(vmk_config *cfg, vmk_network_device *dev)
+{
+    return add(cfg ? &cfg->network : NULL, dev, free_network);
+}
+
+unsigned vmk_config_network_device_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->network.count : 0;
+}
+
+const vmk_network_device *vmk_config_get_network_device(const vmk_config *cfg, unsigned index)
+{
+    return cfg ? ptr_array_get(&cfg->network, index) : NULL;
 }

@@ -27,6 +27,13 @@
 #define VMK_BLK_MAX_QUEUES      16
 #define VMK_RNG_DEFAULT_RATE    (1u << 20)
 #define VMK_RNG_MAX_RATE        (UINT64_C(1) << 32)
+#define VMK_MAX_NETWORK_DEVICES 8
+#define VMK_NET_MIN_MTU         68    /* the guest's MTU: IPv4's minimum */
+#define VMK_NET_MAX_MTU         65535 /* virtio-net's mtu field is 16 bits */
+#define VMK_NET_LINK_MIN_MTU    1500  /* a socket attachment's: Ethernet's */
+#define VMK_NET_LINK_MAX_MTU    65535
+#define VMK_NET_DEFAULT_HOST    "127.0.0.1" /* a port forward's host address */
+#define VMK_IFNAME_MAX          15          /* IFNAMSIZ - 1 */
 
 struct vmk_boot_loader {
     char *kernel;
@@ -74,6 +81,33 @@ struct vmk_console_device {
     unsigned port_count;
 };
 
+struct port_forward {
+    vmk_port_forward_protocol protocol;
+    char *host_address; /* never NULL */
+    unsigned host_port;
+    unsigned guest_port;
+};
+
+struct vmk_network_attachment {
+    vmk_network_attachment_kind kind;
+    char *path;         /* unix datagram, unix stream: the socket; tap: the interface name */
+    int fd;             /* file handle; -1 for other kinds */
+    unsigned mtu;       /* VMK_NET_LINK_MIN_MTU unless set */
+    bool mtu_set;       /* set on a NAT or tap attachment: a problem */
+    bool host_loopback; /* NAT */
+    bool vfkit_magic;   /* unix datagram */
+    struct port_forward *forward; /* NAT */
+    unsigned forward_count;
+};
+
+struct vmk_network_device {
+    vmk_network_device_kind kind;
+    vmk_network_attachment *att; /* never NULL */
+    vmk_mac_address mac;
+    unsigned mtu; /* 0: none offered */
+    bool offloading;
+};
+
 /* A growable array of owned pointers: config objects store any number of devices and
  * vmk_config_validate judges the count. */
 struct ptr_array {
@@ -89,6 +123,7 @@ struct vmk_config {
     struct ptr_array storage; /* vmk_storage_device */
     struct ptr_array entropy; /* vmk_entropy_device */
     struct ptr_array console; /* vmk_console_device */
+    struct ptr_array network; /* vmk_network_device */
 };
 
 /* Appends p; 0 or -ENOMEM (p stays the caller's then). */
@@ -103,6 +138,7 @@ vmk_serial_attachment *serial_attachment_copy(const vmk_serial_attachment *att);
 vmk_storage_device *storage_device_copy(const vmk_storage_device *dev);
 vmk_entropy_device *entropy_device_copy(const vmk_entropy_device *dev);
 vmk_console_device *console_device_copy(const vmk_console_device *dev);
+vmk_network_device *network_device_copy(const vmk_network_device *dev);
 
 /* Replaces *slot with a copy of s (NULL clears it): VMK_OK or VMK_ERR_NO_MEMORY. */
 vmk_result config_set_string(char **slot, const char *s);

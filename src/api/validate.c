@@ -1,6 +1,7 @@
 /* vmk_config_validate: every problem a configuration has, found before anything starts.
  * Each object family judges its own objects (boot_loader.c, serial_attachment.c, storage.c,
- * entropy.c, console.c); this file adds the machine's numbers, the counts, and what spans
+ * entropy.c, console.c, network.c, which also compares network devices, as they share host
+ * ports and MAC addresses); this file adds the machine's numbers, the counts, and what spans
  * several objects. */
 #include "api/validate.h"
 #include "core/error.h"
@@ -93,6 +94,7 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
     validate_count(p, "storage device", cfg->storage.count, VMK_MAX_STORAGE_DEVICES);
     validate_count(p, "entropy device", cfg->entropy.count, VMK_MAX_ENTROPY_DEVICES);
     validate_count(p, "console device", cfg->console.count, VMK_MAX_CONSOLE_DEVICES);
+    validate_count(p, "network device", cfg->network.count, VMK_MAX_NETWORK_DEVICES);
     for (unsigned i = 0; i < cfg->serial.count; i++) {
         snprintf(what, sizeof(what), "serial port %u", i + 1);
         serial_attachment_validate(cfg->serial.item[i], what, p);
@@ -106,6 +108,8 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
         snprintf(what, sizeof(what), "console device %u", i + 1);
         console_device_validate(cfg->console.item[i], what, p);
     }
+    for (unsigned i = 0; i < cfg->network.count; i++)
+        network_device_validate(cfg, i, p);
     validate_socket_paths(cfg, p);
 }
 

@@ -18,6 +18,9 @@ bool storage_device_validate(const vmk_storage_device *dev, const char *what, st
 void entropy_device_validate(const vmk_entropy_device *dev, const char *what, struct problems *p);
 /* Ports: names, console flags, attachments. what: "console device 1". */
 void console_device_validate(const vmk_console_device *dev, const char *what, struct problems *p);
+/* Network device index of cfg ("network device N" in messages), its attachment, and what it
+ * shares with the devices before it: a MAC address, a forwarded host port. */
+void network_device_validate(const vmk_config *cfg, unsigned index, struct problems *p);
 
 /* Everything but the machine itself (CPUs, memory, boot loader): the devices and ports, their
  * counts, and what spans them. vmk_config_validate and the vhost-user server both use it. */

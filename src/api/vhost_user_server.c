@@ -54,7 +54,7 @@ static vmk_result find_device(const vmk_config *cfg, const struct device_kind **
     if (total != 1 || !*kind)
         return vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0,
                         "vhost-user server: the configuration holds %u devices; a server serves "
-                        "exactly one (a storage, entropy or console device)",
+                        "exactly one (a storage, network, entropy or console device)",
                         total);
     return VMK_OK;
 }

@@ -7,7 +7,9 @@
 #include "core/event_loop.h"
 #include "machine/machine.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
@@ -55,6 +57,10 @@ struct vmk_vm {
     enum machine_end end_why;
     uint32_t end_code;
     vmk_error *end_err;
+    /* Network attachments that lost or found their peer, set on the loop under a device's
+     * lock (so without vm->lock) and reported to the delegate by the VM thread. */
+    atomic_uint net_changed;   /* a bit per network device */
+    atomic_uint net_connected; /* the state each last reported */
 };
 
 const char *vmk_vm_state_string(vmk_vm_state state)
@@ -104,6 +110,37 @@ static void on_machine_end(void *ctx, enum machine_end why, uint32_t code, vmk_e
     vm->end_err = err;
     pthread_mutex_unlock(&vm->lock);
     wake(vm);
+}
+
+static void on_attachment_changed(void *ctx, const struct device_kind *kind, unsigned index,
+                                  bool connected, const char *why)
+{
+    vmk_vm *vm = ctx;
+    (void)why;
+    if (kind != &device_kind_virtio_network || index >= 32)
+        return;
+    if (connected)
+        atomic_fetch_or(&vm->net_connected, 1u << index);
+    else
+        atomic_fetch_and(&vm->net_connected, ~(1u << index));
+    atomic_fetch_or(&vm->net_changed, 1u << index);
+    wake(vm);
+}
+
+/* Tells the delegate of each network attachment that changed (its state now: a quick
+ * disconnect and reconnect may be reported as the reconnection alone). */
+static void report_attachments(vmk_vm *vm)
+{
+    unsigned changed = atomic_exchange(&vm->net_changed, 0);
+    unsigned connected = atomic_load(&vm->net_connected);
+    for (unsigned i = 0; changed && i < 32; i++) {
+        if (!(changed & (1u << i)))
+            continue;
+        if (vm->delegate.size >= offsetof(vmk_vm_delegate, network_attachment_changed) +
+                                     sizeof(vm->delegate.network_attachment_changed) &&
+            vm->delegate.network_attachment_changed)
+            vm->delegate.network_attachment_changed(vm, i, (connected >> i) & 1, vm->user);
+    }
 }
 
 static void destroy_machine(vmk_vm *vm)
@@ -175,7 +212,11 @@ static vmk_result do_start(vmk_vm *vm, vmk_error **err)
     vmk_error_free(vm->error);
     vm->error = NULL;
     pthread_mutex_unlock(&vm->lock);
-    struct machine_owner owner = { .ended = on_machine_end, .ctx = vm };
+    struct machine_owner owner = { .ended = on_machine_end,
+                                   .attachment_changed = on_attachment_changed,
+                                   .ctx = vm };
+    atomic_store(&vm->net_changed, 0);
+    atomic_store(&vm->net_connected, ~0u);
     struct machine *m = NULL;
     vmk_result r = machine_create(vm->cfg, vm->el, &owner, &m, err);
     if (r == VMK_OK) {
@@ -334,6 +375,7 @@ static void *vm_thread_main(void *arg)
     vmk_vm *vm = arg;
     while (!vm->shutdown) {
         event_loop_run_once(vm->el, -1);
+        report_attachments(vm);
         process(vm);
     }
     return NULL;
@@ -619,6 +661,19 @@ static char *copy_pty_path(vmk_vm *vm, unsigned slot)
     char *p = vm->pty_path[slot] ? strdup(vm->pty_path[slot]) : NULL;
     pthread_mutex_unlock(&vm->lock);
     return p;
+}
+
+char *vmk_vm_copy_network_device_ipv4_address(vmk_vm *vm, unsigned index)
+{
+    if (!vm)
+        return NULL;
+    pthread_mutex_lock(&vm->lock);
+    uint32_t a = machine_device_guest_ipv4(vm->machine, &device_kind_virtio_network, index);
+    pthread_mutex_unlock(&vm->lock);
+    char buf[INET_ADDRSTRLEN];
+    if (!a || !inet_ntop(AF_INET, &a, buf, sizeof(buf)))
+        return NULL;
+    return strdup(buf);
 }
 
 char *vmk_vm_copy_serial_port_pty_path(vmk_vm *vm, unsigned index)

@@ -3,10 +3,17 @@
 #include "block/disk_image.h"
 #include "core/error.h"
 #include "machine/console_ports.h"
+#include "attach/net_nat.h"
+#include "attach/net_socket.h"
+#include "attach/net_tap.h"
 #include "virtio/blk.h"
+#include "virtio/net.h"
 #include "virtio/rng.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static void destroy_device(struct device_instance *inst)
 {
@@ -125,8 +132,143 @@ const struct device_kind device_kind_virtio_console = {
     .close = console_close,
 };
 
+/* ---- virtio-net: a net_link per device, opened from its attachment ---- */
+
+/* A network device's host side: its link, and the loop the link will run on. */
+struct net_host {
+    struct net_link *link;
+    struct event_loop *el;
+    unsigned index;
+    void (*changed)(void *ctx, const struct device_kind *kind, unsigned index, bool connected,
+                    const char *why);
+    void *changed_ctx;
+};
+
+static void net_link_changed(void *ctx, bool up, const char *why)
+{
+    struct net_host *h = ctx;
+    if (h->changed)
+        h->changed(h->changed_ctx, &device_kind_virtio_network, h->index, up, why);
+}
+
+static vmk_result open_nat(const vmk_network_attachment *att, const char *what,
+                           struct net_link **link, vmk_error **err)
+{
+    unsigned n = vmk_nat_network_attachment_port_forward_count(att);
+    struct net_nat_forward *fw = calloc(n ? n : 1, sizeof(*fw));
+    if (!fw)
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
+    for (unsigned i = 0; i < n; i++) {
+        vmk_port_forward_protocol proto = VMK_PORT_FORWARD_TCP;
+        const char *addr = NULL;
+        if (vmk_nat_network_attachment_get_port_forward(att, i, &proto, &addr, &fw[i].host_port,
+                                                        &fw[i].guest_port) != VMK_OK)
+            continue;
+        fw[i].udp = proto == VMK_PORT_FORWARD_UDP;
+        snprintf(fw[i].host_address, sizeof(fw[i].host_address), "%s", addr ? addr : "127.0.0.1");
+    }
+    struct net_nat_params p = { .host_loopback = vmk_nat_network_attachment_get_host_loopback(att),
+                                .forwards = fw,
+                                .forward_count = n };
+    vmk_result r = net_nat_new(&p, what, link, err);
+    free(fw);
+    return r;
+}
+
+static vmk_result open_link(const vmk_network_attachment *att, const char *what,
+                            struct net_link **link, vmk_error **err)
+{
+    switch (vmk_network_attachment_get_kind(att)) {
+    case VMK_NETWORK_ATTACHMENT_NAT: return open_nat(att, what, link, err);
+    case VMK_NETWORK_ATTACHMENT_FILE_HANDLE:
+    case VMK_NETWORK_ATTACHMENT_UNIX_DATAGRAM:
+    case VMK_NETWORK_ATTACHMENT_UNIX_STREAM: return net_socket_open(att, what, link, err);
+    case VMK_NETWORK_ATTACHMENT_TAP:
+        return net_tap_open(vmk_network_attachment_get_path(att), what, link, err);
+    default:
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0, "%s: this attachment is not built in", what);
+    }
+}
+
+static vmk_result net_open(const struct device_host_env *env, const vmk_config *cfg, unsigned index,
+                           struct device_instance *out, vmk_error **err)
+{
+    const vmk_network_device *nd = vmk_config_get_network_device(cfg, index);
+    const vmk_network_attachment *att = vmk_network_device_get_attachment(nd);
+    char what[32];
+    snprintf(what, sizeof(what), "network device %u", index + 1);
+    struct net_link *link;
+    vmk_result r = open_link(att, what, &link, err);
+    if (r != VMK_OK)
+        return r;
+    struct virtio_net_params p = { .mtu = (uint16_t)vmk_virtio_network_device_get_mtu(nd),
+                                   .offloads = vmk_virtio_network_device_get_offloading(nd) };
+    vmk_mac_address mac = vmk_virtio_network_device_get_mac_address(nd);
+    memcpy(p.mac, mac.octets, 6);
+    /* A socket that carries larger frames than Ethernet's tells the guest its MTU, unless the
+     * device sets one itself. */
+    unsigned att_mtu = vmk_network_attachment_get_mtu(att);
+    if (p.mtu == 0 && att_mtu > 1500)
+        p.mtu = (uint16_t)att_mtu;
+    struct net_host *h = calloc(1, sizeof(*h));
+    p.link_changed = net_link_changed;
+    p.link_changed_ctx = h;
+    out->dev = h ? virtio_net_new(link, &p) : NULL;
+    if (!out->dev) {
+        free(h);
+        link->ops->destroy(link);
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
+    }
+    *h = (struct net_host){ .link = link,
+                            .el = env->el,
+                            .index = index,
+                            .changed = env->attachment_changed,
+                            .changed_ctx = env->attachment_ctx };
+    out->host = h;
+    return VMK_OK;
+}
+
+static vmk_result net_connect(struct device_instance *inst, vmk_error **err)
+{
+    struct net_host *h = inst->host;
+    struct net_link_peer peer = virtio_net_peer(inst->dev);
+    int e = h->link->ops->start(h->link, h->el, &peer);
+    if (e < 0)
+        return vmk_fail(err, VMK_ERR_IO, -e, "network device %u: cannot start: %s", inst->index + 1,
+                        strerror(-e));
+    return VMK_OK;
+}
+
+static void net_close(struct device_instance *inst)
+{
+    struct net_host *h = inst->host;
+    if (h)
+        h->link->ops->stop(h->link); /* first: no frame reaches the device after this */
+    destroy_device(inst);
+    if (h)
+        h->link->ops->destroy(h->link);
+    free(h);
+    inst->host = NULL;
+}
+
+static uint32_t net_guest_ipv4(const struct device_instance *inst)
+{
+    return virtio_net_guest_ipv4(inst->dev);
+}
+
+const struct device_kind device_kind_virtio_network = {
+    .name = "network device",
+    .pci_class = 0x020000, /* Ethernet controller */
+    .count = vmk_config_network_device_count,
+    .open = net_open,
+    .connect = net_connect,
+    .guest_ipv4 = net_guest_ipv4,
+    .close = net_close,
+};
+
 const struct device_kind *const device_table[] = {
     &device_kind_virtio_block,
+    &device_kind_virtio_network,
     &device_kind_virtio_entropy,
     &device_kind_virtio_console,
     NULL,

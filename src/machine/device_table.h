@@ -15,6 +15,8 @@
 
 #include <stdint.h>
 
+struct device_kind;
+
 /* What a row may use to open a device's host side. */
 struct device_host_env {
     struct event_loop *el; /* the loop host I/O and device timers run on */
@@ -22,9 +24,13 @@ struct device_host_env {
     /* The user typed the console escape (Ctrl-A x) on a terminal port. */
     void (*escape)(void *ctx);
     void *escape_ctx;
+    /* A device's host side lost its peer (connected false) or reached it again; why is a
+     * static string or NULL. Called on the loop with the device's lock held: record, do not
+     * call back. May be NULL. */
+    void (*attachment_changed)(void *ctx, const struct device_kind *kind, unsigned index,
+                               bool connected, const char *why);
+    void *attachment_ctx;
 };
-
-struct device_kind;
 
 /* One device built from its config object. */
 struct device_instance {
@@ -44,6 +50,9 @@ struct device_kind {
                        struct device_instance *out, vmk_error **err);
     /* Once the device has its transport: host input may flow (NULL: nothing to do). */
     vmk_result (*connect)(struct device_instance *inst, vmk_error **err);
+    /* The guest's IPv4 address (network order) as the device saw it, 0 while unknown (NULL:
+     * the kind has none). */
+    uint32_t (*guest_ipv4)(const struct device_instance *inst);
     /* The pty a port got, or NULL (NULL: the kind has no ports). */
     const char *(*pty_path)(const struct device_instance *inst, unsigned port);
     /* Destroys the device (its transport is gone), then closes the host side. */
@@ -53,6 +62,7 @@ struct device_kind {
 extern const struct device_kind device_kind_virtio_block;
 extern const struct device_kind device_kind_virtio_entropy;
 extern const struct device_kind device_kind_virtio_console;
+extern const struct device_kind device_kind_virtio_network;
 
 /* Every row, in the order the machine puts devices on the bus; NULL-terminated. */
 extern const struct device_kind *const device_table[];

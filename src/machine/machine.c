@@ -146,7 +146,12 @@ static vmk_result create_devices(struct machine *m, const vmk_config *cfg, vmk_e
     if (!m->devices || !m->functions)
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "devices: out of memory");
     struct device_host_env host = {
-        .el = m->el, .vcpu_count = m->vcpu_count, .escape = on_escape, .escape_ctx = m
+        .el = m->el,
+        .vcpu_count = m->vcpu_count,
+        .escape = on_escape,
+        .escape_ctx = m,
+        .attachment_changed = m->owner.attachment_changed,
+        .attachment_ctx = m->owner.ctx,
     };
     struct pci_function_env pci = {
         .gm = &m->gm, .el = m->el, .irq = m->platform.irq, .bus = m->platform.pci
@@ -321,6 +326,17 @@ const char *machine_device_pty_path(const struct machine *m, const struct device
             return kind->pty_path ? kind->pty_path(inst, port) : NULL;
     }
     return NULL;
+}
+
+uint32_t machine_device_guest_ipv4(const struct machine *m, const struct device_kind *kind,
+                                   unsigned device)
+{
+    for (unsigned i = 0; m && i < m->device_count; i++) {
+        const struct device_instance *inst = &m->devices[i];
+        if (inst->kind == kind && inst->index == device)
+            return kind->guest_ipv4 ? kind->guest_ipv4(inst) : 0;
+    }
+    return 0;
 }
 
 void machine_destroy(struct machine *m)

@@ -24,6 +24,10 @@ struct machine_owner {
     /* Called once, from a vCPU or the event-loop thread, when the machine ends by itself.
      * err (FAULT only) becomes the owner's. */
     void (*ended)(void *ctx, enum machine_end why, uint32_t code, vmk_error *err);
+    /* As device_host_env's: a device's attachment lost or found its peer (loop thread, a
+     * device lock held). May be NULL. */
+    void (*attachment_changed)(void *ctx, const struct device_kind *kind, unsigned index,
+                               bool connected, const char *why);
     void *ctx;
 };
 
@@ -46,6 +50,9 @@ const char *machine_serial_pty_path(const struct machine *m, unsigned index);
 /* The pty port got on the device-th device of kind, or NULL. */
 const char *machine_device_pty_path(const struct machine *m, const struct device_kind *kind,
                                     unsigned device, unsigned port);
+/* The guest's IPv4 address (network order) the device-th device of kind saw, or 0. */
+uint32_t machine_device_guest_ipv4(const struct machine *m, const struct device_kind *kind,
+                                   unsigned device);
 /* The signal that takes vCPU threads out of the guest. */
 int machine_kick_signal(void);
 

@@ -59,8 +59,9 @@ struct vhost_user_server {
     uint64_t features; /* acked with SET_FEATURES, bit 30 included */
     bool features_set;
     uint64_t protocol_features;
-    bool active; /* the device is activated */
-    bool broken; /* the device asked for a reset */
+    bool protocol_set; /* SET_PROTOCOL_FEATURES came */
+    bool active;       /* the device is activated */
+    bool broken;       /* the device asked for a reset */
     struct guest_memory gm;
     struct mapping maps[VHOST_USER_MAX_REGIONS];
     unsigned nmaps;
@@ -90,15 +91,25 @@ static uint64_t offered_protocol_features(const struct vhost_user_server *s)
     uint64_t f = VIRTIO_BIT(VHOST_USER_PROTOCOL_F_MQ) |
                  VIRTIO_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
                  VIRTIO_BIT(VHOST_USER_PROTOCOL_F_RESET_DEVICE);
-    if (s->dev->config_size > 0)
+    /* A net device's configuration (MAC, status) is the front end's: QEMU warns and masks
+     * CONFIG for vhost-user-net. */
+    if (s->dev->config_size > 0 && s->dev->device_id != VIRTIO_ID_NET)
         f |= VIRTIO_BIT(VHOST_USER_PROTOCOL_F_CONFIG);
     return f;
+}
+
+/* Whether the front end negotiated protocol features. QEMU 7.2's vhost-user-net leaves
+ * VHOST_USER_F_PROTOCOL_FEATURES out of SET_FEATURES although it set protocol features and
+ * enables its rings with SET_VRING_ENABLE (later QEMUs set the bit): either counts. */
+static bool protocol_negotiated(const struct vhost_user_server *s)
+{
+    return (s->features & VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES)) || s->protocol_set;
 }
 
 static bool ring_enabled(const struct vhost_user_server *s, const struct vring *vr)
 {
     /* Without protocol features a ring is enabled as soon as it starts. */
-    if (!(s->features & VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES)))
+    if (!protocol_negotiated(s))
         return true;
     return vr->enabled;
 }
@@ -297,6 +308,7 @@ static void reset_state(struct vhost_user_server *s)
     s->features = 0;
     s->features_set = false;
     s->protocol_features = 0;
+    s->protocol_set = false;
     s->broken = false;
 }
 
@@ -537,6 +549,7 @@ static const char *handle(struct vhost_user_server *s, struct msg *m, bool *repl
         if (m->p.u64 & ~offered_protocol_features(s))
             return "SET_PROTOCOL_FEATURES: features that were not offered";
         s->protocol_features = m->p.u64;
+        s->protocol_set = true;
         return NULL;
     case VHOST_USER_SET_OWNER: return NULL;
     case VHOST_USER_RESET_OWNER:
@@ -630,7 +643,7 @@ static const char *handle(struct vhost_user_server *s, struct msg *m, bool *repl
             return "SET_VRING_ENABLE: ring index out of range";
         if (m->p.state.num > 1)
             return "SET_VRING_ENABLE: not 0 or 1";
-        if (!(s->features & VIRTIO_BIT(VHOST_USER_F_PROTOCOL_FEATURES)))
+        if (!protocol_negotiated(s))
             return "SET_VRING_ENABLE: protocol features not negotiated";
         vr->enabled = m->p.state.num;
         if (!vr->enabled)

@@ -41,6 +41,7 @@ struct virtio_net {
     bool tx_held; /* the link refused a frame: wait for tx_ready */
     bool rx_owed; /* the link holds a frame we refused: tell it when buffers come */
     bool promisc, allmulti;
+    uint32_t guest_ipv4; /* network order; 0 until the guest's frames show it */
     struct mac_table uni, multi;
     struct virtio_net_stats stats;
     struct virtq_elem elem, extra; /* scratch: a transmit or control chain; merged buffers */
@@ -238,7 +239,7 @@ static bool net_receive(void *ctx, const struct iovec *iov, unsigned iovcnt, siz
         return true;
     }
     size_t frame_len = len - skip;
-    uint8_t head[NET_VNET_HDR_LEN + 6];
+    uint8_t head[NET_VNET_HDR_LEN + 6] = { 0 };
     copy_from_iov(head, iov, iovcnt, skip + 6);
     if (!rx_wanted(n, head + skip)) {
         n->stats.rx_filtered++;
@@ -304,6 +305,29 @@ static bool tx_header_ok(const struct virtio_net *n, const uint8_t *hdr)
            virtio_has_feature(&n->vdev, VIRTIO_NET_F_HOST_TSO6);
 }
 
+/* The guest's IPv4 address, from its own frames: an ARP sender or an IPv4 source, from our
+ * MAC, that is a host address (not 0.0.0.0, multicast or broadcast). Works on every
+ * attachment, so the address is known without asking the DHCP server. */
+static void snoop_ipv4(struct virtio_net *n, const struct virtq_elem *e)
+{
+    uint8_t f[ETH_HLEN + 28];
+    size_t got = virtq_elem_read(e, NET_VNET_HDR_LEN, f, sizeof(f));
+    /* Our MAC, where we own it; a vhost-user front end keeps the MAC (and the control queue)
+     * to itself, and then the guest's frames are all that pass here. */
+    bool own_mac = virtio_has_feature(&n->vdev, VIRTIO_NET_F_CTRL_VQ);
+    if (got < ETH_HLEN + 20 || (f[6] & 1) || (own_mac && memcmp(f + 6, n->mac, 6)))
+        return;
+    uint16_t type = (uint16_t)(f[12] << 8 | f[13]);
+    const uint8_t *ip = NULL;
+    if (type == 0x0806 && got >= ETH_HLEN + 28 && f[ETH_HLEN + 4] == 6 && f[ETH_HLEN + 5] == 4)
+        ip = f + ETH_HLEN + 14; /* ARP sender protocol address */
+    else if (type == 0x0800 && (f[ETH_HLEN] >> 4) == 4)
+        ip = f + ETH_HLEN + 12; /* IPv4 source */
+    if (!ip || (ip[0] == 0) || ip[0] >= 224 || (ip[0] == 127))
+        return;
+    memcpy(&n->guest_ipv4, ip, 4);
+}
+
 static void tx_process(struct virtio_net *n)
 {
     struct virtq *q = &n->vdev.queues[VIRTIO_NET_TX];
@@ -326,6 +350,7 @@ static void tx_process(struct virtio_net *n)
         }
         if (ok) {
             size_t frame_len = len - NET_VNET_HDR_LEN;
+            snoop_ipv4(n, &n->elem);
             unsigned k = tx_iov(n, &n->elem, frame_len);
             size_t wire = frame_len + (n->link->vnet_hdr ? NET_VNET_HDR_LEN : 0);
             int s = n->link->ops->send(n->link, n->iov, k, wire);
@@ -550,10 +575,14 @@ static void net_reset(struct virtio_device *d)
     pthread_mutex_lock(&n->lock);
     n->active = false;
     n->tx_held = false;
-    n->promisc = n->allmulti = false;
+    /* Promiscuous until the driver says otherwise (CTRL_RX), as QEMU starts: a front end that
+     * keeps the control queue to itself (vhost-user) never tells us its filters. */
+    n->promisc = true;
+    n->allmulti = false;
     memset(&n->uni, 0, sizeof(n->uni));
     memset(&n->multi, 0, sizeof(n->multi));
     memcpy(n->mac, n->params.mac, 6);
+    n->guest_ipv4 = 0; /* a reset guest asks for a lease again */
     pthread_mutex_unlock(&n->lock);
 }
 
@@ -585,6 +614,8 @@ static void net_link_changed(void *ctx, bool up, const char *why)
     n->status = status;
     if (n->active && n->vdev.transport.notify_config)
         n->vdev.transport.notify_config(n->vdev.transport.ctx);
+    if (n->params.link_changed)
+        n->params.link_changed(n->params.link_changed_ctx, up, why);
 }
 
 struct virtio_device *virtio_net_new(struct net_link *link, const struct virtio_net_params *p)
@@ -602,6 +633,7 @@ struct virtio_device *virtio_net_new(struct net_link *link, const struct virtio_
     n->params = *p;
     memcpy(n->mac, p->mac, 6);
     n->status = VIRTIO_NET_S_LINK_UP;
+    n->promisc = true;
     n->vdev.config_size = CONFIG_SIZE;
     uint64_t f = VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_RING_EVENT_IDX) |
                  VIRTIO_BIT(VIRTIO_F_RING_INDIRECT_DESC) | VIRTIO_BIT(VIRTIO_NET_F_MAC) |
@@ -653,4 +685,13 @@ void virtio_net_get_mac(struct virtio_device *d, uint8_t mac[6])
     pthread_mutex_lock(&n->lock);
     memcpy(mac, n->mac, 6);
     pthread_mutex_unlock(&n->lock);
+}
+
+uint32_t virtio_net_guest_ipv4(struct virtio_device *d)
+{
+    struct virtio_net *n = to_net(d);
+    pthread_mutex_lock(&n->lock);
+    uint32_t a = n->guest_ipv4;
+    pthread_mutex_unlock(&n->lock);
+    return a;
 }

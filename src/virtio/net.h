@@ -1,7 +1,8 @@
 /* virtio-net (virtio 1.2 §5.1): one receive and one transmit queue and a control queue. The
  * device moves Ethernet frames between the guest's rings and a net_link (src/attach/net_link.h)
  * it knows nothing else about. It offers MAC, STATUS (link up and down follow the link),
- * MRG_RXBUF, CTRL_VQ with CTRL_RX and CTRL_MAC_ADDR, MTU when one is set, and checksum and
+ * MRG_RXBUF, CTRL_VQ with CTRL_RX (promiscuous until the driver sets its filters) and
+ * CTRL_MAC_ADDR, MTU when one is set, and checksum and
  * TSO offloads only when the link carries vnet headers and takes them (a tap): a link that
  * parses frames (NAT) must never see a partial checksum.
  *
@@ -55,6 +56,10 @@ struct virtio_net_params {
     uint8_t mac[6];
     uint16_t mtu;  /* offered with VIRTIO_NET_F_MTU; 0: not offered */
     bool offloads; /* offer the link's offloads (it has vnet headers); false: none */
+    /* Told after the link went down or came back (the device's lock held: defer anything
+     * that may call back into the device). May be NULL. */
+    void (*link_changed)(void *ctx, bool up, const char *why);
+    void *link_changed_ctx;
 };
 
 /* What the device counted since it was made. */
@@ -73,6 +78,9 @@ pthread_mutex_t *virtio_net_lock(struct virtio_device *d);
 /* The callbacks the link calls (for ops->start). */
 struct net_link_peer virtio_net_peer(struct virtio_device *d);
 void virtio_net_get_stats(struct virtio_device *d, struct virtio_net_stats *out);
+/* The guest's IPv4 address in network order, as its own frames show it (ARP or IPv4 from its
+ * MAC), or 0 until one did. */
+uint32_t virtio_net_guest_ipv4(struct virtio_device *d);
 /* The MAC the guest uses now (CTRL_MAC_ADDR may have changed it). */
 void virtio_net_get_mac(struct virtio_device *d, uint8_t mac[6]);
 

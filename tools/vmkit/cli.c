@@ -440,6 +440,7 @@ enum opt_id {
     OPT_PORT,
     OPT_RATE,
     OPT_QUEUES,
+    OPT_NET,
 };
 
 struct opt {
@@ -475,6 +476,7 @@ static const struct opt serve_opts[] = {
     { "--port", "stdio|file=PATH|pty|socket=PATH[,name=NAME][,console]", OPT_PORT },
     { "--rate", "BYTES_PER_SEC", OPT_RATE },
     { "--queues", "N", OPT_QUEUES },
+    { "--net", "nat[,hostfwd=...]|fd=N|type=...|tap=IFNAME[,mac=M][,mtu=N]", OPT_NET },
     { "--help", NULL, OPT_HELP },
     { "-h", NULL, OPT_HELP },
     { NULL, NULL, 0 },
@@ -633,16 +635,20 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         case OPT_TYPE:
             if (type)
                 return cli_usage_error(err, errlen, "--type: given twice");
-            if (strcmp(value, "rng") && strcmp(value, "blk") && strcmp(value, "console"))
+            if (strcmp(value, "rng") && strcmp(value, "blk") && strcmp(value, "console") &&
+                strcmp(value, "net"))
                 return cli_usage_error(err, errlen,
-                                       "--type: '%s' is not a device type (expected rng, blk or "
-                                       "console)",
+                                       "--type: '%s' is not a device type (expected rng, blk, "
+                                       "console or net)",
                                        value);
             type = value;
             break;
         case OPT_DISK: rc = parse_serve_disk(req, value, err, errlen); break;
         case OPT_PORT:
             rc = cli_parse_device_keys(req, "virtio-console", "--port", value, err, errlen);
+            break;
+        case OPT_NET:
+            rc = cli_parse_device_keys(req, "virtio-net", "--net", value, err, errlen);
             break;
         case OPT_RATE:
             rc = cli_parse_number("--rate", value, 1, vmk_virtio_entropy_device_max_rate(),
@@ -660,14 +666,24 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         if (rc)
             return rc;
     }
-    unsigned kinds = (req->disk_count > 0) + req->rng + (req->console_port_count > 0);
+    unsigned kinds =
+        (req->disk_count > 0) + req->rng + (req->console_port_count > 0) + (req->net_count > 0);
     /* --type says which device the older options make; it must agree with the rest. */
-    if (type && !strcmp(type, "rng") && !req->rng && !req->disk_count && !req->console_port_count) {
+    if (type && kinds == 0 && !strcmp(type, "rng")) {
         req->rng = true;
         kinds = 1;
     }
-    const char *what = req->disk_count ? "blk" : req->rng ? "rng" : "console";
-    if (kinds > 1 || req->disk_count > 1)
+    if (type && kinds == 0 && !strcmp(type, "net")) {
+        int rc = cli_parse_device_keys(req, "virtio-net", "--type net", "", err, errlen);
+        if (rc)
+            return rc;
+        kinds = 1; /* the NAT, with no forwards */
+    }
+    const char *what = req->disk_count  ? "blk"
+                       : req->rng       ? "rng"
+                       : req->net_count ? "net"
+                                        : "console";
+    if (kinds > 1 || req->disk_count > 1 || req->net_count > 1)
         return cli_usage_error(err, errlen,
                                "serve-device: one device at a time (a server serves one virtio "
                                "device; run one server per device)");
@@ -759,5 +775,12 @@ void cli_request_free(struct cli_request *req)
         free(req->console_port[i].name);
     }
     free(req->console_port);
+    for (unsigned i = 0; i < req->net_count; i++) {
+        free(req->net[i].path);
+        for (unsigned j = 0; j < req->net[i].forward_count; j++)
+            free(req->net[i].forward[j].host_address);
+        free(req->net[i].forward);
+    }
+    free(req->net);
     memset(req, 0, sizeof(*req));
 }

@@ -71,6 +71,36 @@ struct cli_disk {
     unsigned queues; /* 0: the library's choice */
 };
 
+/* --device virtio-net: the network attachment a device sits on. */
+enum cli_net_kind {
+    CLI_NET_NAT,        /* user-mode NAT (the default) */
+    CLI_NET_FD,         /* fd=N: a connected datagram or stream socket */
+    CLI_NET_UNIXGRAM,   /* a unix datagram socket path (vfkit unixSocketPath, type=unixgram) */
+    CLI_NET_UNIXSTREAM, /* a unix stream socket path (type=unixstream) */
+    CLI_NET_TAP,        /* tap=IFNAME */
+};
+
+/* hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-:GUESTPORT */
+struct cli_forward {
+    bool udp;
+    char *host_address; /* NULL: the library's default (127.0.0.1) */
+    unsigned host_port, guest_port;
+};
+
+struct cli_net {
+    enum cli_net_kind kind;
+    char *path;  /* the socket path or the tap's name */
+    int fd;      /* CLI_NET_FD; and type=unixgram|unixstream,fd=N */
+    int fd_type; /* 0, or the SOCK_DGRAM / SOCK_STREAM that type= asked of fd */
+    bool have_mac;
+    vmk_mac_address mac;
+    unsigned mtu; /* 0: none offered */
+    bool no_offloading;
+    bool vfkit_magic;
+    struct cli_forward *forward;
+    unsigned forward_count;
+};
+
 /* What the command line asked for: plain data, owned strings and arrays. */
 struct cli_request {
     enum cli_command command;
@@ -88,6 +118,8 @@ struct cli_request {
     uint64_t rng_rate;                     /* bytes per second; 0: the library's default */
     struct cli_console_port *console_port; /* ports of the console device, in order */
     unsigned console_port_count;
+    struct cli_net *net; /* network devices, in order */
+    unsigned net_count;
     char *socket; /* serve-device: the vhost-user socket to create */
 };
 

@@ -166,12 +166,65 @@ void cli_port_label(const struct cli_request *req, bool console, unsigned index,
              named || hvc ? ")" : "");
 }
 
-/* The devices of req (disks, the entropy device, the console device with its ports): what run
- * and serve-device both build. -1 when out of memory. */
+static vmk_network_attachment *net_attachment(const struct cli_net *n)
+{
+    vmk_network_attachment *att = NULL;
+    switch (n->kind) {
+    case CLI_NET_NAT:
+        att = vmk_nat_network_attachment_new();
+        for (unsigned i = 0; att && i < n->forward_count; i++) {
+            const struct cli_forward *f = &n->forward[i];
+            if (vmk_nat_network_attachment_add_port_forward(
+                    att, f->udp ? VMK_PORT_FORWARD_UDP : VMK_PORT_FORWARD_TCP, f->host_address,
+                    f->host_port, f->guest_port) != VMK_OK) {
+                vmk_network_attachment_free(att);
+                return NULL;
+            }
+        }
+        return att;
+    case CLI_NET_FD: att = vmk_file_handle_network_attachment_new(n->fd); break;
+    case CLI_NET_UNIXGRAM:
+        att = vmk_unix_datagram_network_attachment_new(n->path);
+        if (att && n->vfkit_magic &&
+            vmk_unix_datagram_network_attachment_set_vfkit_magic(att, true) != VMK_OK) {
+            vmk_network_attachment_free(att);
+            return NULL;
+        }
+        break;
+    case CLI_NET_UNIXSTREAM: att = vmk_unix_stream_network_attachment_new(n->path); break;
+    case CLI_NET_TAP: return vmk_tap_network_attachment_new(n->path);
+    }
+    /* A socket carries frames as large as the MTU the guest is offered. */
+    if (att && n->mtu > 1500 && vmk_network_attachment_set_mtu(att, n->mtu) != VMK_OK) {
+        vmk_network_attachment_free(att);
+        return NULL;
+    }
+    return att;
+}
+
+static int add_net(vmk_config *cfg, const struct cli_net *n)
+{
+    vmk_network_device *dev = vmk_virtio_network_device_new(net_attachment(n));
+    if (!dev)
+        return -1;
+    if ((n->have_mac && vmk_virtio_network_device_set_mac_address(dev, &n->mac) != VMK_OK) ||
+        (n->mtu && vmk_virtio_network_device_set_mtu(dev, n->mtu) != VMK_OK) ||
+        vmk_virtio_network_device_set_offloading(dev, !n->no_offloading) != VMK_OK) {
+        vmk_network_device_free(dev);
+        return -1;
+    }
+    return vmk_config_add_network_device(cfg, dev) == VMK_OK ? 0 : -1; /* owns dev */
+}
+
+/* The devices of req (disks, network devices, the entropy device, the console device with its
+ * ports): what run and serve-device both build. -1 when out of memory. */
 static int add_devices(vmk_config *cfg, const struct cli_request *req)
 {
     for (unsigned i = 0; i < req->disk_count; i++)
         if (add_disk(cfg, &req->disk[i]) < 0)
+            return -1;
+    for (unsigned i = 0; i < req->net_count; i++)
+        if (add_net(cfg, &req->net[i]) < 0)
             return -1;
     if (req->rng) {
         vmk_entropy_device *rng = vmk_virtio_entropy_device_new();

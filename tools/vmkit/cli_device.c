@@ -3,12 +3,16 @@
  *   virtio-blk,path=PATH[,readonly][,cache=MODE][,sync=MODE][,id=SERIAL][,queues=N]
  *   virtio-rng[,rate=BYTES_PER_SEC]
  *   virtio-console,stdio|file=PATH[,append]|pty|socket=PATH[,name=NAME][,console]
+ *   virtio-net[,nat][,hostfwd=...]|fd=N|unixSocketPath=PATH|type=unixgram|unixstream,path=PATH
+ *             |fd=N[,vfkitMagic=on|off]|tap=IFNAME [,mac=M][,mtu=N][,offloading=on|off]
  * (virtio-serial, vfkit's word, is virtio-console.) Limits come from the library. */
 #include "cli.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Grows a request array by one zeroed element; NULL when out of memory. */
 static void *push(void *array, unsigned *count, size_t size)
@@ -207,6 +211,288 @@ static int parse_virtio_rng(struct cli_request *req, struct kv_iter *it, char *e
     return rc;
 }
 
+/* ---- virtio-net ---- */
+
+#define VIRTIO_NET_KEYS \
+    "nat, hostfwd, fd, unixSocketPath, type, path, vfkitMagic, tap, mac, mtu, offloading"
+
+static int parse_on_off(const char *ctx, const char *key, const char *val, bool *out, char *err,
+                        size_t errlen)
+{
+    if (val && (!strcmp(val, "on") || !strcmp(val, "true"))) {
+        *out = true;
+        return 0;
+    }
+    if (val && (!strcmp(val, "off") || !strcmp(val, "false"))) {
+        *out = false;
+        return 0;
+    }
+    return cli_usage_error(err, errlen, "%s: %s needs on or off%s%s%s", ctx, key,
+                           val ? " (got '" : "", val ? val : "", val ? "')" : "");
+}
+
+/* A port number 1..65535 at the start of text, ending at end (exclusive). */
+static int parse_port_number(const char *text, const char *end, unsigned *out)
+{
+    if (text == end || end - text > 5)
+        return -1;
+    unsigned v = 0;
+    for (const char *c = text; c < end; c++) {
+        if (*c < '0' || *c > '9')
+            return -1;
+        v = v * 10 + (unsigned)(*c - '0');
+    }
+    if (v == 0 || v > 65535)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-:GUESTPORT, QEMU's spelling (an IPv6 HOSTADDR in
+ * brackets; the guest address, which QEMU allows before the last colon, must be empty: the
+ * guest is the NAT's one lease). */
+static int parse_hostfwd(const char *ctx, const char *val, struct cli_forward *f, char *err,
+                         size_t errlen)
+{
+    const char *form = "hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-:GUESTPORT";
+    if (!val || !*val)
+        return cli_usage_error(err, errlen, "%s: hostfwd needs a value (%s)", ctx, form);
+    memset(f, 0, sizeof(*f));
+    const char *p = val;
+    if (!strncmp(p, "tcp:", 4)) {
+        p += 4;
+    } else if (!strncmp(p, "udp:", 4)) {
+        f->udp = true;
+        p += 4;
+    } else if (p[0] == ':') {
+        p += 1; /* QEMU's default protocol is tcp */
+    } else {
+        return cli_usage_error(err, errlen, "%s: hostfwd '%s': the protocol is tcp or udp (%s)",
+                               ctx, val, form);
+    }
+    const char *addr = p, *addr_end;
+    if (*p == '[') {
+        addr = p + 1;
+        addr_end = strchr(addr, ']');
+        if (!addr_end || addr_end[1] != ':')
+            return cli_usage_error(err, errlen, "%s: hostfwd '%s': unclosed [ (%s)", ctx, val,
+                                   form);
+        p = addr_end + 2;
+    } else {
+        addr_end = strchr(p, ':');
+        if (!addr_end)
+            return cli_usage_error(err, errlen, "%s: hostfwd '%s' lacks the host port (%s)", ctx,
+                                   val, form);
+        p = addr_end + 1;
+    }
+    const char *dash = strchr(p, '-');
+    if (!dash || parse_port_number(p, dash, &f->host_port) < 0)
+        return cli_usage_error(err, errlen, "%s: hostfwd '%s': the host port must be 1..65535 (%s)",
+                               ctx, val, form);
+    const char *g = dash + 1;
+    const char *colon = strrchr(g, ':');
+    if (!colon || colon != g ||
+        parse_port_number(colon + 1, colon + strlen(colon), &f->guest_port) < 0)
+        return cli_usage_error(
+            err, errlen, "%s: hostfwd '%s': the guest part is :GUESTPORT, a port 1..65535 (%s)",
+            ctx, val, form);
+    if (addr_end > addr) {
+        char buf[INET6_ADDRSTRLEN + 1];
+        unsigned char bin[16];
+        size_t n = (size_t)(addr_end - addr);
+        if (n >= sizeof(buf))
+            return cli_usage_error(err, errlen, "%s: hostfwd '%s': host address too long", ctx,
+                                   val);
+        memcpy(buf, addr, n);
+        buf[n] = 0;
+        if (inet_pton(AF_INET, buf, bin) != 1 && inet_pton(AF_INET6, buf, bin) != 1)
+            return cli_usage_error(err, errlen,
+                                   "%s: hostfwd '%s': '%s' is not an IPv4 or IPv6 address", ctx,
+                                   val, buf);
+        f->host_address = strdup(buf);
+        if (!f->host_address)
+            return cli_out_of_memory(err, errlen);
+    }
+    return 0;
+}
+
+static int parse_fd(const char *ctx, const char *val, int *fd, char *err, size_t errlen)
+{
+    uint64_t n;
+    char flag[96];
+    snprintf(flag, sizeof(flag), "%s: fd", ctx);
+    if (!val)
+        return cli_usage_error(err, errlen, "%s: fd needs a value (fd=N)", ctx);
+    int rc = cli_parse_number(flag, val, 0, 1u << 20, "", &n, err, errlen);
+    if (rc)
+        return rc;
+    /* Checked here, where the user gave it, so the message names the option. */
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt((int)n, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        return cli_usage_error(err, errlen, "%s: fd %d is not an open socket", ctx, (int)n);
+    *fd = (int)n;
+    return 0;
+}
+
+static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    const char *ctx = it->ctx;
+    struct cli_net n = { .fd = -1 };
+    const char *backend = NULL; /* the key that chose the back end, for messages */
+    bool have_mtu = false, have_offload = false, have_magic = false, nat = false;
+    bool offloading = true;
+    char *type = NULL, *key = NULL, *val = NULL;
+    int rc = 0;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        uint64_t num = 0;
+        /* The keys that pick a back end exclude each other. */
+        bool picks = !strcmp(key, "nat") || !strcmp(key, "fd") || !strcmp(key, "unixSocketPath") ||
+                     !strcmp(key, "tap") || !strcmp(key, "type");
+        if (picks && backend && !(!strcmp(key, "fd") && !strcmp(backend, "type")) &&
+            !(!strcmp(key, "type") && !strcmp(backend, "fd"))) {
+            rc = cli_usage_error(err, errlen, "%s: %s and %s both choose the back end (one only)",
+                                 ctx, backend, key);
+            break;
+        }
+        if (!strcmp(key, "nat")) {
+            rc = take_flag(ctx, key, val, &nat, err, errlen);
+            backend = "nat";
+        } else if (!strcmp(key, "hostfwd")) {
+            struct cli_forward f;
+            rc = parse_hostfwd(ctx, val, &f, err, errlen);
+            if (!rc) {
+                struct cli_forward *slot = push(&n.forward, &n.forward_count, sizeof(*slot));
+                if (slot)
+                    *slot = f;
+                else
+                    free(f.host_address), rc = cli_out_of_memory(err, errlen);
+            }
+        } else if (!strcmp(key, "fd")) {
+            if (n.fd >= 0)
+                rc = cli_usage_error(err, errlen, "%s: fd given twice", ctx);
+            else
+                rc = parse_fd(ctx, val, &n.fd, err, errlen);
+            if (!backend || strcmp(backend, "type"))
+                backend = "fd";
+        } else if (!strcmp(key, "unixSocketPath") || !strcmp(key, "path") || !strcmp(key, "tap")) {
+            rc = take_string(ctx, key, &val, &n.path, !strcmp(key, "tap") ? "IFNAME" : "PATH", err,
+                             errlen);
+            if (!strcmp(key, "unixSocketPath"))
+                backend = "unixSocketPath";
+            else if (!strcmp(key, "tap"))
+                backend = "tap";
+        } else if (!strcmp(key, "type")) {
+            rc = take_string(ctx, key, &val, &type, "unixgram|unixstream", err, errlen);
+            if (!rc && strcmp(type, "unixgram") && strcmp(type, "unixstream"))
+                rc = cli_usage_error(err, errlen, "%s: type '%s' is not unixgram or unixstream",
+                                     ctx, type);
+            if (!backend)
+                backend = "type";
+        } else if (!strcmp(key, "vfkitMagic")) {
+            if (have_magic)
+                rc = cli_usage_error(err, errlen, "%s: %s given twice", ctx, key);
+            else
+                rc = parse_on_off(ctx, key, val, &n.vfkit_magic, err, errlen);
+            have_magic = true;
+        } else if (!strcmp(key, "mac")) {
+            if (n.have_mac)
+                rc = cli_usage_error(err, errlen, "%s: mac given twice", ctx);
+            else if (!val || vmk_mac_address_parse(val, &n.mac) != VMK_OK)
+                rc = cli_usage_error(err, errlen, "%s: mac '%s' is not xx:xx:xx:xx:xx:xx", ctx,
+                                     val ? val : "");
+            else if (vmk_mac_address_is_multicast(&n.mac))
+                rc = cli_usage_error(err, errlen,
+                                     "%s: mac %s is a multicast (or broadcast) address; a "
+                                     "device's own address is unicast",
+                                     ctx, val);
+            else if (!memcmp(n.mac.octets, "\0\0\0\0\0\0", 6))
+                rc = cli_usage_error(err, errlen, "%s: mac %s is all zeros", ctx, val);
+            n.have_mac = true;
+        } else if (!strcmp(key, "mtu")) {
+            rc = take_number(ctx, key, val, &have_mtu, vmk_virtio_network_device_min_mtu(),
+                             vmk_virtio_network_device_max_mtu(), " bytes", &num, err, errlen);
+            n.mtu = (unsigned)num;
+        } else if (!strcmp(key, "offloading")) {
+            if (have_offload)
+                rc = cli_usage_error(err, errlen, "%s: %s given twice", ctx, key);
+            else
+                rc = parse_on_off(ctx, key, val, &offloading, err, errlen);
+            have_offload = true;
+        } else {
+            rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: " VIRTIO_NET_KEYS ")",
+                                 ctx, key);
+        }
+        if (rc)
+            break;
+    }
+    n.no_offloading = !offloading;
+    /* Which back end, and whether its keys fit together. */
+    if (!rc) {
+        if (type) {
+            bool gram = !strcmp(type, "unixgram");
+            n.kind = gram ? CLI_NET_UNIXGRAM : CLI_NET_UNIXSTREAM;
+            if ((n.path != NULL) == (n.fd >= 0))
+                rc = cli_usage_error(err, errlen, "%s: type=%s needs path=PATH or fd=N (one)", ctx,
+                                     type);
+            if (!rc && n.fd >= 0) {
+                int t = 0;
+                socklen_t len = sizeof(t);
+                getsockopt(n.fd, SOL_SOCKET, SO_TYPE, &t, &len);
+                if (t != (gram ? SOCK_DGRAM : SOCK_STREAM))
+                    rc = cli_usage_error(err, errlen, "%s: fd %d is not a %s socket", ctx, n.fd,
+                                         gram ? "datagram" : "stream");
+                n.kind = CLI_NET_FD;
+                n.fd_type = t;
+            }
+        } else if (backend && !strcmp(backend, "unixSocketPath")) {
+            n.kind = CLI_NET_UNIXGRAM;
+            if (!have_magic)
+                n.vfkit_magic = true; /* vfkit greets gvproxy so */
+        } else if (backend && !strcmp(backend, "tap")) {
+            n.kind = CLI_NET_TAP;
+        } else if (n.fd >= 0) {
+            n.kind = CLI_NET_FD;
+        } else {
+            n.kind = CLI_NET_NAT;
+            if (n.path)
+                rc = cli_usage_error(err, errlen, "%s: path= belongs with type=unixgram|unixstream",
+                                     ctx);
+        }
+    }
+    if (!rc && n.forward_count && n.kind != CLI_NET_NAT)
+        rc = cli_usage_error(err, errlen, "%s: hostfwd needs the NAT back end (nat)", ctx);
+    if (!rc && have_magic && n.kind != CLI_NET_UNIXGRAM &&
+        !(n.kind == CLI_NET_FD && n.fd_type == SOCK_DGRAM))
+        rc =
+            cli_usage_error(err, errlen, "%s: vfkitMagic belongs with a unix datagram socket", ctx);
+    if (!rc && req->net_count >= vmk_config_max_network_device_count())
+        rc = cli_usage_error(err, errlen, "%s: at most %u network devices", ctx,
+                             vmk_config_max_network_device_count());
+    if (!rc) {
+        struct cli_net *slot = push(&req->net, &req->net_count, sizeof(*slot));
+        if (slot) {
+            *slot = n;
+            memset(&n, 0, sizeof(n));
+        } else {
+            rc = cli_out_of_memory(err, errlen);
+        }
+    }
+    free(key);
+    free(val);
+    free(type);
+    free(n.path);
+    for (unsigned i = 0; i < n.forward_count; i++)
+        free(n.forward[i].host_address);
+    free(n.forward);
+    return rc;
+}
+
 /* ---- ports: serial and console ---- */
 
 bool cli_stdio_taken(const struct cli_request *req)
@@ -399,6 +685,7 @@ static const struct {
     { "virtio-blk", NULL, parse_virtio_blk },
     { "virtio-rng", NULL, parse_virtio_rng },
     { "virtio-console", "virtio-serial", parse_console_port },
+    { "virtio-net", NULL, parse_virtio_net },
 };
 
 int cli_parse_device_keys(struct cli_request *req, const char *type, const char *opt,
@@ -440,6 +727,6 @@ int cli_parse_device(struct cli_request *req, const char *opt, const char *spec,
     return cli_usage_error(
         err, errlen,
         "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
-        "virtio-rng, virtio-console; virtio-serial is virtio-console)",
+        "virtio-rng, virtio-console, virtio-net; virtio-serial is virtio-console)",
         opt, (int)len, spec);
 }

@@ -118,6 +118,35 @@ static void say_pty_paths(const struct cli_request *req, vmk_vm *vm)
     }
 }
 
+static void on_network_attachment_changed(vmk_vm *vm, unsigned index, bool connected, void *user)
+{
+    (void)vm, (void)user;
+    say("virtio-net %u: %s", index + 1,
+        connected ? "link up: its peer is back" : "link down: its peer went away");
+}
+
+/* Waits for the VM to stop, saying each network device's guest address once it is known. */
+static vmk_result wait_saying_addresses(const struct cli_request *req, vmk_vm *vm)
+{
+    bool said[32] = { false };
+    unsigned left = req->net_count < 32 ? req->net_count : 32;
+    while (left > 0) {
+        vmk_result r = vmk_vm_wait(vm, 250);
+        if (r != VMK_ERR_TIMEOUT)
+            return r;
+        for (unsigned i = 0; i < req->net_count && i < 32; i++) {
+            char *a = said[i] ? NULL : vmk_vm_copy_network_device_ipv4_address(vm, i);
+            if (a) {
+                say("virtio-net %u: guest %s", i + 1, a);
+                said[i] = true;
+                left--;
+            }
+            free(a);
+        }
+    }
+    return vmk_vm_wait(vm, -1);
+}
+
 /* Why the VM could not start, with what to do about the host. */
 static void say_start_error(const vmk_error *err)
 {
@@ -191,6 +220,9 @@ int run_vm(const struct cli_request *req, const char *exe_path)
         say("cannot watch for signals: %s", strerror(errno));
         goto out;
     }
+    vmk_vm_delegate delegate = { .size = sizeof(delegate),
+                                 .network_attachment_changed = on_network_attachment_changed };
+    vmk_vm_set_delegate(vm, &delegate, NULL);
     if (vmk_vm_start(vm, &err) != VMK_OK) {
         say_start_error(err);
         goto out;
@@ -202,7 +234,7 @@ int run_vm(const struct cli_request *req, const char *exe_path)
         say("cannot watch for signals (%s); stop the guest from inside", strerror(e));
     watching = e == 0;
 
-    vmk_result r = vmk_vm_wait(vm, -1);
+    vmk_result r = wait_saying_addresses(req, vm);
     if (r == VMK_ERR_TIMEOUT || r == VMK_ERR_INVALID_ARGUMENT) {
         say("waiting for the VM failed: %s", vmk_result_string(r));
         vmk_vm_stop(vm, NULL);

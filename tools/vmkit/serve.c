@@ -25,7 +25,10 @@ static void log_line(const char *msg, void *user)
 
 static const char *device_name(const struct cli_request *req)
 {
-    return req->disk_count ? "virtio-blk" : req->rng ? "virtio-rng" : "virtio-console";
+    return req->disk_count  ? "virtio-blk"
+           : req->rng       ? "virtio-rng"
+           : req->net_count ? "virtio-net"
+                            : "virtio-console";
 }
 
 int serve_device(const struct cli_request *req)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -494,6 +495,154 @@ static void test_build_config_virtio_rng(void **state)
     assert_int_equal(vmk_config_entropy_device_count(cfg), 1);
     assert_int_equal(vmk_config_storage_device_count(cfg), 0);
     assert_int_equal(vmk_config_serial_port_count(cfg), 1);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+}
+
+/* ---- --device virtio-net ---- */
+
+static void test_device_virtio_net(void **state)
+{
+    (void)state;
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-net"), 0);
+    assert_int_equal(req.net_count, 1);
+    assert_int_equal(req.net[0].kind, CLI_NET_NAT);
+    assert_false(req.net[0].have_mac);
+    cli_request_free(&req);
+
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device",
+                           "virtio-net,nat,mac=52:54:00:AB:cd:01,mtu=9000,offloading=off,"
+                           "hostfwd=tcp::8080-:80,hostfwd=udp:127.0.0.1:5353-:53,"
+                           "hostfwd=tcp:[::1]:2222-:22"),
+                     0);
+    struct cli_net *n = &req.net[0];
+    assert_int_equal(n->kind, CLI_NET_NAT);
+    assert_true(n->have_mac);
+    assert_int_equal(n->mac.octets[3], 0xab);
+    assert_int_equal(n->mtu, 9000);
+    assert_true(n->no_offloading);
+    assert_int_equal(n->forward_count, 3);
+    assert_false(n->forward[0].udp);
+    assert_null(n->forward[0].host_address);
+    assert_int_equal(n->forward[0].host_port, 8080);
+    assert_int_equal(n->forward[0].guest_port, 80);
+    assert_true(n->forward[1].udp);
+    assert_string_equal(n->forward[1].host_address, "127.0.0.1");
+    assert_string_equal(n->forward[2].host_address, "::1");
+    assert_int_equal(n->forward[2].guest_port, 22);
+    cli_request_free(&req);
+
+    /* vfkit's unixSocketPath greets with VFKT; krunkit's type=unixgram does not unless asked. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-net,unixSocketPath=/tmp/g.sock",
+                           "--device", "virtio-net,type=unixgram,path=/tmp/h.sock", "--device",
+                           "virtio-net,type=unixstream,path=/tmp/p.sock", "--device",
+                           "virtio-net,tap=tap0"),
+                     0);
+    assert_int_equal(req.net_count, 4);
+    assert_int_equal(req.net[0].kind, CLI_NET_UNIXGRAM);
+    assert_true(req.net[0].vfkit_magic);
+    assert_int_equal(req.net[1].kind, CLI_NET_UNIXGRAM);
+    assert_false(req.net[1].vfkit_magic);
+    assert_int_equal(req.net[2].kind, CLI_NET_UNIXSTREAM);
+    assert_string_equal(req.net[2].path, "/tmp/p.sock");
+    assert_int_equal(req.net[3].kind, CLI_NET_TAP);
+    assert_string_equal(req.net[3].path, "tap0");
+    cli_request_free(&req);
+
+    /* fd=N: a socket of the type asked. */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+    char spec[64];
+    snprintf(spec, sizeof(spec), "virtio-net,fd=%d", sv[0]);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", spec), 0);
+    assert_int_equal(req.net[0].kind, CLI_NET_FD);
+    assert_int_equal(req.net[0].fd, sv[0]);
+    cli_request_free(&req);
+    snprintf(spec, sizeof(spec), "virtio-net,type=unixgram,fd=%d,vfkitMagic=on", sv[0]);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", spec), 0);
+    assert_int_equal(req.net[0].kind, CLI_NET_FD);
+    assert_true(req.net[0].vfkit_magic);
+    cli_request_free(&req);
+    snprintf(spec, sizeof(spec), "virtio-net,type=unixstream,fd=%d", sv[0]);
+    EXPECT_USAGE("fd", "not a stream socket", "run", "--device", spec);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    snprintf(spec, sizeof(spec), "virtio-net,fd=%d", pfd[0]);
+    EXPECT_USAGE("--device virtio-net", "not an open socket", "run", "--device", spec);
+    close(pfd[0]);
+    close(pfd[1]);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void test_device_virtio_net_errors(void **state)
+{
+    (void)state;
+    EXPECT_USAGE("--device virtio-net", "unknown key 'speed'", "run", "--device",
+                 "virtio-net,speed=10");
+    EXPECT_USAGE("nat", "tap", "run", "--device", "virtio-net,nat,tap=tap0");
+    EXPECT_USAGE("unixSocketPath", "tap", "run", "--device", "virtio-net,unixSocketPath=/x,tap=t");
+    EXPECT_USAGE("type=unixgram", "path=PATH or fd=N", "run", "--device",
+                 "virtio-net,type=unixgram");
+    EXPECT_USAGE("type", "not unixgram or unixstream", "run", "--device",
+                 "virtio-net,type=udp,path=/x");
+    EXPECT_USAGE("mac", "not xx:xx", "run", "--device", "virtio-net,mac=52:54:00:12:34");
+    EXPECT_USAGE("mac", "not xx:xx", "run", "--device", "virtio-net,mac=52-54-00-12-34-56");
+    EXPECT_USAGE("mac", "multicast", "run", "--device", "virtio-net,mac=01:00:5e:00:00:01");
+    EXPECT_USAGE("mac", "multicast", "run", "--device", "virtio-net,mac=ff:ff:ff:ff:ff:ff");
+    EXPECT_USAGE("mac", "all zeros", "run", "--device", "virtio-net,mac=00:00:00:00:00:00");
+    EXPECT_USAGE("mtu", "67", "run", "--device", "virtio-net,mtu=67");
+    EXPECT_USAGE("mtu", "65536", "run", "--device", "virtio-net,mtu=65536");
+    EXPECT_USAGE("offloading", "on or off", "run", "--device", "virtio-net,offloading=maybe");
+    EXPECT_USAGE("hostfwd", "tcp or udp", "run", "--device", "virtio-net,hostfwd=sctp::1-:2");
+    EXPECT_USAGE("hostfwd", "host port", "run", "--device", "virtio-net,hostfwd=tcp::0-:22");
+    EXPECT_USAGE("hostfwd", "host port", "run", "--device", "virtio-net,hostfwd=tcp::65536-:22");
+    EXPECT_USAGE("hostfwd", "guest part", "run", "--device", "virtio-net,hostfwd=tcp::22-:0");
+    EXPECT_USAGE("hostfwd", "guest part", "run", "--device",
+                 "virtio-net,hostfwd=tcp::22-10.0.2.15:22");
+    EXPECT_USAGE("hostfwd", "not an IPv4 or IPv6", "run", "--device",
+                 "virtio-net,hostfwd=tcp:localhost:22-:22");
+    EXPECT_USAGE("hostfwd", "NAT", "run", "--device", "virtio-net,tap=t0,hostfwd=tcp::22-:22");
+    EXPECT_USAGE("vfkitMagic", "unix datagram", "run", "--device",
+                 "virtio-net,type=unixstream,path=/x,vfkitMagic=on");
+    EXPECT_USAGE("mac", "twice", "run", "--device",
+                 "virtio-net,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02");
+    EXPECT_USAGE("tap", "needs a value", "run", "--device", "virtio-net,tap=");
+    EXPECT_USAGE("at most 8", NULL, "run", "--device", "virtio-net", "--device", "virtio-net",
+                 "--device", "virtio-net", "--device", "virtio-net", "--device", "virtio-net",
+                 "--device", "virtio-net", "--device", "virtio-net", "--device", "virtio-net",
+                 "--device", "virtio-net");
+}
+
+static void test_build_config_virtio_net(void **state)
+{
+    (void)state;
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-net,mac=52:54:00:00:00:07,mtu=9000,hostfwd=udp::5353-:53",
+                           "--device", "virtio-net,type=unixstream,path=/tmp/p.sock,mtu=9000"),
+                     0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_network_device_count(cfg), 2);
+    const vmk_network_device *d = vmk_config_get_network_device(cfg, 0);
+    vmk_mac_address mac = vmk_virtio_network_device_get_mac_address(d);
+    assert_int_equal(mac.octets[5], 7);
+    assert_int_equal(vmk_virtio_network_device_get_mtu(d), 9000);
+    const vmk_network_attachment *a = vmk_network_device_get_attachment(d);
+    assert_int_equal(vmk_network_attachment_get_kind(a), VMK_NETWORK_ATTACHMENT_NAT);
+    assert_int_equal(vmk_nat_network_attachment_port_forward_count(a), 1);
+    vmk_port_forward_protocol proto;
+    unsigned hp, gp;
+    assert_int_equal(vmk_nat_network_attachment_get_port_forward(a, 0, &proto, NULL, &hp, &gp),
+                     VMK_OK);
+    assert_int_equal(proto, VMK_PORT_FORWARD_UDP);
+    assert_int_equal(hp, 5353);
+    assert_int_equal(gp, 53);
+    a = vmk_network_device_get_attachment(vmk_config_get_network_device(cfg, 1));
+    assert_int_equal(vmk_network_attachment_get_kind(a), VMK_NETWORK_ATTACHMENT_UNIX_STREAM);
+    assert_int_equal(vmk_network_attachment_get_mtu(a), 9000); /* the socket carries them */
     vmk_config_free(cfg);
     cli_request_free(&req);
 }
@@ -1260,6 +1409,18 @@ static void test_serve_device(void **state)
     cli_request_free(&req);
     assert_null(req.socket);
 
+    /* serve-device --type net [--net KEYS]: the NAT unless told otherwise. */
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "net", "--socket", "/tmp/s"), 0);
+    assert_int_equal(req.net_count, 1);
+    assert_int_equal(req.net[0].kind, CLI_NET_NAT);
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "net", "--socket", "/tmp/s",
+                           "--net", "nat,hostfwd=tcp::2222-:22"),
+                     0);
+    assert_int_equal(req.net_count, 1);
+    assert_int_equal(req.net[0].forward_count, 1);
+    cli_request_free(&req);
+
     assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "rng", "--socket", "/tmp/s"), 0);
     assert_true(req.rng);
     cli_request_free(&req);
@@ -1321,8 +1482,12 @@ static void test_serve_device_errors(void **state)
                  "stdio,console");
     EXPECT_USAGE("--port: missing value", NULL, "serve-device", "--type=console", "--socket", "/s",
                  "--port");
-    EXPECT_USAGE("--type", "'net' is not a device type", "serve-device", "--type", "net",
+    EXPECT_USAGE("--type", "'gpu' is not a device type", "serve-device", "--type", "gpu",
                  "--socket", "/s");
+    EXPECT_USAGE("--net", "unknown key", "serve-device", "--type", "net", "--socket", "/s", "--net",
+                 "bogus");
+    EXPECT_USAGE("one device at a time", NULL, "serve-device", "--socket", "/s", "--device",
+                 "virtio-net", "--device", "virtio-net");
     EXPECT_USAGE("missing --device", NULL, "serve-device", "--socket", "/s");
     EXPECT_USAGE("missing --socket", NULL, "serve-device", "--type", "rng");
     EXPECT_USAGE("--socket", "empty path", "serve-device", "--type", "rng", "--socket", "");
@@ -1361,7 +1526,7 @@ static void test_serve_device_errors(void **state)
     cli_request_free(&req);
 
     /* A failed parse frees the socket path it had already taken. */
-    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/s", "--type", "net"),
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/s", "--type", "gpu"),
                      CLI_EXIT_USAGE);
     assert_null(req.socket);
     cli_request_free(&req);
@@ -1500,6 +1665,9 @@ int main(void)
         cmocka_unit_test(test_device_virtio_blk_errors),
         cmocka_unit_test(test_device_virtio_rng),
         cmocka_unit_test(test_build_config_virtio_rng),
+        cmocka_unit_test(test_device_virtio_net),
+        cmocka_unit_test(test_device_virtio_net_errors),
+        cmocka_unit_test(test_build_config_virtio_net),
         cmocka_unit_test(test_device_virtio_serial),
         cmocka_unit_test(test_device_virtio_serial_errors),
         cmocka_unit_test(test_build_config_virtio_serial),

@@ -432,6 +432,12 @@ static void test_rx_filter_and_control(void **state)
     uint8_t frame[100];
     const uint8_t other[6] = { 0x02, 9, 9, 9, 9, 9 }, mcast[6] = { 0x01, 0, 0x5e, 0, 0, 1 };
     const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    /* Promiscuous until the driver sets its filters. */
+    make_frame(frame, sizeof(frame), other);
+    assert_true(deliver(f, frame, sizeof(frame)));
+    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 1);
+    const uint8_t promisc_off[3] = { 0, 0, 0 };
+    assert_int_equal(ctrl(f, promisc_off, 3), 0);
     make_frame(frame, sizeof(frame), other);
     assert_true(deliver(f, frame, sizeof(frame)));
     make_frame(frame, sizeof(frame), mcast);
@@ -439,13 +445,13 @@ static void test_rx_filter_and_control(void **state)
     assert_int_equal(stats(f).rx_filtered, 2);
     make_frame(frame, sizeof(frame), bcast);
     assert_true(deliver(f, frame, sizeof(frame)));
-    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 1);
+    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 2);
 
     const uint8_t allmulti[3] = { 0, 1, 1 };
     assert_int_equal(ctrl(f, allmulti, 3), 0);
     make_frame(frame, sizeof(frame), mcast);
     assert_true(deliver(f, frame, sizeof(frame)));
-    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 2);
+    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 3);
 
     /* A unicast table with `other` in it. */
     uint8_t tbl[2 + 4 + 6 + 4] = { 1, 0, 1, 0, 0, 0 };
@@ -453,7 +459,7 @@ static void test_rx_filter_and_control(void **state)
     assert_int_equal(ctrl(f, tbl, sizeof(tbl)), 0);
     make_frame(frame, sizeof(frame), other);
     assert_true(deliver(f, frame, sizeof(frame)));
-    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 3);
+    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 4);
     /* A table whose count runs past the command is refused whole. */
     tbl[2] = 9;
     assert_int_equal(ctrl(f, tbl, sizeof(tbl)), 1);
@@ -466,14 +472,14 @@ static void test_rx_filter_and_control(void **state)
     assert_memory_equal(c, set + 2, 6);
     make_frame(frame, sizeof(frame), set + 2);
     assert_true(deliver(f, frame, sizeof(frame)));
-    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 4);
+    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 5);
 
     /* Promiscuous takes everything; unknown commands and short ones get ERR. */
     const uint8_t promisc[3] = { 0, 0, 1 }, unknown[3] = { 9, 0, 1 }, shortcmd[1] = { 0 };
     assert_int_equal(ctrl(f, promisc, 3), 0);
     make_frame(frame, sizeof(frame), (const uint8_t[6]){ 0x02, 7, 7, 7, 7, 7 });
     assert_true(deliver(f, frame, sizeof(frame)));
-    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 5);
+    assert_int_equal(td_used_idx(&f->t, VIRTIO_NET_RX), 6);
     assert_int_equal(ctrl(f, unknown, 3), 1);
     assert_int_equal(ctrl(f, shortcmd, 1), 1);
     static uint8_t huge[4096];
@@ -530,6 +536,42 @@ static void test_reset_forgets_filters(void **state)
     destroy(f);
 }
 
+static void test_guest_ipv4_snooped(void **state)
+{
+    (void)state;
+    struct fix *f = make(false, 0, BASE);
+    uint8_t hdr[HDR] = { 0 }, frame[60];
+    assert_int_equal(virtio_net_guest_ipv4(f->dev), 0);
+    /* A DHCP discover comes from 0.0.0.0: nothing learnt. */
+    make_frame(frame, sizeof(frame), (const uint8_t[6]){ 0xff, 0xff, 0xff, 0xff, 0xff, 0xff });
+    memcpy(frame + 6, MAC, 6);
+    frame[14] = 0x45;
+    memset(frame + 26, 0, 4);
+    add_tx(f, hdr, frame, sizeof(frame), 0, 100);
+    td_kick(&f->t, VIRTIO_NET_TX);
+    assert_int_equal(virtio_net_guest_ipv4(f->dev), 0);
+    /* An ARP from the guest's MAC tells its address. */
+    frame[12] = 0x08, frame[13] = 0x06;
+    const uint8_t arp[14] = { 0, 1, 8, 0, 6, 4, 0, 1, 0x52, 0x54, 0, 0x12, 0x34, 0x56 };
+    memcpy(frame + 14, arp, sizeof(arp));
+    const uint8_t ip[4] = { 10, 0, 2, 15 };
+    memcpy(frame + 28, ip, 4);
+    add_tx(f, hdr, frame, sizeof(frame), 0, 100);
+    td_kick(&f->t, VIRTIO_NET_TX);
+    uint32_t a = virtio_net_guest_ipv4(f->dev);
+    assert_memory_equal(&a, ip, 4);
+    /* A frame from another MAC (a bridge in the guest) does not move it. */
+    frame[11] ^= 1;
+    frame[31] = 99;
+    add_tx(f, hdr, frame, sizeof(frame), 0, 100);
+    td_kick(&f->t, VIRTIO_NET_TX);
+    a = virtio_net_guest_ipv4(f->dev);
+    assert_memory_equal(&a, ip, 4);
+    f->dev->ops->reset(f->dev);
+    assert_int_equal(virtio_net_guest_ipv4(f->dev), 0);
+    destroy(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -544,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_rx_filter_and_control),
         cmocka_unit_test(test_hostile_driver),
         cmocka_unit_test(test_reset_forgets_filters),
+        cmocka_unit_test(test_guest_ipv4_snooped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
