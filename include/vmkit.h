@@ -512,7 +512,8 @@ typedef struct {
     void (*did_stop_with_error)(vmk_vm *vm, const vmk_error *err, void *user);
     /* Network device index's attachment lost its peer (connected false: the guest sees its
      * link go down, the VM keeps running) or reached it again (a socket path is retried once
-     * a second). Added in 0.3. */
+     * a second). A stream peer's going shows at once; a datagram peer's when the guest next
+     * sends to it. Added in 0.3. */
     void (*network_attachment_changed)(vmk_vm *vm, unsigned index, bool connected, void *user);
 } vmk_vm_delegate;
 
@@ -572,6 +573,21 @@ VMK_API char *vmk_vm_copy_console_port_pty_path(vmk_vm *vm, unsigned index);
  * (ARP and IPv4 from its MAC address: it works for every attachment), for the caller to
  * free(); NULL until the guest has one, or when the VM is stopped. */
 VMK_API char *vmk_vm_copy_network_device_ipv4_address(vmk_vm *vm, unsigned index);
+/* Adds a port forward to network device index's NAT attachment while the VM runs or is paused,
+ * as vmk_nat_network_attachment_add_port_forward does in a config (host_address NULL or "":
+ * 127.0.0.1). The host port is bound at once: VMK_ERR_IO when it is taken, naming it;
+ * VMK_ERR_UNSUPPORTED for an attachment that is not NAT; VMK_ERR_INVALID_STATE when the VM is
+ * not running. A forward added so lasts until the VM stops (the next start has the config's). */
+VMK_API vmk_result vmk_vm_add_port_forward(vmk_vm *vm, unsigned index,
+                                           vmk_port_forward_protocol protocol,
+                                           const char *host_address, unsigned host_port,
+                                           unsigned guest_port, vmk_error **err);
+/* Removes a forward (the config's or one added at run time), named by protocol, host address
+ * and port: VMK_ERR_INVALID_ARGUMENT when there is none. */
+VMK_API vmk_result vmk_vm_remove_port_forward(vmk_vm *vm, unsigned index,
+                                              vmk_port_forward_protocol protocol,
+                                              const char *host_address, unsigned host_port,
+                                              vmk_error **err);
 /* The signal the library sends its vCPU threads (see the top of this header). */
 VMK_API int vmk_vm_kick_signal(void);
 

@@ -676,6 +676,47 @@ char *vmk_vm_copy_network_device_ipv4_address(vmk_vm *vm, unsigned index)
     return strdup(buf);
 }
 
+static vmk_result port_forward(vmk_vm *vm, unsigned index, bool add,
+                               vmk_port_forward_protocol protocol, const char *host_address,
+                               unsigned host_port, unsigned guest_port, vmk_error **err)
+{
+    if (!vm)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "vm is NULL");
+    if (protocol != VMK_PORT_FORWARD_TCP && protocol != VMK_PORT_FORWARD_UDP)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "network device %u: protocol %d",
+                        index + 1, (int)protocol);
+    if (host_port < 1 || host_port > 65535 || (add && (guest_port < 1 || guest_port > 65535)))
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                        "network device %u: ports are 1..65535 (host %u, guest %u)", index + 1,
+                        host_port, guest_port);
+    pthread_mutex_lock(&vm->lock);
+    vmk_result r;
+    if (!vm->machine || !state_in(vm->state, S(RUNNING) | S(PAUSED)))
+        r = vmk_fail(err, VMK_ERR_INVALID_STATE, 0,
+                     "network device %u: port forwards change while the VM runs (it is %s)",
+                     index + 1, vmk_vm_state_string(vm->state));
+    else
+        r = machine_device_port_forward(vm->machine, &device_kind_virtio_network, index, add,
+                                        protocol == VMK_PORT_FORWARD_UDP, host_address, host_port,
+                                        guest_port, err);
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+vmk_result vmk_vm_add_port_forward(vmk_vm *vm, unsigned index, vmk_port_forward_protocol protocol,
+                                   const char *host_address, unsigned host_port,
+                                   unsigned guest_port, vmk_error **err)
+{
+    return port_forward(vm, index, true, protocol, host_address, host_port, guest_port, err);
+}
+
+vmk_result vmk_vm_remove_port_forward(vmk_vm *vm, unsigned index,
+                                      vmk_port_forward_protocol protocol, const char *host_address,
+                                      unsigned host_port, vmk_error **err)
+{
+    return port_forward(vm, index, false, protocol, host_address, host_port, 0, err);
+}
+
 char *vmk_vm_copy_serial_port_pty_path(vmk_vm *vm, unsigned index)
 {
     return index < VMK_MAX_SERIAL_PORTS ? copy_pty_path(vm, index) : NULL;

@@ -138,6 +138,7 @@ const struct device_kind device_kind_virtio_console = {
 struct net_host {
     struct net_link *link;
     struct event_loop *el;
+    bool nat; /* link is net_nat's: forwards can change at run time */
     unsigned index;
     void (*changed)(void *ctx, const struct device_kind *kind, unsigned index, bool connected,
                     const char *why);
@@ -221,6 +222,8 @@ static vmk_result net_open(const struct device_host_env *env, const vmk_config *
     }
     *h = (struct net_host){ .link = link,
                             .el = env->el,
+                            .nat =
+                                vmk_network_attachment_get_kind(att) == VMK_NETWORK_ATTACHMENT_NAT,
                             .index = index,
                             .changed = env->attachment_changed,
                             .changed_ctx = env->attachment_ctx };
@@ -251,6 +254,20 @@ static void net_close(struct device_instance *inst)
     inst->host = NULL;
 }
 
+static vmk_result net_port_forward(struct device_instance *inst, bool add, bool udp,
+                                   const char *host_address, unsigned host_port,
+                                   unsigned guest_port, vmk_error **err)
+{
+    struct net_host *h = inst->host;
+    if (!h->nat)
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
+                        "network device %u: port forwards need a NAT attachment", inst->index + 1);
+    struct net_nat_forward f = { .udp = udp, .host_port = host_port, .guest_port = guest_port };
+    snprintf(f.host_address, sizeof(f.host_address), "%s",
+             host_address && *host_address ? host_address : "127.0.0.1");
+    return add ? net_nat_add_forward(h->link, &f, err) : net_nat_remove_forward(h->link, &f, err);
+}
+
 static uint32_t net_guest_ipv4(const struct device_instance *inst)
 {
     return virtio_net_guest_ipv4(inst->dev);
@@ -263,6 +280,7 @@ const struct device_kind device_kind_virtio_network = {
     .open = net_open,
     .connect = net_connect,
     .guest_ipv4 = net_guest_ipv4,
+    .port_forward = net_port_forward,
     .close = net_close,
 };
 

@@ -53,6 +53,10 @@ struct device_kind {
     /* The guest's IPv4 address (network order) as the device saw it, 0 while unknown (NULL:
      * the kind has none). */
     uint32_t (*guest_ipv4)(const struct device_instance *inst);
+    /* Adds or removes a host port forward at run time (NULL: the kind has none). */
+    vmk_result (*port_forward)(struct device_instance *inst, bool add, bool udp,
+                               const char *host_address, unsigned host_port, unsigned guest_port,
+                               vmk_error **err);
     /* The pty a port got, or NULL (NULL: the kind has no ports). */
     const char *(*pty_path)(const struct device_instance *inst, unsigned port);
     /* Destroys the device (its transport is gone), then closes the host side. */

@@ -339,6 +339,23 @@ uint32_t machine_device_guest_ipv4(const struct machine *m, const struct device_
     return 0;
 }
 
+vmk_result machine_device_port_forward(struct machine *m, const struct device_kind *kind,
+                                       unsigned device, bool add, bool udp,
+                                       const char *host_address, unsigned host_port,
+                                       unsigned guest_port, vmk_error **err)
+{
+    for (unsigned i = 0; m && i < m->device_count; i++) {
+        struct device_instance *inst = &m->devices[i];
+        if (inst->kind == kind && inst->index == device) {
+            if (!kind->port_forward)
+                break;
+            return kind->port_forward(inst, add, udp, host_address, host_port, guest_port, err);
+        }
+    }
+    return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s %u: no such device", kind->name,
+                    device + 1);
+}
+
 void machine_destroy(struct machine *m)
 {
     if (!m)

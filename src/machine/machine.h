@@ -53,6 +53,11 @@ const char *machine_device_pty_path(const struct machine *m, const struct device
 /* The guest's IPv4 address (network order) the device-th device of kind saw, or 0. */
 uint32_t machine_device_guest_ipv4(const struct machine *m, const struct device_kind *kind,
                                    unsigned device);
+/* A port forward added to or removed from the device-th device of kind at run time. */
+vmk_result machine_device_port_forward(struct machine *m, const struct device_kind *kind,
+                                       unsigned device, bool add, bool udp,
+                                       const char *host_address, unsigned host_port,
+                                       unsigned guest_port, vmk_error **err);
 /* The signal that takes vCPU threads out of the guest. */
 int machine_kick_signal(void);
 

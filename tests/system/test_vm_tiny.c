@@ -30,6 +30,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "vmkit.h"
 
@@ -975,6 +977,126 @@ static void test_halt_stop(void **state)
     assert_int_equal(r->errors, 0);
 }
 
+/* ---- Network devices at run time -------------------------------------------------- */
+
+struct net_events {
+    pthread_mutex_t lock;
+    unsigned downs, ups, last_index;
+};
+
+static void on_net_changed(vmk_vm *vm, unsigned index, bool connected, void *user)
+{
+    struct net_events *e = user;
+    (void)vm;
+    pthread_mutex_lock(&e->lock);
+    if (connected)
+        e->ups++;
+    else
+        e->downs++;
+    e->last_index = index;
+    pthread_mutex_unlock(&e->lock);
+}
+
+static unsigned net_downs(struct net_events *e)
+{
+    pthread_mutex_lock(&e->lock);
+    unsigned n = e->downs;
+    pthread_mutex_unlock(&e->lock);
+    return n;
+}
+
+/* A free loopback TCP port (bound and released: a small race with other programs). */
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static bool can_connect(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* The network API on a running machine, with no guest driver: a NAT device takes and drops
+ * port forwards (the host port is listening, then not); a second device on a stream socket
+ * whose peer closes reports link down through the delegate while the VM keeps running (a
+ * datagram peer's going shows at the next frame sent to it); the
+ * guest's address is unknown (no frame came). */
+static void test_network_runtime(void **state)
+{
+    struct fixture *f = *state;
+    vmk_error *err = NULL;
+    REQUIRE_KVM();
+    vmk_serial_attachment *att = vmk_file_serial_attachment_new(f->out[0], false);
+    vmk_config *cfg = guest_config("halt", att);
+    unsigned p1 = free_port(), p2 = free_port();
+    vmk_network_attachment *nat = vmk_nat_network_attachment_new();
+    assert_int_equal(
+        vmk_nat_network_attachment_add_port_forward(nat, VMK_PORT_FORWARD_TCP, NULL, p1, 22),
+        VMK_OK);
+    assert_int_equal(vmk_config_add_network_device(cfg, vmk_virtio_network_device_new(nat)),
+                     VMK_OK);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(
+        vmk_config_add_network_device(
+            cfg, vmk_virtio_network_device_new(vmk_file_handle_network_attachment_new(sv[0]))),
+        VMK_OK);
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    vmk_config_free(cfg);
+    if (!vm)
+        fail_msg("vmk_vm_new: %s", err ? vmk_error_message(err) : "?");
+    struct net_events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    vmk_vm_delegate d = { .size = sizeof(d), .network_attachment_changed = on_net_changed };
+    assert_int_equal(vmk_vm_set_delegate(vm, &d, &ev), VMK_OK);
+    /* Not running: no forward can change. */
+    assert_int_equal(vmk_vm_add_port_forward(vm, 0, VMK_PORT_FORWARD_TCP, NULL, p2, 80, NULL),
+                     VMK_ERR_INVALID_STATE);
+    expect_ok(vmk_vm_start(vm, &err), &err, "vmk_vm_start");
+    assert_true(can_connect(p1)); /* the config's forward listens */
+    expect_ok(vmk_vm_add_port_forward(vm, 0, VMK_PORT_FORWARD_TCP, "127.0.0.1", p2, 80, &err), &err,
+              "add_port_forward");
+    assert_true(can_connect(p2));
+    /* Taken now: a clear error naming it. */
+    assert_int_equal(vmk_vm_add_port_forward(vm, 0, VMK_PORT_FORWARD_TCP, NULL, p2, 81, &err),
+                     VMK_ERR_IO);
+    assert_non_null(strstr(vmk_error_message(err), "Address already in use"));
+    vmk_error_free(err);
+    err = NULL;
+    expect_ok(vmk_vm_remove_port_forward(vm, 0, VMK_PORT_FORWARD_TCP, NULL, p2, &err), &err,
+              "remove_port_forward");
+    assert_false(can_connect(p2));
+    assert_int_equal(vmk_vm_remove_port_forward(vm, 0, VMK_PORT_FORWARD_TCP, NULL, p2, NULL),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_vm_add_port_forward(vm, 1, VMK_PORT_FORWARD_TCP, NULL, p2, 80, NULL),
+                     VMK_ERR_UNSUPPORTED); /* a socket attachment has no forwards */
+    assert_int_equal(vmk_vm_add_port_forward(vm, 0, VMK_PORT_FORWARD_TCP, NULL, 0, 80, NULL),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_null(vmk_vm_copy_network_device_ipv4_address(vm, 0));
+    /* The peer of device 2 goes away: link down, the VM runs on. */
+    close(sv[1]);
+    for (int i = 0; i < 100 && net_downs(&ev) == 0; i++)
+        usleep(20000);
+    assert_int_equal(net_downs(&ev), 1);
+    assert_int_equal(ev.last_index, 1);
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_RUNNING);
+    expect_ok(vmk_vm_stop(vm, &err), &err, "vmk_vm_stop");
+    assert_false(can_connect(p1)); /* the NAT's sockets went with the machine */
+    vmk_vm_free(vm);
+    close(sv[0]);
+}
+
 /* ---- Slow readers never stall the VM --------------------------------------------- */
 
 static double ms_since(const struct timespec *t0)
@@ -1400,6 +1522,7 @@ int main(void)
         T(test_rtc),
         T(test_pit_gate),
         T(test_halt_stop),
+        T(test_network_runtime),
         T(test_free_running),
         T(test_smp_pause_stop),
         T(test_two_vms),

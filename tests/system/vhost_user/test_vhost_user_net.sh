@@ -1,12 +1,14 @@
 #!/bin/bash
-# Tier 2 (DESIGN.md "Real Linux drivers against vmkit's devices") with a real peer: `vmkit
-# serve-device --device virtio-net,type=unixstream,path=P` serves virtio-net over vhost-user to
-# QEMU TCG's vhost-user netdev, and its attachment is Debian's passt on P (a NAT vmkit did not
-# write, speaking QEMU's -netdev stream framing). The guest's stock virtio_net gets a DHCP
-# lease from passt, reaches a host listener through passt's gateway, and a host client reaches
-# the guest through passt's port forward, each with a checksummed payload. Everything on the
-# host side runs in a network namespace this test makes (a dummy interface, loopback): no
-# traffic leaves it. Needs root (unshare -n). Prints TAP on stdout.
+# Tier 2 (DESIGN.md "Real Linux drivers against vmkit's devices"): `vmkit serve-device` serves
+# virtio-net over vhost-user to QEMU TCG's vhost-user netdev, and the guest's stock virtio_net
+# driver gets a DHCP lease, fetches a payload from a host web server through the gateway, and
+# receives one from a host client through a port forward, each checked by md5. Twice:
+#  - nat: vmkit's own NAT (libslirp), `--type net --net nat,hostfwd=...`;
+#  - passt: `--device virtio-net,type=unixstream,path=P` to Debian's passt on P, a NAT vmkit did
+#    not write, speaking QEMU's -netdev stream framing.
+# The host side of each (vmkit or passt, the web server, the client) runs in a network
+# namespace this test makes (loopback and a veth pair): no traffic leaves it. Needs root
+# (unshare -n). Prints TAP on stdout.
 #
 #   tests/system/vhost_user/test_vhost_user_net.sh [VMKIT_BINARY]
 #
@@ -20,13 +22,19 @@ guest_dir=${VMKIT_GUEST_DIR:-$root/guest/out}
 timeout_s=${VMKIT_VU_TIMEOUT:-300}
 
 tests=(
-    "peer|passt listens on its socket in the test's network namespace"
-    "serve|vmkit serve-device --device virtio-net,type=unixstream connects to passt and listens"
-    "driver|the guest's virtio_net binds the vhost-user device (eth0 appears)"
-    "lease|udhcpc gets a lease from passt through vmkit"
-    "to_host|the guest fetches 2 MiB over HTTP from a host server via the gateway, md5 intact"
-    "from_host|a host client sends 2 MiB to the guest through passt's port forward, md5 intact"
-    "stop|SIGTERM stops the server with status 0 and removes the socket"
+    "nat_serve|vmkit serve-device --type net --net nat,hostfwd=tcp:127.0.0.1:7002-:7002 listens"
+    "nat_driver|the guest's virtio_net binds the vhost-user device (eth0 appears)"
+    "nat_lease|udhcpc gets 10.0.2.15 from vmkit's NAT, router 10.0.2.2"
+    "nat_to_host|the guest fetches 2 MiB over HTTP from the host's loopback via 10.0.2.2, md5 intact"
+    "nat_from_host|a host client sends 2 MiB to the guest through the hostfwd, md5 intact"
+    "nat_stop|SIGTERM stops the server with status 0 and removes the socket"
+    "passt_peer|passt listens on its socket in the test's network namespace"
+    "passt_serve|vmkit serve-device --device virtio-net,type=unixstream connects to passt and listens"
+    "passt_driver|the guest's virtio_net binds the vhost-user device (eth0 appears)"
+    "passt_lease|udhcpc gets a lease from passt through vmkit"
+    "passt_to_host|the guest fetches 2 MiB over HTTP from a host server via passt's gateway, md5 intact"
+    "passt_from_host|a host client sends 2 MiB to the guest through passt's port forward, md5 intact"
+    "passt_stop|SIGTERM stops the server with status 0 and removes the socket"
 )
 
 # shellcheck source=tests/system/vhost_user/common.sh
@@ -93,12 +101,23 @@ chmod 0755 "$work/stage/init" "$work/stage/dhcp.sh"
     gzip -1n) >"$work/init.cpio.gz"
 cat "$guest_dir/initramfs.img" "$work/init.cpio.gz" >"$work/initrd"
 
-# The host side, in a namespace of its own: passt on the namespace's only routable interface,
-# the listener the guest fetches from, and later the client that sends to the guest.
+# The host side of a scenario, in a network namespace of its own: the web server the guest
+# fetches from (on loopback: the gateway maps there), the NAT (vmkit's serve-device, or passt
+# that vmkit connects to from outside), and the client that sends to the guest's listener.
 mkdir -p "$work/www" "$work/passt"
 chmod 1777 "$work/passt" # passt binds its socket after dropping to nobody
 ln -s ../to_guest.bin "$work/www/to_guest.bin"
-cat >"$work/netns.sh" <<NETNS
+
+# host_side NAME: writes and starts $work/NAME.netns.sh in a new network namespace.
+host_side() {
+    local name=$1 nat
+    if [ "$name" = nat ]; then
+        nat="\"$vmkit\" serve-device --type net --net nat,hostfwd=tcp:127.0.0.1:7002-:7002 --socket \"$sock\" >\"$work/server.log\" 2>&1 &
+echo \$! >\"$work/server.pid\""
+    else
+        nat="passt -f -q --socket \"$work/passt/passt.sock\" -t 7002 >\"$work/passt.log\" 2>&1 &"
+    fi
+    cat >"$work/$name.netns.sh" <<NETNS
 #!/bin/bash
 ip link set lo up
 ip link add v0 type veth peer name v1
@@ -106,9 +125,8 @@ ip addr add 10.99.0.1/24 dev v0
 ip link set v0 up
 ip link set v1 up
 ip route add default via 10.99.0.2
-passt -f -q --socket "$work/passt/passt.sock" -t 7002 >"$work/passt.log" 2>&1 &
 python3 -m http.server 7001 --bind 127.0.0.1 --directory "$work/www" >"$work/http.log" 2>&1 &
-# Wait until the guest listens, then send.
+$nat
 for _ in \$(seq $timeout_s); do
     grep -q "VU: listening" "$work/guest.txt" 2>/dev/null && break
     sleep 1
@@ -119,79 +137,126 @@ import socket
 s = socket.create_connection(("127.0.0.1", 7002), timeout=60)
 s.sendall(open("$work/to_guest.bin", "rb").read())
 s.shutdown(socket.SHUT_WR)
+s.settimeout(120)
 s.recv(1)
 s.close()
 PY
+echo "sender done"
 sleep $timeout_s
 NETNS
-chmod +x "$work/netns.sh"
-unshare -n "$work/netns.sh" >"$work/netns.log" 2>&1 &
-netns_pid=$!
-trap 'vu_cleanup; kill $netns_pid 2>/dev/null; pkill -f "passt.*$work" 2>/dev/null' EXIT
-for _ in $(seq 50); do
-    [ -S "$work/passt/passt.sock" ] && break
-    sleep 0.1
-done
-if [ -S "$work/passt/passt.sock" ]; then pass peer; else fail peer "no passt socket: $(cat "$work/passt.log" 2>/dev/null)"; fi
+    chmod +x "$work/$name.netns.sh"
+    : >"$work/guest.txt"
+    unshare -n "$work/$name.netns.sh" >"$work/$name.netns.log" 2>&1 &
+    netns_pid=$!
+}
 
-"$vmkit" serve-device --device "virtio-net,type=unixstream,path=$work/passt/passt.sock" \
-    --socket "$sock" >"$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 50); do
-    [ -S "$sock" ] && break
-    sleep 0.1
-done
-if [ -S "$sock" ] && kill -0 "$server_pid" 2>/dev/null; then
-    pass serve
-else
-    fail serve "no socket at $sock: $(tr '\n' ' ' <"$work/server.log")"
-fi
+# wait_for PATH: up to 5 s for a socket file.
+wait_for() {
+    for _ in $(seq 50); do
+        [ -S "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
 
-: >"$work/guest.txt"
-if [ "${result[serve]:-}" = ok ]; then
+# guest NAME: boots the guest against $sock and records NAME_driver ... NAME_from_host.
+guest() {
+    local name=$1 qemu_pid qrc line m got
     # Debian's QEMU 7.2 crashes when a TCG guest starts vhost-user virtio-net-pci with MSI-X:
     # vectors=0 keeps it on INTx.
     timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -m 512 \
         -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \
         -chardev socket,id=c0,path="$sock" -netdev vhost-user,id=n0,chardev=c0 \
         -device virtio-net-pci,netdev=n0,vectors=0 \
-        -display none -serial file:"$work/guest.log" -monitor none -no-reboot \
+        -display none -serial file:"$work/$name.guest.log" -monitor none -no-reboot \
         -kernel "$guest_dir/vmlinuz" -initrd "$work/initrd" \
-        -append "console=ttyS0 panic=-1" </dev/null >"$work/qemu.log" 2>&1 &
+        -append "console=ttyS0 panic=-1" </dev/null >"$work/$name.qemu.log" 2>&1 &
     qemu_pid=$!
     while kill -0 "$qemu_pid" 2>/dev/null; do
-        tr -d '\r' <"$work/guest.log" >"$work/guest.txt" 2>/dev/null
+        tr -d '\r' <"$work/$name.guest.log" >"$work/guest.txt" 2>/dev/null
         sleep 1
     done
     wait "$qemu_pid"
     qrc=$?
-    tr -d '\r' <"$work/guest.log" >"$work/guest.txt"
-    marker() {
-        local line
-        line=$(grep -a -m1 "^VU: \(not \)\?ok $1" "$work/guest.txt")
+    tr -d '\r' <"$work/$name.guest.log" >"$work/guest.txt"
+    cp "$work/guest.txt" "$work/$name.guest.txt"
+    for m in driver lease; do
+        line=$(grep -a -m1 "^VU: \(not \)\?ok $m" "$work/guest.txt")
         case "$line" in
-        "VU: ok $1"*) pass "$1" ;;
-        "VU: not ok $1"*) fail "$1" "${line#VU: not ok }" ;;
-        *) fail "$1" "no marker (qemu exit $qrc; see $work/guest.log, $work/qemu.log)" ;;
+        "VU: ok $m"*) pass "${name}_$m" ;;
+        "VU: not ok $m"*) fail "${name}_$m" "${line#VU: not ok }" ;;
+        *) fail "${name}_$m" "no marker (qemu exit $qrc; see $work/$name.guest.log)" ;;
         esac
-    }
-    marker driver
-    marker lease
-    got=$(sed -n 's/^VU: to_host_sum //p' "$work/guest.txt")
-    if [ "$got" = "$sum_to_guest" ]; then pass to_host; else fail to_host "md5 '$got', want $sum_to_guest"; fi
-    got=$(sed -n 's/^VU: from_host_sum //p' "$work/guest.txt")
-    if [ "$got" = "$sum_to_guest" ]; then pass from_host; else fail from_host "md5 '$got', want $sum_to_guest"; fi
-else
-    for name in driver lease to_host from_host; do fail "$name" "no server"; done
-fi
+    done
+    if [ "$name" = nat ] && [ "${result[nat_lease]:-}" = ok ] &&
+        ! grep -aq "^VU: lease 10.0.2.15 router 10.0.2.2" "$work/guest.txt"; then
+        fail nat_lease "$(grep -a '^VU: lease' "$work/guest.txt")"
+    fi
+    for m in to_host from_host; do
+        got=$(sed -n "s/^VU: ${m}_sum //p" "$work/guest.txt")
+        if [ "$got" = "$sum_to_guest" ]; then
+            pass "${name}_$m"
+        else
+            fail "${name}_$m" "md5 '$got', want $sum_to_guest"
+        fi
+    done
+}
 
-if kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid"
-    src=0
-    wait "$server_pid" || src=$?
-    server_pid=
-    if [ "$src" -eq 0 ] && [ ! -e "$sock" ]; then pass stop; else fail stop "exit status $src"; fi
+# stop_server NAME PID
+stop_server() {
+    local src=0
+    if [ -n "$2" ] && kill -0 "$2" 2>/dev/null; then
+        kill -TERM "$2"
+        # Not our child when it runs in the namespace: poll for its end.
+        for _ in $(seq 100); do
+            kill -0 "$2" 2>/dev/null || break
+            sleep 0.1
+        done
+        wait "$2" 2>/dev/null || src=$?
+        if ! kill -0 "$2" 2>/dev/null && [ "$src" -eq 0 ] && [ ! -e "$sock" ]; then
+            pass "$1_stop"
+        else
+            fail "$1_stop" "exit status $src, socket there: $([ -e "$sock" ] && echo yes || echo no)"
+        fi
+    else
+        fail "$1_stop" "the server was not running: $(tr '\n' ' ' <"$work/server.log")"
+    fi
+}
+
+netns_pid=
+trap 'vu_cleanup; [ -n "$netns_pid" ] && pkill -P "$netns_pid"; kill $netns_pid 2>/dev/null; pkill -f "passt.*$work" 2>/dev/null' EXIT
+
+# 1. vmkit's NAT.
+host_side nat
+if wait_for "$sock"; then
+    pass nat_serve
+    guest nat
 else
-    fail stop "the server was not running: $(tr '\n' ' ' <"$work/server.log")"
+    fail nat_serve "no socket at $sock: $(tr '\n' ' ' <"$work/server.log" 2>/dev/null)"
+    for m in driver lease to_host from_host; do fail "nat_$m" "no server"; done
 fi
+stop_server nat "$(cat "$work/server.pid" 2>/dev/null)"
+pkill -P "$netns_pid" 2>/dev/null
+kill "$netns_pid" 2>/dev/null
+wait "$netns_pid" 2>/dev/null
+
+# 2. passt.
+host_side passt
+if wait_for "$work/passt/passt.sock"; then
+    pass passt_peer
+else
+    fail passt_peer "no passt socket: $(cat "$work/passt.log" 2>/dev/null)"
+fi
+"$vmkit" serve-device --device "virtio-net,type=unixstream,path=$work/passt/passt.sock" \
+    --socket "$sock" >"$work/server.log" 2>&1 &
+server_pid=$!
+if wait_for "$sock" && kill -0 "$server_pid" 2>/dev/null; then
+    pass passt_serve
+    guest passt
+else
+    fail passt_serve "no socket at $sock: $(tr '\n' ' ' <"$work/server.log")"
+    for m in driver lease to_host from_host; do fail "passt_$m" "no server"; done
+fi
+stop_server passt "$server_pid"
+server_pid=
 vu_report
