@@ -12,8 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define VFKIT_MAGIC    "VFKT"
-#define FRAME_OVERHEAD 18 /* Ethernet header and one VLAN tag around an MTU's payload */
+#define VFKIT_MAGIC "VFKT"
 
 /* How to reach a path peer again (the reconnect context of the fd link). */
 struct path_peer {
@@ -118,13 +117,6 @@ static void free_path_peer(void *ctx)
     free(pp);
 }
 
-static unsigned max_frame(const vmk_network_attachment *att)
-{
-    unsigned mtu = vmk_network_attachment_get_mtu(att);
-    unsigned f = (mtu ? mtu : 1500) + FRAME_OVERHEAD;
-    return f < NET_FRAME_MAX ? f : NET_FRAME_MAX;
-}
-
 static vmk_result open_fd(const vmk_network_attachment *att, const char *what,
                           struct net_fd_link_params *p, vmk_error **err)
 {
@@ -148,7 +140,10 @@ static vmk_result open_fd(const vmk_network_attachment *att, const char *what,
 vmk_result net_socket_open(const vmk_network_attachment *att, const char *what,
                            struct net_link **out, vmk_error **err)
 {
-    struct net_fd_link_params p = { .fd = -1, .max_frame = max_frame(att) };
+    /* Every frame up to virtio-net's limit passes, whatever the MTU: the attachment's MTU is
+     * what the guest is offered, and a peer with a larger one (passt offers 65520 by DHCP)
+     * must not lose the link over a guest that follows it. */
+    struct net_fd_link_params p = { .fd = -1, .max_frame = NET_FRAME_MAX };
     vmk_network_attachment_kind kind = vmk_network_attachment_get_kind(att);
     if (kind == VMK_NETWORK_ATTACHMENT_FILE_HANDLE) {
         vmk_result r = open_fd(att, what, &p, err);

@@ -5,7 +5,10 @@
 # receives one from a host client through a port forward, each checked by md5. Twice:
 #  - nat: vmkit's own NAT (libslirp), `--type net --net nat,hostfwd=...`;
 #  - passt: `--device virtio-net,type=unixstream,path=P` to Debian's passt on P, a NAT vmkit did
-#    not write, speaking QEMU's -netdev stream framing.
+#    not write, speaking QEMU's -netdev stream framing; the guest takes passt's MTU of 65520
+#    from DHCP, so frames that large cross vmkit both ways. Only the guest's fetch: inbound
+#    forwards through Debian 12's passt (-t) stall after about 96 KiB here with QEMU's own
+#    -netdev stream as well (measured), so they say nothing about vmkit.
 # The host side of each (vmkit or passt, the web server, the client) runs in a network
 # namespace this test makes (loopback and a veth pair): no traffic leaves it. Needs root
 # (unshare -n). Prints TAP on stdout.
@@ -33,7 +36,6 @@ tests=(
     "passt_driver|the guest's virtio_net binds the vhost-user device (eth0 appears)"
     "passt_lease|udhcpc gets a lease from passt through vmkit"
     "passt_to_host|the guest fetches 2 MiB over HTTP from a host server via passt's gateway, md5 intact"
-    "passt_from_host|a host client sends 2 MiB to the guest through passt's port forward, md5 intact"
     "passt_stop|SIGTERM stops the server with status 0 and removes the socket"
 )
 
@@ -58,8 +60,10 @@ case "$1" in
 bound | renew)
     ip addr flush dev "$interface"
     ip addr add "$ip/${mask:-24}" dev "$interface"
+    # passt offers 65520: frames that large then cross vmkit both ways.
+    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
     [ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
-    echo "VU: lease $ip router $router"
+    echo "VU: lease $ip router $router mtu ${mtu:-none}"
     ;;
 esac
 DHCP
@@ -87,11 +91,15 @@ gw=$(ip route | sed -n 's/^default via \([0-9.]*\).*/\1/p')
 # The host's web server, through the gateway address that passt maps to the host's loopback.
 got=$(wget -q -O - "http://$gw:7001/to_guest.bin" | md5sum | cut -d' ' -f1)
 echo "VU: to_host_sum $got"
-# The host's client sends through passt's forward of port 7002 to us.
-nc -l -p 7002 >/tmp/from_host.bin &
-echo "VU: listening"
-wait
-echo "VU: from_host_sum $(md5sum </tmp/from_host.bin | cut -d' ' -f1)"
+# The host's client sends through the NAT's forward of port 7002 to us (when asked to).
+case " $(cat /proc/cmdline) " in
+*" vu_from_host "*)
+    nc -l -p 7002 >/tmp/from_host.bin &
+    echo "VU: listening"
+    wait
+    echo "VU: from_host_sum $(md5sum </tmp/from_host.bin | cut -d' ' -f1)"
+    ;;
+esac
 echo "VU: done"
 poweroff -f
 echo o >/proc/sysrq-trigger
@@ -110,12 +118,13 @@ ln -s ../to_guest.bin "$work/www/to_guest.bin"
 
 # host_side NAME: writes and starts $work/NAME.netns.sh in a new network namespace.
 host_side() {
-    local name=$1 nat
+    local name=$1 nat send=true
     if [ "$name" = nat ]; then
-        nat="\"$vmkit\" serve-device --type net --net nat,hostfwd=tcp:127.0.0.1:7002-:7002 --socket \"$sock\" >\"$work/server.log\" 2>&1 &
-echo \$! >\"$work/server.pid\""
+        nat="(\"$vmkit\" serve-device --type net --net nat,hostfwd=tcp:127.0.0.1:7002-:7002 --socket \"$sock\" >\"$work/server.log\" 2>&1 &
+echo \$! >\"$work/server.pid\"; wait \$!; echo \$? >\"$work/server.rc\") &"
     else
-        nat="passt -f -q --socket \"$work/passt/passt.sock\" -t 7002 >\"$work/passt.log\" 2>&1 &"
+        nat="passt -f -q --socket \"$work/passt/passt.sock\" >\"$work/passt.log\" 2>&1 &"
+        send=false
     fi
     cat >"$work/$name.netns.sh" <<NETNS
 #!/bin/bash
@@ -127,6 +136,7 @@ ip link set v1 up
 ip route add default via 10.99.0.2
 python3 -m http.server 7001 --bind 127.0.0.1 --directory "$work/www" >"$work/http.log" 2>&1 &
 $nat
+$send || exec sleep $timeout_s
 for _ in \$(seq $timeout_s); do
     grep -q "VU: listening" "$work/guest.txt" 2>/dev/null && break
     sleep 1
@@ -161,7 +171,11 @@ wait_for() {
 
 # guest NAME: boots the guest against $sock and records NAME_driver ... NAME_from_host.
 guest() {
-    local name=$1 qemu_pid qrc line m got
+    local name=$1 qemu_pid qrc line m got checks=to_host append="console=ttyS0 panic=-1"
+    if [ "$name" = nat ]; then
+        checks="to_host from_host"
+        append="$append vu_from_host"
+    fi
     # Debian's QEMU 7.2 crashes when a TCG guest starts vhost-user virtio-net-pci with MSI-X:
     # vectors=0 keeps it on INTx.
     timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -m 512 \
@@ -170,7 +184,7 @@ guest() {
         -device virtio-net-pci,netdev=n0,vectors=0 \
         -display none -serial file:"$work/$name.guest.log" -monitor none -no-reboot \
         -kernel "$guest_dir/vmlinuz" -initrd "$work/initrd" \
-        -append "console=ttyS0 panic=-1" </dev/null >"$work/$name.qemu.log" 2>&1 &
+        -append "$append" </dev/null >"$work/$name.qemu.log" 2>&1 &
     qemu_pid=$!
     while kill -0 "$qemu_pid" 2>/dev/null; do
         tr -d '\r' <"$work/$name.guest.log" >"$work/guest.txt" 2>/dev/null
@@ -192,7 +206,7 @@ guest() {
         ! grep -aq "^VU: lease 10.0.2.15 router 10.0.2.2" "$work/guest.txt"; then
         fail nat_lease "$(grep -a '^VU: lease' "$work/guest.txt")"
     fi
-    for m in to_host from_host; do
+    for m in $checks; do
         got=$(sed -n "s/^VU: ${m}_sum //p" "$work/guest.txt")
         if [ "$got" = "$sum_to_guest" ]; then
             pass "${name}_$m"
@@ -213,6 +227,14 @@ stop_server() {
             sleep 0.1
         done
         wait "$2" 2>/dev/null || src=$?
+        # Not our child (it ran in the namespace): its subshell wrote the status.
+        if [ "$src" -eq 127 ]; then
+            for _ in $(seq 20); do
+                [ -s "$work/server.rc" ] && break
+                sleep 0.1
+            done
+            src=$(cat "$work/server.rc" 2>/dev/null || echo "unknown")
+        fi
         if ! kill -0 "$2" 2>/dev/null && [ "$src" -eq 0 ] && [ ! -e "$sock" ]; then
             pass "$1_stop"
         else
@@ -255,7 +277,7 @@ if wait_for "$sock" && kill -0 "$server_pid" 2>/dev/null; then
     guest passt
 else
     fail passt_serve "no socket at $sock: $(tr '\n' ' ' <"$work/server.log")"
-    for m in driver lease to_host from_host; do fail "passt_$m" "no server"; done
+    for m in driver lease to_host; do fail "passt_$m" "no server"; done
 fi
 stop_server passt "$server_pid"
 server_pid=
