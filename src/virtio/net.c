@@ -196,8 +196,18 @@ static enum rx_result rx_merged(struct virtio_net *n, const struct iovec *iov, u
         if (r < 0)
             return RX_DROPPED;
         if (r == 0) {
-            if (virtq_unpop_refs(q, n->refs, count) < 0)
-                return RX_DROPPED; /* cannot happen: we popped them just now */
+            if (virtq_unpop_refs(q, n->refs, count) < 0) {
+                /* The ring changed under us (a driver whose buffers overlap its avail
+                 * ring, so our writes moved it): return the buffers empty instead. */
+                for (unsigned i = 0; i < count; i++)
+                    n->refs[i].written = 0;
+                if (virtq_push_refs(q, n->refs, count) < 0) {
+                    n->active = false;
+                    virtio_device_queue_failed(&n->vdev, VIRTIO_NET_RX);
+                }
+                notify(n, VIRTIO_NET_RX);
+                return RX_DROPPED;
+            }
             /* Hold it for the buffers the guest will add, unless the whole ring cannot
              * hold it: then it never will. */
             return count < q->size ? RX_HELD : RX_DROPPED;

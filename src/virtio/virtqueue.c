@@ -173,9 +173,17 @@ int virtq_unpop(struct virtq *q, const struct virtq_elem *e)
 
 int virtq_unpop_refs(struct virtq *q, const struct virtq_ref *refs, unsigned n)
 {
-    for (unsigned i = n; i-- > 0;)
-        if (unpop(q, refs[i].head, refs[i].gen) < 0)
+    /* All or nothing: check every slot first (the driver may have rewritten one). */
+    if (!q->enabled || q->broken || n > q->inflight)
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        uint16_t slot = (uint16_t)(q->last_avail_idx - n + i) & (q->num - 1);
+        if (refs[i].gen != q->gen ||
+            le16toh(__atomic_load_n(&q->avail->ring[slot], __ATOMIC_RELAXED)) != refs[i].head)
             return -EINVAL;
+    }
+    q->last_avail_idx = (uint16_t)(q->last_avail_idx - n);
+    q->inflight -= n;
     return 0;
 }
 

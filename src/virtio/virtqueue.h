@@ -127,7 +127,8 @@ static inline struct virtq_ref virtq_elem_ref(const struct virtq_elem *e, uint32
  * sees all or none. As virtq_push for each; n = 0 does nothing. */
 int virtq_push_refs(struct virtq *q, const struct virtq_ref *refs, unsigned n)
     __attribute__((warn_unused_result));
-/* Gives back the last n elements popped (refs in pop order), as virtq_unpop does one. */
+/* Gives back the last n elements popped (refs in pop order), as virtq_unpop does one: all
+ * of them, or (-EINVAL) none. */
 int virtq_unpop_refs(struct virtq *q, const struct virtq_ref *refs, unsigned n);
 /* After one or more pushes: must the device interrupt the driver? Honours
  * VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with event_idx (vring_need_event, with

@@ -55,6 +55,8 @@ void fz_seed_bytes(struct fz_seed *s, const void *p, size_t n)
 {
     if (n > sizeof(s->b) - s->n)
         n = sizeof(s->b) - s->n;
+    if (n == 0)
+        return; /* p may be NULL then */
     memcpy(s->b + s->n, p, n);
     s->n += n;
 }
