@@ -9,7 +9,8 @@
 # driver empties the UART FIFO when the port is opened, so earlier input would be lost.
 
 CASE_TIMEOUT=${CASE_TIMEOUT:-180} # seconds one guest may run
-STEP_TIMEOUT=${STEP_TIMEOUT:-90}  # seconds to wait for one expected line
+STEP_TIMEOUT=${STEP_TIMEOUT:-90}  # seconds of guest silence that make a stall
+STEP_MAX=${STEP_MAX:-$((CASE_TIMEOUT - 10))} # seconds to wait for one expected line in all
 PROMPT='guest# '
 # The cases to run, comma-separated (all when empty): $VMKIT_NESTED_CASES, or nested.cases=
 # on the outer machine's command line (run.sh puts it there). clock and warnings read the
@@ -50,21 +51,34 @@ start_vm() {
 }
 
 # wait_for TEXT: waits until the guest's output holds TEXT (a fixed string); fails when vmkit
-# ends first or after STEP_TIMEOUT seconds.
+# ends first, when the guest prints nothing for STEP_TIMEOUT seconds (a stall: a guest that is
+# only slow goes on printing), or after STEP_MAX seconds in all (a guest too slow to wait for).
 wait_for() {
     n=0
+    quiet=0
+    size=0
     while ! grep -qF -- "$1" "$dir/out"; do
         if ! kill -0 "$vm" 2>/dev/null; then
             grep -qF -- "$1" "$dir/out" && return 0
             why="vmkit ended before the guest printed '$1'"
             return 1
         fi
-        if [ "$n" -ge $((STEP_TIMEOUT * 4)) ]; then
-            why="no '$1' from the guest within ${STEP_TIMEOUT}s"
+        now=$(wc -c <"$dir/out")
+        if [ "$now" -ne "$size" ]; then
+            size=$now
+            quiet=0
+        fi
+        if [ "$quiet" -ge $((STEP_TIMEOUT * 4)) ]; then
+            why="no '$1' from the guest: it printed nothing for ${STEP_TIMEOUT}s (a stall)"
+            return 1
+        fi
+        if [ "$n" -ge $((STEP_MAX * 4)) ]; then
+            why="no '$1' from the guest within ${STEP_MAX}s (still printing: slow)"
             return 1
         fi
         sleep 0.25
         n=$((n + 1))
+        quiet=$((quiet + 1))
     done
 }
 
