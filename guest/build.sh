@@ -182,7 +182,8 @@ fi
 
 # Outputs newer than every input: nothing to do.
 inputs=("$kdeb" "$bbdeb" "$here/build.sh" "$here/modules.sh" "$here/init" "$here/inittab"
-    "$here/guest-shell" "$here/shutdown" "$here/acpid.conf" "$here/power-button")
+    "$here/guest-shell" "$here/shutdown" "$here/acpid.conf" "$here/power-button"
+    "$here/udhcpc.script")
 outputs=("$out/vmlinuz" "$out/initramfs.img" "$out/rootfs.ext4" "$out/VERSION"
     "$out/KERNEL_RELEASE")
 up_to_date=1
@@ -221,6 +222,7 @@ install -m 0755 "$here/power-button" "$stage/etc/acpi/power-button"
 install -m 0644 "$here/inittab" "$stage/etc/inittab"
 install -m 0755 "$here/guest-shell" "$stage/etc/guest-shell"
 install -m 0755 "$here/shutdown" "$stage/etc/guest-shutdown"
+install -m 0755 "$here/udhcpc.script" "$stage/etc/udhcpc.script"
 echo vmkit-guest >"$stage/etc/hostname"
 install_initramfs "$stage" "$vmlinuz_src" "$out" initramfs.img 9
 

@@ -120,7 +120,8 @@ struct cli_request {
     unsigned console_port_count;
     struct cli_net *net; /* network devices, in order */
     unsigned net_count;
-    char *socket; /* serve-device: the vhost-user socket to create */
+    bool no_network; /* --device virtio-net,none: the default guest gets no NAT device */
+    char *socket;    /* serve-device: the vhost-user socket to create */
 };
 
 /* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit status

@@ -295,6 +295,13 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
     }
     if (add_devices(cfg, req) < 0)
         goto oom;
+    /* The default guest is on the network unless told otherwise: vmkit's NAT, which its init
+     * asks for a lease. */
+    if (!req->kernel && req->net_count == 0 && !req->no_network) {
+        struct cli_net nat = { .kind = CLI_NET_NAT, .fd = -1 };
+        if (add_net(cfg, &nat) < 0)
+            goto oom;
+    }
     *cfg_out = cfg;
     cfg = NULL;
     goto out;

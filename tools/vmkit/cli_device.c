@@ -340,7 +340,8 @@ static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *e
     const char *ctx = it->ctx;
     struct cli_net n = { .fd = -1 };
     const char *backend = NULL; /* the key that chose the back end, for messages */
-    bool have_mtu = false, have_offload = false, have_magic = false, nat = false;
+    bool have_mtu = false, have_offload = false, have_magic = false, nat = false, none = false;
+    unsigned keys = 0;
     bool offloading = true;
     char *type = NULL, *key = NULL, *val = NULL;
     int rc = 0;
@@ -351,6 +352,13 @@ static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *e
         if (rc || !key)
             break;
         uint64_t num = 0;
+        keys++;
+        if (!strcmp(key, "none")) {
+            rc = take_flag(ctx, key, val, &none, err, errlen);
+            if (rc)
+                break;
+            continue;
+        }
         /* The keys that pick a back end exclude each other. */
         bool picks = !strcmp(key, "nat") || !strcmp(key, "fd") || !strcmp(key, "unixSocketPath") ||
                      !strcmp(key, "tap") || !strcmp(key, "type");
@@ -432,6 +440,18 @@ static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *e
             break;
     }
     n.no_offloading = !offloading;
+    /* virtio-net,none: no network device at all (the default guest gets one otherwise). */
+    if (!rc && none) {
+        if (keys > 1)
+            rc = cli_usage_error(err, errlen, "%s: none takes no other key", ctx);
+        else if (req->net_count > 0)
+            rc = cli_usage_error(err, errlen, "%s: none, but a network device was given", ctx);
+        else
+            req->no_network = true;
+        goto out;
+    }
+    if (!rc && req->no_network)
+        rc = cli_usage_error(err, errlen, "%s: a network device after virtio-net,none", ctx);
     /* Which back end, and whether its keys fit together. */
     if (!rc) {
         if (type) {
@@ -483,6 +503,7 @@ static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *e
             rc = cli_out_of_memory(err, errlen);
         }
     }
+out:
     free(key);
     free(val);
     free(type);

@@ -1269,8 +1269,27 @@ static void test_default_guest_env(void **state)
     assert_int_equal(vmk_config_get_cpu_count(cfg), 1);
     assert_int_equal(vmk_config_get_memory_size(cfg), 512 * MIB);
     assert_int_equal(vmk_config_serial_port_count(cfg), 1);
+    /* ... and on the network: one NAT device, which its init asks for a lease. */
+    assert_int_equal(vmk_config_network_device_count(cfg), 1);
+    assert_int_equal(vmk_network_attachment_get_kind(
+                         vmk_network_device_get_attachment(vmk_config_get_network_device(cfg, 0))),
+                     VMK_NETWORK_ATTACHMENT_NAT);
     vmk_config_free(cfg);
     cli_request_free(&req);
+    /* virtio-net,none: off the network; a device of the user's own: that one only. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-net,none"), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_network_device_count(cfg), 0);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-net,tap=tap9"), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_network_device_count(cfg), 1);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    EXPECT_USAGE("none", "no other key", "run", "--device", "virtio-net,none,mtu=1400");
+    EXPECT_USAGE("after virtio-net,none", NULL, "run", "--device", "virtio-net,none", "--device",
+                 "virtio-net");
 
     /* --cmdline replaces the default guest's command line. */
     assert_int_equal(PARSE(&req, errbuf, "run", "--cmdline", "console=ttyS0 rdinit=/bin/sh"), 0);
@@ -1466,7 +1485,7 @@ static void test_serve_device(void **state)
 
     const char *u = cli_usage();
     assert_non_null(strstr(u, "vmkit serve-device --socket PATH --device SPEC"));
-    assert_non_null(strstr(u, "--type rng|blk|console, --disk PATH[,keys], --port SPEC"));
+    assert_non_null(strstr(u, "--type rng|blk|console|net, --disk PATH[,keys], --port SPEC"));
 }
 
 static void test_serve_device_errors(void **state)
