@@ -8,7 +8,7 @@
 # VMKIT_BINARY (or $VMKIT_BIN) defaults to build/tools/vmkit/vmkit. Environment, all optional:
 # VMKIT_NESTED_DIR (cache of the outer machine, build/nested), VMKIT_NESTED_LOG (the outer
 # serial log, VMKIT_NESTED_DIR/logs/test_nested.log), VMKIT_NESTED_TIMEOUT (seconds for the
-# whole outer machine, 900), VMKIT_NESTED_CASES (comma-separated case names to run, e.g.
+# whole outer machine, 1200), VMKIT_NESTED_CASES (comma-separated case names to run, e.g.
 # boot,root-disk; the others are reported as skipped). Exit status: 0 when every test passed
 # or all were skipped (no vmkit binary, no QEMU), 1 otherwise.
 set -uo pipefail
@@ -19,7 +19,7 @@ root=$(cd "$here/../../.." && pwd)
 export VMKIT_BIN=${1:-${VMKIT_BIN:-$root/build/tools/vmkit/vmkit}}
 export VMKIT_NESTED_DIR=${VMKIT_NESTED_DIR:-$root/build/nested}
 export VMKIT_NESTED_LOG=${VMKIT_NESTED_LOG:-$VMKIT_NESTED_DIR/logs/test_nested.log}
-export VMKIT_NESTED_TIMEOUT=${VMKIT_NESTED_TIMEOUT:-900}
+export VMKIT_NESTED_TIMEOUT=${VMKIT_NESTED_TIMEOUT:-1200}
 
 # Retries are counted and bounded (the "retries" case): an inner boot that triple-faults is
 # booted again (cases.sh boot_vm, at most twice per case), and a stopped or wedged outer
@@ -42,6 +42,7 @@ tests=(
     "rng|virtio-rng: the guest's hw_random uses virtio_rng and /dev/hwrng gives bytes"
     "console|virtio-console: the guest finds its port by name and a line it writes there is in the host file"
     "root-disk|root disk: the default guest boots from rootfs.ext4 on virtio-blk (root=/dev/vda, / is ext4), a file it wrote is back after poweroff and a boot by LABEL"
+    "net|the default guest on vmkit's NAT: DHCP lease 10.0.2.15 (printed by vmkit), 256 KiB each way through 10.0.2.2 and a hostfwd, md5 intact"
     "retries|retries stay within their bounds: at most $MAX_FAULT_REBOOTS inner boots again after a triple fault (only under an emulated outer machine; cases.sh), at most 1 outer machine again (this script)"
 )
 

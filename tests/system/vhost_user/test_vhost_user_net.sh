@@ -112,8 +112,11 @@ cat "$guest_dir/initramfs.img" "$work/init.cpio.gz" >"$work/initrd"
 # The host side of a scenario, in a network namespace of its own: the web server the guest
 # fetches from (on loopback: the gateway maps there), the NAT (vmkit's serve-device, or passt
 # that vmkit connects to from outside), and the client that sends to the guest's listener.
-mkdir -p "$work/www" "$work/passt"
-chmod 1777 "$work/passt" # passt binds its socket after dropping to nobody
+mkdir -p "$work/www"
+# passt binds its socket after dropping to nobody: a directory nobody can reach and write
+# (the work directory is root's and 0700).
+passt_dir=$(mktemp -d /tmp/vmkit-passt.XXXXXX)
+chmod 1777 "$passt_dir"
 ln -s ../to_guest.bin "$work/www/to_guest.bin"
 
 # host_side NAME: writes and starts $work/NAME.netns.sh in a new network namespace.
@@ -123,7 +126,7 @@ host_side() {
         nat="(\"$vmkit\" serve-device --type net --net nat,hostfwd=tcp:127.0.0.1:7002-:7002 --socket \"$sock\" >\"$work/server.log\" 2>&1 &
 echo \$! >\"$work/server.pid\"; wait \$!; echo \$? >\"$work/server.rc\") &"
     else
-        nat="passt -f -q --socket \"$work/passt/passt.sock\" >\"$work/passt.log\" 2>&1 &"
+        nat="passt -f -q --socket \"$passt_dir/passt.sock\" >\"$work/passt.log\" 2>&1 &"
         send=false
     fi
     cat >"$work/$name.netns.sh" <<NETNS
@@ -187,7 +190,7 @@ guest() {
         -append "$append" </dev/null >"$work/$name.qemu.log" 2>&1 &
     qemu_pid=$!
     while kill -0 "$qemu_pid" 2>/dev/null; do
-        tr -d '\r' <"$work/$name.guest.log" >"$work/guest.txt" 2>/dev/null
+        tr -d '\r' 2>/dev/null <"$work/$name.guest.log" >"$work/guest.txt"
         sleep 1
     done
     wait "$qemu_pid"
@@ -246,7 +249,7 @@ stop_server() {
 }
 
 netns_pid=
-trap 'vu_cleanup; [ -n "$netns_pid" ] && pkill -P "$netns_pid"; kill $netns_pid 2>/dev/null; pkill -f "passt.*$work" 2>/dev/null' EXIT
+trap 'vu_cleanup; [ -n "$netns_pid" ] && pkill -P "$netns_pid"; kill $netns_pid 2>/dev/null; pkill -f "passt.*$passt_dir" 2>/dev/null; rm -rf "$passt_dir"' EXIT
 
 # 1. vmkit's NAT.
 host_side nat
@@ -264,12 +267,12 @@ wait "$netns_pid" 2>/dev/null
 
 # 2. passt.
 host_side passt
-if wait_for "$work/passt/passt.sock"; then
+if wait_for "$passt_dir/passt.sock"; then
     pass passt_peer
 else
     fail passt_peer "no passt socket: $(cat "$work/passt.log" 2>/dev/null)"
 fi
-"$vmkit" serve-device --device "virtio-net,type=unixstream,path=$work/passt/passt.sock" \
+"$vmkit" serve-device --device "virtio-net,type=unixstream,path=$passt_dir/passt.sock" \
     --socket "$sock" >"$work/server.log" 2>&1 &
 server_pid=$!
 if wait_for "$sock" && kill -0 "$server_pid" 2>/dev/null; then

@@ -1,0 +1,211 @@
+#!/bin/bash
+# virtio_net.sh — what a guest's bulk TCP costs the host outside the guest's vCPU, through
+# three user-mode networks that give a QEMU TCG guest the same virtio-net device:
+#   vmkit  `vmkit serve-device --type net` (its NAT, libslirp on its own thread) over
+#          vhost-user: -netdev vhost-user + virtio-net-pci,vectors=0
+#   qemu   QEMU's own -netdev user (libslirp in QEMU's main loop)
+#   passt  Debian's passt over -netdev stream (its socket framing)
+# The guest (the default guest's kernel, a busybox /init) takes a DHCP lease, then fetches
+# SIZE MiB from a host web server through the gateway (down) and sends SIZE MiB to a host
+# sink (up). For each phase the script samples, from /proc, the CPU time of the back end's
+# process (vmkit or passt) plus QEMU's threads other than its TCG vCPU threads ("CPU n/TCG"):
+# host CPU spent on the network, not on emulating the guest. Under TCG the guest's vCPU
+# bounds throughput, so the headline is CPU seconds per GiB; MiB/s comes second. Tools
+# alternate run by run. See docs/benchmarks.md for the method and the figures.
+#
+#   bench/virtio_net.sh [-n RUNS] [-s SIZE_MIB] [-t TOOLS] [-v VMKIT] [-w WORK_DIR]
+#
+# -n RUNS      runs per tool (default 3)
+# -s SIZE_MIB  bytes each way, in MiB (default 256)
+# -t TOOLS     space-separated subset of "vmkit qemu passt" (default all three)
+# -v VMKIT     the vmkit binary (default build/tools/vmkit/vmkit)
+# -w WORK_DIR  logs and raw results (default build/bench/net)
+# Needs root (each run's host side lives in a network namespace of its own: no traffic
+# leaves it), qemu-system-x86_64, passt, python3 and guest/out (guest/build.sh).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUNS=3
+SIZE=256
+TOOLS="vmkit qemu passt"
+VMKIT=$ROOT/build/tools/vmkit/vmkit
+WORK=$ROOT/build/bench/net
+GUEST=${VMKIT_GUEST_DIR:-$ROOT/guest/out}
+
+usage() {
+    sed -n '16,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+while getopts "n:s:t:v:w:h" opt; do
+    case $opt in
+    n) RUNS=$OPTARG ;;
+    s) SIZE=$OPTARG ;;
+    t) TOOLS=$OPTARG ;;
+    v) VMKIT=$OPTARG ;;
+    w) WORK=$OPTARG ;;
+    *) usage ;;
+    esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "virtio_net.sh: needs root (network namespaces)" >&2; exit 1; }
+for t in qemu-system-x86_64 passt python3 unshare cpio; do
+    command -v "$t" >/dev/null || { echo "virtio_net.sh: $t is missing" >&2; exit 1; }
+done
+[ -x "$VMKIT" ] || { echo "virtio_net.sh: no vmkit at $VMKIT" >&2; exit 1; }
+[ -r "$GUEST/vmlinuz" ] || { echo "virtio_net.sh: no guest in $GUEST (guest/build.sh)" >&2; exit 1; }
+rm -rf "$WORK"
+mkdir -p "$WORK/www" "$WORK/sock"
+chmod 1777 "$WORK/sock" # passt binds after dropping to nobody
+truncate -s "${SIZE}M" "$WORK/www/blob"
+
+# The guest: a lease, then the two phases between markers the host samples at.
+mkdir -p "$WORK/stage"
+cat >"$WORK/stage/init" <<INIT
+#!/bin/sh
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+for m in \$(find /lib/modules -name '*.ko' | sed 's,.*/,,; s,\.ko\$,,'); do modprobe -q "\$m"; done
+ip link set lo up
+ip link set eth0 up
+udhcpc -i eth0 -s /etc/udhcpc.script -n -q -t 10 -T 2 >/dev/null 2>&1 || echo "BENCH: no lease"
+gw=\$(ip route | sed -n 's/^default via \([0-9.]*\).*/\1/p')
+echo "BENCH: down start"
+wget -q -O /dev/null "http://\$gw:7001/blob" || echo "BENCH: down failed"
+echo "BENCH: down end"
+echo "BENCH: up start"
+dd if=/dev/zero bs=65536 count=$((SIZE * 16)) 2>/dev/null | nc "\$gw" 7003 || echo "BENCH: up failed"
+echo "BENCH: up end"
+poweroff -f
+INIT
+chmod 0755 "$WORK/stage/init"
+(cd "$WORK/stage" && echo init | cpio -o -H newc -R 0:0 --quiet | gzip -1n) >"$WORK/init.cpio.gz"
+cat "$GUEST/initramfs.img" "$WORK/init.cpio.gz" >"$WORK/initrd"
+
+# CPU ticks of the network side: the back end's whole process, QEMU's non-vCPU threads.
+net_ticks() {
+    local qemu=$1 backend=$2 total=0 t name
+    for t in /proc/"$qemu"/task/*; do
+        name=$(cat "$t/comm" 2>/dev/null) || continue
+        case "$name" in CPU*TCG*) continue ;; esac
+        total=$((total + $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0)))
+    done
+    if [ -n "$backend" ] && [ -r "/proc/$backend/stat" ]; then
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$backend/stat")))
+    fi
+    echo "$total"
+}
+
+now_ms() { date +%s%3N; }
+
+# one_run TOOL N: boots the guest once with TOOL's network; appends "tool phase cpu_s wall_s"
+# lines to $WORK/results.
+one_run() {
+    local tool=$1 n=$2 ns="$WORK/$tool.$n" netdev backend_pid="" qemu_pid
+    mkdir -p "$ns"
+    : >"$ns/serial.log"
+    # The host side: the web server, the sink, and the back end, in a namespace (loopback and
+    # a veth pair for passt's sake); the guest's QEMU joins it too, for -netdev user.
+    cat >"$ns/host.sh" <<HOST
+#!/bin/bash
+ip link set lo up
+ip link add v0 type veth peer name v1
+ip addr add 10.99.0.1/24 dev v0
+ip link set v0 up
+ip link set v1 up
+ip route add default via 10.99.0.2
+python3 -m http.server 7001 --bind 127.0.0.1 --directory "$WORK/www" >/dev/null 2>&1 &
+python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 7003)); s.listen(1)
+while True:
+    c, _ = s.accept()
+    while c.recv(1 << 20): pass
+    c.close()' &
+case $tool in
+vmkit) "$VMKIT" serve-device --type net --socket "$ns/vu.sock" >"$ns/backend.log" 2>&1 &
+       echo \$! >"$ns/backend.pid" ;;
+passt) passt -f -q --socket "$WORK/sock/passt.$n.sock" >"$ns/backend.log" 2>&1 &
+       echo \$! >"$ns/backend.pid" ;;
+esac
+exec qemu-system-x86_64 -name bench,debug-threads=on -accel tcg -m 512 \$NETARGS -display none \
+    -serial file:"$ns/serial.log" -monitor none -no-reboot \
+    -kernel "$GUEST/vmlinuz" -initrd "$WORK/initrd" -append "console=ttyS0 panic=-1 quiet"
+HOST
+    chmod +x "$ns/host.sh"
+    case $tool in
+    vmkit)
+        netdev="-object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem
+                -chardev socket,id=c0,path=$ns/vu.sock,reconnect=1 -netdev vhost-user,id=n0,chardev=c0
+                -device virtio-net-pci,netdev=n0,vectors=0" ;;
+    qemu) netdev="-netdev user,id=n0 -device virtio-net-pci,netdev=n0" ;;
+    passt)
+        netdev="-netdev stream,id=n0,server=off,reconnect=1,addr.type=unix,addr.path=$WORK/sock/passt.$n.sock
+                -device virtio-net-pci,netdev=n0" ;;
+    esac
+    NETARGS=$(echo "$netdev" | tr '\n' ' ') unshare -n "$ns/host.sh" >"$ns/qemu.log" 2>&1 &
+    local shell_pid=$!
+    # QEMU is exec'd by host.sh: the namespace's shell becomes it.
+    qemu_pid=$shell_pid
+    for _ in $(seq 50); do
+        [ -s "$ns/backend.pid" ] && break
+        [ "$tool" = qemu ] && break
+        sleep 0.1
+    done
+    [ "$tool" != qemu ] && backend_pid=$(cat "$ns/backend.pid")
+    local phase start_ticks start_ms line
+    for phase in down up; do
+        while ! grep -aq "BENCH: $phase start" "$ns/serial.log"; do
+            kill -0 "$qemu_pid" 2>/dev/null || { echo "$tool run $n: guest ended early" >&2; return 1; }
+            sleep 0.05
+        done
+        start_ticks=$(net_ticks "$qemu_pid" "$backend_pid")
+        start_ms=$(now_ms)
+        while ! grep -aq "BENCH: $phase end" "$ns/serial.log"; do
+            kill -0 "$qemu_pid" 2>/dev/null || { echo "$tool run $n: guest ended early" >&2; return 1; }
+            sleep 0.05
+        done
+        line="$tool $phase $(net_ticks "$qemu_pid" "$backend_pid") $start_ticks $(now_ms) $start_ms"
+        echo "$line" >>"$WORK/raw"
+    done
+    grep -a "BENCH:.*failed\|no lease" "$ns/serial.log" >&2 && return 1
+    wait "$qemu_pid" 2>/dev/null || true
+    [ -n "$backend_pid" ] && kill "$backend_pid" 2>/dev/null
+    pkill -P "$shell_pid" 2>/dev/null || true
+    return 0
+}
+
+: >"$WORK/raw"
+for n in $(seq "$RUNS"); do
+    for tool in $TOOLS; do
+        echo "virtio_net.sh: run $n, $tool" >&2
+        one_run "$tool" "$n" || echo "virtio_net.sh: $tool run $n failed (see $WORK/$tool.$n)" >&2
+    done
+done
+
+# Medians per tool and phase: CPU seconds per GiB and MiB/s; ratios against vmkit.
+python3 - "$WORK/raw" "$SIZE" "$(getconf CLK_TCK)" <<'PY'
+import sys, statistics
+raw, size_mib, hz = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+runs = {}
+for line in open(raw):
+    tool, phase, t1, t0, m1, m0 = line.split()
+    cpu = (int(t1) - int(t0)) / hz
+    wall = (int(m1) - int(m0)) / 1000
+    runs.setdefault((tool, phase), []).append((cpu * 1024 / size_mib, size_mib / wall))
+print("| phase | tool | runs | CPU s/GiB (median) | MiB/s (median) | CPU/GiB tool/vmkit |")
+print("|---|---|---|---|---|---|")
+for phase in ("down", "up"):
+    base = runs.get(("vmkit", phase))
+    base_cpu = statistics.median(c for c, _ in base) if base else None
+    for tool in ("vmkit", "qemu", "passt"):
+        r = runs.get((tool, phase))
+        if not r:
+            continue
+        cpu = statistics.median(c for c, _ in r)
+        rate = statistics.median(t for _, t in r)
+        ratio = f"{cpu / base_cpu:.2f}" if base_cpu and tool != "vmkit" else "-"
+        print(f"| {phase} | {tool} | {len(r)} | {cpu:.2f} | {rate:.1f} | {ratio} |")
+PY
