@@ -3,7 +3,10 @@
 
 #include <libslirp.h>
 
+#define SLIRP_SONAME "libslirp.so.0"
+
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -15,6 +18,59 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
+
+/* libslirp, loaded the first time a NAT is made: a VM without one (and the vmkit command for
+ * it) neither maps libslirp nor glib, which it pulls in (about 1.4 MiB of RSS and the
+ * dynamic linking of both at every start). The prototypes come from libslirp.h. */
+static struct {
+    __typeof__(slirp_new) *new;
+    __typeof__(slirp_cleanup) *cleanup;
+    __typeof__(slirp_input) *input;
+    __typeof__(slirp_pollfds_fill) *pollfds_fill;
+    __typeof__(slirp_pollfds_poll) *pollfds_poll;
+    __typeof__(slirp_handle_timer) *handle_timer;
+    __typeof__(slirp_add_hostfwd) *add_hostfwd;
+    __typeof__(slirp_remove_hostfwd) *remove_hostfwd;
+    __typeof__(slirp_add_hostxfwd) *add_hostxfwd;
+    __typeof__(slirp_remove_hostxfwd) *remove_hostxfwd;
+    __typeof__(slirp_version_string) *version_string;
+} lib;
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+static char lib_error[256]; /* why it could not be loaded; "" once loaded */
+
+static void load_lib(void)
+{
+    void *h = dlopen(SLIRP_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(lib_error, sizeof(lib_error), "%s", dlerror());
+        return;
+    }
+    struct {
+        const char *name;
+        void **slot;
+    } syms[] = {
+        { "slirp_new", (void **)&lib.new },
+        { "slirp_cleanup", (void **)&lib.cleanup },
+        { "slirp_input", (void **)&lib.input },
+        { "slirp_pollfds_fill", (void **)&lib.pollfds_fill },
+        { "slirp_pollfds_poll", (void **)&lib.pollfds_poll },
+        { "slirp_handle_timer", (void **)&lib.handle_timer },
+        { "slirp_add_hostfwd", (void **)&lib.add_hostfwd },
+        { "slirp_remove_hostfwd", (void **)&lib.remove_hostfwd },
+        { "slirp_add_hostxfwd", (void **)&lib.add_hostxfwd },
+        { "slirp_remove_hostxfwd", (void **)&lib.remove_hostxfwd },
+        { "slirp_version_string", (void **)&lib.version_string },
+    };
+    for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+        *syms[i].slot = dlsym(h, syms[i].name);
+        if (!*syms[i].slot) {
+            snprintf(lib_error, sizeof(lib_error), "%s has no %s", SLIRP_SONAME, syms[i].name);
+            dlclose(h);
+            return;
+        }
+    }
+    /* Loaded for good: the handle stays open as long as the process. */
+}
 
 #define RING_FRAMES 256 /* frames queued each way */
 #define RX_BUDGET   64  /* frames to the guest per event-loop wakeup, so others get a turn */
@@ -308,9 +364,9 @@ static vmk_result apply_forward(struct net_nat *n, bool add, const struct net_na
     int rc;
     if (!add) {
         if (a.v6)
-            rc = slirp_remove_hostxfwd(n->slirp, (struct sockaddr *)&a.in6, sizeof(a.in6), flags);
+            rc = lib.remove_hostxfwd(n->slirp, (struct sockaddr *)&a.in6, sizeof(a.in6), flags);
         else
-            rc = slirp_remove_hostfwd(n->slirp, f->udp, a.in.sin_addr, (int)f->host_port);
+            rc = lib.remove_hostfwd(n->slirp, f->udp, a.in.sin_addr, (int)f->host_port);
         if (rc < 0)
             return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s: no forward from %s", n->what,
                             a.name);
@@ -323,11 +379,11 @@ static vmk_result apply_forward(struct net_nat *n, bool add, const struct net_na
                                    .sin6_port = htons((uint16_t)f->guest_port) };
     errno = 0;
     if (a.v6)
-        rc = slirp_add_hostxfwd(n->slirp, (struct sockaddr *)&a.in6, sizeof(a.in6),
-                                (struct sockaddr *)&guest6, sizeof(guest6), flags);
+        rc = lib.add_hostxfwd(n->slirp, (struct sockaddr *)&a.in6, sizeof(a.in6),
+                              (struct sockaddr *)&guest6, sizeof(guest6), flags);
     else
-        rc = slirp_add_hostfwd(n->slirp, f->udp, a.in.sin_addr, (int)f->host_port, guest,
-                               (int)f->guest_port);
+        rc = lib.add_hostfwd(n->slirp, f->udp, a.in.sin_addr, (int)f->host_port, guest,
+                             (int)f->guest_port);
     if (rc < 0) {
         /* slirp says -1 only; its socket(), bind() or listen() left the reason in errno. */
         int e = errno ? errno : EIO;
@@ -392,7 +448,7 @@ static unsigned feed_slirp(struct net_nat *n)
         if (!f)
             break;
         /* Without the lock: slirp answers some frames at once (send_packet takes it). */
-        slirp_input(n->slirp, f, (int)len);
+        lib.input(n->slirp, f, (int)len);
         fed++;
         pthread_mutex_lock(&n->qlock);
         ring_pop(r);
@@ -426,7 +482,7 @@ static int64_t run_timers(struct net_nat *n)
             return next;
         /* The handler may re-arm or free it: scan again after each one. */
         due->expire_ms = -1;
-        slirp_handle_timer(n->slirp, due->id, due->cb_opaque);
+        lib.handle_timer(n->slirp, due->id, due->cb_opaque);
     }
 }
 
@@ -457,7 +513,7 @@ static void *nat_thread(void *arg)
         uint32_t slirp_ms = UINT32_MAX;
         n->pfd[0] = (struct pollfd){ .fd = n->wake_fd, .events = POLLIN };
         n->npfd = 1;
-        slirp_pollfds_fill(n->slirp, &slirp_ms, cb_add_poll, n);
+        lib.pollfds_fill(n->slirp, &slirp_ms, cb_add_poll, n);
         int timeout = slirp_ms == UINT32_MAX ? -1
                       : slirp_ms > INT32_MAX ? INT32_MAX
                                              : (int)slirp_ms;
@@ -468,7 +524,7 @@ static void *nat_thread(void *arg)
         int r = poll(n->pfd, n->npfd, timeout);
         if (r > 0 && (n->pfd[0].revents & POLLIN))
             drain_fd(n->wake_fd);
-        slirp_pollfds_poll(n->slirp, r < 0, cb_get_revents, n);
+        lib.pollfds_poll(n->slirp, r < 0, cb_get_revents, n);
     }
     return NULL;
 }
@@ -640,7 +696,7 @@ static void nat_destroy(struct net_link *l)
     struct net_nat *n = to_nat(l);
     nat_stop(l);
     if (n->slirp)
-        slirp_cleanup(n->slirp); /* frees its timers through cb_timer_free */
+        lib.cleanup(n->slirp); /* frees its timers through cb_timer_free */
     n->link.dropped += n->guest_dropped;
     while (n->timers)
         cb_timer_free(n->timers, n);
@@ -686,6 +742,11 @@ vmk_result net_nat_new(const struct net_nat_params *p, const char *what, struct 
 {
     if (!p || !what || !out || (p->forward_count && !p->forwards))
         return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "NAT: missing parameters");
+    pthread_once(&lib_once, load_lib);
+    if (lib_error[0])
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
+                        "%s: the NAT needs libslirp (Debian: apt-get install libslirp0): %s", what,
+                        lib_error);
     struct net_nat *n = calloc(1, sizeof(*n));
     if (!n)
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
@@ -728,10 +789,10 @@ vmk_result net_nat_new(const struct net_nat_params *p, const char *what, struct 
         /* No hostname or domain: the guest keeps its own. */
         .disable_host_loopback = !p->host_loopback,
     };
-    n->slirp = slirp_new(&cfg, &nat_callbacks, n);
+    n->slirp = lib.new(&cfg, &nat_callbacks, n);
     if (!n->slirp) {
         r = vmk_fail(err, VMK_ERR_INTERNAL, 0, "%s: cannot create the NAT (libslirp %s)", what,
-                     slirp_version_string());
+                     lib.version_string());
         goto fail;
     }
     for (unsigned i = 0; i < p->forward_count; i++) {

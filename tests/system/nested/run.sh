@@ -100,8 +100,10 @@ if [ -x "$vmkit" ]; then
     cp "$vmkit" "$stage/usr/bin/vmkit"
     # "libc.so.6 => /lib/.../libc.so.6 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)";
     # a static binary has none.
-    { ldd "$vmkit" 2>/dev/null || true; } |
-        awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+    # libslirp too, with what it needs: vmkit loads it (dlopen) for its NAT.
+    slirp=$(ldconfig -p 2>/dev/null | awk '/libslirp\.so\.0 .*x86-64/ { print $NF; exit }')
+    { ldd "$vmkit" 2>/dev/null || true; [ -n "$slirp" ] && { echo "	$slirp (0x0)"; ldd "$slirp"; }; } |
+        awk '/=> \// { print $3 } /^\t\// { print $1 }' | sort -u | while read -r lib; do
             mkdir -p "$stage$(dirname "$lib")"
             cp -L "$lib" "$stage$lib"
         done
