@@ -331,6 +331,10 @@ static int parse_fd(const char *ctx, const char *val, int *fd, char *err, size_t
     socklen_t len = sizeof(type);
     if (getsockopt((int)n, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
         return cli_usage_error(err, errlen, "%s: fd %d is not an open socket", ctx, (int)n);
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    if (getpeername((int)n, (struct sockaddr *)&peer, &plen) < 0)
+        return cli_usage_error(err, errlen, "%s: fd %d is not a connected socket", ctx, (int)n);
     *fd = (int)n;
     return 0;
 }
@@ -483,6 +487,27 @@ static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *e
             if (n.path)
                 rc = cli_usage_error(err, errlen, "%s: path= belongs with type=unixgram|unixstream",
                                      ctx);
+        }
+    }
+    if (!rc && n.path && (n.kind == CLI_NET_UNIXGRAM || n.kind == CLI_NET_UNIXSTREAM) &&
+        strlen(n.path) > vmk_socket_path_max_length())
+        rc = cli_usage_error(err, errlen, "%s: socket path is %zu bytes, at most %zu", ctx,
+                             strlen(n.path), vmk_socket_path_max_length());
+    /* The same host address and port forwarded twice, here or by another device. */
+    for (unsigned i = 0; !rc && i < n.forward_count; i++) {
+        const struct cli_forward *a = &n.forward[i];
+        const char *aa = a->host_address ? a->host_address : "127.0.0.1";
+        for (unsigned d = 0; !rc && d <= req->net_count; d++) {
+            const struct cli_net *o = d < req->net_count ? &req->net[d] : &n;
+            for (unsigned j = 0; j < (d < req->net_count ? o->forward_count : i); j++) {
+                const struct cli_forward *b = &o->forward[j];
+                const char *bb = b->host_address ? b->host_address : "127.0.0.1";
+                if (a->udp == b->udp && a->host_port == b->host_port && !strcmp(aa, bb)) {
+                    rc = cli_usage_error(err, errlen, "%s: hostfwd %s %s:%u given twice", ctx,
+                                         a->udp ? "udp" : "tcp", aa, a->host_port);
+                    break;
+                }
+            }
         }
     }
     if (!rc && n.forward_count && n.kind != CLI_NET_NAT)

@@ -30,6 +30,7 @@ tests=(
     "nat_lease|udhcpc gets 10.0.2.15 from vmkit's NAT, router 10.0.2.2"
     "nat_to_host|the guest fetches 2 MiB over HTTP from the host's loopback via 10.0.2.2, md5 intact"
     "nat_from_host|a host client sends 2 MiB to the guest through the hostfwd, md5 intact"
+    "nat_dns|the guest's lookup at 10.0.2.3 is answered by the resolver the test runs (the namespace's resolv.conf)"
     "nat_stop|SIGTERM stops the server with status 0 and removes the socket"
     "passt_peer|passt listens on its socket in the test's network namespace"
     "passt_serve|vmkit serve-device --device virtio-net,type=unixstream connects to passt and listens"
@@ -91,6 +92,10 @@ gw=$(ip route | sed -n 's/^default via \([0-9.]*\).*/\1/p')
 # The host's web server, through the gateway address that passt maps to the host's loopback.
 got=$(wget -q -O - "http://$gw:7001/to_guest.bin" | md5sum | cut -d' ' -f1)
 echo "VU: to_host_sum $got"
+# The NAT's DNS forwarder, answered by the test's resolver (nat only: passt's is the host's).
+case " $(cat /proc/cmdline) " in
+*" vu_dns "*) echo "VU: dns $(nslookup vmkit.test 10.0.2.3 2>&1 | tr '\n' ' ')" ;;
+esac
 # The host's client sends through the NAT's forward of port 7002 to us (when asked to).
 case " $(cat /proc/cmdline) " in
 *" vu_from_host "*)
@@ -119,6 +124,24 @@ passt_dir=$(mktemp -d /tmp/vmkit-passt.XXXXXX)
 chmod 1777 "$passt_dir"
 ln -s ../to_guest.bin "$work/www/to_guest.bin"
 
+# A DNS server for the namespace's /etc/resolv.conf: answers every A query with 10.99.77.1.
+cat >"$work/dns.py" <<'PY'
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+while True:
+    q, peer = s.recvfrom(512)
+    if len(q) < 12:
+        continue
+    end = 12
+    while end < len(q) and q[end] != 0:
+        end += q[end] + 1
+    question = q[12:end + 5]
+    answer = b"\xc0\x0c" + b"\x00\x01\x00\x01" + b"\x00\x00\x00\x3c" + b"\x00\x04" + bytes([10, 99, 77, 1])
+    s.sendto(q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00" + question + answer, peer)
+PY
+echo "nameserver 127.0.0.1" >"$work/resolv.conf"
+
 # host_side NAME: writes and starts $work/NAME.netns.sh in a new network namespace.
 host_side() {
     local name=$1 nat send=true
@@ -137,6 +160,9 @@ ip addr add 10.99.0.1/24 dev v0
 ip link set v0 up
 ip link set v1 up
 ip route add default via 10.99.0.2
+# This namespace's resolver (vmkit's NAT forwards 10.0.2.3 to what resolv.conf names).
+mount --bind "$work/resolv.conf" /etc/resolv.conf
+python3 "$work/dns.py" >"$work/dns.log" 2>&1 &
 python3 -m http.server 7001 --bind 127.0.0.1 --directory "$work/www" >"$work/http.log" 2>&1 &
 $nat
 $send || exec sleep $timeout_s
@@ -159,7 +185,7 @@ sleep $timeout_s
 NETNS
     chmod +x "$work/$name.netns.sh"
     : >"$work/guest.txt"
-    unshare -n "$work/$name.netns.sh" >"$work/$name.netns.log" 2>&1 &
+    unshare -n -m "$work/$name.netns.sh" >"$work/$name.netns.log" 2>&1 &
     netns_pid=$!
 }
 
@@ -177,7 +203,7 @@ guest() {
     local name=$1 qemu_pid qrc line m got checks=to_host append="console=ttyS0 panic=-1"
     if [ "$name" = nat ]; then
         checks="to_host from_host"
-        append="$append vu_from_host"
+        append="$append vu_from_host vu_dns"
     fi
     # Debian's QEMU 7.2 crashes when a TCG guest starts vhost-user virtio-net-pci with MSI-X:
     # vectors=0 keeps it on INTx.
@@ -208,6 +234,13 @@ guest() {
     if [ "$name" = nat ] && [ "${result[nat_lease]:-}" = ok ] &&
         ! grep -aq "^VU: lease 10.0.2.15 router 10.0.2.2" "$work/guest.txt"; then
         fail nat_lease "$(grep -a '^VU: lease' "$work/guest.txt")"
+    fi
+    if [ "$name" = nat ]; then
+        line=$(grep -a -m1 "^VU: dns" "$work/guest.txt")
+        case "$line" in
+        *"10.99.77.1"*) pass nat_dns ;;
+        *) fail nat_dns "${line:-no answer}" ;;
+        esac
     fi
     for m in $checks; do
         got=$(sed -n "s/^VU: ${m}_sum //p" "$work/guest.txt")
@@ -258,7 +291,7 @@ if wait_for "$sock"; then
     guest nat
 else
     fail nat_serve "no socket at $sock: $(tr '\n' ' ' <"$work/server.log" 2>/dev/null)"
-    for m in driver lease to_host from_host; do fail "nat_$m" "no server"; done
+    for m in driver lease to_host from_host dns; do fail "nat_$m" "no server"; done
 fi
 stop_server nat "$(cat "$work/server.pid" 2>/dev/null)"
 pkill -P "$netns_pid" 2>/dev/null

@@ -609,6 +609,21 @@ static void test_device_virtio_net_errors(void **state)
     EXPECT_USAGE("mac", "twice", "run", "--device",
                  "virtio-net,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02");
     EXPECT_USAGE("tap", "needs a value", "run", "--device", "virtio-net,tap=");
+    EXPECT_USAGE("hostfwd tcp 127.0.0.1:22", "twice", "run", "--device",
+                 "virtio-net,hostfwd=tcp::22-:22,hostfwd=tcp:127.0.0.1:22-:23");
+    EXPECT_USAGE("hostfwd udp ::1:53", "twice", "run", "--device",
+                 "virtio-net,hostfwd=udp:[::1]:53-:53", "--device",
+                 "virtio-net,hostfwd=udp:[::1]:53-:54");
+    char longpath[200];
+    memset(longpath, 'x', sizeof(longpath));
+    memcpy(longpath, "virtio-net,type=unixstream,path=/", 33);
+    longpath[sizeof(longpath) - 1] = 0;
+    EXPECT_USAGE("socket path is", "at most 107", "run", "--device", longpath);
+    int lone = socket(AF_UNIX, SOCK_STREAM, 0);
+    char spec[64];
+    snprintf(spec, sizeof(spec), "virtio-net,fd=%d", lone);
+    EXPECT_USAGE("fd", "not a connected socket", "run", "--device", spec);
+    close(lone);
     EXPECT_USAGE("at most 8", NULL, "run", "--device", "virtio-net", "--device", "virtio-net",
                  "--device", "virtio-net", "--device", "virtio-net", "--device", "virtio-net",
                  "--device", "virtio-net", "--device", "virtio-net", "--device", "virtio-net",
