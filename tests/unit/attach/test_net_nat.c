@@ -680,24 +680,33 @@ static void test_arp_reply(void **state)
     assert_memory_not_equal(a + 8, guest_mac, 6);
 }
 
-/* A host connection to a forwarded TCP port becomes a connection to the guest: SYN, then
- * (the test completing the handshake as the guest) data both ways. */
-static void test_tcp_forward(void **state)
+/* Starts the NAT with one TCP forward from a free loopback port to guest port 22, connects a
+ * host client to it and waits for the SYN that reaches the guest. Returns the client socket
+ * and sets *frame to the SYN's index among the frames the peer got. */
+static int connect_through_forward(struct fix *f, unsigned *frame)
 {
-    struct fix *f = *state;
     unsigned port = free_port(SOCK_STREAM);
     struct net_nat_forward fw = forward(false, "127.0.0.1", port, 22);
     struct net_nat_params p = { .host_loopback = true, .forwards = &fw, .forward_count = 1 };
     start(f, &p);
     int c = loopback_socket(AF_INET, SOCK_STREAM, port, false);
     assert_true(c >= 0);
-
     struct l4_want syn = { .proto = IP_TCP,
                            .dst = GUEST_IP,
                            .dport = 22,
                            .flags = TCP_SYN,
                            .flags_mask = TCP_SYN | TCP_ACK };
-    unsigned i = expect_frame(f, 0, match_l4, &syn);
+    *frame = expect_frame(f, 0, match_l4, &syn);
+    return c;
+}
+
+/* A host connection to a forwarded TCP port becomes a connection to the guest: SYN, then
+ * (the test completing the handshake as the guest) data both ways. */
+static void test_tcp_forward(void **state)
+{
+    struct fix *f = *state;
+    unsigned i;
+    int c = connect_through_forward(f, &i);
     struct ipv4 ip;
     assert_true(parse_ipv4(&f->peer.frames[i], &ip));
     uint32_t peer_ip = ip.src, seq = get32(ip.l4 + 4);
@@ -1197,19 +1206,8 @@ static void test_ipv6_forward(void **state)
 static void test_no_fd_leak(void **state)
 {
     struct fix *f = *state;
-    unsigned fds = open_fds();
-    unsigned port = free_port(SOCK_STREAM);
-    struct net_nat_forward fw = forward(false, "127.0.0.1", port, 22);
-    struct net_nat_params p = { .host_loopback = true, .forwards = &fw, .forward_count = 1 };
-    start(f, &p);
-    int c = loopback_socket(AF_INET, SOCK_STREAM, port, false);
-    assert_true(c >= 0);
-    struct l4_want syn = { .proto = IP_TCP,
-                           .dst = GUEST_IP,
-                           .dport = 22,
-                           .flags = TCP_SYN,
-                           .flags_mask = TCP_SYN | TCP_ACK };
-    expect_frame(f, 0, match_l4, &syn);
+    unsigned fds = open_fds(), i;
+    int c = connect_through_forward(f, &i);
     stop_link(f);
     f->link->ops->destroy(f->link);
     f->link = NULL;
