@@ -53,8 +53,11 @@ done
 [ -x "$VMKIT" ] || { echo "virtio_net.sh: no vmkit at $VMKIT" >&2; exit 1; }
 [ -r "$GUEST/vmlinuz" ] || { echo "virtio_net.sh: no guest in $GUEST (guest/build.sh)" >&2; exit 1; }
 rm -rf "$WORK"
-mkdir -p "$WORK/www" "$WORK/sock"
-chmod 1777 "$WORK/sock" # passt binds after dropping to nobody
+mkdir -p "$WORK/www"
+# passt binds its socket after dropping to nobody: a directory nobody can reach and write.
+SOCKDIR=$(mktemp -d /tmp/vmkit-bench-passt.XXXXXX)
+chmod 1777 "$SOCKDIR"
+trap 'rm -rf "$SOCKDIR"' EXIT
 truncate -s "${SIZE}M" "$WORK/www/blob"
 
 # The guest: a lease, then the two phases between markers the host samples at.
@@ -77,19 +80,22 @@ echo "BENCH: down end"
 echo "BENCH: up start"
 dd if=/dev/zero bs=65536 count=$((SIZE * 16)) 2>/dev/null | nc "\$gw" 7003 || echo "BENCH: up failed"
 echo "BENCH: up end"
+sleep 3 # the host samples QEMU's CPU time before it goes
 poweroff -f
 INIT
 chmod 0755 "$WORK/stage/init"
 (cd "$WORK/stage" && echo init | cpio -o -H newc -R 0:0 --quiet | gzip -1n) >"$WORK/init.cpio.gz"
 cat "$GUEST/initramfs.img" "$WORK/init.cpio.gz" >"$WORK/initrd"
 
-# CPU ticks of the network side: the back end's whole process, QEMU's non-vCPU threads.
+# CPU ticks of the network side: the back end's whole process, and QEMU's process less its
+# vCPU threads (the process figure keeps the time of threads that have exited).
 net_ticks() {
-    local qemu=$1 backend=$2 total=0 t name
+    local qemu=$1 backend=$2 total t name
+    total=$(awk '{ print $14 + $15 }' "/proc/$qemu/stat" 2>/dev/null || echo 0)
     for t in /proc/"$qemu"/task/*; do
         name=$(cat "$t/comm" 2>/dev/null) || continue
-        case "$name" in CPU*TCG*) continue ;; esac
-        total=$((total + $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0)))
+        case "$name" in CPU*TCG*) ;; *) continue ;; esac
+        total=$((total - $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0)))
     done
     if [ -n "$backend" ] && [ -r "/proc/$backend/stat" ]; then
         total=$((total + $(awk '{ print $14 + $15 }' "/proc/$backend/stat")))
@@ -127,9 +133,14 @@ while True:
 case $tool in
 vmkit) "$VMKIT" serve-device --type net --socket "$ns/vu.sock" >"$ns/backend.log" 2>&1 &
        echo \$! >"$ns/backend.pid" ;;
-passt) passt -f -q --socket "$WORK/sock/passt.$n.sock" >"$ns/backend.log" 2>&1 &
+passt) passt -f -q --socket "$SOCKDIR/passt.$n.sock" >"$ns/backend.log" 2>&1 &
        echo \$! >"$ns/backend.pid" ;;
 esac
+# QEMU connects once, at start (7.2's stream netdev cannot reconnect): the socket first.
+for _ in \$(seq 100); do
+    [ -S "$ns/vu.sock" ] || [ -S "$SOCKDIR/passt.$n.sock" ] || [ "$tool" = qemu ] && break
+    sleep 0.05
+done
 exec qemu-system-x86_64 -name bench,debug-threads=on -accel tcg -m 512 \$NETARGS -display none \
     -serial file:"$ns/serial.log" -monitor none -no-reboot \
     -kernel "$GUEST/vmlinuz" -initrd "$WORK/initrd" -append "console=ttyS0 panic=-1 quiet"
@@ -142,7 +153,7 @@ HOST
                 -device virtio-net-pci,netdev=n0,vectors=0" ;;
     qemu) netdev="-netdev user,id=n0 -device virtio-net-pci,netdev=n0" ;;
     passt)
-        netdev="-netdev stream,id=n0,server=off,reconnect=1,addr.type=unix,addr.path=$WORK/sock/passt.$n.sock
+        netdev="-netdev stream,id=n0,server=off,addr.type=unix,addr.path=$SOCKDIR/passt.$n.sock
                 -device virtio-net-pci,netdev=n0" ;;
     esac
     NETARGS=$(echo "$netdev" | tr '\n' ' ') unshare -n "$ns/host.sh" >"$ns/qemu.log" 2>&1 &
