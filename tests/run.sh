@@ -24,8 +24,10 @@ if [ "${1:-}" != "--quick" ]; then
     # Where the nested test looks for it: meson gives it VMKIT_NESTED_DIR=<build>/nested.
     case $build in /*) abs_build=$build ;; *) abs_build=$PWD/$build ;; esac
     tests/system/nested/build-outer-qemu.sh "$abs_build/nested/outer-qemu" >/dev/null \
-        2>"$build/outer-qemu-build.log" ||
-        echo "build-outer-qemu.sh failed: see $build/outer-qemu-build.log"
+        2>"$build/outer-qemu-build.log" || {
+        echo "build-outer-qemu.sh failed (the nested tier falls back to Debian's QEMU):"
+        tail -n 5 "$build/outer-qemu-build.log"
+    }
 fi
 
 # Any sanitizer report (leaks included) fails the test program that caused it.

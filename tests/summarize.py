@@ -4,18 +4,25 @@
 Every test program speaks TAP (cmocka with CMOCKA_MESSAGE_OUTPUT=TAP, the shell
 tests by hand), so each `ok`/`not ok` line is one real test case. A program that
 crashed or timed out before printing its plan counts as one failure.
-Prints the closing line CI reads: `N passed, N failed, N skipped`.
+Prints the closing line CI reads: `N passed, N failed, N skipped`. Above it: each
+failed case with the first diagnostic lines it printed, and every `# note:` line
+(a test's way of saying something a reader of the CI output must see, such as a
+tier that ran on a weaker vehicle than intended).
 """
 import json
 import re
 import sys
 
 TAP_LINE = re.compile(r'^(not ok|ok)\b(.*)$')
+NOTE_LINE = re.compile(r'^#\s*note:\s*(.*)$', re.I)
+DIAGNOSTICS_PER_FAILURE = 6
+DIAGNOSTICS_IN_ALL = 40  # the end of a CI log is what gets read: keep the count in view
 
 
 def main(path):
     passed = failed = skipped = 0
     failures = []
+    notes = []
     with open(path) as f:
         for line in f:
             test = json.loads(line)
@@ -24,10 +31,19 @@ def main(path):
             returncode = test.get('returncode', 0)
             out = test.get('stdout', '') or ''
             cases = own_failed = own_skipped_not_ok = 0
+            diagnostics = None  # the lines after a failed case, until the next case
             for raw in out.splitlines():
-                m = TAP_LINE.match(raw.strip())
+                line = raw.strip()
+                note = NOTE_LINE.match(line)
+                if note:
+                    notes.append(f'{name}: {note.group(1)}')
+                m = TAP_LINE.match(line)
                 if not m:
+                    if (diagnostics is not None and line.startswith('#')
+                            and len(diagnostics) < DIAGNOSTICS_PER_FAILURE):
+                        diagnostics.append(line)
                     continue
+                diagnostics = None
                 cases += 1
                 rest = m.group(2)
                 if re.search(r'#\s*skip', rest, re.I):
@@ -38,7 +54,8 @@ def main(path):
                 else:
                     failed += 1
                     own_failed += 1
-                    failures.append(f'{name}:{rest.strip()}')
+                    diagnostics = []
+                    failures.append((f'{name}:{rest.strip()}', diagnostics))
             if result in ('OK', 'EXPECTEDFAIL') or own_failed:
                 continue
             if result == 'SKIP' and cases == 0:
@@ -51,9 +68,15 @@ def main(path):
                 # Crashed, timed out or exited non-zero (a sanitizer report at exit, say)
                 # beyond what its own test cases said.
                 failed += 1
-                failures.append(f'{name}: {result} (exit status {returncode})')
-    for fail in failures:
+                failures.append((f'{name}: {result} (exit status {returncode})', []))
+    for note in notes:
+        print(f'NOTE {note}')
+    budget = DIAGNOSTICS_IN_ALL
+    for fail, diagnostics in failures:
         print(f'FAILED {fail}')
+        for line in diagnostics[:budget]:
+            print(f'    {line}')
+        budget -= min(budget, len(diagnostics))
     print(f'{passed} passed, {failed} failed, {skipped} skipped')
     return 1 if failed else 0
 
