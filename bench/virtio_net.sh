@@ -2,9 +2,12 @@
 # virtio_net.sh — what a guest's bulk TCP costs the host outside the guest's vCPU, through
 # three user-mode networks that give a QEMU TCG guest the same virtio-net device:
 #   vmkit  `vmkit serve-device --type net` (its NAT, libslirp on its own thread) over
-#          vhost-user: -netdev vhost-user + virtio-net-pci,vectors=0
+#          vhost-user: -netdev vhost-user + virtio-net-pci,vectors=0; the device's MTU
+#          (host_mtu, and --net nat,mtu= for the NAT) is 65520 unless -M says otherwise
 #   qemu   QEMU's own -netdev user (libslirp in QEMU's main loop)
-#   passt  Debian's passt over -netdev stream (its socket framing)
+#   passt  Debian's passt over -netdev stream (its socket framing; its DHCP gives the
+#          guest an MTU of 65520)
+#   (QEMU's -netdev user has no MTU setting: its slirp stays at 1500.)
 # The guest (the default guest's kernel, a busybox /init) takes a DHCP lease, then fetches
 # SIZE MiB from a host web server through the gateway (down) and sends SIZE MiB to a host
 # sink (up). For each phase the script samples, from /proc, the CPU time of the back end's
@@ -13,11 +16,12 @@
 # bounds throughput, so the headline is CPU seconds per GiB; MiB/s comes second. Tools
 # alternate run by run. See docs/benchmarks.md for the method and the figures.
 #
-#   bench/virtio_net.sh [-n RUNS] [-s SIZE_MIB] [-t TOOLS] [-v VMKIT] [-w WORK_DIR]
+#   bench/virtio_net.sh [-n RUNS] [-s SIZE_MIB] [-t TOOLS] [-M MTU] [-v VMKIT] [-w WORK_DIR]
 #
 # -n RUNS      runs per tool (default 3)
 # -s SIZE_MIB  bytes each way, in MiB (default 256)
 # -t TOOLS     space-separated subset of "vmkit qemu passt" (default all three)
+# -M MTU       the MTU of vmkit's device and NAT (default 65520, as passt's; 1500: Ethernet's)
 # -v VMKIT     the vmkit binary (default build/tools/vmkit/vmkit)
 # -w WORK_DIR  logs and raw results (default build/bench/net)
 # Needs root (each run's host side lives in a network namespace of its own: no traffic
@@ -28,19 +32,21 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=3
 SIZE=256
 TOOLS="vmkit qemu passt"
+MTU=65520
 VMKIT=$ROOT/build/tools/vmkit/vmkit
 WORK=$ROOT/build/bench/net
 GUEST=${VMKIT_GUEST_DIR:-$ROOT/guest/out}
 
 usage() {
-    sed -n '16,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '19,28s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
-while getopts "n:s:t:v:w:h" opt; do
+while getopts "n:s:t:M:v:w:h" opt; do
     case $opt in
     n) RUNS=$OPTARG ;;
     s) SIZE=$OPTARG ;;
     t) TOOLS=$OPTARG ;;
+    M) MTU=$OPTARG ;;
     v) VMKIT=$OPTARG ;;
     w) WORK=$OPTARG ;;
     *) usage ;;
@@ -131,7 +137,8 @@ while True:
     while c.recv(1 << 20): pass
     c.close()' &
 case $tool in
-vmkit) "$VMKIT" serve-device --type net --socket "$ns/vu.sock" >"$ns/backend.log" 2>&1 &
+vmkit) "$VMKIT" serve-device --type net --net nat,mtu=$MTU --socket "$ns/vu.sock" \
+           >"$ns/backend.log" 2>&1 &
        echo \$! >"$ns/backend.pid" ;;
 passt) passt -f -q --socket "$SOCKDIR/passt.$n.sock" >"$ns/backend.log" 2>&1 &
        echo \$! >"$ns/backend.pid" ;;
@@ -150,7 +157,7 @@ HOST
     vmkit)
         netdev="-object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem
                 -chardev socket,id=c0,path=$ns/vu.sock,reconnect=1 -netdev vhost-user,id=n0,chardev=c0
-                -device virtio-net-pci,netdev=n0,vectors=0" ;;
+                -device virtio-net-pci,netdev=n0,vectors=0,host_mtu=$MTU" ;;
     qemu) netdev="-netdev user,id=n0 -device virtio-net-pci,netdev=n0" ;;
     passt)
         netdev="-netdev stream,id=n0,server=off,addr.type=unix,addr.path=$SOCKDIR/passt.$n.sock

@@ -72,9 +72,10 @@ static void load_lib(void)
     /* Loaded for good: the handle stays open as long as the process. */
 }
 
-#define RING_FRAMES 256 /* frames queued each way */
-#define RX_BUDGET   64  /* frames to the guest per event-loop wakeup, so others get a turn */
-#define POLL_FDS    16  /* first size of the poll array; grows with the sockets */
+#define RING_FRAMES   256   /* frames queued each way */
+#define RX_BUDGET     64    /* frames to the guest per event-loop wakeup, so others get a turn */
+#define POLL_FDS      16    /* first size of the poll array; grows with the sockets */
+#define SLIRP_MTU_MAX 65521 /* libslirp's IF_MTU_MAX: slirp_new refuses more */
 
 /* Frames crossing between two threads: one producer, one consumer. head and count are under
  * nat->qlock; a slot counted in stays put until the consumer moves head past it, so the
@@ -788,6 +789,8 @@ vmk_result net_nat_new(const struct net_nat_params *p, const char *what, struct 
         .vnameserver6 = site_local(3),
         /* No hostname or domain: the guest keeps its own. */
         .disable_host_loopback = !p->host_loopback,
+        .if_mtu = p->mtu > SLIRP_MTU_MAX ? SLIRP_MTU_MAX : p->mtu, /* 0: libslirp's 1500 */
+        .if_mru = p->mtu > SLIRP_MTU_MAX ? SLIRP_MTU_MAX : p->mtu,
     };
     n->slirp = lib.new(&cfg, &nat_callbacks, n);
     if (!n->slirp) {

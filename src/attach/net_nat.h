@@ -27,6 +27,9 @@ struct net_nat_forward {
 struct net_nat_params {
     /* 10.0.2.2 (and fec0::2) reach the host's loopback addresses; false refuses that. */
     bool host_loopback;
+    /* The guest's MTU (0: 1500): slirp's TCP segments to the guest and the largest frame
+     * it takes. Above 65521 (libslirp's limit) it is 65521. */
+    unsigned mtu;
     const struct net_nat_forward *forwards;
     unsigned forward_count;
 };

@@ -152,7 +152,7 @@ static void net_link_changed(void *ctx, bool up, const char *why)
         h->changed(h->changed_ctx, &device_kind_virtio_network, h->index, up, why);
 }
 
-static vmk_result open_nat(const vmk_network_attachment *att, const char *what,
+static vmk_result open_nat(const vmk_network_attachment *att, unsigned mtu, const char *what,
                            struct net_link **link, vmk_error **err)
 {
     unsigned n = vmk_nat_network_attachment_port_forward_count(att);
@@ -169,6 +169,7 @@ static vmk_result open_nat(const vmk_network_attachment *att, const char *what,
         snprintf(fw[i].host_address, sizeof(fw[i].host_address), "%s", addr ? addr : "127.0.0.1");
     }
     struct net_nat_params p = { .host_loopback = vmk_nat_network_attachment_get_host_loopback(att),
+                                .mtu = mtu,
                                 .forwards = fw,
                                 .forward_count = n };
     vmk_result r = net_nat_new(&p, what, link, err);
@@ -176,11 +177,11 @@ static vmk_result open_nat(const vmk_network_attachment *att, const char *what,
     return r;
 }
 
-static vmk_result open_link(const vmk_network_attachment *att, const char *what,
+static vmk_result open_link(const vmk_network_attachment *att, unsigned mtu, const char *what,
                             struct net_link **link, vmk_error **err)
 {
     switch (vmk_network_attachment_get_kind(att)) {
-    case VMK_NETWORK_ATTACHMENT_NAT: return open_nat(att, what, link, err);
+    case VMK_NETWORK_ATTACHMENT_NAT: return open_nat(att, mtu, what, link, err);
     case VMK_NETWORK_ATTACHMENT_FILE_HANDLE:
     case VMK_NETWORK_ATTACHMENT_UNIX_DATAGRAM:
     case VMK_NETWORK_ATTACHMENT_UNIX_STREAM: return net_socket_open(att, what, link, err);
@@ -199,7 +200,9 @@ static vmk_result net_open(const struct device_host_env *env, const vmk_config *
     char what[32];
     snprintf(what, sizeof(what), "network device %u", index + 1);
     struct net_link *link;
-    vmk_result r = open_link(att, what, &link, err);
+    /* The NAT sends and takes frames as large as the guest's MTU: at 65520, a bulk transfer
+     * crosses in about 40 times fewer frames than at 1500. */
+    vmk_result r = open_link(att, vmk_virtio_network_device_get_mtu(nd), what, &link, err);
     if (r != VMK_OK)
         return r;
     struct virtio_net_params p = { .mtu = (uint16_t)vmk_virtio_network_device_get_mtu(nd),

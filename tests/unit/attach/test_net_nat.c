@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #define MAX_FRAMES 2048
-#define FRAME_CAP  2048 /* the NAT's MTU is 1500 */
+#define FRAME_CAP  2048 /* frames are kept up to here (wire_len says how long they were) */
 
 #define ETH_ARP  0x0806
 #define ETH_IPV4 0x0800
@@ -49,7 +49,8 @@ static const uint8_t bcast_mac[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
 struct frame {
     uint8_t data[FRAME_CAP];
-    size_t len;
+    size_t len;      /* kept */
+    size_t wire_len; /* as sent */
 };
 
 /* The fake device: records what it takes. */
@@ -99,6 +100,7 @@ static bool peer_receive(void *ctx, const struct iovec *iov, unsigned iovcnt, si
             done += n;
         }
         f->len = done;
+        f->wire_len = len;
     }
     p->count++;
     return true;
@@ -272,22 +274,57 @@ static size_t udp_frame(uint8_t *buf, const uint8_t dst_mac[6], uint32_t src, ui
     return ipv4_frame(buf, dst_mac, src, dst, IP_UDP, l4, 8 + len);
 }
 
-static size_t tcp_frame(uint8_t *buf, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
-                        uint32_t seq, uint32_t ack, uint8_t flags, const void *data, size_t len)
+/* A TCP segment; mss (when not 0) goes in an MSS option, as a SYN's. */
+static size_t tcp_segment(uint8_t *buf, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
+                          uint32_t seq, uint32_t ack, uint8_t flags, unsigned mss, const void *data,
+                          size_t len)
 {
-    uint8_t l4[1500];
-    memset(l4, 0, 20);
+    uint8_t l4[9000];
+    size_t hdr = mss ? 24 : 20;
+    assert_true(len <= sizeof(l4) - hdr);
+    memset(l4, 0, hdr);
     put16(l4, sport);
     put16(l4 + 2, dport);
     put32(l4 + 4, seq);
     put32(l4 + 8, ack);
-    l4[12] = 5 << 4;
+    l4[12] = (uint8_t)((hdr / 4) << 4);
     l4[13] = flags;
     put16(l4 + 14, 65535);
+    if (mss) {
+        l4[20] = 2;
+        l4[21] = 4;
+        put16(l4 + 22, (uint16_t)mss);
+    }
     if (len)
-        memcpy(l4 + 20, data, len);
+        memcpy(l4 + hdr, data, len);
     /* slirp's own MAC for 10.0.2.2 is whatever: it takes any destination. */
-    return ipv4_frame(buf, bcast_mac, src, dst, IP_TCP, l4, 20 + len);
+    return ipv4_frame(buf, bcast_mac, src, dst, IP_TCP, l4, hdr + len);
+}
+
+static size_t tcp_frame(uint8_t *buf, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
+                        uint32_t seq, uint32_t ack, uint8_t flags, const void *data, size_t len)
+{
+    return tcp_segment(buf, src, sport, dst, dport, seq, ack, flags, 0, data, len);
+}
+
+/* The MSS option of a TCP header (0: none). */
+static unsigned tcp_mss_option(const uint8_t *tcp, size_t len)
+{
+    size_t end = (size_t)(tcp[12] >> 4) * 4;
+    for (size_t i = 20; i < end && i < len;) {
+        if (tcp[i] == 0)
+            break;
+        if (tcp[i] == 1) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= len || tcp[i + 1] < 2)
+            break;
+        if (tcp[i] == 2 && tcp[i + 1] == 4 && i + 4 <= len)
+            return get16(tcp + i + 2);
+        i += tcp[i + 1];
+    }
+    return 0;
 }
 
 static size_t arp_frame(uint8_t *buf, uint16_t op, const uint8_t dst_mac[6],
@@ -547,23 +584,30 @@ static int loopback_socket(int family, int type, unsigned port, bool do_bind)
 }
 
 /* Reads what fd gets within 3 s (running the loop meanwhile) and compares it with want. */
-static void expect_read(struct fix *f, int fd, const char *want)
+/* Reads len bytes from fd (the event loop turning meanwhile) and checks they are want's. */
+static void expect_read_bytes(struct fix *f, int fd, const void *want, size_t len)
 {
-    size_t len = strlen(want), got = 0;
-    char buf[256];
-    double end = now() + 3;
+    size_t got = 0;
+    static uint8_t buf[16384];
+    assert_true(len <= sizeof(buf));
+    double end = now() + 5;
     while (got < len && now() < end) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
         assert_true(event_loop_run_once(f->el, 0) >= 0);
         answer_arp(f);
         if (poll(&p, 1, 10) <= 0)
             continue;
-        ssize_t n = read(fd, buf + got, sizeof(buf) - got);
+        ssize_t n = read(fd, buf + got, len - got);
         assert_true(n > 0);
         got += (size_t)n;
     }
     assert_int_equal(got, len);
     assert_memory_equal(buf, want, len);
+}
+
+static void expect_read(struct fix *f, int fd, const char *want)
+{
+    expect_read_bytes(f, fd, want, strlen(want));
 }
 
 static struct net_nat_forward forward(bool udp, const char *addr, unsigned host_port,
@@ -680,14 +724,24 @@ static void test_arp_reply(void **state)
     assert_memory_not_equal(a + 8, guest_mac, 6);
 }
 
-/* Starts the NAT with one TCP forward from a free loopback port to guest port 22, connects a
- * host client to it and waits for the SYN that reaches the guest. Returns the client socket
- * and sets *frame to the SYN's index among the frames the peer got. */
-static int connect_through_forward(struct fix *f, unsigned *frame)
+/* A host client's connection through a forward, as far as the SYN that reached the guest. */
+struct forwarded {
+    int c;          /* the host client's socket */
+    unsigned frame; /* the SYN's index among the frames the peer got */
+    uint32_t peer_ip, seq;
+    uint16_t peer_port;
+    unsigned mss; /* the SYN's MSS option */
+};
+
+/* Starts the NAT (at mtu; 0: its default) with one TCP forward from a free loopback port to
+ * guest port 22, connects a host client to it and waits for the SYN that reaches the guest. */
+static struct forwarded connect_through_forward(struct fix *f, unsigned mtu)
 {
     unsigned port = free_port(SOCK_STREAM);
     struct net_nat_forward fw = forward(false, "127.0.0.1", port, 22);
-    struct net_nat_params p = { .host_loopback = true, .forwards = &fw, .forward_count = 1 };
+    struct net_nat_params p = {
+        .host_loopback = true, .mtu = mtu, .forwards = &fw, .forward_count = 1
+    };
     start(f, &p);
     int c = loopback_socket(AF_INET, SOCK_STREAM, port, false);
     assert_true(c >= 0);
@@ -696,8 +750,14 @@ static int connect_through_forward(struct fix *f, unsigned *frame)
                            .dport = 22,
                            .flags = TCP_SYN,
                            .flags_mask = TCP_SYN | TCP_ACK };
-    *frame = expect_frame(f, 0, match_l4, &syn);
-    return c;
+    struct forwarded fw_conn = { .c = c, .frame = expect_frame(f, 0, match_l4, &syn) };
+    struct ipv4 ip;
+    assert_true(parse_ipv4(&f->peer.frames[fw_conn.frame], &ip));
+    fw_conn.peer_ip = ip.src;
+    fw_conn.seq = get32(ip.l4 + 4);
+    fw_conn.peer_port = get16(ip.l4);
+    fw_conn.mss = tcp_mss_option(ip.l4, ip.l4_len);
+    return fw_conn;
 }
 
 /* A host connection to a forwarded TCP port becomes a connection to the guest: SYN, then
@@ -705,13 +765,14 @@ static int connect_through_forward(struct fix *f, unsigned *frame)
 static void test_tcp_forward(void **state)
 {
     struct fix *f = *state;
-    unsigned i;
-    int c = connect_through_forward(f, &i);
+    struct forwarded fc = connect_through_forward(f, 0);
+    int c = fc.c;
+    unsigned i = fc.frame;
+    uint32_t peer_ip = fc.peer_ip, seq = fc.seq;
+    uint16_t peer_port = fc.peer_port;
     struct ipv4 ip;
-    assert_true(parse_ipv4(&f->peer.frames[i], &ip));
-    uint32_t peer_ip = ip.src, seq = get32(ip.l4 + 4);
-    uint16_t peer_port = get16(ip.l4);
     assert_int_equal(peer_ip, HOST_IP); /* the host's loopback appears as the gateway */
+    assert_int_equal(fc.mss, 1460);     /* Ethernet's 1500 */
 
     uint8_t buf[256];
     uint32_t my_seq = 1000;
@@ -752,6 +813,41 @@ static void test_tcp_forward(void **state)
         .proto = IP_TCP, .dst = GUEST_IP, .dport = 22, .flags = TCP_RST, .flags_mask = TCP_RST
     };
     expect_frame(f, i + 1, match_l4, &rst);
+}
+
+/* The NAT takes the guest's MTU: at 9000 it offers an MSS of 8960, sends the guest frames
+ * longer than Ethernet's, and takes a 8000-byte segment from it. */
+static void test_mtu_follows_guest(void **state)
+{
+    struct fix *f = *state;
+    struct forwarded fc = connect_through_forward(f, 9000);
+    assert_int_equal(fc.mss, 9000 - 40);
+
+    static uint8_t buf[9100];
+    uint32_t my_seq = 1000;
+    size_t len = tcp_segment(buf, GUEST_IP, 22, fc.peer_ip, fc.peer_port, my_seq, fc.seq + 1,
+                             TCP_SYN | TCP_ACK, 9000 - 40, NULL, 0);
+    assert_int_equal(send_frame(f, buf, len), 0);
+    my_seq++;
+
+    /* Host to guest: 20000 bytes leave in segments of up to 8960. */
+    static uint8_t payload[20000];
+    for (size_t k = 0; k < sizeof(payload); k++)
+        payload[k] = (uint8_t)(k * 7);
+    assert_int_equal(write(fc.c, payload, sizeof(payload)), (ssize_t)sizeof(payload));
+    run_for(f, 300);
+    size_t longest = 0;
+    for (unsigned k = fc.frame + 1; k < f->peer.count && k < MAX_FRAMES; k++)
+        longest = f->peer.frames[k].wire_len > longest ? f->peer.frames[k].wire_len : longest;
+    assert_true(longest > 1514);
+    assert_true(longest <= 14 + 9000);
+
+    /* Guest to host: one 8000-byte segment. */
+    len = tcp_frame(buf, GUEST_IP, 22, fc.peer_ip, fc.peer_port, my_seq, fc.seq + 1,
+                    TCP_PSH | TCP_ACK, payload, 8000);
+    assert_int_equal(send_frame(f, buf, len), 0);
+    expect_read_bytes(f, fc.c, payload, 8000);
+    close(fc.c);
 }
 
 /* A datagram to a forwarded UDP port reaches the guest's port; the guest's answer gets back. */
@@ -1206,8 +1302,8 @@ static void test_ipv6_forward(void **state)
 static void test_no_fd_leak(void **state)
 {
     struct fix *f = *state;
-    unsigned fds = open_fds(), i;
-    int c = connect_through_forward(f, &i);
+    unsigned fds = open_fds();
+    int c = connect_through_forward(f, 0).c;
     stop_link(f);
     f->link->ops->destroy(f->link);
     f->link = NULL;
@@ -1221,6 +1317,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dhcp_offer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arp_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_forward, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mtu_follows_guest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_udp_forward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_commands_from_threads, setup, teardown),
