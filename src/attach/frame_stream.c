@@ -1,11 +1,10 @@
 #include "attach/frame_stream.h"
+#include "attach/net_link.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-#define WRITE_IOV_MAX 64 /* pieces of one frame: net_link.h's NET_LINK_IOV_MAX */
 
 int frame_reader_init(struct frame_reader *r, uint32_t max)
 {
@@ -109,14 +108,14 @@ static void keep_tail(struct frame_writer *w, const uint8_t *hdr, const struct i
 int frame_writer_send(struct frame_writer *w, int fd, const struct iovec *iov, unsigned iovcnt,
                       size_t len)
 {
-    if (len + FRAME_STREAM_LEN_BYTES > w->cap || iovcnt > WRITE_IOV_MAX)
+    if (len + FRAME_STREAM_LEN_BYTES > w->cap || iovcnt > NET_LINK_IOV_MAX)
         return -EMSGSIZE;
     int e = frame_writer_flush(w, fd);
     if (e < 0)
         return e;
     uint8_t hdr[FRAME_STREAM_LEN_BYTES] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16),
                                             (uint8_t)(len >> 8), (uint8_t)len };
-    struct iovec v[WRITE_IOV_MAX + 1];
+    struct iovec v[NET_LINK_IOV_MAX + 1];
     v[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
     memcpy(v + 1, iov, iovcnt * sizeof(*iov));
     struct msghdr msg = { .msg_iov = v, .msg_iovlen = iovcnt + 1 };

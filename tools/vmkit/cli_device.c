@@ -248,6 +248,22 @@ static int parse_port_number(const char *text, const char *end, unsigned *out)
     return 0;
 }
 
+static const char *forward_host(const struct cli_forward *f)
+{
+    return f->host_address ? f->host_address : "127.0.0.1";
+}
+
+/* Whether one of list[0..count) forwards the same protocol, host address and port as f. */
+static bool has_forward(const struct cli_forward *list, unsigned count, const struct cli_forward *f)
+{
+    for (unsigned i = 0; i < count; i++) {
+        if (list[i].udp == f->udp && list[i].host_port == f->host_port &&
+            !strcmp(forward_host(&list[i]), forward_host(f)))
+            return true;
+    }
+    return false;
+}
+
 /* hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-:GUESTPORT, QEMU's spelling (an IPv6 HOSTADDR in
  * brackets; the guest address, which QEMU allows before the last colon, must be empty: the
  * guest is the NAT's one lease). */
@@ -496,19 +512,12 @@ static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *e
     /* The same host address and port forwarded twice, here or by another device. */
     for (unsigned i = 0; !rc && i < n.forward_count; i++) {
         const struct cli_forward *a = &n.forward[i];
-        const char *aa = a->host_address ? a->host_address : "127.0.0.1";
-        for (unsigned d = 0; !rc && d <= req->net_count; d++) {
-            const struct cli_net *o = d < req->net_count ? &req->net[d] : &n;
-            for (unsigned j = 0; j < (d < req->net_count ? o->forward_count : i); j++) {
-                const struct cli_forward *b = &o->forward[j];
-                const char *bb = b->host_address ? b->host_address : "127.0.0.1";
-                if (a->udp == b->udp && a->host_port == b->host_port && !strcmp(aa, bb)) {
-                    rc = cli_usage_error(err, errlen, "%s: hostfwd %s %s:%u given twice", ctx,
-                                         a->udp ? "udp" : "tcp", aa, a->host_port);
-                    break;
-                }
-            }
-        }
+        bool twice = has_forward(n.forward, i, a);
+        for (unsigned d = 0; !twice && d < req->net_count; d++)
+            twice = has_forward(req->net[d].forward, req->net[d].forward_count, a);
+        if (twice)
+            rc = cli_usage_error(err, errlen, "%s: hostfwd %s %s:%u given twice", ctx,
+                                 a->udp ? "udp" : "tcp", forward_host(a), a->host_port);
     }
     if (!rc && n.forward_count && n.kind != CLI_NET_NAT)
         rc = cli_usage_error(err, errlen, "%s: hostfwd needs the NAT back end (nat)", ctx);
