@@ -72,13 +72,15 @@ apt_update_once() {
     as_root apt-get update -qq >&2
 }
 
+# (The awk programs read to the end: one that exits early can kill the writer with SIGPIPE,
+# which pipefail makes a failure.)
 candidate_version() {
-    apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2; exit }'
+    apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ && !n++ { print $2 }'
 }
 
 resolve_kernel_package() {
     apt-cache depends linux-image-amd64 2>/dev/null |
-        awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+        awk '/Depends: linux-image-[0-9]/ && !n++ { print $2 }'
 }
 
 # deb_path NAME VERSION: where `apt-get download` puts it (an epoch's ':' becomes %3a).

@@ -67,9 +67,10 @@ cp "$bbdir/bin/busybox" "$stage/bin/busybox"
     [ "$applet" = bin/busybox ] && continue
     [ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"
 done
-# virtio_pci and virtio_blk for run.sh's VMKIT_NESTED_DISK.
+# virtio_pci and virtio_blk for run.sh's VMKIT_NESTED_DISK, virtio_net for its
+# VMKIT_NESTED_HOSTFWD, tun for the cases' tap device.
 copy_modules "$moddir" "$stage/lib/modules/$krel" irqbypass kvm ccp kvm_amd virtio_pci \
-    virtio_blk >&2
+    virtio_blk virtio_net tun >&2
 for m in kvm kvm_amd ccp irqbypass; do
     find "$stage/lib/modules/$krel" -name "${m//_/[-_]}.ko" | grep -q . ||
         die "module $m missing from the outer initramfs"

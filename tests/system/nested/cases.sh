@@ -174,7 +174,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly rng blk-kill console root-disk net"
+all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly rng blk-kill console root-disk net tap"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -398,9 +398,10 @@ case_rng() {
 }
 
 # net: the default guest on vmkit's NAT, as `vmkit run` gives it: its init's DHCP lease
-# (10.0.2.15), the address vmkit prints, a payload the guest fetches from the outer machine's
-# web server through 10.0.2.2, and one the outer machine fetches from the guest's web server
-# through a hostfwd; both md5-checked.
+# (10.0.2.15), the address vmkit prints, a ping of the gateway, a payload the guest fetches
+# from the outer machine's web server through 10.0.2.2, and one the outer machine fetches
+# from the guest's web server through a hostfwd, both md5-checked; and the page of the web
+# server the default guest runs on port 80, through a second hostfwd (what setup.sh gives).
 case_net() {
     name=net
     ip link set lo up 2>/dev/null # the NAT's sockets and the web server are on loopback
@@ -408,15 +409,16 @@ case_net() {
     head -c 262144 /dev/urandom >/tmp/www/payload
     sum=$(md5sum </tmp/www/payload | cut -d' ' -f1)
     httpd -p 127.0.0.1:7001 -h /tmp/www
-    boot_vm net --device virtio-net,hostfwd=tcp:127.0.0.1:7002-:7002 || return
+    boot_vm net --device virtio-net,hostfwd=tcp:127.0.0.1:7002-:7002,hostfwd=tcp:127.0.0.1:7080-:80 || return
     if ! wait_for 'eth0 has 10.0.2.15'; then
         abort_vm
         fail "no DHCP lease: $why"
         return
     fi
     # shellcheck disable=SC2016 # the guest's shell expands it
-    guest_do 'mkdir -p /tmp/www; head -c 262144 /dev/urandom >/tmp/www/back; httpd -p 7002 -h /tmp/www; echo back=$(md5sum </tmp/www/back | cut -d" " -f1); echo fetched=$(wget -q -O - http://10.0.2.2:7001/payload | md5sum | cut -d" " -f1); echo net-$((4+4))-done' net-8-done "the guest did not finish" || return
+    guest_do 'mkdir -p /tmp/www; head -c 262144 /dev/urandom >/tmp/www/back; httpd -p 7002 -h /tmp/www; echo back=$(md5sum </tmp/www/back | cut -d" " -f1); echo fetched=$(wget -q -O - http://10.0.2.2:7001/payload | md5sum | cut -d" " -f1); ping -c 1 -W 10 10.0.2.2 >/dev/null && echo ping=ok; echo net-$((4+4))-done' net-8-done "the guest did not finish" || return
     got=$(wget -q -O - http://127.0.0.1:7002/back | md5sum | cut -d' ' -f1)
+    page=$(wget -q -O - http://127.0.0.1:7080/)
     poweroff_vm || return
     back=$(echo "$out" | sed -n 's/^back=//p')
     fetched=$(echo "$out" | sed -n 's/^fetched=//p')
@@ -432,7 +434,75 @@ case_net() {
         fail "vmkit did not print the guest's address: $(tr '\n' ' ' <"$dir/err")"
         return
     fi
-    result "net ok: lease 10.0.2.15, printed by vmkit; 256 KiB each way, md5 intact"
+    if ! echo "$out" | grep -q '^ping=ok'; then
+        fail "the guest's ping of 10.0.2.2 got no answer"
+        return
+    fi
+    case "$page" in
+    "vmkit guest: Linux "*) ;;
+    *)
+        fail "the guest's web server on port 80 (hostfwd 127.0.0.1:7080) gave '$page'"
+        return
+        ;;
+    esac
+    result "net ok: lease 10.0.2.15, printed by vmkit; ping; 256 KiB each way, md5 intact; port 80 says '$page'"
+}
+
+# tap: the guest on a tap device of the outer machine (vmkit's stand-in for VZ's bridged
+# attachment; tap=IFNAME with a vnet header, so checksum and TSO offloads cross as the guest
+# negotiates them): busybox udhcpd on the tap leases it an address in 192.168.77.50-60, vmkit
+# prints that address (snooped from the guest's frames), the guest fetches 1 MiB from a web
+# server on the tap's address, md5-checked, and the outer machine pings the guest.
+case_tap() {
+    name=tap
+    # busybox's tunctl makes a persistent tap; vmkit asks for the vnet header as it opens it.
+    if ! modprobe tun || ! tunctl -t tap0 >/dev/null || ! ip addr add 192.168.77.1/24 dev tap0 ||
+        ! ip link set tap0 up; then
+        fail "cannot make tap0 (modprobe tun, tunctl -t tap0)"
+        return
+    fi
+    mkdir -p /tmp/wwwtap
+    head -c 1048576 /dev/urandom >/tmp/wwwtap/payload
+    sum=$(md5sum </tmp/wwwtap/payload | cut -d' ' -f1)
+    httpd -p 192.168.77.1:7011 -h /tmp/wwwtap
+    printf '%s\n' "start 192.168.77.50" "end 192.168.77.60" "interface tap0" \
+        "lease_file /tmp/udhcpd.leases" "option subnet 255.255.255.0" \
+        "option router 192.168.77.1" >/tmp/udhcpd.conf
+    : >/tmp/udhcpd.leases
+    udhcpd -f /tmp/udhcpd.conf >/tmp/udhcpd.log 2>&1 &
+    dhcpd=$!
+    tap_case_body
+    kill "$dhcpd" 2>/dev/null
+    tunctl -d tap0 >/dev/null 2>&1
+}
+
+tap_case_body() {
+    boot_vm tap --device virtio-net,tap=tap0 || return
+    if ! wait_for 'eth0 has 192.168.77.'; then
+        abort_vm
+        fail "no DHCP lease from udhcpd on tap0: $why ($(tr '\n' ' ' </tmp/udhcpd.log))"
+        return
+    fi
+    lease=$(tr -d '\r' <"$dir/out" | sed -n 's/.*eth0 has \(192\.168\.77\.[0-9]*\) .*/\1/p' | head -n 1)
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'echo fetched=$(wget -q -O - http://192.168.77.1:7011/payload | md5sum | cut -d" " -f1); echo tap-$((4+5))-done' tap-9-done "the guest did not finish" || return
+    pinged=no
+    ping -c 1 -W 10 "$lease" >/dev/null 2>&1 && pinged=yes
+    poweroff_vm || return
+    fetched=$(echo "$out" | sed -n 's/^fetched=//p')
+    if [ "$fetched" != "$sum" ]; then
+        fail "the guest fetched md5 '$fetched' from 192.168.77.1 over the tap, want $sum"
+        return
+    fi
+    if [ "$pinged" != yes ]; then
+        fail "the outer machine's ping of the guest ($lease) got no answer"
+        return
+    fi
+    if ! grep -q "virtio-net 1: guest $lease\$" "$dir/err"; then
+        fail "vmkit did not print the guest's address: $(tr '\n' ' ' <"$dir/err")"
+        return
+    fi
+    result "tap ok: lease $lease from udhcpd, printed by vmkit; 1 MiB fetched, md5 intact; ping answered"
 }
 
 # blk-kill: a sector the guest wrote and synced is in the image after vmkit is killed
@@ -552,5 +622,6 @@ want rng && case_rng
 want console && case_console
 want root-disk && case_root_disk
 want net && case_net
+want tap && case_tap
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

@@ -23,8 +23,12 @@ export VMKIT_NESTED_TIMEOUT=${VMKIT_NESTED_TIMEOUT:-1200}
 
 # Retries are counted and bounded (the "retries" case): an inner boot that triple-faults is
 # booted again (cases.sh boot_vm, at most twice per case), and a stopped or wedged outer
-# machine once; more than this many triple-fault reboots in one run fail the run.
+# machine once; more than this many triple-fault reboots in one run fail the run. On
+# Debian's unpatched outer QEMU (run.sh falls back to it where the patched one cannot be
+# built) its SVM race faults about one inner boot in eight: 17 boots then fault 2 times on
+# average, and a bound of 7 is passed by chance 99.8 % of the time.
 MAX_FAULT_REBOOTS=3
+MAX_FAULT_REBOOTS_UNPATCHED=7
 
 # name|description, in the order cases.sh runs them.
 tests=(
@@ -42,8 +46,9 @@ tests=(
     "rng|virtio-rng: the guest's hw_random uses virtio_rng and /dev/hwrng gives bytes"
     "console|virtio-console: the guest finds its port by name and a line it writes there is in the host file"
     "root-disk|root disk: the default guest boots from rootfs.ext4 on virtio-blk (root=/dev/vda, / is ext4), a file it wrote is back after poweroff and a boot by LABEL"
-    "net|the default guest on vmkit's NAT: DHCP lease 10.0.2.15 (printed by vmkit), 256 KiB each way through 10.0.2.2 and a hostfwd, md5 intact"
-    "retries|retries stay within their bounds: at most $MAX_FAULT_REBOOTS inner boots again after a triple fault (only under an emulated outer machine; cases.sh), at most 1 outer machine again (this script)"
+    "net|the default guest on vmkit's NAT: DHCP lease 10.0.2.15 (printed by vmkit), ping of 10.0.2.2, 256 KiB each way through 10.0.2.2 and a hostfwd, md5 intact; its port-80 web server through a second hostfwd"
+    "tap|virtio-net on a tap of the outer machine: a lease in 192.168.77.50-60 from busybox udhcpd (printed by vmkit), 1 MiB fetched md5 intact, the outer machine's ping answered"
+    "retries|retries stay within their bounds: at most $MAX_FAULT_REBOOTS inner boots again after a triple fault ($MAX_FAULT_REBOOTS_UNPATCHED on Debian's unpatched outer QEMU; only under an emulated outer machine; cases.sh), at most 1 outer machine again (this script)"
 )
 
 case "${VMKIT_NESTED_CASES:-}" in
@@ -90,6 +95,9 @@ else
     # SVM under TCG. It gets one more boot for the cases that have no result yet; a case
     # that has one, passed or failed, is never run again.
     run_cases=$VMKIT_NESTED_CASES
+    # Empty, so that a run.sh that stops before the outer machine starts leaves no old results.
+    : >"$stderr_log"
+    : >"$VMKIT_NESTED_LOG"
     for attempt in 1 2; do
         VMKIT_NESTED_CASES=$run_cases "$here/run.sh" "$here/cases.sh" >/dev/null 2>>"$stderr_log"
         run_status=$?
@@ -115,7 +123,7 @@ serial=$(cat "$VMKIT_NESTED_LOG.attempt1" "$VMKIT_NESTED_LOG" 2>/dev/null | tr -
 case "$run_status" in
 0) why_missing="cases.sh printed no result" ;;
 125) why_missing="the outer machine stopped before cases.sh ended" ;;
-126) why_missing="the outer machine wedged (a soft lockup, or no progress for ${VMKIT_NESTED_SILENCE:-360}s) and was killed" ;;
+126) why_missing="the outer machine wedged (a soft lockup, or no progress for ${VMKIT_NESTED_SILENCE:-240}s) and was killed" ;;
 124) why_missing="the outer machine ran past ${VMKIT_NESTED_TIMEOUT}s and was killed" ;;
 *) why_missing="the outer machine stopped early (run.sh status $run_status)" ;;
 esac
@@ -133,9 +141,15 @@ for t in "${tests[@]}"; do
     n=$((n + 1))
     if [ "$name" = outer ]; then
         line=$(grep -m1 '^nested: kvm ready' <<<"$serial")
+        # Which emulator ran the outer machine (run.sh says; an unpatched one is a note
+        # that tests/summarize.py repeats at the end of the suite).
+        qemu_line=$(grep '^run.sh: outer QEMU: ' "$stderr_log" 2>/dev/null | tail -n 1)
+        qemu_line=${qemu_line#run.sh: }
+        case "$qemu_line" in *unpatched*) qemu_line="note: $qemu_line" ;; esac
         if [ -n "$line" ]; then
             echo "ok $n - $desc"
             echo "# ${line#nested: }"
+            [ -z "$qemu_line" ] || echo "# $qemu_line"
         else
             echo "not ok $n - $desc"
             failed=$((failed + 1))
@@ -148,13 +162,16 @@ for t in "${tests[@]}"; do
         faults=$(grep -c '^nested: case .*triple-faulted while booting' <<<"$serial")
         outer=0
         [ -n "${retried:-}" ] && outer=1
-        if [ "$faults" -le "$MAX_FAULT_REBOOTS" ]; then
+        bound=$MAX_FAULT_REBOOTS
+        grep -q '^run.sh: outer QEMU: .*unpatched' "$stderr_log" 2>/dev/null &&
+            bound=$MAX_FAULT_REBOOTS_UNPATCHED
+        if [ "$faults" -le "$bound" ]; then
             echo "ok $n - $desc"
         else
             echo "not ok $n - $desc"
             failed=$((failed + 1))
         fi
-        echo "# $faults triple-fault reboot(s), $outer outer-machine reboot(s)"
+        echo "# $faults triple-fault reboot(s) (bound $bound), $outer outer-machine reboot(s)"
         continue
     fi
     if ! selected "$name"; then
