@@ -3,7 +3,10 @@
 # virtio-net over vhost-user to QEMU TCG's vhost-user netdev, and the guest's stock virtio_net
 # driver gets a DHCP lease, fetches a payload from a host web server through the gateway, and
 # receives one from a host client through a port forward, each checked by md5. Twice:
-#  - nat: vmkit's own NAT (libslirp), `--type net --net nat,hostfwd=...`;
+#  - nat: vmkit's own NAT (libslirp), `--type net --net nat,mtu=65520,hostfwd=...` and QEMU's
+#    host_mtu=65520: frames of 64 KiB both ways; also a ping of the gateway, a UDP forward
+#    there and back, the NAT's DNS forwarder, and a second guest (a new QEMU, the same
+#    server) that gets its lease and its payload again: the front end reconnects;
 #  - passt: `--device virtio-net,type=unixstream,path=P` to Debian's passt on P, a NAT vmkit did
 #    not write, speaking QEMU's -netdev stream framing; the guest takes passt's MTU of 65520
 #    from DHCP, so frames that large cross vmkit both ways. Only the guest's fetch: inbound
@@ -25,12 +28,16 @@ guest_dir=${VMKIT_GUEST_DIR:-$root/guest/out}
 timeout_s=${VMKIT_VU_TIMEOUT:-300}
 
 tests=(
-    "nat_serve|vmkit serve-device --type net --net nat,hostfwd=tcp:127.0.0.1:7002-:7002 listens"
+    "nat_serve|vmkit serve-device --type net --net nat,mtu=65520,hostfwd=tcp:...:7002,hostfwd=udp:...:7004 listens"
     "nat_driver|the guest's virtio_net binds the vhost-user device (eth0 appears)"
     "nat_lease|udhcpc gets 10.0.2.15 from vmkit's NAT, router 10.0.2.2"
-    "nat_to_host|the guest fetches 2 MiB over HTTP from the host's loopback via 10.0.2.2, md5 intact"
-    "nat_from_host|a host client sends 2 MiB to the guest through the hostfwd, md5 intact"
+    "nat_mtu|the guest's eth0 has the device's MTU of 65520 (VIRTIO_NET_F_MTU)"
+    "nat_ping|the guest pings the gateway 10.0.2.2"
+    "nat_to_host|the guest fetches 2 MiB over HTTP from the host's loopback via 10.0.2.2 at MTU 65520, md5 intact"
+    "nat_from_host|a host client sends 2 MiB to the guest through the TCP hostfwd at MTU 65520, md5 intact"
+    "nat_udp|a host datagram reaches the guest through the UDP hostfwd, and the guest's answer comes back"
     "nat_dns|the guest's lookup at 10.0.2.3 is answered by the resolver the test runs (the namespace's resolv.conf)"
+    "nat_reconnect|a second QEMU on the same server: its guest gets 10.0.2.15 and fetches 2 MiB, md5 intact"
     "nat_stop|SIGTERM stops the server with status 0 and removes the socket"
     "passt_peer|passt listens on its socket in the test's network namespace"
     "passt_serve|vmkit serve-device --device virtio-net,type=unixstream connects to passt and listens"
@@ -54,6 +61,9 @@ sum_to_guest=$(md5sum <"$work/to_guest.bin" | cut -d' ' -f1)
 # The guest's /init: the driver, a lease, a fetch from the host, a listener for the host.
 mkdir -p "$work/stage"
 vu_add_modules "$work/stage" virtio_pci virtio_net || skip "cannot stage the guest's virtio_net module"
+# The guest's end of the UDP forward (nat_udp).
+have_socat=true
+vu_add_host_binaries "$work/stage" socat || have_socat=false
 cat >"$work/stage/dhcp.sh" <<'DHCP'
 #!/bin/sh
 # udhcpc's script: configure what the lease says.
@@ -89,6 +99,10 @@ else
     echo "VU: not ok lease udhcpc failed"
 fi
 gw=$(ip route | sed -n 's/^default via \([0-9.]*\).*/\1/p')
+echo "VU: mtu $(cat /sys/class/net/eth0/mtu)"
+case " $(cat /proc/cmdline) " in
+*" vu_ping "*) if ping -c 1 -W 10 "$gw" >/dev/null 2>&1; then echo "VU: ping ok"; else echo "VU: ping failed"; fi ;;
+esac
 # The host's web server, through the gateway address that passt maps to the host's loopback.
 got=$(wget -q -O - "http://$gw:7001/to_guest.bin" | md5sum | cut -d' ' -f1)
 echo "VU: to_host_sum $got"
@@ -96,13 +110,23 @@ echo "VU: to_host_sum $got"
 case " $(cat /proc/cmdline) " in
 *" vu_dns "*) echo "VU: dns $(nslookup vmkit.test 10.0.2.3 2>&1 | tr '\n' ' ')" ;;
 esac
-# The host's client sends through the NAT's forward of port 7002 to us (when asked to).
+# The host's client sends through the NAT's forwards of TCP 7002 and UDP 7004 to us (when
+# asked to); the first datagram is answered with "pong-" and what it said.
 case " $(cat /proc/cmdline) " in
 *" vu_from_host "*)
+    # (busybox's nc has no UDP: the host's socat answers the first datagram.)
+    if [ -x /usr/local/bin/socat ]; then
+        /usr/local/bin/socat UDP4-RECVFROM:7004 SYSTEM:'read -r l; echo "$l" >/tmp/udp_in; echo "pong-$l"' &
+        udp_socat=$!
+        (sleep 120; kill $udp_socat 2>/dev/null) &
+    fi
     nc -l -p 7002 >/tmp/from_host.bin &
+    tcp_nc=$!
     echo "VU: listening"
-    wait
+    wait $tcp_nc
     echo "VU: from_host_sum $(md5sum </tmp/from_host.bin | cut -d' ' -f1)"
+    [ -n "$udp_socat" ] && wait $udp_socat
+    echo "VU: udp_in $(cat /tmp/udp_in 2>/dev/null)"
     ;;
 esac
 echo "VU: done"
@@ -146,7 +170,7 @@ echo "nameserver 127.0.0.1" >"$work/resolv.conf"
 host_side() {
     local name=$1 nat send=true
     if [ "$name" = nat ]; then
-        nat="(\"$vmkit\" serve-device --type net --net nat,hostfwd=tcp:127.0.0.1:7002-:7002 --socket \"$sock\" >\"$work/server.log\" 2>&1 &
+        nat="(\"$vmkit\" serve-device --type net --net nat,mtu=65520,hostfwd=tcp:127.0.0.1:7002-:7002,hostfwd=udp:127.0.0.1:7004-:7004 --socket \"$sock\" >\"$work/server.log\" 2>&1 &
 echo \$! >\"$work/server.pid\"; wait \$!; echo \$? >\"$work/server.rc\") &"
     else
         nat="passt -f -q --socket \"$passt_dir/passt.sock\" >\"$work/passt.log\" 2>&1 &"
@@ -179,6 +203,20 @@ s.shutdown(socket.SHUT_WR)
 s.settimeout(120)
 s.recv(1)
 s.close()
+# One datagram through the UDP forward, sent again each second until the guest's answer
+# (UDP may lose one; how many it took is reported).
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(1)
+result = "no answer after 30 datagrams"
+for sent in range(1, 31):
+    u.sendto(b"udp-7a3f\n", ("127.0.0.1", 7004))
+    try:
+        data, _ = u.recvfrom(100)
+    except socket.timeout:
+        continue
+    result = "answer %r after %d datagram(s)" % (data.decode(errors="replace").strip(), sent)
+    break
+open("$work/udp.result", "w").write(result + "\n")
 PY
 echo "sender done"
 sleep $timeout_s
@@ -198,22 +236,19 @@ wait_for() {
     return 1
 }
 
-# guest NAME: boots the guest against $sock and records NAME_driver ... NAME_from_host.
-guest() {
-    local name=$1 qemu_pid qrc line m got checks=to_host append="console=ttyS0 panic=-1"
-    if [ "$name" = nat ]; then
-        checks="to_host from_host"
-        append="$append vu_from_host vu_dns"
-    fi
+# boot_guest NAME APPEND [DEVICE_OPTS]: boots the guest against $sock until it powers off;
+# its console ends up in $work/guest.txt (and $work/NAME.guest.txt); sets qrc.
+boot_guest() {
+    local name=$1 qemu_pid
     # Debian's QEMU 7.2 crashes when a TCG guest starts vhost-user virtio-net-pci with MSI-X:
     # vectors=0 keeps it on INTx.
     timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -m 512 \
         -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \
         -chardev socket,id=c0,path="$sock" -netdev vhost-user,id=n0,chardev=c0 \
-        -device virtio-net-pci,netdev=n0,vectors=0 \
+        -device "virtio-net-pci,netdev=n0,vectors=0${3:+,$3}" \
         -display none -serial file:"$work/$name.guest.log" -monitor none -no-reboot \
         -kernel "$guest_dir/vmlinuz" -initrd "$work/initrd" \
-        -append "$append" </dev/null >"$work/$name.qemu.log" 2>&1 &
+        -append "console=ttyS0 panic=-1 $2" </dev/null >"$work/$name.qemu.log" 2>&1 &
     qemu_pid=$!
     while kill -0 "$qemu_pid" 2>/dev/null; do
         tr -d '\r' 2>/dev/null <"$work/$name.guest.log" >"$work/guest.txt"
@@ -223,6 +258,17 @@ guest() {
     qrc=$?
     tr -d '\r' <"$work/$name.guest.log" >"$work/guest.txt"
     cp "$work/guest.txt" "$work/$name.guest.txt"
+}
+
+# guest NAME: boots the guest against $sock and records NAME_driver ... NAME_from_host.
+guest() {
+    local name=$1 qrc line m got checks=to_host append="" opts=""
+    if [ "$name" = nat ]; then
+        checks="to_host from_host"
+        append="vu_from_host vu_dns vu_ping"
+        opts="host_mtu=65520"
+    fi
+    boot_guest "$name" "$append" "$opts"
     for m in driver lease; do
         line=$(grep -a -m1 "^VU: \(not \)\?ok $m" "$work/guest.txt")
         case "$line" in
@@ -241,6 +287,22 @@ guest() {
         *"10.99.77.1"*) pass nat_dns ;;
         *) fail nat_dns "${line:-no answer}" ;;
         esac
+        line=$(grep -a -m1 "^VU: mtu" "$work/guest.txt")
+        if [ "$line" = "VU: mtu 65520" ]; then pass nat_mtu; else fail nat_mtu "${line:-no mtu line}"; fi
+        line=$(grep -a -m1 "^VU: ping" "$work/guest.txt")
+        if [ "$line" = "VU: ping ok" ]; then pass nat_ping; else fail nat_ping "${line:-no ping line}"; fi
+        # The host's sender wrote what came back; the guest says what it got.
+        for _ in $(seq 30); do [ -s "$work/udp.result" ] && break; sleep 1; done
+        line=$(cat "$work/udp.result" 2>/dev/null)
+        if ! $have_socat && [ "${CI:-}" != true ]; then
+            skipped nat_udp "socat is not installed (the guest's UDP end; apt-get install socat)"
+        elif ! $have_socat; then
+            fail nat_udp "socat is not installed (the guest's UDP end; apt-get install socat)"
+        elif [[ "$line" == "answer 'pong-udp-7a3f' after "* ]]; then
+            pass nat_udp
+        else
+            fail nat_udp "host: ${line:-no result}; guest: $(grep -a -m1 '^VU: udp_in' "$work/guest.txt")"
+        fi
     fi
     for m in $checks; do
         got=$(sed -n "s/^VU: ${m}_sum //p" "$work/guest.txt")
@@ -289,9 +351,18 @@ host_side nat
 if wait_for "$sock"; then
     pass nat_serve
     guest nat
+    # The front end goes and a new one comes: the server (and its NAT) serve it again.
+    boot_guest nat2 "" host_mtu=65520
+    got=$(sed -n "s/^VU: to_host_sum //p" "$work/guest.txt")
+    if grep -aq "^VU: lease 10.0.2.15 router 10.0.2.2" "$work/guest.txt" &&
+        [ "$got" = "$sum_to_guest" ]; then
+        pass nat_reconnect
+    else
+        fail nat_reconnect "$(grep -a -m1 '^VU: .*lease' "$work/guest.txt"); md5 '$got' (qemu exit $qrc; $work/nat2.guest.log)"
+    fi
 else
     fail nat_serve "no socket at $sock: $(tr '\n' ' ' <"$work/server.log" 2>/dev/null)"
-    for m in driver lease to_host from_host dns; do fail "nat_$m" "no server"; done
+    for m in driver lease mtu ping to_host from_host udp dns reconnect; do fail "nat_$m" "no server"; done
 fi
 stop_server nat "$(cat "$work/server.pid" 2>/dev/null)"
 pkill -P "$netns_pid" 2>/dev/null
