@@ -12,6 +12,10 @@
 # without it (no vmx/svm, or /dev/kvm from kvm_pvm) vmkit runs inside an emulated machine
 # instead: QEMU TCG with nested SVM (tests/system/nested/run.sh --interactive), which gets
 # the same disk. Type `poweroff` in the guest to leave; Ctrl-A x leaves QEMU at once.
+#
+# The guest is on vmkit's NAT, and the host's 127.0.0.1:8080 (VMKIT_GUEST_HTTP_PORT; 0: none)
+# is forwarded to its web server on port 80: `wget -qO- http://127.0.0.1:8080/` on the host
+# prints the guest's name. A port already taken is left alone (and said so).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,15 +57,29 @@ if [ ! -e "$disk" ]; then
     echo "setup.sh: made the guest's root disk $disk (kept; delete it to start afresh)"
 fi
 
+# The host port for the guest's web server, unless something listens there already.
+port=${VMKIT_GUEST_HTTP_PORT:-8080}
+case $port in '' | *[!0-9]*) echo "setup.sh: VMKIT_GUEST_HTTP_PORT: a port number" >&2; exit 2 ;; esac
+if [ "$port" -ne 0 ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "setup.sh: 127.0.0.1:$port is taken; the guest's web server gets no host port" \
+        "(set VMKIT_GUEST_HTTP_PORT to another)"
+    port=0
+fi
+[ "$port" -eq 0 ] ||
+    echo "setup.sh: the guest's web server (port 80) is http://127.0.0.1:$port/ on this host"
+
 vmkit=build/tools/vmkit/vmkit
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo &&
     [ ! -e /sys/module/kvm_pvm ]; then
+    net=()
+    [ "$port" -eq 0 ] || net=(--device "virtio-net,hostfwd=tcp:127.0.0.1:$port-:80")
     exec "$vmkit" run --cmdline "console=ttyS0 panic=-1 root=/dev/vda rw" \
-        --device virtio-blk,path="$disk"
+        --device virtio-blk,path="$disk" "${net[@]}"
 fi
 
 echo "vmkit: this host has no hardware KVM ($( [ -e /sys/module/kvm_pvm ] && echo kvm_pvm ||
     echo 'no usable /dev/kvm with vmx/svm')); booting the default guest inside an emulated" \
     "machine (QEMU TCG + nested SVM) instead — slow: about a minute to the prompt"
+[ "$port" -eq 0 ] || export VMKIT_NESTED_HOSTFWD="tcp:127.0.0.1:$port-:8080"
 VMKIT_NESTED_DISK=$disk exec tests/system/nested/run.sh --interactive \
     tests/system/nested/interactive.sh

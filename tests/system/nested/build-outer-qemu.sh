@@ -15,7 +15,12 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 dir=${1:-$root/build/nested/outer-qemu}
-deps=(dpkg-dev libglib2.0-dev libpixman-1-dev libfdt-dev ninja-build pkg-config python3 flex bison gcc)
+deps=(dpkg-dev libglib2.0-dev libpixman-1-dev libfdt-dev libslirp-dev ninja-build pkg-config python3
+    flex bison gcc)
+# TCG only, and user networking (setup.sh forwards a host port through the outer machine).
+configure_opts=(--target-list=x86_64-softmmu --without-default-features --enable-tcg --disable-kvm
+    --enable-slirp --disable-werror --disable-docs --prefix=/usr
+    --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu)
 
 log() { echo "build-outer-qemu.sh: $*" >&2; }
 
@@ -24,7 +29,7 @@ if [ -z "$version" ]; then
     log "qemu-system-x86 is not installed (its version says which source to build)"
     exit 2
 fi
-stamp="$version $(cat "$here"/outer-qemu/*.patch | sha256sum | cut -c1-16)"
+stamp="$version $({ cat "$here"/outer-qemu/*.patch; echo "${configure_opts[*]}"; } | sha256sum | cut -c1-16)"
 bin=$dir/bin/qemu-system-x86_64
 if [ -x "$bin" ] && [ "$(cat "$dir/STAMP" 2>/dev/null)" = "$stamp" ]; then
     echo "$bin"
@@ -73,9 +78,7 @@ done
 
 log "building (x86_64-softmmu, TCG; a few minutes)"
 mkdir -p "$work/src/build"
-(cd "$work/src/build" && ../configure --target-list=x86_64-softmmu --without-default-features \
-    --enable-tcg --disable-kvm --disable-werror --disable-docs --prefix=/usr \
-    --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu) \
+(cd "$work/src/build" && ../configure "${configure_opts[@]}") \
     >"$work/configure.log" 2>&1 || { tail -n 30 "$work/configure.log" >&2; log "configure failed"; exit 1; }
 ninja -C "$work/src/build" qemu-system-x86_64 >"$work/build.log" 2>&1 ||
     { grep -m 20 -E 'error|Error' "$work/build.log" >&2; log "the build failed ($work/build.log)"; exit 1; }
