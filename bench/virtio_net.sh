@@ -10,16 +10,21 @@
 #   (QEMU's -netdev user has no MTU setting: its slirp stays at 1500.)
 # The guest (the default guest's kernel, a busybox /init) takes a DHCP lease, then fetches
 # SIZE MiB from a host web server through the gateway (down) and sends SIZE MiB to a host
-# sink (up). For each phase the script samples, from /proc, the CPU time of the back end's
+# sink (up), then makes RR 64-byte request/response transactions with a host echo server
+# (rr, bench/net_rr.c built static for the guest). For each phase the script samples, from /proc, the CPU time of the back end's
 # process (vmkit or passt) plus QEMU's threads other than its TCG vCPU threads ("CPU n/TCG"):
 # host CPU spent on the network, not on emulating the guest. Under TCG the guest's vCPU
-# bounds throughput, so the headline is CPU seconds per GiB; MiB/s comes second. Tools
+# bounds throughput, so the headline is CPU seconds per GiB (per 1000 transactions for rr);
+# MiB/s (transactions/s) comes second. Tools
 # alternate run by run. See docs/benchmarks.md for the method and the figures.
 #
-#   bench/virtio_net.sh [-n RUNS] [-s SIZE_MIB] [-t TOOLS] [-M MTU] [-v VMKIT] [-w WORK_DIR]
+#   bench/virtio_net.sh [-n RUNS] [-s SIZE_MIB] [-u UP_MIB] [-r RR] [-t TOOLS] [-M MTU] [-v VMKIT]
+#                       [-w WORK_DIR]
 #
 # -n RUNS      runs per tool (default 3)
-# -s SIZE_MIB  bytes each way, in MiB (default 256)
+# -s SIZE_MIB  bytes down, in MiB (default 256)
+# -u UP_MIB    bytes up, in MiB (default SIZE_MIB; busybox's nc sends about 2 MiB/s under TCG)
+# -r RR        request/response transactions (default 2000)
 # -t TOOLS     space-separated subset of "vmkit qemu passt" (default all three)
 # -M MTU       the MTU of vmkit's device and NAT (default 65520, as passt's; 1500: Ethernet's)
 # -v VMKIT     the vmkit binary (default build/tools/vmkit/vmkit)
@@ -31,6 +36,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=3
 SIZE=256
+UP=
+RR=2000
 TOOLS="vmkit qemu passt"
 MTU=65520
 VMKIT=$ROOT/build/tools/vmkit/vmkit
@@ -38,13 +45,15 @@ WORK=$ROOT/build/bench/net
 GUEST=${VMKIT_GUEST_DIR:-$ROOT/guest/out}
 
 usage() {
-    sed -n '19,28s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '21,33s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
-while getopts "n:s:t:M:v:w:h" opt; do
+while getopts "n:s:u:r:t:M:v:w:h" opt; do
     case $opt in
     n) RUNS=$OPTARG ;;
     s) SIZE=$OPTARG ;;
+    u) UP=$OPTARG ;;
+    r) RR=$OPTARG ;;
     t) TOOLS=$OPTARG ;;
     M) MTU=$OPTARG ;;
     v) VMKIT=$OPTARG ;;
@@ -52,8 +61,9 @@ while getopts "n:s:t:M:v:w:h" opt; do
     *) usage ;;
     esac
 done
+UP=${UP:-$SIZE}
 [ "$(id -u)" -eq 0 ] || { echo "virtio_net.sh: needs root (network namespaces)" >&2; exit 1; }
-for t in qemu-system-x86_64 passt python3 unshare cpio; do
+for t in qemu-system-x86_64 passt python3 unshare cpio gcc; do
     command -v "$t" >/dev/null || { echo "virtio_net.sh: $t is missing" >&2; exit 1; }
 done
 [ -x "$VMKIT" ] || { echo "virtio_net.sh: no vmkit at $VMKIT" >&2; exit 1; }
@@ -84,13 +94,17 @@ echo "BENCH: down start"
 wget -q -O /dev/null "http://\$gw:7001/blob" || echo "BENCH: down failed"
 echo "BENCH: down end"
 echo "BENCH: up start"
-dd if=/dev/zero bs=65536 count=$((SIZE * 16)) 2>/dev/null | nc "\$gw" 7003 || echo "BENCH: up failed"
+dd if=/dev/zero bs=65536 count=$((UP * 16)) 2>/dev/null | nc "\$gw" 7003 || echo "BENCH: up failed"
 echo "BENCH: up end"
+echo "BENCH: rr start"
+/net_rr "\$gw" 7005 $RR || echo "BENCH: rr failed"
+echo "BENCH: rr end"
 sleep 3 # the host samples QEMU's CPU time before it goes
 poweroff -f
 INIT
 chmod 0755 "$WORK/stage/init"
-(cd "$WORK/stage" && echo init | cpio -o -H newc -R 0:0 --quiet | gzip -1n) >"$WORK/init.cpio.gz"
+gcc -O2 -static -o "$WORK/stage/net_rr" "$ROOT/bench/net_rr.c"
+(cd "$WORK/stage" && printf 'init\nnet_rr\n' | cpio -o -H newc -R 0:0 --quiet | gzip -1n) >"$WORK/init.cpio.gz"
 cat "$GUEST/initramfs.img" "$WORK/init.cpio.gz" >"$WORK/initrd"
 
 # CPU ticks of the network side: the back end's whole process, and QEMU's process less its
@@ -136,6 +150,18 @@ while True:
     c, _ = s.accept()
     while c.recv(1 << 20): pass
     c.close()' &
+python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 7005)); s.listen(1)
+while True:
+    c, _ = s.accept()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        d = c.recv(4096)
+        if not d: break
+        c.sendall(d)
+    c.close()' &
 case $tool in
 vmkit) "$VMKIT" serve-device --type net --net nat,mtu=$MTU --socket "$ns/vu.sock" \
            >"$ns/backend.log" 2>&1 &
@@ -174,7 +200,7 @@ HOST
     done
     [ "$tool" != qemu ] && backend_pid=$(cat "$ns/backend.pid")
     local phase start_ticks start_ms line
-    for phase in down up; do
+    for phase in down up rr; do
         while ! grep -aq "BENCH: $phase start" "$ns/serial.log"; do
             kill -0 "$qemu_pid" 2>/dev/null || { echo "$tool run $n: guest ended early" >&2; return 1; }
             sleep 0.05
@@ -204,18 +230,23 @@ for n in $(seq "$RUNS"); do
 done
 
 # Medians per tool and phase: CPU seconds per GiB and MiB/s; ratios against vmkit.
-python3 - "$WORK/raw" "$SIZE" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$WORK/raw" "$SIZE" "$UP" "$(getconf CLK_TCK)" "$RR" <<'PY'
 import sys, statistics
-raw, size_mib, hz = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+raw, down_mib, up_mib = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+hz, rr = float(sys.argv[4]), float(sys.argv[5])
 runs = {}
 for line in open(raw):
     tool, phase, t1, t0, m1, m0 = line.split()
     cpu = (int(t1) - int(t0)) / hz
     wall = (int(m1) - int(m0)) / 1000
-    runs.setdefault((tool, phase), []).append((cpu * 1024 / size_mib, size_mib / wall))
-print("| phase | tool | runs | CPU s/GiB (median) | MiB/s (median) | CPU/GiB tool/vmkit |")
+    if phase == "rr":  # CPU ms per 1000 transactions, transactions/s
+        runs.setdefault((tool, phase), []).append((cpu * 1e6 / rr, rr / wall))
+    else:
+        size_mib = down_mib if phase == "down" else up_mib
+        runs.setdefault((tool, phase), []).append((cpu * 1024 / size_mib, size_mib / wall))
+print("| phase | tool | runs | CPU s/GiB, rr: ms/1000 (median) | MiB/s, rr: 1/s (median) | CPU tool/vmkit |")
 print("|---|---|---|---|---|---|")
-for phase in ("down", "up"):
+for phase in ("down", "up", "rr"):
     base = runs.get(("vmkit", phase))
     base_cpu = statistics.median(c for c, _ in base) if base else None
     for tool in ("vmkit", "qemu", "passt"):
