@@ -117,10 +117,16 @@ net_ticks() {
         case "$name" in CPU*TCG*) ;; *) continue ;; esac
         total=$((total - $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0)))
     done
-    if [ -n "$backend" ] && [ -r "/proc/$backend/stat" ]; then
-        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$backend/stat")))
+    echo "$((total + $(backend_ticks "$backend")))"
+}
+
+# CPU ticks of the back end's process alone (0 for QEMU's own -netdev user).
+backend_ticks() {
+    if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
+        awk '{ print $14 + $15 }' "/proc/$1/stat"
+    else
+        echo 0
     fi
-    echo "$total"
 }
 
 now_ms() { date +%s%3N; }
@@ -142,6 +148,7 @@ ip link set v0 up
 ip link set v1 up
 ip route add default via 10.99.0.2
 python3 -m http.server 7001 --bind 127.0.0.1 --directory "$WORK/www" >/dev/null 2>&1 &
+echo \$! >>"$ns/servers.pid"
 python3 -c '
 import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -150,6 +157,7 @@ while True:
     c, _ = s.accept()
     while c.recv(1 << 20): pass
     c.close()' &
+echo \$! >>"$ns/servers.pid"
 python3 -c '
 import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -162,6 +170,7 @@ while True:
         if not d: break
         c.sendall(d)
     c.close()' &
+echo \$! >>"$ns/servers.pid"
 case $tool in
 vmkit) "$VMKIT" serve-device --type net --net nat,mtu=$MTU --socket "$ns/vu.sock" \
            >"$ns/backend.log" 2>&1 &
@@ -199,26 +208,31 @@ HOST
         sleep 0.1
     done
     [ "$tool" != qemu ] && backend_pid=$(cat "$ns/backend.pid")
-    local phase start_ticks start_ms line
+    local phase start_ticks start_backend start_ms line
+    # The host side's servers outlive QEMU (exec'd over their parent): end them and the back
+    # end with the run.
+    end_run() {
+        kill "$qemu_pid" $backend_pid $(cat "$ns/servers.pid" 2>/dev/null) 2>/dev/null || true
+    }
     for phase in down up rr; do
         while ! grep -aq "BENCH: $phase start" "$ns/serial.log"; do
-            kill -0 "$qemu_pid" 2>/dev/null || { echo "$tool run $n: guest ended early" >&2; return 1; }
+            kill -0 "$qemu_pid" 2>/dev/null || { echo "$tool run $n: guest ended early" >&2; end_run; return 1; }
             sleep 0.05
         done
         start_ticks=$(net_ticks "$qemu_pid" "$backend_pid")
+        start_backend=$(backend_ticks "$backend_pid")
         start_ms=$(now_ms)
         while ! grep -aq "BENCH: $phase end" "$ns/serial.log"; do
-            kill -0 "$qemu_pid" 2>/dev/null || { echo "$tool run $n: guest ended early" >&2; return 1; }
+            kill -0 "$qemu_pid" 2>/dev/null || { echo "$tool run $n: guest ended early" >&2; end_run; return 1; }
             sleep 0.05
         done
         line="$tool $phase $(net_ticks "$qemu_pid" "$backend_pid") $start_ticks $(now_ms) $start_ms"
+        line+=" $(backend_ticks "$backend_pid") $start_backend"
         echo "$line" >>"$WORK/raw"
     done
-    grep -a "BENCH:.*failed\|no lease" "$ns/serial.log" >&2 && return 1
     wait "$qemu_pid" 2>/dev/null || true
-    [ -n "$backend_pid" ] && kill "$backend_pid" 2>/dev/null
-    pkill -P "$shell_pid" 2>/dev/null || true
-    return 0
+    end_run
+    ! grep -a "BENCH:.*failed\|no lease" "$ns/serial.log" >&2
 }
 
 : >"$WORK/raw"
@@ -236,25 +250,30 @@ raw, down_mib, up_mib = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 hz, rr = float(sys.argv[4]), float(sys.argv[5])
 runs = {}
 for line in open(raw):
-    tool, phase, t1, t0, m1, m0 = line.split()
+    tool, phase, t1, t0, m1, m0, b1, b0 = line.split()
     cpu = (int(t1) - int(t0)) / hz
+    backend = (int(b1) - int(b0)) / hz
     wall = (int(m1) - int(m0)) / 1000
     if phase == "rr":  # CPU ms per 1000 transactions, transactions/s
-        runs.setdefault((tool, phase), []).append((cpu * 1e6 / rr, rr / wall))
+        scale, amount = 1e6 / rr, rr
     else:
-        size_mib = down_mib if phase == "down" else up_mib
-        runs.setdefault((tool, phase), []).append((cpu * 1024 / size_mib, size_mib / wall))
-print("| phase | tool | runs | CPU s/GiB, rr: ms/1000 (median) | MiB/s, rr: 1/s (median) | CPU tool/vmkit |")
-print("|---|---|---|---|---|---|")
+        amount = down_mib if phase == "down" else up_mib
+        scale = 1024 / amount
+    runs.setdefault((tool, phase), []).append((cpu * scale, amount / wall, backend * scale))
+print("| phase | tool | runs | CPU s/GiB, rr: ms/1000 (median) | of which the back end's process"
+      " | MiB/s, rr: 1/s (median) | CPU tool/vmkit |")
+print("|---|---|---|---|---|---|---|")
 for phase in ("down", "up", "rr"):
     base = runs.get(("vmkit", phase))
-    base_cpu = statistics.median(c for c, _ in base) if base else None
+    base_cpu = statistics.median(c for c, _, _ in base) if base else None
     for tool in ("vmkit", "qemu", "passt"):
         r = runs.get((tool, phase))
         if not r:
             continue
-        cpu = statistics.median(c for c, _ in r)
-        rate = statistics.median(t for _, t in r)
+        cpu = statistics.median(c for c, _, _ in r)
+        rate = statistics.median(t for _, t, _ in r)
+        own = statistics.median(b for _, _, b in r) if tool != "qemu" else None
         ratio = f"{cpu / base_cpu:.2f}" if base_cpu and tool != "vmkit" else "-"
-        print(f"| {phase} | {tool} | {len(r)} | {cpu:.2f} | {rate:.1f} | {ratio} |")
+        own_s = f"{own:.2f}" if own is not None else "-"
+        print(f"| {phase} | {tool} | {len(r)} | {cpu:.2f} | {own_s} | {rate:.1f} | {ratio} |")
 PY
