@@ -14,8 +14,9 @@ import re
 import sys
 
 TAP_LINE = re.compile(r'^(not ok|ok)\b(.*)$')
-NOTE_LINE = re.compile(r'^#\s*note:\s*(.*)$', re.I)
-DIAGNOSTICS_PER_FAILURE = 6
+NOTE_LINE = re.compile(r'^#\s*note:\s*(.*)$')  # lower case: a test's own word
+DIAGNOSTICS_PER_FAILURE = 6  # the first 3, then the first 3 that name an error
+ERROR_WORDS = re.compile(r'error|fail|cannot|check', re.I)
 DIAGNOSTICS_IN_ALL = 40  # the end of a CI log is what gets read: keep the count in view
 
 
@@ -39,8 +40,7 @@ def main(path):
                     notes.append(f'{name}: {note.group(1)}')
                 m = TAP_LINE.match(line)
                 if not m:
-                    if (diagnostics is not None and line.startswith('#')
-                            and len(diagnostics) < DIAGNOSTICS_PER_FAILURE):
+                    if diagnostics is not None and line.startswith('#'):
                         diagnostics.append(line)
                     continue
                 diagnostics = None
@@ -74,6 +74,9 @@ def main(path):
     budget = DIAGNOSTICS_IN_ALL
     for fail, diagnostics in failures:
         print(f'FAILED {fail}')
+        half = DIAGNOSTICS_PER_FAILURE // 2
+        errors = [d for d in diagnostics[half:] if ERROR_WORDS.search(d)]
+        diagnostics = diagnostics[:half] + errors[:half]
         for line in diagnostics[:budget]:
             print(f'    {line}')
         budget -= min(budget, len(diagnostics))
