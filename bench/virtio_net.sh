@@ -149,27 +149,22 @@ ip link set v1 up
 ip route add default via 10.99.0.2
 python3 -m http.server 7001 --bind 127.0.0.1 --directory "$WORK/www" >/dev/null 2>&1 &
 echo \$! >>"$ns/servers.pid"
+# The sink (7003: reads all) and the echo server (7005: sends back what it reads).
 python3 -c '
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 7003)); s.listen(1)
-while True:
-    c, _ = s.accept()
-    while c.recv(1 << 20): pass
-    c.close()' &
-echo \$! >>"$ns/servers.pid"
-python3 -c '
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 7005)); s.listen(1)
-while True:
-    c, _ = s.accept()
-    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+import socket, threading
+def serve(port, echo):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port)); s.listen(1)
     while True:
-        d = c.recv(4096)
-        if not d: break
-        c.sendall(d)
-    c.close()' &
+        c, _ = s.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            d = c.recv(1 << 20)
+            if not d: break
+            if echo: c.sendall(d)
+        c.close()
+threading.Thread(target=serve, args=(7003, False), daemon=True).start()
+serve(7005, True)' &
 echo \$! >>"$ns/servers.pid"
 case $tool in
 vmkit) "$VMKIT" serve-device --type net --net nat,mtu=$MTU --socket "$ns/vu.sock" \
