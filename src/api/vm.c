@@ -145,10 +145,14 @@ static void report_attachments(vmk_vm *vm)
 
 static void destroy_machine(vmk_vm *vm)
 {
+    /* Detached under the lock first: callers on other threads (the guest's address, port
+     * forwards) look the machine up under it and must never find one being freed. */
+    pthread_mutex_lock(&vm->lock);
     struct machine *m = vm->machine;
+    vm->machine = NULL;
+    pthread_mutex_unlock(&vm->lock);
     machine_destroy(m); /* joins the vCPUs: no end can be reported after this */
     pthread_mutex_lock(&vm->lock);
-    vm->machine = NULL;
     for (unsigned i = 0; i < sizeof(vm->pty_path) / sizeof(vm->pty_path[0]); i++) {
         free(vm->pty_path[i]);
         vm->pty_path[i] = NULL;

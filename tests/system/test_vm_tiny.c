@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1033,6 +1034,58 @@ static bool can_connect(unsigned port)
  * whose peer closes reports link down through the delegate while the VM keeps running (a
  * datagram peer's going shows at the next frame sent to it); the
  * guest's address is unknown (no frame came). */
+/* The guest's address and port forwards asked from another thread while the machine ends
+ * (a triple fault, 20 times): the VM thread frees the machine while that thread looks it
+ * up, which must never touch freed memory (ASan in the test build; a nested CI run caught
+ * `vmkit run`'s address poll doing so). */
+struct net_poller {
+    vmk_vm *vm;
+    unsigned port;
+    atomic_bool quit;
+    unsigned long calls;
+};
+
+static void *poll_network(void *arg)
+{
+    struct net_poller *p = arg;
+    while (!atomic_load(&p->quit)) {
+        free(vmk_vm_copy_network_device_ipv4_address(p->vm, 0));
+        if (vmk_vm_add_port_forward(p->vm, 0, VMK_PORT_FORWARD_TCP, NULL, p->port, 80, NULL) ==
+            VMK_OK)
+            (void)vmk_vm_remove_port_forward(p->vm, 0, VMK_PORT_FORWARD_TCP, NULL, p->port, NULL);
+        p->calls++;
+    }
+    return NULL;
+}
+
+static void test_network_queries_race_end(void **state)
+{
+    struct fixture *f = *state;
+    vmk_error *err = NULL;
+    REQUIRE_KVM();
+    vmk_serial_attachment *att = vmk_file_serial_attachment_new(f->out[0], false);
+    vmk_config *cfg = guest_config("triple_fault", att);
+    assert_int_equal(vmk_config_add_network_device(
+                         cfg, vmk_virtio_network_device_new(vmk_nat_network_attachment_new())),
+                     VMK_OK);
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    vmk_config_free(cfg);
+    if (!vm)
+        fail_msg("vmk_vm_new: %s", err ? vmk_error_message(err) : "?");
+    struct net_poller p = { .vm = vm, .port = free_port() };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, poll_network, &p), 0);
+    for (int i = 0; i < 20; i++) {
+        expect_ok(vmk_vm_start(vm, &err), &err, "vmk_vm_start");
+        assert_int_not_equal(vmk_vm_wait(vm, WAIT_MS), VMK_ERR_TIMEOUT);
+        assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_ERROR);
+    }
+    atomic_store(&p.quit, true);
+    pthread_join(t, NULL);
+    assert_true(p.calls > 0);
+    vmk_vm_free(vm);
+}
+
 static void test_network_runtime(void **state)
 {
     struct fixture *f = *state;
@@ -1523,6 +1576,7 @@ int main(void)
         T(test_pit_gate),
         T(test_halt_stop),
         T(test_network_runtime),
+        T(test_network_queries_race_end),
         T(test_free_running),
         T(test_smp_pause_stop),
         T(test_two_vms),
