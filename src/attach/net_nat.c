@@ -774,6 +774,7 @@ vmk_result net_nat_new(const struct net_nat_params *p, const char *what, struct 
         goto fail;
     }
 
+    size_t mtu = p->mtu > SLIRP_MTU_MAX ? SLIRP_MTU_MAX : p->mtu; /* 0: libslirp's 1500 */
     SlirpConfig cfg = {
         .version = 4,
         .in_enabled = true,
@@ -789,8 +790,8 @@ vmk_result net_nat_new(const struct net_nat_params *p, const char *what, struct 
         .vnameserver6 = site_local(3),
         /* No hostname or domain: the guest keeps its own. */
         .disable_host_loopback = !p->host_loopback,
-        .if_mtu = p->mtu > SLIRP_MTU_MAX ? SLIRP_MTU_MAX : p->mtu, /* 0: libslirp's 1500 */
-        .if_mru = p->mtu > SLIRP_MTU_MAX ? SLIRP_MTU_MAX : p->mtu,
+        .if_mtu = mtu,
+        .if_mru = mtu,
     };
     n->slirp = lib.new(&cfg, &nat_callbacks, n);
     if (!n->slirp) {

@@ -200,12 +200,13 @@ static vmk_result net_open(const struct device_host_env *env, const vmk_config *
     char what[32];
     snprintf(what, sizeof(what), "network device %u", index + 1);
     struct net_link *link;
+    unsigned mtu = vmk_virtio_network_device_get_mtu(nd);
     /* The NAT sends and takes frames as large as the guest's MTU: at 65520, a bulk transfer
      * crosses in about 40 times fewer frames than at 1500. */
-    vmk_result r = open_link(att, vmk_virtio_network_device_get_mtu(nd), what, &link, err);
+    vmk_result r = open_link(att, mtu, what, &link, err);
     if (r != VMK_OK)
         return r;
-    struct virtio_net_params p = { .mtu = (uint16_t)vmk_virtio_network_device_get_mtu(nd),
+    struct virtio_net_params p = { .mtu = (uint16_t)mtu,
                                    .offloads = vmk_virtio_network_device_get_offloading(nd) };
     vmk_mac_address mac = vmk_virtio_network_device_get_mac_address(nd);
     memcpy(p.mac, mac.octets, 6);
