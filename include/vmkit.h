@@ -245,6 +245,34 @@ VMK_API vmk_result vmk_virtio_entropy_device_set_rate(vmk_entropy_device *dev,
 VMK_API uint64_t vmk_virtio_entropy_device_get_rate(const vmk_entropy_device *dev);
 VMK_API uint64_t vmk_virtio_entropy_device_max_rate(void);
 
+/* ---- Memory balloon --------------------------------------------------------- */
+
+typedef struct vmk_memory_balloon_device vmk_memory_balloon_device;
+
+typedef enum {
+    VMK_MEMORY_BALLOON_DEVICE_VIRTIO_TRADITIONAL = 0,
+} vmk_memory_balloon_device_kind;
+
+/* A virtio traditional memory balloon (virtio 1.2, 5.5): the guest gives memory back to the
+ * host when vmk_vm_set_target_memory_size asks it to. Pages it gives, and free pages it
+ * reports, are released on the host at once. NULL when out of memory. */
+VMK_API vmk_memory_balloon_device *vmk_virtio_traditional_memory_balloon_device_new(void);
+VMK_API void vmk_memory_balloon_device_free(vmk_memory_balloon_device *dev);
+VMK_API vmk_memory_balloon_device_kind
+vmk_memory_balloon_device_get_kind(const vmk_memory_balloon_device *dev);
+/* The guest may take pages back from the balloon when it runs out of memory
+ * (VIRTIO_BALLOON_F_DEFLATE_ON_OOM); off by default. */
+VMK_API vmk_result vmk_virtio_traditional_memory_balloon_device_set_deflate_on_oom(
+    vmk_memory_balloon_device *dev, bool enabled);
+VMK_API bool vmk_virtio_traditional_memory_balloon_device_get_deflate_on_oom(
+    const vmk_memory_balloon_device *dev);
+/* The guest reports free memory, which the host releases (VIRTIO_BALLOON_F_PAGE_REPORTING);
+ * off by default. */
+VMK_API vmk_result vmk_virtio_traditional_memory_balloon_device_set_free_page_reporting(
+    vmk_memory_balloon_device *dev, bool enabled);
+VMK_API bool vmk_virtio_traditional_memory_balloon_device_get_free_page_reporting(
+    const vmk_memory_balloon_device *dev);
+
 /* ---- Console ---------------------------------------------------------------- */
 
 typedef struct vmk_console_device vmk_console_device;
@@ -429,6 +457,7 @@ VMK_API unsigned vmk_config_max_storage_device_count(void);
 VMK_API unsigned vmk_config_max_entropy_device_count(void);
 VMK_API unsigned vmk_config_max_console_device_count(void);
 VMK_API unsigned vmk_config_max_network_device_count(void);
+VMK_API unsigned vmk_config_max_memory_balloon_device_count(void);
 
 VMK_API vmk_result vmk_config_set_cpu_count(vmk_config *cfg, unsigned count);
 VMK_API unsigned vmk_config_get_cpu_count(const vmk_config *cfg);
@@ -462,6 +491,12 @@ VMK_API vmk_result vmk_config_add_network_device(vmk_config *cfg, vmk_network_de
 VMK_API unsigned vmk_config_network_device_count(const vmk_config *cfg);
 VMK_API const vmk_network_device *vmk_config_get_network_device(const vmk_config *cfg,
                                                                 unsigned index);
+/* Takes ownership. */
+VMK_API vmk_result vmk_config_add_memory_balloon_device(vmk_config *cfg,
+                                                        vmk_memory_balloon_device *dev);
+VMK_API unsigned vmk_config_memory_balloon_device_count(const vmk_config *cfg);
+VMK_API const vmk_memory_balloon_device *vmk_config_get_memory_balloon_device(const vmk_config *cfg,
+                                                                              unsigned index);
 /* The getters return NULL past the end; the objects stay the config's. */
 
 /* Checks everything that can be checked before start. On failure (VMK_ERR_INVALID_CONFIG)
@@ -588,6 +623,19 @@ VMK_API vmk_result vmk_vm_remove_port_forward(vmk_vm *vm, unsigned index,
                                               vmk_port_forward_protocol protocol,
                                               const char *host_address, unsigned host_port,
                                               vmk_error **err);
+/* Asks the guest, through the machine's memory balloon, to give memory back until it keeps
+ * bytes (a whole number of MiB, from vmk_config_min_memory_size() up to the configured memory
+ * size, which takes everything back). It works while the VM runs or is paused; the guest's
+ * driver gets there in its own time (vmk_vm_get_balloon_memory_size says how far it is).
+ * The target lasts until the VM stops. VMK_ERR_UNSUPPORTED without a balloon,
+ * VMK_ERR_INVALID_ARGUMENT for a size out of range, VMK_ERR_INVALID_STATE when not running. */
+VMK_API vmk_result vmk_vm_set_target_memory_size(vmk_vm *vm, uint64_t bytes, vmk_error **err);
+/* The target last set (the configured memory size until one is), or 0 without a balloon or
+ * a running VM. */
+VMK_API uint64_t vmk_vm_get_target_memory_size(vmk_vm *vm);
+/* Bytes the guest has given back so far (what its driver says the balloon holds), 0 without
+ * a balloon or a running VM. */
+VMK_API uint64_t vmk_vm_get_balloon_memory_size(vmk_vm *vm);
 /* The signal the library sends its vCPU threads (see the top of this header). */
 VMK_API int vmk_vm_kick_signal(void);
 

@@ -42,6 +42,10 @@ unsigned vmk_config_max_network_device_count(void)
 {
     return VMK_MAX_NETWORK_DEVICES;
 }
+unsigned vmk_config_max_memory_balloon_device_count(void)
+{
+    return VMK_MAX_BALLOON_DEVICES;
+}
 
 vmk_result config_set_string(char **slot, const char *s)
 {
@@ -107,6 +111,10 @@ static void free_network(void *p)
 {
     vmk_network_device_free(p);
 }
+static void free_balloon(void *p)
+{
+    vmk_memory_balloon_device_free(p);
+}
 
 void vmk_config_free(vmk_config *cfg)
 {
@@ -118,6 +126,7 @@ void vmk_config_free(vmk_config *cfg)
     ptr_array_clear(&cfg->entropy, free_entropy);
     ptr_array_clear(&cfg->console, free_console);
     ptr_array_clear(&cfg->network, free_network);
+    ptr_array_clear(&cfg->balloon, free_balloon);
     free(cfg);
 }
 
@@ -156,6 +165,10 @@ static void *copy_network(const void *p)
 {
     return network_device_copy(p);
 }
+static void *copy_balloon(const void *p)
+{
+    return memory_balloon_device_copy(p);
+}
 
 vmk_config *config_copy(const vmk_config *cfg)
 {
@@ -169,7 +182,8 @@ vmk_config *config_copy(const vmk_config *cfg)
         !copy_array(&c->storage, &cfg->storage, copy_storage, free_storage) ||
         !copy_array(&c->entropy, &cfg->entropy, copy_entropy, free_entropy) ||
         !copy_array(&c->console, &cfg->console, copy_console, free_console) ||
-        !copy_array(&c->network, &cfg->network, copy_network, free_network)) {
+        !copy_array(&c->network, &cfg->network, copy_network, free_network) ||
+        !copy_array(&c->balloon, &cfg->balloon, copy_balloon, free_balloon)) {
         vmk_config_free(c);
         return NULL;
     }
@@ -306,4 +320,20 @@ unsigned vmk_config_network_device_count(const vmk_config *cfg)
 const vmk_network_device *vmk_config_get_network_device(const vmk_config *cfg, unsigned index)
 {
     return cfg ? ptr_array_get(&cfg->network, index) : NULL;
+}
+
+vmk_result vmk_config_add_memory_balloon_device(vmk_config *cfg, vmk_memory_balloon_device *dev)
+{
+    return add(cfg ? &cfg->balloon : NULL, dev, free_balloon);
+}
+
+unsigned vmk_config_memory_balloon_device_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->balloon.count : 0;
+}
+
+const vmk_memory_balloon_device *vmk_config_get_memory_balloon_device(const vmk_config *cfg,
+                                                                      unsigned index)
+{
+    return cfg ? ptr_array_get(&cfg->balloon, index) : NULL;
 }

@@ -28,6 +28,7 @@
 #define VMK_RNG_DEFAULT_RATE    (1u << 20)
 #define VMK_RNG_MAX_RATE        (UINT64_C(1) << 32)
 #define VMK_MAX_NETWORK_DEVICES 8
+#define VMK_MAX_BALLOON_DEVICES 1
 #define VMK_NET_MIN_MTU         68    /* the guest's MTU: IPv4's minimum */
 #define VMK_NET_MAX_MTU         65535 /* virtio-net's mtu field is 16 bits */
 #define VMK_NET_LINK_MIN_MTU    1500  /* a socket attachment's: Ethernet's */
@@ -67,6 +68,12 @@ struct vmk_storage_device {
 struct vmk_entropy_device {
     vmk_entropy_device_kind kind;
     uint64_t rate;
+};
+
+struct vmk_memory_balloon_device {
+    vmk_memory_balloon_device_kind kind;
+    bool deflate_on_oom;
+    bool free_page_reporting;
 };
 
 struct console_port {
@@ -124,6 +131,7 @@ struct vmk_config {
     struct ptr_array entropy; /* vmk_entropy_device */
     struct ptr_array console; /* vmk_console_device */
     struct ptr_array network; /* vmk_network_device */
+    struct ptr_array balloon; /* vmk_memory_balloon_device */
 };
 
 /* Appends p; 0 or -ENOMEM (p stays the caller's then). */
@@ -139,6 +147,7 @@ vmk_storage_device *storage_device_copy(const vmk_storage_device *dev);
 vmk_entropy_device *entropy_device_copy(const vmk_entropy_device *dev);
 vmk_console_device *console_device_copy(const vmk_console_device *dev);
 vmk_network_device *network_device_copy(const vmk_network_device *dev);
+vmk_memory_balloon_device *memory_balloon_device_copy(const vmk_memory_balloon_device *dev);
 
 /* Replaces *slot with a copy of s (NULL clears it): VMK_OK or VMK_ERR_NO_MEMORY. */
 vmk_result config_set_string(char **slot, const char *s);

@@ -89,12 +89,13 @@ static void validate_storage(const vmk_config *cfg, struct problems *p)
 
 void config_validate_devices(const vmk_config *cfg, struct problems *p)
 {
-    char what[32];
+    char what[40];
     validate_count(p, "serial port", cfg->serial.count, VMK_MAX_SERIAL_PORTS);
     validate_count(p, "storage device", cfg->storage.count, VMK_MAX_STORAGE_DEVICES);
     validate_count(p, "entropy device", cfg->entropy.count, VMK_MAX_ENTROPY_DEVICES);
     validate_count(p, "console device", cfg->console.count, VMK_MAX_CONSOLE_DEVICES);
     validate_count(p, "network device", cfg->network.count, VMK_MAX_NETWORK_DEVICES);
+    validate_count(p, "memory balloon device", cfg->balloon.count, VMK_MAX_BALLOON_DEVICES);
     for (unsigned i = 0; i < cfg->serial.count; i++) {
         snprintf(what, sizeof(what), "serial port %u", i + 1);
         serial_attachment_validate(cfg->serial.item[i], what, p);
@@ -110,6 +111,10 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
     }
     for (unsigned i = 0; i < cfg->network.count; i++)
         network_device_validate(cfg, i, p);
+    for (unsigned i = 0; i < cfg->balloon.count; i++) {
+        snprintf(what, sizeof(what), "memory balloon device %u", i + 1);
+        memory_balloon_device_validate(cfg->balloon.item[i], what, p);
+    }
     validate_socket_paths(cfg, p);
 }
 

@@ -56,6 +56,9 @@ static vmk_result find_device(const vmk_config *cfg, const struct device_kind **
                         "vhost-user server: the configuration holds %u devices; a server serves "
                         "exactly one (a storage, network, entropy or console device)",
                         total);
+    if ((*kind)->not_served)
+        return vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0, "vhost-user server: %s: %s", (*kind)->name,
+                        (*kind)->not_served);
     return VMK_OK;
 }
 

@@ -721,6 +721,77 @@ vmk_result vmk_vm_remove_port_forward(vmk_vm *vm, unsigned index,
     return port_forward(vm, index, false, protocol, host_address, host_port, 0, err);
 }
 
+/* The machine's balloon while the VM runs or is paused, else NULL; under vm->lock. */
+static struct device_instance *running_balloon(vmk_vm *vm)
+{
+    if (!vm->machine || !state_in(vm->state, S(RUNNING) | S(PAUSED)))
+        return NULL;
+    return machine_device(vm->machine, &device_kind_virtio_balloon, 0);
+}
+
+vmk_result vmk_vm_set_target_memory_size(vmk_vm *vm, uint64_t bytes, vmk_error **err)
+{
+    if (!vm)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "vm is NULL");
+    uint64_t size = vm->cfg->memory_size;
+    if (bytes % VMK_MEMORY_ALIGN)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                        "memory balloon: target %llu bytes is not a whole number of MiB",
+                        (unsigned long long)bytes);
+    if (bytes < VMK_MIN_MEMORY || bytes > size)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                        "memory balloon: target %llu MiB is out of range [%llu MiB, %llu MiB] "
+                        "(the machine's memory)",
+                        (unsigned long long)(bytes >> 20),
+                        (unsigned long long)(VMK_MIN_MEMORY >> 20),
+                        (unsigned long long)(size >> 20));
+    if (vmk_config_memory_balloon_device_count(vm->cfg) == 0)
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
+                        "memory balloon: the configuration has no memory balloon device");
+    pthread_mutex_lock(&vm->lock);
+    struct device_instance *b = running_balloon(vm);
+    if (b)
+        b->kind->balloon_set_target(b, (uint32_t)((size - bytes) >> 12));
+    vmk_vm_state state = vm->state;
+    pthread_mutex_unlock(&vm->lock);
+    if (!b)
+        return vmk_fail(err, VMK_ERR_INVALID_STATE, 0,
+                        "memory balloon: the target changes while the VM runs (it is %s)",
+                        vmk_vm_state_string(state));
+    return VMK_OK;
+}
+
+/* The balloon's target and actual size in pages; false when there is none running. */
+static bool balloon_pages(vmk_vm *vm, uint32_t *target, uint32_t *actual)
+{
+    if (!vm)
+        return false;
+    pthread_mutex_lock(&vm->lock);
+    struct device_instance *b = running_balloon(vm);
+    if (b)
+        b->kind->balloon_pages(b, target, actual);
+    pthread_mutex_unlock(&vm->lock);
+    return b != NULL;
+}
+
+uint64_t vmk_vm_get_target_memory_size(vmk_vm *vm)
+{
+    uint32_t target, actual;
+    if (!balloon_pages(vm, &target, &actual))
+        return 0;
+    return vm->cfg->memory_size - ((uint64_t)target << 12);
+}
+
+uint64_t vmk_vm_get_balloon_memory_size(vmk_vm *vm)
+{
+    uint32_t target, actual;
+    if (!balloon_pages(vm, &target, &actual))
+        return 0;
+    uint64_t bytes = (uint64_t)actual << 12;
+    /* actual is the guest's word: never more than its RAM. */
+    return bytes < vm->cfg->memory_size ? bytes : vm->cfg->memory_size;
+}
+
 char *vmk_vm_copy_serial_port_pty_path(vmk_vm *vm, unsigned index)
 {
     return index < VMK_MAX_SERIAL_PORTS ? copy_pty_path(vm, index) : NULL;

@@ -1,6 +1,8 @@
 #include "core/guest_memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -102,6 +104,28 @@ int gm_read(const struct guest_memory *gm, uint64_t gpa, void *dst, uint64_t len
         return -EFAULT;
     memcpy(dst, p, len);
     return 0;
+}
+
+int gm_discard(const struct guest_memory *gm, void *host, uint64_t len)
+{
+    uint8_t *p = host;
+    if (len == 0 || ((uintptr_t)p | len) & 0xfff)
+        return -EINVAL;
+    bool inside = false;
+    for (unsigned i = 0; i < gm->nregions && !inside; i++) {
+        const struct guest_region *r = &gm->regions[i];
+        inside = p >= r->host && (uint64_t)(p - r->host) < r->size &&
+                 len <= r->size - (uint64_t)(p - r->host);
+    }
+    if (!inside)
+        return -EINVAL;
+    int rc;
+    if (gm->memfd >= 0 && gm->base && p >= gm->base && (uint64_t)(p - gm->base) < gm->size)
+        rc = fallocate(gm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(p - gm->base),
+                       (off_t)len);
+    else
+        rc = madvise(p, len, MADV_REMOVE);
+    return rc < 0 ? -errno : 0;
 }
 
 uint64_t gm_low_ram_end(const struct guest_memory *gm)

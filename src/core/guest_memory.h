@@ -47,6 +47,13 @@ int gm_write(const struct guest_memory *gm, uint64_t gpa, const void *src, uint6
     __attribute__((warn_unused_result));
 int gm_read(const struct guest_memory *gm, uint64_t gpa, void *dst, uint64_t len)
     __attribute__((warn_unused_result));
+/* Gives the host back the memory behind [host, host + len), a page-aligned range gm_ptr
+ * returned: the guest reads zeroes there next. Our own RAM is a memfd, where only a hole
+ * punched in the file frees anything (MADV_DONTNEED on a shared mapping keeps the pages);
+ * a front end's shared regions get MADV_REMOVE, the same for shmem. 0, -EINVAL (unaligned,
+ * or not guest RAM), or -errno. */
+int gm_discard(const struct guest_memory *gm, void *host, uint64_t len)
+    __attribute__((warn_unused_result));
 /* End of the RAM region that starts at 0 (the "low" RAM). */
 uint64_t gm_low_ram_end(const struct guest_memory *gm);
 

@@ -6,6 +6,7 @@
 #include "attach/net_nat.h"
 #include "attach/net_socket.h"
 #include "attach/net_tap.h"
+#include "virtio/balloon.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
@@ -288,10 +289,48 @@ const struct device_kind device_kind_virtio_network = {
     .close = net_close,
 };
 
+/* ---- virtio-balloon: releases guest RAM the guest gives back ---- */
+
+static vmk_result balloon_open(const struct device_host_env *env, const vmk_config *cfg,
+                               unsigned index, struct device_instance *out, vmk_error **err)
+{
+    const vmk_memory_balloon_device *bd = vmk_config_get_memory_balloon_device(cfg, index);
+    struct virtio_balloon_params p = {
+        .memory_size = vmk_config_get_memory_size(cfg),
+        .deflate_on_oom = vmk_virtio_traditional_memory_balloon_device_get_deflate_on_oom(bd),
+        .page_reporting = vmk_virtio_traditional_memory_balloon_device_get_free_page_reporting(bd),
+    };
+    out->dev = virtio_balloon_new(&p);
+    if (!out->dev)
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "memory balloon device %u: out of memory",
+                        index + 1);
+    return VMK_OK;
+}
+
+static void balloon_set_target(struct device_instance *inst, uint32_t pages)
+{
+    virtio_balloon_set_target_pages(inst->dev, pages);
+}
+
+static void balloon_pages(struct device_instance *inst, uint32_t *target, uint32_t *actual)
+{
+    *target = virtio_balloon_target_pages(inst->dev);
+    *actual = virtio_balloon_actual_pages(inst->dev);
+}
+
+const struct device_kind device_kind_virtio_balloon = {
+    .name = "memory balloon device",
+    .pci_class = 0x00ff00, /* unclassified, as QEMU's virtio-balloon-pci reports it */
+    .not_served = "a memory balloon works on the machine's own RAM, and no vhost-user front end "
+                  "exists for it",
+    .count = vmk_config_memory_balloon_device_count,
+    .open = balloon_open,
+    .balloon_set_target = balloon_set_target,
+    .balloon_pages = balloon_pages,
+    .close = destroy_device,
+};
+
 const struct device_kind *const device_table[] = {
-    &device_kind_virtio_block,
-    &device_kind_virtio_network,
-    &device_kind_virtio_entropy,
-    &device_kind_virtio_console,
-    NULL,
+    &device_kind_virtio_block,   &device_kind_virtio_network, &device_kind_virtio_entropy,
+    &device_kind_virtio_console, &device_kind_virtio_balloon, NULL,
 };

@@ -43,6 +43,8 @@ struct device_instance {
 struct device_kind {
     const char *name;   /* "storage device": messages call the second one "storage device 2" */
     uint32_t pci_class; /* class, subclass, prog-if */
+    /* Why a vhost-user server cannot serve this kind (no front end exists for it), or NULL. */
+    const char *not_served;
     unsigned (*count)(const vmk_config *cfg);
     /* Opens the host side of cfg's index-th device of this kind and makes the device. On
      * failure nothing stays open. */
@@ -57,6 +59,10 @@ struct device_kind {
     vmk_result (*port_forward)(struct device_instance *inst, bool add, bool udp,
                                const char *host_address, unsigned host_port, unsigned guest_port,
                                vmk_error **err);
+    /* A memory balloon's pages (4 KiB) the guest should give back, set and read, and the pages
+     * it says it gave (NULL: the kind is no balloon). Any thread. */
+    void (*balloon_set_target)(struct device_instance *inst, uint32_t pages);
+    void (*balloon_pages)(struct device_instance *inst, uint32_t *target, uint32_t *actual);
     /* The pty a port got, or NULL (NULL: the kind has no ports). */
     const char *(*pty_path)(const struct device_instance *inst, unsigned port);
     /* Destroys the device (its transport is gone), then closes the host side. */
@@ -67,6 +73,7 @@ extern const struct device_kind device_kind_virtio_block;
 extern const struct device_kind device_kind_virtio_entropy;
 extern const struct device_kind device_kind_virtio_console;
 extern const struct device_kind device_kind_virtio_network;
+extern const struct device_kind device_kind_virtio_balloon;
 
 /* Every row, in the order the machine puts devices on the bus; NULL-terminated. */
 extern const struct device_kind *const device_table[];

@@ -317,26 +317,27 @@ const char *machine_serial_pty_path(const struct machine *m, unsigned index)
     return m ? platform_serial_pty_path(&m->platform, index) : NULL;
 }
 
+struct device_instance *machine_device(const struct machine *m, const struct device_kind *kind,
+                                       unsigned device)
+{
+    for (unsigned i = 0; m && i < m->device_count; i++)
+        if (m->devices[i].kind == kind && m->devices[i].index == device)
+            return &m->devices[i];
+    return NULL;
+}
+
 const char *machine_device_pty_path(const struct machine *m, const struct device_kind *kind,
                                     unsigned device, unsigned port)
 {
-    for (unsigned i = 0; m && i < m->device_count; i++) {
-        const struct device_instance *inst = &m->devices[i];
-        if (inst->kind == kind && inst->index == device)
-            return kind->pty_path ? kind->pty_path(inst, port) : NULL;
-    }
-    return NULL;
+    const struct device_instance *inst = machine_device(m, kind, device);
+    return inst && kind->pty_path ? kind->pty_path(inst, port) : NULL;
 }
 
 uint32_t machine_device_guest_ipv4(const struct machine *m, const struct device_kind *kind,
                                    unsigned device)
 {
-    for (unsigned i = 0; m && i < m->device_count; i++) {
-        const struct device_instance *inst = &m->devices[i];
-        if (inst->kind == kind && inst->index == device)
-            return kind->guest_ipv4 ? kind->guest_ipv4(inst) : 0;
-    }
-    return 0;
+    const struct device_instance *inst = machine_device(m, kind, device);
+    return inst && kind->guest_ipv4 ? kind->guest_ipv4(inst) : 0;
 }
 
 vmk_result machine_device_port_forward(struct machine *m, const struct device_kind *kind,
@@ -344,16 +345,11 @@ vmk_result machine_device_port_forward(struct machine *m, const struct device_ki
                                        const char *host_address, unsigned host_port,
                                        unsigned guest_port, vmk_error **err)
 {
-    for (unsigned i = 0; m && i < m->device_count; i++) {
-        struct device_instance *inst = &m->devices[i];
-        if (inst->kind == kind && inst->index == device) {
-            if (!kind->port_forward)
-                break;
-            return kind->port_forward(inst, add, udp, host_address, host_port, guest_port, err);
-        }
-    }
-    return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s %u: no such device", kind->name,
-                    device + 1);
+    struct device_instance *inst = machine_device(m, kind, device);
+    if (!inst || !kind->port_forward)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s %u: no such device", kind->name,
+                        device + 1);
+    return kind->port_forward(inst, add, udp, host_address, host_port, guest_port, err);
 }
 
 void machine_destroy(struct machine *m)

@@ -47,6 +47,9 @@ void machine_press_power_button(struct machine *m);
 void machine_destroy(struct machine *m);
 /* The pty a serial port got (index 0 is COM1), NULL when it has none. Valid until destroy. */
 const char *machine_serial_pty_path(const struct machine *m, unsigned index);
+/* The device-th device of kind, or NULL. Valid until destroy. */
+struct device_instance *machine_device(const struct machine *m, const struct device_kind *kind,
+                                       unsigned device);
 /* The pty port got on the device-th device of kind, or NULL. */
 const char *machine_device_pty_path(const struct machine *m, const struct device_kind *kind,
                                     unsigned device, unsigned port);

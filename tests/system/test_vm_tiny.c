@@ -978,6 +978,77 @@ static void test_halt_stop(void **state)
     assert_int_equal(r->errors, 0);
 }
 
+/* ---- The memory balloon at run time ---------------------------------------------- */
+
+static void expect_code(vmk_result r, vmk_error **err, vmk_result want, const char *what)
+{
+    if (r != want)
+        fail_msg("%s returned %s, wanted %s", what, vmk_result_string(r), vmk_result_string(want));
+    assert_non_null(*err);
+    assert_int_equal(vmk_error_code(*err), want);
+    vmk_error_free(*err);
+    *err = NULL;
+}
+
+static void test_balloon_target(void **state)
+{
+    struct fixture *f = *state;
+    vmk_error *err = NULL;
+
+    REQUIRE_KVM();
+    vmk_serial_attachment *att = vmk_file_serial_attachment_new(f->out[0], false);
+    assert_non_null(att);
+    vmk_config *cfg = guest_config("halt", att);
+    assert_int_equal(vmk_config_add_memory_balloon_device(
+                         cfg, vmk_virtio_traditional_memory_balloon_device_new()),
+                     VMK_OK);
+    uint64_t mem = vmk_config_get_memory_size(cfg);
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    vmk_config_free(cfg);
+    assert_non_null(vm);
+    f->vm[0] = vm;
+
+    /* Not running: nothing to ask. */
+    expect_invalid_state(vmk_vm_set_target_memory_size(vm, mem - MIB, &err), &err,
+                         "set_target_memory_size before start");
+    assert_int_equal(vmk_vm_get_target_memory_size(vm), 0);
+    start_vm(vm);
+    if (!wait_for_text(f->out[0], "halting\n", WAIT_MS))
+        fail_msg("the halt guest did not start");
+    /* Until a target is set, the guest keeps everything; it has no driver to give any. */
+    assert_int_equal(vmk_vm_get_target_memory_size(vm), mem);
+    expect_ok(vmk_vm_set_target_memory_size(vm, mem - MIB, &err), &err, "set target");
+    assert_int_equal(vmk_vm_get_target_memory_size(vm), mem - MIB);
+    assert_int_equal(vmk_vm_get_balloon_memory_size(vm), 0);
+    expect_code(vmk_vm_set_target_memory_size(vm, mem - 4096, &err), &err, VMK_ERR_INVALID_ARGUMENT,
+                "a target that is not whole MiB");
+    expect_code(vmk_vm_set_target_memory_size(vm, mem + MIB, &err), &err, VMK_ERR_INVALID_ARGUMENT,
+                "a target above the memory size");
+    expect_code(vmk_vm_set_target_memory_size(vm, MIB, &err), &err, VMK_ERR_INVALID_ARGUMENT,
+                "a target below the minimum");
+    assert_int_equal(vmk_vm_get_target_memory_size(vm), mem - MIB);
+    /* Paused is still running enough; the full size takes the balloon away. */
+    expect_ok(vmk_vm_pause(vm, &err), &err, "pause");
+    expect_ok(vmk_vm_set_target_memory_size(vm, mem, &err), &err, "set target paused");
+    assert_int_equal(vmk_vm_get_target_memory_size(vm), mem);
+    expect_ok(vmk_vm_stop(vm, &err), &err, "stop");
+    expect_invalid_state(vmk_vm_set_target_memory_size(vm, mem, &err), &err,
+                         "set_target_memory_size after stop");
+    assert_int_equal(vmk_vm_get_balloon_memory_size(vm), 0);
+    free_vm(f, 0);
+
+    /* A machine without a balloon cannot have a target. */
+    vm = make_vm(f, 0, "halt");
+    start_vm(vm);
+    expect_code(vmk_vm_set_target_memory_size(vm, mem - MIB, &err), &err, VMK_ERR_UNSUPPORTED,
+                "set_target_memory_size without a balloon");
+    assert_int_equal(vmk_vm_get_target_memory_size(vm), 0);
+    expect_ok(vmk_vm_stop(vm, &err), &err, "stop");
+    free_vm(f, 0);
+    assert_int_equal(vmk_vm_set_target_memory_size(NULL, mem, NULL), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_vm_get_balloon_memory_size(NULL), 0);
+}
+
 /* ---- Network devices at run time -------------------------------------------------- */
 
 struct net_events {
@@ -1575,6 +1646,7 @@ int main(void)
         T(test_rtc),
         T(test_pit_gate),
         T(test_halt_stop),
+        T(test_balloon_target),
         T(test_network_runtime),
         T(test_network_queries_race_end),
         T(test_free_running),

@@ -89,6 +89,13 @@ static const char usage_text[] =
     "         none             no network (the default guest has a NAT device)\n"
     "                          The guest's address is printed once known\n"
     "                          (\"vmkit: virtio-net 1: guest 10.0.2.15\").\n"
+    "  virtio-balloon[,deflate-on-oom][,free-page-reporting][,target=MIB]\n"
+    "                          a memory balloon: memory the guest gives back is\n"
+    "                          freed on the host; target: the MiB the guest should\n"
+    "                          keep once started (default: all of --memory);\n"
+    "                          deflate-on-oom: the guest may take memory back when\n"
+    "                          it runs short; free-page-reporting: the guest reports\n"
+    "                          its free memory, which the host frees (at most one)\n"
     "\n"
     "In --bootloader and --device a value ends at the next comma; wrap it in\n"
     "double quotes to hold commas: cmdline=\"console=ttyS0,115200 quiet\" (inside\n"
@@ -654,6 +661,11 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
                                        "--device serial: serve-device serves virtio devices "
                                        "(virtio-blk, virtio-rng, virtio-console)");
             rc = cli_parse_device(req, o->name, value, err, errlen);
+            if (!rc && req->balloon)
+                return cli_usage_error(err, errlen,
+                                       "--device virtio-balloon: serve-device cannot serve it (it "
+                                       "works on the machine's own RAM; no vhost-user front end "
+                                       "exists for it)");
             have_device = true;
             break;
         case OPT_TYPE:

@@ -121,7 +121,10 @@ struct cli_request {
     struct cli_net *net; /* network devices, in order */
     unsigned net_count;
     bool no_network; /* --device virtio-net,none: the default guest gets no NAT device */
-    char *socket;    /* serve-device: the vhost-user socket to create */
+    bool balloon;    /* --device virtio-balloon: a memory balloon */
+    bool balloon_deflate_on_oom, balloon_free_page_reporting;
+    uint64_t balloon_target_mib; /* memory the guest keeps once started; 0: all of it */
+    char *socket;                /* serve-device: the vhost-user socket to create */
 };
 
 /* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit status

@@ -232,6 +232,16 @@ static int add_devices(vmk_config *cfg, const struct cli_request *req)
             vmk_config_add_entropy_device(cfg, rng) != VMK_OK) /* owns rng, even on failure */
             return -1;
     }
+    if (req->balloon) {
+        vmk_memory_balloon_device *b = vmk_virtio_traditional_memory_balloon_device_new();
+        if (!b ||
+            vmk_virtio_traditional_memory_balloon_device_set_deflate_on_oom(
+                b, req->balloon_deflate_on_oom) != VMK_OK ||
+            vmk_virtio_traditional_memory_balloon_device_set_free_page_reporting(
+                b, req->balloon_free_page_reporting) != VMK_OK ||
+            vmk_config_add_memory_balloon_device(cfg, b) != VMK_OK) /* owns b, even on failure */
+            return -1;
+    }
     if (req->console_port_count) {
         vmk_console_device *dev = vmk_virtio_console_device_new();
         if (!dev)

@@ -5,6 +5,7 @@
  *   virtio-console,stdio|file=PATH[,append]|pty|socket=PATH[,name=NAME][,console]
  *   virtio-net[,nat][,hostfwd=...]|fd=N|unixSocketPath=PATH|type=unixgram|unixstream,path=PATH
  *             |fd=N[,vfkitMagic=on|off]|tap=IFNAME [,mac=M][,mtu=N][,offloading=on|off]
+ *   virtio-balloon[,deflate-on-oom][,free-page-reporting][,target=MIB]
  * (virtio-serial, vfkit's word, is virtio-console.) Limits come from the library. */
 #include "cli.h"
 
@@ -205,6 +206,51 @@ static int parse_virtio_rng(struct cli_request *req, struct kv_iter *it, char *e
     if (!rc) {
         req->rng = true;
         req->rng_rate = rate;
+    }
+    free(key);
+    free(val);
+    return rc;
+}
+
+/* ---- virtio-balloon ---- */
+
+#define VIRTIO_BALLOON_KEYS "deflate-on-oom, free-page-reporting, target"
+
+static int parse_virtio_balloon(struct cli_request *req, struct kv_iter *it, char *err,
+                                size_t errlen)
+{
+    const char *ctx = it->ctx;
+    char *key = NULL, *val = NULL;
+    bool oom = false, report = false, have_target = false;
+    uint64_t target = 0;
+    int rc = 0;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        if (!strcmp(key, "deflate-on-oom"))
+            rc = take_flag(ctx, key, val, &oom, err, errlen);
+        else if (!strcmp(key, "free-page-reporting"))
+            rc = take_flag(ctx, key, val, &report, err, errlen);
+        else if (!strcmp(key, "target"))
+            rc = take_number(ctx, key, val, &have_target, vmk_config_min_memory_size() >> 20,
+                             vmk_config_max_memory_size() >> 20, " MiB", &target, err, errlen);
+        else
+            rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: %s)", ctx, key,
+                                 VIRTIO_BALLOON_KEYS);
+        if (rc)
+            break;
+    }
+    if (!rc && req->balloon)
+        rc = cli_usage_error(err, errlen, "%s: given twice (a machine has at most %u)", ctx,
+                             vmk_config_max_memory_balloon_device_count());
+    if (!rc) {
+        req->balloon = true;
+        req->balloon_deflate_on_oom = oom;
+        req->balloon_free_page_reporting = report;
+        req->balloon_target_mib = target;
     }
     free(key);
     free(val);
@@ -741,6 +787,7 @@ static const struct {
     { "virtio-rng", NULL, parse_virtio_rng },
     { "virtio-console", "virtio-serial", parse_console_port },
     { "virtio-net", NULL, parse_virtio_net },
+    { "virtio-balloon", NULL, parse_virtio_balloon },
 };
 
 int cli_parse_device_keys(struct cli_request *req, const char *type, const char *opt,
@@ -782,6 +829,7 @@ int cli_parse_device(struct cli_request *req, const char *opt, const char *spec,
     return cli_usage_error(
         err, errlen,
         "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
-        "virtio-rng, virtio-console, virtio-net; virtio-serial is virtio-console)",
+        "virtio-rng, virtio-console, virtio-net, virtio-balloon; virtio-serial is "
+        "virtio-console)",
         opt, (int)len, spec);
 }

@@ -228,6 +228,13 @@ int run_vm(const struct cli_request *req, const char *exe_path)
         goto out;
     }
     say_pty_paths(req, vm);
+    /* The guest's driver reads the target when it starts, or on the change this makes. */
+    if (req->balloon_target_mib &&
+        vmk_vm_set_target_memory_size(vm, req->balloon_target_mib << 20, &err) != VMK_OK) {
+        say_lines(vmk_error_message(err));
+        vmk_vm_stop(vm, NULL);
+        goto out;
+    }
     /* Started only now: a signal that came during start stays pending until here. */
     int e = pthread_create(&watcher, NULL, signal_thread, &watch);
     if (e)

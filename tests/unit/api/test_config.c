@@ -365,6 +365,52 @@ static void test_entropy_device(void **state)
     vmk_entropy_device_free(NULL);
 }
 
+static void test_memory_balloon_device(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    assert_int_equal(vmk_config_max_memory_balloon_device_count(), 1);
+    assert_int_equal(vmk_config_memory_balloon_device_count(cfg), 0);
+    vmk_memory_balloon_device *dev = vmk_virtio_traditional_memory_balloon_device_new();
+    assert_non_null(dev);
+    assert_int_equal(vmk_memory_balloon_device_get_kind(dev),
+                     VMK_MEMORY_BALLOON_DEVICE_VIRTIO_TRADITIONAL);
+    /* Off unless asked for. */
+    assert_false(vmk_virtio_traditional_memory_balloon_device_get_deflate_on_oom(dev));
+    assert_false(vmk_virtio_traditional_memory_balloon_device_get_free_page_reporting(dev));
+    assert_int_equal(vmk_virtio_traditional_memory_balloon_device_set_deflate_on_oom(dev, true),
+                     VMK_OK);
+    assert_int_equal(
+        vmk_virtio_traditional_memory_balloon_device_set_free_page_reporting(dev, true), VMK_OK);
+    assert_int_equal(vmk_config_add_memory_balloon_device(cfg, dev), VMK_OK);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    const vmk_memory_balloon_device *got = vmk_config_get_memory_balloon_device(cfg, 0);
+    assert_true(vmk_virtio_traditional_memory_balloon_device_get_deflate_on_oom(got));
+    assert_true(vmk_virtio_traditional_memory_balloon_device_get_free_page_reporting(got));
+    assert_null(vmk_config_get_memory_balloon_device(cfg, 1));
+    /* A second is stored; validation counts. */
+    assert_int_equal(vmk_config_add_memory_balloon_device(
+                         cfg, vmk_virtio_traditional_memory_balloon_device_new()),
+                     VMK_OK);
+    EXPECT_INVALID(cfg, "2 memory balloon devices, at most 1 allowed");
+    vmk_config_free(cfg);
+
+    /* Bad arguments: a NULL config frees the device; a NULL device is refused. */
+    assert_int_equal(vmk_config_add_memory_balloon_device(
+                         NULL, vmk_virtio_traditional_memory_balloon_device_new()),
+                     VMK_ERR_INVALID_ARGUMENT);
+    cfg = vmk_config_new();
+    assert_int_equal(vmk_config_add_memory_balloon_device(cfg, NULL), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_memory_balloon_device_count(NULL), 0);
+    assert_int_equal(vmk_virtio_traditional_memory_balloon_device_set_deflate_on_oom(NULL, true),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(
+        vmk_virtio_traditional_memory_balloon_device_set_free_page_reporting(NULL, true),
+        VMK_ERR_INVALID_ARGUMENT);
+    assert_false(vmk_virtio_traditional_memory_balloon_device_get_deflate_on_oom(NULL));
+    vmk_config_free(cfg);
+    vmk_memory_balloon_device_free(NULL);
+}
+
 static void test_vm_new_copies_entropy_device(void **state)
 {
     vmk_config *cfg = valid_config(*state);
@@ -689,6 +735,7 @@ int main(void)
         cmocka_unit_test(test_pty_serial_attachment),
         cmocka_unit_test(test_socket_serial_attachment),
         cmocka_unit_test(test_entropy_device),
+        cmocka_unit_test(test_memory_balloon_device),
         cmocka_unit_test(test_vm_new_copies_entropy_device),
         cmocka_unit_test(test_console_device),
         cmocka_unit_test(test_console_device_invalid),

@@ -3,9 +3,12 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -93,12 +96,72 @@ static void test_region_table(void **state)
     guest_memory_destroy(&gm);
 }
 
+/* Whether the 4 KiB page at off of fd is a hole (its memory released). */
+static bool hole(int fd, off_t off)
+{
+    return lseek(fd, off, SEEK_HOLE) == off;
+}
+
+static void test_discard_own_ram(void **state)
+{
+    struct guest_memory gm;
+    assert_int_equal(guest_memory_init(&gm, 1 << 20), 0);
+    uint8_t *p = gm_ptr(&gm, 0x10000, 0x3000);
+    assert_non_null(p);
+    memset(p, 0xee, 0x3000);
+    assert_int_equal(gm_discard(&gm, p + 0x1000, 0x1000), 0);
+    assert_false(hole(gm.memfd, 0x10000));
+    assert_true(hole(gm.memfd, 0x11000));
+    assert_false(hole(gm.memfd, 0x12000));
+    assert_int_equal(p[0x1000], 0);
+    assert_int_equal(p[0x0fff], 0xee);
+    assert_int_equal(p[0x2000], 0xee);
+    /* Unaligned, empty, or not guest RAM: refused, nothing released. */
+    assert_int_equal(gm_discard(&gm, p + 1, 0x1000), -EINVAL);
+    assert_int_equal(gm_discard(&gm, p, 0x800), -EINVAL);
+    assert_int_equal(gm_discard(&gm, p, 0), -EINVAL);
+    assert_int_equal(gm_discard(&gm, gm.base + (1 << 20), 0x1000), -EINVAL);
+    assert_int_equal(gm_discard(&gm, gm.base + (1 << 20) - 0x1000, 0x2000), -EINVAL);
+    static uint8_t other[0x2000] __attribute__((aligned(4096)));
+    assert_int_equal(gm_discard(&gm, other, 0x1000), -EINVAL);
+    assert_int_equal(p[0], 0xee);
+    guest_memory_destroy(&gm);
+}
+
+static void test_discard_front_end_region(void **state)
+{
+    /* A vhost-user front end's RAM: a shared mapping of its memfd, released with
+     * MADV_REMOVE, which punches the same hole. */
+    int fd = memfd_create("front-end-ram", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 0x4000), 0);
+    uint8_t *host = mmap(NULL, 0x4000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(host != MAP_FAILED);
+    memset(host, 0x12, 0x4000);
+    struct guest_memory gm;
+    guest_memory_init_empty(&gm);
+    assert_int_equal(gm_add_region(&gm, 0x100000, 0x4000, host), 0);
+    assert_int_equal(gm_discard(&gm, gm_ptr(&gm, 0x102000, 0x2000), 0x2000), 0);
+    assert_false(hole(fd, 0x1000));
+    assert_true(hole(fd, 0x2000));
+    assert_true(hole(fd, 0x3000));
+    assert_int_equal(host[0x2000], 0);
+    assert_int_equal(host[0x1fff], 0x12);
+    guest_memory_destroy(&gm);
+    munmap(host, 0x4000);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_small_is_one_region), cmocka_unit_test(test_large_splits_around_hole),
-        cmocka_unit_test(test_overflowing_ranges),  cmocka_unit_test(test_bad_sizes),
+        cmocka_unit_test(test_small_is_one_region),
+        cmocka_unit_test(test_large_splits_around_hole),
+        cmocka_unit_test(test_overflowing_ranges),
+        cmocka_unit_test(test_bad_sizes),
         cmocka_unit_test(test_region_table),
+        cmocka_unit_test(test_discard_own_ram),
+        cmocka_unit_test(test_discard_front_end_region),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -499,6 +499,56 @@ static void test_build_config_virtio_rng(void **state)
     cli_request_free(&req);
 }
 
+/* ---- --device virtio-balloon ---- */
+
+static void test_device_virtio_balloon(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device", "virtio-balloon"), 0);
+    assert_true(req.balloon);
+    assert_false(req.balloon_deflate_on_oom);
+    assert_false(req.balloon_free_page_reporting);
+    assert_int_equal(req.balloon_target_mib, 0);
+    vmk_config *cfg = NULL;
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_memory_balloon_device_count(cfg), 1);
+    assert_false(vmk_virtio_traditional_memory_balloon_device_get_deflate_on_oom(
+        vmk_config_get_memory_balloon_device(cfg, 0)));
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-balloon,deflate-on-oom,free-page-reporting,target=128"),
+                     0);
+    assert_true(req.balloon_deflate_on_oom);
+    assert_true(req.balloon_free_page_reporting);
+    assert_int_equal(req.balloon_target_mib, 128);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    const vmk_memory_balloon_device *b = vmk_config_get_memory_balloon_device(cfg, 0);
+    assert_true(vmk_virtio_traditional_memory_balloon_device_get_deflate_on_oom(b));
+    assert_true(vmk_virtio_traditional_memory_balloon_device_get_free_page_reporting(b));
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    EXPECT_USAGE("--device virtio-balloon",
+                 "unknown key 'stats' (known: deflate-on-oom, free-page-reporting, target)", "run",
+                 "--device", "virtio-balloon,stats");
+    EXPECT_USAGE("--device virtio-balloon: target", "below the minimum of 2", "run", "--device",
+                 "virtio-balloon,target=1");
+    EXPECT_USAGE("--device virtio-balloon: target", "needs a value", "run", "--device",
+                 "virtio-balloon,target");
+    EXPECT_USAGE("--device virtio-balloon: target", "given twice", "run", "--device",
+                 "virtio-balloon,target=64,target=64");
+    EXPECT_USAGE("--device virtio-balloon", "given twice", "run", "--device", "virtio-balloon",
+                 "--device", "virtio-balloon");
+    EXPECT_USAGE("--device virtio-balloon", "empty option", "run", "--device", "virtio-balloon,");
+    EXPECT_USAGE("--device virtio-balloon: deflate-on-oom", "takes no value", "run", "--device",
+                 "virtio-balloon,deflate-on-oom=maybe");
+    /* No vhost-user front end exists for a balloon. */
+    EXPECT_USAGE("--device virtio-balloon: serve-device cannot serve it", "no vhost-user",
+                 "serve-device", "--socket", "/tmp/s", "--device", "virtio-balloon");
+}
+
 /* ---- --device virtio-net ---- */
 
 static void test_device_virtio_net(void **state)
@@ -1175,6 +1225,7 @@ static void test_help_version(void **state)
                                               "id=SERIAL",
                                               "queues=N",
                                               "virtio-rng[,rate=BYTES_PER_SEC]",
+                                              "virtio-balloon[,deflate-on-oom]",
                                               "virtio-console,stdio|file=PATH",
                                               "|pty|socket=PATH",
                                               "virtio-serial is",
@@ -1699,6 +1750,7 @@ int main(void)
         cmocka_unit_test(test_device_virtio_blk_errors),
         cmocka_unit_test(test_device_virtio_rng),
         cmocka_unit_test(test_build_config_virtio_rng),
+        cmocka_unit_test(test_device_virtio_balloon),
         cmocka_unit_test(test_device_virtio_net),
         cmocka_unit_test(test_device_virtio_net_errors),
         cmocka_unit_test(test_build_config_virtio_net),
