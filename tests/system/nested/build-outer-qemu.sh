@@ -14,7 +14,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-dir=${1:-$root/build/nested/outer-qemu}
+# Absolute: apt-get is given paths inside it and resolves relative ones against /etc/apt.
+dir=$(realpath -m "${1:-$root/build/nested/outer-qemu}")
 deps=(dpkg-dev libglib2.0-dev libpixman-1-dev libfdt-dev libslirp-dev ninja-build pkg-config python3
     flex bison gcc)
 # TCG only, and user networking (setup.sh forwards a host port through the outer machine).

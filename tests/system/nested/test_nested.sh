@@ -23,16 +23,17 @@ export VMKIT_NESTED_LOG=${VMKIT_NESTED_LOG:-$VMKIT_NESTED_DIR/logs/test_nested.l
 # slower machine and a few retries.
 export VMKIT_NESTED_TIMEOUT=${VMKIT_NESTED_TIMEOUT:-1500}
 
-# Retries are counted and bounded (the "retries" case): an inner boot that triple-faults is
-# booted again (cases.sh boot_vm, at most twice per case), and a stopped or wedged outer
-# machine once; more than this many triple-fault reboots in one run fail the run. On
-# Debian's unpatched outer QEMU (run.sh falls back to it where the patched one cannot be
-# built) its SVM race faults about one inner boot in eight: 17 boots then fault 2 times on
-# average, and a bound of 7 is passed by chance 99.8 % of the time.
-MAX_FAULT_REBOOTS=4
-MAX_FAULT_REBOOTS_UNPATCHED=7
+# Retries are counted and bounded (the "retries" case): an inner boot that triple-faults or
+# stalls is booted again (cases.sh boot_vm, at most 3 times per case), and a stopped or
+# wedged outer machine once; more reboots than these in one run fail the run. The faults are
+# the emulated outer machine's (QEMU -accel kvm in the same outer machine faults the same
+# way: boot_census.sh), and they come in clusters: CI runs of 18-20 boots on the patched outer
+# QEMU had 0, 1, 4 (3 of them in one case) and 6. Vmkit breaking boots would show as every
+# case failing after its 4 boots, a fault rate three times the worst seen as a failed bound.
+MAX_FAULT_REBOOTS=10
+MAX_FAULT_REBOOTS_UNPATCHED=12 # Debian's own QEMU has one more race (about 1 boot in 8 more)
 # Boots that stalled (no output for 90 s) and were tried again: at most this many.
-MAX_STALL_REBOOTS=2
+MAX_STALL_REBOOTS=3
 
 # name|description, in the order cases.sh runs them.
 tests=(
@@ -42,6 +43,7 @@ tests=(
     "warnings|the guest's boot log has no kernel WARNING, BUG or Oops"
     "cpus|vmkit run --cpus 2: the banner and nproc say 2 CPUs"
     "memory|vmkit run --memory 256: MemTotal is within 160..256 MiB"
+    "balloon|virtio-balloon: a 64 MiB balloon comes out of the guest's MemTotal; memory the guest frees goes back to the host (free page reporting)"
     "power-button|SIGTERM to vmkit presses the ACPI power button, the guest powers off, exit 0"
     "pci|the guest enumerates the PCI host bridge 00:00.0; no PCI conflict or unreserved ECAM"
     "blk|virtio-blk: the guest reads the host's data and serial from /dev/vda, its synced write is in the image"
