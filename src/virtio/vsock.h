@@ -3,10 +3,9 @@
  * SHUTDOWN, RST), the credit each side grants the other, and for each connection a host
  * stream socket (non-blocking, on the event loop) whose bytes it relays.
  *
- * Where host sockets come from is the host side's business (attach/vsock_unix.c maps ports to
- * unix sockets the way Firecracker does): the guest connecting to host port P asks its
- * connect(); a host program reaching the guest hands the device a socket with
- * virtio_vsock_connect_guest.
+ * Where host sockets come from is the host side's business (attach/vsock_host.h; vsock_unix.c
+ * maps ports to unix sockets): the guest connecting to host port P asks its connect(); a host
+ * program reaching the guest hands the device a socket through virtio_vsock_connector.
  *
  * Back-pressure both ways, never a buffer without bound: the guest may send at most the
  * credit the device grants (a connection's receive buffer, VIRTIO_VSOCK_BUF_ALLOC, drained
@@ -16,6 +15,7 @@
 #ifndef VMK_VIRTIO_VSOCK_H
 #define VMK_VIRTIO_VSOCK_H
 
+#include "attach/vsock_host.h"
 #include "core/event_loop.h"
 #include "virtio/virtio_device.h"
 
@@ -28,18 +28,6 @@
 #define VIRTIO_VSOCK_BUF_ALLOC  (256u << 10) /* bytes a connection buffers for its host socket */
 #define VIRTIO_VSOCK_MAX_CONNS  1024u        /* connections at once; more are refused (RST) */
 #define VIRTIO_VSOCK_HDR_LEN    44
-
-/* The host side, called on the device's threads with its lock held: do not call back. */
-struct vsock_host_ops {
-    /* The guest connects to host port: a connected stream socket (the device makes it
-     * non-blocking and closes it), or -errno (the guest's connect fails: RST). */
-    int (*connect)(void *ctx, uint32_t port);
-    /* A connection the host asked for (virtio_vsock_connect_guest) was accepted by the
-     * guest (ok, host_port is the host's end) or refused; the device relays bytes on fd only
-     * after this returns, so the host side may write a greeting first. When !ok the device
-     * closes fd after this returns. */
-    void (*connected)(void *ctx, int fd, uint32_t host_port, bool ok);
-};
 
 struct virtio_vsock_params {
     uint64_t guest_cid; /* 3 .. 2^32 - 2 */
@@ -58,10 +46,9 @@ struct virtio_vsock_stats {
 /* NULL on bad parameters or when out of memory/fds. Free with d->ops->destroy(d), after the
  * transport is gone. */
 struct virtio_device *virtio_vsock_new(const struct virtio_vsock_params *p);
-/* Connects fd (a connected stream socket; the device owns it from now on, also on failure) to
- * guest port: the host side hears how it ended through connected(). -errno when it cannot
- * even start (the device is not running, too many connections). Any thread. */
-int virtio_vsock_connect_guest(struct virtio_device *d, int fd, uint32_t guest_port);
+/* The host side's way to the guest (vsock_host.h): connects fd to guest port. */
+int virtio_vsock_connect_guest(struct virtio_device *d, int fd, uint32_t guest_port, void *cookie);
+struct vsock_guest_connector virtio_vsock_connector(struct virtio_device *d);
 void virtio_vsock_get_stats(struct virtio_device *d, struct virtio_vsock_stats *out);
 
 #endif
