@@ -273,6 +273,42 @@ VMK_API vmk_result vmk_virtio_traditional_memory_balloon_device_set_free_page_re
 VMK_API bool vmk_virtio_traditional_memory_balloon_device_get_free_page_reporting(
     const vmk_memory_balloon_device *dev);
 
+/* ---- Sockets ---------------------------------------------------------------- */
+
+typedef struct vmk_socket_device vmk_socket_device;
+
+typedef enum {
+    VMK_SOCKET_DEVICE_VIRTIO = 0,
+} vmk_socket_device_kind;
+
+/* A virtio socket device (virtio 1.2, 5.10): stream sockets (AF_VSOCK in a Linux guest)
+ * between the guest, CID 3 unless set, and the host, CID 2, whose host ends are unix sockets:
+ * Firecracker's convention (vmk_virtio_socket_device_set_unix_socket_path) and vfkit's port
+ * mappings (vmk_virtio_socket_device_add_port), together if need be. NULL when out of
+ * memory. */
+VMK_API vmk_socket_device *vmk_virtio_socket_device_new(void);
+VMK_API void vmk_socket_device_free(vmk_socket_device *dev);
+VMK_API vmk_socket_device_kind vmk_socket_device_get_kind(const vmk_socket_device *dev);
+/* The guest's context id: 3 .. 0xfffffffe. */
+VMK_API vmk_result vmk_virtio_socket_device_set_guest_cid(vmk_socket_device *dev, uint32_t cid);
+VMK_API uint32_t vmk_virtio_socket_device_get_guest_cid(const vmk_socket_device *dev);
+/* Firecracker's convention: a guest connecting to host port P reaches the unix socket
+ * "<path>_P" (a program listens there); vmkit listens at path, where a program connects,
+ * writes "CONNECT <guest port>\n" and reads "OK <host port>\n" before the guest's bytes.
+ * NULL: none (the default). */
+VMK_API vmk_result vmk_virtio_socket_device_set_unix_socket_path(vmk_socket_device *dev,
+                                                                 const char *path);
+VMK_API const char *vmk_virtio_socket_device_get_unix_socket_path(const vmk_socket_device *dev);
+/* vfkit's port mapping. listen false: a guest connecting to host port `port` reaches the
+ * program listening at path. listen true: vmkit listens at path and each client reaches the
+ * guest's port `port`. Ports are 1 .. 0xfffffffe, each at most once per direction. */
+VMK_API vmk_result vmk_virtio_socket_device_add_port(vmk_socket_device *dev, uint32_t port,
+                                                     const char *path, bool listen);
+VMK_API unsigned vmk_virtio_socket_device_port_count(const vmk_socket_device *dev);
+VMK_API vmk_result vmk_virtio_socket_device_get_port(const vmk_socket_device *dev, unsigned index,
+                                                     uint32_t *port, const char **path,
+                                                     bool *listen);
+
 /* ---- Console ---------------------------------------------------------------- */
 
 typedef struct vmk_console_device vmk_console_device;
@@ -458,6 +494,7 @@ VMK_API unsigned vmk_config_max_entropy_device_count(void);
 VMK_API unsigned vmk_config_max_console_device_count(void);
 VMK_API unsigned vmk_config_max_network_device_count(void);
 VMK_API unsigned vmk_config_max_memory_balloon_device_count(void);
+VMK_API unsigned vmk_config_max_socket_device_count(void);
 
 VMK_API vmk_result vmk_config_set_cpu_count(vmk_config *cfg, unsigned count);
 VMK_API unsigned vmk_config_get_cpu_count(const vmk_config *cfg);
@@ -497,6 +534,11 @@ VMK_API vmk_result vmk_config_add_memory_balloon_device(vmk_config *cfg,
 VMK_API unsigned vmk_config_memory_balloon_device_count(const vmk_config *cfg);
 VMK_API const vmk_memory_balloon_device *vmk_config_get_memory_balloon_device(const vmk_config *cfg,
                                                                               unsigned index);
+/* Takes ownership. */
+VMK_API vmk_result vmk_config_add_socket_device(vmk_config *cfg, vmk_socket_device *dev);
+VMK_API unsigned vmk_config_socket_device_count(const vmk_config *cfg);
+VMK_API const vmk_socket_device *vmk_config_get_socket_device(const vmk_config *cfg,
+                                                              unsigned index);
 /* The getters return NULL past the end; the objects stay the config's. */
 
 /* Checks everything that can be checked before start. On failure (VMK_ERR_INVALID_CONFIG)

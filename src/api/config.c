@@ -46,6 +46,10 @@ unsigned vmk_config_max_memory_balloon_device_count(void)
 {
     return VMK_MAX_BALLOON_DEVICES;
 }
+unsigned vmk_config_max_socket_device_count(void)
+{
+    return VMK_MAX_SOCKET_DEVICES;
+}
 
 vmk_result config_set_string(char **slot, const char *s)
 {
@@ -115,6 +119,10 @@ static void free_balloon(void *p)
 {
     vmk_memory_balloon_device_free(p);
 }
+static void free_vsock(void *p)
+{
+    vmk_socket_device_free(p);
+}
 
 void vmk_config_free(vmk_config *cfg)
 {
@@ -127,6 +135,7 @@ void vmk_config_free(vmk_config *cfg)
     ptr_array_clear(&cfg->console, free_console);
     ptr_array_clear(&cfg->network, free_network);
     ptr_array_clear(&cfg->balloon, free_balloon);
+    ptr_array_clear(&cfg->vsock, free_vsock);
     free(cfg);
 }
 
@@ -169,6 +178,10 @@ static void *copy_balloon(const void *p)
 {
     return memory_balloon_device_copy(p);
 }
+static void *copy_vsock(const void *p)
+{
+    return socket_device_copy(p);
+}
 
 vmk_config *config_copy(const vmk_config *cfg)
 {
@@ -183,7 +196,8 @@ vmk_config *config_copy(const vmk_config *cfg)
         !copy_array(&c->entropy, &cfg->entropy, copy_entropy, free_entropy) ||
         !copy_array(&c->console, &cfg->console, copy_console, free_console) ||
         !copy_array(&c->network, &cfg->network, copy_network, free_network) ||
-        !copy_array(&c->balloon, &cfg->balloon, copy_balloon, free_balloon)) {
+        !copy_array(&c->balloon, &cfg->balloon, copy_balloon, free_balloon) ||
+        !copy_array(&c->vsock, &cfg->vsock, copy_vsock, free_vsock)) {
         vmk_config_free(c);
         return NULL;
     }
@@ -336,4 +350,19 @@ const vmk_memory_balloon_device *vmk_config_get_memory_balloon_device(const vmk_
                                                                       unsigned index)
 {
     return cfg ? ptr_array_get(&cfg->balloon, index) : NULL;
+}
+
+vmk_result vmk_config_add_socket_device(vmk_config *cfg, vmk_socket_device *dev)
+{
+    return add(cfg ? &cfg->vsock : NULL, dev, free_vsock);
+}
+
+unsigned vmk_config_socket_device_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->vsock.count : 0;
+}
+
+const vmk_socket_device *vmk_config_get_socket_device(const vmk_config *cfg, unsigned index)
+{
+    return cfg ? ptr_array_get(&cfg->vsock, index) : NULL;
 }

@@ -29,9 +29,13 @@
 #define VMK_RNG_MAX_RATE        (UINT64_C(1) << 32)
 #define VMK_MAX_NETWORK_DEVICES 8
 #define VMK_MAX_BALLOON_DEVICES 1
-#define VMK_NET_MIN_MTU         68    /* the guest's MTU: IPv4's minimum */
-#define VMK_NET_MAX_MTU         65535 /* virtio-net's mtu field is 16 bits */
-#define VMK_NET_LINK_MIN_MTU    1500  /* a socket attachment's: Ethernet's */
+#define VMK_MAX_SOCKET_DEVICES  1
+#define VMK_VSOCK_MIN_CID       3u
+#define VMK_VSOCK_MAX_CID       0xfffffffeu
+#define VMK_VSOCK_MAX_PORT      0xfffffffeu /* 0xffffffff is VMADDR_PORT_ANY */
+#define VMK_NET_MIN_MTU         68          /* the guest's MTU: IPv4's minimum */
+#define VMK_NET_MAX_MTU         65535       /* virtio-net's mtu field is 16 bits */
+#define VMK_NET_LINK_MIN_MTU    1500        /* a socket attachment's: Ethernet's */
 #define VMK_NET_LINK_MAX_MTU    65535
 #define VMK_NET_DEFAULT_HOST    "127.0.0.1" /* a port forward's host address */
 #define VMK_IFNAME_MAX          15          /* IFNAMSIZ - 1 */
@@ -74,6 +78,20 @@ struct vmk_memory_balloon_device {
     vmk_memory_balloon_device_kind kind;
     bool deflate_on_oom;
     bool free_page_reporting;
+};
+
+struct socket_port {
+    uint32_t port;
+    char *path; /* never NULL */
+    bool listen;
+};
+
+struct vmk_socket_device {
+    vmk_socket_device_kind kind;
+    uint32_t guest_cid;
+    char *uds_path; /* NULL: none */
+    struct socket_port *port;
+    unsigned port_count;
 };
 
 struct console_port {
@@ -132,6 +150,7 @@ struct vmk_config {
     struct ptr_array console; /* vmk_console_device */
     struct ptr_array network; /* vmk_network_device */
     struct ptr_array balloon; /* vmk_memory_balloon_device */
+    struct ptr_array vsock;   /* vmk_socket_device */
 };
 
 /* Appends p; 0 or -ENOMEM (p stays the caller's then). */
@@ -148,6 +167,7 @@ vmk_entropy_device *entropy_device_copy(const vmk_entropy_device *dev);
 vmk_console_device *console_device_copy(const vmk_console_device *dev);
 vmk_network_device *network_device_copy(const vmk_network_device *dev);
 vmk_memory_balloon_device *memory_balloon_device_copy(const vmk_memory_balloon_device *dev);
+vmk_socket_device *socket_device_copy(const vmk_socket_device *dev);
 
 /* Replaces *slot with a copy of s (NULL clears it): VMK_OK or VMK_ERR_NO_MEMORY. */
 vmk_result config_set_string(char **slot, const char *s);

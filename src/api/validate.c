@@ -96,6 +96,7 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
     validate_count(p, "console device", cfg->console.count, VMK_MAX_CONSOLE_DEVICES);
     validate_count(p, "network device", cfg->network.count, VMK_MAX_NETWORK_DEVICES);
     validate_count(p, "memory balloon device", cfg->balloon.count, VMK_MAX_BALLOON_DEVICES);
+    validate_count(p, "socket device", cfg->vsock.count, VMK_MAX_SOCKET_DEVICES);
     for (unsigned i = 0; i < cfg->serial.count; i++) {
         snprintf(what, sizeof(what), "serial port %u", i + 1);
         serial_attachment_validate(cfg->serial.item[i], what, p);
@@ -114,6 +115,10 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
     for (unsigned i = 0; i < cfg->balloon.count; i++) {
         snprintf(what, sizeof(what), "memory balloon device %u", i + 1);
         memory_balloon_device_validate(cfg->balloon.item[i], what, p);
+    }
+    for (unsigned i = 0; i < cfg->vsock.count; i++) {
+        snprintf(what, sizeof(what), "socket device %u", i + 1);
+        socket_device_validate(cfg->vsock.item[i], what, p);
     }
     validate_socket_paths(cfg, p);
 }

@@ -16,6 +16,7 @@ void serial_attachment_validate(const vmk_serial_attachment *att, const char *wh
 bool storage_device_validate(const vmk_storage_device *dev, const char *what, struct problems *p,
                              struct disk_image_info *info);
 void entropy_device_validate(const vmk_entropy_device *dev, const char *what, struct problems *p);
+void socket_device_validate(const vmk_socket_device *dev, const char *what, struct problems *p);
 void memory_balloon_device_validate(const vmk_memory_balloon_device *dev, const char *what,
                                     struct problems *p);
 /* Ports: names, console flags, attachments. what: "console device 1". */

@@ -6,10 +6,12 @@
 #include "attach/net_nat.h"
 #include "attach/net_socket.h"
 #include "attach/net_tap.h"
+#include "attach/vsock_unix.h"
 #include "virtio/balloon.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -330,7 +332,90 @@ const struct device_kind device_kind_virtio_balloon = {
     .close = destroy_device,
 };
 
+/* ---- virtio-vsock: connections relayed to unix sockets ---- */
+
+/* A socket device's host side: the unix sockets, and the loop they run on. */
+struct vsock_host {
+    struct vsock_unix *unix_side;
+    struct event_loop *el;
+};
+
+static vmk_result vsock_open(const struct device_host_env *env, const vmk_config *cfg,
+                             unsigned index, struct device_instance *out, vmk_error **err)
+{
+    const vmk_socket_device *sd = vmk_config_get_socket_device(cfg, index);
+    char what[32];
+    snprintf(what, sizeof(what), "socket device %u", index + 1);
+    unsigned n = vmk_virtio_socket_device_port_count(sd);
+    struct vsock_unix_port *ports = calloc(n ? n : 1, sizeof(*ports));
+    struct vsock_host *h = calloc(1, sizeof(*h));
+    if (!ports || !h) {
+        free(ports);
+        free(h);
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
+    }
+    for (unsigned i = 0; i < n; i++)
+        vmk_virtio_socket_device_get_port(sd, i, &ports[i].port, &ports[i].path, &ports[i].listen);
+    struct vsock_unix_params p = { .uds_path = vmk_virtio_socket_device_get_unix_socket_path(sd),
+                                   .ports = ports,
+                                   .port_count = n };
+    vmk_result r = vsock_unix_open(&p, what, &h->unix_side, err);
+    free(ports);
+    if (r != VMK_OK) {
+        free(h);
+        return r;
+    }
+    struct virtio_vsock_params vp = { .guest_cid = vmk_virtio_socket_device_get_guest_cid(sd),
+                                      .el = env->el,
+                                      .host = vsock_unix_ops(),
+                                      .host_ctx = h->unix_side };
+    out->dev = virtio_vsock_new(&vp);
+    if (!out->dev) {
+        vsock_unix_close(h->unix_side);
+        free(h);
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
+    }
+    h->el = env->el;
+    out->host = h;
+    return VMK_OK;
+}
+
+static vmk_result vsock_connect(struct device_instance *inst, vmk_error **err)
+{
+    struct vsock_host *h = inst->host;
+    struct vsock_guest_connector c = virtio_vsock_connector(inst->dev);
+    int e = vsock_unix_start(h->unix_side, h->el, &c);
+    if (e < 0)
+        return vmk_fail(err, VMK_ERR_IO, -e, "socket device %u: cannot listen: %s", inst->index + 1,
+                        strerror(-e));
+    return VMK_OK;
+}
+
+static void vsock_close(struct device_instance *inst)
+{
+    struct vsock_host *h = inst->host;
+    destroy_device(inst); /* first: its connections may tell the unix side they ended */
+    if (h)
+        vsock_unix_close(h->unix_side);
+    free(h);
+    inst->host = NULL;
+}
+
+const struct device_kind device_kind_virtio_socket = {
+    .name = "socket device",
+    .pci_class = 0x078000, /* other communication controller, as QEMU's vhost-vsock-pci */
+    .count = vmk_config_socket_device_count,
+    .open = vsock_open,
+    .connect = vsock_connect,
+    .close = vsock_close,
+};
+
 const struct device_kind *const device_table[] = {
-    &device_kind_virtio_block,   &device_kind_virtio_network, &device_kind_virtio_entropy,
-    &device_kind_virtio_console, &device_kind_virtio_balloon, NULL,
+    &device_kind_virtio_block,
+    &device_kind_virtio_network,
+    &device_kind_virtio_entropy,
+    &device_kind_virtio_console,
+    &device_kind_virtio_balloon,
+    &device_kind_virtio_socket,
+    NULL,
 };

@@ -74,6 +74,7 @@ extern const struct device_kind device_kind_virtio_entropy;
 extern const struct device_kind device_kind_virtio_console;
 extern const struct device_kind device_kind_virtio_network;
 extern const struct device_kind device_kind_virtio_balloon;
+extern const struct device_kind device_kind_virtio_socket;
 
 /* Every row, in the order the machine puts devices on the bus; NULL-terminated. */
 extern const struct device_kind *const device_table[];

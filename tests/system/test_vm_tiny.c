@@ -1049,6 +1049,47 @@ static void test_balloon_target(void **state)
     assert_int_equal(vmk_vm_get_balloon_memory_size(NULL), 0);
 }
 
+/* A socket device's unix sockets live as long as the machine: made at start, gone at stop. */
+static void test_socket_device_sockets(void **state)
+{
+    struct fixture *f = *state;
+    vmk_error *err = NULL;
+
+    REQUIRE_KVM();
+    char dir[] = "/tmp/vmkit-vsock-XXXXXX", uds[64], listen_path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(uds, sizeof(uds), "%s/v.sock", dir);
+    snprintf(listen_path, sizeof(listen_path), "%s/in.sock", dir);
+    vmk_serial_attachment *att = vmk_file_serial_attachment_new(f->out[0], false);
+    assert_non_null(att);
+    vmk_config *cfg = guest_config("halt", att);
+    vmk_socket_device *s = vmk_virtio_socket_device_new();
+    assert_int_equal(vmk_virtio_socket_device_set_unix_socket_path(s, uds), VMK_OK);
+    assert_int_equal(vmk_virtio_socket_device_add_port(s, 22, listen_path, true), VMK_OK);
+    assert_int_equal(vmk_config_add_socket_device(cfg, s), VMK_OK);
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    vmk_config_free(cfg);
+    assert_non_null(vm);
+    f->vm[0] = vm;
+    assert_int_equal(access(uds, F_OK), -1);
+    start_vm(vm);
+    if (!wait_for_text(f->out[0], "halting\n", WAIT_MS))
+        fail_msg("the halt guest did not start");
+    struct stat st;
+    assert_int_equal(stat(uds, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(stat(listen_path, &st), 0);
+    expect_ok(vmk_vm_stop(vm, &err), &err, "stop");
+    assert_int_equal(access(uds, F_OK), -1);
+    assert_int_equal(access(listen_path, F_OK), -1);
+    /* And again: a second start makes them anew. */
+    start_vm(vm);
+    assert_int_equal(stat(uds, &st), 0);
+    expect_ok(vmk_vm_stop(vm, &err), &err, "stop");
+    free_vm(f, 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* ---- Network devices at run time -------------------------------------------------- */
 
 struct net_events {
@@ -1647,6 +1688,7 @@ int main(void)
         T(test_pit_gate),
         T(test_halt_stop),
         T(test_balloon_target),
+        T(test_socket_device_sockets),
         T(test_network_runtime),
         T(test_network_queries_race_end),
         T(test_free_running),

@@ -96,6 +96,17 @@ static const char usage_text[] =
     "                          deflate-on-oom: the guest may take memory back when\n"
     "                          it runs short; free-page-reporting: the guest reports\n"
     "                          its free memory, which the host frees (at most one)\n"
+    "  virtio-vsock,port=N,socketURL=PATH[,listen|connect]\n"
+    "                          a virtio socket (AF_VSOCK) port mapped to a unix\n"
+    "                          socket, as vfkit does: connect (default), the guest's\n"
+    "                          connections to host port N reach the program listening\n"
+    "                          at PATH; listen, vmkit listens at PATH and each client\n"
+    "                          reaches the guest's port N (repeat for more ports)\n"
+    "  virtio-vsock,udsPath=PATH[,cid=N]\n"
+    "                          Firecracker's convention: the guest's port P is the\n"
+    "                          unix socket PATH_P; a client of PATH writes \"CONNECT P\"\n"
+    "                          and reads \"OK <port>\" before the guest's bytes; cid: the\n"
+    "                          guest's (default 3). One socket device takes them all\n"
     "\n"
     "In --bootloader and --device a value ends at the next comma; wrap it in\n"
     "double quotes to hold commas: cmdline=\"console=ttyS0,115200 quiet\" (inside\n"
@@ -122,8 +133,9 @@ static const char usage_text[] =
     "                          port each), or virtio-net (QEMU: -netdev vhost-user,\n"
     "                          id=n0,chardev=... -device virtio-net-pci,netdev=n0,\n"
     "                          vectors=0: Debian's QEMU 7.2 crashes with MSI-X there)\n"
-    "  --type rng|blk|console|net, --disk PATH[,keys], --port SPEC, --rate N,\n"
-    "  --net KEYS (virtio-net's),\n"
+    "  --type rng|blk|console|net|vsock, --disk PATH[,keys], --port SPEC, --rate N,\n"
+    "  --net KEYS (virtio-net's), --cid N --uds-path PATH (virtio-vsock's, for\n"
+    "                          QEMU's vhost-user-vsock-pci),\n"
     "  --queues N              the spellings of earlier releases, still taken\n"
     "It serves one front end at a time and waits for the next when one goes away.\n"
     "SIGINT or SIGTERM stops it and removes the socket.\n"
@@ -472,6 +484,8 @@ enum opt_id {
     OPT_RATE,
     OPT_QUEUES,
     OPT_NET,
+    OPT_CID,
+    OPT_UDS_PATH,
 };
 
 struct opt {
@@ -508,6 +522,8 @@ static const struct opt serve_opts[] = {
     { "--rate", "BYTES_PER_SEC", OPT_RATE },
     { "--queues", "N", OPT_QUEUES },
     { "--net", "nat[,hostfwd=...]|fd=N|type=...|tap=IFNAME[,mac=M][,mtu=N]", OPT_NET },
+    { "--cid", "N", OPT_CID },
+    { "--uds-path", "PATH", OPT_UDS_PATH },
     { "--help", NULL, OPT_HELP },
     { "-h", NULL, OPT_HELP },
     { NULL, NULL, 0 },
@@ -672,10 +688,10 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
             if (type)
                 return cli_usage_error(err, errlen, "--type: given twice");
             if (strcmp(value, "rng") && strcmp(value, "blk") && strcmp(value, "console") &&
-                strcmp(value, "net"))
+                strcmp(value, "net") && strcmp(value, "vsock"))
                 return cli_usage_error(err, errlen,
                                        "--type: '%s' is not a device type (expected rng, blk, "
-                                       "console or net)",
+                                       "console, net or vsock)",
                                        value);
             type = value;
             break;
@@ -686,6 +702,16 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         case OPT_NET:
             rc = cli_parse_device_keys(req, "virtio-net", "--net", value, err, errlen);
             break;
+        case OPT_CID:
+        case OPT_UDS_PATH: {
+            /* vhost-device-vsock's spellings of virtio-vsock's cid and udsPath. */
+            char keys[4200];
+            if (!*value)
+                return cli_usage_error(err, errlen, "%s: empty value", o->name);
+            snprintf(keys, sizeof(keys), "%s=\"%s\"", o->id == OPT_CID ? "cid" : "udsPath", value);
+            rc = cli_parse_device_keys(req, "virtio-vsock", o->name, keys, err, errlen);
+            break;
+        }
         case OPT_RATE:
             rc = cli_parse_number("--rate", value, 1, vmk_virtio_entropy_device_max_rate(),
                                   " bytes/s", &rate, err, errlen);
@@ -702,8 +728,8 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         if (rc)
             return rc;
     }
-    unsigned kinds =
-        (req->disk_count > 0) + req->rng + (req->console_port_count > 0) + (req->net_count > 0);
+    unsigned kinds = (req->disk_count > 0) + req->rng + (req->console_port_count > 0) +
+                     (req->net_count > 0) + req->vsock;
     /* --type says which device the older options make; it must agree with the rest. */
     if (type && kinds == 0 && !strcmp(type, "rng")) {
         req->rng = true;
@@ -718,6 +744,7 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
     const char *what = req->disk_count  ? "blk"
                        : req->rng       ? "rng"
                        : req->net_count ? "net"
+                       : req->vsock     ? "vsock"
                                         : "console";
     if (kinds > 1 || req->disk_count > 1 || req->net_count > 1)
         return cli_usage_error(err, errlen,
@@ -729,6 +756,8 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         return cli_usage_error(
             err, errlen,
             type && !strcmp(type, "blk") ? "serve-device --type blk: missing --disk PATH"
+            : type && !strcmp(type, "vsock")
+                ? "serve-device --type vsock: missing --uds-path PATH (and --cid N)"
             : type && !strcmp(type, "console")
                 ? "serve-device --type console: missing --port (e.g. --port stdio)"
                 : "serve-device: missing --device (e.g. --device virtio-rng)");
@@ -818,5 +847,9 @@ void cli_request_free(struct cli_request *req)
         free(req->net[i].forward);
     }
     free(req->net);
+    free(req->vsock_uds_path);
+    for (unsigned i = 0; i < req->vsock_port_count; i++)
+        free(req->vsock_port[i].path);
+    free(req->vsock_port);
     memset(req, 0, sizeof(*req));
 }

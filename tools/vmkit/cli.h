@@ -101,6 +101,13 @@ struct cli_net {
     unsigned forward_count;
 };
 
+/* --device virtio-vsock,port=N,socketURL=PATH[,listen|connect] (vfkit's port mapping). */
+struct cli_vsock_port {
+    uint32_t port;
+    char *path;
+    bool listen;
+};
+
 /* What the command line asked for: plain data, owned strings and arrays. */
 struct cli_request {
     enum cli_command command;
@@ -124,7 +131,12 @@ struct cli_request {
     bool balloon;    /* --device virtio-balloon: a memory balloon */
     bool balloon_deflate_on_oom, balloon_free_page_reporting;
     uint64_t balloon_target_mib; /* memory the guest keeps once started; 0: all of it */
-    char *socket;                /* serve-device: the vhost-user socket to create */
+    bool vsock;                  /* --device virtio-vsock (repeated: one device) */
+    uint32_t vsock_cid;          /* 0: the library's default */
+    char *vsock_uds_path;        /* udsPath=: Firecracker's convention; NULL: none */
+    struct cli_vsock_port *vsock_port;
+    unsigned vsock_port_count;
+    char *socket; /* serve-device: the vhost-user socket to create */
 };
 
 /* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit status

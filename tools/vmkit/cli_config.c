@@ -242,6 +242,24 @@ static int add_devices(vmk_config *cfg, const struct cli_request *req)
             vmk_config_add_memory_balloon_device(cfg, b) != VMK_OK) /* owns b, even on failure */
             return -1;
     }
+    if (req->vsock) {
+        vmk_socket_device *s = vmk_virtio_socket_device_new();
+        if (!s)
+            return -1;
+        bool ok = (!req->vsock_cid ||
+                   vmk_virtio_socket_device_set_guest_cid(s, req->vsock_cid) == VMK_OK) &&
+                  vmk_virtio_socket_device_set_unix_socket_path(s, req->vsock_uds_path) == VMK_OK;
+        for (unsigned i = 0; ok && i < req->vsock_port_count; i++)
+            ok = vmk_virtio_socket_device_add_port(s, req->vsock_port[i].port,
+                                                   req->vsock_port[i].path,
+                                                   req->vsock_port[i].listen) == VMK_OK;
+        if (!ok) {
+            vmk_socket_device_free(s);
+            return -1;
+        }
+        if (vmk_config_add_socket_device(cfg, s) != VMK_OK) /* owns s, even on failure */
+            return -1;
+    }
     if (req->console_port_count) {
         vmk_console_device *dev = vmk_virtio_console_device_new();
         if (!dev)

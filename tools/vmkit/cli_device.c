@@ -6,6 +6,7 @@
  *   virtio-net[,nat][,hostfwd=...]|fd=N|unixSocketPath=PATH|type=unixgram|unixstream,path=PATH
  *             |fd=N[,vfkitMagic=on|off]|tap=IFNAME [,mac=M][,mtu=N][,offloading=on|off]
  *   virtio-balloon[,deflate-on-oom][,free-page-reporting][,target=MIB]
+ *   virtio-vsock[,port=N,socketURL=PATH[,listen|connect]][,udsPath=PATH][,cid=N]
  * (virtio-serial, vfkit's word, is virtio-console.) Limits come from the library. */
 #include "cli.h"
 
@@ -254,6 +255,84 @@ static int parse_virtio_balloon(struct cli_request *req, struct kv_iter *it, cha
     }
     free(key);
     free(val);
+    return rc;
+}
+
+/* ---- virtio-vsock ---- */
+
+#define VIRTIO_VSOCK_KEYS "port, socketURL, listen, connect, udsPath, cid"
+
+/* Each --device virtio-vsock adds to the machine's one socket device: a port mapping, the
+ * Firecracker path, the CID (the last two once). */
+static int parse_virtio_vsock(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    const char *ctx = it->ctx;
+    char *key = NULL, *val = NULL, *path = NULL, *uds = NULL;
+    bool have_port = false, have_cid = false, listen = false, connect = false;
+    uint64_t port = 0, cid = 0;
+    int rc = 0;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        if (!strcmp(key, "port"))
+            rc = take_number(ctx, key, val, &have_port, 1, 0xfffffffeu, "", &port, err, errlen);
+        else if (!strcmp(key, "socketURL"))
+            rc = take_string(ctx, key, &val, &path, "PATH", err, errlen);
+        else if (!strcmp(key, "udsPath"))
+            rc = take_string(ctx, key, &val, &uds, "PATH", err, errlen);
+        else if (!strcmp(key, "listen"))
+            rc = take_flag(ctx, key, val, &listen, err, errlen);
+        else if (!strcmp(key, "connect"))
+            rc = take_flag(ctx, key, val, &connect, err, errlen);
+        else if (!strcmp(key, "cid"))
+            rc = take_number(ctx, key, val, &have_cid, 3, 0xfffffffeu, "", &cid, err, errlen);
+        else
+            rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: %s)", ctx, key,
+                                 VIRTIO_VSOCK_KEYS);
+        if (rc)
+            break;
+    }
+    if (!rc && have_port != (path != NULL))
+        rc = cli_usage_error(err, errlen, "%s: port and socketURL go together", ctx);
+    if (!rc && listen && connect)
+        rc = cli_usage_error(err, errlen, "%s: listen and connect exclude each other", ctx);
+    if (!rc && (listen || connect) && !have_port)
+        rc = cli_usage_error(err, errlen, "%s: %s needs port= and socketURL=", ctx,
+                             listen ? "listen" : "connect");
+    if (!rc && uds && req->vsock_uds_path)
+        rc = cli_usage_error(err, errlen, "%s: udsPath given twice", ctx);
+    if (!rc && have_cid && req->vsock_cid && req->vsock_cid != cid)
+        rc = cli_usage_error(err, errlen, "%s: cid given twice (%u and %llu)", ctx, req->vsock_cid,
+                             (unsigned long long)cid);
+    for (unsigned i = 0; !rc && have_port && i < req->vsock_port_count; i++)
+        if (req->vsock_port[i].port == port && req->vsock_port[i].listen == listen)
+            rc = cli_usage_error(err, errlen, "%s: port %llu is mapped twice (%s)", ctx,
+                                 (unsigned long long)port, listen ? "listen" : "connect");
+    if (!rc && have_port) {
+        struct cli_vsock_port *p = push(&req->vsock_port, &req->vsock_port_count, sizeof(*p));
+        if (!p)
+            rc = cli_out_of_memory(err, errlen);
+        else {
+            *p = (struct cli_vsock_port){ .port = (uint32_t)port, .path = path, .listen = listen };
+            path = NULL;
+        }
+    }
+    if (!rc) {
+        req->vsock = true;
+        if (have_cid)
+            req->vsock_cid = (uint32_t)cid;
+        if (uds) {
+            req->vsock_uds_path = uds;
+            uds = NULL;
+        }
+    }
+    free(key);
+    free(val);
+    free(path);
+    free(uds);
     return rc;
 }
 
@@ -788,6 +867,7 @@ static const struct {
     { "virtio-console", "virtio-serial", parse_console_port },
     { "virtio-net", NULL, parse_virtio_net },
     { "virtio-balloon", NULL, parse_virtio_balloon },
+    { "virtio-vsock", NULL, parse_virtio_vsock },
 };
 
 int cli_parse_device_keys(struct cli_request *req, const char *type, const char *opt,
@@ -829,7 +909,7 @@ int cli_parse_device(struct cli_request *req, const char *opt, const char *spec,
     return cli_usage_error(
         err, errlen,
         "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
-        "virtio-rng, virtio-console, virtio-net, virtio-balloon; virtio-serial is "
+        "virtio-rng, virtio-console, virtio-net, virtio-balloon, virtio-vsock; virtio-serial is "
         "virtio-console)",
         opt, (int)len, spec);
 }

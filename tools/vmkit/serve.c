@@ -28,6 +28,7 @@ static const char *device_name(const struct cli_request *req)
     return req->disk_count  ? "virtio-blk"
            : req->rng       ? "virtio-rng"
            : req->net_count ? "virtio-net"
+           : req->vsock     ? "virtio-vsock"
                             : "virtio-console";
 }
 

@@ -411,6 +411,68 @@ static void test_memory_balloon_device(void **state)
     vmk_memory_balloon_device_free(NULL);
 }
 
+static void test_socket_device(void **state)
+{
+    vmk_config *cfg = valid_config(*state);
+    assert_int_equal(vmk_config_max_socket_device_count(), 1);
+    vmk_socket_device *dev = vmk_virtio_socket_device_new();
+    assert_non_null(dev);
+    assert_int_equal(vmk_socket_device_get_kind(dev), VMK_SOCKET_DEVICE_VIRTIO);
+    assert_int_equal(vmk_virtio_socket_device_get_guest_cid(dev), 3);
+    assert_null(vmk_virtio_socket_device_get_unix_socket_path(dev));
+    assert_int_equal(vmk_virtio_socket_device_set_unix_socket_path(dev, "/run/v.sock"), VMK_OK);
+    assert_int_equal(vmk_virtio_socket_device_add_port(dev, 2222, "/run/ssh.sock", true), VMK_OK);
+    assert_int_equal(vmk_virtio_socket_device_add_port(dev, 2222, "/run/app.sock", false), VMK_OK);
+    assert_int_equal(vmk_config_add_socket_device(cfg, dev), VMK_OK);
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
+    const vmk_socket_device *got = vmk_config_get_socket_device(cfg, 0);
+    assert_string_equal(vmk_virtio_socket_device_get_unix_socket_path(got), "/run/v.sock");
+    assert_int_equal(vmk_virtio_socket_device_port_count(got), 2);
+    uint32_t port = 0;
+    const char *path = NULL;
+    bool listen = false;
+    assert_int_equal(vmk_virtio_socket_device_get_port(got, 0, &port, &path, &listen), VMK_OK);
+    assert_int_equal(port, 2222);
+    assert_string_equal(path, "/run/ssh.sock");
+    assert_true(listen);
+    assert_int_equal(vmk_virtio_socket_device_get_port(got, 2, &port, &path, &listen),
+                     VMK_ERR_INVALID_ARGUMENT);
+
+    /* Each rule, named. */
+    assert_int_equal(vmk_virtio_socket_device_set_guest_cid(dev, 2), VMK_OK);
+    assert_int_equal(vmk_virtio_socket_device_add_port(dev, 0, "/run/zero.sock", false), VMK_OK);
+    assert_int_equal(vmk_virtio_socket_device_add_port(dev, 2222, "/run/again.sock", true), VMK_OK);
+    assert_int_equal(vmk_virtio_socket_device_add_port(dev, 7, "/run/ssh.sock", true), VMK_OK);
+    assert_int_equal(vmk_virtio_socket_device_add_port(dev, 8, "/run/v.sock", true), VMK_OK);
+    assert_int_equal(vmk_virtio_socket_device_add_port(dev, 9, "", false), VMK_OK);
+    EXPECT_INVALID(cfg, "socket device 1: guest CID 2 is out of range [3, 4294967294]",
+                   "socket device 1: port 0 is out of range", "port 2222 is mapped twice (listen)",
+                   "port 7: socket path /run/ssh.sock is already used by port 2222",
+                   "port 8: socket path /run/v.sock is already the device's unix socket path",
+                   "port 9: socket path '' is empty");
+    vmk_config_free(cfg);
+
+    cfg = valid_config(*state);
+    dev = vmk_virtio_socket_device_new();
+    char longpath[120];
+    memset(longpath, 'a', sizeof(longpath) - 1);
+    longpath[0] = '/';
+    longpath[sizeof(longpath) - 1] = 0;
+    longpath[100] = 0; /* 100 bytes: a socket address, but not with "_4294967294" */
+    assert_int_equal(vmk_virtio_socket_device_set_unix_socket_path(dev, longpath), VMK_OK);
+    assert_int_equal(vmk_config_add_socket_device(cfg, dev), VMK_OK);
+    assert_int_equal(vmk_config_add_socket_device(cfg, vmk_virtio_socket_device_new()), VMK_OK);
+    EXPECT_INVALID(cfg, "2 socket devices, at most 1 allowed", "is empty or longer than 96 bytes");
+    vmk_config_free(cfg);
+
+    assert_int_equal(vmk_config_add_socket_device(NULL, vmk_virtio_socket_device_new()),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_virtio_socket_device_add_port(NULL, 1, "/x", false),
+                     VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_config_socket_device_count(NULL), 0);
+    vmk_socket_device_free(NULL);
+}
+
 static void test_vm_new_copies_entropy_device(void **state)
 {
     vmk_config *cfg = valid_config(*state);
@@ -736,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_socket_serial_attachment),
         cmocka_unit_test(test_entropy_device),
         cmocka_unit_test(test_memory_balloon_device),
+        cmocka_unit_test(test_socket_device),
         cmocka_unit_test(test_vm_new_copies_entropy_device),
         cmocka_unit_test(test_console_device),
         cmocka_unit_test(test_console_device_invalid),

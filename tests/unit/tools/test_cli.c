@@ -549,6 +549,66 @@ static void test_device_virtio_balloon(void **state)
                  "serve-device", "--socket", "/tmp/s", "--device", "virtio-balloon");
 }
 
+/* ---- --device virtio-vsock ---- */
+
+static void test_device_virtio_vsock(void **state)
+{
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-vsock,port=2222,socketURL=/run/ssh.sock,listen", "--device",
+                           "virtio-vsock,port=5000,socketURL=/run/app.sock", "--device",
+                           "virtio-vsock,udsPath=/run/v.sock,cid=9"),
+                     0);
+    assert_true(req.vsock);
+    assert_int_equal(req.vsock_cid, 9);
+    assert_string_equal(req.vsock_uds_path, "/run/v.sock");
+    assert_int_equal(req.vsock_port_count, 2);
+    assert_true(req.vsock_port[0].listen);
+    assert_false(req.vsock_port[1].listen);
+    vmk_config *cfg = NULL;
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    const vmk_socket_device *d = vmk_config_get_socket_device(cfg, 0);
+    assert_non_null(d);
+    assert_int_equal(vmk_virtio_socket_device_get_guest_cid(d), 9);
+    assert_int_equal(vmk_virtio_socket_device_port_count(d), 2);
+    assert_string_equal(vmk_virtio_socket_device_get_unix_socket_path(d), "/run/v.sock");
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    EXPECT_USAGE("--device virtio-vsock", "port and socketURL go together", "run", "--device",
+                 "virtio-vsock,port=5");
+    EXPECT_USAGE("--device virtio-vsock: port", "below the minimum of 1", "run", "--device",
+                 "virtio-vsock,port=0,socketURL=/s");
+    EXPECT_USAGE("--device virtio-vsock", "listen and connect exclude each other", "run",
+                 "--device", "virtio-vsock,port=5,socketURL=/s,listen,connect");
+    EXPECT_USAGE("--device virtio-vsock", "listen needs port= and socketURL=", "run", "--device",
+                 "virtio-vsock,listen");
+    EXPECT_USAGE("--device virtio-vsock", "port 5 is mapped twice (connect)", "run", "--device",
+                 "virtio-vsock,port=5,socketURL=/a", "--device",
+                 "virtio-vsock,port=5,socketURL=/b");
+    EXPECT_USAGE("--device virtio-vsock: cid", "below the minimum of 3", "run", "--device",
+                 "virtio-vsock,cid=2");
+    EXPECT_USAGE("--device virtio-vsock", "cid given twice", "run", "--device",
+                 "virtio-vsock,cid=3", "--device", "virtio-vsock,cid=4");
+    EXPECT_USAGE("--device virtio-vsock", "udsPath given twice", "run", "--device",
+                 "virtio-vsock,udsPath=/a", "--device", "virtio-vsock,udsPath=/b");
+    EXPECT_USAGE("--device virtio-vsock", "unknown key 'guest'", "run", "--device",
+                 "virtio-vsock,guest=3");
+
+    /* serve-device, in vhost-device-vsock's spelling too. */
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/tmp/s", "--type", "vsock",
+                           "--cid", "4", "--uds-path", "/run/v.sock"),
+                     0);
+    assert_true(req.vsock);
+    assert_int_equal(req.vsock_cid, 4);
+    assert_string_equal(req.vsock_uds_path, "/run/v.sock");
+    cli_request_free(&req);
+    EXPECT_USAGE("serve-device --type vsock: missing --uds-path", "", "serve-device", "--socket",
+                 "/tmp/s", "--type", "vsock");
+    EXPECT_USAGE("--type vsock: but the device given is rng", "", "serve-device", "--socket",
+                 "/tmp/s", "--type", "vsock", "--device", "virtio-rng");
+}
+
 /* ---- --device virtio-net ---- */
 
 static void test_device_virtio_net(void **state)
@@ -1226,6 +1286,8 @@ static void test_help_version(void **state)
                                               "queues=N",
                                               "virtio-rng[,rate=BYTES_PER_SEC]",
                                               "virtio-balloon[,deflate-on-oom]",
+                                              "virtio-vsock,port=N,socketURL=PATH",
+                                              "udsPath=PATH",
                                               "virtio-console,stdio|file=PATH",
                                               "|pty|socket=PATH",
                                               "virtio-serial is",
@@ -1551,7 +1613,8 @@ static void test_serve_device(void **state)
 
     const char *u = cli_usage();
     assert_non_null(strstr(u, "vmkit serve-device --socket PATH --device SPEC"));
-    assert_non_null(strstr(u, "--type rng|blk|console|net, --disk PATH[,keys], --port SPEC"));
+    assert_non_null(strstr(u, "--type rng|blk|console|net|vsock, --disk PATH[,keys], --port SPEC"));
+    assert_non_null(strstr(u, "--cid N --uds-path PATH"));
 }
 
 static void test_serve_device_errors(void **state)
@@ -1751,6 +1814,7 @@ int main(void)
         cmocka_unit_test(test_device_virtio_rng),
         cmocka_unit_test(test_build_config_virtio_rng),
         cmocka_unit_test(test_device_virtio_balloon),
+        cmocka_unit_test(test_device_virtio_vsock),
         cmocka_unit_test(test_device_virtio_net),
         cmocka_unit_test(test_device_virtio_net_errors),
         cmocka_unit_test(test_build_config_virtio_net),
