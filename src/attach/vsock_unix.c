@@ -44,7 +44,6 @@ struct vsock_unix {
     struct pending pending[VSOCK_UNIX_MAX_PENDING];
     struct event_loop *el;
     struct vsock_guest_connector guest;
-    char greet; /* its address is the cookie of connections that are owed "OK <port>\n" */
 };
 
 /* ---- the guest's connections ---- */
@@ -80,10 +79,10 @@ static int host_connect(void *ctx, uint32_t port)
     return connect_path(path);
 }
 
-static void host_connected(void *ctx, void *cookie, int fd, uint32_t host_port, bool ok)
+/* A client of the Firecracker listener hears "OK <host port>" once the guest accepts. */
+static void greet(struct vsock_pending *p, int fd, uint32_t host_port, bool ok)
 {
-    struct vsock_unix *u = ctx;
-    if (!ok || cookie != &u->greet)
+    if (!ok)
         return;
     char line[32];
     int n = snprintf(line, sizeof(line), "OK %" PRIu32 "\n", host_port);
@@ -91,7 +90,8 @@ static void host_connected(void *ctx, void *cookie, int fd, uint32_t host_port, 
     (void)!send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-static const struct vsock_host_ops ops = { .connect = host_connect, .connected = host_connected };
+static const struct vsock_host_ops ops = { .connect = host_connect };
+static struct vsock_pending greeting = { .done = greet };
 
 const struct vsock_host_ops *vsock_unix_ops(void)
 {
@@ -160,7 +160,7 @@ static void on_pending(void *ctx, uint32_t events)
     int fd = p->src.fd;
     drop_pending(p, false);
     /* The device owns fd from here; a refusal closes it. */
-    u->guest.connect(u->guest.ctx, fd, port, &u->greet);
+    u->guest.connect(u->guest.ctx, fd, port, &greeting);
 }
 
 static void on_pending_timeout(void *ctx, uint32_t events)

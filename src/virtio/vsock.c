@@ -63,7 +63,7 @@ struct conn {
     struct event_source src; /* the host socket */
     enum conn_state state;
     uint32_t guest_port, host_port;
-    void *cookie; /* virtio_vsock_connect_guest's, for connected() */
+    struct vsock_pending *pending; /* a host-initiated connection's, told how it ended */
     unsigned owed;
     bool queued;   /* on the device's list of connections with something for the guest */
     bool readable; /* the host socket may have bytes: read it when credit and buffers allow */
@@ -190,8 +190,8 @@ static void close_host(struct conn *c)
         return;
     if (!c->hup)
         event_loop_remove(v->p.el, &c->src);
-    if (c->state == C_CONNECTING && v->p.host->connected)
-        v->p.host->connected(v->p.host_ctx, c->cookie, c->src.fd, c->host_port, false);
+    if (c->state == C_CONNECTING && c->pending)
+        c->pending->done(c->pending, c->src.fd, c->host_port, false);
     close(c->src.fd);
     c->src.fd = -1;
 }
@@ -444,8 +444,8 @@ static void guest_packet(struct vsock *v, const uint8_t *h)
             return;
         }
         c->state = C_OPEN;
-        if (v->p.host->connected)
-            v->p.host->connected(v->p.host_ctx, c->cookie, c->src.fd, c->host_port, true);
+        if (c->pending)
+            c->pending->done(c->pending, c->src.fd, c->host_port, true);
         update_events(c);
         return;
     case OP_RST:
@@ -829,7 +829,8 @@ struct virtio_device *virtio_vsock_new(const struct virtio_vsock_params *p)
     return &v->dev;
 }
 
-int virtio_vsock_connect_guest(struct virtio_device *d, int fd, uint32_t guest_port, void *cookie)
+int virtio_vsock_connect_guest(struct virtio_device *d, int fd, uint32_t guest_port,
+                               struct vsock_pending *p)
 {
     struct vsock *v = to_vsock(d);
     pthread_mutex_lock(&v->lock);
@@ -844,7 +845,7 @@ int virtio_vsock_connect_guest(struct virtio_device *d, int fd, uint32_t guest_p
         rc = c ? 0 : -EMFILE;
     }
     if (c) {
-        c->cookie = cookie;
+        c->pending = p;
         owe(c, OWE_REQUEST);
         rx_flush(v);
     }
@@ -863,9 +864,9 @@ void virtio_vsock_get_stats(struct virtio_device *d, struct virtio_vsock_stats *
     pthread_mutex_unlock(&v->lock);
 }
 
-static int connector_connect(void *ctx, int fd, uint32_t guest_port, void *cookie)
+static int connector_connect(void *ctx, int fd, uint32_t guest_port, struct vsock_pending *p)
 {
-    return virtio_vsock_connect_guest(ctx, fd, guest_port, cookie);
+    return virtio_vsock_connect_guest(ctx, fd, guest_port, p);
 }
 
 struct vsock_guest_connector virtio_vsock_connector(struct virtio_device *d)

@@ -47,7 +47,8 @@ struct virtio_vsock_stats {
  * transport is gone. */
 struct virtio_device *virtio_vsock_new(const struct virtio_vsock_params *p);
 /* The host side's way to the guest (vsock_host.h): connects fd to guest port. */
-int virtio_vsock_connect_guest(struct virtio_device *d, int fd, uint32_t guest_port, void *cookie);
+int virtio_vsock_connect_guest(struct virtio_device *d, int fd, uint32_t guest_port,
+                               struct vsock_pending *p);
 struct vsock_guest_connector virtio_vsock_connector(struct virtio_device *d);
 void virtio_vsock_get_stats(struct virtio_device *d, struct virtio_vsock_stats *out);
 

@@ -40,13 +40,13 @@ static int host_connect(void *ctx, uint32_t port)
     return fd < 0 ? -111 : fd;
 }
 
-static void host_connected(void *ctx, void *cookie, int fd, uint32_t host_port, bool ok)
+static void host_connected(struct vsock_pending *p, int fd, uint32_t host_port, bool ok)
 {
-    FZ_CHECK(cookie == ctx && fd >= 0);
+    FZ_CHECK(fd >= 0);
 }
 
-static const struct vsock_host_ops host_ops = { .connect = host_connect,
-                                                .connected = host_connected };
+static const struct vsock_host_ops host_ops = { .connect = host_connect };
+static struct vsock_pending pending = { .done = host_connected };
 
 static void vsock_action(struct fz_driver *t, struct fz_in *in)
 {
@@ -81,7 +81,7 @@ static void vsock_action(struct fz_driver *t, struct fz_in *in)
         uint32_t port = fz_u32(in);
         int fd = pair(s);
         if (fd >= 0)
-            (void)virtio_vsock_connect_guest(t->dev, fd, port, s);
+            (void)virtio_vsock_connect_guest(t->dev, fd, port, &pending);
         break;
     }
     }

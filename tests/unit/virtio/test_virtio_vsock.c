@@ -31,7 +31,7 @@ struct fix {
     int peer;            /* our end of the last connection */
     unsigned connected_ok, connected_no;
     uint32_t connected_port;
-    int cookie; /* its address is the cookie of host-initiated connections */
+    struct vsock_pending pending; /* host-initiated connections' */
 };
 
 static int host_connect(void *ctx, uint32_t port)
@@ -50,10 +50,9 @@ static int host_connect(void *ctx, uint32_t port)
     return sv[0];
 }
 
-static void host_connected(void *ctx, void *cookie, int fd, uint32_t host_port, bool ok)
+static void host_connected(struct vsock_pending *p, int fd, uint32_t host_port, bool ok)
 {
-    struct fix *f = ctx;
-    assert_ptr_equal(cookie, &f->cookie);
+    struct fix *f = (struct fix *)((char *)p - offsetof(struct fix, pending));
     if (ok) {
         f->connected_ok++;
         f->connected_port = host_port;
@@ -63,14 +62,14 @@ static void host_connected(void *ctx, void *cookie, int fd, uint32_t host_port, 
     }
 }
 
-static const struct vsock_host_ops host_ops = { .connect = host_connect,
-                                                .connected = host_connected };
+static const struct vsock_host_ops host_ops = { .connect = host_connect };
 
 static struct fix *setup(void)
 {
     struct fix *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->peer = -1;
+    f->pending.done = host_connected;
     assert_int_equal(event_loop_new(&f->el), 0);
     struct virtio_vsock_params p = {
         .guest_cid = GUEST_CID, .el = f->el, .host = &host_ops, .host_ctx = f
@@ -382,7 +381,7 @@ static void test_host_connects(void **state)
     vg_post_rx(&f->g, 8);
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(virtio_vsock_connect_guest(f->dev, sv[0], 22, &f->cookie), 0);
+    assert_int_equal(virtio_vsock_connect_guest(f->dev, sv[0], 22, &f->pending), 0);
     struct vg_hdr h;
     char buf[64];
     assert_true(vg_recv(&f->g, &h, buf, sizeof(buf)));
@@ -409,7 +408,7 @@ static void test_host_connects(void **state)
 
     /* The guest refuses the next one. */
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(virtio_vsock_connect_guest(f->dev, sv[0], 23, &f->cookie), 0);
+    assert_int_equal(virtio_vsock_connect_guest(f->dev, sv[0], 23, &f->pending), 0);
     while (vg_recv(&f->g, &h, buf, sizeof(buf)) && h.op != VG_REQUEST)
         ;
     assert_int_equal(h.op, VG_REQUEST);
@@ -421,7 +420,7 @@ static void test_host_connects(void **state)
     /* A device not running takes none, and closes the socket it was given. */
     f->dev->ops->reset(f->dev);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(virtio_vsock_connect_guest(f->dev, sv[0], 24, &f->cookie), -ENOTCONN);
+    assert_int_equal(virtio_vsock_connect_guest(f->dev, sv[0], 24, &f->pending), -ENOTCONN);
     assert_int_equal(recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
     close(sv[1]);
     teardown(f);
