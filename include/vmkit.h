@@ -678,6 +678,24 @@ VMK_API uint64_t vmk_vm_get_target_memory_size(vmk_vm *vm);
 /* Bytes the guest has given back so far (what its driver says the balloon holds), 0 without
  * a balloon or a running VM. */
 VMK_API uint64_t vmk_vm_get_balloon_memory_size(vmk_vm *vm);
+/* A connection between the application and the guest over the machine's socket device: fd is
+ * a connected stream socket, the application's to use and close. Called on the VM's thread,
+ * as the delegate's callbacks are. */
+typedef void (*vmk_socket_accept)(vmk_vm *vm, uint32_t port, int fd, void *user);
+/* How vmk_vm_connect_socket ended: VMK_OK with fd, or VMK_ERR_IO (fd -1) when the guest
+ * refused, reset or never answered before the VM stopped. */
+typedef void (*vmk_socket_connected)(vmk_vm *vm, uint32_t port, int fd, vmk_result result,
+                                     void *user);
+/* Connects to the guest's port (1 .. 0xfffffffe) over the socket device; done is called once,
+ * later. VMK_ERR_INVALID_STATE when the VM is not running or its guest has no driver for the
+ * device yet, VMK_ERR_UNSUPPORTED without a socket device. */
+VMK_API vmk_result vmk_vm_connect_socket(vmk_vm *vm, uint32_t port, vmk_socket_connected done,
+                                         void *user, vmk_error **err);
+/* Guest connections to host port `port` go to accept (NULL: removes the listener) before the
+ * socket device's configured sockets are asked. Listeners may be set at any time and stay
+ * until removed, across starts. */
+VMK_API vmk_result vmk_vm_set_socket_listener(vmk_vm *vm, uint32_t port, vmk_socket_accept accept,
+                                              void *user, vmk_error **err);
 /* The signal the library sends its vCPU threads (see the top of this header). */
 VMK_API int vmk_vm_kick_signal(void);
 

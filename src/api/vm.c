@@ -5,6 +5,7 @@
 #include "api/config_internal.h"
 #include "core/error.h"
 #include "core/event_loop.h"
+#include "api/vm_sockets.h"
 #include "machine/machine.h"
 
 #include <arpa/inet.h>
@@ -61,6 +62,7 @@ struct vmk_vm {
      * lock (so without vm->lock) and reported to the delegate by the VM thread. */
     atomic_uint net_changed;   /* a bit per network device */
     atomic_uint net_connected; /* the state each last reported */
+    struct vm_sockets sockets; /* the application's vsock listeners and connections */
 };
 
 const char *vmk_vm_state_string(vmk_vm_state state)
@@ -78,6 +80,12 @@ const char *vmk_vm_state_string(vmk_vm_state state)
     case VMK_STATE_RESTORING: return "restoring";
     }
     return "unknown";
+}
+
+static void wake(vmk_vm *vm);
+static void wake_ctx(void *ctx)
+{
+    wake(ctx);
 }
 
 static void wake(vmk_vm *vm)
@@ -110,6 +118,13 @@ static void on_machine_end(void *ctx, enum machine_end why, uint32_t code, vmk_e
     vm->end_err = err;
     pthread_mutex_unlock(&vm->lock);
     wake(vm);
+}
+
+/* machine_owner.socket_listener: the owner's ctx is the vm. */
+static int vm_sockets_listener_of_vm(void *ctx, uint32_t port)
+{
+    vmk_vm *vm = ctx;
+    return vm_sockets_listener(&vm->sockets, port);
 }
 
 static void on_attachment_changed(void *ctx, const struct device_kind *kind, unsigned index,
@@ -218,6 +233,7 @@ static vmk_result do_start(vmk_vm *vm, vmk_error **err)
     pthread_mutex_unlock(&vm->lock);
     struct machine_owner owner = { .ended = on_machine_end,
                                    .attachment_changed = on_attachment_changed,
+                                   .socket_listener = vm_sockets_listener_of_vm,
                                    .ctx = vm };
     atomic_store(&vm->net_changed, 0);
     atomic_store(&vm->net_connected, ~0u);
@@ -380,6 +396,7 @@ static void *vm_thread_main(void *arg)
     while (!vm->shutdown) {
         event_loop_run_once(vm->el, -1);
         report_attachments(vm);
+        vm_sockets_deliver(&vm->sockets, vm);
         process(vm);
     }
     return NULL;
@@ -445,6 +462,7 @@ vmk_vm *vmk_vm_new(const vmk_config *cfg, vmk_error **err)
         goto fail;
     }
     pthread_mutex_init(&vm->lock, NULL);
+    vm_sockets_init(&vm->sockets, wake_ctx, vm);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* vmk_vm_wait's deadline */
@@ -461,6 +479,7 @@ vmk_vm *vmk_vm_new(const vmk_config *cfg, vmk_error **err)
     if (e) {
         pthread_mutex_destroy(&vm->lock);
         pthread_cond_destroy(&vm->cond);
+        vm_sockets_fini(&vm->sockets);
         vmk_fail(err, VMK_ERR_NO_MEMORY, e, "vm: cannot start thread: %s", strerror(e));
         goto fail;
     }
@@ -490,6 +509,7 @@ void vmk_vm_free(vmk_vm *vm)
     vmk_error_free(vm->end_err);
     vmk_error_free(vm->error);
     vmk_config_free(vm->cfg);
+    vm_sockets_fini(&vm->sockets);
     pthread_mutex_destroy(&vm->lock);
     pthread_cond_destroy(&vm->cond);
     free(vm);
@@ -790,6 +810,56 @@ uint64_t vmk_vm_get_balloon_memory_size(vmk_vm *vm)
     uint64_t bytes = (uint64_t)actual << 12;
     /* actual is the guest's word: never more than its RAM. */
     return bytes < vm->cfg->memory_size ? bytes : vm->cfg->memory_size;
+}
+
+vmk_result vmk_vm_connect_socket(vmk_vm *vm, uint32_t port, vmk_socket_connected done, void *user,
+                                 vmk_error **err)
+{
+    if (!vm || !done)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "%s is NULL", vm ? "done" : "vm");
+    if (port == 0 || port > VMK_VSOCK_MAX_PORT)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                        "socket device: port %u is out of range [1, %u]", port, VMK_VSOCK_MAX_PORT);
+    if (vmk_config_socket_device_count(vm->cfg) == 0)
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
+                        "socket device: the configuration has no socket device");
+    struct vsock_pending *p = NULL;
+    int fd = vm_sockets_connection(&vm->sockets, port, done, user, &p);
+    if (fd < 0)
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, -fd, "socket device: %s", strerror(-fd));
+    pthread_mutex_lock(&vm->lock);
+    int rc = -ENOTCONN;
+    vmk_vm_state state = vm->state;
+    struct device_instance *inst = vm->machine && state_in(state, S(RUNNING) | S(PAUSED))
+                                       ? machine_device(vm->machine, &device_kind_virtio_socket, 0)
+                                       : NULL;
+    if (inst)
+        rc = inst->kind->socket_connect(inst, fd, port, p); /* owns fd from here */
+    else
+        close(fd);
+    pthread_mutex_unlock(&vm->lock);
+    if (rc == 0)
+        return VMK_OK;
+    vm_sockets_abandon(p);
+    if (!inst)
+        return vmk_fail(err, VMK_ERR_INVALID_STATE, 0,
+                        "socket device: connections are made while the VM runs (it is %s)",
+                        vmk_vm_state_string(state));
+    if (rc == -ENOTCONN)
+        return vmk_fail(err, VMK_ERR_INVALID_STATE, 0,
+                        "socket device: the guest's driver has not started it");
+    return vmk_fail(err, VMK_ERR_IO, -rc, "socket device: port %u: %s", port, strerror(-rc));
+}
+
+vmk_result vmk_vm_set_socket_listener(vmk_vm *vm, uint32_t port, vmk_socket_accept accept,
+                                      void *user, vmk_error **err)
+{
+    if (!vm)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "vm is NULL");
+    if (port == 0 || port > VMK_VSOCK_MAX_PORT)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                        "socket device: port %u is out of range [1, %u]", port, VMK_VSOCK_MAX_PORT);
+    return vm_sockets_set_listener(&vm->sockets, port, accept, user, err);
 }
 
 char *vmk_vm_copy_serial_port_pty_path(vmk_vm *vm, unsigned index)

@@ -36,6 +36,8 @@ struct pending {
 };
 
 struct vsock_unix {
+    int (*app_listener)(void *ctx, uint32_t port); /* the library's own listeners */
+    void *app_ctx;
     char *uds_path;
     struct vsock_unix_port *ports; /* connect-mode and listen-mode, paths owned */
     unsigned port_count;
@@ -69,6 +71,11 @@ static int connect_path(const char *path)
 static int host_connect(void *ctx, uint32_t port)
 {
     struct vsock_unix *u = ctx;
+    if (u->app_listener) {
+        int fd = u->app_listener(u->app_ctx, port);
+        if (fd != -ENOENT)
+            return fd;
+    }
     for (unsigned i = 0; i < u->port_count; i++)
         if (u->ports[i].port == port && !u->ports[i].listen)
             return connect_path(u->ports[i].path);
@@ -238,6 +245,8 @@ vmk_result vsock_unix_open(const struct vsock_unix_params *p, const char *what,
     struct vsock_unix *u = calloc(1, sizeof(*u));
     if (!u)
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
+    u->app_listener = p->listener;
+    u->app_ctx = p->listener_ctx;
     u->ports = calloc(p->port_count ? p->port_count : 1, sizeof(*u->ports));
     u->listener = calloc(p->port_count + 1, sizeof(*u->listener));
     vmk_result r = VMK_OK;

@@ -33,6 +33,10 @@ struct vsock_unix_port {
 };
 
 struct vsock_unix_params {
+    /* Asked first when the guest connects to a host port: a stream socket, or -ENOENT to
+     * let the mappings below decide. May be NULL. */
+    int (*listener)(void *ctx, uint32_t port);
+    void *listener_ctx;
     const char *uds_path; /* Firecracker's convention; NULL: none */
     const struct vsock_unix_port *ports;
     unsigned port_count;

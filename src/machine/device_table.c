@@ -356,7 +356,9 @@ static vmk_result vsock_open(const struct device_host_env *env, const vmk_config
     }
     for (unsigned i = 0; i < n; i++)
         vmk_virtio_socket_device_get_port(sd, i, &ports[i].port, &ports[i].path, &ports[i].listen);
-    struct vsock_unix_params p = { .uds_path = vmk_virtio_socket_device_get_unix_socket_path(sd),
+    struct vsock_unix_params p = { .listener = env->socket_listener,
+                                   .listener_ctx = env->socket_listener_ctx,
+                                   .uds_path = vmk_virtio_socket_device_get_unix_socket_path(sd),
                                    .ports = ports,
                                    .port_count = n };
     vmk_result r = vsock_unix_open(&p, what, &h->unix_side, err);
@@ -391,6 +393,12 @@ static vmk_result vsock_connect(struct device_instance *inst, vmk_error **err)
     return VMK_OK;
 }
 
+static int vsock_socket_connect(struct device_instance *inst, int fd, uint32_t port,
+                                struct vsock_pending *p)
+{
+    return virtio_vsock_connect_guest(inst->dev, fd, port, p);
+}
+
 static void vsock_close(struct device_instance *inst)
 {
     struct vsock_host *h = inst->host;
@@ -407,6 +415,7 @@ const struct device_kind device_kind_virtio_socket = {
     .count = vmk_config_socket_device_count,
     .open = vsock_open,
     .connect = vsock_connect,
+    .socket_connect = vsock_socket_connect,
     .close = vsock_close,
 };
 

@@ -9,6 +9,7 @@
 #ifndef VMK_MACHINE_DEVICE_TABLE_H
 #define VMK_MACHINE_DEVICE_TABLE_H
 
+#include "attach/vsock_host.h"
 #include "core/event_loop.h"
 #include "virtio/virtio_device.h"
 #include "vmkit.h"
@@ -30,6 +31,12 @@ struct device_host_env {
     void (*attachment_changed)(void *ctx, const struct device_kind *kind, unsigned index,
                                bool connected, const char *why);
     void *attachment_ctx;
+    /* The guest connects to host port over a socket device: a stream socket of the owner's
+     * own listener for port (it keeps the other end), or -ENOENT when it has none and the
+     * device's configured sockets decide. Called on the loop with the device's lock held. May
+     * be NULL. */
+    int (*socket_listener)(void *ctx, uint32_t port);
+    void *socket_listener_ctx;
 };
 
 /* One device built from its config object. */
@@ -63,6 +70,10 @@ struct device_kind {
      * it says it gave (NULL: the kind is no balloon). Any thread. */
     void (*balloon_set_target)(struct device_instance *inst, uint32_t pages);
     void (*balloon_pages)(struct device_instance *inst, uint32_t *target, uint32_t *actual);
+    /* A socket device: connects fd (a stream socket, the device's from now on) to the guest's
+     * port; p hears how it ended. -errno when it cannot start (NULL: the kind is none). */
+    int (*socket_connect)(struct device_instance *inst, int fd, uint32_t port,
+                          struct vsock_pending *p);
     /* The pty a port got, or NULL (NULL: the kind has no ports). */
     const char *(*pty_path)(const struct device_instance *inst, unsigned port);
     /* Destroys the device (its transport is gone), then closes the host side. */

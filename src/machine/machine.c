@@ -152,6 +152,8 @@ static vmk_result create_devices(struct machine *m, const vmk_config *cfg, vmk_e
         .escape_ctx = m,
         .attachment_changed = m->owner.attachment_changed,
         .attachment_ctx = m->owner.ctx,
+        .socket_listener = m->owner.socket_listener,
+        .socket_listener_ctx = m->owner.ctx,
     };
     struct pci_function_env pci = {
         .gm = &m->gm, .el = m->el, .irq = m->platform.irq, .bus = m->platform.pci

@@ -28,6 +28,8 @@ struct machine_owner {
      * device lock held). May be NULL. */
     void (*attachment_changed)(void *ctx, const struct device_kind *kind, unsigned index,
                                bool connected, const char *why);
+    /* As device_host_env's socket_listener. May be NULL. */
+    int (*socket_listener)(void *ctx, uint32_t port);
     void *ctx;
 };
 

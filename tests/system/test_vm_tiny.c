@@ -1090,6 +1090,144 @@ static void test_socket_device_sockets(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* What the socket callbacks got, on the VM thread. */
+struct socket_events {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int accepted_fd, connected_fd;
+    uint32_t accepted_port;
+    unsigned connects;
+    vmk_result connect_result;
+};
+
+static void on_socket_accept(vmk_vm *vm, uint32_t port, int fd, void *user)
+{
+    struct socket_events *e = user;
+    pthread_mutex_lock(&e->lock);
+    e->accepted_fd = fd;
+    e->accepted_port = port;
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->lock);
+}
+
+static void on_socket_connected(vmk_vm *vm, uint32_t port, int fd, vmk_result result, void *user)
+{
+    struct socket_events *e = user;
+    pthread_mutex_lock(&e->lock);
+    e->connected_fd = fd;
+    e->connect_result = result;
+    e->connects++;
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* Waits until *field (under e->lock) differs from `not`; returns it. */
+static int wait_field(struct socket_events *e, const int *field, int not )
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&e->lock);
+    while (*field == not &&pthread_cond_timedwait(&e->cond, &e->lock, &ts) == 0)
+        ;
+    int v = *field;
+    pthread_mutex_unlock(&e->lock);
+    return v;
+}
+
+/* Reads exactly n bytes within WAIT_MS. */
+static void read_exactly(int fd, char *buf, size_t n)
+{
+    struct timeval tv = { .tv_sec = WAIT_MS / 1000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0)
+            fail_msg("read %zu of %zu bytes from the guest's socket", got, n);
+        got += (size_t)r;
+    }
+}
+
+/* The socket device's runtime API against vsock_echo, a tiny guest with its own vsock
+ * driver: its connection to host port 1234 reaches the application's listener (refused when
+ * there is none), and the application's connections to its port 7 echo, to port 8 fail. */
+static void test_socket_api(void **state)
+{
+    struct fixture *f = *state;
+    vmk_error *err = NULL;
+    struct socket_events ev = { .lock = PTHREAD_MUTEX_INITIALIZER,
+                                .cond = PTHREAD_COND_INITIALIZER,
+                                .accepted_fd = -1,
+                                .connected_fd = -1 };
+
+    REQUIRE_KVM();
+    vmk_serial_attachment *att = vmk_file_serial_attachment_new(f->out[0], false);
+    assert_non_null(att);
+    vmk_config *cfg = guest_config("vsock_echo", att);
+    assert_int_equal(vmk_config_add_socket_device(cfg, vmk_virtio_socket_device_new()), VMK_OK);
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    vmk_config_free(cfg);
+    assert_non_null(vm);
+    f->vm[0] = vm;
+    expect_code(vmk_vm_connect_socket(vm, 7, on_socket_connected, &ev, &err), &err,
+                VMK_ERR_INVALID_STATE, "connect before start");
+    expect_code(vmk_vm_set_socket_listener(vm, 0, on_socket_accept, &ev, &err), &err,
+                VMK_ERR_INVALID_ARGUMENT, "listener on port 0");
+
+    /* No listener and no configured socket: the guest's connection is refused. */
+    start_vm(vm);
+    if (!wait_for_text(f->out[0], "vsock: 1234 refused\n", WAIT_MS))
+        fail_msg("the guest's connection to 1234 was not refused");
+    expect_ok(vmk_vm_stop(vm, &err), &err, "stop");
+
+    /* A listener (it stays across starts): the guest's hello arrives on its socket. */
+    expect_ok(vmk_vm_set_socket_listener(vm, 1234, on_socket_accept, &ev, &err), &err,
+              "set listener");
+    start_vm(vm);
+    int fd = wait_field(&ev, &ev.accepted_fd, -1);
+    if (fd < 0)
+        fail_msg("no connection reached the listener");
+    assert_int_equal(ev.accepted_port, 1234);
+    char buf[64] = { 0 };
+    read_exactly(fd, buf, 21);
+    assert_string_equal(buf, "hello from the guest\n");
+    close(fd);
+
+    /* The application connects to the guest's echo port. */
+    if (!wait_for_text(f->out[0], "vsock: connected to 1234\n", WAIT_MS))
+        fail_msg("the guest did not say it connected");
+    expect_ok(vmk_vm_connect_socket(vm, 7, on_socket_connected, &ev, &err), &err, "connect 7");
+    fd = wait_field(&ev, &ev.connected_fd, -1);
+    assert_int_equal(ev.connect_result, VMK_OK);
+    if (fd < 0)
+        fail_msg("the connection to port 7 did not complete");
+    assert_int_equal(write(fd, "ping over vsock\n", 16), 16);
+    memset(buf, 0, sizeof(buf));
+    read_exactly(fd, buf, 16);
+    assert_string_equal(buf, "ping over vsock\n");
+    close(fd);
+
+    /* Port 8: the guest refuses; the callback says so. */
+    pthread_mutex_lock(&ev.lock);
+    ev.connected_fd = -2;
+    pthread_mutex_unlock(&ev.lock);
+    expect_ok(vmk_vm_connect_socket(vm, 8, on_socket_connected, &ev, &err), &err, "connect 8");
+    assert_int_equal(wait_field(&ev, &ev.connected_fd, -2), -1);
+    assert_int_equal(ev.connect_result, VMK_ERR_IO);
+    assert_int_equal(ev.connects, 2);
+    expect_ok(vmk_vm_stop(vm, &err), &err, "stop");
+    free_vm(f, 0);
+
+    /* A machine without a socket device has none to connect over. */
+    vm = make_vm(f, 0, "halt");
+    start_vm(vm);
+    expect_code(vmk_vm_connect_socket(vm, 7, on_socket_connected, &ev, &err), &err,
+                VMK_ERR_UNSUPPORTED, "connect without a socket device");
+    expect_ok(vmk_vm_stop(vm, &err), &err, "stop");
+    free_vm(f, 0);
+}
+
 /* ---- Network devices at run time -------------------------------------------------- */
 
 struct net_events {
@@ -1689,6 +1827,7 @@ int main(void)
         T(test_halt_stop),
         T(test_balloon_target),
         T(test_socket_device_sockets),
+        T(test_socket_api),
         T(test_network_runtime),
         T(test_network_queries_race_end),
         T(test_free_running),
