@@ -269,6 +269,24 @@ static void orphan_rst(struct vsock *v, uint32_t guest_port, uint32_t host_port)
 
 /* ---- guest -> host: the ring between a packet and the host socket ---- */
 
+/* The iovecs of bytes [skip, skip + len) of the n in src, into out; returns how many. */
+static unsigned slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
+                      struct iovec *out)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && len; i++) {
+        if (skip >= src[i].iov_len) {
+            skip -= src[i].iov_len;
+            continue;
+        }
+        size_t take = src[i].iov_len - skip < len ? src[i].iov_len - skip : len;
+        out[k++] = (struct iovec){ (uint8_t *)src[i].iov_base + skip, take };
+        len -= take;
+        skip = 0;
+    }
+    return k;
+}
+
 /* writev that neither blocks nor raises SIGPIPE when the host end is gone. */
 static ssize_t send_iov(int fd, struct iovec *iov, unsigned n)
 {
@@ -330,19 +348,7 @@ static void guest_data(struct vsock *v, struct conn *c, uint32_t len)
     size_t off = VIRTIO_VSOCK_HDR_LEN;
     if (!c->ring_len) {
         /* Nothing queued before it: try the socket first. */
-        unsigned n = 0;
-        size_t skip = off, want = len;
-        for (unsigned i = 0; i < v->elem.out_num && want; i++) {
-            const struct iovec *s = &v->elem.iov[i];
-            if (skip >= s->iov_len) {
-                skip -= s->iov_len;
-                continue;
-            }
-            size_t take = s->iov_len - skip < want ? s->iov_len - skip : want;
-            v->iov[n++] = (struct iovec){ (uint8_t *)s->iov_base + skip, take };
-            want -= take;
-            skip = 0;
-        }
+        unsigned n = slice(v->elem.iov, v->elem.out_num, off, len, v->iov);
         ssize_t w = n ? send_iov(c->src.fd, v->iov, n) : 0;
         if (w < 0 && errno != EAGAIN) {
             reset_conn(c);
@@ -605,19 +611,8 @@ static bool send_data(struct vsock *v, struct conn *c)
     uint32_t want = room < credit ? room : credit;
     if (want > MAX_PAYLOAD)
         want = MAX_PAYLOAD;
-    unsigned n = 0;
-    size_t skip = VIRTIO_VSOCK_HDR_LEN, left = want;
-    for (unsigned i = 0; i < v->elem.in_num && left; i++) {
-        const struct iovec *s = &v->elem.iov[v->elem.out_num + i];
-        if (skip >= s->iov_len) {
-            skip -= s->iov_len;
-            continue;
-        }
-        size_t take = s->iov_len - skip < left ? s->iov_len - skip : left;
-        v->iov[n++] = (struct iovec){ (uint8_t *)s->iov_base + skip, take };
-        left -= take;
-        skip = 0;
-    }
+    unsigned n =
+        slice(v->elem.iov + v->elem.out_num, v->elem.in_num, VIRTIO_VSOCK_HDR_LEN, want, v->iov);
     ssize_t r;
     do
         r = n ? readv(c->src.fd, v->iov, (int)n) : -1;
