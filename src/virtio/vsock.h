@@ -26,7 +26,7 @@
 #define VIRTIO_VSOCK_QUEUE_SIZE 256
 #define VIRTIO_VSOCK_HOST_CID   2
 #define VIRTIO_VSOCK_BUF_ALLOC  (256u << 10) /* bytes a connection buffers for its host socket */
-#define VIRTIO_VSOCK_MAX_CONNS  1024u        /* connections at once; more are refused (RST) */
+#define VIRTIO_VSOCK_MAX_CONNS  256u /* at once, a host fd each (a guest must not exhaust ours) */
 #define VIRTIO_VSOCK_HDR_LEN    44
 
 struct virtio_vsock_params {

@@ -27,6 +27,7 @@ struct fix {
     struct virtio_device *dev;
     int refuse;          /* connect() fails with -refuse when set */
     bool tiny_sndbuf;    /* the device's end of the socketpair takes little */
+    bool drop_peer;      /* close our end at once (for counting connections) */
     uint32_t asked_port; /* the last port connect() was asked for */
     int peer;            /* our end of the last connection */
     unsigned connected_ok, connected_no;
@@ -46,7 +47,10 @@ static int host_connect(void *ctx, uint32_t port)
         int small = 1;
         setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     }
-    f->peer = sv[1];
+    if (f->drop_peer)
+        close(sv[1]);
+    else
+        f->peer = sv[1];
     return sv[0];
 }
 
@@ -449,6 +453,26 @@ static void test_host_end_goes_away(void **state)
     teardown(f);
 }
 
+static void test_connection_cap(void **state)
+{
+    /* A guest cannot make the device hold more host sockets than VIRTIO_VSOCK_MAX_CONNS. */
+    struct fix *f = setup();
+    f->drop_peer = true;
+    for (uint32_t i = 0; i <= VIRTIO_VSOCK_MAX_CONNS; i++)
+        vg_op(&f->g, VG_REQUEST, 10000 + i, 1234);
+    struct virtio_vsock_stats st;
+    virtio_vsock_get_stats(f->dev, &st);
+    assert_int_equal(st.connections, VIRTIO_VSOCK_MAX_CONNS);
+    /* The one too many is reset once there is a buffer for it. */
+    vg_post_rx(&f->g, 1);
+    struct vg_hdr h;
+    char buf[16];
+    assert_true(vg_recv(&f->g, &h, buf, sizeof(buf)));
+    assert_int_equal(h.op, VG_RST);
+    assert_int_equal(h.dst_port, 10000 + VIRTIO_VSOCK_MAX_CONNS);
+    teardown(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -461,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_credit_host_to_guest),
         cmocka_unit_test(test_host_connects),
         cmocka_unit_test(test_host_end_goes_away),
+        cmocka_unit_test(test_connection_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
