@@ -334,6 +334,61 @@ case_balloon() {
     result "balloon ok: MemTotal $mem MiB with 64 MiB ballooned; guest RAM on the host $filled -> $freed KiB after the guest freed 48 MiB (${n}s)"
 }
 
+# vsock: virtio-vsock on Firecracker's convention (udsPath=/tmp/vsock.sock), the guest's end
+# socat from the outer machine appended to the default guest's initramfs: the guest connects
+# to host port 5000 (the outer machine's socat listening on /tmp/vsock.sock_5000) and sends
+# 256 KiB; a client of /tmp/vsock.sock says CONNECT 6000, reads OK and sends 256 KiB to the
+# guest's listener. md5 both ways.
+case_vsock() {
+    name=vsock
+    extra=/usr/share/vmkit/guest-extra/socat.cpio.gz
+    if ! command -v socat >/dev/null || [ ! -f "$extra" ]; then
+        result "vsock not ok: no socat in the outer machine (run.sh stages the host's)"
+        return
+    fi
+    G=${VMKIT_GUEST_DIR:-/usr/share/vmkit/guest}
+    cat "$G/initramfs.img" "$extra" >/tmp/initrd-socat
+    rm -f /tmp/vsock.sock /tmp/vsock.sock_5000 /tmp/from_guest.bin
+    dd if=/dev/urandom of=/tmp/to_guest.bin bs=1024 count=256 2>/dev/null
+    socat -u UNIX-LISTEN:/tmp/vsock.sock_5000 CREATE:/tmp/from_guest.bin 2>/tmp/socat5000.err &
+    receiver=$!
+    boot_vm vsock --kernel "$G/vmlinuz" --initrd /tmp/initrd-socat --cmdline "console=ttyS0 panic=-1" \
+        --device virtio-vsock,udsPath=/tmp/vsock.sock || { kill "$receiver" 2>/dev/null; return; }
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'dd if=/dev/urandom of=/tmp/out.bin bs=1024 count=256 2>/dev/null; echo gsum=$(md5sum </tmp/out.bin); /usr/local/bin/socat -u OPEN:/tmp/out.bin VSOCK-CONNECT:2:5000 && echo sent-$((9+9))-done' sent-18-done "the guest could not send to host port 5000" || { kill "$receiver" 2>/dev/null; return; }
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    type_line '/usr/local/bin/socat -u VSOCK-LISTEN:6000 CREATE:/tmp/in.bin; echo hsum=$(md5sum </tmp/in.bin); echo got-$((10+10))-done'
+    # Until the guest listens, its kernel refuses (the client then hears nothing): again.
+    n=0
+    while [ "$n" -lt 60 ]; do
+        { printf 'CONNECT 6000\n'; sleep 1; cat /tmp/to_guest.bin; } |
+            socat -t 5 - UNIX-CONNECT:/tmp/vsock.sock >/tmp/client.out 2>/dev/null
+        grep -q '^OK [0-9]' /tmp/client.out && break
+        sleep 1
+        n=$((n + 1))
+    done
+    if ! wait_for got-20-done; then
+        abort_vm
+        fail "the guest did not receive the host's 256 KiB: $why (client: $(head -c 40 /tmp/client.out))"
+        return
+    fi
+    poweroff_vm || return
+    wait "$receiver" 2>/dev/null
+    gsum=$(echo "$out" | sed -n 's/^gsum=\([0-9a-f]*\).*/\1/p' | head -n 1)
+    hsum=$(echo "$out" | sed -n 's/^hsum=\([0-9a-f]*\).*/\1/p' | head -n 1)
+    got=$(md5sum </tmp/from_guest.bin 2>/dev/null | cut -d' ' -f1)
+    want=$(md5sum </tmp/to_guest.bin | cut -d' ' -f1)
+    if [ -z "$gsum" ] || [ "$gsum" != "$got" ]; then
+        fail "guest -> host port 5000: the guest sent $gsum, the host got ${got:-nothing}"
+        return
+    fi
+    if [ "$hsum" != "$want" ]; then
+        fail "host -> guest port 6000: the host sent $want, the guest got ${hsum:-nothing} (client: $(head -c 40 /tmp/client.out))"
+        return
+    fi
+    result "vsock ok: guest -> P_5000 and CONNECT 6000 -> guest, 256 KiB each, md5 intact ($(head -n 1 /tmp/client.out))"
+}
+
 # power-button: SIGTERM to vmkit presses the ACPI power button; the guest's acpid powers it
 # off and vmkit exits 0.
 case_power_button() {
@@ -671,6 +726,7 @@ want warnings && case_warnings
 want cpus && case_cpus
 want memory && case_memory
 want balloon && case_balloon
+want vsock && case_vsock
 want power-button && case_power_button
 want pci && case_pci
 want blk && case_blk

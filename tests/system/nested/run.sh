@@ -124,6 +124,30 @@ else
     echo "run.sh: warning: no vmkit binary at $vmkit (build it: ninja -C build);" \
         "the outer machine will have none" >&2
 fi
+# stage_binary BIN ROOT DIR: the host's BIN at ROOT/DIR, with the shared libraries it needs at
+# their own paths under ROOT. False when the host has no BIN.
+stage_binary() {
+    local path lib
+    path=$(command -v "$1") || return 1
+    mkdir -p "$2/$3"
+    cp -L "$path" "$2/$3/"
+    { ldd "$path" 2>/dev/null || true; } | awk '/=> \// { print $3 } /^\t\// { print $1 }' |
+        while read -r lib; do
+            mkdir -p "$2$(dirname "$lib")"
+            cp -L "$lib" "$2$lib"
+        done
+}
+# socat, for the vsock case: in the outer machine (the host's end), and as an archive that
+# the case appends to the default guest's initramfs (the guest's end, called by its path:
+# busybox has no vsock).
+if stage_binary socat "$stage" usr/bin && stage_binary socat "$work/guest-extra" usr/local/bin; then
+    mkdir -p "$stage/usr/share/vmkit/guest-extra"
+    (cd "$work/guest-extra" && find . -mindepth 1 | LC_ALL=C sort |
+        cpio -o -H newc -R 0:0 --quiet | gzip -1n) >"$stage/usr/share/vmkit/guest-extra/socat.cpio.gz"
+else
+    echo "run.sh: warning: no socat on this host (apt-get install socat); the vsock case" \
+        "cannot run" >&2
+fi
 install -m 0755 "$script" "$stage/run.sh"
 if [ -n "${VMKIT_NESTED_EXTRA:-}" ]; then
     [ -d "$VMKIT_NESTED_EXTRA" ] || { echo "run.sh: VMKIT_NESTED_EXTRA: no such directory" >&2; exit 2; }
