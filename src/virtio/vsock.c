@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -56,6 +57,7 @@ enum conn_state {
     C_CONNECTING, /* the host asked; REQUEST sent or owed, waiting for RESPONSE */
     C_OPEN,
     C_CLOSING, /* RST owed: freed once it is sent */
+    C_GONE,    /* freed, but an event already fetched may still name it (see reap) */
 };
 
 struct conn {
@@ -77,7 +79,9 @@ struct conn {
     uint32_t ring_head, ring_len;
     /* host -> guest: what we sent, and the guest's buffer as it last told us */
     uint32_t tx_cnt, peer_buf_alloc, peer_fwd_cnt;
-    struct conn *next; /* on the queued list */
+    struct conn *next;      /* on the queued list */
+    struct conn *gone_next; /* on the list of freed connections */
+    bool gone_seen;         /* a reap has passed since it was freed */
 };
 
 struct orphan {
@@ -96,6 +100,12 @@ struct vsock {
     unsigned norphan;
     uint32_t next_local_port;
     struct virtio_vsock_stats stats;
+    /* Freed connections wait here for two reaps (an eventfd on the loop) before their memory
+     * goes: an epoll batch fetched before one was freed, on this thread or another, may
+     * still hand its event to on_host_socket, which then finds it C_GONE. Each reap runs in
+     * a later batch than the one before, and no batch after the freeing names it. */
+    struct conn *gone;
+    struct event_source reaper;
     struct virtq_elem elem;
     struct iovec iov[VIRTQ_MAX_IOV];
 };
@@ -216,7 +226,43 @@ static void free_conn(struct vsock *v, struct conn *c)
             break;
         }
     free(c->ring);
-    free(c);
+    c->ring = NULL;
+    c->state = C_GONE;
+    c->gone_seen = false;
+    c->gone_next = v->gone;
+    v->gone = c;
+    uint64_t one = 1;
+    (void)!write(v->reaper.fd, &one, sizeof(one));
+}
+
+/* Frees the connections a reap has already seen, and marks the others for the next. */
+static void reap(struct vsock *v)
+{
+    struct conn **pp = &v->gone;
+    while (*pp) {
+        struct conn *c = *pp;
+        if (c->gone_seen) {
+            *pp = c->gone_next;
+            free(c);
+        } else {
+            c->gone_seen = true;
+            pp = &c->gone_next;
+        }
+    }
+}
+
+static void on_reaper(void *ctx, uint32_t events)
+{
+    struct vsock *v = ctx;
+    uint64_t n;
+    (void)!read(v->reaper.fd, &n, sizeof(n));
+    pthread_mutex_lock(&v->lock);
+    reap(v);
+    if (v->gone) {
+        uint64_t one = 1;
+        (void)!write(v->reaper.fd, &one, sizeof(one)); /* again, in a later batch */
+    }
+    pthread_mutex_unlock(&v->lock);
 }
 
 /* Ends c with a reset to the guest (sent as buffers allow, then c is freed). */
@@ -693,6 +739,10 @@ static void on_host_socket(void *ctx, uint32_t events)
     struct conn *c = ctx;
     struct vsock *v = c->v;
     pthread_mutex_lock(&v->lock);
+    if (c->state == C_GONE) {
+        pthread_mutex_unlock(&v->lock);
+        return;
+    }
     if ((events & (EPOLLHUP | EPOLLERR)) && !c->hup) {
         /* Reported whatever we watch: stop watching; reads and writes tell the rest. */
         event_loop_remove(v->p.el, &c->src);
@@ -788,6 +838,11 @@ static void vsock_destroy(struct virtio_device *d)
     if (!v)
         return;
     close_all(v);
+    /* No batch of the loop is under way now: everything freed can go. */
+    reap(v);
+    reap(v);
+    event_loop_remove(v->p.el, &v->reaper);
+    close(v->reaper.fd);
     free(v->conn);
     pthread_mutex_destroy(&v->lock);
     virtio_device_fini(d);
@@ -820,6 +875,17 @@ struct virtio_device *virtio_vsock_new(const struct virtio_vsock_params *p)
     v->dev.config_size = 8;
     v->p = *p;
     v->next_local_port = FIRST_LOCAL_PORT;
+    v->reaper = (struct event_source){ .fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+                                       .handler = on_reaper,
+                                       .ctx = v };
+    if (v->reaper.fd < 0 || event_loop_add(p->el, &v->reaper) < 0) {
+        if (v->reaper.fd >= 0)
+            close(v->reaper.fd);
+        virtio_device_fini(&v->dev);
+        free(v->conn);
+        free(v);
+        return NULL;
+    }
     pthread_mutex_init(&v->lock, NULL);
     return &v->dev;
 }

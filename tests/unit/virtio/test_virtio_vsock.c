@@ -4,7 +4,9 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,9 +27,11 @@ struct fix {
     struct vsock_guest g;
     struct event_loop *el;
     struct virtio_device *dev;
-    int refuse;          /* connect() fails with -refuse when set */
-    bool tiny_sndbuf;    /* the device's end of the socketpair takes little */
-    bool drop_peer;      /* close our end at once (for counting connections) */
+    int refuse;       /* connect() fails with -refuse when set */
+    bool tiny_sndbuf; /* the device's end of the socketpair takes little */
+    bool drop_peer;   /* close our end at once (for counting connections) */
+    int peers[4];     /* our ends of the first connections, in order */
+    unsigned npeers;
     uint32_t asked_port; /* the last port connect() was asked for */
     int peer;            /* our end of the last connection */
     unsigned connected_ok, connected_no;
@@ -47,10 +51,13 @@ static int host_connect(void *ctx, uint32_t port)
         int small = 1;
         setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     }
-    if (f->drop_peer)
+    if (f->drop_peer) {
         close(sv[1]);
-    else
+    } else {
         f->peer = sv[1];
+        if (f->npeers < 4)
+            f->peers[f->npeers++] = sv[1];
+    }
     return sv[0];
 }
 
@@ -92,6 +99,9 @@ static void teardown(struct fix *f)
     event_loop_free(f->el);
     if (f->peer >= 0)
         close(f->peer);
+    for (unsigned i = 0; i < f->npeers; i++)
+        if (f->peers[i] >= 0 && f->peers[i] != f->peer)
+            close(f->peers[i]);
     free(f);
 }
 
@@ -473,6 +483,86 @@ static void test_connection_cap(void **state)
     teardown(f);
 }
 
+static void test_freed_within_a_batch(void **state)
+{
+    /* One epoll batch holds events for connections A and then B; A's turn serves the
+     * receive queue, where B's host end fails and B's reset goes out, freeing B: B's event,
+     * still to come in that batch, must find it gone (ASan). */
+    struct fix *f = setup();
+    vg_post_rx(&f->g, 2);
+    vg_op(&f->g, VG_REQUEST, 5000, 1234); /* A */
+    vg_op(&f->g, VG_REQUEST, 5001, 1234); /* B */
+    assert_int_equal(f->npeers, 2);
+    int pa = f->peers[0], pb = f->peers[1];
+    /* B has a byte for the guest, which has no receive buffer left: B waits, queued. */
+    assert_int_equal(send(pb, "b", 1, 0), 1);
+    run_loop(f);
+    /* The guest sends B bytes its host end never reads, and that end closes: B's next read
+     * fails (ECONNRESET). A gets a byte first, so A's event comes before B's. */
+    vg_send(&f->g, VG_RW, 5001, 1234, "unread", 6, 0, 65536, 0);
+    assert_int_equal(send(pa, "a", 1, 0), 1);
+    close(pb);
+    f->peers[1] = -1;
+    if (f->peer == pb)
+        f->peer = -1;
+    /* Receive buffers the device will find when it next looks, without a kick. */
+    for (unsigned i = 0; i < 8; i++) {
+        uint64_t a = td_alloc(&f->t, HDR + 4096);
+        struct td_buf b[2] = { { .gpa = a, .len = HDR, .writable = true },
+                               { .gpa = a + HDR, .len = 4096, .writable = true } };
+        f->g.rx_buf[f->g.rx_posted++ % VG_RX_BUFS] = a;
+        td_add(&f->t, Q_RX, b, 2);
+    }
+    assert_int_equal(event_loop_run_once(f->el, 100), 2);
+    run_loop(f);
+    struct vg_hdr h;
+    char buf[64];
+    bool b_reset = false;
+    while (vg_recv(&f->g, &h, buf, sizeof(buf)))
+        b_reset |= h.op == VG_RST && h.dst_port == 5001;
+    assert_true(b_reset);
+    struct virtio_vsock_stats st;
+    virtio_vsock_get_stats(f->dev, &st);
+    assert_int_equal(st.connections, 1);
+    teardown(f);
+}
+
+struct loop_thread {
+    struct event_loop *el;
+    atomic_bool stop;
+};
+
+static void *run_loop_thread(void *arg)
+{
+    struct loop_thread *lt = arg;
+    while (!atomic_load(&lt->stop))
+        event_loop_run_once(lt->el, 1);
+    return NULL;
+}
+
+static void test_resets_race_host_events(void **state)
+{
+    /* The guest resets connections (its kicks: here the main thread, in a machine a vCPU's)
+     * while the loop thread handles their host ends hanging up: an event fetched for a
+     * connection that is freed meanwhile must find it gone, never freed memory (ASan). */
+    struct fix *f = setup();
+    f->drop_peer = true;
+    vg_post_rx(&f->g, 60);
+    struct loop_thread lt = { .el = f->el };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_loop_thread, &lt), 0);
+    for (uint32_t i = 0; i < 400; i++) {
+        vg_op(&f->g, VG_REQUEST, 20000 + i, 1234);
+        vg_op(&f->g, VG_RST, 20000 + i, 1234);
+    }
+    atomic_store(&lt.stop, true);
+    pthread_join(th, NULL);
+    struct virtio_vsock_stats st;
+    virtio_vsock_get_stats(f->dev, &st);
+    assert_int_equal(st.connections, 0);
+    teardown(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +576,8 @@ int main(void)
         cmocka_unit_test(test_host_connects),
         cmocka_unit_test(test_host_end_goes_away),
         cmocka_unit_test(test_connection_cap),
+        cmocka_unit_test(test_resets_race_host_events),
+        cmocka_unit_test(test_freed_within_a_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
