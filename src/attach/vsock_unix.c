@@ -140,6 +140,8 @@ static bool parse_connect(const char *line, uint32_t *port)
 static void on_pending(void *ctx, uint32_t events)
 {
     struct pending *p = ctx;
+    if (!p->used)
+        return; /* dropped earlier in this epoll batch */
     char line[VSOCK_UNIX_LINE_MAX + 1];
     /* Peek, so that nothing after the line (the client's first bytes for the guest) is
      * taken from the stream. */
@@ -172,7 +174,12 @@ static void on_pending(void *ctx, uint32_t events)
 
 static void on_pending_timeout(void *ctx, uint32_t events)
 {
-    drop_pending(ctx, true);
+    struct pending *p = ctx;
+    uint64_t n;
+    /* An event of a slot dropped and taken again in the same epoll batch finds the new
+     * client's timer not yet expired. */
+    if (p->used && read(p->timer.fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+        drop_pending(p, true);
 }
 
 static void on_accept(void *ctx, uint32_t events)
