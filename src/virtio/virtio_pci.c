@@ -1,4 +1,5 @@
 #include "virtio/virtio_pci.h"
+#include "core/le_bytes.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -169,45 +170,6 @@ static bool size_ok(uint16_t size, uint16_t max)
     return size && size <= max && !(size & (size - 1));
 }
 
-static void put16(uint8_t *c, unsigned off, uint16_t v)
-{
-    v = htole16(v);
-    memcpy(c + off, &v, 2);
-}
-
-static void put32(uint8_t *c, unsigned off, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(c + off, &v, 4);
-}
-
-static void put64(uint8_t *c, unsigned off, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(c + off, &v, 8);
-}
-
-static uint16_t get16(const uint8_t *c, unsigned off)
-{
-    uint16_t v;
-    memcpy(&v, c + off, 2);
-    return le16toh(v);
-}
-
-static uint32_t get32(const uint8_t *c, unsigned off)
-{
-    uint32_t v;
-    memcpy(&v, c + off, 4);
-    return le32toh(v);
-}
-
-static uint64_t get64(const uint8_t *c, unsigned off)
-{
-    uint64_t v;
-    memcpy(&v, c + off, 8);
-    return le64toh(v);
-}
-
 /* The common configuration as the guest sees it now. */
 static void common_snapshot(struct virtio_pci *vp, uint8_t *c)
 {
@@ -218,24 +180,24 @@ static void common_snapshot(struct virtio_pci *vp, uint8_t *c)
         df = (uint32_t)(d->device_features >> (32 * vp->device_feature_select));
     if (vp->driver_feature_select < 2)
         gf = (uint32_t)(vp->driver_features >> (32 * vp->driver_feature_select));
-    put32(c, COMMON_DFSELECT, vp->device_feature_select);
-    put32(c, COMMON_DF, df);
-    put32(c, COMMON_GFSELECT, vp->driver_feature_select);
-    put32(c, COMMON_GF, gf);
-    put16(c, COMMON_MSIX, vp->config_msix_vector);
-    put16(c, COMMON_NUMQ, (uint16_t)d->num_queues);
+    le_put32(c, COMMON_DFSELECT, vp->device_feature_select);
+    le_put32(c, COMMON_DF, df);
+    le_put32(c, COMMON_GFSELECT, vp->driver_feature_select);
+    le_put32(c, COMMON_GF, gf);
+    le_put16(c, COMMON_MSIX, vp->config_msix_vector);
+    le_put16(c, COMMON_NUMQ, (uint16_t)d->num_queues);
     c[COMMON_STATUS] = status_get(vp);
     c[COMMON_CFGGENERATION] = __atomic_load_n(&vp->config_generation, __ATOMIC_ACQUIRE);
-    put16(c, COMMON_Q_SELECT, vp->queue_select);
+    le_put16(c, COMMON_Q_SELECT, vp->queue_select);
     if (vp->queue_select < d->num_queues) {
         const struct virtio_pci_queue_state *s = &vp->queues[vp->queue_select];
-        put16(c, COMMON_Q_SIZE, s->size);
-        put16(c, COMMON_Q_MSIX, s->msix_vector);
-        put16(c, COMMON_Q_ENABLE, s->enabled);
-        put16(c, COMMON_Q_NOFF, vp->queue_select);
-        put64(c, COMMON_Q_DESCLO, s->desc);
-        put64(c, COMMON_Q_AVAILLO, s->driver);
-        put64(c, COMMON_Q_USEDLO, s->device);
+        le_put16(c, COMMON_Q_SIZE, s->size);
+        le_put16(c, COMMON_Q_MSIX, s->msix_vector);
+        le_put16(c, COMMON_Q_ENABLE, s->enabled);
+        le_put16(c, COMMON_Q_NOFF, vp->queue_select);
+        le_put64(c, COMMON_Q_DESCLO, s->desc);
+        le_put64(c, COMMON_Q_AVAILLO, s->driver);
+        le_put64(c, COMMON_Q_USEDLO, s->device);
     }
 }
 
@@ -252,38 +214,38 @@ static void common_write(struct virtio_pci *vp, unsigned off, const void *data, 
     common_snapshot(vp, c);
     memcpy(c + off, data, size);
     if (touched(off, size, COMMON_DFSELECT, 4))
-        vp->device_feature_select = get32(c, COMMON_DFSELECT);
+        vp->device_feature_select = le_get32(c, COMMON_DFSELECT);
     if (touched(off, size, COMMON_GFSELECT, 4))
-        vp->driver_feature_select = get32(c, COMMON_GFSELECT);
+        vp->driver_feature_select = le_get32(c, COMMON_GFSELECT);
     if (touched(off, size, COMMON_GF, 4) && vp->driver_feature_select < 2 &&
         !(status_get(vp) & VIRTIO_STATUS_FEATURES_OK)) {
         unsigned shift = 32 * vp->driver_feature_select;
         vp->driver_features &= ~(0xffffffffULL << shift);
-        vp->driver_features |= (uint64_t)get32(c, COMMON_GF) << shift;
+        vp->driver_features |= (uint64_t)le_get32(c, COMMON_GF) << shift;
     }
     if (touched(off, size, COMMON_MSIX, 2))
-        __atomic_store_n(&vp->config_msix_vector, valid_vector(vp, get16(c, COMMON_MSIX)),
+        __atomic_store_n(&vp->config_msix_vector, valid_vector(vp, le_get16(c, COMMON_MSIX)),
                          __ATOMIC_RELEASE);
     if (touched(off, size, COMMON_Q_SELECT, 2))
-        vp->queue_select = get16(c, COMMON_Q_SELECT);
+        vp->queue_select = le_get16(c, COMMON_Q_SELECT);
     if (vp->queue_select < d->num_queues) {
         struct virtio_pci_queue_state *s = &vp->queues[vp->queue_select];
         if (touched(off, size, COMMON_Q_MSIX, 2))
-            __atomic_store_n(&s->msix_vector, valid_vector(vp, get16(c, COMMON_Q_MSIX)),
+            __atomic_store_n(&s->msix_vector, valid_vector(vp, le_get16(c, COMMON_Q_MSIX)),
                              __ATOMIC_RELEASE);
         /* Ring layout is fixed once the queue is enabled. */
         if (!s->enabled) {
             if (touched(off, size, COMMON_Q_SIZE, 2) &&
-                size_ok(get16(c, COMMON_Q_SIZE), d->queue_max_size))
-                s->size = get16(c, COMMON_Q_SIZE);
+                size_ok(le_get16(c, COMMON_Q_SIZE), d->queue_max_size))
+                s->size = le_get16(c, COMMON_Q_SIZE);
             if (touched(off, size, COMMON_Q_DESCLO, 8))
-                s->desc = get64(c, COMMON_Q_DESCLO);
+                s->desc = le_get64(c, COMMON_Q_DESCLO);
             if (touched(off, size, COMMON_Q_AVAILLO, 8))
-                s->driver = get64(c, COMMON_Q_AVAILLO);
+                s->driver = le_get64(c, COMMON_Q_AVAILLO);
             if (touched(off, size, COMMON_Q_USEDLO, 8))
-                s->device = get64(c, COMMON_Q_USEDLO);
+                s->device = le_get64(c, COMMON_Q_USEDLO);
         }
-        if (touched(off, size, COMMON_Q_ENABLE, 2) && get16(c, COMMON_Q_ENABLE) == 1)
+        if (touched(off, size, COMMON_Q_ENABLE, 2) && le_get16(c, COMMON_Q_ENABLE) == 1)
             enable_queue(vp, vp->queue_select);
     }
     if (touched(off, size, COMMON_STATUS, 1))
@@ -353,8 +315,8 @@ void virtio_pci_notify(struct virtio_pci *vp, unsigned q)
 static bool pci_cfg_access(const struct virtio_pci *vp, uint32_t *offset, unsigned *len)
 {
     const uint8_t *cap = vp->pci.config + vp->pci_cfg_cap;
-    uint32_t off = get32(cap, PCI_CFG_OFFSET);
-    uint32_t n = get32(cap, PCI_CFG_LENGTH);
+    uint32_t off = le_get32(cap, PCI_CFG_OFFSET);
+    uint32_t n = le_get32(cap, PCI_CFG_LENGTH);
     if (cap[PCI_CFG_BAR] != VIRTIO_PCI_BAR || (n != 1 && n != 2 && n != 4) || off % n ||
         off >= VIRTIO_PCI_BAR_SIZE)
         return false;

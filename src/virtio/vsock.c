@@ -1,4 +1,5 @@
 #include "virtio/vsock.h"
+#include "core/le_bytes.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -423,39 +424,19 @@ static void guest_data(struct vsock *v, struct conn *c, uint32_t len)
 
 /* ---- packets from the guest (transmit queue) ---- */
 
-static uint16_t get16(const uint8_t *h, unsigned off)
-{
-    uint16_t x;
-    memcpy(&x, h + off, 2);
-    return le16toh(x);
-}
-
-static uint32_t get32(const uint8_t *h, unsigned off)
-{
-    uint32_t x;
-    memcpy(&x, h + off, 4);
-    return le32toh(x);
-}
-
-static uint64_t get64(const uint8_t *h, unsigned off)
-{
-    uint64_t x;
-    memcpy(&x, h + off, 8);
-    return le64toh(x);
-}
-
 static void guest_packet(struct vsock *v, const uint8_t *h)
 {
-    uint32_t len = get32(h, H_LEN), gport = get32(h, H_SRC_PORT), hport = get32(h, H_DST_PORT);
-    uint16_t op = get16(h, H_OP);
-    if (get64(h, H_SRC_CID) != v->p.guest_cid || get64(h, H_DST_CID) != VIRTIO_VSOCK_HOST_CID ||
-        len > MAX_PAYLOAD || len > v->elem.out_len - VIRTIO_VSOCK_HDR_LEN ||
-        (op != OP_RW && len != 0)) {
+    uint32_t len = le_get32(h, H_LEN), gport = le_get32(h, H_SRC_PORT),
+             hport = le_get32(h, H_DST_PORT);
+    uint16_t op = le_get16(h, H_OP);
+    if (le_get64(h, H_SRC_CID) != v->p.guest_cid ||
+        le_get64(h, H_DST_CID) != VIRTIO_VSOCK_HOST_CID || len > MAX_PAYLOAD ||
+        len > v->elem.out_len - VIRTIO_VSOCK_HDR_LEN || (op != OP_RW && len != 0)) {
         v->stats.bad_packets++;
         return;
     }
     struct conn *c = find_conn(v, gport, hport);
-    if (get16(h, H_TYPE) != TYPE_STREAM) {
+    if (le_get16(h, H_TYPE) != TYPE_STREAM) {
         v->stats.bad_packets++;
         if (op != OP_RST)
             orphan_rst(v, gport, hport);
@@ -464,8 +445,8 @@ static void guest_packet(struct vsock *v, const uint8_t *h)
     if (c && c->state == C_CLOSING)
         return; /* our reset is on its way */
     if (c) {
-        c->peer_buf_alloc = get32(h, H_BUF_ALLOC);
-        c->peer_fwd_cnt = get32(h, H_FWD_CNT);
+        c->peer_buf_alloc = le_get32(h, H_BUF_ALLOC);
+        c->peer_fwd_cnt = le_get32(h, H_FWD_CNT);
     }
     switch (op) {
     case OP_REQUEST: {
@@ -481,8 +462,8 @@ static void guest_packet(struct vsock *v, const uint8_t *h)
             orphan_rst(v, gport, hport);
             return;
         }
-        n->peer_buf_alloc = get32(h, H_BUF_ALLOC);
-        n->peer_fwd_cnt = get32(h, H_FWD_CNT);
+        n->peer_buf_alloc = le_get32(h, H_BUF_ALLOC);
+        n->peer_fwd_cnt = le_get32(h, H_FWD_CNT);
         owe(n, OWE_RESPONSE);
         update_events(n);
         return;
@@ -518,7 +499,7 @@ static void guest_packet(struct vsock *v, const uint8_t *h)
     case OP_CREDIT_UPDATE: break; /* the credit came with the header */
     case OP_CREDIT_REQUEST: owe(c, OWE_CREDIT); break;
     case OP_SHUTDOWN: {
-        uint32_t f = get32(h, H_FLAGS);
+        uint32_t f = le_get32(h, H_FLAGS);
         c->guest_shut_rcv |= (f & SHUTDOWN_RCV) != 0;
         c->guest_shut_send |= (f & SHUTDOWN_SEND) != 0;
         if (c->guest_shut_rcv)
@@ -575,22 +556,16 @@ static void tx_serve(struct vsock *v)
 static void put_header(struct vsock *v, uint8_t *h, uint32_t gport, uint32_t hport, uint16_t op,
                        uint32_t len, uint32_t flags, const struct conn *c)
 {
-    uint64_t src = htole64(VIRTIO_VSOCK_HOST_CID), dst = htole64(v->p.guest_cid);
-    uint32_t f[6] = { htole32(hport), htole32(gport),
-                      htole32(len),   0,
-                      htole32(flags), htole32(VIRTIO_VSOCK_BUF_ALLOC) };
-    uint16_t t = htole16(TYPE_STREAM), o = htole16(op);
-    uint32_t fwd = htole32(c ? c->fwd_cnt : 0);
-    memcpy(h + H_SRC_CID, &src, 8);
-    memcpy(h + H_DST_CID, &dst, 8);
-    memcpy(h + H_SRC_PORT, &f[0], 4);
-    memcpy(h + H_DST_PORT, &f[1], 4);
-    memcpy(h + H_LEN, &f[2], 4);
-    memcpy(h + H_TYPE, &t, 2);
-    memcpy(h + H_OP, &o, 2);
-    memcpy(h + H_FLAGS, &f[4], 4);
-    memcpy(h + H_BUF_ALLOC, &f[5], 4);
-    memcpy(h + H_FWD_CNT, &fwd, 4);
+    le_put64(h, H_SRC_CID, VIRTIO_VSOCK_HOST_CID);
+    le_put64(h, H_DST_CID, v->p.guest_cid);
+    le_put32(h, H_SRC_PORT, hport);
+    le_put32(h, H_DST_PORT, gport);
+    le_put32(h, H_LEN, len);
+    le_put16(h, H_TYPE, TYPE_STREAM);
+    le_put16(h, H_OP, op);
+    le_put32(h, H_FLAGS, flags);
+    le_put32(h, H_BUF_ALLOC, VIRTIO_VSOCK_BUF_ALLOC);
+    le_put32(h, H_FWD_CNT, c ? c->fwd_cnt : 0);
 }
 
 /* Pops a receive buffer with room for a header: 1, 0 (none), -1 (the driver broke). */
