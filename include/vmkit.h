@@ -683,7 +683,7 @@ VMK_API uint64_t vmk_vm_get_balloon_memory_size(vmk_vm *vm);
  * as the delegate's callbacks are. */
 typedef void (*vmk_socket_accept)(vmk_vm *vm, uint32_t port, int fd, void *user);
 /* How vmk_vm_connect_socket ended: VMK_OK with fd, or VMK_ERR_IO (fd -1) when the guest
- * refused, reset or never answered before the VM stopped. */
+ * refused, reset, did not answer within 2 s, or the VM stopped first. */
 typedef void (*vmk_socket_connected)(vmk_vm *vm, uint32_t port, int fd, vmk_result result,
                                      void *user);
 /* Connects to the guest's port (1 .. 0xfffffffe) over the socket device; done is called once,

@@ -3,7 +3,8 @@
  *  - Firecracker's (a udsPath): a guest connecting to port P reaches the unix socket
  *    "<path>_P", where a host program listens; a host program connects to <path>, vmkit's
  *    listener, writes "CONNECT P\n" and, once the guest accepts, reads "OK <host port>\n"
- *    before the guest's bytes.
+ *    before the guest's bytes (or is closed when the guest refuses or does not answer within
+ *    VIRTIO_VSOCK_CONNECT_TIMEOUT_MS).
  *  - vfkit's (a port mapped to a socket): connect mode, a guest connecting to the port
  *    reaches a program listening on the socket; listen mode, vmkit listens on the socket and
  *    each client reaches the guest's port.

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -67,6 +69,7 @@ struct conn {
     enum conn_state state;
     uint32_t guest_port, host_port;
     struct vsock_pending *pending; /* a host-initiated connection's, told how it ended */
+    uint64_t deadline_ns;          /* C_CONNECTING: given up at this CLOCK_MONOTONIC time */
     unsigned owed;
     bool queued;   /* on the device's list of connections with something for the guest */
     bool readable; /* the host socket may have bytes: read it when credit and buffers allow */
@@ -107,6 +110,9 @@ struct vsock {
      * a later batch than the one before, and no batch after the freeing names it. */
     struct conn *gone;
     struct event_source reaper;
+    /* Ticks while host-initiated connections wait for the guest, to give up on late ones. */
+    struct event_source connect_timer;
+    bool timer_armed;
     struct virtq_elem elem;
     struct iovec iov[VIRTQ_MAX_IOV];
 };
@@ -276,6 +282,7 @@ static void reset_conn(struct conn *c)
 }
 
 static void on_host_socket(void *ctx, uint32_t events);
+static void on_connect_timer(void *ctx, uint32_t events);
 static void rx_flush(struct vsock *v);
 
 static struct conn *new_conn(struct vsock *v, int fd, uint32_t guest_port, uint32_t host_port,
@@ -818,6 +825,8 @@ static void vsock_destroy(struct virtio_device *d)
     reap(v);
     event_loop_remove(v->p.el, &v->reaper);
     close(v->reaper.fd);
+    event_loop_remove(v->p.el, &v->connect_timer);
+    close(v->connect_timer.fd);
     free(v->conn);
     pthread_mutex_destroy(&v->lock);
     virtio_device_fini(d);
@@ -853,9 +862,24 @@ struct virtio_device *virtio_vsock_new(const struct virtio_vsock_params *p)
     v->reaper = (struct event_source){ .fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
                                        .handler = on_reaper,
                                        .ctx = v };
-    if (v->reaper.fd < 0 || event_loop_add(p->el, &v->reaper) < 0) {
+    v->connect_timer =
+        (struct event_source){ .fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
+                               .handler = on_connect_timer,
+                               .ctx = v };
+    if (v->reaper.fd < 0 || v->connect_timer.fd < 0 || event_loop_add(p->el, &v->reaper) < 0) {
         if (v->reaper.fd >= 0)
             close(v->reaper.fd);
+        if (v->connect_timer.fd >= 0)
+            close(v->connect_timer.fd);
+        virtio_device_fini(&v->dev);
+        free(v->conn);
+        free(v);
+        return NULL;
+    }
+    if (event_loop_add(p->el, &v->connect_timer) < 0) {
+        event_loop_remove(p->el, &v->reaper);
+        close(v->reaper.fd);
+        close(v->connect_timer.fd);
         virtio_device_fini(&v->dev);
         free(v->conn);
         free(v);
@@ -863,6 +887,51 @@ struct virtio_device *virtio_vsock_new(const struct virtio_vsock_params *p)
     }
     pthread_mutex_init(&v->lock, NULL);
     return &v->dev;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+#define TICK_NS (250 * 1000000ULL)
+
+static void set_timer(struct vsock *v, bool on)
+{
+    if (v->timer_armed == on)
+        return;
+    struct itimerspec its = { 0 };
+    if (on)
+        its.it_value.tv_nsec = its.it_interval.tv_nsec = (long)TICK_NS;
+    if (timerfd_settime(v->connect_timer.fd, 0, &its, NULL) == 0)
+        v->timer_armed = on;
+}
+
+/* Gives up on host-initiated connections the guest left unanswered past their deadline. */
+static void on_connect_timer(void *ctx, uint32_t events)
+{
+    struct vsock *v = ctx;
+    uint64_t n;
+    if (read(v->connect_timer.fd, &n, sizeof(n)) < 0)
+        return;
+    pthread_mutex_lock(&v->lock);
+    uint64_t now = now_ns();
+    bool waiting = false;
+    for (unsigned i = 0; i < v->nconn; i++) {
+        struct conn *c = v->conn[i];
+        if (c->state != C_CONNECTING)
+            continue;
+        if (now >= c->deadline_ns)
+            reset_conn(c); /* the host hears no; the guest forgets the request */
+        else
+            waiting = true;
+    }
+    if (!waiting)
+        set_timer(v, false);
+    rx_flush(v);
+    pthread_mutex_unlock(&v->lock);
 }
 
 int virtio_vsock_connect_guest(struct virtio_device *d, int fd, uint32_t guest_port,
@@ -882,6 +951,10 @@ int virtio_vsock_connect_guest(struct virtio_device *d, int fd, uint32_t guest_p
     }
     if (c) {
         c->pending = p;
+        unsigned ms =
+            v->p.connect_timeout_ms ? v->p.connect_timeout_ms : VIRTIO_VSOCK_CONNECT_TIMEOUT_MS;
+        c->deadline_ns = now_ns() + (uint64_t)ms * 1000000ULL;
+        set_timer(v, true);
         owe(c, OWE_REQUEST);
         rx_flush(v);
     }

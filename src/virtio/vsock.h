@@ -29,11 +29,16 @@
 #define VIRTIO_VSOCK_MAX_CONNS  256u /* at once, a host fd each (a guest must not exhaust ours) */
 #define VIRTIO_VSOCK_HDR_LEN    44
 
+#define VIRTIO_VSOCK_CONNECT_TIMEOUT_MS 2000 /* a host-initiated connection's wait for the guest */
+
 struct virtio_vsock_params {
     uint64_t guest_cid; /* 3 .. 2^32 - 2 */
     struct event_loop *el;
     const struct vsock_host_ops *host;
     void *host_ctx;
+    /* How long a connection the host asked for waits for the guest's answer before it is
+     * given up (refused, and the guest told with a reset); 0: the default above. */
+    unsigned connect_timeout_ms;
 };
 
 struct virtio_vsock_stats {

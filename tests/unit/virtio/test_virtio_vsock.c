@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -75,21 +76,28 @@ static void host_connected(struct vsock_pending *p, int fd, uint32_t host_port, 
 
 static const struct vsock_host_ops host_ops = { .connect = host_connect };
 
-static struct fix *setup(void)
+static struct fix *setup_with_timeout(unsigned connect_timeout_ms)
 {
     struct fix *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->peer = -1;
     f->pending.done = host_connected;
     assert_int_equal(event_loop_new(&f->el), 0);
-    struct virtio_vsock_params p = {
-        .guest_cid = GUEST_CID, .el = f->el, .host = &host_ops, .host_ctx = f
-    };
+    struct virtio_vsock_params p = { .guest_cid = GUEST_CID,
+                                     .el = f->el,
+                                     .host = &host_ops,
+                                     .host_ctx = f,
+                                     .connect_timeout_ms = connect_timeout_ms };
     f->dev = virtio_vsock_new(&p);
     assert_non_null(f->dev);
     assert_int_equal(td_init(&f->t, f->dev, ~0ULL), 0);
     vg_init(&f->g, &f->t);
     return f;
+}
+
+static struct fix *setup(void)
+{
+    return setup_with_timeout(0);
 }
 
 static void teardown(struct fix *f)
@@ -527,6 +535,46 @@ static void test_freed_within_a_batch(void **state)
     teardown(f);
 }
 
+static void test_unanswered_connect_times_out(void **state)
+{
+    /* A guest that never answers a host's connection: given up after the timeout, the host
+     * hears no and the guest a reset; one the guest answers in time is not touched. */
+    struct fix *f = setup_with_timeout(300);
+    vg_post_rx(&f->g, 8);
+    int sv[2], sw[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sw), 0);
+    assert_int_equal(virtio_vsock_connect_guest(f->dev, sv[0], 22, &f->pending), 0);
+    assert_int_equal(virtio_vsock_connect_guest(f->dev, sw[0], 23, &f->pending), 0);
+    struct vg_hdr h;
+    char buf[16];
+    uint32_t port23 = 0;
+    while (vg_recv(&f->g, &h, buf, sizeof(buf)))
+        if (h.op == VG_REQUEST && h.dst_port == 23)
+            port23 = h.src_port;
+    vg_send(&f->g, VG_RESPONSE, 23, port23, NULL, 0, 0, 65536, 0);
+    assert_int_equal(f->connected_ok, 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 100 && f->connected_no == 0; i++)
+        event_loop_run_once(f->el, 50);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_int_equal(f->connected_no, 1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= 200 && ms < 2000);
+    assert_int_equal(recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT), 0); /* closed */
+    bool reset = false;
+    while (vg_recv(&f->g, &h, buf, sizeof(buf)))
+        reset |= h.op == VG_RST && h.dst_port == 22;
+    assert_true(reset);
+    struct virtio_vsock_stats st;
+    virtio_vsock_get_stats(f->dev, &st);
+    assert_int_equal(st.connections, 1); /* port 23's, open */
+    close(sv[1]);
+    close(sw[1]);
+    teardown(f);
+}
+
 struct loop_thread {
     struct event_loop *el;
     atomic_bool stop;
@@ -578,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_connection_cap),
         cmocka_unit_test(test_resets_race_host_events),
         cmocka_unit_test(test_freed_within_a_batch),
+        cmocka_unit_test(test_unanswered_connect_times_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
