@@ -82,7 +82,7 @@ void vg_op(struct vsock_guest *g, uint16_t op, uint32_t gport, uint32_t hport)
     vg_send(g, op, gport, hport, NULL, 0, 0, 65536, 0);
 }
 
-void vg_post_rx(struct vsock_guest *g, unsigned n)
+void vg_add_rx(struct vsock_guest *g, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         uint64_t a = td_alloc(g->t, HDR + 4096);
@@ -91,6 +91,11 @@ void vg_post_rx(struct vsock_guest *g, unsigned n)
         g->rx_buf[g->rx_posted++ % VG_RX_BUFS] = a;
         td_add(g->t, Q_RX, b, 2);
     }
+}
+
+void vg_post_rx(struct vsock_guest *g, unsigned n)
+{
+    vg_add_rx(g, n);
     g->t->dev->ops->queue_notify(g->t->dev, Q_RX);
 }
 

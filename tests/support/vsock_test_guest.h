@@ -44,6 +44,8 @@ void vg_send(struct vsock_guest *g, uint16_t op, uint32_t gport, uint32_t hport,
              uint32_t len, uint32_t flags, uint32_t buf_alloc, uint32_t fwd_cnt);
 /* A control packet granting 64 KiB. */
 void vg_op(struct vsock_guest *g, uint16_t op, uint32_t gport, uint32_t hport);
+/* n receive buffers, not kicked: the device finds them when it next looks. */
+void vg_add_rx(struct vsock_guest *g, unsigned n);
 /* n receive buffers, kicked. */
 void vg_post_rx(struct vsock_guest *g, unsigned n);
 /* The next packet the device put in a receive buffer, its payload copied to data (at most

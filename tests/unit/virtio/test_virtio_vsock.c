@@ -514,13 +514,7 @@ static void test_freed_within_a_batch(void **state)
     if (f->peer == pb)
         f->peer = -1;
     /* Receive buffers the device will find when it next looks, without a kick. */
-    for (unsigned i = 0; i < 8; i++) {
-        uint64_t a = td_alloc(&f->t, HDR + 4096);
-        struct td_buf b[2] = { { .gpa = a, .len = HDR, .writable = true },
-                               { .gpa = a + HDR, .len = 4096, .writable = true } };
-        f->g.rx_buf[f->g.rx_posted++ % VG_RX_BUFS] = a;
-        td_add(&f->t, Q_RX, b, 2);
-    }
+    vg_add_rx(&f->g, 8);
     assert_int_equal(event_loop_run_once(f->el, 100), 2);
     run_loop(f);
     struct vg_hdr h;
