@@ -39,7 +39,7 @@ done
 GUEST_MODULES=(virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
     virtio_blk virtio_net failover net_failover virtio_console virtio_rng virtio_balloon
     virtio_input vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
-    fuse virtiofs button evdev ext4 crc32c_generic crc32c_intel)
+    fuse virtiofs binfmt_misc button evdev ext4 crc32c_generic crc32c_intel)
 
 log() { echo "guest/build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -309,6 +309,118 @@ VMK_API vmk_result vmk_virtio_socket_device_get_port(const vmk_socket_device *de
                                                      uint32_t *port, const char **path,
                                                      bool *listen);
 
+/* ---- Directory sharing ---------------------------------------------------------- */
+
+/* A host directory the guest sees. read_only refuses every change from the guest (writes,
+ * creations, removals, attribute changes). vmk_config_validate checks that path names a
+ * directory. NULL only when out of memory. */
+typedef struct vmk_shared_directory vmk_shared_directory;
+VMK_API vmk_shared_directory *vmk_shared_directory_new(const char *path, bool read_only);
+VMK_API void vmk_shared_directory_free(vmk_shared_directory *dir);
+VMK_API const char *vmk_shared_directory_get_path(const vmk_shared_directory *dir);
+VMK_API bool vmk_shared_directory_is_read_only(const vmk_shared_directory *dir);
+
+/* What a directory sharing device exports: the framework's VZDirectoryShare. */
+typedef struct vmk_directory_share vmk_directory_share;
+
+typedef enum {
+    VMK_DIRECTORY_SHARE_SINGLE = 0,           /* one directory is the mount */
+    VMK_DIRECTORY_SHARE_MULTIPLE = 1,         /* named directories are its subdirectories */
+    VMK_DIRECTORY_SHARE_LINUX_TRANSLATOR = 2, /* the Rosetta analog: qemu-user-static */
+} vmk_directory_share_kind;
+
+/* The directory is the root of the guest's mount. Takes ownership of dir, also when it fails
+ * (NULL: dir is NULL, or out of memory). */
+VMK_API vmk_directory_share *vmk_single_directory_share_new(vmk_shared_directory *dir);
+/* An empty share; each directory added is a subdirectory of the mount, by its name (as
+ * VZMultipleDirectoryShare). vmk_config_validate wants at least one. */
+VMK_API vmk_directory_share *vmk_multiple_directory_share_new(void);
+/* Adds dir under name: not empty, no '/', not "." or "..", at most 255 bytes, unique in the
+ * share. Takes ownership of dir, also when it fails: VMK_ERR_INVALID_ARGUMENT (a NULL or
+ * non-multiple share, a NULL dir, a bad or taken name, *err naming it) or VMK_ERR_NO_MEMORY.
+ * Unlike most setters it judges the name at once: a share never holds a bad one. */
+VMK_API vmk_result vmk_multiple_directory_share_add_directory(vmk_directory_share *share,
+                                                              const char *name,
+                                                              vmk_shared_directory *dir,
+                                                              vmk_error **err);
+VMK_API vmk_directory_share_kind vmk_directory_share_get_kind(const vmk_directory_share *share);
+/* 1 for a single share, the directories added for a multiple one, 0 for a translator. */
+VMK_API unsigned vmk_directory_share_directory_count(const vmk_directory_share *share);
+/* Directory index of the share and, when name is not NULL, its name (NULL for a single
+ * share). NULL past the end; both stay the share's. */
+VMK_API const vmk_shared_directory *
+vmk_directory_share_get_directory(const vmk_directory_share *share, unsigned index,
+                                  const char **name);
+VMK_API void vmk_directory_share_free(vmk_directory_share *share);
+
+typedef enum {
+    VMK_TRANSLATOR_NOT_INSTALLED = 0,
+    VMK_TRANSLATOR_INSTALLED = 1,
+} vmk_translator_availability;
+
+/* Whether Debian's qemu-user-static interpreters are on this host: any executable regular
+ * file /usr/bin/qemu-*-static (qemu-aarch64-static, ...). Reads /usr/bin only. */
+VMK_API vmk_translator_availability vmk_linux_translator_availability(void);
+/* The Rosetta analog: a share of the host's qemu-user-static interpreters, which a guest
+ * registers with binfmt_misc to run other architectures' Linux binaries. NULL with *err set
+ * when they are not installed (VMK_ERR_UNSUPPORTED, naming the package) or out of memory.
+ * vmk_config_validate checks again, for a config built elsewhere. */
+VMK_API vmk_directory_share *vmk_linux_translator_directory_share_new(vmk_error **err);
+
+typedef struct vmk_directory_sharing_device vmk_directory_sharing_device;
+
+/* How long the guest may cache names, attributes and data (virtiofsd's --cache). */
+typedef enum {
+    VMK_FILE_SYSTEM_CACHE_AUTO = 0,   /* for a while; revalidated when the host file changes */
+    VMK_FILE_SYSTEM_CACHE_NEVER = 1,  /* not at all: every access asks the host */
+    VMK_FILE_SYSTEM_CACHE_ALWAYS = 2, /* indefinitely: only the guest changes the files */
+} vmk_file_system_cache_mode;
+
+/* Whose files are whose between host and guest. */
+typedef enum {
+    VMK_FILE_SYSTEM_OWNERSHIP_IDENTITY = 0, /* the same uids and gids on both sides */
+    VMK_FILE_SYSTEM_OWNERSHIP_SQUASH = 1,   /* see vmk_virtio_file_system_device_set_ownership */
+} vmk_file_system_ownership;
+
+/* The tag a guest agent mounts by itself, without being told (VZ's automount tag). */
+#define VMK_VIRTIO_FS_AUTOMOUNT_TAG "vmkit-automount"
+
+/* A virtio file system device (virtio 1.2, 5.11; virtiofs in Linux: mount -t virtiofs TAG
+ * DIR), with no share until one is set, the AUTO cache, IDENTITY ownership and one request
+ * queue. The tag is checked by vmk_config_validate (see ..._validate_tag), and must be
+ * unique in a machine. NULL only when out of memory. */
+VMK_API vmk_directory_sharing_device *vmk_virtio_file_system_device_new(const char *tag);
+VMK_API void vmk_directory_sharing_device_free(vmk_directory_sharing_device *dev);
+VMK_API const char *vmk_virtio_file_system_device_get_tag(const vmk_directory_sharing_device *dev);
+/* Checks a tag as vmk_config_validate does: not empty, fewer than 36 bytes (the size of the
+ * device's tag field in Linux), printable ASCII. VMK_ERR_INVALID_ARGUMENT with *err naming
+ * the problem. */
+VMK_API vmk_result vmk_virtio_file_system_device_validate_tag(const char *tag, vmk_error **err);
+/* Takes ownership of share (also when it fails) and frees the one set before; NULL clears
+ * (a device without a share is a validation problem). */
+VMK_API vmk_result vmk_virtio_file_system_device_set_share(vmk_directory_sharing_device *dev,
+                                                           vmk_directory_share *share);
+VMK_API const vmk_directory_share *
+vmk_virtio_file_system_device_get_share(const vmk_directory_sharing_device *dev);
+VMK_API vmk_result vmk_virtio_file_system_device_set_cache_mode(vmk_directory_sharing_device *dev,
+                                                                vmk_file_system_cache_mode mode);
+VMK_API vmk_file_system_cache_mode
+vmk_virtio_file_system_device_get_cache_mode(const vmk_directory_sharing_device *dev);
+/* SQUASH: on the host the files all belong to vmkit's own user (a guest's chown is not
+ * passed on); the guest sees the owner it set, or uid and gid where it set none. uid and gid
+ * (default 0) mean nothing with IDENTITY but are kept. */
+VMK_API vmk_result vmk_virtio_file_system_device_set_ownership(vmk_directory_sharing_device *dev,
+                                                               vmk_file_system_ownership mode,
+                                                               uint32_t uid, uint32_t gid);
+/* uid and gid may be NULL. */
+VMK_API vmk_file_system_ownership vmk_virtio_file_system_device_get_ownership(
+    const vmk_directory_sharing_device *dev, uint32_t *uid, uint32_t *gid);
+/* Request queues besides the high-priority queue: 1 (the default) .. 8. */
+VMK_API vmk_result vmk_virtio_file_system_device_set_request_queue_count(
+    vmk_directory_sharing_device *dev, unsigned count);
+VMK_API unsigned
+vmk_virtio_file_system_device_get_request_queue_count(const vmk_directory_sharing_device *dev);
+
 /* ---- Console ---------------------------------------------------------------- */
 
 typedef struct vmk_console_device vmk_console_device;
@@ -495,6 +607,7 @@ VMK_API unsigned vmk_config_max_console_device_count(void);
 VMK_API unsigned vmk_config_max_network_device_count(void);
 VMK_API unsigned vmk_config_max_memory_balloon_device_count(void);
 VMK_API unsigned vmk_config_max_socket_device_count(void);
+VMK_API unsigned vmk_config_max_directory_sharing_device_count(void);
 
 VMK_API vmk_result vmk_config_set_cpu_count(vmk_config *cfg, unsigned count);
 VMK_API unsigned vmk_config_get_cpu_count(const vmk_config *cfg);
@@ -539,6 +652,12 @@ VMK_API vmk_result vmk_config_add_socket_device(vmk_config *cfg, vmk_socket_devi
 VMK_API unsigned vmk_config_socket_device_count(const vmk_config *cfg);
 VMK_API const vmk_socket_device *vmk_config_get_socket_device(const vmk_config *cfg,
                                                               unsigned index);
+/* Directory sharing devices appear in the order added. Takes ownership. */
+VMK_API vmk_result vmk_config_add_directory_sharing_device(vmk_config *cfg,
+                                                           vmk_directory_sharing_device *dev);
+VMK_API unsigned vmk_config_directory_sharing_device_count(const vmk_config *cfg);
+VMK_API const vmk_directory_sharing_device *
+vmk_config_get_directory_sharing_device(const vmk_config *cfg, unsigned index);
 /* The getters return NULL past the end; the objects stay the config's. */
 
 /* Checks everything that can be checked before start. On failure (VMK_ERR_INVALID_CONFIG)

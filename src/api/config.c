@@ -50,6 +50,10 @@ unsigned vmk_config_max_socket_device_count(void)
 {
     return VMK_MAX_SOCKET_DEVICES;
 }
+unsigned vmk_config_max_directory_sharing_device_count(void)
+{
+    return VMK_MAX_FS_DEVICES;
+}
 
 vmk_result config_set_string(char **slot, const char *s)
 {
@@ -123,6 +127,10 @@ static void free_vsock(void *p)
 {
     vmk_socket_device_free(p);
 }
+static void free_fs(void *p)
+{
+    vmk_directory_sharing_device_free(p);
+}
 
 void vmk_config_free(vmk_config *cfg)
 {
@@ -136,6 +144,7 @@ void vmk_config_free(vmk_config *cfg)
     ptr_array_clear(&cfg->network, free_network);
     ptr_array_clear(&cfg->balloon, free_balloon);
     ptr_array_clear(&cfg->vsock, free_vsock);
+    ptr_array_clear(&cfg->fs, free_fs);
     free(cfg);
 }
 
@@ -182,6 +191,10 @@ static void *copy_vsock(const void *p)
 {
     return socket_device_copy(p);
 }
+static void *copy_fs(const void *p)
+{
+    return directory_sharing_device_copy(p);
+}
 
 vmk_config *config_copy(const vmk_config *cfg)
 {
@@ -197,7 +210,8 @@ vmk_config *config_copy(const vmk_config *cfg)
         !copy_array(&c->console, &cfg->console, copy_console, free_console) ||
         !copy_array(&c->network, &cfg->network, copy_network, free_network) ||
         !copy_array(&c->balloon, &cfg->balloon, copy_balloon, free_balloon) ||
-        !copy_array(&c->vsock, &cfg->vsock, copy_vsock, free_vsock)) {
+        !copy_array(&c->vsock, &cfg->vsock, copy_vsock, free_vsock) ||
+        !copy_array(&c->fs, &cfg->fs, copy_fs, free_fs)) {
         vmk_config_free(c);
         return NULL;
     }
@@ -365,4 +379,21 @@ unsigned vmk_config_socket_device_count(const vmk_config *cfg)
 const vmk_socket_device *vmk_config_get_socket_device(const vmk_config *cfg, unsigned index)
 {
     return cfg ? ptr_array_get(&cfg->vsock, index) : NULL;
+}
+
+vmk_result vmk_config_add_directory_sharing_device(vmk_config *cfg,
+                                                   vmk_directory_sharing_device *dev)
+{
+    return add(cfg ? &cfg->fs : NULL, dev, free_fs);
+}
+
+unsigned vmk_config_directory_sharing_device_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->fs.count : 0;
+}
+
+const vmk_directory_sharing_device *vmk_config_get_directory_sharing_device(const vmk_config *cfg,
+                                                                            unsigned index)
+{
+    return cfg ? ptr_array_get(&cfg->fs, index) : NULL;
 }

@@ -39,6 +39,11 @@
 #define VMK_NET_LINK_MAX_MTU    65535
 #define VMK_NET_DEFAULT_HOST    "127.0.0.1" /* a port forward's host address */
 #define VMK_IFNAME_MAX          15          /* IFNAMSIZ - 1 */
+#define VMK_MAX_FS_DEVICES      8
+#define VMK_FS_TAG_MAX          35  /* bytes: Linux's tag field is 36, read up to a NUL */
+#define VMK_FS_NAME_MAX         255 /* bytes of a multiple share's directory name (NAME_MAX) */
+#define VMK_FS_MAX_QUEUES       8   /* request queues, besides the high-priority one */
+#define VMK_TRANSLATOR_DIR      "/usr/bin" /* where qemu-user-static puts qemu-*-static */
 
 struct vmk_boot_loader {
     char *kernel;
@@ -92,6 +97,31 @@ struct vmk_socket_device {
     char *uds_path; /* NULL: none */
     struct socket_port *port;
     unsigned port_count;
+};
+
+struct vmk_shared_directory {
+    char *path; /* NULL: none (a validation problem) */
+    bool read_only;
+};
+
+struct share_entry {
+    char *name;                /* NULL in a single share */
+    vmk_shared_directory *dir; /* never NULL */
+};
+
+struct vmk_directory_share {
+    vmk_directory_share_kind kind;
+    struct share_entry *entry; /* single: one; multiple: any number; translator: none */
+    unsigned entry_count;
+};
+
+struct vmk_directory_sharing_device {
+    char *tag;                  /* NULL: none (a validation problem) */
+    vmk_directory_share *share; /* NULL: none (a validation problem) */
+    vmk_file_system_cache_mode cache;
+    vmk_file_system_ownership ownership;
+    uint32_t uid, gid; /* SQUASH: what the guest sees where it set no owner */
+    unsigned request_queues;
 };
 
 struct console_port {
@@ -151,6 +181,7 @@ struct vmk_config {
     struct ptr_array network; /* vmk_network_device */
     struct ptr_array balloon; /* vmk_memory_balloon_device */
     struct ptr_array vsock;   /* vmk_socket_device */
+    struct ptr_array fs;      /* vmk_directory_sharing_device */
 };
 
 /* Appends p; 0 or -ENOMEM (p stays the caller's then). */
@@ -168,6 +199,17 @@ vmk_console_device *console_device_copy(const vmk_console_device *dev);
 vmk_network_device *network_device_copy(const vmk_network_device *dev);
 vmk_memory_balloon_device *memory_balloon_device_copy(const vmk_memory_balloon_device *dev);
 vmk_socket_device *socket_device_copy(const vmk_socket_device *dev);
+vmk_directory_sharing_device *
+directory_sharing_device_copy(const vmk_directory_sharing_device *dev);
+
+struct problems;
+/* A directory sharing device on its own: tag, share, paths, modes (directory_share.c). what:
+ * "directory sharing device 2". Tags shared between devices are validate.c's. */
+void directory_sharing_device_validate(const vmk_directory_sharing_device *dev, const char *what,
+                                       struct problems *p);
+/* Whether dir holds an executable regular file qemu-*-static (vmk_linux_translator_availability
+ * asks VMK_TRANSLATOR_DIR; tests ask a directory of their own). */
+bool linux_translator_installed_in(const char *dir);
 
 /* Replaces *slot with a copy of s (NULL clears it): VMK_OK or VMK_ERR_NO_MEMORY. */
 vmk_result config_set_string(char **slot, const char *s);

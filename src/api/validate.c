@@ -1,7 +1,7 @@
 /* vmk_config_validate: every problem a configuration has, found before anything starts.
  * Each object family judges its own objects (boot_loader.c, serial_attachment.c, storage.c,
  * entropy.c, console.c, network.c, which also compares network devices, as they share host
- * ports and MAC addresses); this file adds the machine's numbers, the counts, and what spans
+ * ports and MAC addresses, directory_share.c); this file adds the machine's numbers, the counts, and what spans
  * several objects. */
 #include "api/validate.h"
 #include "core/error.h"
@@ -87,6 +87,25 @@ static void validate_storage(const vmk_config *cfg, struct problems *p)
     free(ok);
 }
 
+/* Every directory sharing device, and no tag twice: the guest mounts by tag. */
+static void validate_directory_sharing(const vmk_config *cfg, struct problems *p)
+{
+    char what[40];
+    for (unsigned i = 0; i < cfg->fs.count; i++) {
+        const vmk_directory_sharing_device *dev = cfg->fs.item[i];
+        snprintf(what, sizeof(what), "directory sharing device %u", i + 1);
+        directory_sharing_device_validate(dev, what, p);
+        for (unsigned j = 0; dev->tag && j < i; j++) {
+            const vmk_directory_sharing_device *other = cfg->fs.item[j];
+            if (other->tag && !strcmp(dev->tag, other->tag)) {
+                problem(p, "%s: tag \"%s\" is used by directory sharing device %u", what, dev->tag,
+                        j + 1);
+                break;
+            }
+        }
+    }
+}
+
 void config_validate_devices(const vmk_config *cfg, struct problems *p)
 {
     char what[40];
@@ -97,6 +116,7 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
     validate_count(p, "network device", cfg->network.count, VMK_MAX_NETWORK_DEVICES);
     validate_count(p, "memory balloon device", cfg->balloon.count, VMK_MAX_BALLOON_DEVICES);
     validate_count(p, "socket device", cfg->vsock.count, VMK_MAX_SOCKET_DEVICES);
+    validate_count(p, "directory sharing device", cfg->fs.count, VMK_MAX_FS_DEVICES);
     for (unsigned i = 0; i < cfg->serial.count; i++) {
         snprintf(what, sizeof(what), "serial port %u", i + 1);
         serial_attachment_validate(cfg->serial.item[i], what, p);
@@ -120,6 +140,7 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
         snprintf(what, sizeof(what), "socket device %u", i + 1);
         socket_device_validate(cfg->vsock.item[i], what, p);
     }
+    validate_directory_sharing(cfg, p);
     validate_socket_paths(cfg, p);
 }
 

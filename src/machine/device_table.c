@@ -5,10 +5,13 @@
 #include "machine/console_ports.h"
 #include "attach/net_nat.h"
 #include "attach/net_socket.h"
+#include "attach/fuse_server.h"
 #include "attach/net_tap.h"
+#include "attach/translator_share.h"
 #include "attach/vsock_unix.h"
 #include "virtio/balloon.h"
 #include "virtio/blk.h"
+#include "virtio/fs.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
@@ -419,12 +422,116 @@ const struct device_kind device_kind_virtio_socket = {
     .close = vsock_close,
 };
 
+/* ---- virtio-fs: the library's own FUSE server over the share's directories ---- */
+
+struct fs_host {
+    struct fuse_server *server;
+    struct translator_share translator; /* a translator share's files */
+};
+
+static size_t fs_handle(void *ctx, const struct iovec *in, unsigned in_n, const struct iovec *out,
+                        unsigned out_n)
+{
+    return fuse_server_handle(ctx, in, in_n, out, out_n);
+}
+
+static void fs_reset(void *ctx)
+{
+    fuse_server_reset(ctx);
+}
+
+static void fs_host_free(struct fs_host *h)
+{
+    if (!h)
+        return;
+    fuse_server_free(h->server);
+    translator_share_fini(&h->translator);
+    free(h);
+}
+
+static const enum fuse_cache_mode fs_cache_modes[] = {
+    [VMK_FILE_SYSTEM_CACHE_AUTO] = FUSE_CACHE_AUTO,
+    [VMK_FILE_SYSTEM_CACHE_NEVER] = FUSE_CACHE_NEVER,
+    [VMK_FILE_SYSTEM_CACHE_ALWAYS] = FUSE_CACHE_ALWAYS,
+};
+
+static vmk_result fs_open(const struct device_host_env *env, const vmk_config *cfg, unsigned index,
+                          struct device_instance *out, vmk_error **err)
+{
+    const vmk_directory_sharing_device *sd = vmk_config_get_directory_sharing_device(cfg, index);
+    const vmk_directory_share *share = vmk_virtio_file_system_device_get_share(sd);
+    char what[48];
+    snprintf(what, sizeof(what), "directory sharing device %u", index + 1);
+    struct fs_host *h = calloc(1, sizeof(*h));
+    unsigned n = vmk_directory_share_directory_count(share);
+    struct fuse_share_entry *entries = calloc(n ? n : 1, sizeof(*entries));
+    if (!h || !entries) {
+        free(h);
+        free(entries);
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
+    }
+    struct fuse_server_params p = { .entries = entries, .entry_count = n, .what = what };
+    if (vmk_directory_share_get_kind(share) == VMK_DIRECTORY_SHARE_LINUX_TRANSLATOR) {
+        vmk_result r = translator_share_load(&h->translator, NULL, err);
+        if (r != VMK_OK) {
+            free(entries);
+            free(h);
+            return r;
+        }
+        p.entries = h->translator.entries;
+        p.entry_count = h->translator.count;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const char *name = NULL;
+        const vmk_shared_directory *dir = vmk_directory_share_get_directory(share, i, &name);
+        entries[i] = (struct fuse_share_entry){
+            .name = name,
+            .path = vmk_shared_directory_get_path(dir),
+            .read_only = vmk_shared_directory_is_read_only(dir),
+        };
+    }
+    vmk_file_system_cache_mode cache = vmk_virtio_file_system_device_get_cache_mode(sd);
+    p.cache = (unsigned)cache < sizeof(fs_cache_modes) / sizeof(fs_cache_modes[0])
+                  ? fs_cache_modes[cache]
+                  : FUSE_CACHE_AUTO;
+    if (vmk_virtio_file_system_device_get_ownership(sd, &p.squash_uid, &p.squash_gid) ==
+        VMK_FILE_SYSTEM_OWNERSHIP_SQUASH)
+        p.ownership = FUSE_OWNERSHIP_SQUASH;
+    h->server = fuse_server_new(&p, err);
+    free(entries);
+    if (!h->server) {
+        fs_host_free(h);
+        return err && *err ? vmk_error_code(*err) : VMK_ERR_IO;
+    }
+    struct virtio_fs_backend be = { .handle = fs_handle, .reset = fs_reset, .ctx = h->server };
+    out->dev = virtio_fs_new(vmk_virtio_file_system_device_get_tag(sd),
+                             vmk_virtio_file_system_device_get_request_queue_count(sd), &be, err);
+    if (!out->dev) {
+        fs_host_free(h);
+        return err && *err ? vmk_error_code(*err) : VMK_ERR_NO_MEMORY;
+    }
+    out->host = h;
+    return VMK_OK;
+}
+
+static void fs_close(struct device_instance *inst)
+{
+    destroy_device(inst); /* first: its workers call the server */
+    fs_host_free(inst->host);
+    inst->host = NULL;
+}
+
+const struct device_kind device_kind_virtio_file_system = {
+    .name = "directory sharing device",
+    .pci_class = 0x018000, /* other mass storage controller, as QEMU's vhost-user-fs-pci */
+    .count = vmk_config_directory_sharing_device_count,
+    .open = fs_open,
+    .close = fs_close,
+};
+
 const struct device_kind *const device_table[] = {
-    &device_kind_virtio_block,
-    &device_kind_virtio_network,
-    &device_kind_virtio_entropy,
-    &device_kind_virtio_console,
-    &device_kind_virtio_balloon,
-    &device_kind_virtio_socket,
-    NULL,
+    &device_kind_virtio_block,       &device_kind_virtio_network,
+    &device_kind_virtio_entropy,     &device_kind_virtio_console,
+    &device_kind_virtio_balloon,     &device_kind_virtio_socket,
+    &device_kind_virtio_file_system, NULL,
 };

@@ -86,6 +86,7 @@ extern const struct device_kind device_kind_virtio_console;
 extern const struct device_kind device_kind_virtio_network;
 extern const struct device_kind device_kind_virtio_balloon;
 extern const struct device_kind device_kind_virtio_socket;
+extern const struct device_kind device_kind_virtio_file_system;
 
 /* Every row, in the order the machine puts devices on the bus; NULL-terminated. */
 extern const struct device_kind *const device_table[];

@@ -49,6 +49,7 @@ struct vhost_user_server {
     struct event_loop *el;
     char *path;
     struct stat sock_st; /* the socket file we made */
+    int proc_fd;         /* /proc/self/fd, opened at start: still there in a chroot sandbox */
     struct event_source listen, conn, stop;
     bool conn_watched;
     volatile int stopping;
@@ -115,11 +116,11 @@ static bool ring_enabled(const struct vhost_user_server *s, const struct vring *
 }
 
 /* Only eventfds: a pipe or socket handed over as a call fd could block our writes. */
-static bool is_eventfd(int fd)
+static bool is_eventfd(const struct vhost_user_server *s, int fd)
 {
-    char link[64], target[64];
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    char link[16], target[64];
+    snprintf(link, sizeof(link), "%d", fd);
+    ssize_t n = readlinkat(s->proc_fd, link, target, sizeof(target) - 1);
     if (n <= 0)
         return false;
     target[n] = '\0';
@@ -486,7 +487,7 @@ static const char *set_vring_fd(struct vhost_user_server *s, struct msg *m)
     if (m->nfds != (nofd ? 0u : 1u))
         return "SET_VRING_KICK/CALL/ERR: fd count does not match the no-fd flag";
     int fd = nofd ? -1 : m->fds[0];
-    if (fd >= 0 && !is_eventfd(fd))
+    if (fd >= 0 && !is_eventfd(s, fd))
         return "SET_VRING_KICK/CALL/ERR: the fd is not an eventfd";
 
     switch (m->h.request) {
@@ -829,13 +830,14 @@ struct vhost_user_server *vhost_user_server_new(const char *socket_path, struct 
     struct vhost_user_server *s = calloc(1, sizeof(*s));
     if (!s)
         goto nomem;
+    s->listen.fd = s->conn.fd = s->stop.fd = -1;
     s->vrings = calloc(dev->num_queues, sizeof(*s->vrings));
     s->path = strdup(socket_path);
+    s->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (!s->vrings || !s->path)
         goto nomem;
     s->dev = dev;
     s->el = el;
-    s->listen.fd = s->conn.fd = s->stop.fd = -1;
     guest_memory_init_empty(&s->gm);
     for (unsigned q = 0; q < dev->num_queues; q++)
         s->vrings[q] =
@@ -870,6 +872,8 @@ fail_unlink:
     unix_socket_remove(socket_path, &s->sock_st);
 fail:
     if (s) {
+        if (s->proc_fd >= 0)
+            close(s->proc_fd);
         if (s->listen.fd >= 0)
             close(s->listen.fd);
         if (s->stop.fd >= 0)
@@ -917,6 +921,8 @@ void vhost_user_server_free(struct vhost_user_server *s)
     event_loop_remove(s->el, &s->stop);
     close(s->listen.fd);
     close(s->stop.fd);
+    if (s->proc_fd >= 0)
+        close(s->proc_fd);
     unix_socket_remove(s->path, &s->sock_st);
     s->dev->transport = (struct virtio_transport){ 0 };
     free(s->vrings);

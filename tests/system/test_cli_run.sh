@@ -18,7 +18,7 @@ trap 'kill -KILL $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
     tap_cannot_run "no usable /dev/kvm"
 fi
-echo "1..10"
+echo "1..13"
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() {
@@ -97,6 +97,28 @@ if [ "$rc" -eq 2 ] && grep -q 'memory' "$work/err"; then
     ok "--memory 64X: a usage error (status 2) naming --memory"
 else
     not_ok "--memory 64X: a usage error (status 2) naming --memory" "status $rc"
+fi
+
+# virtio-fs: the command line's mistakes are usage errors naming the device and the key.
+run_guest hello --device virtio-fs,mountTag=data
+if [ "$rc" -eq 2 ] && grep -q 'virtio-fs.*sharedDir' "$work/err"; then
+    ok "virtio-fs without sharedDir: a usage error (status 2) naming virtio-fs and sharedDir"
+else
+    not_ok "virtio-fs without sharedDir: a usage error naming virtio-fs and sharedDir" "status $rc"
+fi
+
+run_guest hello --device "virtio-fs,sharedDir=$work,mountTag=0123456789012345678901234567890123456"
+if [ "$rc" -eq 2 ] && grep -q 'virtio-fs: mountTag.*at most 35' "$work/err"; then
+    ok "virtio-fs with a 37-byte mountTag: a usage error (status 2) naming mountTag"
+else
+    not_ok "virtio-fs with a 37-byte mountTag: a usage error naming mountTag" "status $rc"
+fi
+
+run_guest hello --device "virtio-fs,sharedDir=$work,mountTag=t" --device "virtio-fs,sharedDir=$work,mountTag=t"
+if [ "$rc" -eq 2 ] && grep -q 'mountTag "t" is already used' "$work/err"; then
+    ok "two virtio-fs devices with one mountTag: a usage error (status 2)"
+else
+    not_ok "two virtio-fs devices with one mountTag: a usage error" "status $rc"
 fi
 
 run_guest hello --kernel "$work/no-such-kernel"

@@ -107,6 +107,26 @@ static const char usage_text[] =
     "                          unix socket PATH_P; a client of PATH writes \"CONNECT P\"\n"
     "                          and reads \"OK <port>\" before the guest's bytes; cid: the\n"
     "                          guest's (default 3). One socket device takes them all\n"
+    "  virtio-fs,sharedDir=PATH,mountTag=TAG[,readonly][,cache=auto|never|always]\n"
+    "         [,ownership=identity|squash][,uid=N][,gid=N][,queues=N]\n"
+    "                          a host directory the guest mounts by its tag (mount -t\n"
+    "                          virtiofs TAG DIR; the default guest is told the tags on\n"
+    "                          its command line, vmkit.mount=TAG,..., and mounts them);\n"
+    "                          readonly: the guest changes nothing; cache: how long the\n"
+    "                          guest keeps what it read (auto, default; never; always:\n"
+    "                          only the guest changes the files); ownership=squash: the\n"
+    "                          files the guest makes belong to you on the host, and it\n"
+    "                          sees the owner it set, else uid and gid (default 0);\n"
+    "                          queues: request queues (1..8, default 1). A tag is at\n"
+    "                          most 35 printable bytes, one per device; up to 8 devices\n"
+    "  virtio-fs,mountTag=TAG,dir=NAME:PATH[:ro][,dir=NAME:PATH[:ro]]...[,keys]\n"
+    "                          several directories under one tag, each the mount's\n"
+    "                          subdirectory NAME (:ro: read-only)\n"
+    "  rosetta,mountTag=TAG[,ignoreIfMissing]\n"
+    "                          the host's qemu-user-static interpreters (Debian's\n"
+    "                          package), for the guest to run other architectures'\n"
+    "                          binaries; ignoreIfMissing: no device when they are not\n"
+    "                          installed (else an error)\n"
     "\n"
     "In --bootloader and --device a value ends at the next comma; wrap it in\n"
     "double quotes to hold commas: cmdline=\"console=ttyS0,115200 quiet\" (inside\n"
@@ -133,10 +153,19 @@ static const char usage_text[] =
     "                          port each), or virtio-net (QEMU: -netdev vhost-user,\n"
     "                          id=n0,chardev=... -device virtio-net-pci,netdev=n0,\n"
     "                          vectors=0: Debian's QEMU 7.2 crashes with MSI-X there)\n"
-    "  --type rng|blk|console|net|vsock, --disk PATH[,keys], --port SPEC, --rate N,\n"
-    "  --net KEYS (virtio-net's), --cid N --uds-path PATH (virtio-vsock's, for\n"
-    "                          QEMU's vhost-user-vsock-pci),\n"
+    "  --type rng|blk|console|net|vsock|fs, --disk PATH[,keys], --port SPEC,\n"
+    "  --rate N, --net KEYS (virtio-net's), --cid N --uds-path PATH (virtio-vsock's,\n"
+    "                          for QEMU's vhost-user-vsock-pci),\n"
     "  --queues N              the spellings of earlier releases, still taken\n"
+    "  --shared-dir PATH[,readonly] [--cache never|auto|always] [--tag TAG]\n"
+    "                          virtio-fs (the keys of --device virtio-fs may follow\n"
+    "                          PATH), for QEMU's vhost-user-fs-pci, whose tag= the\n"
+    "                          guest sees (--tag: default " CLI_SERVE_FS_TAG ")\n"
+    "  --sandbox namespace|chroot|none\n"
+    "                          how the fs server confines itself to the directory:\n"
+    "                          a mount namespace of its own and a chroot (default),\n"
+    "                          a chroot alone (as root, where no namespace may be\n"
+    "                          made), or nothing (unsafe)\n"
     "It serves one front end at a time and waits for the next when one goes away.\n"
     "SIGINT or SIGTERM stops it and removes the socket.\n"
     "\n"
@@ -486,6 +515,10 @@ enum opt_id {
     OPT_NET,
     OPT_CID,
     OPT_UDS_PATH,
+    OPT_SHARED_DIR,
+    OPT_CACHE,
+    OPT_TAG,
+    OPT_SANDBOX,
 };
 
 struct opt {
@@ -524,6 +557,10 @@ static const struct opt serve_opts[] = {
     { "--net", "nat[,hostfwd=...]|fd=N|type=...|tap=IFNAME[,mac=M][,mtu=N]", OPT_NET },
     { "--cid", "N", OPT_CID },
     { "--uds-path", "PATH", OPT_UDS_PATH },
+    { "--shared-dir", "PATH[,readonly]", OPT_SHARED_DIR },
+    { "--cache", "never|auto|always", OPT_CACHE },
+    { "--tag", "TAG", OPT_TAG },
+    { "--sandbox", "namespace|chroot|none", OPT_SANDBOX },
     { "--help", NULL, OPT_HELP },
     { "-h", NULL, OPT_HELP },
     { NULL, NULL, 0 },
@@ -651,13 +688,42 @@ static int parse_serve_disk(struct cli_request *req, const char *spec, char *err
     return rc;
 }
 
+/* --shared-dir PATH[,keys] with --tag and --cache: virtio-fs's keys, as --disk takes
+ * virtio-blk's. The tag defaults to CLI_SERVE_FS_TAG: QEMU's vhost-user-fs-pci gives the guest
+ * its own. tag and cache are checked already; neither holds a comma or a quote. */
+static int parse_serve_fs(struct cli_request *req, const char *spec, const char *tag,
+                          const char *cache, char *err, size_t errlen)
+{
+    if (!*spec)
+        return cli_usage_error(err, errlen, "--shared-dir: empty value (expected PATH[,readonly])");
+    if (!tag && !strstr(spec, ",mountTag="))
+        tag = CLI_SERVE_FS_TAG;
+    char *keys = NULL;
+    if (asprintf(&keys, "sharedDir=%s%s%s%s%s", spec, tag ? ",mountTag=" : "", tag ? tag : "",
+                 cache ? ",cache=" : "", cache ? cache : "") < 0)
+        return cli_out_of_memory(err, errlen);
+    int rc = cli_parse_device_keys(req, "virtio-fs", "--shared-dir", keys, err, errlen);
+    free(keys);
+    return rc;
+}
+
+static const struct {
+    const char *name;
+    enum cli_fs_sandbox value;
+} sandboxes[] = {
+    { "chroot", CLI_FS_SANDBOX_CHROOT },
+    { "namespace", CLI_FS_SANDBOX_NAMESPACE },
+    { "none", CLI_FS_SANDBOX_NONE },
+};
+
 /* vmkit serve-device --socket PATH --device SPEC... (and the older --type/--disk/--port/--rate/
- * --queues): exactly one device. */
+ * --queues, and --shared-dir/--tag/--cache/--sandbox for fs): exactly one device. */
 static int parse_serve(int argc, char *const argv[], struct cli_request *req, char *err,
                        size_t errlen)
 {
-    const char *type = NULL; /* --type */
-    bool have_rate = false, have_queues = false, have_device = false;
+    const char *type = NULL;                                   /* --type */
+    const char *shared_dir = NULL, *tag = NULL, *cache = NULL; /* fs: --tag, --cache: the last */
+    bool have_rate = false, have_queues = false, have_device = false, have_sandbox = false;
     uint64_t rate = 0, queues = 0;
     for (int i = 2; i < argc; i++) {
         const struct opt *o;
@@ -688,10 +754,10 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
             if (type)
                 return cli_usage_error(err, errlen, "--type: given twice");
             if (strcmp(value, "rng") && strcmp(value, "blk") && strcmp(value, "console") &&
-                strcmp(value, "net") && strcmp(value, "vsock"))
+                strcmp(value, "net") && strcmp(value, "vsock") && strcmp(value, "fs"))
                 return cli_usage_error(err, errlen,
                                        "--type: '%s' is not a device type (expected rng, blk, "
-                                       "console, net or vsock)",
+                                       "console, net, vsock or fs)",
                                        value);
             type = value;
             break;
@@ -712,6 +778,34 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
             rc = cli_parse_device_keys(req, "virtio-vsock", o->name, keys, err, errlen);
             break;
         }
+        case OPT_SHARED_DIR:
+            if (shared_dir)
+                return cli_usage_error(err, errlen,
+                                       "--shared-dir: given twice (a server shares one directory; "
+                                       "--device virtio-fs,dir=NAME:PATH,... shares several)");
+            shared_dir = value;
+            break;
+        case OPT_TAG:
+            rc = cli_check_fs_tag("--tag", value, err, errlen);
+            tag = value;
+            break;
+        case OPT_CACHE: {
+            vmk_file_system_cache_mode mode;
+            rc = cli_parse_fs_cache("--cache", value, &mode, err, errlen);
+            cache = value;
+            break;
+        }
+        case OPT_SANDBOX: {
+            size_t k = 0, n = sizeof(sandboxes) / sizeof(sandboxes[0]);
+            while (k < n && strcmp(value, sandboxes[k].name))
+                k++;
+            if (k == n)
+                return cli_usage_error(err, errlen,
+                                       "--sandbox: '%s' is not namespace, chroot or none", value);
+            req->fs_sandbox = sandboxes[k].value;
+            have_sandbox = true;
+            break;
+        }
         case OPT_RATE:
             rc = cli_parse_number("--rate", value, 1, vmk_virtio_entropy_device_max_rate(),
                                   " bytes/s", &rate, err, errlen);
@@ -728,8 +822,18 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         if (rc)
             return rc;
     }
+    if ((tag || cache) && !shared_dir)
+        return cli_usage_error(err, errlen,
+                               "%s: goes with --shared-dir PATH (with --device virtio-fs, give "
+                               "mountTag= and cache= there)",
+                               tag ? "--tag" : "--cache");
+    if (shared_dir) {
+        int rc = parse_serve_fs(req, shared_dir, tag, cache, err, errlen);
+        if (rc)
+            return rc;
+    }
     unsigned kinds = (req->disk_count > 0) + req->rng + (req->console_port_count > 0) +
-                     (req->net_count > 0) + req->vsock;
+                     (req->net_count > 0) + req->vsock + (req->fs_count > 0);
     /* --type says which device the older options make; it must agree with the rest. */
     if (type && kinds == 0 && !strcmp(type, "rng")) {
         req->rng = true;
@@ -745,8 +849,9 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
                        : req->rng       ? "rng"
                        : req->net_count ? "net"
                        : req->vsock     ? "vsock"
+                       : req->fs_count  ? "fs"
                                         : "console";
-    if (kinds > 1 || req->disk_count > 1 || req->net_count > 1)
+    if (kinds > 1 || req->disk_count > 1 || req->net_count > 1 || req->fs_count > 1)
         return cli_usage_error(err, errlen,
                                "serve-device: one device at a time (a server serves one virtio "
                                "device; run one server per device)");
@@ -760,6 +865,8 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
                 ? "serve-device --type vsock: missing --uds-path PATH (and --cid N)"
             : type && !strcmp(type, "console")
                 ? "serve-device --type console: missing --port (e.g. --port stdio)"
+            : type && !strcmp(type, "fs")
+                ? "serve-device --type fs: missing --shared-dir PATH"
                 : "serve-device: missing --device (e.g. --device virtio-rng)");
     if (have_rate && !req->rng)
         return cli_usage_error(err, errlen, "--rate: only for the rng device");
@@ -769,6 +876,8 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
         return cli_usage_error(err, errlen, "--queues: only for the blk device");
     if (have_queues)
         req->disk[0].queues = (unsigned)queues;
+    if (have_sandbox && !req->fs_count)
+        return cli_usage_error(err, errlen, "--sandbox: only for the fs device");
     if (!req->socket)
         return cli_usage_error(err, errlen, "serve-device: missing --socket PATH");
     (void)have_device;
@@ -851,5 +960,15 @@ void cli_request_free(struct cli_request *req)
     for (unsigned i = 0; i < req->vsock_port_count; i++)
         free(req->vsock_port[i].path);
     free(req->vsock_port);
+    for (unsigned i = 0; i < req->fs_count; i++) {
+        free(req->fs[i].tag);
+        free(req->fs[i].path);
+        for (unsigned j = 0; j < req->fs[i].dir_count; j++) {
+            free(req->fs[i].dir[j].name);
+            free(req->fs[i].dir[j].path);
+        }
+        free(req->fs[i].dir);
+    }
+    free(req->fs);
     memset(req, 0, sizeof(*req));
 }

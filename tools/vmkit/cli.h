@@ -108,6 +108,36 @@ struct cli_vsock_port {
     bool listen;
 };
 
+/* dir=NAME:PATH[:ro] of --device virtio-fs: one directory of a multiple directory share. */
+struct cli_fs_dir {
+    char *name;
+    char *path;
+    bool read_only;
+};
+
+/* --device virtio-fs (vfkit's keys) or --device rosetta: one directory sharing device. */
+struct cli_fs {
+    char *tag;              /* mountTag=, never NULL once parsed */
+    bool translator;        /* rosetta: the qemu-user-static share (no directories) */
+    bool ignore_if_missing; /* rosetta,ignoreIfMissing: no device when it is not installed */
+    char *path;             /* sharedDir=: a single share; NULL with dir= or translator */
+    bool read_only;         /* readonly: every directory of the device */
+    struct cli_fs_dir *dir; /* dir=: a multiple share, in order */
+    unsigned dir_count;
+    vmk_file_system_cache_mode cache;
+    vmk_file_system_ownership ownership;
+    uint32_t uid, gid; /* the squash ids (uid=, gid=; default 0) */
+    unsigned queues;   /* 0: the library's default */
+};
+
+/* serve-device --sandbox: how the fs server confines itself to the shared directory. */
+enum cli_fs_sandbox {
+    CLI_FS_SANDBOX_AUTO,      /* not given: serve.c's default (a namespace) */
+    CLI_FS_SANDBOX_CHROOT,    /* a chroot into the directory alone (needs root) */
+    CLI_FS_SANDBOX_NAMESPACE, /* a mount namespace (and a user one when not root), chroot */
+    CLI_FS_SANDBOX_NONE,      /* nothing: a server bug is a host bug */
+};
+
 /* What the command line asked for: plain data, owned strings and arrays. */
 struct cli_request {
     enum cli_command command;
@@ -136,7 +166,10 @@ struct cli_request {
     char *vsock_uds_path;        /* udsPath=: Firecracker's convention; NULL: none */
     struct cli_vsock_port *vsock_port;
     unsigned vsock_port_count;
-    char *socket; /* serve-device: the vhost-user socket to create */
+    struct cli_fs *fs; /* directory sharing devices, in order (serve-device: one) */
+    unsigned fs_count;
+    enum cli_fs_sandbox fs_sandbox; /* serve-device --sandbox */
+    char *socket;                   /* serve-device: the vhost-user socket to create */
 };
 
 /* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit status
@@ -196,12 +229,24 @@ struct kv_iter {
 int kv_next(struct kv_iter *it, char **key, char **val, char *err, size_t errlen);
 
 /* The device spec after --device (run, serve-device): "serial,...", "virtio-blk,...",
- * "virtio-rng[,...]", "virtio-console,..." (or vfkit's "virtio-serial,..."). opt names the
+ * "virtio-rng[,...]", "virtio-console,..." (or vfkit's "virtio-serial,..."), "virtio-net,...",
+ * "virtio-balloon[,...]", "virtio-vsock,...", "virtio-fs,..." or "rosetta,...". opt names the
  * option in messages. Appends to req. */
 int cli_parse_device(struct cli_request *req, const char *opt, const char *spec, char *err,
                      size_t errlen);
+/* Checks a virtio-fs tag as run and serve-device take it: the library's rules
+ * (vmk_virtio_file_system_device_validate_tag), and no space or comma, which the guest's
+ * vmkit.mount= list on the kernel command line cannot carry. ctx names the option. */
+int cli_check_fs_tag(const char *ctx, const char *tag, char *err, size_t errlen);
+/* never|auto|always (ctx names the option in messages). */
+int cli_parse_fs_cache(const char *ctx, const char *val, vmk_file_system_cache_mode *mode,
+                       char *err, size_t errlen);
+/* serve-device's default tag (QEMU's vhost-user-fs-pci sets the guest's own). */
+#define CLI_SERVE_FS_TAG "vmkit-fs"
+
 /* The keys of one device type after its type word (serve-device's older options use these):
- * type is "virtio-blk", "virtio-rng" or "virtio-console". */
+ * type is "virtio-blk", "virtio-rng", "virtio-console", "virtio-net", "virtio-vsock" or
+ * "virtio-fs". */
 int cli_parse_device_keys(struct cli_request *req, const char *type, const char *opt,
                           const char *keys, char *err, size_t errlen);
 /* Whether a serial or console port already reads the terminal. */

@@ -216,9 +216,62 @@ static int add_net(vmk_config *cfg, const struct cli_net *n)
     return vmk_config_add_network_device(cfg, dev) == VMK_OK ? 0 : -1; /* owns dev */
 }
 
-/* The devices of req (disks, network devices, the entropy device, the console device with its
- * ports): what run and serve-device both build. -1 when out of memory. */
-static int add_devices(vmk_config *cfg, const struct cli_request *req)
+/* Whether f becomes a device: a rosetta,ignoreIfMissing without qemu-user-static does not. */
+static bool fs_wanted(const struct cli_fs *f)
+{
+    return !f->translator || !f->ignore_if_missing ||
+           vmk_linux_translator_availability() == VMK_TRANSLATOR_INSTALLED;
+}
+
+/* One directory sharing device: 0, -1 when out of memory, or an exit status with err set. */
+static int add_fs(vmk_config *cfg, const struct cli_fs *f, char *err, size_t errlen)
+{
+    if (!fs_wanted(f))
+        return 0;
+    vmk_directory_share *share = NULL;
+    if (f->translator) {
+        vmk_error *e = NULL;
+        share = vmk_linux_translator_directory_share_new(&e);
+        if (!share) {
+            int rc = e && vmk_error_code(e) != VMK_ERR_NO_MEMORY
+                         ? cli_fail(CLI_EXIT_ERROR, err, errlen,
+                                    "--device rosetta,mountTag=%s: %s (or add ignoreIfMissing)",
+                                    f->tag, vmk_error_message(e))
+                         : -1;
+            vmk_error_free(e);
+            return rc;
+        }
+    } else if (f->path) {
+        share = vmk_single_directory_share_new(vmk_shared_directory_new(f->path, f->read_only));
+    } else {
+        share = vmk_multiple_directory_share_new();
+        for (unsigned i = 0; share && i < f->dir_count; i++) {
+            const struct cli_fs_dir *d = &f->dir[i];
+            /* The parser judged the names already; only memory can fail here. */
+            if (vmk_multiple_directory_share_add_directory(
+                    share, d->name, vmk_shared_directory_new(d->path, d->read_only || f->read_only),
+                    NULL) != VMK_OK) {
+                vmk_directory_share_free(share);
+                share = NULL;
+            }
+        }
+    }
+    vmk_directory_sharing_device *dev = vmk_virtio_file_system_device_new(f->tag);
+    if (!share || !dev || vmk_virtio_file_system_device_set_share(dev, share) != VMK_OK ||
+        vmk_virtio_file_system_device_set_cache_mode(dev, f->cache) != VMK_OK ||
+        vmk_virtio_file_system_device_set_ownership(dev, f->ownership, f->uid, f->gid) != VMK_OK ||
+        (f->queues &&
+         vmk_virtio_file_system_device_set_request_queue_count(dev, f->queues) != VMK_OK)) {
+        if (!dev)
+            vmk_directory_share_free(share);
+        vmk_directory_sharing_device_free(dev); /* owns share once set, even on failure */
+        return -1;
+    }
+    return vmk_config_add_directory_sharing_device(cfg, dev) == VMK_OK ? 0 : -1; /* owns dev */
+}
+
+/* The devices but the directory sharing ones. -1 when out of memory. */
+static int add_known_devices(vmk_config *cfg, const struct cli_request *req)
 {
     for (unsigned i = 0; i < req->disk_count; i++)
         if (add_disk(cfg, &req->disk[i]) < 0)
@@ -280,11 +333,52 @@ static int add_devices(vmk_config *cfg, const struct cli_request *req)
     return 0;
 }
 
+/* The devices of req (disks, network devices, the entropy device, the console device with its
+ * ports, the directory sharing devices): what run and serve-device both build. 0, or an exit
+ * status with err set. */
+static int add_devices(vmk_config *cfg, const struct cli_request *req, char *err, size_t errlen)
+{
+    int rc = 0;
+    for (unsigned i = 0; !rc && i < req->fs_count; i++)
+        rc = add_fs(cfg, &req->fs[i], err, errlen);
+    if (rc)
+        return rc > 0 ? rc : cli_out_of_memory(err, errlen);
+    if (add_known_devices(cfg, req) < 0)
+        return cli_out_of_memory(err, errlen);
+    return 0;
+}
+
+/* The default guest's command line: CLI_DEFAULT_GUEST_CMDLINE, " vmkit.mount=TAG,..." naming the
+ * directory sharing devices, which its init mounts on /mnt/TAG, and " vmkit.translator=TAG,..."
+ * naming translator shares, which it mounts and registers. NULL when out of memory. */
+static char *default_guest_cmdline(const struct cli_request *req)
+{
+    size_t len =
+        strlen(CLI_DEFAULT_GUEST_CMDLINE) + sizeof(" vmkit.mount=") + sizeof(" vmkit.translator=");
+    for (unsigned i = 0; i < req->fs_count; i++)
+        len += strlen(req->fs[i].tag) + 1;
+    char *s = malloc(len);
+    if (!s)
+        return NULL;
+    strcpy(s, CLI_DEFAULT_GUEST_CMDLINE);
+    for (int translator = 0; translator < 2; translator++) {
+        const char *sep = translator ? " vmkit.translator=" : " vmkit.mount=";
+        for (unsigned i = 0; i < req->fs_count; i++) {
+            if (!fs_wanted(&req->fs[i]) || req->fs[i].translator != translator)
+                continue;
+            strcat(s, sep);
+            strcat(s, req->fs[i].tag);
+            sep = ",";
+        }
+    }
+    return s;
+}
+
 int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_config **cfg_out,
                      char *err, size_t errlen)
 {
     *cfg_out = NULL;
-    char *guest_kernel = NULL, *guest_initrd = NULL;
+    char *guest_kernel = NULL, *guest_initrd = NULL, *guest_cmdline = NULL;
     const char *kernel = req->kernel, *initrd = req->initrd, *cmdline = req->cmdline;
     vmk_config *cfg = NULL;
     int rc = 0;
@@ -295,8 +389,11 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
             return rc;
         kernel = guest_kernel;
         initrd = guest_initrd;
-        if (!cmdline)
-            cmdline = CLI_DEFAULT_GUEST_CMDLINE;
+        if (!cmdline) {
+            if (!(guest_cmdline = default_guest_cmdline(req)))
+                goto oom;
+            cmdline = guest_cmdline;
+        }
     }
     cfg = vmk_config_new();
     vmk_boot_loader *bl = vmk_linux_boot_loader_new(kernel);
@@ -321,8 +418,9 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
                 cfg, port_attachment(port->kind, port->path, port->append)) != VMK_OK)
             goto oom;
     }
-    if (add_devices(cfg, req) < 0)
-        goto oom;
+    rc = add_devices(cfg, req, err, errlen);
+    if (rc)
+        goto fail;
     /* The default guest is on the network unless told otherwise: vmkit's NAT, which its init
      * asks for a lease. */
     if (!req->kernel && req->net_count == 0 && !req->no_network) {
@@ -335,10 +433,12 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
     goto out;
 oom:
     rc = cli_out_of_memory(err, errlen);
+fail:
     vmk_config_free(cfg);
 out:
     free(guest_kernel);
     free(guest_initrd);
+    free(guest_cmdline);
     return rc;
 }
 
@@ -347,9 +447,12 @@ int cli_build_serve_config(const struct cli_request *req, vmk_config **cfg_out, 
 {
     *cfg_out = NULL;
     vmk_config *cfg = vmk_config_new();
-    if (!cfg || add_devices(cfg, req) < 0) {
-        vmk_config_free(cfg);
+    if (!cfg)
         return cli_out_of_memory(err, errlen);
+    int rc = add_devices(cfg, req, err, errlen);
+    if (rc) {
+        vmk_config_free(cfg);
+        return rc;
     }
     *cfg_out = cfg;
     return 0;

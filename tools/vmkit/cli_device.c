@@ -7,14 +7,19 @@
  *             |fd=N[,vfkitMagic=on|off]|tap=IFNAME [,mac=M][,mtu=N][,offloading=on|off]
  *   virtio-balloon[,deflate-on-oom][,free-page-reporting][,target=MIB]
  *   virtio-vsock[,port=N,socketURL=PATH[,listen|connect]][,udsPath=PATH][,cid=N]
+ *   virtio-fs,mountTag=TAG,sharedDir=PATH|dir=NAME:PATH[:ro]...[,readonly][,cache=MODE]
+ *            [,ownership=identity|squash][,uid=N][,gid=N][,queues=N]
+ *   rosetta,mountTag=TAG[,ignoreIfMissing]
  * (virtio-serial, vfkit's word, is virtio-console.) Limits come from the library. */
 #include "cli.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 /* Grows a request array by one zeroed element; NULL when out of memory. */
 static void *push(void *array, unsigned *count, size_t size)
@@ -334,6 +339,229 @@ static int parse_virtio_vsock(struct cli_request *req, struct kv_iter *it, char 
     free(path);
     free(uds);
     return rc;
+}
+
+/* ---- virtio-fs and rosetta ---- */
+
+#define VIRTIO_FS_KEYS "sharedDir, mountTag, dir, readonly, cache, ownership, uid, gid, queues"
+#define ROSETTA_KEYS   "mountTag, ignoreIfMissing"
+
+static const struct choice fs_cache_choices[] = {
+    { "auto", VMK_FILE_SYSTEM_CACHE_AUTO },
+    { "never", VMK_FILE_SYSTEM_CACHE_NEVER },
+    { "always", VMK_FILE_SYSTEM_CACHE_ALWAYS },
+};
+
+static const struct choice fs_ownership_choices[] = {
+    { "identity", VMK_FILE_SYSTEM_OWNERSHIP_IDENTITY },
+    { "squash", VMK_FILE_SYSTEM_OWNERSHIP_SQUASH },
+};
+
+int cli_check_fs_tag(const char *ctx, const char *tag, char *err, size_t errlen)
+{
+    vmk_error *e = NULL;
+    if (vmk_virtio_file_system_device_validate_tag(tag, &e) != VMK_OK) {
+        int rc = cli_usage_error(err, errlen, "%s: %s", ctx, e ? vmk_error_message(e) : "bad tag");
+        vmk_error_free(e);
+        return rc;
+    }
+    if (strpbrk(tag, " ,\""))
+        return cli_usage_error(err, errlen,
+                               "%s: tag \"%s\" holds a space, comma or quote (the guest's "
+                               "vmkit.mount= list cannot carry it)",
+                               ctx, tag);
+    return 0;
+}
+
+int cli_parse_fs_cache(const char *ctx, const char *val, vmk_file_system_cache_mode *mode,
+                       char *err, size_t errlen)
+{
+    int m = 0;
+    int rc = parse_choice(ctx, "cache", val, fs_cache_choices,
+                          sizeof(fs_cache_choices) / sizeof(fs_cache_choices[0]), &m, err, errlen);
+    if (!rc)
+        *mode = (vmk_file_system_cache_mode)m;
+    return rc;
+}
+
+/* A directory to share must be one now: a typo should not wait for the guest. */
+static int check_shared_dir(const char *ctx, const char *key, const char *path, char *err,
+                            size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return cli_usage_error(err, errlen, "%s: %s '%s': %s", ctx, key, path, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return cli_usage_error(err, errlen, "%s: %s '%s' is not a directory", ctx, key, path);
+    return 0;
+}
+
+/* dir=NAME:PATH[:ro]: appended to f, its name judged by the library (names, a scratch
+ * multiple share holding the names so far). */
+static int parse_fs_dir(const char *ctx, const char *val, struct cli_fs *f,
+                        vmk_directory_share *names, char *err, size_t errlen)
+{
+    const char *colon = val ? strchr(val, ':') : NULL;
+    if (!val || !*val)
+        return cli_usage_error(err, errlen, "%s: dir= needs a value (dir=NAME:PATH[:ro])", ctx);
+    if (!colon || !colon[1])
+        return cli_usage_error(err, errlen, "%s: dir '%s' is not NAME:PATH[:ro]", ctx, val);
+    struct cli_fs_dir d = { .name = strndup(val, (size_t)(colon - val)),
+                            .path = strdup(colon + 1) };
+    int rc = 0;
+    if (!d.name || !d.path) {
+        rc = cli_out_of_memory(err, errlen);
+        goto out;
+    }
+    size_t len = strlen(d.path);
+    if (len > 3 && !strcmp(d.path + len - 3, ":ro")) {
+        d.path[len - 3] = '\0';
+        d.read_only = true;
+    }
+    vmk_error *e = NULL;
+    if (vmk_multiple_directory_share_add_directory(
+            names, d.name, vmk_shared_directory_new(d.path, d.read_only), &e) != VMK_OK) {
+        rc = cli_usage_error(err, errlen, "%s: dir '%s': %s", ctx, val,
+                             e ? vmk_error_message(e) : "out of memory");
+        vmk_error_free(e);
+        goto out;
+    }
+    rc = check_shared_dir(ctx, "dir", d.path, err, errlen);
+    if (rc)
+        goto out;
+    struct cli_fs_dir *slot = push(&f->dir, &f->dir_count, sizeof(*slot));
+    if (!slot) {
+        rc = cli_out_of_memory(err, errlen);
+        goto out;
+    }
+    *slot = d;
+    d.name = d.path = NULL;
+out:
+    free(d.name);
+    free(d.path);
+    return rc;
+}
+
+static void fs_free(struct cli_fs *f)
+{
+    free(f->tag);
+    free(f->path);
+    for (unsigned i = 0; i < f->dir_count; i++) {
+        free(f->dir[i].name);
+        free(f->dir[i].path);
+    }
+    free(f->dir);
+    memset(f, 0, sizeof(*f));
+}
+
+/* virtio-fs (translator false) or rosetta (true): one directory sharing device. */
+static int parse_fs(struct cli_request *req, struct kv_iter *it, bool translator, char *err,
+                    size_t errlen)
+{
+    const char *ctx = it->ctx;
+    struct cli_fs f = { .translator = translator };
+    bool have_cache = false, have_owner = false, have_uid = false, have_gid = false,
+         have_queues = false;
+    vmk_directory_share *names = vmk_multiple_directory_share_new();
+    char *key = NULL, *val = NULL;
+    int rc = names ? 0 : cli_out_of_memory(err, errlen);
+    while (!rc) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        uint64_t n = 0;
+        int mode = 0;
+        char keyctx[96];
+        snprintf(keyctx, sizeof(keyctx), "%s: %s", ctx, key);
+        if (!strcmp(key, "mountTag")) {
+            rc = take_string(ctx, key, &val, &f.tag, "TAG", err, errlen);
+            if (!rc)
+                rc = cli_check_fs_tag(keyctx, f.tag, err, errlen);
+            for (unsigned i = 0; !rc && i < req->fs_count; i++)
+                if (!strcmp(req->fs[i].tag, f.tag))
+                    rc = cli_usage_error(err, errlen,
+                                         "%s: mountTag \"%s\" is already used by directory "
+                                         "sharing device %u",
+                                         ctx, f.tag, i + 1);
+        } else if (translator && !strcmp(key, "ignoreIfMissing")) {
+            rc = take_flag(ctx, key, val, &f.ignore_if_missing, err, errlen);
+        } else if (translator) {
+            rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: " ROSETTA_KEYS ")", ctx,
+                                 key);
+        } else if (!strcmp(key, "sharedDir")) {
+            rc = take_string(ctx, key, &val, &f.path, "PATH", err, errlen);
+            if (!rc)
+                rc = check_shared_dir(ctx, key, f.path, err, errlen);
+        } else if (!strcmp(key, "dir")) {
+            rc = parse_fs_dir(ctx, val, &f, names, err, errlen);
+        } else if (!strcmp(key, "readonly")) {
+            rc = take_flag(ctx, key, val, &f.read_only, err, errlen);
+        } else if (!strcmp(key, "cache") || !strcmp(key, "ownership")) {
+            bool is_cache = key[0] == 'c';
+            bool *seen = is_cache ? &have_cache : &have_owner;
+            if (*seen) {
+                rc = cli_usage_error(err, errlen, "%s: %s given twice", ctx, key);
+            } else if (is_cache) {
+                rc = cli_parse_fs_cache(ctx, val, &f.cache, err, errlen);
+            } else {
+                rc = parse_choice(ctx, key, val, fs_ownership_choices,
+                                  sizeof(fs_ownership_choices) / sizeof(fs_ownership_choices[0]),
+                                  &mode, err, errlen);
+                f.ownership = (vmk_file_system_ownership)mode;
+            }
+            *seen = true;
+        } else if (!strcmp(key, "uid") || !strcmp(key, "gid")) {
+            /* Ids up to 2^32 - 2: (uid_t)-1 means "no change" to chown. */
+            bool is_uid = key[0] == 'u';
+            rc = take_number(ctx, key, val, is_uid ? &have_uid : &have_gid, 0, 0xfffffffeu, "", &n,
+                             err, errlen);
+            *(is_uid ? &f.uid : &f.gid) = (uint32_t)n;
+        } else if (!strcmp(key, "queues")) {
+            rc = take_number(ctx, key, val, &have_queues, 1, 8, "", &n, err, errlen);
+            f.queues = (unsigned)n;
+        } else {
+            rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: " VIRTIO_FS_KEYS ")",
+                                 ctx, key);
+        }
+    }
+    if (!rc && !translator && f.path && f.dir_count)
+        rc = cli_usage_error(err, errlen,
+                             "%s: sharedDir and dir= exclude each other (sharedDir=PATH shares "
+                             "one directory; dir=NAME:PATH, repeated, several)",
+                             ctx);
+    if (!rc && !translator && !f.path && !f.dir_count)
+        rc = cli_usage_error(err, errlen, "%s: needs sharedDir=PATH (or dir=NAME:PATH[:ro])", ctx);
+    if (!rc && !f.tag)
+        rc = cli_usage_error(err, errlen, "%s: needs mountTag=TAG (the guest mounts by it)", ctx);
+    if (!rc && req->fs_count >= vmk_config_max_directory_sharing_device_count())
+        rc = cli_usage_error(err, errlen, "%s: at most %u directory sharing devices", ctx,
+                             vmk_config_max_directory_sharing_device_count());
+    if (!rc) {
+        struct cli_fs *slot = push(&req->fs, &req->fs_count, sizeof(*slot));
+        if (slot) {
+            *slot = f;
+            memset(&f, 0, sizeof(f));
+        } else {
+            rc = cli_out_of_memory(err, errlen);
+        }
+    }
+    vmk_directory_share_free(names);
+    free(key);
+    free(val);
+    fs_free(&f);
+    return rc;
+}
+
+static int parse_virtio_fs(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    return parse_fs(req, it, false, err, errlen);
+}
+
+static int parse_rosetta(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    return parse_fs(req, it, true, err, errlen);
 }
 
 /* ---- virtio-net ---- */
@@ -868,6 +1096,8 @@ static const struct {
     { "virtio-net", NULL, parse_virtio_net },
     { "virtio-balloon", NULL, parse_virtio_balloon },
     { "virtio-vsock", NULL, parse_virtio_vsock },
+    { "virtio-fs", NULL, parse_virtio_fs },
+    { "rosetta", NULL, parse_rosetta },
 };
 
 int cli_parse_device_keys(struct cli_request *req, const char *type, const char *opt,
@@ -909,7 +1139,7 @@ int cli_parse_device(struct cli_request *req, const char *opt, const char *spec,
     return cli_usage_error(
         err, errlen,
         "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
-        "virtio-rng, virtio-console, virtio-net, virtio-balloon, virtio-vsock; virtio-serial is "
-        "virtio-console)",
+        "virtio-rng, virtio-console, virtio-net, virtio-balloon, virtio-vsock, virtio-fs, rosetta; "
+        "virtio-serial is virtio-console)",
         opt, (int)len, spec);
 }

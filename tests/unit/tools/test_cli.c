@@ -1288,6 +1288,14 @@ static void test_help_version(void **state)
                                               "virtio-balloon[,deflate-on-oom]",
                                               "virtio-vsock,port=N,socketURL=PATH",
                                               "udsPath=PATH",
+                                              "virtio-fs,sharedDir=PATH,mountTag=TAG",
+                                              "cache=auto|never|always",
+                                              "ownership=identity|squash",
+                                              "dir=NAME:PATH[:ro]",
+                                              "rosetta,mountTag=TAG",
+                                              "vmkit.mount=",
+                                              "--shared-dir PATH[,readonly]",
+                                              "--sandbox namespace|chroot|none",
                                               "virtio-console,stdio|file=PATH",
                                               "|pty|socket=PATH",
                                               "virtio-serial is",
@@ -1613,7 +1621,7 @@ static void test_serve_device(void **state)
 
     const char *u = cli_usage();
     assert_non_null(strstr(u, "vmkit serve-device --socket PATH --device SPEC"));
-    assert_non_null(strstr(u, "--type rng|blk|console|net|vsock, --disk PATH[,keys], --port SPEC"));
+    assert_non_null(strstr(u, "--type rng|blk|console|net|vsock|fs, --disk PATH[,keys], --port"));
     assert_non_null(strstr(u, "--cid N --uds-path PATH"));
 }
 
@@ -1795,6 +1803,362 @@ static void test_serve_device_blk_errors(void **state)
     cli_request_free(&req);
 }
 
+/* ---- --device virtio-fs, rosetta ---- */
+
+static void test_device_virtio_fs(void **state)
+{
+    struct tmp *t = *state;
+    char share[128], other[128], file[128], spec[512], spec2[512];
+    snprintf(share, sizeof(share), "%s/share", t->root);
+    snprintf(other, sizeof(other), "%s/other", t->root);
+    snprintf(file, sizeof(file), "%s/file", t->root);
+    mkdirs(share);
+    mkdirs(other);
+    touch(t->root, "file");
+
+    /* vfkit's single share, with every key. */
+    struct cli_request req;
+    snprintf(spec, sizeof(spec),
+             "virtio-fs,sharedDir=%s,mountTag=data,readonly,cache=never,ownership=squash,"
+             "uid=1000,gid=100,queues=4",
+             share);
+    snprintf(spec2, sizeof(spec2), "virtio-fs,mountTag=multi,dir=a:%s,dir=b:%s:ro", share, other);
+    assert_int_equal(
+        PARSE(&req, errbuf, "run", "--kernel", "/k", "--device", spec, "--device", spec2), 0);
+    assert_int_equal(req.fs_count, 2);
+    const struct cli_fs *f = &req.fs[0];
+    assert_string_equal(f->tag, "data");
+    assert_string_equal(f->path, share);
+    assert_true(f->read_only);
+    assert_false(f->translator);
+    assert_int_equal(f->dir_count, 0);
+    assert_int_equal(f->cache, VMK_FILE_SYSTEM_CACHE_NEVER);
+    assert_int_equal(f->ownership, VMK_FILE_SYSTEM_OWNERSHIP_SQUASH);
+    assert_int_equal(f->uid, 1000);
+    assert_int_equal(f->gid, 100);
+    assert_int_equal(f->queues, 4);
+    f = &req.fs[1];
+    assert_string_equal(f->tag, "multi");
+    assert_null(f->path);
+    assert_int_equal(f->dir_count, 2);
+    assert_string_equal(f->dir[0].name, "a");
+    assert_string_equal(f->dir[0].path, share);
+    assert_false(f->dir[0].read_only);
+    assert_string_equal(f->dir[1].name, "b");
+    assert_string_equal(f->dir[1].path, other);
+    assert_true(f->dir[1].read_only);
+    assert_int_equal(f->cache, VMK_FILE_SYSTEM_CACHE_AUTO);
+    assert_int_equal(f->ownership, VMK_FILE_SYSTEM_OWNERSHIP_IDENTITY);
+    assert_int_equal(f->queues, 0);
+
+    /* The config: what the keys said, and it validates. */
+    vmk_config *cfg = NULL;
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_directory_sharing_device_count(cfg), 2);
+    const vmk_directory_sharing_device *d = vmk_config_get_directory_sharing_device(cfg, 0);
+    assert_string_equal(vmk_virtio_file_system_device_get_tag(d), "data");
+    assert_int_equal(vmk_virtio_file_system_device_get_cache_mode(d), VMK_FILE_SYSTEM_CACHE_NEVER);
+    uint32_t uid = 0, gid = 0;
+    assert_int_equal(vmk_virtio_file_system_device_get_ownership(d, &uid, &gid),
+                     VMK_FILE_SYSTEM_OWNERSHIP_SQUASH);
+    assert_int_equal(uid, 1000);
+    assert_int_equal(gid, 100);
+    assert_int_equal(vmk_virtio_file_system_device_get_request_queue_count(d), 4);
+    const vmk_directory_share *sh = vmk_virtio_file_system_device_get_share(d);
+    assert_int_equal(vmk_directory_share_get_kind(sh), VMK_DIRECTORY_SHARE_SINGLE);
+    const vmk_shared_directory *sd = vmk_directory_share_get_directory(sh, 0, NULL);
+    assert_string_equal(vmk_shared_directory_get_path(sd), share);
+    assert_true(vmk_shared_directory_is_read_only(sd));
+    d = vmk_config_get_directory_sharing_device(cfg, 1);
+    assert_int_equal(vmk_virtio_file_system_device_get_request_queue_count(d), 1);
+    sh = vmk_virtio_file_system_device_get_share(d);
+    assert_int_equal(vmk_directory_share_get_kind(sh), VMK_DIRECTORY_SHARE_MULTIPLE);
+    assert_int_equal(vmk_directory_share_directory_count(sh), 2);
+    const char *name = NULL;
+    sd = vmk_directory_share_get_directory(sh, 1, &name);
+    assert_string_equal(name, "b");
+    assert_true(vmk_shared_directory_is_read_only(sd));
+    /* An explicit kernel's command line is the user's: no vmkit.mount there. */
+    assert_null(vmk_linux_boot_loader_get_command_line(vmk_config_get_boot_loader(cfg)));
+    vmk_error *verr = NULL;
+    vmk_result r = vmk_config_validate(cfg, &verr);
+    /* The kernel /k is missing; nothing else may be wrong. */
+    assert_int_equal(r, VMK_ERR_INVALID_CONFIG);
+    assert_null(strstr(vmk_error_message(verr), "directory sharing"));
+    vmk_error_free(verr);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    assert_null(req.fs);
+
+    /* uid= and gid= alone set the squash ids, not squash itself. */
+    snprintf(spec, sizeof(spec), "virtio-fs,sharedDir=%s,mountTag=ids,uid=5", share);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", spec), 0);
+    assert_int_equal(req.fs[0].ownership, VMK_FILE_SYSTEM_OWNERSHIP_IDENTITY);
+    assert_int_equal(req.fs[0].uid, 5);
+    assert_int_equal(req.fs[0].gid, 0);
+    cli_request_free(&req);
+
+    /* The default guest is told the tags to mount. */
+    setenv("VMKIT_GUEST_DIR", t->root, 1);
+    touch(t->root, "vmlinuz");
+    touch(t->root, "initramfs.img");
+    snprintf(spec, sizeof(spec), "virtio-fs,sharedDir=%s,mountTag=one", share);
+    snprintf(spec2, sizeof(spec2), "virtio-fs,sharedDir=%s,mountTag=" VMK_VIRTIO_FS_AUTOMOUNT_TAG,
+             other);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", spec, "--device", spec2), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_string_equal(vmk_linux_boot_loader_get_command_line(vmk_config_get_boot_loader(cfg)),
+                        CLI_DEFAULT_GUEST_CMDLINE " vmkit.mount=one," VMK_VIRTIO_FS_AUTOMOUNT_TAG);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    /* A translator share is named apart: the guest mounts it and registers its interpreters. */
+    if (vmk_linux_translator_availability() == VMK_TRANSLATOR_INSTALLED) {
+        assert_int_equal(
+            PARSE(&req, errbuf, "run", "--device", "rosetta,mountTag=tr", "--device", spec), 0);
+        assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+        assert_string_equal(vmk_linux_boot_loader_get_command_line(vmk_config_get_boot_loader(cfg)),
+                            CLI_DEFAULT_GUEST_CMDLINE " vmkit.mount=one vmkit.translator=tr");
+        vmk_config_free(cfg);
+        cli_request_free(&req);
+    }
+    assert_int_equal(PARSE(&req, errbuf, "run"), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_string_equal(vmk_linux_boot_loader_get_command_line(vmk_config_get_boot_loader(cfg)),
+                        CLI_DEFAULT_GUEST_CMDLINE);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    /* --cmdline is the user's, whole. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--cmdline", "quiet", "--device", spec), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_string_equal(vmk_linux_boot_loader_get_command_line(vmk_config_get_boot_loader(cfg)),
+                        "quiet");
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* rosetta: a translator share when qemu-user-static is there, an error (1) naming it when
+     * not, unless ignoreIfMissing. */
+    bool installed = vmk_linux_translator_availability() == VMK_TRANSLATOR_INSTALLED;
+    assert_int_equal(
+        PARSE(&req, errbuf, "run", "--kernel", "/k", "--device", "rosetta,mountTag=rosetta"), 0);
+    assert_int_equal(req.fs_count, 1);
+    assert_true(req.fs[0].translator);
+    assert_false(req.fs[0].ignore_if_missing);
+    assert_string_equal(req.fs[0].tag, "rosetta");
+    int rc = cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf));
+    if (installed) {
+        assert_int_equal(rc, 0);
+        d = vmk_config_get_directory_sharing_device(cfg, 0);
+        assert_int_equal(vmk_directory_share_get_kind(vmk_virtio_file_system_device_get_share(d)),
+                         VMK_DIRECTORY_SHARE_LINUX_TRANSLATOR);
+        vmk_config_free(cfg);
+    } else {
+        assert_int_equal(rc, CLI_EXIT_ERROR);
+        assert_null(cfg);
+        assert_non_null(strstr(errbuf, "rosetta"));
+        assert_non_null(strstr(errbuf, "qemu-user-static"));
+    }
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "rosetta,mountTag=rosetta,ignoreIfMissing"),
+                     0);
+    assert_true(req.fs[0].ignore_if_missing);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_directory_sharing_device_count(cfg), installed ? 1 : 0);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    unsetenv("VMKIT_GUEST_DIR");
+}
+
+static void test_device_virtio_fs_errors(void **state)
+{
+    struct tmp *t = *state;
+    char share[128], spec[512], spec2[512], t36[40];
+    snprintf(share, sizeof(share), "%s/share", t->root);
+    mkdirs(share);
+    touch(t->root, "file");
+    memset(t36, 'x', 36);
+    t36[36] = '\0';
+#define FS(...) (snprintf(spec, sizeof(spec), __VA_ARGS__), spec)
+    EXPECT_USAGE("--device virtio-fs", "needs sharedDir=PATH (or dir=NAME:PATH[:ro])", "run",
+                 "--device", "virtio-fs,mountTag=a");
+    EXPECT_USAGE("--device virtio-fs", "needs mountTag=TAG", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s", share));
+    EXPECT_USAGE("--device virtio-fs", "mountTag= needs a value (mountTag=TAG)", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=\"\"", share));
+    EXPECT_USAGE("--device virtio-fs", "mountTag= needs a value", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=", share));
+    EXPECT_USAGE("--device virtio-fs: mountTag", "36 bytes, at most 35", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=%s", share, t36));
+    EXPECT_USAGE("--device virtio-fs: mountTag", "byte 0x09", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=a\tb", share));
+    EXPECT_USAGE("--device virtio-fs: mountTag", "holds a space, comma or quote", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=\"a b\"", share));
+    snprintf(spec2, sizeof(spec2), "virtio-fs,sharedDir=%s,mountTag=same", share);
+    EXPECT_USAGE("--device virtio-fs",
+                 "mountTag \"same\" is already used by directory sharing device 1", "run",
+                 "--device", spec2, "--device", spec2);
+    EXPECT_USAGE("--device rosetta", "mountTag \"same\" is already used", "run", "--device", spec2,
+                 "--device", "rosetta,mountTag=same");
+    EXPECT_USAGE("--device virtio-fs", "mountTag given twice", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=a,mountTag=b", share));
+    EXPECT_USAGE("--device virtio-fs: sharedDir", "No such file or directory", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s/none,mountTag=a", t->root));
+    EXPECT_USAGE("--device virtio-fs: sharedDir", "is not a directory", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s/file,mountTag=a", t->root));
+    EXPECT_USAGE("--device virtio-fs", "sharedDir and dir= exclude each other", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=a,dir=x:%s", share, share));
+    EXPECT_USAGE("--device virtio-fs", "dir 'x' is not NAME:PATH[:ro]", "run", "--device",
+                 "virtio-fs,mountTag=a,dir=x");
+    EXPECT_USAGE("--device virtio-fs", "dir= needs a value", "run", "--device",
+                 "virtio-fs,mountTag=a,dir");
+    EXPECT_USAGE("--device virtio-fs", "name is empty", "run", "--device",
+                 FS("virtio-fs,mountTag=a,dir=:%s", share));
+    EXPECT_USAGE("--device virtio-fs", "\"..\" is not allowed", "run", "--device",
+                 FS("virtio-fs,mountTag=a,dir=..:%s", share));
+    EXPECT_USAGE("--device virtio-fs", "\"x\" is already used by directory 1", "run", "--device",
+                 FS("virtio-fs,mountTag=a,dir=x:%s,dir=x:%s:ro", share, share));
+    char longname[300];
+    memset(longname, 'n', 256);
+    longname[256] = '\0';
+    EXPECT_USAGE("--device virtio-fs", "256 bytes, at most 255", "run", "--device",
+                 FS("virtio-fs,mountTag=a,dir=%s:%s", longname, share));
+    EXPECT_USAGE("--device virtio-fs: dir", "is not a directory", "run", "--device",
+                 FS("virtio-fs,mountTag=a,dir=x:%s/file", t->root));
+    EXPECT_USAGE("--device virtio-fs", "unknown key 'path'", "run", "--device",
+                 FS("virtio-fs,path=%s,mountTag=a", share));
+    EXPECT_USAGE("--device virtio-fs", "cache 'sometimes' is not one of auto, never, always", "run",
+                 "--device", FS("virtio-fs,sharedDir=%s,mountTag=a,cache=sometimes", share));
+    EXPECT_USAGE("--device virtio-fs", "ownership 'root' is not one of identity, squash", "run",
+                 "--device", FS("virtio-fs,sharedDir=%s,mountTag=a,ownership=root", share));
+    EXPECT_USAGE("--device virtio-fs: uid", "'me' is not a number", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=a,uid=me", share));
+    EXPECT_USAGE("--device virtio-fs: gid", "above the maximum of 4294967294", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=a,gid=4294967295", share));
+    EXPECT_USAGE("--device virtio-fs: queues", "above the maximum of 8", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=a,queues=9", share));
+    EXPECT_USAGE("--device virtio-fs", "readonly takes no value", "run", "--device",
+                 FS("virtio-fs,sharedDir=%s,mountTag=a,readonly=yes", share));
+    EXPECT_USAGE("--device rosetta", "unknown key 'sharedDir'", "run", "--device",
+                 FS("rosetta,mountTag=r,sharedDir=%s", share));
+    EXPECT_USAGE("--device rosetta", "needs mountTag=TAG", "run", "--device", "rosetta");
+    /* At most 8 devices. */
+    const char *args[2 + 2 * 9 + 1] = { "vmkit", "run" };
+    char specs[9][300];
+    for (int i = 0; i < 9; i++) {
+        snprintf(specs[i], sizeof(specs[i]), "virtio-fs,sharedDir=%s,mountTag=t%d", share, i);
+        args[2 + 2 * i] = "--device";
+        args[3 + 2 * i] = specs[i];
+    }
+    args[2 + 2 * 9] = NULL;
+    struct cli_request req;
+    assert_int_equal(parse_args(&req, errbuf, args), CLI_EXIT_USAGE);
+    assert_non_null(strstr(errbuf, "--device virtio-fs: at most 8 directory sharing devices"));
+    assert_null(req.fs);
+    cli_request_free(&req);
+    args[2 + 2 * 8] = NULL;
+    assert_int_equal(parse_args(&req, errbuf, args), 0);
+    assert_int_equal(req.fs_count, 8);
+    cli_request_free(&req);
+#undef FS
+}
+
+static void test_serve_device_fs(void **state)
+{
+    struct tmp *t = *state;
+    char share[128], spec[512];
+    snprintf(share, sizeof(share), "%s/share", t->root);
+    mkdirs(share);
+    touch(t->root, "file");
+
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--type", "fs", "--socket", "/tmp/s",
+                           "--shared-dir", share),
+                     0);
+    assert_int_equal(req.command, CLI_CMD_SERVE_DEVICE);
+    assert_int_equal(req.fs_count, 1);
+    assert_string_equal(req.fs[0].path, share);
+    assert_string_equal(req.fs[0].tag, CLI_SERVE_FS_TAG);
+    assert_false(req.fs[0].read_only);
+    assert_int_equal(req.fs[0].cache, VMK_FILE_SYSTEM_CACHE_AUTO);
+    assert_int_equal(req.fs_sandbox, CLI_FS_SANDBOX_AUTO);
+    vmk_config *cfg = NULL;
+    assert_int_equal(cli_build_serve_config(&req, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_directory_sharing_device_count(cfg), 1);
+    assert_null(vmk_config_get_boot_loader(cfg));
+    assert_int_equal(vmk_config_validate(cfg, NULL), VMK_ERR_INVALID_CONFIG); /* no kernel */
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    snprintf(spec, sizeof(spec), "%s,readonly", share);
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/tmp/s", "--tag", "myfs",
+                           "--cache", "never", "--sandbox", "namespace", "--shared-dir", spec,
+                           "--type=fs"),
+                     0);
+    assert_int_equal(req.fs_count, 1);
+    assert_string_equal(req.fs[0].path, share);
+    assert_true(req.fs[0].read_only);
+    assert_string_equal(req.fs[0].tag, "myfs");
+    assert_int_equal(req.fs[0].cache, VMK_FILE_SYSTEM_CACHE_NEVER);
+    assert_int_equal(req.fs_sandbox, CLI_FS_SANDBOX_NAMESPACE);
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/tmp/s", "--sandbox",
+                           "chroot", "--shared-dir", share),
+                     0);
+    assert_int_equal(req.fs_sandbox, CLI_FS_SANDBOX_CHROOT);
+    cli_request_free(&req);
+    snprintf(spec, sizeof(spec), "%s,mountTag=own,cache=always", share);
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/tmp/s", "--sandbox", "none",
+                           "--shared-dir", spec),
+                     0);
+    assert_string_equal(req.fs[0].tag, "own");
+    assert_int_equal(req.fs[0].cache, VMK_FILE_SYSTEM_CACHE_ALWAYS);
+    assert_int_equal(req.fs_sandbox, CLI_FS_SANDBOX_NONE);
+    cli_request_free(&req);
+    /* run's spelling serves too. */
+    snprintf(spec, sizeof(spec), "virtio-fs,mountTag=m,dir=a:%s", share);
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/tmp/s", "--device", spec),
+                     0);
+    assert_int_equal(req.fs_count, 1);
+    assert_int_equal(req.fs[0].dir_count, 1);
+    cli_request_free(&req);
+
+    EXPECT_USAGE("serve-device --type fs: missing --shared-dir PATH", NULL, "serve-device",
+                 "--socket", "/s", "--type", "fs");
+    EXPECT_USAGE("--shared-dir virtio-fs: sharedDir", "is not a directory", "serve-device",
+                 "--socket", "/s", "--type", "fs", "--shared-dir", "/dev/null");
+    EXPECT_USAGE("--shared-dir", "empty value", "serve-device", "--socket", "/s", "--shared-dir",
+                 "");
+    EXPECT_USAGE("--shared-dir: given twice", NULL, "serve-device", "--socket", "/s",
+                 "--shared-dir", share, "--shared-dir", share);
+    EXPECT_USAGE("--cache", "'sometimes' is not one of auto, never, always", "serve-device",
+                 "--socket", "/s", "--shared-dir", share, "--cache", "sometimes");
+    EXPECT_USAGE("--tag", "tag is empty", "serve-device", "--socket", "/s", "--shared-dir", share,
+                 "--tag", "");
+    EXPECT_USAGE("--tag", "at most 35", "serve-device", "--socket", "/s", "--shared-dir", share,
+                 "--tag", "0123456789012345678901234567890123456789");
+    EXPECT_USAGE("--tag: goes with --shared-dir", NULL, "serve-device", "--socket", "/s", "--type",
+                 "rng", "--tag", "x");
+    EXPECT_USAGE("--sandbox", "'jail' is not namespace, chroot or none", "serve-device", "--socket",
+                 "/s", "--shared-dir", share, "--sandbox", "jail");
+    EXPECT_USAGE("--sandbox: only for the fs device", NULL, "serve-device", "--socket", "/s",
+                 "--type", "rng", "--sandbox", "none");
+    EXPECT_USAGE("--type fs: but the device given is rng", NULL, "serve-device", "--socket", "/s",
+                 "--type", "fs", "--device", "virtio-rng");
+    EXPECT_USAGE("one device at a time", NULL, "serve-device", "--socket", "/s", "--shared-dir",
+                 share, "--device", "virtio-rng");
+    snprintf(spec, sizeof(spec), "virtio-fs,mountTag=m,sharedDir=%s", share);
+    EXPECT_USAGE("one device at a time", NULL, "serve-device", "--socket", "/s", "--shared-dir",
+                 share, "--device", spec);
+    snprintf(spec, sizeof(spec), "%s,mountTag=b", share);
+    EXPECT_USAGE("--shared-dir virtio-fs", "mountTag given twice", "serve-device", "--socket", "/s",
+                 "--tag", "a", "--shared-dir", spec);
+    assert_int_equal(PARSE(&req, errbuf, "serve-device", "--socket", "/s", "--type", "gpu",
+                           "--shared-dir", share),
+                     CLI_EXIT_USAGE);
+    assert_null(req.fs);
+    cli_request_free(&req);
+}
+
 int main(void)
 {
     unsetenv("VMKIT_GUEST_DIR");
@@ -1836,6 +2200,9 @@ int main(void)
         cmocka_unit_test(test_serve_device_errors),
         cmocka_unit_test(test_serve_device_blk),
         cmocka_unit_test(test_serve_device_blk_errors),
+        cmocka_unit_test_setup_teardown(test_device_virtio_fs, make_tmp, remove_tmp),
+        cmocka_unit_test_setup_teardown(test_device_virtio_fs_errors, make_tmp, remove_tmp),
+        cmocka_unit_test_setup_teardown(test_serve_device_fs, make_tmp, remove_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
