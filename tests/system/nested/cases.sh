@@ -214,7 +214,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory power-button pci blk blk-readonly rng blk-kill console root-disk net tap"
+all_cases="boot clock warnings cpus memory balloon vsock share power-button pci blk blk-readonly rng blk-kill console root-disk net tap"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -415,6 +415,50 @@ case_vsock() {
         return
     fi
     result "vsock ok: guest -> P_5000 and CONNECT 6000 -> guest, 256 KiB each, md5 intact ($(head -n 1 /tmp/client.out))"
+}
+
+# share: virtio-fs and the translator share on a whole machine. `--device virtio-fs,sharedDir=
+# /tmp/share,mountTag=host --device rosetta,mountTag=rosetta` puts vmkit.mount=host and
+# vmkit.translator=rosetta on the default guest's command line; its init mounts /mnt/host and
+# /mnt/rosetta and runs the translator's register script. The guest reads the outer machine's
+# file, writes one back, and runs Debian's arm64 busybox-static from the share (run.sh stages
+# it with qemu-aarch64-static and its binfmts entry).
+case_share() {
+    name=share
+    rm -rf /tmp/share
+    mkdir -p /tmp/share
+    echo from-the-outer-machine >/tmp/share/hello
+    arm64=/usr/share/vmkit/guest-extra/busybox-arm64
+    translator=
+    if [ -x "$arm64" ] && [ -x /usr/bin/qemu-aarch64-static ]; then
+        cp "$arm64" /tmp/share/busybox-arm64
+        translator="--device rosetta,mountTag=rosetta"
+    fi
+    # shellcheck disable=SC2086 # translator is two words or none
+    boot_vm share --device virtio-fs,sharedDir=/tmp/share,mountTag=host $translator || return
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'echo got=$(cat /mnt/host/hello); echo written-by-the-guest >/mnt/host/back; sync; echo share-$((3+4))-done' share-7-done "the guest could not use the share" || return
+    if [ -n "$translator" ]; then
+        # shellcheck disable=SC2016 # the guest's shell expands it
+        guest_do 'echo arch=$(/mnt/host/busybox-arm64 uname -m); /mnt/host/busybox-arm64 echo arm64-$((4+4))-ran' arm64-8-ran "the arm64 busybox did not run" || return
+    fi
+    poweroff_vm || return
+    got=$(echo "$out" | sed -n 's/^got=//p' | head -n 1)
+    back=$(cat /tmp/share/back 2>/dev/null)
+    if [ "$got" != from-the-outer-machine ] || [ "$back" != written-by-the-guest ]; then
+        fail "the guest read '$got' from /mnt/host/hello, the outer machine read '$back' from what it wrote"
+        return
+    fi
+    if [ -z "$translator" ]; then
+        fail "no arm64 busybox or qemu-aarch64-static in the outer machine (run.sh stages them)"
+        return
+    fi
+    arch=$(echo "$out" | sed -n 's/^arch=//p' | head -n 1)
+    if [ "$arch" != aarch64 ]; then
+        fail "the arm64 busybox says its machine is '$arch', expected aarch64"
+        return
+    fi
+    result "share ok: the guest read and wrote /mnt/host; arm64 busybox ran through the translator share (uname -m: $arch)"
 }
 
 # power-button: SIGTERM to vmkit presses the ACPI power button; the guest's acpid powers it
@@ -755,6 +799,7 @@ want cpus && run_case case_cpus
 want memory && run_case case_memory
 want balloon && run_case case_balloon
 want vsock && run_case case_vsock
+want share && run_case case_share
 want power-button && run_case case_power_button
 want pci && run_case case_pci
 want blk && run_case case_blk

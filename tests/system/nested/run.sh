@@ -148,6 +148,21 @@ else
     echo "run.sh: warning: no socat on this host (apt-get install socat); the vsock case" \
         "cannot run" >&2
 fi
+# The translator share's parts, for the share case: qemu-user-static's aarch64 interpreter and
+# its binfmts entry (what vmkit reads), and Debian's arm64 busybox-static for the guest to run.
+if [ -x /usr/bin/qemu-aarch64-static ] && [ -f /usr/share/binfmts/qemu-aarch64 ] &&
+    arm64=$("$root/tests/support/foreign_busybox.sh"); then
+    mkdir -p "$stage/usr/bin" "$stage/usr/share/binfmts" "$stage/usr/libexec/qemu-binfmt" \
+        "$stage/usr/share/vmkit/guest-extra"
+    cp /usr/bin/qemu-aarch64-static "$stage/usr/bin/"
+    cp /usr/share/binfmts/qemu-aarch64 "$stage/usr/share/binfmts/"
+    cp -P /usr/libexec/qemu-binfmt/aarch64-binfmt-P "$stage/usr/libexec/qemu-binfmt/" 2>/dev/null ||
+        ln -s ../../bin/qemu-aarch64-static "$stage/usr/libexec/qemu-binfmt/aarch64-binfmt-P"
+    cp "$arm64" "$stage/usr/share/vmkit/guest-extra/busybox-arm64"
+else
+    echo "run.sh: warning: no qemu-user-static or arm64 busybox; the share case cannot run its" \
+        "translator part" >&2
+fi
 install -m 0755 "$script" "$stage/run.sh"
 if [ -n "${VMKIT_NESTED_EXTRA:-}" ]; then
     [ -d "$VMKIT_NESTED_EXTRA" ] || { echo "run.sh: VMKIT_NESTED_EXTRA: no such directory" >&2; exit 2; }

@@ -47,6 +47,7 @@ tests=(
     "memory|vmkit run --memory 256: MemTotal is within 160..256 MiB"
     "balloon|virtio-balloon: a 64 MiB balloon comes out of the guest's MemTotal; memory the guest frees goes back to the host (free page reporting)"
     "vsock|virtio-vsock (Firecracker's unix sockets): the guest's socat sends 256 KiB to host port 5000, a CONNECT 6000 client sends 256 KiB to the guest's listener, md5 intact"
+    "share|virtio-fs: the default guest mounts a shared directory by its tag, reads the outer machine's file and writes one back; Debian's arm64 busybox-static runs through the translator share"
     "power-button|SIGTERM to vmkit presses the ACPI power button, the guest powers off, exit 0"
     "pci|the guest enumerates the PCI host bridge 00:00.0; no PCI conflict or unreserved ECAM"
     "blk|virtio-blk: the guest reads the host's data and serial from /dev/vda, its synced write is in the image"
