@@ -22,7 +22,7 @@ virtiofsd=/usr/lib/qemu/virtiofsd
 tests=(
     "serve|vmkit serve-device --type fs listens on its vhost-user sockets (read-write, read-only, squash)"
     "mount|the guest's virtiofs driver mounts both shares"
-    "workload|create/write/fsync/rename/link/symlink/readdir 1000/truncate/fallocate/mmap/chmod/utimes/mkfifo/unlink/rmdir succeed in the guest, creation as uid 1234 where allowed, refused where not"
+    "workload|create/write/fsync/rename/link/symlink/readdir 1000/16 MiB of shuffled 4 KiB writes verified/truncate/fallocate/mmap/chmod/utimes/mkfifo/unlink/rmdir succeed in the guest, creation as uid 1234 where allowed, refused where not"
     "host_view|the host sees what the guest wrote: contents, sizes, link text, owners, FIFO"
     "readonly|the read-only share refuses create, write, unlink, mkdir, chmod (EROFS) and its files are unchanged"
     "escape|a host symlink in the share pointing out of it is shown as a link, never followed by the server"
@@ -79,6 +79,7 @@ workload() {
     fallocate -l 1048576 "$d/fa"; r fallocate $? "$(stat -c %s "$d/fa")"
     $T mmapw "$d/mm" 65536; r mmap $? "$(md5sum <"$d/mm" | cut -d' ' -f1)"
     $T fsyncdir "$d"; r fsyncdir $?
+    r rwverify "$($T rwverify "$d/verify" 4096)"
     chmod 0640 "$d/c.bin"; r chmod $? "$(stat -c %a "$d/b.bin")"
     touch -d '2020-01-02 03:04:05' "$d/c.bin"; r utimes $? "$(stat -c %Y "$d/b.bin")"
     mkdir -m 0777 "$d/pub"
@@ -204,9 +205,10 @@ if [ "${result[serve]:-}" = ok ]; then
     fi
     grep '^VU: r ' "$work/vmkit.txt" >"$work/vmkit.results"
     # Every step's status is 0, but rmdir of a non-empty directory, which must fail.
-    bad=$(awk '$3 != "rmdir_nonempty" && $3 != "owner_denied" && $3 != "readdir" && $3 != "escape" && $3 != "sum" && $3 != "final" && $4 != "0"' "$work/vmkit.results")
+    bad=$(awk '$3 != "rwverify" && $3 != "rmdir_nonempty" && $3 != "owner_denied" && $3 != "readdir" && $3 != "escape" && $3 != "sum" && $3 != "final" && $4 != "0"' "$work/vmkit.results")
     if [ -s "$work/vmkit.results" ] && [ -z "$bad" ] && grep -q '^VU: r rmdir_nonempty [1-9]' "$work/vmkit.results" &&
         grep -q '^VU: r owner_denied [1-9]' "$work/vmkit.results" &&
+        grep -q '^VU: r rwverify 0 bad blocks of 4096$' "$work/vmkit.results" &&
         grep -q '^VU: r readdir 1000 1000 1002 ' "$work/vmkit.results"; then
         pass workload
     else
@@ -225,6 +227,14 @@ if [ "${result[serve]:-}" = ok ]; then
     [ "$(stat -c %a "$w/c.bin" 2>/dev/null)" = 640 ] || problems+=("mode")
     [ "$(stat -c %Y "$w/c.bin" 2>/dev/null)" = "$(date -d '2020-01-02 03:04:05' +%s)" ] || problems+=("mtime")
     [ -p "$w/fifo" ] || problems+=("fifo")
+    python3 - "$w/verify" <<'PY' || problems+=("rwverify file")
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+assert len(data) == 4096 * 4096, len(data)
+for i in range(4096):
+    want = struct.pack("<1024I", *(((i * 2654435761 + k + 7919) & 0xffffffff) for k in range(1024)))
+    assert data[i * 4096:(i + 1) * 4096] == want, i
+PY
     [ ! -e "$w/many" ] && [ ! -e "$w/gone" ] || problems+=("removed entries")
     if [ "$(id -u)" = 0 ]; then
         [ "$(stat -c %u:%g "$w/pub/owned" 2>/dev/null)" = 1234:5678 ] || problems+=("owner $(stat -c %u:%g "$w/pub/owned" 2>&1)")
