@@ -116,6 +116,40 @@ vu_add_modules() {
     done
 }
 
+# vu_init_head: the first lines of a guest's /init: the kernel's file systems, the console as
+# stdin/stdout/stderr, and the modules vu_add_modules staged, loaded in order.
+vu_init_head() {
+    cat <<'HEAD'
+#!/bin/sh
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+while read -r m; do insmod "/$m"; done </order
+HEAD
+}
+
+# vu_stop_server PID SOCKET...: SIGTERM to the server; the "stop" test passes when it exits
+# with status 0 and leaves none of the SOCKETs behind.
+vu_stop_server() {
+    local pid=$1 src=0 left= f
+    shift
+    if ! kill -0 "$pid" 2>/dev/null; then
+        fail stop "the server was not running"
+        return
+    fi
+    kill -TERM "$pid"
+    wait "$pid" || src=$?
+    server_pid=
+    for f in "$@"; do [ -e "$f" ] && left="$left$f "; done
+    if [ "$src" -eq 0 ] && [ -z "$left" ]; then
+        pass stop
+    else
+        fail stop "exit status $src, sockets left: ${left:-none}"
+    fi
+}
+
 declare -A result=() why=()
 pass() { result[$1]=ok; }
 fail() {

@@ -51,14 +51,9 @@ else
     translator_why="no arm64 busybox: $(tail -n 1 "$work/foreign.log")"
     arm64=
 fi
-cat >"$work/stage/init" <<'INIT'
-#!/bin/sh
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec </dev/console >/dev/console 2>&1
-while read -r m; do insmod "/$m"; done </order
+{
+    vu_init_head
+    cat <<'INIT'
 T=/usr/local/bin/fs_guest_tool
 r() { echo "VU: r $*"; }
 # workload DIR: every step prints its status and what it sees.
@@ -121,6 +116,7 @@ echo "VU: done"
 poweroff -f
 echo o >/proc/sysrq-trigger
 INIT
+} >"$work/stage/init"
 chmod 0755 "$work/stage/init"
 (cd "$work/stage" && find . -mindepth 1 | sed 's,^\./,,' | cpio -o -H newc -R 0:0 --quiet |
     gzip -1n) >"$work/init.cpio.gz"
@@ -302,17 +298,5 @@ fi
 echo "# guest runs: $(($(date +%s) - start)) s" >&2
 
 kill -TERM "$ro_pid" "$sq_pid" ${tr_pid:+"$tr_pid"} 2>/dev/null
-if kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid"
-    src=0
-    wait "$server_pid" || src=$?
-    server_pid=
-    if [ "$src" -eq 0 ] && [ ! -e "$work/rw.sock" ]; then
-        pass stop
-    else
-        fail stop "exit status $src, socket left: $(ls "$work/rw.sock" 2>/dev/null)"
-    fi
-else
-    fail stop "the server had already exited: $(tail -n 2 "$work/server.log" | tr '\n' ' ')"
-fi
+vu_stop_server "$server_pid" "$work/rw.sock"
 vu_report

@@ -144,18 +144,6 @@ else
 fi
 
 # 4. SIGTERM.
-if kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid"
-    src=0
-    wait "$server_pid" || src=$?
-    server_pid=
-    if [ "$src" -eq 0 ] && [ ! -e "$sock" ]; then
-        pass stop
-    else
-        fail stop "exit status $src, socket still there: $([ -e "$sock" ] && echo yes || echo no)"
-    fi
-else
-    fail stop "the server was not running"
-fi
+vu_stop_server "$server_pid" "$sock"
 
 vu_report

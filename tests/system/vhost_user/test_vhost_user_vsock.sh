@@ -38,16 +38,11 @@ mkdir -p "$work/stage"
 vu_add_modules "$work/stage" virtio_pci vmw_vsock_virtio_transport ||
     skip "cannot stage the guest's vsock modules"
 vu_add_host_binaries "$work/stage" socat || skip "cannot stage socat"
-cat >"$work/stage/init" <<'INIT'
-#!/bin/sh
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec </dev/console >/dev/console 2>&1
+{
+    vu_init_head
+    cat <<'INIT'
 mkdir -p /tmp
 mount -t tmpfs tmpfs /tmp
-while read -r m; do insmod "/$m"; done </order
 bound=
 for i in 1 2 3 4 5 6 7 8 9 10; do
     bound=$(ls /sys/bus/virtio/drivers/vmw_vsock_virtio_transport 2>/dev/null | grep virtio)
@@ -81,6 +76,7 @@ echo "VU: done"
 poweroff -f
 echo o >/proc/sysrq-trigger
 INIT
+} >"$work/stage/init"
 chmod 0755 "$work/stage/init"
 (cd "$work/stage" && find . -mindepth 1 | sed 's,^\./,,' | cpio -o -H newc -R 0:0 --quiet |
     gzip -1n) >"$work/init.cpio.gz"
@@ -188,18 +184,6 @@ echo "# guest run: $(($(date +%s) - start)) s" >&2
 kill "$echo_pid" ${recv_pid:+"$recv_pid"} 2>/dev/null
 
 # 3. SIGTERM.
-if kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid"
-    src=0
-    wait "$server_pid" || src=$?
-    server_pid=
-    if [ "$src" -eq 0 ] && [ ! -e "$sock" ] && [ ! -e "$uds" ]; then
-        pass stop
-    else
-        fail stop "exit status $src, sockets left: $(ls "$sock" "$uds" 2>/dev/null | tr '\n' ' ')"
-    fi
-else
-    fail stop "the server was not running"
-fi
+vu_stop_server "$server_pid" "$sock" "$uds"
 
 vu_report
