@@ -75,6 +75,7 @@ bool fuse_reply_fits(const struct fuse_req *r, size_t len);
 bool fuse_arg_get(struct fuse_req *r, size_t *off, void *dst, size_t len);
 int fuse_arg_str(struct fuse_req *r, size_t *off, size_t max, const char **str);
 int fuse_arg_name(struct fuse_req *r, size_t *off, const char **name);
+int fuse_arg_named(struct fuse_req *r, void *in, size_t len, const char **name);
 
 /* ---- fuse_host.c: reaching the host ---- */
 

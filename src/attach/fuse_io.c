@@ -92,10 +92,7 @@ size_t fuse_op_create(struct fuse_req *r, struct fuse_inode *parent)
     struct fuse_server *s = r->s;
     struct fuse_create_in in;
     const char *name;
-    size_t off = 0;
-    if (!fuse_arg_get(r, &off, &in, sizeof(in)))
-        return fuse_reply_err(r, EINVAL);
-    int e = fuse_arg_name(r, &off, &name);
+    int e = fuse_arg_named(r, &in, sizeof(in), &name);
     if (e)
         return fuse_reply_res(r, e);
     struct {
@@ -218,18 +215,28 @@ static struct fuse_handle *get_handle(struct fuse_req *r, uint64_t fh, bool dir)
     return h;
 }
 
+/* Reads a request's fixed argument (len bytes into in, fh pointing at its file handle field)
+ * and takes the handle it names, if of the kind wanted: 0, or -errno. */
+static int arg_handle(struct fuse_req *r, void *in, size_t len, uint64_t *fh, bool dir,
+                      struct fuse_handle **h)
+{
+    size_t off = 0;
+    if (!fuse_arg_get(r, &off, in, len))
+        return -EINVAL;
+    *h = get_handle(r, *fh, dir);
+    return *h ? 0 : -EBADF;
+}
+
 size_t fuse_op_read(struct fuse_req *r)
 {
     struct fuse_server *s = r->s;
-    struct fuse_read_in in;
-    size_t off = 0;
-    if (!fuse_arg_get(r, &off, &in, sizeof(in)))
-        return fuse_reply_err(r, EINVAL);
     if (r->out_len < OUT_HDR)
         return 0;
-    struct fuse_handle *h = get_handle(r, in.fh, false);
-    if (!h)
-        return fuse_reply_err(r, EBADF);
+    struct fuse_read_in in;
+    struct fuse_handle *h;
+    int e = arg_handle(r, &in, sizeof(in), &in.fh, false, &h);
+    if (e)
+        return fuse_reply_res(r, e);
     size_t size = in.size;
     if (size > MAX_IO)
         size = MAX_IO;
@@ -305,24 +312,20 @@ size_t fuse_op_write(struct fuse_req *r)
 size_t fuse_op_flush(struct fuse_req *r)
 {
     struct fuse_flush_in in;
-    size_t off = 0;
-    if (!fuse_arg_get(r, &off, &in, sizeof(in)))
-        return fuse_reply_err(r, EINVAL);
-    struct fuse_handle *h = get_handle(r, in.fh, false);
-    fuse_handle_put(&r->s->t, h);
-    return fuse_reply_err(r, h ? 0 : EBADF);
+    struct fuse_handle *h;
+    int e = arg_handle(r, &in, sizeof(in), &in.fh, false, &h);
+    if (!e)
+        fuse_handle_put(&r->s->t, h);
+    return fuse_reply_res(r, e);
 }
 
 size_t fuse_op_fsync(struct fuse_req *r, bool dir)
 {
     struct fuse_fsync_in in;
-    size_t off = 0;
-    if (!fuse_arg_get(r, &off, &in, sizeof(in)))
-        return fuse_reply_err(r, EINVAL);
-    struct fuse_handle *h = get_handle(r, in.fh, dir);
-    if (!h)
-        return fuse_reply_err(r, EBADF);
-    int e = 0;
+    struct fuse_handle *h;
+    int e = arg_handle(r, &in, sizeof(in), &in.fh, dir, &h);
+    if (e)
+        return fuse_reply_res(r, e);
     if (h->fd >= 0 &&
         ((in.fsync_flags & FUSE_FSYNC_FDATASYNC) ? fdatasync(h->fd) : fsync(h->fd)) < 0)
         e = -errno;
@@ -333,13 +336,10 @@ size_t fuse_op_fsync(struct fuse_req *r, bool dir)
 size_t fuse_op_fallocate(struct fuse_req *r)
 {
     struct fuse_fallocate_in in;
-    size_t off = 0;
-    if (!fuse_arg_get(r, &off, &in, sizeof(in)))
-        return fuse_reply_err(r, EINVAL);
-    struct fuse_handle *h = get_handle(r, in.fh, false);
-    if (!h)
-        return fuse_reply_err(r, EBADF);
-    int e = 0;
+    struct fuse_handle *h;
+    int e = arg_handle(r, &in, sizeof(in), &in.fh, false, &h);
+    if (e)
+        return fuse_reply_res(r, e);
     if (fuse_node_ro(r->s, h->node))
         e = -EROFS;
     else if (h->fd < 0 || !h->writable)
@@ -547,19 +547,16 @@ out:
 size_t fuse_op_readdir(struct fuse_req *r, bool plus)
 {
     struct fuse_server *s = r->s;
-    struct fuse_read_in in;
-    size_t off = 0;
-    if (!fuse_arg_get(r, &off, &in, sizeof(in)))
-        return fuse_reply_err(r, EINVAL);
     if (r->out_len < OUT_HDR)
         return 0;
-    struct fuse_handle *h = get_handle(r, in.fh, true);
-    if (!h)
-        return fuse_reply_err(r, EBADF);
+    struct fuse_read_in in;
+    struct fuse_handle *h;
+    int e = arg_handle(r, &in, sizeof(in), &in.fh, true, &h);
+    if (e)
+        return fuse_reply_res(r, e);
     struct dirbuf b = { .cap = in.size < MAX_IO ? in.size : MAX_IO };
     if (b.cap > r->out_len - OUT_HDR)
         b.cap = r->out_len - OUT_HDR;
-    int e = 0;
     b.p = malloc(b.cap ? b.cap : 1);
     if (!b.p)
         e = -ENOMEM;

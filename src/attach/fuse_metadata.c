@@ -320,10 +320,7 @@ size_t fuse_op_link(struct fuse_req *r, struct fuse_inode *parent)
     struct fuse_server *s = r->s;
     struct fuse_link_in in;
     const char *name;
-    size_t off = 0;
-    if (!fuse_arg_get(r, &off, &in, sizeof(in)))
-        return fuse_reply_err(r, EINVAL);
-    int e = fuse_arg_name(r, &off, &name);
+    int e = fuse_arg_named(r, &in, sizeof(in), &name);
     if (e)
         return fuse_reply_res(r, e);
     if (!fuse_reply_fits(r, sizeof(struct fuse_entry_out)))

@@ -34,7 +34,10 @@ static size_t iov_total(const struct iovec *v, unsigned n)
     return t;
 }
 
-static size_t iov_from(const struct iovec *v, unsigned n, size_t off, void *dst, size_t len)
+/* Copies len bytes between buf and v's bytes from off: into v when to_iov, else out of it.
+ * Returns how many were copied (fewer when v ends first). */
+static size_t iov_copy(const struct iovec *v, unsigned n, size_t off, void *buf, size_t len,
+                       bool to_iov)
 {
     size_t done = 0;
     for (unsigned i = 0; i < n && done < len; i++) {
@@ -43,27 +46,22 @@ static size_t iov_from(const struct iovec *v, unsigned n, size_t off, void *dst,
             continue;
         }
         size_t k = v[i].iov_len - off < len - done ? v[i].iov_len - off : len - done;
-        memcpy((uint8_t *)dst + done, (const uint8_t *)v[i].iov_base + off, k);
+        uint8_t *in_v = (uint8_t *)v[i].iov_base + off, *in_buf = (uint8_t *)buf + done;
+        memcpy(to_iov ? in_v : in_buf, to_iov ? in_buf : in_v, k);
         done += k;
         off = 0;
     }
     return done;
 }
 
+static size_t iov_from(const struct iovec *v, unsigned n, size_t off, void *dst, size_t len)
+{
+    return iov_copy(v, n, off, dst, len, false);
+}
+
 size_t fuse_iov_to(const struct iovec *v, unsigned n, size_t off, const void *src, size_t len)
 {
-    size_t done = 0;
-    for (unsigned i = 0; i < n && done < len; i++) {
-        if (off >= v[i].iov_len) {
-            off -= v[i].iov_len;
-            continue;
-        }
-        size_t k = v[i].iov_len - off < len - done ? v[i].iov_len - off : len - done;
-        memcpy((uint8_t *)v[i].iov_base + off, (const uint8_t *)src + done, k);
-        done += k;
-        off = 0;
-    }
-    return done;
+    return iov_copy(v, n, off, (void *)src, len, true); /* only read from when to_iov */
 }
 
 /* ---- replies ---- */
@@ -127,6 +125,15 @@ int fuse_arg_str(struct fuse_req *r, size_t *off, size_t max, const char **str)
     *off += len + 1;
     *str = p;
     return 0;
+}
+
+/* A fixed argument of len bytes, then one path component: 0 or -errno. */
+int fuse_arg_named(struct fuse_req *r, void *in, size_t len, const char **name)
+{
+    size_t off = 0;
+    if (!fuse_arg_get(r, &off, in, len))
+        return -EINVAL;
+    return fuse_arg_name(r, &off, name);
 }
 
 /* One path component from the guest. */

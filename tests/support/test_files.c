@@ -2,10 +2,14 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -44,4 +48,63 @@ void tf_write_tiny_elf(const char *path)
     ph->p_align = 16;
     memset(img + ph->p_offset, 0xf4, 16); /* hlt */
     tf_write_file(path, img, sizeof(img));
+}
+
+int tf_make_temp_dir(char *dir, size_t size, const char *name)
+{
+    int n = snprintf(dir, size, "/tmp/vmkit-test-%s-XXXXXX", name);
+    return n > 0 && (size_t)n < size && mkdtemp(dir) ? 0 : -1;
+}
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    return remove(path);
+}
+
+int tf_remove_tree(const char *dir)
+{
+    /* Depth first, so a directory is empty when its turn comes; links are not followed. */
+    return nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
+}
+
+vmk_config *tf_valid_config(const char *kernel)
+{
+    vmk_config *cfg = vmk_config_new();
+    assert_non_null(cfg);
+    assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(kernel)), VMK_OK);
+    assert_int_equal(vmk_config_set_memory_size(cfg, 64ULL << 20), VMK_OK);
+    return cfg;
+}
+
+void tf_expect_valid(const vmk_config *cfg)
+{
+    vmk_error *err = NULL;
+    if (vmk_config_validate(cfg, &err) != VMK_OK)
+        fail_msg("validation failed: %s", err ? vmk_error_message(err) : "?");
+}
+
+void tf_expect_invalid(const vmk_config *cfg, const char *const *fragments)
+{
+    vmk_error *err = NULL;
+    assert_int_equal(vmk_config_validate(cfg, &err), VMK_ERR_INVALID_CONFIG);
+    assert_non_null(err);
+    assert_int_equal(vmk_error_code(err), VMK_ERR_INVALID_CONFIG);
+    const char *msg = vmk_error_message(err);
+    for (; *fragments; fragments++) {
+        if (!strstr(msg, *fragments))
+            fail_msg("message '%s' lacks '%s'", msg, *fragments);
+    }
+    vmk_error_free(err);
+}
+
+void tf_expect_vm_copies(vmk_config *cfg)
+{
+    vmk_error *err = NULL;
+    vmk_vm *vm = vmk_vm_new(cfg, &err);
+    assert_non_null(vm);
+    assert_null(err);
+    vmk_config_free(cfg);
+    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
+    vmk_vm_free(vm);
 }

@@ -65,23 +65,6 @@ static vmk_config *valid_config(const struct fixture *f)
     return cfg;
 }
 
-/* Validates and checks that the message contains every given fragment. */
-static void expect_invalid(const vmk_config *cfg, const char *const *fragments)
-{
-    vmk_error *err = NULL;
-    assert_int_equal(vmk_config_validate(cfg, &err), VMK_ERR_INVALID_CONFIG);
-    assert_non_null(err);
-    assert_int_equal(vmk_error_code(err), VMK_ERR_INVALID_CONFIG);
-    const char *msg = vmk_error_message(err);
-    for (; *fragments; fragments++) {
-        if (!strstr(msg, *fragments))
-            fail_msg("message '%s' lacks '%s'", msg, *fragments);
-    }
-    vmk_error_free(err);
-}
-
-#define EXPECT_INVALID(cfg, ...) expect_invalid(cfg, (const char *const[]){ __VA_ARGS__, NULL })
-
 static void test_defaults_and_limits(void **state)
 {
     vmk_config *cfg = vmk_config_new();
@@ -477,14 +460,7 @@ static void test_vm_new_copies_entropy_device(void **state)
 {
     vmk_config *cfg = valid_config(*state);
     assert_int_equal(vmk_config_add_entropy_device(cfg, vmk_virtio_entropy_device_new()), VMK_OK);
-    vmk_error *err = NULL;
-    vmk_vm *vm = vmk_vm_new(cfg, &err);
-    assert_non_null(vm);
-    assert_null(err);
-    /* The VM's copy is its own: freeing the config first must not touch it (ASan). */
-    vmk_config_free(cfg);
-    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
-    vmk_vm_free(vm);
+    tf_expect_vm_copies(cfg);
 }
 
 static vmk_serial_attachment *file_att(void)
@@ -586,14 +562,7 @@ static void test_vm_new_copies_console_device(void **state)
     vmk_virtio_console_device_add_port(dev, NULL, false, vmk_fd_serial_attachment_new(0, 1));
     strcpy(name, "changed");
     assert_int_equal(vmk_config_add_console_device(cfg, dev), VMK_OK);
-    vmk_error *err = NULL;
-    vmk_vm *vm = vmk_vm_new(cfg, &err);
-    assert_non_null(vm);
-    assert_null(err);
-    /* The VM's copy is its own: freeing the config first must not touch it (ASan). */
-    vmk_config_free(cfg);
-    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
-    vmk_vm_free(vm);
+    tf_expect_vm_copies(cfg);
 }
 
 static void test_setters_copy_strings(void **state)

@@ -29,8 +29,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/vmkit-test-fs-XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (!f || tf_make_temp_dir(f->dir, sizeof(f->dir), "fs") < 0)
         return -1;
     snprintf(f->sub, sizeof(f->sub), "%s/sub", f->dir);
     snprintf(f->file, sizeof(f->file), "%s/file", f->dir);
@@ -47,20 +46,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
+    int rc = tf_remove_tree(f->dir);
     free(f);
-    return rc == 0 ? 0 : -1;
-}
-
-static vmk_config *valid_config(const struct fixture *f)
-{
-    vmk_config *cfg = vmk_config_new();
-    assert_non_null(cfg);
-    assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(f->kernel)), VMK_OK);
-    assert_int_equal(vmk_config_set_memory_size(cfg, 64ULL << 20), VMK_OK);
-    return cfg;
+    return rc;
 }
 
 /* A device sharing path alone under tag. */
@@ -74,28 +62,6 @@ static vmk_directory_sharing_device *single(const char *tag, const char *path, b
     assert_int_equal(vmk_virtio_file_system_device_set_share(dev, share), VMK_OK);
     return dev;
 }
-
-static void expect_valid(const vmk_config *cfg)
-{
-    vmk_error *err = NULL;
-    vmk_result r = vmk_config_validate(cfg, &err);
-    if (r != VMK_OK)
-        fail_msg("validation failed: %s", err ? vmk_error_message(err) : "?");
-}
-
-static void expect_invalid(const vmk_config *cfg, const char *const *fragments)
-{
-    vmk_error *err = NULL;
-    assert_int_equal(vmk_config_validate(cfg, &err), VMK_ERR_INVALID_CONFIG);
-    assert_non_null(err);
-    const char *msg = vmk_error_message(err);
-    for (; *fragments; fragments++)
-        if (!strstr(msg, *fragments))
-            fail_msg("message '%s' lacks '%s'", msg, *fragments);
-    vmk_error_free(err);
-}
-
-#define EXPECT_INVALID(cfg, ...) expect_invalid(cfg, (const char *const[]){ __VA_ARGS__, NULL })
 
 static void test_shared_directory(void **state)
 {
@@ -233,7 +199,7 @@ static void test_translator(void **state)
     assert_int_equal(installed, linux_translator_installed_in("/usr/bin"));
     vmk_error *err = NULL;
     vmk_directory_share *s = vmk_linux_translator_directory_share_new(&err);
-    vmk_config *cfg = valid_config(f);
+    vmk_config *cfg = tf_valid_config(f->kernel);
     vmk_directory_sharing_device *dev = vmk_virtio_file_system_device_new("rosetta");
     if (installed) {
         assert_non_null(s);
@@ -243,7 +209,7 @@ static void test_translator(void **state)
         assert_null(vmk_directory_share_get_directory(s, 0, NULL));
         assert_int_equal(vmk_virtio_file_system_device_set_share(dev, s), VMK_OK);
         assert_int_equal(vmk_config_add_directory_sharing_device(cfg, dev), VMK_OK);
-        expect_valid(cfg);
+        tf_expect_valid(cfg);
     } else {
         assert_null(s);
         assert_non_null(err);
@@ -369,7 +335,7 @@ static void test_tags(void **state)
 static void test_validate(void **state)
 {
     struct fixture *f = *state;
-    vmk_config *cfg = valid_config(f);
+    vmk_config *cfg = tf_valid_config(f->kernel);
     assert_int_equal(vmk_config_max_directory_sharing_device_count(), 8);
     assert_int_equal(vmk_config_directory_sharing_device_count(cfg), 0);
     assert_int_equal(vmk_config_add_directory_sharing_device(cfg, single("one", f->dir, false)),
@@ -387,11 +353,11 @@ static void test_validate(void **state)
     assert_int_equal(vmk_config_directory_sharing_device_count(cfg), 2);
     assert_ptr_equal(vmk_config_get_directory_sharing_device(cfg, 1), multi);
     assert_null(vmk_config_get_directory_sharing_device(cfg, 2));
-    expect_valid(cfg);
+    tf_expect_valid(cfg);
     vmk_config_free(cfg);
 
     /* Every problem at once, each naming its device. */
-    cfg = valid_config(f);
+    cfg = tf_valid_config(f->kernel);
     char t36[37];
     memset(t36, 't', 36);
     t36[36] = 0;
@@ -438,14 +404,14 @@ static void test_validate(void **state)
     vmk_config_free(cfg);
 
     /* Exactly 8 fit. */
-    cfg = valid_config(f);
+    cfg = tf_valid_config(f->kernel);
     for (int i = 0; i < 8; i++) {
         char tag[8];
         snprintf(tag, sizeof(tag), "t%d", i);
         assert_int_equal(vmk_config_add_directory_sharing_device(cfg, single(tag, f->dir, i & 1)),
                          VMK_OK);
     }
-    expect_valid(cfg);
+    tf_expect_valid(cfg);
     vmk_config_add_directory_sharing_device(cfg, single("t8", f->dir, false));
     EXPECT_INVALID(cfg, "9 directory sharing devices, at most 8 allowed");
     vmk_config_free(cfg);
@@ -454,7 +420,7 @@ static void test_validate(void **state)
 static void test_copy(void **state)
 {
     struct fixture *f = *state;
-    vmk_config *cfg = valid_config(f);
+    vmk_config *cfg = tf_valid_config(f->kernel);
     vmk_directory_sharing_device *dev = single("one", f->dir, true);
     vmk_virtio_file_system_device_set_cache_mode(dev, VMK_FILE_SYSTEM_CACHE_ALWAYS);
     vmk_virtio_file_system_device_set_ownership(dev, VMK_FILE_SYSTEM_OWNERSHIP_SQUASH, 5, 6);
@@ -503,15 +469,9 @@ static void test_copy(void **state)
     vmk_config_free(c);
 
     /* vmk_vm_new copies a valid config with directory sharing devices. */
-    cfg = valid_config(f);
+    cfg = tf_valid_config(f->kernel);
     vmk_config_add_directory_sharing_device(cfg, single("one", f->dir, false));
-    vmk_error *err = NULL;
-    vmk_vm *vm = vmk_vm_new(cfg, &err);
-    assert_non_null(vm);
-    assert_null(err);
-    vmk_config_free(cfg);
-    assert_int_equal(vmk_vm_get_state(vm), VMK_STATE_STOPPED);
-    vmk_vm_free(vm);
+    tf_expect_vm_copies(cfg);
 }
 
 int main(void)

@@ -48,11 +48,7 @@ static int teardown(void **state)
 
 static vmk_config *valid_config(const struct fixture *f)
 {
-    vmk_config *cfg = vmk_config_new();
-    assert_non_null(cfg);
-    assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(f->kernel)), VMK_OK);
-    assert_int_equal(vmk_config_set_memory_size(cfg, 64ULL << 20), VMK_OK);
-    return cfg;
+    return tf_valid_config(f->kernel);
 }
 
 static vmk_mac_address mac_of(const char *text)

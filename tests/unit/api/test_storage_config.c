@@ -77,11 +77,7 @@ static int teardown(void **state)
 
 static vmk_config *valid_config(const struct fixture *f)
 {
-    vmk_config *cfg = vmk_config_new();
-    assert_non_null(cfg);
-    assert_int_equal(vmk_config_set_boot_loader(cfg, vmk_linux_boot_loader_new(f->kernel)), VMK_OK);
-    assert_int_equal(vmk_config_set_memory_size(cfg, 64ULL << 20), VMK_OK);
-    return cfg;
+    return tf_valid_config(f->kernel);
 }
 
 static vmk_storage_device *blk(const char *path, bool ro)
@@ -106,21 +102,6 @@ static void expect_valid(const vmk_config *cfg)
         fail_msg("unexpected: %s", vmk_error_message(err));
     assert_null(err);
 }
-
-static void expect_invalid(const vmk_config *cfg, const char *const *fragments)
-{
-    vmk_error *err = NULL;
-    assert_int_equal(vmk_config_validate(cfg, &err), VMK_ERR_INVALID_CONFIG);
-    assert_non_null(err);
-    const char *msg = vmk_error_message(err);
-    for (; *fragments; fragments++) {
-        if (!strstr(msg, *fragments))
-            fail_msg("message '%s' lacks '%s'", msg, *fragments);
-    }
-    vmk_error_free(err);
-}
-
-#define EXPECT_INVALID(cfg, ...) expect_invalid(cfg, (const char *const[]){ __VA_ARGS__, NULL })
 
 static void test_attachment_defaults_and_copies(void **state)
 {

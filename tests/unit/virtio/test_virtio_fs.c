@@ -122,6 +122,17 @@ static uint16_t request(struct fix *f, unsigned q, uint32_t len, uint32_t room, 
     return td_add(&f->t, q, b, n);
 }
 
+/* Sends one request as above, kicks queue q and waits: the length the device used it with. */
+static uint32_t request_used_len(struct fix *f, unsigned q, uint32_t len, uint32_t room)
+{
+    uint64_t reply;
+    request(f, q, len, room, &reply);
+    td_kick(&f->t, q);
+    uint32_t used = 99;
+    assert_true(td_wait_used(&f->t, q, NULL, &used, 2000));
+    return used;
+}
+
 static void test_config_has_tag_and_queue_count(void **state)
 {
     struct fix *f = setup_fs(3);
@@ -182,12 +193,7 @@ static void test_request_gets_reply_on_its_queue(void **state)
 static void test_hiprio_request_without_reply(void **state)
 {
     struct fix *f = setup_fs(1);
-    uint64_t unused;
-    request(f, 0, 48, 0, &unused);
-    td_kick(&f->t, 0);
-    uint32_t len = 99;
-    assert_true(td_wait_used(&f->t, 0, NULL, &len, 2000));
-    assert_int_equal(len, 0);
+    assert_int_equal(request_used_len(f, 0, 48, 0), 0);
     assert_int_equal(f->be.calls, 1);
     teardown_fs(f);
 }
@@ -233,12 +239,7 @@ static void test_backend_overclaim_is_not_pushed(void **state)
 {
     struct fix *f = setup_fs(1);
     f->be.lie = 1000;
-    uint64_t reply;
-    request(f, 1, 8, 16, &reply);
-    td_kick(&f->t, 1);
-    uint32_t len = 99;
-    assert_true(td_wait_used(&f->t, 1, NULL, &len, 2000));
-    assert_int_equal(len, 0);
+    assert_int_equal(request_used_len(f, 1, 8, 16), 0);
     assert_int_equal(td_resets(&f->t, NULL), 0);
     teardown_fs(f);
 }
