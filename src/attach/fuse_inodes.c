@@ -385,6 +385,7 @@ static void handle_destroy(struct fuse_handle *h)
     close_fd(h->fd);
     close_fd(h->node_fd);
     pthread_mutex_destroy(&h->dir_lock);
+    free(h->dents);
     free(h);
 }
 

@@ -33,7 +33,12 @@ struct fuse_handle {
     struct fuse_inode *node; /* held (a reference) until the handle goes */
     bool dir;
     bool writable;
-    pthread_mutex_t dir_lock; /* a directory's position between lseek and getdents */
+    pthread_mutex_t dir_lock; /* a directory's position and the entries below */
+    /* Entries getdents gave that the last READDIR had no room for, so the next one (asking
+     * from dents_from) starts there without seeking: on tmpfs a seek walks from the start. */
+    char *dents;
+    size_t dents_len, dents_pos;
+    uint64_t dents_from;
     /* Under the table's lock: */
     unsigned refs;
     bool released;

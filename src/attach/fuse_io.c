@@ -494,53 +494,69 @@ static void readdir_root(struct fuse_server *s, struct fuse_inode *dir, struct d
     }
 }
 
+/* Adds the entry at d to b (looked up first for READDIRPLUS); false when b is full. */
+static bool add_host_entry(struct fuse_server *s, struct fuse_handle *h, struct dirbuf *b,
+                           const struct linux_dirent64 *d, bool plus)
+{
+    size_t namelen = strnlen(d->d_name, NAME_MAX_BYTES + 1);
+    if (namelen > NAME_MAX_BYTES)
+        return true; /* not a name we can give the guest: skipped */
+    struct fuse_entry_out ent = { 0 };
+    ent.attr.ino = d->d_ino;
+    ent.attr.mode = (uint32_t)d->d_type << 12;
+    if (plus) {
+        if (dirent_size(namelen, true) > b->cap - b->len)
+            return false;
+        /* A name that went meanwhile is listed without an inode (node id 0). */
+        if (!is_dot(d->d_name) && fuse_lookup(s, h->node, d->d_name, &ent, NULL) < 0) {
+            memset(&ent, 0, sizeof(ent));
+            ent.attr.ino = d->d_ino;
+            ent.attr.mode = (uint32_t)d->d_type << 12;
+        }
+    }
+    return dir_add(b, plus ? &ent : NULL, d->d_ino, (uint64_t)d->d_off, d->d_type, d->d_name,
+                   namelen);
+}
+
+/* Fills b from the directory, from the entry after offset `from`. What getdents returns beyond
+ * what b holds stays in the handle for the next call, which then neither seeks nor reads the
+ * directory again: a listing costs one pass whatever the guest's buffer size. */
 static int readdir_host(struct fuse_server *s, struct fuse_handle *h, struct dirbuf *b,
                         uint64_t from, bool plus)
 {
-    char *buf = malloc(DIRENT_BUF);
-    if (!buf)
-        return -ENOMEM;
     int e = 0;
     pthread_mutex_lock(&h->dir_lock);
-    if (lseek(h->fd, (off_t)from, SEEK_SET) < 0) {
-        e = -errno;
-        goto out;
+    if (!h->dents && !(h->dents = malloc(DIRENT_BUF))) {
+        pthread_mutex_unlock(&h->dir_lock);
+        return -ENOMEM;
+    }
+    if (h->dents_pos >= h->dents_len || h->dents_from != from) {
+        h->dents_pos = h->dents_len = 0; /* not where we stopped: seek */
+        if (lseek(h->fd, (off_t)from, SEEK_SET) < 0) {
+            e = -errno;
+            goto out;
+        }
     }
     for (;;) {
-        long n = syscall(SYS_getdents64, h->fd, buf, DIRENT_BUF);
-        if (n < 0) {
-            e = b->len ? 0 : -errno;
-            goto out;
-        }
-        if (n == 0)
-            goto out;
-        for (long pos = 0; pos < n;) {
-            const struct linux_dirent64 *d = (const void *)(buf + pos);
-            pos += d->d_reclen;
-            size_t namelen = strnlen(d->d_name, NAME_MAX_BYTES + 1);
-            if (namelen > NAME_MAX_BYTES)
-                continue;
-            struct fuse_entry_out ent = { 0 };
-            ent.attr.ino = d->d_ino;
-            ent.attr.mode = (uint32_t)d->d_type << 12;
-            if (plus) {
-                if (dirent_size(namelen, true) > b->cap - b->len)
-                    goto out;
-                /* A name that went meanwhile is listed without an inode (node id 0). */
-                if (!is_dot(d->d_name) && fuse_lookup(s, h->node, d->d_name, &ent, NULL) < 0) {
-                    memset(&ent, 0, sizeof(ent));
-                    ent.attr.ino = d->d_ino;
-                    ent.attr.mode = (uint32_t)d->d_type << 12;
-                }
-            }
-            if (!dir_add(b, plus ? &ent : NULL, d->d_ino, (uint64_t)d->d_off, d->d_type, d->d_name,
-                         namelen))
+        if (h->dents_pos >= h->dents_len) {
+            long n = syscall(SYS_getdents64, h->fd, h->dents, DIRENT_BUF);
+            if (n <= 0) {
+                e = n < 0 && !b->len ? -errno : 0;
+                h->dents_pos = h->dents_len = 0;
                 goto out;
+            }
+            h->dents_len = (size_t)n;
+            h->dents_pos = 0;
         }
+        const struct linux_dirent64 *d = (const void *)(h->dents + h->dents_pos);
+        if (!add_host_entry(s, h, b, d, plus))
+            goto out; /* b is full: this entry is the next call's first */
+        h->dents_pos += d->d_reclen;
+        from = (uint64_t)d->d_off;
     }
 out:
+    h->dents_from = from;
     pthread_mutex_unlock(&h->dir_lock);
-    free(buf);
     return e;
 }
 

@@ -1,6 +1,6 @@
-/* virtio-fs. Workers pop chains themselves: a kick only marks its queue and wakes one; the
- * worker that pops a chain marks the queue again before serving it, so the next chain goes to
- * another worker while this one waits on the host file system. A queue's ring is touched under
+/* virtio-fs. Workers pop chains themselves: a kick only marks its queue and wakes one; a
+ * worker that pops a chain with another behind it marks the queue again before serving it, so
+ * the next chain goes to another worker while this one waits on the host file system. A queue's ring is touched under
  * that queue's lock only. */
 #include "virtio/fs.h"
 #include "core/error.h"
@@ -51,11 +51,13 @@ static void serve(struct virtio_fs *fs, unsigned q, struct virtq_elem *e)
     pthread_mutex_unlock(&fs->qlock[q]);
 }
 
-/* One chain from queue q into e: 1, 0 (none) or -EIO (the queue broke). */
-static int pop(struct virtio_fs *fs, unsigned q, struct virtq_elem *e)
+/* One chain from queue q into e: 1, 0 (none) or -EIO (the queue broke); *more: whether
+ * another waits behind it. */
+static int pop(struct virtio_fs *fs, unsigned q, struct virtq_elem *e, bool *more)
 {
     pthread_mutex_lock(&fs->qlock[q]);
     int r = virtq_pop(&fs->vdev.queues[q], e);
+    *more = r == 1 && virtq_has_avail(&fs->vdev.queues[q]);
     pthread_mutex_unlock(&fs->qlock[q]);
     if (r < 0)
         virtio_device_queue_failed(&fs->vdev, q);
@@ -77,14 +79,18 @@ static void *worker_main(void *arg)
         fs->busy++;
         pthread_mutex_unlock(&fs->lock);
 
-        int r = pop(fs, q, &w->elem);
-        if (r == 1) {
+        bool more;
+        int r = pop(fs, q, &w->elem, &more);
+        if (more) {
+            /* Another chain waits: another worker takes it while this one serves. At queue
+             * depth 1 nobody is woken for nothing. */
             pthread_mutex_lock(&fs->lock);
-            fs->kicked |= 1u << q; /* more may wait: let another worker look */
+            fs->kicked |= 1u << q;
             pthread_cond_signal(&fs->work_cv);
             pthread_mutex_unlock(&fs->lock);
-            serve(fs, q, &w->elem);
         }
+        if (r == 1)
+            serve(fs, q, &w->elem);
 
         pthread_mutex_lock(&fs->lock);
         if (--fs->busy == 0)

@@ -280,6 +280,32 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
     }
 }
 
+/* 1 when a chain is available, -EIO when the ring broke; 0 when none is, having asked for a
+ * kick at the next one. */
+static int avail_or_arm(struct virtq *q)
+{
+    if (q->last_avail_idx != q->shadow_avail_idx)
+        return 1;
+    if (refresh_avail(q) < 0)
+        return -EIO;
+    if (q->last_avail_idx == q->shadow_avail_idx && q->has_event_idx && q->notify_enabled) {
+        /* Ask for a kick at the next buffer, then look once more: a driver that
+         * published meanwhile may have read the old avail_event and not kicked. */
+        __atomic_store_n(avail_event(q), htole16(q->last_avail_idx), __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (refresh_avail(q) < 0)
+            return -EIO;
+    }
+    return q->last_avail_idx != q->shadow_avail_idx;
+}
+
+bool virtq_has_avail(struct virtq *q)
+{
+    if (q->broken)
+        return true; /* the next pop reports it */
+    return q->enabled && avail_or_arm(q) != 0;
+}
+
 int virtq_pop(struct virtq *q, struct virtq_elem *e)
 {
     e->out_num = e->in_num = 0;
@@ -288,20 +314,9 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
         return -EIO;
     if (!q->enabled)
         return 0;
-    if (q->last_avail_idx == q->shadow_avail_idx) {
-        if (refresh_avail(q) < 0)
-            return -EIO;
-        if (q->last_avail_idx == q->shadow_avail_idx && q->has_event_idx && q->notify_enabled) {
-            /* Ask for a kick at the next buffer, then look once more: a driver that
-             * published meanwhile may have read the old avail_event and not kicked. */
-            __atomic_store_n(avail_event(q), htole16(q->last_avail_idx), __ATOMIC_RELAXED);
-            __atomic_thread_fence(__ATOMIC_SEQ_CST);
-            if (refresh_avail(q) < 0)
-                return -EIO;
-        }
-        if (q->last_avail_idx == q->shadow_avail_idx)
-            return 0;
-    }
+    int avail = avail_or_arm(q);
+    if (avail <= 0)
+        return avail;
     /* A driver has at most num chains outstanding; more means it re-offered heads the
      * device still holds. Refusing bounds what a device keeps per queue. */
     if (q->inflight >= q->num)

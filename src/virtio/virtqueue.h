@@ -96,6 +96,10 @@ uint16_t virtq_get_base(const struct virtq *q); /* last_avail_idx */
  * popping with `size` elements already in flight: a driver cannot have more chains
  * outstanding, so a device never holds more than `size` per queue. */
 int virtq_pop(struct virtq *q, struct virtq_elem *e) __attribute__((warn_unused_result));
+/* Would a pop find a chain now (true also when the ring broke: the pop reports it)? When none
+ * is there it asks the driver for a kick at the next one, as an empty pop does: a device that
+ * stops popping on false never misses a chain. */
+bool virtq_has_avail(struct virtq *q);
 /* Returns a chain with `written` bytes written into its in-iovecs. 0, also when the
  * element is stale (popped before a disable or reset: dropped); -EIO, and the queue
  * broken, when it is broken already, written > in_len or more elements are pushed

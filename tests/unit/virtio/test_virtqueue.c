@@ -256,6 +256,27 @@ static void test_simple_chain(void **state)
     assert_false(virtq_is_broken(&d->q));
 }
 
+/* virtq_has_avail peeks without popping, and when it finds nothing asks the driver for a
+ * kick at the next chain (as an empty pop does), so a device that stops on false hears of it. */
+static void test_has_avail(void **state)
+{
+    struct drv *d = *state;
+    reconfigure(d, 16, true, false);
+    assert_false(virtq_has_avail(&d->q));
+    add_chain(d, 1, 1, 64);
+    assert_true(virtq_has_avail(&d->q));
+    assert_true(virtq_has_avail(&d->q)); /* a peek takes nothing */
+    assert_int_equal(virtq_pop(&d->q, &d->e), 1);
+    assert_false(virtq_has_avail(&d->q));
+    assert_int_equal(avail_event(d), 1); /* armed at the next chain */
+    uint16_t old = d->avail_idx;
+    add_chain(d, 1, 1, 64);
+    assert_true(driver_would_kick(d, old, d->avail_idx));
+    assert_true(virtq_has_avail(&d->q));
+    virtq_disable(&d->q);
+    assert_false(virtq_has_avail(&d->q));
+}
+
 static void test_many_chains_in_order(void **state)
 {
     struct drv *d = *state;
@@ -1071,6 +1092,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_simple_chain),
+        T(test_has_avail),
         T(test_many_chains_in_order),
         T(test_index_wrap_from_base),
         T(test_index_wrap_natural),
