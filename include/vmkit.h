@@ -586,6 +586,45 @@ VMK_API unsigned vmk_virtio_network_device_max_mtu(void);
 VMK_API vmk_result vmk_virtio_network_device_set_offloading(vmk_network_device *dev, bool on);
 VMK_API bool vmk_virtio_network_device_get_offloading(const vmk_network_device *dev);
 
+/* ---- Graphics and input ----------------------------------------------------- */
+
+typedef struct vmk_graphics_device vmk_graphics_device;
+
+/* A virtio GPU device (virtio 1.2, 5.7) in 2D, as VZVirtioGraphicsDeviceConfiguration: the
+ * guest's DRM device (Linux's virtio_gpu driver, with its framebuffer console) showing 1 ..
+ * vmk_graphics_device_max_scanout_count() scanouts (displays), none until one is added. A
+ * machine has at most vmk_config_max_graphics_device_count(). NULL when out of memory. */
+VMK_API vmk_graphics_device *vmk_virtio_graphics_device_new(void);
+VMK_API void vmk_graphics_device_free(vmk_graphics_device *dev);
+/* Appends a scanout whose preferred mode is width x height pixels, as
+ * VZVirtioGraphicsScanoutConfiguration: each side 1 .. vmk_graphics_device_max_scanout_dimension()
+ * (vmk_config_validate judges; this stores). VMK_ERR_INVALID_ARGUMENT only for a NULL dev. */
+VMK_API vmk_result vmk_virtio_graphics_device_add_scanout(vmk_graphics_device *dev, uint32_t width,
+                                                          uint32_t height);
+VMK_API unsigned vmk_graphics_device_scanout_count(const vmk_graphics_device *dev);
+/* Scanout index's size; width and height may be NULL. VMK_ERR_INVALID_ARGUMENT past the end. */
+VMK_API vmk_result vmk_graphics_device_get_scanout(const vmk_graphics_device *dev, unsigned index,
+                                                   uint32_t *width, uint32_t *height);
+VMK_API unsigned vmk_graphics_device_max_scanout_count(void);     /* 16 */
+VMK_API uint32_t vmk_graphics_device_max_scanout_dimension(void); /* 16384 pixels */
+
+typedef struct vmk_keyboard vmk_keyboard;
+
+/* A keyboard, the part of VZUSBKeyboardConfiguration a Linux guest needs: a virtio input
+ * device (virtio 1.2, 5.8) that the guest sees as a keyboard (evdev, the console). NULL when
+ * out of memory. */
+VMK_API vmk_keyboard *vmk_virtio_keyboard_new(void);
+VMK_API void vmk_keyboard_free(vmk_keyboard *kbd);
+
+typedef struct vmk_pointing_device vmk_pointing_device;
+
+/* A pointing device in screen coordinates, the part of
+ * VZUSBScreenCoordinatePointingDeviceConfiguration a Linux guest needs: a virtio input tablet
+ * whose absolute X and Y, 0 .. 32767 each, span the display, with 3 buttons (left, right,
+ * middle) and a wheel. NULL when out of memory. */
+VMK_API vmk_pointing_device *vmk_virtio_screen_coordinate_pointing_device_new(void);
+VMK_API void vmk_pointing_device_free(vmk_pointing_device *dev);
+
 /* ---- Configuration --------------------------------------------------------- */
 
 typedef struct vmk_config vmk_config;
@@ -608,6 +647,9 @@ VMK_API unsigned vmk_config_max_network_device_count(void);
 VMK_API unsigned vmk_config_max_memory_balloon_device_count(void);
 VMK_API unsigned vmk_config_max_socket_device_count(void);
 VMK_API unsigned vmk_config_max_directory_sharing_device_count(void);
+VMK_API unsigned vmk_config_max_graphics_device_count(void); /* 1 */
+VMK_API unsigned vmk_config_max_keyboard_count(void);        /* 4 */
+VMK_API unsigned vmk_config_max_pointing_device_count(void); /* 4 */
 
 VMK_API vmk_result vmk_config_set_cpu_count(vmk_config *cfg, unsigned count);
 VMK_API unsigned vmk_config_get_cpu_count(const vmk_config *cfg);
@@ -658,6 +700,16 @@ VMK_API vmk_result vmk_config_add_directory_sharing_device(vmk_config *cfg,
 VMK_API unsigned vmk_config_directory_sharing_device_count(const vmk_config *cfg);
 VMK_API const vmk_directory_sharing_device *
 vmk_config_get_directory_sharing_device(const vmk_config *cfg, unsigned index);
+/* Takes ownership. */
+VMK_API vmk_result vmk_config_add_graphics_device(vmk_config *cfg, vmk_graphics_device *dev);
+VMK_API unsigned vmk_config_graphics_device_count(const vmk_config *cfg);
+VMK_API const vmk_graphics_device *vmk_config_get_graphics_device(const vmk_config *cfg,
+                                                                  unsigned index);
+/* Keyboards and pointing devices appear in the order added. Takes ownership. */
+VMK_API vmk_result vmk_config_add_keyboard(vmk_config *cfg, vmk_keyboard *kbd);
+VMK_API unsigned vmk_config_keyboard_count(const vmk_config *cfg);
+VMK_API vmk_result vmk_config_add_pointing_device(vmk_config *cfg, vmk_pointing_device *dev);
+VMK_API unsigned vmk_config_pointing_device_count(const vmk_config *cfg);
 /* The getters return NULL past the end; the objects stay the config's. */
 
 /* Checks everything that can be checked before start. On failure (VMK_ERR_INVALID_CONFIG)
@@ -817,6 +869,54 @@ VMK_API vmk_result vmk_vm_set_socket_listener(vmk_vm *vm, uint32_t port, vmk_soc
                                               void *user, vmk_error **err);
 /* The signal the library sends its vCPU threads (see the top of this header). */
 VMK_API int vmk_vm_kick_signal(void);
+
+/* The guest's screens and input at run time: display N is scanout N of the graphics device
+ * (VZGraphicsDisplay), keyboard and pointer events go to the first keyboard and pointing
+ * device. Calls fail with VMK_ERR_INVALID_STATE unless the VM runs or is paused (reading a
+ * display's image also works once stopped: the last image the guest showed), and with
+ * VMK_ERR_UNSUPPORTED when the configuration has no such device. Safe from any thread. */
+typedef struct {
+    size_t size; /* sizeof(vmk_display_delegate): members added later are read only if there */
+    /* The guest shows width x height on display (0 x 0: it turned the display off). */
+    void (*mode_changed)(vmk_vm *vm, unsigned display, uint32_t width, uint32_t height, void *user);
+    /* The guest changed the rectangle x, y, width, height of display. Calls coalesce: one
+     * may stand for several changes. */
+    void (*updated)(vmk_vm *vm, unsigned display, uint32_t x, uint32_t y, uint32_t width,
+                    uint32_t height, void *user);
+} vmk_display_delegate;
+/* Copies the delegate (d NULL: none); its callbacks run on the VM's thread. */
+VMK_API vmk_result vmk_vm_set_display_delegate(vmk_vm *vm, const vmk_display_delegate *d,
+                                               void *user);
+/* Displays the configuration has (its graphics device's scanouts), 0 without one. */
+VMK_API unsigned vmk_vm_display_count(const vmk_vm *vm);
+/* What display shows: width x height, 0 x 0 before the guest set a mode. */
+VMK_API vmk_result vmk_vm_get_display_size(vmk_vm *vm, unsigned display, uint32_t *width,
+                                           uint32_t *height, vmk_error **err);
+/* Asks the guest to show width x height (1..16384) on display, as a view that resized
+ * would (VZVirtualMachineView's automaticallyReconfiguresDisplay): its driver hears a display
+ * event and may follow. Not following is no error. */
+VMK_API vmk_result vmk_vm_reconfigure_display(vmk_vm *vm, unsigned display, uint32_t width,
+                                              uint32_t height, vmk_error **err);
+/* Copies display's image into buf as bytes R, G, B, 255 per pixel, row after row; *width and
+ * *height get its size. VMK_ERR_INVALID_ARGUMENT (and the size) when len is less than
+ * 4 * width * height; VMK_ERR_INVALID_STATE when the guest showed nothing there yet. */
+VMK_API vmk_result vmk_vm_copy_display_image(vmk_vm *vm, unsigned display, void *buf, size_t len,
+                                             uint32_t *width, uint32_t *height, vmk_error **err);
+/* Writes display's image to path as a PNG file (whole or not at all). */
+VMK_API vmk_result vmk_vm_screenshot(vmk_vm *vm, unsigned display, const char *path,
+                                     vmk_error **err);
+/* A key pressed or released, by its Linux evdev code (<linux/input-event-codes.h>: KEY_A is
+ * 30, KEY_ENTER 28, ...). */
+VMK_API vmk_result vmk_vm_send_key(vmk_vm *vm, uint16_t code, bool pressed, vmk_error **err);
+/* The pointer at pixel x, y of display (scaled onto the pointing device's 0..32767, clamped
+ * to the display), with these buttons down (VMK_POINTER_BUTTON_*). */
+#define VMK_POINTER_BUTTON_LEFT   1u
+#define VMK_POINTER_BUTTON_RIGHT  2u
+#define VMK_POINTER_BUTTON_MIDDLE 4u
+VMK_API vmk_result vmk_vm_send_pointer(vmk_vm *vm, unsigned display, uint32_t x, uint32_t y,
+                                       unsigned buttons, vmk_error **err);
+/* Wheel steps: positive scrolls up (away from the user), negative down. */
+VMK_API vmk_result vmk_vm_send_scroll(vmk_vm *vm, int32_t steps, vmk_error **err);
 
 /* ---- vhost-user server ---------------------------------------------------------- */
 

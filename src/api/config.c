@@ -54,6 +54,18 @@ unsigned vmk_config_max_directory_sharing_device_count(void)
 {
     return VMK_MAX_FS_DEVICES;
 }
+unsigned vmk_config_max_graphics_device_count(void)
+{
+    return VMK_MAX_GPU_DEVICES;
+}
+unsigned vmk_config_max_keyboard_count(void)
+{
+    return VMK_MAX_KEYBOARDS;
+}
+unsigned vmk_config_max_pointing_device_count(void)
+{
+    return VMK_MAX_POINTERS;
+}
 
 vmk_result config_set_string(char **slot, const char *s)
 {
@@ -131,6 +143,18 @@ static void free_fs(void *p)
 {
     vmk_directory_sharing_device_free(p);
 }
+static void free_graphics(void *p)
+{
+    vmk_graphics_device_free(p);
+}
+static void free_keyboard(void *p)
+{
+    vmk_keyboard_free(p);
+}
+static void free_pointing(void *p)
+{
+    vmk_pointing_device_free(p);
+}
 
 void vmk_config_free(vmk_config *cfg)
 {
@@ -145,6 +169,9 @@ void vmk_config_free(vmk_config *cfg)
     ptr_array_clear(&cfg->balloon, free_balloon);
     ptr_array_clear(&cfg->vsock, free_vsock);
     ptr_array_clear(&cfg->fs, free_fs);
+    ptr_array_clear(&cfg->graphics, free_graphics);
+    ptr_array_clear(&cfg->keyboard, free_keyboard);
+    ptr_array_clear(&cfg->pointing, free_pointing);
     free(cfg);
 }
 
@@ -195,6 +222,18 @@ static void *copy_fs(const void *p)
 {
     return directory_sharing_device_copy(p);
 }
+static void *copy_graphics(const void *p)
+{
+    return graphics_device_copy(p);
+}
+static void *copy_keyboard(const void *p)
+{
+    return keyboard_copy(p);
+}
+static void *copy_pointing(const void *p)
+{
+    return pointing_device_copy(p);
+}
 
 vmk_config *config_copy(const vmk_config *cfg)
 {
@@ -211,7 +250,10 @@ vmk_config *config_copy(const vmk_config *cfg)
         !copy_array(&c->network, &cfg->network, copy_network, free_network) ||
         !copy_array(&c->balloon, &cfg->balloon, copy_balloon, free_balloon) ||
         !copy_array(&c->vsock, &cfg->vsock, copy_vsock, free_vsock) ||
-        !copy_array(&c->fs, &cfg->fs, copy_fs, free_fs)) {
+        !copy_array(&c->fs, &cfg->fs, copy_fs, free_fs) ||
+        !copy_array(&c->graphics, &cfg->graphics, copy_graphics, free_graphics) ||
+        !copy_array(&c->keyboard, &cfg->keyboard, copy_keyboard, free_keyboard) ||
+        !copy_array(&c->pointing, &cfg->pointing, copy_pointing, free_pointing)) {
         vmk_config_free(c);
         return NULL;
     }
@@ -396,4 +438,39 @@ const vmk_directory_sharing_device *vmk_config_get_directory_sharing_device(cons
                                                                             unsigned index)
 {
     return cfg ? ptr_array_get(&cfg->fs, index) : NULL;
+}
+
+vmk_result vmk_config_add_graphics_device(vmk_config *cfg, vmk_graphics_device *dev)
+{
+    return add(cfg ? &cfg->graphics : NULL, dev, free_graphics);
+}
+
+unsigned vmk_config_graphics_device_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->graphics.count : 0;
+}
+
+const vmk_graphics_device *vmk_config_get_graphics_device(const vmk_config *cfg, unsigned index)
+{
+    return cfg ? ptr_array_get(&cfg->graphics, index) : NULL;
+}
+
+vmk_result vmk_config_add_keyboard(vmk_config *cfg, vmk_keyboard *kbd)
+{
+    return add(cfg ? &cfg->keyboard : NULL, kbd, free_keyboard);
+}
+
+unsigned vmk_config_keyboard_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->keyboard.count : 0;
+}
+
+vmk_result vmk_config_add_pointing_device(vmk_config *cfg, vmk_pointing_device *dev)
+{
+    return add(cfg ? &cfg->pointing : NULL, dev, free_pointing);
+}
+
+unsigned vmk_config_pointing_device_count(const vmk_config *cfg)
+{
+    return cfg ? cfg->pointing.count : 0;
 }

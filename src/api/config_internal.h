@@ -44,6 +44,11 @@
 #define VMK_FS_NAME_MAX         255 /* bytes of a multiple share's directory name (NAME_MAX) */
 #define VMK_FS_MAX_QUEUES       8   /* request queues, besides the high-priority one */
 #define VMK_TRANSLATOR_DIR      "/usr/bin" /* where qemu-user-static puts qemu-*-static */
+#define VMK_MAX_GPU_DEVICES     1
+#define VMK_GPU_MAX_SCANOUTS    16     /* virtio-gpu's VIRTIO_GPU_MAX_SCANOUTS */
+#define VMK_GPU_MAX_DIMENSION   16384u /* pixels a scanout's side may have */
+#define VMK_MAX_KEYBOARDS       4
+#define VMK_MAX_POINTERS        4 /* pointing devices */
 
 struct vmk_boot_loader {
     char *kernel;
@@ -163,6 +168,38 @@ struct vmk_network_device {
     bool offloading;
 };
 
+/* The kinds of the graphics and input objects: one each today, room for more (a USB
+ * keyboard, a trackpad) without changing the objects' shape. */
+enum graphics_device_kind {
+    GRAPHICS_DEVICE_VIRTIO = 0,
+};
+
+enum keyboard_kind {
+    KEYBOARD_VIRTIO = 0,
+};
+
+enum pointing_device_kind {
+    POINTING_DEVICE_VIRTIO_SCREEN_COORDINATE = 0,
+};
+
+struct gpu_scanout {
+    uint32_t width, height; /* pixels, as given: validation judges them */
+};
+
+struct vmk_graphics_device {
+    enum graphics_device_kind kind;
+    struct gpu_scanout *scanout; /* any number: validation judges the count */
+    unsigned scanout_count;
+};
+
+struct vmk_keyboard {
+    enum keyboard_kind kind;
+};
+
+struct vmk_pointing_device {
+    enum pointing_device_kind kind;
+};
+
 /* A growable array of owned pointers: config objects store any number of devices and
  * vmk_config_validate judges the count. */
 struct ptr_array {
@@ -174,14 +211,17 @@ struct vmk_config {
     unsigned cpu_count;
     uint64_t memory_size;
     vmk_boot_loader *boot_loader;
-    struct ptr_array serial;  /* vmk_serial_attachment */
-    struct ptr_array storage; /* vmk_storage_device */
-    struct ptr_array entropy; /* vmk_entropy_device */
-    struct ptr_array console; /* vmk_console_device */
-    struct ptr_array network; /* vmk_network_device */
-    struct ptr_array balloon; /* vmk_memory_balloon_device */
-    struct ptr_array vsock;   /* vmk_socket_device */
-    struct ptr_array fs;      /* vmk_directory_sharing_device */
+    struct ptr_array serial;   /* vmk_serial_attachment */
+    struct ptr_array storage;  /* vmk_storage_device */
+    struct ptr_array entropy;  /* vmk_entropy_device */
+    struct ptr_array console;  /* vmk_console_device */
+    struct ptr_array network;  /* vmk_network_device */
+    struct ptr_array balloon;  /* vmk_memory_balloon_device */
+    struct ptr_array vsock;    /* vmk_socket_device */
+    struct ptr_array fs;       /* vmk_directory_sharing_device */
+    struct ptr_array graphics; /* vmk_graphics_device */
+    struct ptr_array keyboard; /* vmk_keyboard */
+    struct ptr_array pointing; /* vmk_pointing_device */
 };
 
 /* Appends p; 0 or -ENOMEM (p stays the caller's then). */
@@ -201,12 +241,18 @@ vmk_memory_balloon_device *memory_balloon_device_copy(const vmk_memory_balloon_d
 vmk_socket_device *socket_device_copy(const vmk_socket_device *dev);
 vmk_directory_sharing_device *
 directory_sharing_device_copy(const vmk_directory_sharing_device *dev);
+vmk_graphics_device *graphics_device_copy(const vmk_graphics_device *dev);
+vmk_keyboard *keyboard_copy(const vmk_keyboard *kbd);
+vmk_pointing_device *pointing_device_copy(const vmk_pointing_device *dev);
 
 struct problems;
 /* A directory sharing device on its own: tag, share, paths, modes (directory_share.c). what:
  * "directory sharing device 2". Tags shared between devices are validate.c's. */
 void directory_sharing_device_validate(const vmk_directory_sharing_device *dev, const char *what,
                                        struct problems *p);
+/* A graphics device on its own: its scanouts, their count and sizes (graphics.c). what:
+ * "graphics device 1". */
+void graphics_device_validate(const vmk_graphics_device *dev, const char *what, struct problems *p);
 /* Whether dir holds an executable regular file qemu-*-static (vmk_linux_translator_availability
  * asks VMK_TRANSLATOR_DIR; tests ask a directory of their own). */
 bool linux_translator_installed_in(const char *dir);

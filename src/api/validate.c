@@ -1,8 +1,8 @@
 /* vmk_config_validate: every problem a configuration has, found before anything starts.
  * Each object family judges its own objects (boot_loader.c, serial_attachment.c, storage.c,
  * entropy.c, console.c, network.c, which also compares network devices, as they share host
- * ports and MAC addresses, directory_share.c); this file adds the machine's numbers, the counts, and what spans
- * several objects. */
+ * ports and MAC addresses, directory_share.c, graphics.c); this file adds the machine's
+ * numbers, the counts, and what spans several objects. */
 #include "api/validate.h"
 #include "core/error.h"
 
@@ -117,6 +117,9 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
     validate_count(p, "memory balloon device", cfg->balloon.count, VMK_MAX_BALLOON_DEVICES);
     validate_count(p, "socket device", cfg->vsock.count, VMK_MAX_SOCKET_DEVICES);
     validate_count(p, "directory sharing device", cfg->fs.count, VMK_MAX_FS_DEVICES);
+    validate_count(p, "graphics device", cfg->graphics.count, VMK_MAX_GPU_DEVICES);
+    validate_count(p, "keyboard", cfg->keyboard.count, VMK_MAX_KEYBOARDS);
+    validate_count(p, "pointing device", cfg->pointing.count, VMK_MAX_POINTERS);
     for (unsigned i = 0; i < cfg->serial.count; i++) {
         snprintf(what, sizeof(what), "serial port %u", i + 1);
         serial_attachment_validate(cfg->serial.item[i], what, p);
@@ -141,6 +144,10 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
         socket_device_validate(cfg->vsock.item[i], what, p);
     }
     validate_directory_sharing(cfg, p);
+    for (unsigned i = 0; i < cfg->graphics.count; i++) {
+        snprintf(what, sizeof(what), "graphics device %u", i + 1);
+        graphics_device_validate(cfg->graphics.item[i], what, p);
+    }
     validate_socket_paths(cfg, p);
 }
 

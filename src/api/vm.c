@@ -5,6 +5,7 @@
 #include "api/config_internal.h"
 #include "core/error.h"
 #include "core/event_loop.h"
+#include "api/vm_display.h"
 #include "api/vm_sockets.h"
 #include "machine/machine.h"
 
@@ -60,9 +61,10 @@ struct vmk_vm {
     vmk_error *end_err;
     /* Network attachments that lost or found their peer, set on the loop under a device's
      * lock (so without vm->lock) and reported to the delegate by the VM thread. */
-    atomic_uint net_changed;   /* a bit per network device */
-    atomic_uint net_connected; /* the state each last reported */
-    struct vm_sockets sockets; /* the application's vsock listeners and connections */
+    atomic_uint net_changed;     /* a bit per network device */
+    atomic_uint net_connected;   /* the state each last reported */
+    struct vm_sockets sockets;   /* the application's vsock listeners and connections */
+    struct vm_displays displays; /* what the guest shows, for the display delegate */
 };
 
 const char *vmk_vm_state_string(vmk_vm_state state)
@@ -166,6 +168,8 @@ static void destroy_machine(vmk_vm *vm)
     struct machine *m = vm->machine;
     vm->machine = NULL;
     pthread_mutex_unlock(&vm->lock);
+    if (m) /* what the guest showed last, for a screenshot once it is gone */
+        vm_displays_keep_last(&vm->displays, machine_device(m, &device_kind_virtio_graphics, 0));
     machine_destroy(m); /* joins the vCPUs: no end can be reported after this */
     pthread_mutex_lock(&vm->lock);
     for (unsigned i = 0; i < sizeof(vm->pty_path) / sizeof(vm->pty_path[0]); i++) {
@@ -234,7 +238,9 @@ static vmk_result do_start(vmk_vm *vm, vmk_error **err)
     struct machine_owner owner = { .ended = on_machine_end,
                                    .attachment_changed = on_attachment_changed,
                                    .socket_listener = vm_sockets_listener_of_vm,
+                                   .display_sink = &vm->displays.sink,
                                    .ctx = vm };
+    vm_displays_started(&vm->displays);
     atomic_store(&vm->net_changed, 0);
     atomic_store(&vm->net_connected, ~0u);
     struct machine *m = NULL;
@@ -397,6 +403,7 @@ static void *vm_thread_main(void *arg)
         event_loop_run_once(vm->el, -1);
         report_attachments(vm);
         vm_sockets_deliver(&vm->sockets, vm);
+        vm_displays_deliver(&vm->displays, vm);
         process(vm);
     }
     return NULL;
@@ -463,6 +470,7 @@ vmk_vm *vmk_vm_new(const vmk_config *cfg, vmk_error **err)
     }
     pthread_mutex_init(&vm->lock, NULL);
     vm_sockets_init(&vm->sockets, wake_ctx, vm);
+    vm_displays_init(&vm->displays, vmk_vm_display_count(vm), wake_ctx, vm);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* vmk_vm_wait's deadline */
@@ -480,6 +488,7 @@ vmk_vm *vmk_vm_new(const vmk_config *cfg, vmk_error **err)
         pthread_mutex_destroy(&vm->lock);
         pthread_cond_destroy(&vm->cond);
         vm_sockets_fini(&vm->sockets);
+        vm_displays_fini(&vm->displays);
         vmk_fail(err, VMK_ERR_NO_MEMORY, e, "vm: cannot start thread: %s", strerror(e));
         goto fail;
     }
@@ -510,6 +519,7 @@ void vmk_vm_free(vmk_vm *vm)
     vmk_error_free(vm->error);
     vmk_config_free(vm->cfg);
     vm_sockets_fini(&vm->sockets);
+    vm_displays_fini(&vm->displays);
     pthread_mutex_destroy(&vm->lock);
     pthread_cond_destroy(&vm->cond);
     free(vm);
@@ -739,6 +749,34 @@ vmk_result vmk_vm_remove_port_forward(vmk_vm *vm, unsigned index,
                                       unsigned host_port, vmk_error **err)
 {
     return port_forward(vm, index, false, protocol, host_address, host_port, 0, err);
+}
+
+vmk_result vm_with_device(vmk_vm *vm, const struct device_kind *kind, unsigned index,
+                          const char *op, int (*fn)(struct device_instance *inst, void *arg),
+                          void *arg, int *ret, vmk_error **err)
+{
+    pthread_mutex_lock(&vm->lock);
+    struct device_instance *inst = vm->machine && state_in(vm->state, S(RUNNING) | S(PAUSED))
+                                       ? machine_device(vm->machine, kind, index)
+                                       : NULL;
+    if (inst)
+        *ret = fn(inst, arg);
+    vmk_vm_state state = vm->state;
+    pthread_mutex_unlock(&vm->lock);
+    if (!inst)
+        return vmk_fail(err, VMK_ERR_INVALID_STATE, 0, "cannot %s: the VM is %s", op,
+                        vmk_vm_state_string(state));
+    return VMK_OK;
+}
+
+struct vm_displays *vm_displays_of(vmk_vm *vm)
+{
+    return &vm->displays;
+}
+
+const vmk_config *vm_config_of(const vmk_vm *vm)
+{
+    return vm->cfg;
 }
 
 /* The machine's balloon while the VM runs or is paused, else NULL; under vm->lock. */

@@ -59,7 +59,7 @@ static bool read_binfmt(int dirfd, const char *name, struct binfmt *b)
         return false;
     }
     memset(b, 0, sizeof(*b));
-    strcpy(b->offset, "0");
+    b->offset[0] = '0';
     char line[1024];
     while (fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\n")] = 0;
@@ -80,7 +80,7 @@ static bool read_binfmt(int dirfd, const char *name, struct binfmt *b)
         };
         for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
             if (!strcmp(line, fields[i].key) && strlen(v) < fields[i].size)
-                strcpy(fields[i].dst, v);
+                memcpy(fields[i].dst, v, strlen(v) + 1); /* too long: left empty, refused */
     }
     fclose(f);
     return !strcmp(b->package, PACKAGE) && b->interpreter[0] && b->magic[0] &&

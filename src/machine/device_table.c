@@ -12,6 +12,8 @@
 #include "virtio/balloon.h"
 #include "virtio/blk.h"
 #include "virtio/fs.h"
+#include "virtio/gpu.h"
+#include "virtio/input.h"
 #include "virtio/net.h"
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
@@ -529,9 +531,101 @@ const struct device_kind device_kind_virtio_file_system = {
     .close = fs_close,
 };
 
-const struct device_kind *const device_table[] = {
-    &device_kind_virtio_block,       &device_kind_virtio_network,
-    &device_kind_virtio_entropy,     &device_kind_virtio_console,
-    &device_kind_virtio_balloon,     &device_kind_virtio_socket,
-    &device_kind_virtio_file_system, NULL,
+/* ---- virtio-gpu and virtio-input: the displays, the keyboards and pointers ---- */
+
+static vmk_result gpu_open(const struct device_host_env *env, const vmk_config *cfg, unsigned index,
+                           struct device_instance *out, vmk_error **err)
+{
+    const vmk_graphics_device *gd = vmk_config_get_graphics_device(cfg, index);
+    struct virtio_gpu_params p = { .num_scanouts = vmk_graphics_device_scanout_count(gd) };
+    if (p.num_scanouts > VIRTIO_GPU_MAX_SCANOUTS_)
+        p.num_scanouts = VIRTIO_GPU_MAX_SCANOUTS_; /* validation refused more */
+    for (unsigned i = 0; i < p.num_scanouts; i++)
+        vmk_graphics_device_get_scanout(gd, i, &p.width[i], &p.height[i]);
+    if (env->display_sink)
+        p.sink = *env->display_sink;
+    out->dev = virtio_gpu_new(&p, err);
+    return out->dev ? VMK_OK : err && *err ? vmk_error_code(*err) : VMK_ERR_NO_MEMORY;
+}
+
+static int gpu_display_reconfigure(struct device_instance *inst, unsigned scanout, uint32_t w,
+                                   uint32_t h)
+{
+    return virtio_gpu_reconfigure(inst->dev, scanout, w, h);
+}
+
+static int gpu_display_read(struct device_instance *inst, unsigned scanout, void *buf, size_t len,
+                            uint32_t *w, uint32_t *h)
+{
+    return virtio_gpu_read_scanout(inst->dev, scanout, buf, len, w, h);
+}
+
+const struct device_kind device_kind_virtio_graphics = {
+    .name = "graphics device",
+    .pci_class = 0x038000, /* other display controller, as QEMU's virtio-gpu-pci */
+    .not_served = "vhost-user-gpu front ends need a display protocol of their own",
+    .count = vmk_config_graphics_device_count,
+    .open = gpu_open,
+    .display_reconfigure = gpu_display_reconfigure,
+    .display_read = gpu_display_read,
+    .close = destroy_device,
 };
+
+static vmk_result input_open(enum virtio_input_kind kind, struct device_instance *out,
+                             vmk_error **err)
+{
+    out->dev = virtio_input_new(kind, NULL, err);
+    return out->dev ? VMK_OK : err && *err ? vmk_error_code(*err) : VMK_ERR_NO_MEMORY;
+}
+
+static vmk_result keyboard_open(const struct device_host_env *env, const vmk_config *cfg,
+                                unsigned index, struct device_instance *out, vmk_error **err)
+{
+    return input_open(VIRTIO_INPUT_KEYBOARD, out, err);
+}
+
+static vmk_result pointing_open(const struct device_host_env *env, const vmk_config *cfg,
+                                unsigned index, struct device_instance *out, vmk_error **err)
+{
+    return input_open(VIRTIO_INPUT_TABLET, out, err);
+}
+
+static int input_send(struct device_instance *inst, const struct virtio_input_event *ev, unsigned n)
+{
+    return virtio_input_send(inst->dev, ev, n);
+}
+
+const struct device_kind device_kind_virtio_keyboard = {
+    .name = "keyboard",
+    .pci_class = 0x098000, /* other input controller, as QEMU's virtio-keyboard-pci */
+    .count = vmk_config_keyboard_count,
+    .open = keyboard_open,
+    .input_send = input_send,
+    .close = destroy_device,
+};
+
+const struct device_kind device_kind_virtio_pointing = {
+    .name = "pointing device",
+    .pci_class = 0x098000,
+    .count = vmk_config_pointing_device_count,
+    .open = pointing_open,
+    .input_send = input_send,
+    .close = destroy_device,
+};
+
+/* In bus order. One per line (clang-format off): a table reads better as a column. */
+// clang-format off
+const struct device_kind *const device_table[] = {
+    &device_kind_virtio_block,
+    &device_kind_virtio_network,
+    &device_kind_virtio_entropy,
+    &device_kind_virtio_console,
+    &device_kind_virtio_balloon,
+    &device_kind_virtio_socket,
+    &device_kind_virtio_file_system,
+    &device_kind_virtio_graphics,
+    &device_kind_virtio_keyboard,
+    &device_kind_virtio_pointing,
+    NULL,
+};
+// clang-format on

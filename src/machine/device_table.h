@@ -11,6 +11,8 @@
 
 #include "attach/vsock_host.h"
 #include "core/event_loop.h"
+#include "virtio/gpu.h"
+#include "virtio/input.h"
 #include "virtio/virtio_device.h"
 #include "vmkit.h"
 
@@ -37,6 +39,8 @@ struct device_host_env {
      * be NULL. */
     int (*socket_listener)(void *ctx, uint32_t port);
     void *socket_listener_ctx;
+    /* Who hears a graphics device's modes and flushes (a VM's displays). May be NULL. */
+    const struct gpu_display_sink *display_sink;
 };
 
 /* One device built from its config object. */
@@ -74,6 +78,16 @@ struct device_kind {
      * port; p hears how it ended. -errno when it cannot start (NULL: the kind is none). */
     int (*socket_connect)(struct device_instance *inst, int fd, uint32_t port,
                           struct vsock_pending *p);
+    /* A graphics device: asks the guest to show w x h on scanout, and copies what it shows (as
+     * virtio_gpu_reconfigure and virtio_gpu_read_scanout; NULL: the kind is none). Any thread. */
+    int (*display_reconfigure)(struct device_instance *inst, unsigned scanout, uint32_t w,
+                               uint32_t h);
+    int (*display_read)(struct device_instance *inst, unsigned scanout, void *buf, size_t len,
+                        uint32_t *w, uint32_t *h);
+    /* An input device: n events and a SYN_REPORT (as virtio_input_send; NULL: the kind is
+     * none). Any thread. */
+    int (*input_send)(struct device_instance *inst, const struct virtio_input_event *ev,
+                      unsigned n);
     /* The pty a port got, or NULL (NULL: the kind has no ports). */
     const char *(*pty_path)(const struct device_instance *inst, unsigned port);
     /* Destroys the device (its transport is gone), then closes the host side. */
@@ -87,6 +101,9 @@ extern const struct device_kind device_kind_virtio_network;
 extern const struct device_kind device_kind_virtio_balloon;
 extern const struct device_kind device_kind_virtio_socket;
 extern const struct device_kind device_kind_virtio_file_system;
+extern const struct device_kind device_kind_virtio_graphics;
+extern const struct device_kind device_kind_virtio_keyboard;
+extern const struct device_kind device_kind_virtio_pointing;
 
 /* Every row, in the order the machine puts devices on the bus; NULL-terminated. */
 extern const struct device_kind *const device_table[];

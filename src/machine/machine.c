@@ -154,6 +154,7 @@ static vmk_result create_devices(struct machine *m, const vmk_config *cfg, vmk_e
         .attachment_ctx = m->owner.ctx,
         .socket_listener = m->owner.socket_listener,
         .socket_listener_ctx = m->owner.ctx,
+        .display_sink = m->owner.display_sink,
     };
     struct pci_function_env pci = {
         .gm = &m->gm, .el = m->el, .irq = m->platform.irq, .bus = m->platform.pci

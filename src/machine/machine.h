@@ -30,6 +30,8 @@ struct machine_owner {
                                bool connected, const char *why);
     /* As device_host_env's socket_listener. May be NULL. */
     int (*socket_listener)(void *ctx, uint32_t port);
+    /* As device_host_env's display_sink (its ctx is its own). May be NULL. */
+    const struct gpu_display_sink *display_sink;
     void *ctx;
 };
 

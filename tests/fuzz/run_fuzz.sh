@@ -9,7 +9,7 @@
 # set, else a temporary directory that is removed unless a run failed.
 cd "$(dirname "$0")/../.." || exit 1
 
-all_targets="virtqueue virtio_blk virtio_console virtio_rng virtio_net virtio_balloon virtio_vsock
+all_targets="virtqueue virtio_blk virtio_console virtio_rng virtio_net virtio_balloon virtio_vsock virtio_input virtio_gpu
     frame_stream boot_linux vhost_user fuse_server"
 # Sources of each target (tests/fuzz/fuzz_TARGET.c comes first).
 dev_common="tests/fuzz/virtio_driver.c tests/fuzz/input.c src/virtio/virtqueue.c src/virtio/virtio_device.c
@@ -23,6 +23,8 @@ sources() {
     virtio_net) echo "$dev_common src/virtio/net.c" ;;
     virtio_balloon) echo "$dev_common src/virtio/balloon.c" ;;
     virtio_vsock) echo "$dev_common src/virtio/vsock.c src/core/event_loop.c" ;;
+    virtio_input) echo "$dev_common src/virtio/input.c src/core/error.c" ;;
+    virtio_gpu) echo "$dev_common src/virtio/gpu.c src/core/error.c" ;;
     frame_stream) echo "tests/fuzz/input.c src/attach/frame_stream.c" ;;
     fuse_server) echo "tests/fuzz/input.c src/attach/fuse_server.c src/attach/fuse_host.c
                        src/attach/fuse_metadata.c src/attach/fuse_io.c src/attach/fuse_inodes.c

@@ -18,7 +18,7 @@ trap 'kill -KILL $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
     tap_cannot_run "no usable /dev/kvm"
 fi
-echo "1..13"
+echo "1..17"
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() {
@@ -119,6 +119,35 @@ if [ "$rc" -eq 2 ] && grep -q 'mountTag "t" is already used' "$work/err"; then
     ok "two virtio-fs devices with one mountTag: a usage error (status 2)"
 else
     not_ok "two virtio-fs devices with one mountTag: a usage error" "status $rc"
+fi
+
+# The display: the command line's mistakes are usage errors naming the option or device.
+run_guest hello --device virtio-gpu,scanout=0x800
+if [ "$rc" -eq 2 ] && grep -q 'virtio-gpu: scanout 2 is 0 x 800 pixels; each side must be 1..16384' "$work/err"; then
+    ok "virtio-gpu with a 0 x 800 scanout: a usage error (status 2) naming the scanout"
+else
+    not_ok "virtio-gpu with a 0 x 800 scanout: a usage error naming the scanout" "status $rc"
+fi
+
+run_guest hello --gui
+if [ "$rc" -eq 2 ] && grep -q -- '--gui: needs a graphics device' "$work/err"; then
+    ok "--gui without virtio-gpu: a usage error (status 2)"
+else
+    not_ok "--gui without virtio-gpu: a usage error" "status $rc"
+fi
+
+run_guest hello --device virtio-gpu --web
+if [ "$rc" -eq 2 ] && grep -q -- '--web: needs --vnc' "$work/err"; then
+    ok "--web without --vnc: a usage error (status 2)"
+else
+    not_ok "--web without --vnc: a usage error" "status $rc"
+fi
+
+run_guest hello --device virtio-input,mouse
+if [ "$rc" -eq 2 ] && grep -q "virtio-input: unknown kind 'mouse'" "$work/err"; then
+    ok "virtio-input,mouse: a usage error (status 2) naming the kind"
+else
+    not_ok "virtio-input,mouse: a usage error naming the kind" "status $rc"
 fi
 
 run_guest hello --kernel "$work/no-such-kernel"

@@ -1,6 +1,9 @@
 /* The vmkit command line: commands, options and their values (device specs: cli_device.c). */
 #include "cli.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,22 @@ static const char usage_text[] =
     "  --stop-timeout SECONDS  after SIGINT, SIGTERM or SIGHUP, how long the guest\n"
     "                          gets to power off before vmkit stops it (default 20;\n"
     "                          0: stop at once)\n"
+    "  --gui                   show the display (--device virtio-gpu) in a window;\n"
+    "                          adds a virtio keyboard and pointing device where\n"
+    "                          there are none (and says so)\n"
+    "  --vnc [unix:PATH|HOST:PORT|auto]\n"
+    "                          serve the display to VNC clients: on a unix socket,\n"
+    "                          at HOST:PORT (an IPv6 address in brackets, [::1]:5900;\n"
+    "                          port 0: any free one), or, with auto or no value, at\n"
+    "                          127.0.0.1 on the first free port from 5900\n"
+    "  --vnc-password-file PATH\n"
+    "                          VNC clients must give the password this file holds\n"
+    "                          (it must exist and not be empty)\n"
+    "  --web                   serve the VNC display to a web browser too (needs\n"
+    "                          --vnc)\n"
+    "  --screenshot-on-exit PATH\n"
+    "                          when the VM stops, save what the display shows at\n"
+    "                          PATH\n"
     "  --config FILE           a JSON machine description (not supported yet)\n"
     "  -h, --help              print this text\n"
     "  -V, --version           print the version\n"
@@ -127,6 +146,15 @@ static const char usage_text[] =
     "                          package), for the guest to run other architectures'\n"
     "                          binaries; ignoreIfMissing: no device when they are not\n"
     "                          installed (else an error)\n"
+    "  virtio-gpu[,width=W][,height=H][,scanout=WxH]...\n"
+    "                          a virtio GPU (2D): the guest's display, a scanout of\n"
+    "                          width x height pixels (default 1280x800), and one\n"
+    "                          more for each scanout=WxH; sides 1..16384, up to 16\n"
+    "                          scanouts (at most one device)\n"
+    "  virtio-input,keyboard|pointing\n"
+    "                          a virtio keyboard, or a pointing device in screen\n"
+    "                          coordinates (a tablet: absolute X and Y, 3 buttons, a\n"
+    "                          wheel); up to 4 of each\n"
     "\n"
     "In --bootloader and --device a value ends at the next comma; wrap it in\n"
     "double quotes to hold commas: cmdline=\"console=ttyS0,115200 quiet\" (inside\n"
@@ -505,6 +533,11 @@ enum opt_id {
     OPT_CONFIG,
     OPT_HELP,
     OPT_VERSION,
+    OPT_GUI,
+    OPT_VNC,
+    OPT_VNC_PASSWORD_FILE,
+    OPT_WEB,
+    OPT_SCREENSHOT_ON_EXIT,
     /* serve-device */
     OPT_SOCKET,
     OPT_TYPE,
@@ -527,6 +560,13 @@ struct opt {
     enum opt_id id;
 };
 
+/* A metavar in brackets is an optional value: --opt=VALUE, or a next argument that is not an
+ * option (run takes no plain arguments), or nothing. */
+static bool optional_value(const struct opt *o)
+{
+    return o->metavar && o->metavar[0] == '[';
+}
+
 #define DEVICE_FORM "TYPE,key=value,..."
 
 static const struct opt run_opts[] = {
@@ -539,6 +579,11 @@ static const struct opt run_opts[] = {
     { "--device", DEVICE_FORM, OPT_DEVICE },
     { "--stop-timeout", "SECONDS", OPT_STOP_TIMEOUT },
     { "--config", "FILE", OPT_CONFIG },
+    { "--gui", NULL, OPT_GUI },
+    { "--vnc", "[unix:PATH|HOST:PORT|auto]", OPT_VNC },
+    { "--vnc-password-file", "PATH", OPT_VNC_PASSWORD_FILE },
+    { "--web", NULL, OPT_WEB },
+    { "--screenshot-on-exit", "PATH", OPT_SCREENSHOT_ON_EXIT },
     { "--help", NULL, OPT_HELP },
     { "-h", NULL, OPT_HELP },
     { "--version", NULL, OPT_VERSION },
@@ -595,11 +640,150 @@ static int next_option(int argc, char *const argv[], int *i, const char *cmd,
                                    eq + 1);
     } else if (eq) {
         *value = eq + 1;
+    } else if (optional_value(*o)) {
+        if (*i + 1 < argc && argv[*i + 1][0] != '-')
+            *value = argv[++*i];
     } else if (*i + 1 < argc) {
         *value = argv[++*i];
     } else {
         return cli_usage_error(err, errlen, "%s: missing value (%s %s)", (*o)->name, (*o)->name,
                                (*o)->metavar);
+    }
+    return 0;
+}
+
+/* ---- The display ---------------------------------------------------------------- */
+
+int cli_parse_vnc_address(const char *ctx, const char *text, struct cli_vnc_address *out, char *err,
+                          size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (!*text || !strcmp(text, "auto")) {
+        out->first_free = true;
+        snprintf(out->host, sizeof(out->host), "%s", CLI_VNC_DEFAULT_HOST);
+        out->port = CLI_VNC_FIRST_PORT;
+        return 0;
+    }
+    if (!strncmp(text, "unix:", 5)) {
+        const char *path = text + 5;
+        size_t len = strlen(path), max = vmk_socket_path_max_length();
+        if (len == 0)
+            return cli_usage_error(err, errlen, "%s: unix: needs a socket path (unix:PATH)", ctx);
+        if (len > max || len >= sizeof(out->path))
+            return cli_usage_error(err, errlen, "%s: socket path is %zu bytes, at most %zu", ctx,
+                                   len, max);
+        out->unix_socket = true;
+        memcpy(out->path, path, len + 1);
+        return 0;
+    }
+    const char *colon = strrchr(text, ':');
+    if (!colon)
+        return cli_usage_error(err, errlen,
+                               "%s: '%s' is not unix:PATH, HOST:PORT or auto (a port needs its "
+                               "host: 127.0.0.1:5901)",
+                               ctx, text);
+    const char *host = text;
+    size_t hlen = (size_t)(colon - text);
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+        char buf[INET6_ADDRSTRLEN + 1];
+        struct in6_addr a6;
+        if (hlen == 0 || hlen >= sizeof(buf))
+            return cli_usage_error(err, errlen, "%s: '%s': [%.*s] is not an IPv6 address", ctx,
+                                   text, (int)hlen, host);
+        memcpy(buf, host, hlen);
+        buf[hlen] = '\0';
+        if (inet_pton(AF_INET6, buf, &a6) != 1)
+            return cli_usage_error(err, errlen, "%s: '%s': [%s] is not an IPv6 address", ctx, text,
+                                   buf);
+    } else if (hlen == 0) {
+        return cli_usage_error(err, errlen, "%s: '%s': no host before the port (HOST:PORT)", ctx,
+                               text);
+    } else if (memchr(host, ':', hlen)) {
+        return cli_usage_error(
+            err, errlen, "%s: '%s': an IPv6 address goes in brackets ([::1]:5900)", ctx, text);
+    } else {
+        for (size_t i = 0; i < hlen; i++)
+            if (!isalnum((unsigned char)host[i]) && !strchr(".-_", host[i]))
+                return cli_usage_error(err, errlen,
+                                       "%s: '%s': host '%.*s' is neither an address nor a name",
+                                       ctx, text, (int)hlen, host);
+    }
+    if (hlen >= sizeof(out->host))
+        return cli_usage_error(err, errlen, "%s: host is %zu bytes, at most %zu", ctx, hlen,
+                               sizeof(out->host) - 1);
+    char flag[96];
+    uint64_t port = 0;
+    snprintf(flag, sizeof(flag), "%s: port", ctx);
+    int rc = cli_parse_number(flag, colon + 1, 0, 65535, "", &port, err, errlen);
+    if (rc)
+        return rc;
+    memcpy(out->host, host, hlen);
+    out->host[hlen] = '\0';
+    out->port = (unsigned)port;
+    return 0;
+}
+
+/* --vnc [ADDRESS]: stored as given, "auto" as "" (the default). */
+static int parse_vnc(struct cli_request *req, const char *value, char *err, size_t errlen)
+{
+    struct cli_vnc_address a;
+    if (value && !*value)
+        return cli_usage_error(err, errlen,
+                               "--vnc: empty value (unix:PATH, HOST:PORT, auto, or no value)");
+    int rc = cli_parse_vnc_address("--vnc", value ? value : "", &a, err, errlen);
+    if (rc)
+        return rc;
+    return set_string(&req->vnc, a.first_free ? "" : value, err, errlen);
+}
+
+/* The password file must be there now and hold a password: a typo should not wait for the
+ * first client. */
+static int check_password_file(const char *ctx, const char *path, char *err, size_t errlen)
+{
+    if (!*path)
+        return cli_usage_error(err, errlen, "%s: empty path", ctx);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return cli_usage_error(err, errlen, "%s: '%s': %s", ctx, path, strerror(errno));
+    /* Line ends do not count: a file holding "\n" is empty. */
+    bool empty = true;
+    int c;
+    while (empty && (c = fgetc(f)) != EOF)
+        empty = c == '\n' || c == '\r';
+    int read_error = ferror(f) ? errno : 0;
+    fclose(f);
+    if (read_error)
+        return cli_usage_error(err, errlen, "%s: '%s': %s", ctx, path, strerror(read_error));
+    if (empty)
+        return cli_usage_error(err, errlen, "%s: '%s' is empty (it holds the VNC password)", ctx,
+                               path);
+    return 0;
+}
+
+/* What the display options need of each other, once all are read; --gui brings the input
+ * devices a window passes on. */
+static int finish_display(struct cli_request *req, char *err, size_t errlen)
+{
+    const char *needs_gpu = req->gui                  ? "--gui"
+                            : req->vnc                ? "--vnc"
+                            : req->screenshot_on_exit ? "--screenshot-on-exit"
+                                                      : NULL;
+    if (needs_gpu && !req->gpu)
+        return cli_usage_error(
+            err, errlen, "%s: needs a graphics device (--device virtio-gpu) to show", needs_gpu);
+    if (req->web && !req->vnc)
+        return cli_usage_error(err, errlen,
+                               "--web: needs --vnc (the browser shows the VNC display)");
+    if (req->vnc_password_file && !req->vnc)
+        return cli_usage_error(err, errlen, "--vnc-password-file: needs --vnc");
+    if (req->gui && (!req->keyboard_count || !req->pointing_count)) {
+        bool kbd = !req->keyboard_count, ptr = !req->pointing_count;
+        fprintf(stderr, "vmkit: --gui: adding a virtio %s%s%s\n", kbd ? "keyboard" : "",
+                kbd && ptr ? " and " : "", ptr ? "pointing device" : "");
+        req->keyboard_count += kbd;
+        req->pointing_count += ptr;
     }
     return 0;
 }
@@ -649,6 +833,19 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
                                    "--config: '%s': configuration files are not supported yet "
                                    "in this release (use the options of run)",
                                    value);
+        case OPT_GUI: req->gui = true; break;
+        case OPT_VNC: rc = parse_vnc(req, value, err, errlen); break;
+        case OPT_VNC_PASSWORD_FILE:
+            rc = check_password_file(o->name, value, err, errlen);
+            if (!rc)
+                rc = set_string(&req->vnc_password_file, value, err, errlen);
+            break;
+        case OPT_WEB: req->web = true; break;
+        case OPT_SCREENSHOT_ON_EXIT:
+            if (*value == '\0')
+                return cli_usage_error(err, errlen, "%s: empty path", o->name);
+            rc = set_string(&req->screenshot_on_exit, value, err, errlen);
+            break;
         case OPT_HELP: req->command = CLI_CMD_HELP; return 0;
         case OPT_VERSION: req->command = CLI_CMD_VERSION; return 0;
         default: break;
@@ -656,6 +853,9 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
         if (rc)
             return rc;
     }
+    int rc = finish_display(req, err, errlen);
+    if (rc)
+        return rc;
     if (bootloader && (kernel_flags || cmdline_flag))
         return cli_usage_error(err, errlen,
                                "--bootloader cannot be combined with --kernel, --initrd or "
@@ -743,6 +943,11 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
                                        "--device serial: serve-device serves virtio devices "
                                        "(virtio-blk, virtio-rng, virtio-console)");
             rc = cli_parse_device(req, o->name, value, err, errlen);
+            if (!rc && (req->gpu || req->keyboard_count || req->pointing_count))
+                return cli_usage_error(err, errlen,
+                                       "--device %s: serve-device cannot serve it (a display and "
+                                       "its input are a VM's, with no vhost-user front end here)",
+                                       req->gpu ? "virtio-gpu" : "virtio-input");
             if (!rc && req->balloon)
                 return cli_usage_error(err, errlen,
                                        "--device virtio-balloon: serve-device cannot serve it (it "
@@ -970,5 +1175,9 @@ void cli_request_free(struct cli_request *req)
         free(req->fs[i].dir);
     }
     free(req->fs);
+    free(req->gpu_scanout);
+    free(req->vnc);
+    free(req->vnc_password_file);
+    free(req->screenshot_on_exit);
     memset(req, 0, sizeof(*req));
 }

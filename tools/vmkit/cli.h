@@ -130,6 +130,27 @@ struct cli_fs {
     unsigned queues;   /* 0: the library's default */
 };
 
+/* --device virtio-gpu: one scanout (display) of the machine's graphics device. */
+struct cli_scanout {
+    uint32_t width, height; /* pixels, 1 .. vmk_graphics_device_max_scanout_dimension() */
+};
+
+#define CLI_DEFAULT_SCANOUT_WIDTH  1280u
+#define CLI_DEFAULT_SCANOUT_HEIGHT 800u
+
+/* --vnc's address, as cli_parse_vnc_address reads it. */
+#define CLI_VNC_DEFAULT_HOST "127.0.0.1"
+#define CLI_VNC_FIRST_PORT   5900u /* the default: the first free port from here up */
+
+struct cli_vnc_address {
+    bool unix_socket; /* unix:PATH: path; else host and port */
+    bool first_free;  /* "" or auto: CLI_VNC_DEFAULT_HOST, the first free port from
+                       * CLI_VNC_FIRST_PORT up (port holds CLI_VNC_FIRST_PORT) */
+    char path[108];   /* a sun_path, NUL included */
+    char host[256];   /* an IPv4 or IPv6 literal (no brackets) or a host name */
+    unsigned port;    /* 0 .. 65535; 0: any free port */
+};
+
 /* serve-device --sandbox: how the fs server confines itself to the shared directory. */
 enum cli_fs_sandbox {
     CLI_FS_SANDBOX_AUTO,      /* not given: serve.c's default (a namespace) */
@@ -170,6 +191,19 @@ struct cli_request {
     unsigned fs_count;
     enum cli_fs_sandbox fs_sandbox; /* serve-device --sandbox */
     char *socket;                   /* serve-device: the vhost-user socket to create */
+
+    /* The display: --device virtio-gpu, virtio-input and the options that show it. */
+    bool gpu;                        /* --device virtio-gpu: the graphics device */
+    struct cli_scanout *gpu_scanout; /* its scanouts, in order (at least one) */
+    unsigned gpu_scanout_count;
+    unsigned keyboard_count;  /* --device virtio-input,keyboard (and what --gui adds) */
+    unsigned pointing_count;  /* --device virtio-input,pointing (and what --gui adds) */
+    bool gui;                 /* --gui: a window shows the display */
+    char *vnc;                /* --vnc: NULL none, "" the default ("auto"), else the address
+                               * as given (cli_parse_vnc_address reads it) */
+    char *vnc_password_file;  /* --vnc-password-file: a file that was there, not empty */
+    bool web;                 /* --web: the VNC display in a browser too (needs --vnc) */
+    char *screenshot_on_exit; /* --screenshot-on-exit PATH */
 };
 
 /* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit status
@@ -202,6 +236,13 @@ int cli_build_serve_config(const struct cli_request *req, vmk_config **cfg, char
 void cli_port_label(const struct cli_request *req, bool console, unsigned index, char *buf,
                     size_t len);
 
+/* Reads --vnc's value: "" or "auto" (the default), unix:PATH (not empty, at most
+ * vmk_socket_path_max_length() bytes) or HOST:PORT (HOST a name or an IPv4 literal, or an IPv6
+ * literal in brackets; PORT 0 .. 65535). Returns 0 with *out filled, or CLI_EXIT_USAGE with
+ * one line in err naming ctx. */
+int cli_parse_vnc_address(const char *ctx, const char *text, struct cli_vnc_address *out, char *err,
+                          size_t errlen);
+
 /* The text of `vmkit --help`, ending in a newline. */
 const char *cli_usage(void);
 
@@ -230,8 +271,9 @@ int kv_next(struct kv_iter *it, char **key, char **val, char *err, size_t errlen
 
 /* The device spec after --device (run, serve-device): "serial,...", "virtio-blk,...",
  * "virtio-rng[,...]", "virtio-console,..." (or vfkit's "virtio-serial,..."), "virtio-net,...",
- * "virtio-balloon[,...]", "virtio-vsock,...", "virtio-fs,..." or "rosetta,...". opt names the
- * option in messages. Appends to req. */
+ * "virtio-balloon[,...]", "virtio-vsock,...", "virtio-fs,...", "rosetta,...",
+ * "virtio-gpu[,...]" or "virtio-input,...". opt names the option in messages. Appends to
+ * req. */
 int cli_parse_device(struct cli_request *req, const char *opt, const char *spec, char *err,
                      size_t errlen);
 /* Checks a virtio-fs tag as run and serve-device take it: the library's rules

@@ -313,6 +313,26 @@ static int add_known_devices(vmk_config *cfg, const struct cli_request *req)
         if (vmk_config_add_socket_device(cfg, s) != VMK_OK) /* owns s, even on failure */
             return -1;
     }
+    if (req->gpu) {
+        vmk_graphics_device *gpu = vmk_virtio_graphics_device_new();
+        bool ok = gpu != NULL;
+        for (unsigned i = 0; ok && i < req->gpu_scanout_count; i++)
+            ok = vmk_virtio_graphics_device_add_scanout(gpu, req->gpu_scanout[i].width,
+                                                        req->gpu_scanout[i].height) == VMK_OK;
+        if (!ok) {
+            vmk_graphics_device_free(gpu);
+            return -1;
+        }
+        if (vmk_config_add_graphics_device(cfg, gpu) != VMK_OK) /* owns gpu, even on failure */
+            return -1;
+    }
+    for (unsigned i = 0; i < req->keyboard_count; i++)
+        if (vmk_config_add_keyboard(cfg, vmk_virtio_keyboard_new()) != VMK_OK) /* NULL fails */
+            return -1;
+    for (unsigned i = 0; i < req->pointing_count; i++)
+        if (vmk_config_add_pointing_device(
+                cfg, vmk_virtio_screen_coordinate_pointing_device_new()) != VMK_OK)
+            return -1;
     if (req->console_port_count) {
         vmk_console_device *dev = vmk_virtio_console_device_new();
         if (!dev)
@@ -334,8 +354,8 @@ static int add_known_devices(vmk_config *cfg, const struct cli_request *req)
 }
 
 /* The devices of req (disks, network devices, the entropy device, the console device with its
- * ports, the directory sharing devices): what run and serve-device both build. 0, or an exit
- * status with err set. */
+ * ports, the graphics device, keyboards and pointing devices, the directory sharing devices):
+ * what run and serve-device both build. 0, or an exit status with err set. */
 static int add_devices(vmk_config *cfg, const struct cli_request *req, char *err, size_t errlen)
 {
     int rc = 0;

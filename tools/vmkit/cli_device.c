@@ -10,6 +10,8 @@
  *   virtio-fs,mountTag=TAG,sharedDir=PATH|dir=NAME:PATH[:ro]...[,readonly][,cache=MODE]
  *            [,ownership=identity|squash][,uid=N][,gid=N][,queues=N]
  *   rosetta,mountTag=TAG[,ignoreIfMissing]
+ *   virtio-gpu[,width=W][,height=H][,scanout=WxH]...
+ *   virtio-input,keyboard|pointing
  * (virtio-serial, vfkit's word, is virtio-console.) Limits come from the library. */
 #include "cli.h"
 
@@ -901,6 +903,124 @@ out:
     return rc;
 }
 
+/* ---- virtio-gpu and virtio-input ---- */
+
+#define VIRTIO_GPU_KEYS "width, height, scanout"
+
+/* scanout=WxH: the next scanout, its sides judged as the library judges them. */
+static int parse_scanout(const char *ctx, const char *val, unsigned index, struct cli_scanout *s,
+                         char *err, size_t errlen)
+{
+    if (!val || !*val)
+        return cli_usage_error(err, errlen, "%s: scanout= needs a value (scanout=WxH)", ctx);
+    uint32_t max = vmk_graphics_device_max_scanout_dimension();
+    size_t wlen = strspn(val, "0123456789");
+    const char *h = val + wlen + 1;
+    if (wlen == 0 || wlen > 10 || val[wlen] != 'x' || !*h || strspn(h, "0123456789") != strlen(h) ||
+        strlen(h) > 10)
+        return cli_usage_error(
+            err, errlen, "%s: scanout '%s' is not WxH (pixels, e.g. scanout=1920x1080)", ctx, val);
+    unsigned long long w = strtoull(val, NULL, 10), hh = strtoull(h, NULL, 10);
+    if (w < 1 || w > max || hh < 1 || hh > max)
+        return cli_usage_error(err, errlen,
+                               "%s: scanout %u is %llu x %llu pixels; each side must be 1..%u", ctx,
+                               index + 1, w, hh, max);
+    *s = (struct cli_scanout){ .width = (uint32_t)w, .height = (uint32_t)hh };
+    return 0;
+}
+
+/* The machine's one graphics device: width x height, then a scanout per scanout=WxH. */
+static int parse_virtio_gpu(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    const char *ctx = it->ctx;
+    unsigned max = vmk_graphics_device_max_scanout_count();
+    uint32_t dim = vmk_graphics_device_max_scanout_dimension();
+    struct cli_scanout *scanout = calloc(max, sizeof(*scanout));
+    unsigned count = 1;
+    bool have_width = false, have_height = false;
+    uint64_t w = CLI_DEFAULT_SCANOUT_WIDTH, h = CLI_DEFAULT_SCANOUT_HEIGHT;
+    char *key = NULL, *val = NULL;
+    int rc = scanout ? 0 : cli_out_of_memory(err, errlen);
+    while (!rc) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        if (!strcmp(key, "width")) {
+            rc = take_number(ctx, key, val, &have_width, 1, dim, "", &w, err, errlen);
+        } else if (!strcmp(key, "height")) {
+            rc = take_number(ctx, key, val, &have_height, 1, dim, "", &h, err, errlen);
+        } else if (!strcmp(key, "scanout")) {
+            if (count >= max)
+                rc = cli_usage_error(err, errlen, "%s: at most %u scanouts", ctx, max);
+            else
+                rc = parse_scanout(ctx, val, count, &scanout[count], err, errlen);
+            count++;
+        } else {
+            rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: " VIRTIO_GPU_KEYS ")",
+                                 ctx, key);
+        }
+    }
+    if (!rc && req->gpu)
+        rc = cli_usage_error(err, errlen,
+                             "%s: given twice (at most one virtio-gpu; scanout=WxH adds a "
+                             "display to it)",
+                             ctx);
+    if (!rc) {
+        scanout[0] = (struct cli_scanout){ .width = (uint32_t)w, .height = (uint32_t)h };
+        req->gpu = true;
+        req->gpu_scanout = scanout;
+        req->gpu_scanout_count = count;
+        scanout = NULL;
+    }
+    free(key);
+    free(val);
+    free(scanout);
+    return rc;
+}
+
+/* One keyboard or one pointing device (vfkit's spellings). */
+static int parse_virtio_input(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    const char *ctx = it->ctx;
+    bool keyboard = false, pointing = false;
+    char *key = NULL, *val = NULL;
+    int rc = 0;
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        if (!strcmp(key, "keyboard"))
+            rc = take_flag(ctx, key, val, &keyboard, err, errlen);
+        else if (!strcmp(key, "pointing"))
+            rc = take_flag(ctx, key, val, &pointing, err, errlen);
+        else
+            rc = cli_usage_error(err, errlen, "%s: unknown kind '%s' (known: keyboard, pointing)",
+                                 ctx, key);
+        if (rc)
+            break;
+    }
+    if (!rc && !keyboard && !pointing)
+        rc = cli_usage_error(err, errlen, "%s: needs a kind: keyboard or pointing", ctx);
+    if (!rc && keyboard && pointing)
+        rc = cli_usage_error(err, errlen,
+                             "%s: keyboard and pointing cannot be combined (one device each)", ctx);
+    unsigned *count = keyboard ? &req->keyboard_count : &req->pointing_count;
+    unsigned max =
+        keyboard ? vmk_config_max_keyboard_count() : vmk_config_max_pointing_device_count();
+    if (!rc && *count >= max)
+        rc = cli_usage_error(err, errlen, "%s: at most %u %s", ctx, max,
+                             keyboard ? "keyboards" : "pointing devices");
+    if (!rc)
+        (*count)++;
+    free(key);
+    free(val);
+    return rc;
+}
+
 /* ---- ports: serial and console ---- */
 
 bool cli_stdio_taken(const struct cli_request *req)
@@ -1098,6 +1218,8 @@ static const struct {
     { "virtio-vsock", NULL, parse_virtio_vsock },
     { "virtio-fs", NULL, parse_virtio_fs },
     { "rosetta", NULL, parse_rosetta },
+    { "virtio-gpu", NULL, parse_virtio_gpu },
+    { "virtio-input", NULL, parse_virtio_input },
 };
 
 int cli_parse_device_keys(struct cli_request *req, const char *type, const char *opt,
@@ -1139,7 +1261,7 @@ int cli_parse_device(struct cli_request *req, const char *opt, const char *spec,
     return cli_usage_error(
         err, errlen,
         "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
-        "virtio-rng, virtio-console, virtio-net, virtio-balloon, virtio-vsock, virtio-fs, rosetta; "
-        "virtio-serial is virtio-console)",
+        "virtio-rng, virtio-console, virtio-net, virtio-balloon, virtio-vsock, virtio-fs, rosetta, "
+        "virtio-gpu, virtio-input; virtio-serial is virtio-console)",
         opt, (int)len, spec);
 }

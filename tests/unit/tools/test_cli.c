@@ -1301,6 +1301,14 @@ static void test_help_version(void **state)
                                               "virtio-serial is",
                                               "name=NAME",
                                               "console",
+                                              "virtio-gpu[,width=W][,height=H][,scanout=WxH]",
+                                              "1280x800",
+                                              "virtio-input,keyboard|pointing",
+                                              "--gui",
+                                              "--vnc [unix:PATH|HOST:PORT|auto]",
+                                              "--vnc-password-file PATH",
+                                              "--web",
+                                              "--screenshot-on-exit PATH",
                                               "--stop-timeout SECONDS",
                                               "Exit status (run and serve-device)",
                                               "128+N" };
@@ -2159,6 +2167,337 @@ static void test_serve_device_fs(void **state)
     cli_request_free(&req);
 }
 
+/* ---- --device virtio-gpu, virtio-input; --gui, --vnc, --web, --screenshot-on-exit ---- */
+
+/* Parses args with stderr going to a file, and returns what was written there (for free()). */
+static char *parse_capturing_stderr(struct cli_request *req, int *rc, const char **args)
+{
+    char path[] = "/tmp/test_cli_stderr.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    *rc = parse_args(req, errbuf, args);
+    fflush(stderr);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    char *text = calloc(1, 4096);
+    assert_non_null(text);
+    assert_true(pread(fd, text, 4095, 0) >= 0);
+    close(fd);
+    return text;
+}
+
+static void test_device_virtio_gpu(void **state)
+{
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    uint32_t w = 0, h = 0;
+    /* Nothing of the display unless asked. */
+    assert_int_equal(PARSE(&req, errbuf, "run"), 0);
+    assert_false(req.gpu);
+    assert_int_equal(req.gpu_scanout_count, 0);
+    assert_int_equal(req.keyboard_count + req.pointing_count, 0);
+    assert_false(req.gui);
+    assert_null(req.vnc);
+    assert_null(req.vnc_password_file);
+    assert_false(req.web);
+    assert_null(req.screenshot_on_exit);
+    cli_request_free(&req);
+
+    /* One device, one scanout of the default size. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device", "virtio-gpu"), 0);
+    assert_true(req.gpu);
+    assert_int_equal(req.gpu_scanout_count, 1);
+    assert_int_equal(req.gpu_scanout[0].width, 1280);
+    assert_int_equal(req.gpu_scanout[0].height, 800);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_graphics_device_count(cfg), 1);
+    const vmk_graphics_device *g = vmk_config_get_graphics_device(cfg, 0);
+    assert_int_equal(vmk_graphics_device_scanout_count(g), 1);
+    assert_int_equal(vmk_graphics_device_get_scanout(g, 0, &w, &h), VMK_OK);
+    assert_int_equal(w, 1280);
+    assert_int_equal(h, 800);
+    assert_int_equal(vmk_config_keyboard_count(cfg), 0);
+    assert_int_equal(vmk_config_pointing_device_count(cfg), 0);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    /* width and height size the first scanout; each scanout=WxH adds one, up to 16 in all. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-gpu,scanout=1024x768,width=1920,height=1080,scanout=1x16384"),
+                     0);
+    assert_int_equal(req.gpu_scanout_count, 3);
+    assert_int_equal(req.gpu_scanout[0].width, 1920);
+    assert_int_equal(req.gpu_scanout[0].height, 1080);
+    assert_int_equal(req.gpu_scanout[1].width, 1024);
+    assert_int_equal(req.gpu_scanout[1].height, 768);
+    assert_int_equal(req.gpu_scanout[2].width, 1);
+    assert_int_equal(req.gpu_scanout[2].height, 16384);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    g = vmk_config_get_graphics_device(cfg, 0);
+    assert_int_equal(vmk_graphics_device_scanout_count(g), 3);
+    assert_int_equal(vmk_graphics_device_get_scanout(g, 1, &w, &h), VMK_OK);
+    assert_int_equal(w, 1024);
+    assert_int_equal(h, 768);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    char spec[512] = "virtio-gpu,width=640,height=480";
+    for (int i = 0; i < 15; i++)
+        strcat(spec, ",scanout=800x600");
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", spec), 0);
+    assert_int_equal(req.gpu_scanout_count, 16);
+    cli_request_free(&req);
+
+    /* Keyboards and pointing devices, vfkit's spellings. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-input,keyboard", "--device", "virtio-input,pointing", "--device",
+                           "virtio-input,keyboard"),
+                     0);
+    assert_false(req.gpu);
+    assert_int_equal(req.keyboard_count, 2);
+    assert_int_equal(req.pointing_count, 1);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_graphics_device_count(cfg), 0);
+    assert_int_equal(vmk_config_keyboard_count(cfg), 2);
+    assert_int_equal(vmk_config_pointing_device_count(cfg), 1);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    const char *four[] = { "vmkit",    "run",
+                           "--device", "virtio-input,pointing",
+                           "--device", "virtio-input,pointing",
+                           "--device", "virtio-input,pointing",
+                           "--device", "virtio-input,pointing",
+                           NULL };
+    assert_int_equal(parse_args(&req, errbuf, four), 0);
+    assert_int_equal(req.pointing_count, 4);
+    cli_request_free(&req);
+
+    /* --gui adds what is missing, and says so. */
+    int rc;
+    char *said = parse_capturing_stderr(
+        &req, &rc, (const char *[]){ "vmkit", "run", "--gui", "--device", "virtio-gpu", NULL });
+    assert_int_equal(rc, 0);
+    assert_true(req.gui);
+    assert_int_equal(req.keyboard_count, 1);
+    assert_int_equal(req.pointing_count, 1);
+    assert_string_equal(said, "vmkit: --gui: adding a virtio keyboard and pointing device\n");
+    free(said);
+    cli_request_free(&req);
+    said = parse_capturing_stderr(&req, &rc,
+                                  (const char *[]){ "vmkit", "run", "--device", "virtio-gpu",
+                                                    "--device", "virtio-input,keyboard", "--device",
+                                                    "virtio-input,keyboard", "--gui", NULL });
+    assert_int_equal(rc, 0);
+    assert_int_equal(req.keyboard_count, 2);
+    assert_int_equal(req.pointing_count, 1);
+    assert_string_equal(said, "vmkit: --gui: adding a virtio pointing device\n");
+    free(said);
+    cli_request_free(&req);
+    said = parse_capturing_stderr(&req, &rc,
+                                  (const char *[]){ "vmkit", "run", "--device", "virtio-gpu",
+                                                    "--device", "virtio-input,keyboard", "--device",
+                                                    "virtio-input,pointing", "--gui", NULL });
+    assert_int_equal(rc, 0);
+    assert_int_equal(req.keyboard_count, 1);
+    assert_int_equal(req.pointing_count, 1);
+    assert_string_equal(said, "");
+    free(said);
+    cli_request_free(&req);
+
+    /* --vnc's value is optional: none, or auto, is the default (""). */
+    static const char *const default_vnc[][4] = {
+        { "--vnc", NULL },
+        { "--vnc", "auto", NULL },
+        { "--vnc=auto", NULL },
+        { "--vnc", "--cpus", "2", NULL },
+    };
+    for (size_t i = 0; i < sizeof(default_vnc) / sizeof(default_vnc[0]); i++) {
+        const char *args[10] = { "vmkit", "run", "--device", "virtio-gpu" };
+        for (int j = 0; default_vnc[i][j]; j++)
+            args[4 + j] = default_vnc[i][j];
+        assert_int_equal(parse_args(&req, errbuf, args), 0);
+        assert_non_null(req.vnc);
+        assert_string_equal(req.vnc, "");
+        assert_false(req.gui);
+        cli_request_free(&req);
+    }
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-gpu", "--vnc",
+                           "unix:/tmp/vnc.sock", "--web", "--screenshot-on-exit", "/tmp/shot.png"),
+                     0);
+    assert_string_equal(req.vnc, "unix:/tmp/vnc.sock");
+    assert_true(req.web);
+    assert_string_equal(req.screenshot_on_exit, "/tmp/shot.png");
+    assert_int_equal(req.keyboard_count, 0); /* only --gui adds input devices */
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-gpu", "--vnc=[::1]:5901",
+                           "--vnc", "0.0.0.0:0"),
+                     0);
+    assert_string_equal(req.vnc, "0.0.0.0:0"); /* the last one wins */
+    cli_request_free(&req);
+
+    /* What --vnc's value means. */
+    struct cli_vnc_address a;
+    assert_int_equal(cli_parse_vnc_address("--vnc", "", &a, errbuf, sizeof(errbuf)), 0);
+    assert_true(a.first_free);
+    assert_false(a.unix_socket);
+    assert_string_equal(a.host, CLI_VNC_DEFAULT_HOST);
+    assert_int_equal(a.port, 5900);
+    assert_int_equal(cli_parse_vnc_address("--vnc", "auto", &a, errbuf, sizeof(errbuf)), 0);
+    assert_true(a.first_free);
+    assert_int_equal(cli_parse_vnc_address("--vnc", "unix:/run/v", &a, errbuf, sizeof(errbuf)), 0);
+    assert_true(a.unix_socket);
+    assert_false(a.first_free);
+    assert_string_equal(a.path, "/run/v");
+    assert_int_equal(cli_parse_vnc_address("--vnc", "[fe80::1]:5909", &a, errbuf, sizeof(errbuf)),
+                     0);
+    assert_false(a.unix_socket);
+    assert_string_equal(a.host, "fe80::1");
+    assert_int_equal(a.port, 5909);
+    assert_int_equal(
+        cli_parse_vnc_address("--vnc", "vm-host.local:65535", &a, errbuf, sizeof(errbuf)), 0);
+    assert_string_equal(a.host, "vm-host.local");
+    assert_int_equal(a.port, 65535);
+    assert_int_equal(cli_parse_vnc_address("--vnc", "127.0.0.1:0", &a, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(a.port, 0);
+    assert_false(a.first_free);
+}
+
+static void test_device_virtio_gpu_errors(void **state)
+{
+    struct tmp *t = *state;
+    EXPECT_USAGE("--device virtio-gpu: width", "0 is below the minimum of 1", "run", "--device",
+                 "virtio-gpu,width=0");
+    EXPECT_USAGE("--device virtio-gpu: height", "16385 is above the maximum of 16384", "run",
+                 "--device", "virtio-gpu,height=16385");
+    EXPECT_USAGE("--device virtio-gpu: width", "'wide' is not a number", "run", "--device",
+                 "virtio-gpu,width=wide");
+    EXPECT_USAGE("--device virtio-gpu", "width given twice", "run", "--device",
+                 "virtio-gpu,width=1,width=2");
+    EXPECT_USAGE("--device virtio-gpu", "scanout 2 is 0 x 800 pixels; each side must be 1..16384",
+                 "run", "--device", "virtio-gpu,scanout=0x800");
+    EXPECT_USAGE("--device virtio-gpu", "scanout 3 is 800 x 16385 pixels", "run", "--device",
+                 "virtio-gpu,scanout=800x600,scanout=800x16385");
+    EXPECT_USAGE("--device virtio-gpu", "scanout '800' is not WxH", "run", "--device",
+                 "virtio-gpu,scanout=800");
+    EXPECT_USAGE("--device virtio-gpu", "scanout '-1x2' is not WxH", "run", "--device",
+                 "virtio-gpu,scanout=-1x2");
+    EXPECT_USAGE("--device virtio-gpu", "scanout '99999999999x1' is not WxH", "run", "--device",
+                 "virtio-gpu,scanout=99999999999x1");
+    EXPECT_USAGE("--device virtio-gpu", "scanout= needs a value (scanout=WxH)", "run", "--device",
+                 "virtio-gpu,scanout");
+    EXPECT_USAGE("--device virtio-gpu", "unknown key 'depth' (known: width, height, scanout)",
+                 "run", "--device", "virtio-gpu,depth=32");
+    EXPECT_USAGE("--device virtio-gpu", "empty option", "run", "--device", "virtio-gpu,");
+    EXPECT_USAGE("--device virtio-gpu", "at most one virtio-gpu", "run", "--device", "virtio-gpu",
+                 "--device", "virtio-gpu,width=640");
+    char spec[512] = "virtio-gpu";
+    for (int i = 0; i < 16; i++)
+        strcat(spec, ",scanout=800x600");
+    EXPECT_USAGE("--device virtio-gpu", "at most 16 scanouts", "run", "--device", spec);
+
+    EXPECT_USAGE("--device virtio-input", "unknown kind 'mouse' (known: keyboard, pointing)", "run",
+                 "--device", "virtio-input,mouse");
+    EXPECT_USAGE("--device virtio-input", "needs a kind: keyboard or pointing", "run", "--device",
+                 "virtio-input");
+    EXPECT_USAGE("--device virtio-input", "keyboard and pointing cannot be combined", "run",
+                 "--device", "virtio-input,keyboard,pointing");
+    EXPECT_USAGE("--device virtio-input", "keyboard takes no value", "run", "--device",
+                 "virtio-input,keyboard=us");
+    EXPECT_USAGE("--device virtio-input", "at most 4 keyboards", "run", "--device",
+                 "virtio-input,keyboard", "--device", "virtio-input,keyboard", "--device",
+                 "virtio-input,keyboard", "--device", "virtio-input,keyboard", "--device",
+                 "virtio-input,keyboard");
+    EXPECT_USAGE("unknown device type 'virtio-mouse'", "virtio-gpu, virtio-input", "run",
+                 "--device", "virtio-mouse");
+
+    /* The display options need a display, and each other. */
+    EXPECT_USAGE("--gui: needs a graphics device (--device virtio-gpu)", NULL, "run", "--gui");
+    EXPECT_USAGE("--gui", "takes no value", "run", "--device", "virtio-gpu", "--gui=yes");
+    EXPECT_USAGE("--vnc: needs a graphics device", NULL, "run", "--vnc");
+    EXPECT_USAGE("--vnc: needs a graphics device", NULL, "run", "--device", "virtio-input,keyboard",
+                 "--vnc", "unix:/tmp/v");
+    EXPECT_USAGE("--screenshot-on-exit: needs a graphics device", NULL, "run",
+                 "--screenshot-on-exit", "/tmp/s.png");
+    EXPECT_USAGE("--screenshot-on-exit", "empty path", "run", "--device", "virtio-gpu",
+                 "--screenshot-on-exit=");
+    EXPECT_USAGE("--screenshot-on-exit: missing value", NULL, "run", "--screenshot-on-exit");
+    EXPECT_USAGE("--web: needs --vnc", NULL, "run", "--device", "virtio-gpu", "--web");
+    EXPECT_USAGE("--web: needs --vnc", NULL, "run", "--device", "virtio-gpu", "--gui", "--web");
+
+    /* Addresses --vnc cannot use. */
+    EXPECT_USAGE("--vnc: port", "65536 is above the maximum of 65535", "run", "--device",
+                 "virtio-gpu", "--vnc", "127.0.0.1:65536");
+    EXPECT_USAGE("--vnc: port", "'x' is not a number", "run", "--device", "virtio-gpu", "--vnc",
+                 "localhost:x");
+    EXPECT_USAGE("--vnc: port", "'' is not a number", "run", "--device", "virtio-gpu", "--vnc",
+                 "localhost:");
+    EXPECT_USAGE("--vnc", "'5900' is not unix:PATH, HOST:PORT or auto", "run", "--device",
+                 "virtio-gpu", "--vnc", "5900");
+    EXPECT_USAGE("--vnc", "no host before the port", "run", "--device", "virtio-gpu", "--vnc",
+                 ":5900");
+    EXPECT_USAGE("--vnc", "an IPv6 address goes in brackets", "run", "--device", "virtio-gpu",
+                 "--vnc", "::1:5900");
+    EXPECT_USAGE("--vnc", "[zz::q] is not an IPv6 address", "run", "--device", "virtio-gpu",
+                 "--vnc", "[zz::q]:5900");
+    EXPECT_USAGE("--vnc", "host 'a b' is neither an address nor a name", "run", "--device",
+                 "virtio-gpu", "--vnc", "a b:1");
+    EXPECT_USAGE("--vnc: unix: needs a socket path", NULL, "run", "--device", "virtio-gpu", "--vnc",
+                 "unix:");
+    char longpath[200] = "unix:/";
+    memset(longpath + 6, 's', 107);
+    longpath[113] = '\0';
+    EXPECT_USAGE("--vnc: socket path is 108 bytes, at most 107", NULL, "run", "--device",
+                 "virtio-gpu", "--vnc", longpath);
+    longpath[112] = '\0';
+    struct cli_request req;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--device", "virtio-gpu", "--vnc", longpath), 0);
+    cli_request_free(&req);
+    EXPECT_USAGE("--vnc: empty value", NULL, "run", "--device", "virtio-gpu", "--vnc=");
+
+    /* The password file: there, and holding a password. */
+    char path[256], empty[256], newline[256];
+    snprintf(path, sizeof(path), "%s/password", t->root);
+    snprintf(empty, sizeof(empty), "%s/empty", t->root);
+    snprintf(newline, sizeof(newline), "%s/newline", t->root);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("secret\n", f);
+    fclose(f);
+    f = fopen(empty, "w");
+    assert_non_null(f);
+    fclose(f);
+    f = fopen(newline, "w");
+    assert_non_null(f);
+    fputs("\n", f);
+    fclose(f);
+    assert_int_equal(
+        PARSE(&req, errbuf, "run", "--device", "virtio-gpu", "--vnc", "--vnc-password-file", path),
+        0);
+    assert_string_equal(req.vnc_password_file, path);
+    assert_string_equal(req.vnc, "");
+    cli_request_free(&req);
+    EXPECT_USAGE("--vnc-password-file", "No such file or directory", "run", "--device",
+                 "virtio-gpu", "--vnc", "--vnc-password-file", "/nonexistent/vmkit-password");
+    EXPECT_USAGE("--vnc-password-file", "is empty", "run", "--device", "virtio-gpu", "--vnc",
+                 "--vnc-password-file", empty);
+    EXPECT_USAGE("--vnc-password-file", "is empty", "run", "--device", "virtio-gpu", "--vnc",
+                 "--vnc-password-file", newline);
+    EXPECT_USAGE("--vnc-password-file", "Is a directory", "run", "--device", "virtio-gpu", "--vnc",
+                 "--vnc-password-file", t->root);
+    EXPECT_USAGE("--vnc-password-file: needs --vnc", NULL, "run", "--device", "virtio-gpu",
+                 "--vnc-password-file", path);
+
+    /* serve-device serves neither. */
+    EXPECT_USAGE("--device virtio-gpu: serve-device cannot serve it", NULL, "serve-device",
+                 "--socket", "/s", "--device", "virtio-gpu");
+    EXPECT_USAGE("--device virtio-input: serve-device cannot serve it", NULL, "serve-device",
+                 "--socket", "/s", "--device", "virtio-input,keyboard");
+}
+
 int main(void)
 {
     unsetenv("VMKIT_GUEST_DIR");
@@ -2203,6 +2542,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_device_virtio_fs, make_tmp, remove_tmp),
         cmocka_unit_test_setup_teardown(test_device_virtio_fs_errors, make_tmp, remove_tmp),
         cmocka_unit_test_setup_teardown(test_serve_device_fs, make_tmp, remove_tmp),
+        cmocka_unit_test(test_device_virtio_gpu),
+        cmocka_unit_test_setup_teardown(test_device_virtio_gpu_errors, make_tmp, remove_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
