@@ -54,6 +54,10 @@ struct scanout {
     struct rect r;           /* the part of res shown */
     uint32_t cursor_res;     /* the cursor image's resource, 0: none */
     int32_t cursor_x, cursor_y;
+    /* What it showed when it went dark (R, G, B, 255), or NULL: guests turn their displays off
+     * as they power off, and a screenshot taken then wants the last picture. */
+    uint8_t *last;
+    uint32_t last_w, last_h;
 };
 
 enum event_kind { EV_MODE, EV_FLUSH, EV_CURSOR };
@@ -163,6 +167,34 @@ static void drop_backing(struct gpu *g, struct resource *r)
     r->backing_len = 0;
 }
 
+/* Copies rect r of res into dst as R, G, B, 255 per pixel. */
+static void to_rgba(const struct resource *res, struct rect r, uint8_t *dst)
+{
+    for (uint32_t y = 0; y < r.h; y++) {
+        const uint8_t *src = res->pixels + ((uint64_t)(r.y + y) * res->w + r.x) * BPP;
+        for (uint32_t x = 0; x < r.w; x++, src += BPP, dst += 4) {
+            dst[0] = src[res->r];
+            dst[1] = src[res->g];
+            dst[2] = src[res->b];
+            dst[3] = 255;
+        }
+    }
+}
+
+/* The scanout is about to go dark: keep what it shows (nothing kept when out of memory). */
+static void keep_last(struct scanout *sc)
+{
+    if (!sc->res)
+        return;
+    uint8_t *p = realloc(sc->last, (size_t)sc->r.w * sc->r.h * 4);
+    if (!p)
+        return;
+    to_rgba(sc->res, sc->r, p);
+    sc->last = p;
+    sc->last_w = sc->r.w;
+    sc->last_h = sc->r.h;
+}
+
 /* Takes r off every scanout showing it (they go dark) and frees it. */
 static void free_res(struct gpu *g, unsigned slot, struct events *ev)
 {
@@ -172,6 +204,7 @@ static void free_res(struct gpu *g, unsigned slot, struct events *ev)
     for (unsigned s = 0; s < g->num_scanouts; s++) {
         if (g->scanout[s].res != r)
             continue;
+        keep_last(&g->scanout[s]);
         g->scanout[s].res = NULL;
         g->scanout[s].r = (struct rect){ 0 };
         if (ev)
@@ -472,6 +505,8 @@ static uint32_t cmd_set_scanout(struct gpu *g, const struct req *q, struct event
     bool was_on = sc->res != NULL;
     if (was_on != (res != NULL) || sc->r.w != r.w || sc->r.h != r.h)
         push_event(ev, (struct event){ .kind = EV_MODE, .scanout = s, .r = r });
+    if (!res)
+        keep_last(sc);
     sc->res = res;
     sc->r = r;
     return VIRTIO_GPU_RESP_OK_NODATA;
@@ -721,6 +756,8 @@ static void gpu_destroy(struct virtio_device *d)
     if (!g)
         return;
     free_all(g, NULL);
+    for (unsigned s = 0; s < g->num_scanouts; s++)
+        free(g->scanout[s].last);
     pthread_mutex_destroy(&g->lock);
     virtio_device_fini(d);
     free(g);
@@ -805,26 +842,21 @@ int virtio_gpu_read_scanout(struct virtio_device *d, unsigned scanout, void *buf
     pthread_mutex_lock(&g->lock);
     const struct scanout *sc = &g->scanout[scanout];
     const struct resource *res = sc->res;
-    struct rect r = sc->r;
+    uint32_t rw = res ? sc->r.w : sc->last ? sc->last_w : 0;
+    uint32_t rh = res ? sc->r.h : sc->last ? sc->last_h : 0;
     if (w)
-        *w = res ? r.w : 0;
+        *w = rw;
     if (h)
-        *h = res ? r.h : 0;
+        *h = rh;
     int rc = 0;
-    if (!res)
+    if (!res && !sc->last)
         rc = -ENODATA;
-    else if (!buf || (uint64_t)r.w * r.h * 4 > len)
+    else if (!buf || (uint64_t)rw * rh * 4 > len)
         rc = -ENOSPC;
-    for (uint32_t y = 0; rc == 0 && y < r.h; y++) {
-        const uint8_t *src = res->pixels + ((uint64_t)(r.y + y) * res->w + r.x) * BPP;
-        uint8_t *dst = (uint8_t *)buf + (uint64_t)y * r.w * 4;
-        for (uint32_t x = 0; x < r.w; x++, src += BPP, dst += 4) {
-            dst[0] = src[res->r];
-            dst[1] = src[res->g];
-            dst[2] = src[res->b];
-            dst[3] = 255;
-        }
-    }
+    else if (res)
+        to_rgba(res, sc->r, buf);
+    else
+        memcpy(buf, sc->last, (size_t)rw * rh * 4);
     pthread_mutex_unlock(&g->lock);
     return rc;
 }

@@ -60,9 +60,10 @@ struct virtio_device *virtio_gpu_new(const struct virtio_gpu_params *p, vmk_erro
 int virtio_gpu_reconfigure(struct virtio_device *d, unsigned scanout, uint32_t w, uint32_t h);
 
 /* Copies what scanout shows into buf as bytes R, G, B, 255 per pixel, row after row (stride
- * 4 * w), whatever the resource's format; *w, *h get its size. Any thread. -ENODATA when the
- * guest shows nothing there (*w, *h get 0), -ENOSPC (and the size) when buf is smaller than
- * 4 * w * h, -EINVAL for an unknown scanout. */
+ * 4 * w), whatever the resource's format; *w, *h get its size. When the guest has turned the
+ * scanout off (or reset the device: a guest powering off does both), what it showed last.
+ * Any thread. -ENODATA when the guest never showed anything there (*w, *h get 0), -ENOSPC (and
+ * the size) when buf is smaller than 4 * w * h, -EINVAL for an unknown scanout. */
 int virtio_gpu_read_scanout(struct virtio_device *d, unsigned scanout, void *buf, size_t len,
                             uint32_t *w, uint32_t *h);
 

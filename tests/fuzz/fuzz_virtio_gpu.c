@@ -4,7 +4,8 @@
  * entries point anywhere in the 64 KiB of guest RAM and beyond. FZ_OP_DEVICE is the host's
  * side: u8 what (0: reconfigure u8 scanout, u16 w, u16 h; 1: read a scanout u8, into a
  * buffer of u32 bytes). The sink checks what it hears: scanouts that exist, flushed
- * rectangles inside the mode it was last told, and read_scanout agrees with those modes. */
+ * rectangles inside the mode it was last told, and read_scanout agrees with those modes (or,
+ * while a scanout is dark, with the size it showed last). */
 #include "virtio/gpu.h"
 #include "virtio_driver.h"
 
@@ -21,6 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct sink_state {
     unsigned num_scanouts;
     uint32_t w[VIRTIO_GPU_MAX_SCANOUTS_], h[VIRTIO_GPU_MAX_SCANOUTS_];
+    /* The size each showed when it last went dark: what it reads back while dark. */
+    uint32_t last_w[VIRTIO_GPU_MAX_SCANOUTS_], last_h[VIRTIO_GPU_MAX_SCANOUTS_];
 };
 
 static void on_mode(void *ctx, unsigned s, uint32_t w, uint32_t h)
@@ -30,6 +33,10 @@ static void on_mode(void *ctx, unsigned s, uint32_t w, uint32_t h)
     FZ_CHECK((w == 0) == (h == 0));
     FZ_CHECK(w <= VIRTIO_GPU_MAX_DIMENSION && h <= VIRTIO_GPU_MAX_DIMENSION);
     FZ_CHECK(w != st->w[s] || h != st->h[s]); /* news only */
+    if (w == 0) {
+        st->last_w[s] = st->w[s];
+        st->last_h[s] = st->h[s];
+    }
     st->w[s] = w;
     st->h[s] = h;
 }
@@ -68,7 +75,9 @@ static void gpu_action(struct fz_driver *t, struct fz_in *in)
             return;
         }
         FZ_CHECK(rc == 0 || rc == -ENODATA || rc == -ENOSPC);
-        FZ_CHECK(w == st->w[s] && h == st->h[s]);
+        uint32_t want_w = st->w[s] ? st->w[s] : st->last_w[s];
+        uint32_t want_h = st->w[s] ? st->h[s] : st->last_h[s];
+        FZ_CHECK(w == want_w && h == want_h);
         FZ_CHECK((rc == -ENODATA) == (w == 0));
         FZ_CHECK((rc == -ENOSPC) == (w && (uint64_t)w * h * 4 > len));
         for (uint64_t i = 0; rc == 0 && i < (uint64_t)w * h; i++)

@@ -742,7 +742,10 @@ static void test_set_scanout(void **state)
     /* Resource 0 turns a scanout off. */
     assert_int_equal(set_scanout(f, 0, 0, rect(0, 0, 0, 0)), OK);
     assert_call(f, 2, 'm', 0, 0, 0, 0, 0);
-    assert_int_equal(virtio_gpu_read_scanout(f->dev, 0, NULL, 0, &w, &h), -ENODATA);
+    /* Dark now, it keeps the last picture it showed (64 x 48 of resource 2). */
+    assert_int_equal(virtio_gpu_read_scanout(f->dev, 0, NULL, 0, &w, &h), -ENOSPC);
+    assert_int_equal(w, 64);
+    assert_int_equal(h, 48);
     assert_int_equal(set_scanout(f, 0, 0, rect(0, 0, 0, 0)), OK);
     assert_int_equal(f->ncalls, 3);
     teardown(f);
@@ -795,16 +798,23 @@ static void test_unref_on_scanout(void **state)
     assert_int_equal(f->ncalls, 2);
     assert_call(f, 0, 'm', 0, 0, 0, 0, 0);
     assert_call(f, 1, 'm', 1, 0, 0, 0, 0);
+    /* The scanouts went dark but keep their last pictures; nothing reads the freed one. */
     static uint8_t buf[64 * 48 * 4];
     uint32_t w = 1, h = 1;
-    assert_int_equal(virtio_gpu_read_scanout(f->dev, 0, buf, sizeof(buf), &w, &h), -ENODATA);
-    assert_int_equal(w, 0);
-    assert_int_equal(h, 0);
+    memset(buf, 0x5a, sizeof(buf));
+    assert_int_equal(virtio_gpu_read_scanout(f->dev, 0, buf, sizeof(buf), &w, &h), 0);
+    assert_int_equal(w, 64);
+    assert_int_equal(h, 48);
+    assert_int_equal(buf[0], 0); /* black: nothing was transferred */
+    assert_int_equal(buf[3], 255);
+    assert_int_equal(virtio_gpu_read_scanout(f->dev, 1, buf, sizeof(buf), &w, &h), 0);
+    assert_int_equal(w, 16);
     assert_int_equal(flush(f, 1, rect(0, 0, 1, 1)), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
     assert_int_equal(transfer(f, 1, rect(0, 0, 1, 1), 0), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
     /* A new resource with the same id is not shown until SET_SCANOUT. */
-    assert_int_equal(create(f, 1, FMT_BGRX, 64, 48), OK);
-    assert_int_equal(virtio_gpu_read_scanout(f->dev, 0, buf, sizeof(buf), &w, &h), -ENODATA);
+    assert_int_equal(create(f, 1, FMT_BGRX, 8, 8), OK);
+    assert_int_equal(virtio_gpu_read_scanout(f->dev, 0, buf, sizeof(buf), &w, &h), 0);
+    assert_int_equal(w, 64);
     teardown(f);
 }
 
@@ -959,7 +969,8 @@ static void test_reset(void **state)
     assert_call(f, 0, 'm', 1, 0, 0, 0, 0);
     assert_call(f, 1, 'c', 0, 0, 0, 0, 0);
     uint32_t w, h;
-    assert_int_equal(virtio_gpu_read_scanout(f->dev, 1, NULL, 0, &w, &h), -ENODATA);
+    assert_int_equal(virtio_gpu_read_scanout(f->dev, 1, NULL, 0, &w, &h), -ENOSPC);
+    assert_int_equal(w, 64); /* the last picture outlives the reset */
     /* While reset, reconfiguring records the size without a config interrupt. */
     unsigned changes = f->t.config_changes;
     assert_int_equal(virtio_gpu_reconfigure(f->dev, 1, 1024, 768), 0);
