@@ -1,6 +1,6 @@
 /* A VM's displays and input at run time (vm_display.h) and the public calls on them. */
 #include "api/vm_display.h"
-#include "attach/png.h"
+#include "core/png.h"
 #include "core/error.h"
 
 #include <errno.h>

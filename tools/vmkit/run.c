@@ -3,6 +3,9 @@
  * had --stop-timeout seconds to power off. */
 #include "run.h"
 #include "report.h"
+#ifdef VMKIT_HAVE_VNC
+#include "vnc.h"
+#endif
 
 #include <errno.h>
 #include <poll.h>
@@ -177,9 +180,52 @@ static int exit_status(vmk_vm *vm, int forced_by)
     return status;
 }
 
+#ifdef VMKIT_HAVE_VNC
+/* --vnc: serves the display from before the start, so a taken port fails the run before the
+ * guest boots and the first mode the guest sets is seen. */
+static bool start_view(const struct cli_request *req, vmk_vm *vm, struct vnc_view **view)
+{
+    char msg[1024];
+    if (!req->vnc)
+        return true;
+    *view = vnc_view_start(vm, req->vnc, req->vnc_password_file, req->web, msg, sizeof(msg));
+    if (!*view) {
+        say("%s", msg);
+        return false;
+    }
+    say("VNC on %s", vnc_view_address(*view));
+    if (req->web && vnc_view_web_url(*view))
+        say("noVNC on %s", vnc_view_web_url(*view));
+    else if (req->web)
+        say("--web: noVNC's pages are not installed (apt-get install novnc); a noVNC page "
+            "served elsewhere can connect to ws://%s",
+            vnc_view_address(*view));
+    if (!req->keyboard_count || !req->pointing_count)
+        say("--vnc: without a virtio keyboard and pointing device (--device "
+            "virtio-input,keyboard / pointing) the view only shows");
+    return true;
+}
+#endif
+
+/* --screenshot-on-exit: the library keeps the last image once the guest has stopped. */
+static void take_screenshot(const struct cli_request *req, vmk_vm *vm)
+{
+    vmk_error *err = NULL;
+    if (req->screenshot_on_exit &&
+        vmk_vm_screenshot(vm, 0, req->screenshot_on_exit, &err) != VMK_OK)
+        say("--screenshot-on-exit: %s", vmk_error_message(err));
+    vmk_error_free(err);
+}
+
 int run_vm(const struct cli_request *req, const char *exe_path)
 {
     char msg[4096];
+#ifndef VMKIT_HAVE_VNC
+    if (req->vnc) {
+        say("--vnc: this vmkit was built without libvncserver");
+        return CLI_EXIT_ERROR;
+    }
+#endif
     vmk_config *cfg = NULL;
     int status = cli_build_config(req, exe_path, &cfg, msg, sizeof(msg));
     if (status) {
@@ -203,6 +249,9 @@ int run_vm(const struct cli_request *req, const char *exe_path)
                                   .lock = PTHREAD_MUTEX_INITIALIZER };
     pthread_t watcher;
     bool watching = false;
+#ifdef VMKIT_HAVE_VNC
+    struct vnc_view *view = NULL;
+#endif
     status = CLI_EXIT_ERROR;
     if (vmk_host_probe() == VMK_HOST_NO_KVM) {
         say("/dev/kvm is missing or cannot be opened: vmkit needs KVM (load kvm_intel or "
@@ -223,6 +272,10 @@ int run_vm(const struct cli_request *req, const char *exe_path)
     vmk_vm_delegate delegate = { .size = sizeof(delegate),
                                  .network_attachment_changed = on_network_attachment_changed };
     vmk_vm_set_delegate(vm, &delegate, NULL);
+#ifdef VMKIT_HAVE_VNC
+    if (!start_view(req, vm, &view))
+        goto out;
+#endif
     if (vmk_vm_start(vm, &err) != VMK_OK) {
         say_start_error(err);
         goto out;
@@ -253,11 +306,15 @@ int run_vm(const struct cli_request *req, const char *exe_path)
         else
             pthread_detach(watcher); /* cannot happen with an eventfd; do not hang */
     }
+    take_screenshot(req, vm);
     pthread_mutex_lock(&watch.lock);
     int forced_by = watch.forced_by;
     pthread_mutex_unlock(&watch.lock);
     status = exit_status(vm, forced_by);
 out:
+#ifdef VMKIT_HAVE_VNC
+    vnc_view_stop(view); /* the VM has stopped: no display callback is under way */
+#endif
     vmk_vm_free(vm);
     if (watch.sig_fd >= 0)
         close(watch.sig_fd);

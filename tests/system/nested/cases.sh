@@ -214,7 +214,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory balloon vsock share power-button pci blk blk-readonly rng blk-kill console root-disk net tap"
+all_cases="boot clock warnings cpus memory balloon vsock share display power-button pci blk blk-readonly rng blk-kill console root-disk net tap"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -459,6 +459,49 @@ case_share() {
         return
     fi
     result "share ok: the guest read and wrote /mnt/host; arm64 busybox ran through the translator share (uname -m: $arch)"
+}
+
+# display: virtio-gpu and a virtio keyboard on a whole machine: `--device virtio-gpu,width=640,
+# height=480 --device virtio-input,keyboard --screenshot-on-exit /tmp/shot.png`. The default
+# guest's virtio_gpu driver takes the display (/dev/fb0 640x480, from GET_DISPLAY_INFO and the
+# EDID) and its keyboard shows in /proc/bus/input/devices; the guest paints the top half red
+# and the bottom half blue through /dev/fb0 (fbcon stays bound: unbinding it turns the display
+# off), then powers off at once; vmkit writes the
+# last image it showed as a PNG, printed here in base64 (nested-png:) for test_nested.sh to
+# check pixel by pixel (busybox cannot read a PNG).
+case_display() {
+    name=display
+    rm -f /tmp/shot.png
+    boot_vm display --device virtio-gpu,width=640,height=480 --device virtio-input,keyboard \
+        --screenshot-on-exit /tmp/shot.png || return
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'echo fb=$(cat /sys/class/graphics/fb0/virtual_size /sys/class/graphics/fb0/bits_per_pixel /sys/class/graphics/fb0/stride | tr "\n" " "); echo kbd=$(grep -c "vmkit keyboard" /proc/bus/input/devices); echo fb-$((2+3))-read' fb-5-read "the guest has no framebuffer" || return
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'echo 0 >/sys/class/graphics/fbcon/cursor_blink; i=0; while [ $i -lt 640 ]; do printf "\000\000\377\000"; i=$((i+1)); done >/tmp/red; i=0; while [ $i -lt 640 ]; do printf "\377\000\000\000"; i=$((i+1)); done >/tmp/blue; { i=0; while [ $i -lt 240 ]; do cat /tmp/red; i=$((i+1)); done; i=0; while [ $i -lt 240 ]; do cat /tmp/blue; i=$((i+1)); done; } >/tmp/img; dd if=/tmp/img of=/dev/fb0 bs=1228800 2>/dev/null; sleep 4; echo painted-$((5+6))' painted-11 "the guest could not paint /dev/fb0" || return
+    # poweroff -f: no shutdown sequence that would redraw the console over the picture.
+    type_line 'poweroff -f'
+    finish_vm
+    exited_ok "poweroff -f" || return
+    out=$(tr -d '\r' <"$dir/out")
+    fb=$(echo "$out" | sed -n 's/^fb=//p' | head -n 1)
+    kbd=$(echo "$out" | sed -n 's/^kbd=//p' | head -n 1)
+    case "$fb" in
+    "640,480 32 2560"*) ;;
+    *)
+        fail "/dev/fb0 is '$fb' (size, bits per pixel, stride), expected '640,480 32 2560'"
+        return
+        ;;
+    esac
+    if [ "$kbd" != 1 ]; then
+        fail "the guest lists $kbd 'vmkit keyboard' input devices, expected 1"
+        return
+    fi
+    if [ ! -s /tmp/shot.png ]; then
+        fail "vmkit wrote no screenshot at /tmp/shot.png"
+        return
+    fi
+    base64 /tmp/shot.png | sed 's/^/nested-png: /'
+    result "display ok: /dev/fb0 $fb, a virtio keyboard; screenshot of $(wc -c </tmp/shot.png) bytes (its pixels are checked by test_nested.sh)"
 }
 
 # power-button: SIGTERM to vmkit presses the ACPI power button; the guest's acpid powers it
@@ -800,6 +843,7 @@ want memory && run_case case_memory
 want balloon && run_case case_balloon
 want vsock && run_case case_vsock
 want share && run_case case_share
+want display && run_case case_display
 want power-button && run_case case_power_button
 want pci && run_case case_pci
 want blk && run_case case_blk

@@ -48,6 +48,7 @@ tests=(
     "balloon|virtio-balloon: a 64 MiB balloon comes out of the guest's MemTotal; memory the guest frees goes back to the host (free page reporting)"
     "vsock|virtio-vsock (Firecracker's unix sockets): the guest's socat sends 256 KiB to host port 5000, a CONNECT 6000 client sends 256 KiB to the guest's listener, md5 intact"
     "share|virtio-fs: the default guest mounts a shared directory by its tag, reads the outer machine's file and writes one back; Debian's arm64 busybox-static runs through the translator share"
+    "display|virtio-gpu: the default guest's virtio_gpu driver gives /dev/fb0 at 640x480, it paints red over blue, and vmkit's screenshot after poweroff shows that, pixel for pixel; a virtio keyboard is listed"
     "power-button|SIGTERM to vmkit presses the ACPI power button, the guest powers off, exit 0"
     "pci|the guest enumerates the PCI host bridge 00:00.0; no PCI conflict or unreserved ECAM"
     "blk|virtio-blk: the guest reads the host's data and serial from /dev/vda, its synced write is in the image"
@@ -191,6 +192,13 @@ for t in "${tests[@]}"; do
         continue
     fi
     line=$(grep -m1 "^nested-case: $name " <<<"$serial")
+    if [ "$name" = display ] && [ "${line#"nested-case: display ok"}" != "$line" ]; then
+        # The screenshot the case printed: top half red, bottom half blue, 640x480.
+        if ! why_png=$(sed -n 's/^nested-png: //p' <<<"$serial" | base64 -d 2>/dev/null |
+            python3 "$here/check_screenshot.py" 640 480 2>&1); then
+            line="nested-case: display not ok: the screenshot: $why_png"
+        fi
+    fi
     case "$line" in
     "nested-case: $name ok"*)
         echo "ok $n - $desc"

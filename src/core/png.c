@@ -1,5 +1,5 @@
 /* A PNG encoder of the simplest kind (RFC 2083): IHDR, one IDAT of unfiltered rows, IEND. */
-#include "attach/png.h"
+#include "core/png.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* Screenshots: RGBA pixels to a PNG file (8 bits per channel, no interlace), compressed with
  * zlib; the file appears whole or not at all (written beside, then renamed). */
-#ifndef VMK_ATTACH_PNG_H
-#define VMK_ATTACH_PNG_H
+#ifndef VMK_CORE_PNG_H
+#define VMK_CORE_PNG_H
 
 #include <stdint.h>
 

@@ -1,4 +1,4 @@
-#include "attach/png.h"
+#include "core/png.h"
 
 #include <errno.h>
 #include <setjmp.h>
