@@ -214,7 +214,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory balloon vsock share display power-button pci blk blk-readonly rng blk-kill console root-disk net tap"
+all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly rng blk-kill console root-disk net tap"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -502,6 +502,55 @@ case_display() {
     fi
     base64 /tmp/shot.png | sed 's/^/nested-png: /'
     result "display ok: /dev/fb0 $fb, a virtio keyboard; screenshot of $(wc -c </tmp/shot.png) bytes (its pixels are checked by test_nested.sh)"
+}
+
+# vnc: keys typed through vmkit's VNC server reach the guest's keyboard. vmkit runs with a
+# virtio-gpu display, a virtio keyboard and `--vnc 127.0.0.1:5901`; the guest reads four
+# input events (24 bytes each on x86-64: time, u16 type, u16 code, s32 value) from the
+# keyboard's /dev/input/eventN in the background, and rfb_keys (run.sh builds it), an RFB 3.8
+# client in the outer machine, presses and releases 'a' (keysym 0x61). The guest must see
+# EV_KEY (1) KEY_A (0x1e) with value 1 and then 0: the whole path from an RFB KeyEvent
+# through vmkit's keysym mapping and virtio-input to the guest's evdev.
+case_vnc() {
+    name=vnc
+    if ! command -v rfb_keys >/dev/null; then
+        result "vnc not ok: no rfb_keys in the outer machine (run.sh builds it with gcc)"
+        return
+    fi
+    ip link set lo up 2>/dev/null # vmkit's VNC server listens on loopback
+    boot_vm vnc --device virtio-gpu,width=640,height=480 --device virtio-input,keyboard \
+        --vnc 127.0.0.1:5901 || return
+    # The keyboard's event device, from its Handlers line; the reader runs in the background
+    # (-v: od would print identical lines as "*").
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'ev=$(grep -A5 "vmkit keyboard" /proc/bus/input/devices | grep -o "event[0-9]*" | head -n 1); echo evdev=$ev; dd if=/dev/input/$ev bs=24 count=4 2>/dev/null | od -An -v -tx1 >/tmp/ev.txt & sleep 1; echo reader-$((1+2))-started' reader-3-started "the guest could not read its keyboard" || return
+    if ! timeout 60 rfb_keys 127.0.0.1 5901 0x61 >/tmp/rfb.out 2>&1; then
+        abort_vm
+        fail "rfb_keys failed: $(tr '\n' ' ' </tmp/rfb.out)"
+        return
+    fi
+    # $(cat) puts the od lines on one line, one space between bytes: an event's bytes may
+    # straddle od's lines.
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'sleep 1; echo ev=$(cat /tmp/ev.txt); echo vnc-$((3+4))-done' vnc-7-done "the guest did not answer" || return
+    poweroff_vm || return
+    evdev=$(echo "$out" | sed -n 's/^evdev=//p' | head -n 1)
+    ev=$(echo "$out" | sed -n 's/^ev=//p' | head -n 1)
+    case "$evdev" in
+    event[0-9]*) ;;
+    *)
+        fail "the guest has no event device for 'vmkit keyboard' (got '$evdev')"
+        return
+        ;;
+    esac
+    case "$ev" in
+    *"01 00 1e 00 01 00 00 00"*"01 00 1e 00 00 00 00 00"*) ;;
+    *)
+        fail "the guest's $evdev gave '$ev', expected EV_KEY KEY_A press (01 00 1e 00 01 00 00 00) then release (01 00 1e 00 00 00 00 00) ($(head -n 1 /tmp/rfb.out))"
+        return
+        ;;
+    esac
+    result "vnc ok: 'a' typed over RFB reached the guest's $evdev as KEY_A press and release ($(sed 's/^rfb_keys: //' /tmp/rfb.out | head -n 1); $(grep -m1 'VNC on' "$dir/err"))"
 }
 
 # power-button: SIGTERM to vmkit presses the ACPI power button; the guest's acpid powers it
@@ -844,6 +893,7 @@ want balloon && run_case case_balloon
 want vsock && run_case case_vsock
 want share && run_case case_share
 want display && run_case case_display
+want vnc && run_case case_vnc
 want power-button && run_case case_power_button
 want pci && run_case case_pci
 want blk && run_case case_blk

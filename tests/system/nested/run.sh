@@ -148,6 +148,14 @@ else
     echo "run.sh: warning: no socat on this host (apt-get install socat); the vsock case" \
         "cannot run" >&2
 fi
+# rfb_keys, for the vnc case: a tiny RFB client that types keys through vmkit's VNC server,
+# built static (the outer machine has busybox only; no VNC client there).
+if ! command -v gcc >/dev/null; then
+    echo "run.sh: warning: no gcc on this host; the vnc case cannot run" >&2
+elif ! gcc -static -O2 -o "$stage/usr/bin/rfb_keys" "$here/rfb_keys.c" 2>"$work/rfb_keys.log"; then
+    echo "run.sh: warning: rfb_keys did not build (static libc: apt-get install libc6-dev);" \
+        "the vnc case cannot run: $(head -n 3 "$work/rfb_keys.log" | tr '\n' ' ')" >&2
+fi
 # The translator share's parts, for the share case: qemu-user-static's aarch64 interpreter and
 # its binfmts entry (what vmkit reads), and Debian's arm64 busybox-static for the guest to run.
 if [ -x /usr/bin/qemu-aarch64-static ] && [ -f /usr/share/binfmts/qemu-aarch64 ] &&
