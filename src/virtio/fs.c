@@ -1,13 +1,22 @@
-/* virtio-fs. Workers pop chains themselves: a kick only marks its queue and wakes one; a
- * worker that pops a chain with another behind it marks the queue again before serving it, so
- * the next chain goes to another worker while this one waits on the host file system. A queue's ring is touched under
- * that queue's lock only. */
+/* virtio-fs. Workers pop chains themselves. A worker that takes a queue drains it: it pops and
+ * serves chain after chain until a pop finds the ring empty (which asks the driver for a kick at
+ * the next chain), without waking anyone or taking the device's lock in between. A kick wakes
+ * a sleeping worker only when nobody drains that queue (whoever does sees the chain), and a
+ * worker that pops a chain with another behind it wakes one sleeping worker (one wake-up in
+ * flight at a time) to take the next while it waits on the host file system. So a busy queue
+ * wakes nobody, and at queue depth 1 a driver that posts its next request before the worker
+ * finished the last (the driver woken by the reply on the worker's CPU) wakes nobody either;
+ * otherwise a request costs the kick (the loop's thread) and one worker. Wake-ups go to the
+ * worker that slept last (its caches are warm), each worker on a condition variable of its
+ * own, signalled after the lock is let go. A queue's ring is touched under that queue's lock
+ * only; the driver is interrupted after that lock is let go. */
 #include "virtio/fs.h"
 #include "core/error.h"
 #include "core/le_bytes.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +26,8 @@
 struct fs_worker {
     struct virtio_fs *fs;
     pthread_t thread;
+    pthread_cond_t cv;      /* signalled when woken is set */
+    bool woken;             /* under the device's lock: taken off the idle stack */
     struct virtq_elem elem; /* one chain at a time, kept: a chain's iovecs are 16 KiB */
 };
 
@@ -25,12 +36,16 @@ struct virtio_fs {
     struct virtio_fs_backend be;
     uint8_t config[VIRTIO_FS_CFG_SIZE];
     pthread_mutex_t *qlock; /* one per queue: pop and push on that ring */
+    atomic_bool active;     /* between activate and reset; written under lock */
 
     pthread_mutex_t lock; /* everything below */
-    pthread_cond_t work_cv, idle_cv;
-    bool active;     /* between activate and reset */
-    uint32_t kicked; /* queues that may hold chains no worker has popped */
-    unsigned busy;   /* workers popping or serving */
+    pthread_cond_t idle_cv;
+    atomic_uint kicked;      /* queues that may hold chains no worker will look at; a hint too */
+    uint8_t *draining;       /* per queue: workers popping it, who will see any new chain */
+    atomic_uint busy;        /* workers draining; read without the lock as a hint */
+    atomic_uint waking;      /* woken, not yet running; read without the lock as a hint */
+    atomic_uint nidle;       /* workers on the idle stack; the same */
+    struct fs_worker **idle; /* sleeping workers, the last to sleep on top */
     bool quit;
     struct fs_worker *workers;
     unsigned nworkers;
@@ -41,27 +56,105 @@ static struct virtio_fs *to_fs(struct virtio_device *d)
     return (struct virtio_fs *)d;
 }
 
+/* Under the lock: takes the worker that slept last off the idle stack; signal it after
+ * unlocking. NULL when none sleeps. */
+static struct fs_worker *wake_one(struct virtio_fs *fs)
+{
+    unsigned n = atomic_load_explicit(&fs->nidle, memory_order_relaxed);
+    if (n == 0 || fs->quit)
+        return NULL;
+    struct fs_worker *w = fs->idle[n - 1];
+    atomic_store_explicit(&fs->nidle, n - 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&fs->waking, 1, memory_order_relaxed);
+    w->woken = true;
+    return w;
+}
+
+/* Under the lock: marks q kicked, and takes a sleeping worker to signal unless those being
+ * woken already are enough for the queues marked. */
+static struct fs_worker *kick_locked(struct virtio_fs *fs, unsigned q)
+{
+    uint32_t kicked = atomic_fetch_or_explicit(&fs->kicked, 1u << q, memory_order_relaxed);
+    kicked |= 1u << q;
+    if ((unsigned)__builtin_popcount(kicked) <=
+        atomic_load_explicit(&fs->waking, memory_order_relaxed))
+        return NULL;
+    return wake_one(fs);
+}
+
+static void signal_worker(struct fs_worker *w)
+{
+    if (w)
+        pthread_cond_signal(&w->cv);
+}
+
 static void serve(struct virtio_fs *fs, unsigned q, struct virtq_elem *e)
 {
     size_t n = fs->be.handle(fs->be.ctx, e->iov, e->out_num, e->iov + e->out_num, e->in_num);
     if (n > e->in_len)
         n = 0; /* a back end never writes more than out holds; never claim it did */
+    struct virtq *vq = &fs->vdev.queues[q];
     pthread_mutex_lock(&fs->qlock[q]);
-    virtio_device_complete(&fs->vdev, q, e, (uint32_t)n);
+    int r = virtq_push(vq, e, (uint32_t)n);
+    bool notify = r == 0 && virtq_should_notify(vq);
     pthread_mutex_unlock(&fs->qlock[q]);
+    /* Interrupting the driver wakes it: not while others wait for the ring. */
+    if (r < 0)
+        virtio_device_queue_failed(&fs->vdev, q);
+    else if (notify && fs->vdev.transport.notify_queue)
+        fs->vdev.transport.notify_queue(fs->vdev.transport.ctx, q);
 }
 
-/* One chain from queue q into e: 1, 0 (none) or -EIO (the queue broke); *more: whether
- * another waits behind it. */
+/* One chain from queue q into e: 1, 0 (none: kicks are asked for again) or -EIO (the queue
+ * broke); *more: whether another waits behind it. While a worker drains a queue the driver
+ * is asked not to kick (the worker pops again anyway): at queue depth 1 a driver that posts
+ * its next request before the worker is done with the last one then wakes nobody. */
 static int pop(struct virtio_fs *fs, unsigned q, struct virtq_elem *e, bool *more)
 {
+    struct virtq *vq = &fs->vdev.queues[q];
     pthread_mutex_lock(&fs->qlock[q]);
-    int r = virtq_pop(&fs->vdev.queues[q], e);
-    *more = r == 1 && virtq_has_avail(&fs->vdev.queues[q]);
+    (void)virtq_set_notification(vq, false);
+    int r;
+    while ((r = virtq_pop(vq, e)) == 0 && virtq_set_notification(vq, true))
+        (void)virtq_set_notification(vq, false); /* a chain came as kicks were asked for */
+    *more = r == 1 && virtq_has_avail(vq);
     pthread_mutex_unlock(&fs->qlock[q]);
     if (r < 0)
         virtio_device_queue_failed(&fs->vdev, q);
     return r;
+}
+
+/* Another chain waits behind the one this worker is about to serve: another worker takes it,
+ * unless every worker drains already (a hint: at worst the chain waits for this one). The mark
+ * is for a worker being woken or on its way to sleep, too. */
+static void call_helper(struct virtio_fs *fs, unsigned q)
+{
+    if (atomic_load_explicit(&fs->busy, memory_order_relaxed) >= fs->nworkers)
+        return;
+    pthread_mutex_lock(&fs->lock);
+    struct fs_worker *w = kick_locked(fs, q);
+    pthread_mutex_unlock(&fs->lock);
+    signal_worker(w);
+}
+
+/* Pops and serves queue q's chains until it is empty (or the device stops). Returns true when
+ * it left q with chains in it, kicks still off: the caller marks q kicked. */
+static bool drain(struct virtio_fs *fs, struct fs_worker *w, unsigned q)
+{
+    while (atomic_load_explicit(&fs->active, memory_order_acquire)) {
+        bool more;
+        if (pop(fs, q, &w->elem, &more) != 1)
+            return false; /* empty: the pop armed the kick; broken: reported */
+        if (more)
+            call_helper(fs, q);
+        serve(fs, q, &w->elem);
+        /* Another queue was kicked and no worker sleeps to take it (FORGETs on hiprio while
+         * requests keep coming): go there, and come back. */
+        if ((atomic_load_explicit(&fs->kicked, memory_order_relaxed) & ~(1u << q)) &&
+            atomic_load_explicit(&fs->nidle, memory_order_relaxed) == 0)
+            return true;
+    }
+    return false;
 }
 
 static void *worker_main(void *arg)
@@ -70,30 +163,34 @@ static void *worker_main(void *arg)
     struct virtio_fs *fs = w->fs;
     pthread_mutex_lock(&fs->lock);
     for (;;) {
-        while (!(fs->active && fs->kicked) && !fs->quit)
-            pthread_cond_wait(&fs->work_cv, &fs->lock);
         if (fs->quit)
             break;
-        unsigned q = (unsigned)__builtin_ctz(fs->kicked);
-        fs->kicked &= ~(1u << q); /* a kick during the pop sets it again */
-        fs->busy++;
+        uint32_t kicked = atomic_load_explicit(&fs->kicked, memory_order_relaxed);
+        if (!atomic_load_explicit(&fs->active, memory_order_relaxed) || !kicked) {
+            unsigned n = atomic_load_explicit(&fs->nidle, memory_order_relaxed);
+            fs->idle[n] = w;
+            atomic_store_explicit(&fs->nidle, n + 1, memory_order_relaxed);
+            w->woken = false;
+            while (!w->woken && !fs->quit)
+                pthread_cond_wait(&w->cv, &fs->lock);
+            if (w->woken)
+                atomic_fetch_sub_explicit(&fs->waking, 1, memory_order_relaxed);
+            continue;
+        }
+        unsigned q = (unsigned)__builtin_ctz(kicked); /* hiprio first */
+        /* A kick while we drain sets it again: we look again. */
+        atomic_store_explicit(&fs->kicked, kicked & ~(1u << q), memory_order_relaxed);
+        fs->draining[q]++;
+        atomic_fetch_add_explicit(&fs->busy, 1, memory_order_relaxed);
         pthread_mutex_unlock(&fs->lock);
 
-        bool more;
-        int r = pop(fs, q, &w->elem, &more);
-        if (more) {
-            /* Another chain waits: another worker takes it while this one serves. At queue
-             * depth 1 nobody is woken for nothing. */
-            pthread_mutex_lock(&fs->lock);
-            fs->kicked |= 1u << q;
-            pthread_cond_signal(&fs->work_cv);
-            pthread_mutex_unlock(&fs->lock);
-        }
-        if (r == 1)
-            serve(fs, q, &w->elem);
+        bool left = drain(fs, w, q);
 
         pthread_mutex_lock(&fs->lock);
-        if (--fs->busy == 0)
+        if (left)
+            atomic_fetch_or_explicit(&fs->kicked, 1u << q, memory_order_relaxed);
+        fs->draining[q]--;
+        if (atomic_fetch_sub_explicit(&fs->busy, 1, memory_order_relaxed) == 1)
             pthread_cond_broadcast(&fs->idle_cv);
     }
     pthread_mutex_unlock(&fs->lock);
@@ -104,11 +201,13 @@ static int fs_activate(struct virtio_device *d)
 {
     struct virtio_fs *fs = to_fs(d);
     pthread_mutex_lock(&fs->lock);
-    fs->active = true;
+    atomic_store_explicit(&fs->active, true, memory_order_release);
     /* Chains made available before DRIVER_OK wait for no kick. */
-    fs->kicked = (uint32_t)((1ull << d->num_queues) - 1);
-    pthread_cond_broadcast(&fs->work_cv);
+    atomic_store_explicit(&fs->kicked, (uint32_t)((1ull << d->num_queues) - 1),
+                          memory_order_relaxed);
+    struct fs_worker *w = wake_one(fs);
     pthread_mutex_unlock(&fs->lock);
+    signal_worker(w);
     return 0;
 }
 
@@ -117,10 +216,15 @@ static void fs_queue_notify(struct virtio_device *d, unsigned q)
     struct virtio_fs *fs = to_fs(d);
     if (q >= d->num_queues)
         return;
+    struct fs_worker *w = NULL;
     pthread_mutex_lock(&fs->lock);
-    fs->kicked |= 1u << q;
-    pthread_cond_signal(&fs->work_cv);
+    /* A worker draining q looks at the ring anyway. */
+    if (!atomic_load_explicit(&fs->active, memory_order_relaxed) || fs->draining[q])
+        atomic_fetch_or_explicit(&fs->kicked, 1u << q, memory_order_relaxed);
+    else
+        w = kick_locked(fs, q);
     pthread_mutex_unlock(&fs->lock);
+    signal_worker(w);
 }
 
 static void fs_config_read(struct virtio_device *d, uint32_t offset, void *data, uint32_t len)
@@ -138,9 +242,9 @@ static void fs_config_write(struct virtio_device *d, uint32_t offset, const void
 static void quiesce(struct virtio_fs *fs)
 {
     pthread_mutex_lock(&fs->lock);
-    fs->active = false;
-    fs->kicked = 0;
-    while (fs->busy)
+    atomic_store_explicit(&fs->active, false, memory_order_relaxed);
+    atomic_store_explicit(&fs->kicked, 0, memory_order_relaxed);
+    while (atomic_load_explicit(&fs->busy, memory_order_relaxed))
         pthread_cond_wait(&fs->idle_cv, &fs->lock);
     pthread_mutex_unlock(&fs->lock);
 }
@@ -153,13 +257,16 @@ static void fs_reset(struct virtio_device *d)
         fs->be.reset(fs->be.ctx);
 }
 
-static void free_fs(struct virtio_fs *fs, unsigned nlocks)
+static void free_fs(struct virtio_fs *fs, unsigned nlocks, unsigned ncvs)
 {
     for (unsigned q = 0; q < nlocks; q++)
         pthread_mutex_destroy(&fs->qlock[q]);
+    for (unsigned i = 0; i < ncvs; i++)
+        pthread_cond_destroy(&fs->workers[i].cv);
     free(fs->qlock);
     free(fs->workers);
-    pthread_cond_destroy(&fs->work_cv);
+    free(fs->draining);
+    free(fs->idle);
     pthread_cond_destroy(&fs->idle_cv);
     pthread_mutex_destroy(&fs->lock);
     virtio_device_fini(&fs->vdev);
@@ -170,7 +277,8 @@ static void stop_workers(struct virtio_fs *fs)
 {
     pthread_mutex_lock(&fs->lock);
     fs->quit = true;
-    pthread_cond_broadcast(&fs->work_cv);
+    for (unsigned i = 0; i < fs->nworkers; i++)
+        pthread_cond_signal(&fs->workers[i].cv);
     pthread_mutex_unlock(&fs->lock);
     for (unsigned i = 0; i < fs->nworkers; i++)
         pthread_join(fs->workers[i].thread, NULL);
@@ -183,7 +291,7 @@ static void fs_destroy(struct virtio_device *d)
     struct virtio_fs *fs = to_fs(d);
     quiesce(fs);
     stop_workers(fs);
-    free_fs(fs, d->num_queues);
+    free_fs(fs, d->num_queues, FS_WORKERS);
 }
 
 static const struct virtio_device_ops fs_ops = {
@@ -226,17 +334,25 @@ struct virtio_device *virtio_fs_new(const char *tag, unsigned request_queues,
         return NULL;
     }
     pthread_mutex_init(&fs->lock, NULL);
-    pthread_cond_init(&fs->work_cv, NULL);
     pthread_cond_init(&fs->idle_cv, NULL);
+    atomic_init(&fs->active, false);
+    atomic_init(&fs->waking, 0);
+    atomic_init(&fs->nidle, 0);
+    atomic_init(&fs->busy, 0);
+    atomic_init(&fs->kicked, 0);
     fs->qlock = calloc(nq, sizeof(*fs->qlock));
+    fs->draining = calloc(nq, sizeof(*fs->draining));
     fs->workers = calloc(FS_WORKERS, sizeof(*fs->workers));
-    if (!fs->qlock || !fs->workers) {
-        free_fs(fs, 0);
+    fs->idle = calloc(FS_WORKERS, sizeof(*fs->idle));
+    if (!fs->qlock || !fs->draining || !fs->workers || !fs->idle) {
+        free_fs(fs, 0, 0);
         vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "virtio-fs: out of memory");
         return NULL;
     }
     for (unsigned q = 0; q < nq; q++)
         pthread_mutex_init(&fs->qlock[q], NULL);
+    for (unsigned i = 0; i < FS_WORKERS; i++)
+        pthread_cond_init(&fs->workers[i].cv, NULL);
     fs->be = *backend;
     memcpy(fs->config, tag, taglen); /* NUL-padded: Linux takes the tag up to the first NUL */
     le_put32(fs->config, VIRTIO_FS_TAG_BYTES, request_queues);
@@ -249,7 +365,7 @@ struct virtio_device *virtio_fs_new(const char *tag, unsigned request_queues,
         if (r != 0) {
             if (fs->nworkers)
                 break; /* fewer workers still work */
-            free_fs(fs, nq);
+            free_fs(fs, nq, FS_WORKERS);
             vmk_fail(err, VMK_ERR_INTERNAL, r, "virtio-fs: cannot start a worker: %s", strerror(r));
             return NULL;
         }

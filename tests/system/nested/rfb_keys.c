@@ -139,7 +139,8 @@ int main(int argc, char **argv)
         char reason[256] = { 0 };
         read_all(fd, len, 4, "reading the refusal");
         uint32_t n = be32(len);
-        read_all(fd, reason, n < sizeof(reason) - 1 ? n : sizeof(reason) - 1, "reading the refusal");
+        read_all(fd, reason, n < sizeof(reason) - 1 ? n : sizeof(reason) - 1,
+                 "reading the refusal");
         fprintf(stderr, "rfb_keys: the server refused: %s\n", reason);
         return 1;
     }
@@ -169,8 +170,7 @@ int main(int argc, char **argv)
         uint32_t n = name_len - done < sizeof(chunk) ? name_len - done : sizeof(chunk);
         read_all(fd, chunk, n, "reading the server's name");
         if (done < sizeof(name) - 1)
-            memcpy(name + done, chunk,
-                   done + n < sizeof(name) - 1 ? n : sizeof(name) - 1 - done);
+            memcpy(name + done, chunk, done + n < sizeof(name) - 1 ? n : sizeof(name) - 1 - done);
         done += n;
     }
     printf("rfb_keys: server %ux%u '%s'\n", width, height, name);
