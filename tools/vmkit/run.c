@@ -220,6 +220,12 @@ static void take_screenshot(const struct cli_request *req, vmk_vm *vm)
 int run_vm(const struct cli_request *req, const char *exe_path)
 {
     char msg[4096];
+    /* No window view yet: say so rather than run without the window asked for. */
+    if (req->gui) {
+        say("--gui: the window view is not built yet; --vnc serves the display to any VNC "
+            "viewer (and --web to a browser)");
+        return CLI_EXIT_ERROR;
+    }
 #ifndef VMKIT_HAVE_VNC
     if (req->vnc) {
         say("--vnc: this vmkit was built without libvncserver");
