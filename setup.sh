@@ -23,7 +23,7 @@ cd "$root"
 
 packages=(meson ninja-build pkg-config gcc libcmocka-dev libslirp-dev libglib2.0-dev qemu-system-x86 acpica-tools
     busybox-static cpio kmod xz-utils zstd time e2fsprogs socat passt iproute2 libseccomp-dev zlib1g-dev
-    libvncserver-dev)
+    libvncserver-dev libsdl2-dev)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

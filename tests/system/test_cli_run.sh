@@ -136,6 +136,17 @@ else
     not_ok "--gui without virtio-gpu: a usage error" "status $rc"
 fi
 
+# --gui with no display server to open a window on: one line, before the guest boots.
+if "$vmkit" --help 2>&1 | grep -q -- '--gui'; then
+    DISPLAY=:159 WAYLAND_DISPLAY= run_guest hello --device virtio-gpu --gui
+    if [ "$rc" -eq 1 ] && grep -q -- '--gui: cannot open a window' "$work/err" &&
+        [ "$(wc -l <"$work/err")" -le 2 ] && [ -z "$out" ]; then
+        ok "--gui without an X display: one line, status 1, no guest run"
+    else
+        not_ok "--gui without an X display: one line, status 1" "status $rc: $(head -c 300 "$work/err")"
+    fi
+fi
+
 run_guest hello --device virtio-gpu --web
 if [ "$rc" -eq 2 ] && grep -q -- '--web: needs --vnc' "$work/err"; then
     ok "--web without --vnc: a usage error (status 2)"

@@ -6,6 +6,9 @@
 #ifdef VMKIT_HAVE_VNC
 #include "vnc.h"
 #endif
+#ifdef VMKIT_HAVE_GUI
+#include "gui.h"
+#endif
 
 #include <errno.h>
 #include <poll.h>
@@ -180,32 +183,127 @@ static int exit_status(vmk_vm *vm, int forced_by)
     return status;
 }
 
+/* The views of display 0 (--vnc, --gui): one display delegate passes the guest's changes to
+ * each. */
+struct views {
+    vmk_vm *vm;
 #ifdef VMKIT_HAVE_VNC
-/* --vnc: serves the display from before the start, so a taken port fails the run before the
- * guest boots and the first mode the guest sets is seen. */
-static bool start_view(const struct cli_request *req, vmk_vm *vm, struct vnc_view **view)
+    struct vnc_view *vnc;
+#endif
+#ifdef VMKIT_HAVE_GUI
+    struct gui_view *gui;
+    bool close_pressed; /* the window was closed once: the power button was pressed */
+#endif
+};
+
+static void on_mode_changed(vmk_vm *vm, unsigned display, uint32_t w, uint32_t h, void *user)
 {
-    char msg[1024];
-    if (!req->vnc)
-        return true;
-    *view = vnc_view_start(vm, req->vnc, req->vnc_password_file, req->web, msg, sizeof(msg));
-    if (!*view) {
-        say("%s", msg);
-        return false;
+    struct views *v = user;
+    (void)vm, (void)v, (void)w, (void)h;
+    if (display != 0)
+        return;
+#ifdef VMKIT_HAVE_VNC
+    if (v->vnc)
+        vnc_view_mode_changed(v->vnc, w, h);
+#endif
+#ifdef VMKIT_HAVE_GUI
+    if (v->gui)
+        gui_view_mode_changed(v->gui, w, h);
+#endif
+}
+
+static void on_updated(vmk_vm *vm, unsigned display, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
+                       void *user)
+{
+    struct views *v = user;
+    (void)vm, (void)v, (void)x, (void)y, (void)w, (void)h;
+    if (display != 0)
+        return;
+#ifdef VMKIT_HAVE_VNC
+    if (v->vnc)
+        vnc_view_updated(v->vnc, x, y, w, h);
+#endif
+#ifdef VMKIT_HAVE_GUI
+    if (v->gui)
+        gui_view_updated(v->gui);
+#endif
+}
+
+#ifdef VMKIT_HAVE_GUI
+/* Closing the window presses the power button; closing it again stops the VM. */
+static void on_window_closed(void *user)
+{
+    struct views *v = user;
+    vmk_error *err = NULL;
+    if (!v->close_pressed && vmk_vm_can_request_stop(v->vm) &&
+        vmk_vm_request_stop(v->vm, &err) == VMK_OK) {
+        say("window closed: asking the guest to power off (close it again to force)");
+        v->close_pressed = true;
+    } else if (vmk_vm_can_stop(v->vm)) {
+        say("window closed: stopping the VM");
+        vmk_vm_stop(v->vm, NULL);
     }
-    say("VNC on %s", vnc_view_address(*view));
-    if (req->web && vnc_view_web_url(*view))
-        say("noVNC on %s", vnc_view_web_url(*view));
-    else if (req->web)
-        say("--web: noVNC's pages are not installed (apt-get install novnc); a noVNC page "
-            "served elsewhere can connect to ws://%s",
-            vnc_view_address(*view));
-    if (!req->keyboard_count || !req->pointing_count)
-        say("--vnc: without a virtio keyboard and pointing device (--device "
-            "virtio-input,keyboard / pointing) the view only shows");
-    return true;
+    vmk_error_free(err);
 }
 #endif
+
+/* --vnc and --gui: start before the VM, so a taken port or a missing X display fails the run
+ * before the guest boots, and the first mode the guest sets is seen. */
+static bool start_views(const struct cli_request *req, vmk_vm *vm, struct views *v)
+{
+    char msg[1024];
+    v->vm = vm;
+#ifdef VMKIT_HAVE_VNC
+    if (req->vnc) {
+        v->vnc = vnc_view_start(vm, req->vnc, req->vnc_password_file, req->web, msg, sizeof(msg));
+        if (!v->vnc) {
+            say("%s", msg);
+            return false;
+        }
+        say("VNC on %s", vnc_view_address(v->vnc));
+        if (req->web && vnc_view_web_url(v->vnc))
+            say("noVNC on %s", vnc_view_web_url(v->vnc));
+        else if (req->web)
+            say("--web: noVNC's pages are not installed (apt-get install novnc); a noVNC page "
+                "served elsewhere can connect to ws://%s",
+                vnc_view_address(v->vnc));
+        if (!req->keyboard_count || !req->pointing_count)
+            say("--vnc: without a virtio keyboard and pointing device (--device "
+                "virtio-input,keyboard / pointing) the view only shows");
+    }
+#endif
+#ifdef VMKIT_HAVE_GUI
+    if (req->gui) {
+        struct view_backend b = view_vm_backend(vm);
+        v->gui = gui_view_start(&b, "vmkit", on_window_closed, v, msg, sizeof(msg));
+        if (!v->gui) {
+            say("%s", msg);
+            return false;
+        }
+    }
+#endif
+    (void)msg;
+    if (req->vnc || req->gui) {
+        vmk_display_delegate d = { .size = sizeof(d),
+                                   .mode_changed = on_mode_changed,
+                                   .updated = on_updated };
+        vmk_vm_set_display_delegate(vm, &d, v);
+    }
+    return true;
+}
+
+/* Once the VM has stopped: no delegate call is under way or will come. */
+static void stop_views(struct views *v)
+{
+    if (v->vm)
+        vmk_vm_set_display_delegate(v->vm, NULL, NULL);
+#ifdef VMKIT_HAVE_VNC
+    vnc_view_stop(v->vnc);
+#endif
+#ifdef VMKIT_HAVE_GUI
+    gui_view_stop(v->gui);
+#endif
+}
 
 /* --screenshot-on-exit: the library keeps the last image once the guest has stopped. */
 static void take_screenshot(const struct cli_request *req, vmk_vm *vm)
@@ -220,12 +318,13 @@ static void take_screenshot(const struct cli_request *req, vmk_vm *vm)
 int run_vm(const struct cli_request *req, const char *exe_path)
 {
     char msg[4096];
-    /* No window view yet: say so rather than run without the window asked for. */
+#ifndef VMKIT_HAVE_GUI
     if (req->gui) {
-        say("--gui: the window view is not built yet; --vnc serves the display to any VNC "
-            "viewer (and --web to a browser)");
+        say("--gui: this vmkit was built without SDL2 (apt-get install libsdl2-dev and "
+            "rebuild); --vnc serves the display to any VNC viewer");
         return CLI_EXIT_ERROR;
     }
+#endif
 #ifndef VMKIT_HAVE_VNC
     if (req->vnc) {
         say("--vnc: this vmkit was built without libvncserver");
@@ -255,9 +354,7 @@ int run_vm(const struct cli_request *req, const char *exe_path)
                                   .lock = PTHREAD_MUTEX_INITIALIZER };
     pthread_t watcher;
     bool watching = false;
-#ifdef VMKIT_HAVE_VNC
-    struct vnc_view *view = NULL;
-#endif
+    struct views views = { 0 };
     status = CLI_EXIT_ERROR;
     if (vmk_host_probe() == VMK_HOST_NO_KVM) {
         say("/dev/kvm is missing or cannot be opened: vmkit needs KVM (load kvm_intel or "
@@ -278,10 +375,8 @@ int run_vm(const struct cli_request *req, const char *exe_path)
     vmk_vm_delegate delegate = { .size = sizeof(delegate),
                                  .network_attachment_changed = on_network_attachment_changed };
     vmk_vm_set_delegate(vm, &delegate, NULL);
-#ifdef VMKIT_HAVE_VNC
-    if (!start_view(req, vm, &view))
+    if (!start_views(req, vm, &views))
         goto out;
-#endif
     if (vmk_vm_start(vm, &err) != VMK_OK) {
         say_start_error(err);
         goto out;
@@ -318,9 +413,7 @@ int run_vm(const struct cli_request *req, const char *exe_path)
     pthread_mutex_unlock(&watch.lock);
     status = exit_status(vm, forced_by);
 out:
-#ifdef VMKIT_HAVE_VNC
-    vnc_view_stop(view); /* the VM has stopped: no display callback is under way */
-#endif
+    stop_views(&views); /* the VM has stopped: no display callback is under way */
     vmk_vm_free(vm);
     if (watch.sig_fd >= 0)
         close(watch.sig_fd);

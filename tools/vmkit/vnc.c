@@ -32,8 +32,7 @@
 #define NOVNC_DIR          "/usr/share/novnc"
 
 struct vnc_view {
-    struct vnc_backend be;
-    vmk_vm *vm; /* NULL: a test's backend */
+    struct view_backend be;
     rfbScreenInfoPtr screen;
     char *passwords[2]; /* for rfbCheckPasswordByList; [1] NULL */
     int wake_fd;        /* an eventfd in screen->allFds */
@@ -507,7 +506,7 @@ static void free_view(struct vnc_view *v)
     free(v);
 }
 
-struct vnc_view *vnc_view_start_backend(const struct vnc_backend *b, const char *address,
+struct vnc_view *vnc_view_start_backend(const struct view_backend *b, const char *address,
                                         const char *password_file, bool web, char *msg, size_t len)
 {
     struct cli_vnc_address a;
@@ -612,47 +611,6 @@ fail:
 
 /* ---- a VM as the backend -------------------------------------------------------- */
 
-static int vm_copy_image(void *user, void *buf, size_t len, uint32_t *width, uint32_t *height)
-{
-    vmk_result r = vmk_vm_copy_display_image(user, 0, buf, len, width, height, NULL);
-    return r == VMK_OK ? 0 : r == VMK_ERR_INVALID_ARGUMENT ? -ENOSPC : -EAGAIN;
-}
-
-static void vm_key(void *user, uint16_t code, bool pressed)
-{
-    vmk_vm_send_key(user, code, pressed, NULL);
-}
-
-static void vm_pointer(void *user, uint32_t x, uint32_t y, unsigned buttons)
-{
-    vmk_vm_send_pointer(user, 0, x, y, buttons, NULL);
-}
-
-static void vm_scroll(void *user, int32_t steps)
-{
-    vmk_vm_send_scroll(user, steps, NULL);
-}
-
-static void vm_resize(void *user, uint32_t width, uint32_t height)
-{
-    vmk_vm_reconfigure_display(user, 0, width, height, NULL);
-}
-
-static void on_mode_changed(vmk_vm *vm, unsigned display, uint32_t w, uint32_t h, void *user)
-{
-    (void)vm;
-    if (display == 0)
-        vnc_view_mode_changed(user, w, h);
-}
-
-static void on_updated(vmk_vm *vm, unsigned display, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
-                       void *user)
-{
-    (void)vm;
-    if (display == 0)
-        vnc_view_updated(user, x, y, w, h);
-}
-
 struct vnc_view *vnc_view_start(vmk_vm *vm, const char *address, const char *password_file,
                                 bool web, char *msg, size_t len)
 {
@@ -660,21 +618,11 @@ struct vnc_view *vnc_view_start(vmk_vm *vm, const char *address, const char *pas
         set_msg(msg, len, "--vnc: the VM has no display (--device virtio-gpu)");
         return NULL;
     }
-    struct vnc_backend b = { .copy_image = vm_copy_image,
-                             .key = vm_key,
-                             .pointer = vm_pointer,
-                             .scroll = vm_scroll,
-                             .resize = vm_resize,
-                             .user = vm };
+    struct view_backend b = view_vm_backend(vm);
     struct vnc_view *v = vnc_view_start_backend(&b, address, password_file, web, msg, len);
     if (!v)
         return NULL;
-    v->vm = vm;
-    vmk_display_delegate d = { .size = sizeof(d),
-                               .mode_changed = on_mode_changed,
-                               .updated = on_updated };
-    vmk_vm_set_display_delegate(vm, &d, v);
-    vnc_view_mode_changed(v, 1, 1); /* a change before the delegate was in place */
+    vnc_view_mode_changed(v, 1, 1); /* a change before the caller's delegate was in place */
     return v;
 }
 
@@ -697,8 +645,6 @@ void vnc_view_stop(struct vnc_view *v)
 {
     if (!v)
         return;
-    if (v->vm)
-        vmk_vm_set_display_delegate(v->vm, NULL, NULL);
     if (v->thread_started) {
         pthread_mutex_lock(&v->lock);
         v->stop = true;

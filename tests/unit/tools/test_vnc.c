@@ -2,6 +2,7 @@
  * display (a small RFB client in this file talks to the view over loopback). */
 #include "keysym_evdev.h"
 #include "vnc.h"
+#include "fake_view.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -163,121 +164,17 @@ static void test_pointer_masks(void **state)
     assert_int_equal(vnc_scroll_steps(0, 32), 0); /* horizontal: not passed on */
 }
 
-/* ---- a fake display ----------------------------------------------------------- */
+/* ---- a fake display (tests/support/fake_view.c) ------------------------------- */
 
-struct fake {
-    pthread_mutex_t lock;
-    uint32_t width, height;
-    bool shown; /* false: nothing to show yet */
-    int keys[16][2];
-    unsigned key_count;
-    uint32_t px, py;
-    unsigned buttons;
-    unsigned pointer_count;
-    int scroll;
-    uint32_t resize_w, resize_h;
-};
-
-static uint8_t pattern(uint32_t x, uint32_t y, unsigned channel, uint32_t width)
-{
-    switch (channel) {
-    case 0: return (uint8_t)(x * 3 + width);
-    case 1: return (uint8_t)(y * 5);
-    case 2: return (uint8_t)(x ^ y);
-    default: return 255;
-    }
-}
-
-static int fake_copy(void *user, void *buf, size_t len, uint32_t *w, uint32_t *h)
-{
-    struct fake *f = user;
-    pthread_mutex_lock(&f->lock);
-    int r = 0;
-    *w = f->width;
-    *h = f->height;
-    if (!f->shown)
-        r = -EAGAIN;
-    else if (len < 4ull * f->width * f->height)
-        r = -ENOSPC;
-    else
-        for (uint32_t y = 0; y < f->height; y++)
-            for (uint32_t x = 0; x < f->width; x++)
-                for (unsigned c = 0; c < 4; c++)
-                    ((uint8_t *)buf)[4 * (y * f->width + x) + c] = pattern(x, y, c, f->width);
-    pthread_mutex_unlock(&f->lock);
-    return r;
-}
-
-static void fake_key(void *user, uint16_t code, bool pressed)
-{
-    struct fake *f = user;
-    pthread_mutex_lock(&f->lock);
-    if (f->key_count < 16) {
-        f->keys[f->key_count][0] = code;
-        f->keys[f->key_count][1] = pressed;
-        f->key_count++;
-    }
-    pthread_mutex_unlock(&f->lock);
-}
-
-static void fake_pointer(void *user, uint32_t x, uint32_t y, unsigned buttons)
-{
-    struct fake *f = user;
-    pthread_mutex_lock(&f->lock);
-    f->px = x, f->py = y, f->buttons = buttons;
-    f->pointer_count++;
-    pthread_mutex_unlock(&f->lock);
-}
-
-static void fake_scroll(void *user, int32_t steps)
-{
-    struct fake *f = user;
-    pthread_mutex_lock(&f->lock);
-    f->scroll += steps;
-    pthread_mutex_unlock(&f->lock);
-}
-
-static void fake_resize(void *user, uint32_t w, uint32_t h)
-{
-    struct fake *f = user;
-    pthread_mutex_lock(&f->lock);
-    f->resize_w = w, f->resize_h = h;
-    pthread_mutex_unlock(&f->lock);
-}
-
-static struct fake fake;
-static const struct vnc_backend fake_backend = {
-    .copy_image = fake_copy,
-    .key = fake_key,
-    .pointer = fake_pointer,
-    .scroll = fake_scroll,
-    .resize = fake_resize,
-    .user = &fake,
-};
+static struct fake_view fake;
+static struct view_backend fake_backend;
 
 static void fake_reset(uint32_t w, uint32_t h)
 {
-    pthread_mutex_lock(&fake.lock);
-    fake.width = w, fake.height = h, fake.shown = true;
-    fake.key_count = fake.pointer_count = 0;
-    fake.scroll = 0;
-    fake.resize_w = fake.resize_h = 0;
-    pthread_mutex_unlock(&fake.lock);
+    fake_view_reset(&fake, w, h);
 }
 
-/* Waits up to 5 s for cond (an expression over fake, read under its lock). */
-#define WAIT_FOR(cond)                                                      \
-    do {                                                                    \
-        bool ok_ = false;                                                   \
-        for (int i_ = 0; i_ < 500 && !ok_; i_++) {                          \
-            pthread_mutex_lock(&fake.lock);                                 \
-            ok_ = (cond);                                                   \
-            pthread_mutex_unlock(&fake.lock);                               \
-            if (!ok_)                                                       \
-                nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL); \
-        }                                                                   \
-        assert_true(ok_);                                                   \
-    } while (0)
+#define WAIT_FOR(cond) FAKE_VIEW_WAIT_FOR(&fake, cond)
 
 /* ---- a small RFB client ------------------------------------------------------- */
 
@@ -442,7 +339,7 @@ static void check_pattern(const uint8_t *img, uint32_t w, uint32_t h)
     for (uint32_t y = 0; y < h; y++)
         for (uint32_t x = 0; x < w; x++)
             for (unsigned c = 0; c < 3; c++)
-                assert_int_equal(img[4 * (y * w + x) + c], pattern(x, y, c, w));
+                assert_int_equal(img[4 * (y * w + x) + c], fake_view_pattern(x, y, c, w));
 }
 
 static void key_event(int fd, uint32_t keysym, bool down)
@@ -728,7 +625,8 @@ const char *__lsan_default_suppressions(void)
 
 int main(void)
 {
-    pthread_mutex_init(&fake.lock, NULL);
+    fake_view_init(&fake);
+    fake_backend = fake_view_backend(&fake);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_letters_and_digits),
         cmocka_unit_test(test_shifted_symbols),
