@@ -510,7 +510,9 @@ case_display() {
 # keyboard's /dev/input/eventN in the background, and rfb_keys (run.sh builds it), an RFB 3.8
 # client in the outer machine, presses and releases 'a' (keysym 0x61). The guest must see
 # EV_KEY (1) KEY_A (0x1e) with value 1 and then 0: the whole path from an RFB KeyEvent
-# through vmkit's keysym mapping and virtio-input to the guest's evdev.
+# through vmkit's keysym mapping and virtio-input to the guest's evdev. Then the client asks
+# for 800x600 (SetDesktopSize, as a resized viewer does) and the guest's DRM connector must
+# list 800x600 first (/sys/class/drm/card*-Virtual-1/modes): the reconfigure path.
 case_vnc() {
     name=vnc
     if ! command -v rfb_keys >/dev/null; then
@@ -524,7 +526,7 @@ case_vnc() {
     # (-v: od would print identical lines as "*").
     # shellcheck disable=SC2016 # the guest's shell expands it
     guest_do 'ev=$(grep -A5 "vmkit keyboard" /proc/bus/input/devices | grep -o "event[0-9]*" | head -n 1); echo evdev=$ev; dd if=/dev/input/$ev bs=24 count=4 2>/dev/null | od -An -v -tx1 >/tmp/ev.txt & sleep 1; echo reader-$((1+2))-started' reader-3-started "the guest could not read its keyboard" || return
-    if ! timeout 60 rfb_keys 127.0.0.1 5901 0x61 >/tmp/rfb.out 2>&1; then
+    if ! timeout 60 rfb_keys 127.0.0.1 5901 0x61 size=800x600 >/tmp/rfb.out 2>&1; then
         abort_vm
         fail "rfb_keys failed: $(tr '\n' ' ' </tmp/rfb.out)"
         return
@@ -532,7 +534,10 @@ case_vnc() {
     # $(cat) puts the od lines on one line, one space between bytes: an event's bytes may
     # straddle od's lines.
     # shellcheck disable=SC2016 # the guest's shell expands it
-    guest_do 'sleep 1; echo ev=$(cat /tmp/ev.txt); echo vnc-$((3+4))-done' vnc-7-done "the guest did not answer" || return
+    # The viewer's resize: the guest's driver hears a display change, reads the display info
+    # and EDID again, and its connector's preferred (first) mode is the new size; a detect
+    # makes sure the connector was probed since.
+    guest_do 'sleep 2; echo ev=$(cat /tmp/ev.txt); for c in /sys/class/drm/card*-Virtual-1; do echo detect >$c/status; echo modes=$(head -n 1 $c/modes); done; echo vnc-$((3+4))-done' vnc-7-done "the guest did not answer" || return
     poweroff_vm || return
     evdev=$(echo "$out" | sed -n 's/^evdev=//p' | head -n 1)
     ev=$(echo "$out" | sed -n 's/^ev=//p' | head -n 1)
@@ -550,7 +555,12 @@ case_vnc() {
         return
         ;;
     esac
-    result "vnc ok: 'a' typed over RFB reached the guest's $evdev as KEY_A press and release ($(sed 's/^rfb_keys: //' /tmp/rfb.out | head -n 1); $(grep -m1 'VNC on' "$dir/err"))"
+    modes=$(echo "$out" | sed -n 's/^modes=//p' | head -n 1)
+    if [ "$modes" != 800x600 ]; then
+        fail "after the RFB client asked for 800x600 the guest's first DRM mode is '$modes', expected 800x600"
+        return
+    fi
+    result "vnc ok: 'a' typed over RFB reached the guest's $evdev as KEY_A press and release; the client's resize to 800x600 is the guest's preferred DRM mode ($(sed 's/^rfb_keys: //' /tmp/rfb.out | head -n 1); $(grep -m1 'VNC on' "$dir/err"))"
 }
 
 # power-button: SIGTERM to vmkit presses the ACPI power button; the guest's acpid powers it

@@ -1,10 +1,12 @@
 /*
- * rfb_keys HOST PORT KEYSYM...: a tiny RFB 3.8 client for the nested "vnc" case. It connects
+ * rfb_keys HOST PORT ACTION...: a tiny RFB 3.8 client for the nested "vnc" case. It connects
  * to a VNC server without authentication (security type None), trying again for up to 30 s
  * until the server accepts, does the handshake (ProtocolVersion, security, SecurityResult,
- * ClientInit shared, ServerInit), prints one line with the server's size and name, then
- * presses and releases each KEYSYM (hex, 0x61 for 'a') with a KeyEvent down and up, ~50 ms
- * apart. Exits 0 when all were sent, 1 on any failure (with a line on stderr).
+ * ClientInit shared, ServerInit), prints one line with the server's size and name, says it
+ * takes the ExtendedDesktopSize encoding, then does each ACTION: a KEYSYM (hex, 0x61 for 'a')
+ * is pressed and released with a KeyEvent down and up, ~50 ms apart; size=WxH asks the server
+ * for that desktop size (SetDesktopSize, one screen), as a resized viewer window does. Exits 0
+ * when all were sent, 1 on any failure (with a line on stderr).
  *
  * The outer machine of the nested tests has busybox only: run.sh builds this statically.
  */
@@ -100,15 +102,27 @@ static int connect_retry(const char *host, const char *port)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: rfb_keys HOST PORT KEYSYM...  (keysyms in hex: 0x61)\n");
+        fprintf(stderr, "usage: rfb_keys HOST PORT ACTION...  (keysyms in hex: 0x61; size=WxH)\n");
         return 2;
     }
-    uint32_t keys[64];
+    uint32_t keys[64]; /* a keysym, or a size: SIZE_BIT | width << 16 | height */
+    const uint64_t SIZE_BIT = 1ull << 40;
+    uint64_t actions[64];
     if (argc - 3 > 64) {
-        fprintf(stderr, "rfb_keys: at most 64 keysyms\n");
+        fprintf(stderr, "rfb_keys: at most 64 actions\n");
         return 2;
     }
     for (int i = 3; i < argc; i++) {
+        unsigned w, h;
+        char tail;
+        if (sscanf(argv[i], "size=%ux%u%c", &w, &h, &tail) == 2) {
+            if (!w || !h || w > 16384 || h > 16384) {
+                fprintf(stderr, "rfb_keys: '%s': sides are 1..16384\n", argv[i]);
+                return 2;
+            }
+            actions[i - 3] = SIZE_BIT | (uint64_t)w << 16 | h;
+            continue;
+        }
         char *end;
         errno = 0;
         unsigned long k = strtoul(argv[i], &end, 16);
@@ -117,6 +131,7 @@ int main(int argc, char **argv)
             return 2;
         }
         keys[i - 3] = (uint32_t)k;
+        actions[i - 3] = k;
     }
 
     int fd = connect_retry(argv[1], argv[2]);
@@ -176,7 +191,21 @@ int main(int argc, char **argv)
     printf("rfb_keys: server %ux%u '%s'\n", width, height, name);
     fflush(stdout);
 
+    /* SetEncodings: Raw, and ExtendedDesktopSize (-308) so SetDesktopSize is understood. */
+    const uint8_t encodings[] = { 2, 0, 0, 2, 0, 0, 0, 0, 0xff, 0xff, 0xfe, 0xcc };
+    write_all(fd, encodings, sizeof(encodings), "writing SetEncodings");
+
     for (int i = 0; i < argc - 3; i++) {
+        if (actions[i] & SIZE_BIT) {
+            unsigned w = (unsigned)(actions[i] >> 16 & 0xffff), h = (unsigned)(actions[i] & 0xffff);
+            uint8_t m[24] = { 251, 0, (uint8_t)(w >> 8), (uint8_t)w, (uint8_t)(h >> 8), (uint8_t)h, 1, 0,
+                              /* screen 0: id, x, y, width, height, flags */
+                              0, 0, 0, 0, 0, 0, 0, 0, (uint8_t)(w >> 8), (uint8_t)w, (uint8_t)(h >> 8),
+                              (uint8_t)h, 0, 0, 0, 0 };
+            write_all(fd, m, sizeof(m), "writing SetDesktopSize");
+            sleep_ms(200);
+            continue;
+        }
         for (int down = 1; down >= 0; down--) {
             uint8_t ev[8] = { 4, (uint8_t)down, 0, 0 };
             uint32_t k = htonl(keys[i]);

@@ -49,7 +49,7 @@ tests=(
     "vsock|virtio-vsock (Firecracker's unix sockets): the guest's socat sends 256 KiB to host port 5000, a CONNECT 6000 client sends 256 KiB to the guest's listener, md5 intact"
     "share|virtio-fs: the default guest mounts a shared directory by its tag, reads the outer machine's file and writes one back; Debian's arm64 busybox-static runs through the translator share"
     "display|virtio-gpu: the default guest's virtio_gpu driver gives /dev/fb0 at 640x480, it paints red over blue, and vmkit's screenshot after poweroff shows that, pixel for pixel; a virtio keyboard is listed"
-    "vnc|vmkit run --vnc: keys an RFB client types through vmkit's VNC server ('a', press and release) reach the guest's virtio keyboard as KEY_A events on its /dev/input/eventN"
+    "vnc|vmkit run --vnc: keys an RFB client types through vmkit's VNC server ('a', press and release) reach the guest's virtio keyboard as KEY_A events on its /dev/input/eventN; the client's resize to 800x600 becomes the guest's preferred DRM mode"
     "power-button|SIGTERM to vmkit presses the ACPI power button, the guest powers off, exit 0"
     "pci|the guest enumerates the PCI host bridge 00:00.0; no PCI conflict or unreserved ECAM"
     "blk|virtio-blk: the guest reads the host's data and serial from /dev/vda, its synced write is in the image"
