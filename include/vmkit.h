@@ -107,6 +107,47 @@ VMK_API const char *vmk_linux_boot_loader_get_command_line(const vmk_boot_loader
 /* The longest command line, in bytes (without the terminating NUL). */
 VMK_API size_t vmk_linux_boot_loader_max_command_line_length(void);
 
+typedef enum {
+    VMK_BOOT_LOADER_LINUX = 0,
+    VMK_BOOT_LOADER_EFI = 1,
+} vmk_boot_loader_kind;
+VMK_API vmk_boot_loader_kind vmk_boot_loader_get_kind(const vmk_boot_loader *bl);
+
+/* An EFI variable store (VZEFIVariableStore): the file that keeps the firmware's non-volatile
+ * variables (boot entries, Secure Boot keys) between boots, as the writable half of the
+ * firmware's flash. _create makes a new one at path from the default firmware's template
+ * (Debian's OVMF_VARS_4M.fd, package `ovmf`): written to a temporary file, synced and renamed
+ * into place, so path is whole or absent; an existing path is an error unless allow_overwrite.
+ * _open takes an existing one (validation checks it). NULL and *err on failure. */
+typedef struct vmk_efi_variable_store vmk_efi_variable_store;
+VMK_API vmk_efi_variable_store *vmk_efi_variable_store_create(const char *path,
+                                                              bool allow_overwrite,
+                                                              vmk_error **err);
+VMK_API vmk_efi_variable_store *vmk_efi_variable_store_open(const char *path, vmk_error **err);
+VMK_API void vmk_efi_variable_store_free(vmk_efi_variable_store *store);
+VMK_API const char *vmk_efi_variable_store_get_path(const vmk_efi_variable_store *store);
+/* Where Debian's OVMF keeps its code and variable template, found at the usual paths; NULL
+ * when the `ovmf` package is not installed. */
+VMK_API const char *vmk_efi_default_firmware_path(void);
+VMK_API const char *vmk_efi_default_variable_template_path(void);
+
+/* The EFI boot loader (VZEFIBootLoader): the firmware (default: vmk_efi_default_firmware_path)
+ * boots what its variables or removable media name. It needs a variable store. Validation:
+ * the firmware must be a readable firmware volume; the store must exist, be readable and
+ * writable, be a firmware volume, and be the size the firmware's flash leaves for it (code and
+ * variables fill a flash of a power-of-two size: 540672 bytes next to OVMF_CODE_4M.fd). NULL
+ * only when out of memory. */
+VMK_API vmk_boot_loader *vmk_efi_boot_loader_new(void);
+/* Takes ownership of store (NULL clears). */
+VMK_API vmk_result vmk_efi_boot_loader_set_variable_store(vmk_boot_loader *bl,
+                                                          vmk_efi_variable_store *store);
+VMK_API const vmk_efi_variable_store *
+vmk_efi_boot_loader_get_variable_store(const vmk_boot_loader *bl);
+/* NULL: the default firmware. */
+VMK_API vmk_result vmk_efi_boot_loader_set_firmware(vmk_boot_loader *bl, const char *path);
+/* The firmware path set, or the default one; NULL when neither exists. */
+VMK_API const char *vmk_efi_boot_loader_get_firmware(const vmk_boot_loader *bl);
+
 /* ---- Serial attachments: the host side of a serial or console port ---------- */
 
 typedef struct vmk_serial_attachment vmk_serial_attachment;

@@ -1,4 +1,5 @@
-/* The Linux boot loader object, and its validation against the machine it boots. */
+/* The Linux boot loader object, and its validation against the machine it boots; what every
+ * boot loader shares (kind, free, copy). The EFI boot loader is efi_boot_loader.c's. */
 #include "api/validate.h"
 #include "arch/x86/boot_linux.h"
 #include "arch/x86/layout.h"
@@ -30,17 +31,26 @@ void vmk_boot_loader_free(vmk_boot_loader *bl)
     free(bl->kernel);
     free(bl->initrd);
     free(bl->cmdline);
+    free(bl->firmware);
+    vmk_efi_variable_store_free(bl->store);
     free(bl);
+}
+
+vmk_boot_loader_kind vmk_boot_loader_get_kind(const vmk_boot_loader *bl)
+{
+    return bl ? bl->kind : VMK_BOOT_LOADER_LINUX;
 }
 
 vmk_result vmk_linux_boot_loader_set_initrd(vmk_boot_loader *bl, const char *path)
 {
-    return bl ? config_set_string(&bl->initrd, path) : VMK_ERR_INVALID_ARGUMENT;
+    return bl && bl->kind == VMK_BOOT_LOADER_LINUX ? config_set_string(&bl->initrd, path)
+                                                   : VMK_ERR_INVALID_ARGUMENT;
 }
 
 vmk_result vmk_linux_boot_loader_set_command_line(vmk_boot_loader *bl, const char *cmdline)
 {
-    return bl ? config_set_string(&bl->cmdline, cmdline) : VMK_ERR_INVALID_ARGUMENT;
+    return bl && bl->kind == VMK_BOOT_LOADER_LINUX ? config_set_string(&bl->cmdline, cmdline)
+                                                   : VMK_ERR_INVALID_ARGUMENT;
 }
 
 const char *vmk_linux_boot_loader_get_kernel(const vmk_boot_loader *bl)
@@ -65,6 +75,14 @@ size_t vmk_linux_boot_loader_max_command_line_length(void)
 
 vmk_boot_loader *boot_loader_copy(const vmk_boot_loader *bl)
 {
+    if (bl->kind == VMK_BOOT_LOADER_EFI) {
+        vmk_boot_loader *c = vmk_efi_boot_loader_new();
+        if (c && efi_boot_loader_copy_into(bl, c) != VMK_OK) {
+            vmk_boot_loader_free(c);
+            c = NULL;
+        }
+        return c;
+    }
     vmk_boot_loader *c = vmk_linux_boot_loader_new(bl->kernel);
     if (!c || config_set_string(&c->initrd, bl->initrd) != VMK_OK ||
         config_set_string(&c->cmdline, bl->cmdline) != VMK_OK) {
@@ -101,6 +119,10 @@ void boot_loader_validate(const vmk_config *cfg, struct problems *p)
     const vmk_boot_loader *bl = cfg->boot_loader;
     if (!bl) {
         problem(p, "no boot loader: set one with vmk_config_set_boot_loader");
+        return;
+    }
+    if (bl->kind == VMK_BOOT_LOADER_EFI) {
+        efi_boot_loader_validate(bl, p);
         return;
     }
     if (!bl->kernel || !*bl->kernel) {

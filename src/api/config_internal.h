@@ -51,9 +51,16 @@
 #define VMK_MAX_POINTERS        4 /* pointing devices */
 
 struct vmk_boot_loader {
-    char *kernel;
+    vmk_boot_loader_kind kind;
+    char *kernel; /* Linux */
     char *initrd;
     char *cmdline;
+    char *firmware;                /* EFI: NULL for the default */
+    vmk_efi_variable_store *store; /* EFI */
+};
+
+struct vmk_efi_variable_store {
+    char *path;
 };
 
 struct vmk_serial_attachment {
@@ -232,6 +239,8 @@ void ptr_array_clear(struct ptr_array *a, void (*free_item)(void *));
 /* Deep copies; NULL when out of memory. */
 vmk_config *config_copy(const vmk_config *cfg);
 vmk_boot_loader *boot_loader_copy(const vmk_boot_loader *bl);
+/* The EFI boot loader's own fields into c (a new EFI boot loader). */
+vmk_result efi_boot_loader_copy_into(const vmk_boot_loader *bl, vmk_boot_loader *c);
 vmk_serial_attachment *serial_attachment_copy(const vmk_serial_attachment *att);
 vmk_storage_device *storage_device_copy(const vmk_storage_device *dev);
 vmk_entropy_device *entropy_device_copy(const vmk_entropy_device *dev);

@@ -9,6 +9,7 @@
 
 /* The boot loader against the machine it boots (memory size). */
 void boot_loader_validate(const vmk_config *cfg, struct problems *p);
+void efi_boot_loader_validate(const vmk_boot_loader *bl, struct problems *p);
 /* what names the port in messages ("serial port 2", "console port 1"). */
 void serial_attachment_validate(const vmk_serial_attachment *att, const char *what,
                                 struct problems *p);

@@ -242,6 +242,13 @@ vmk_result machine_create(const vmk_config *cfg, struct event_loop *el,
                           const struct machine_owner *owner, struct machine **out, vmk_error **err)
 {
     *out = NULL;
+    /* The firmware's platform (fw_cfg, flash at the top of 4 GiB, reset-vector start, xHCI) is
+     * being assembled from its parts; until it is, an EFI configuration is refused at once. */
+    if (vmk_boot_loader_get_kind(vmk_config_get_boot_loader(cfg)) == VMK_BOOT_LOADER_EFI)
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
+                        "EFI boot loader: this vmkit cannot run firmware yet (its EFI platform "
+                        "is not assembled); boot a Linux kernel directly (--kernel, "
+                        "--bootloader linux)");
     bool pvm_host = vmk_host_probe() == VMK_HOST_PVM;
     vmk_result r;
     if (pvm_host && (r = refuse_on_pvm(cfg, err)) != VMK_OK)
