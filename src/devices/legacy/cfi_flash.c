@@ -219,6 +219,7 @@ static void command(struct cfi_flash *f, uint8_t cmd)
         f->status = 0; /* ready too: OVMF's probe wants 0x00 */
         set_mode(f, MODE_ARRAY);
         break;
+    case CMD_READ_ARRAY:
     default:
         /* 0xFF, and unknown commands: back to the image, where firmware expects to be. This
          * is where OVMF ends each write, so it is where the writes before it become durable. */
