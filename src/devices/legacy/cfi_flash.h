@@ -46,7 +46,9 @@
  * one per read-array ~0.15 ms per variable update. The fdatasync runs on the writing vCPU
  * thread: firmware variable writes are rare enough for that.
  *
- * Mapping: the machine registers cfi_flash_ops on the MMIO bus over the whole flash. KVM is
+ * Mapping: OVMF wants the code image to end at 4 GiB and the variable store right below it
+ * (its flash driver addresses both as one device from the store's base, 4 MiB below 4 GiB for
+ * the 4M build). The machine registers cfi_flash_ops on the MMIO bus over each flash. KVM is
  * faster with the image mapped read-only (KVM_MEM_READONLY memslot over cfi_flash_array)
  * while the device is in read-array mode, every write still trapping as MMIO: the mode
  * listener says when the slot must go (the device left read-array mode, so reads must trap)
