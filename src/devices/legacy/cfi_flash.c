@@ -206,6 +206,15 @@ static void erase(struct cfi_flash *f, uint64_t off)
     f->unsynced = true;
 }
 
+/* Back to the image, where firmware expects to be. This is where OVMF ends each write, so it
+ * is where the writes before it become durable. */
+static void enter_array(struct cfi_flash *f)
+{
+    if (sync_file(f) < 0)
+        f->status |= SR_PROGRAM_ERROR;
+    set_mode(f, MODE_ARRAY);
+}
+
 static void command(struct cfi_flash *f, uint8_t cmd)
 {
     switch (cmd) {
@@ -217,16 +226,10 @@ static void command(struct cfi_flash *f, uint8_t cmd)
     case CMD_QUERY: set_mode(f, MODE_QUERY); break;
     case CMD_CLEAR:
         f->status = 0; /* ready too: OVMF's probe wants 0x00 */
-        set_mode(f, MODE_ARRAY);
+        enter_array(f);
         break;
     case CMD_READ_ARRAY:
-    default:
-        /* 0xFF, and unknown commands: back to the image, where firmware expects to be. This
-         * is where OVMF ends each write, so it is where the writes before it become durable. */
-        if (sync_file(f) < 0)
-            f->status |= SR_PROGRAM_ERROR;
-        set_mode(f, MODE_ARRAY);
-        break;
+    default: enter_array(f); break; /* unknown commands too */
     }
 }
 

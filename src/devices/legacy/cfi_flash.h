@@ -22,8 +22,8 @@
  * Offsets at or past cfi_flash_size read 0xFF and ignore writes, in every mode.
  *
  * Behaviour chosen for OVMF (edk2 OvmfPkg's QEMU flash driver), which probes for flash by
- * writing 0x50 then 0x70 and wants the status to read 0x00: clear status clears every bit,
- * ready included (the bit is set again by the next program or erase; a fresh device reads
+ * writing 0x50 then 0x70 and wants the status to read 0x00: clear status returns to read
+ * array and clears every bit, ready included (the bit is set again by the next program or erase; a fresh device reads
  * 0x80). OVMF never polls the status: it writes 0x10 + data per byte, then 0xFF, and erases
  * with 0x20 + 0xD0 at the block's start.
  *
