@@ -23,9 +23,9 @@
  *
  * Behaviour chosen for OVMF (edk2 OvmfPkg's QEMU flash driver), which probes for flash by
  * writing 0x50 then 0x70 and wants the status to read 0x00: clear status returns to read
- * array and clears every bit, ready included (the bit is set again by the next program or erase; a fresh device reads
- * 0x80). OVMF never polls the status: it writes 0x10 + data per byte, then 0xFF, and erases
- * with 0x20 + 0xD0 at the block's start.
+ * array and clears every bit, ready included (the bit is set again by the next program or
+ * erase; a fresh device reads 0x80). OVMF never polls the status: it writes 0x10 + data per
+ * byte, then 0xFF, and erases with 0x20 + 0xD0 at the block's start.
  *
  * Programming ANDs the data into the byte, as on the real part (a program cannot set a bit;
  * only an erase can): edk2's variable and fault-tolerant-write drivers are built on that rule
