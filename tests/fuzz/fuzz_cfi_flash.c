@@ -1,12 +1,12 @@
 /* libFuzzer target for the CFI flash (src/devices/legacy/cfi_flash.c): a guest's reads and
  * writes of 1-8 bytes at offsets inside and just past a small flash backed by a memfd, made
- * fresh for each input. Input: a header byte (bit 0: read-only; the rest seeds the image),
- * then operations: op (bits 0-1: size 1 << n; bit 2: write; bit 3: write bytes drawn from the
- * command set; bit 4: a wide write made as byte writes), a 16-bit offset, the bytes to write. Checked after every operation: bytes only
- * lose bits except where a whole block became 0xFF (an erase), a read-only flash never
- * changes, reads in read-array mode return the image (0xFF past it), the mode listener agrees
- * with the device; at the end: the file holds exactly the image, its size never changed, and a
- * reopen sees the same bytes. */
+ * fresh for each input. Input: a header byte (bit 0: read-only; bit 7: block 1 starts erased;
+ * the rest seeds the image), then operations: op (bits 0-1: size 1 << n; bit 2: write; bit 3:
+ * write bytes drawn from the command set; bit 4: a wide write made as byte writes), a 16-bit
+ * offset, the bytes to write. Checked after every operation: bytes only lose bits except where
+ * a whole block became 0xFF (an erase), a read-only flash never changes, reads in read-array
+ * mode return the image (0xFF past it), the mode listener agrees with the device; at the end:
+ * the file holds exactly the image, its size never changed, and a reopen sees the same bytes. */
 #include "devices/legacy/cfi_flash.h"
 #include "input.h"
 
