@@ -234,6 +234,14 @@ static void test_items_and_refusals(void **state)
     assert_int_equal(fw_cfg_add_item(f->fc, FW_CFG_ARCH_LOCAL | 3, "arch", 4), 0);
     sel(f->fc, FW_CFG_NB_CPUS);
     assert_int_equal(data_byte(f->fc), 8);
+    /* Replaced with something shorter while selected and read to its end: the offset
+     * stays inside the new item. */
+    assert_int_equal(data_byte(f->fc), 0);
+    assert_int_equal(fw_cfg_add_item(f->fc, FW_CFG_NB_CPUS, &eight, 1), 0);
+    assert_int_equal(data_byte(f->fc), 0);
+    sel(f->fc, FW_CFG_NB_CPUS);
+    assert_int_equal(data_byte(f->fc), 8);
+    assert_int_equal(data_byte(f->fc), 0);
     sel(f->fc, FW_CFG_ARCH_LOCAL | 3);
     assert_int_equal(data_byte(f->fc), 'a');
 
