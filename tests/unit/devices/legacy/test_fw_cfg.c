@@ -238,7 +238,9 @@ static void test_items_and_refusals(void **state)
      * stays inside the new item. */
     assert_int_equal(data_byte(f->fc), 0);
     assert_int_equal(fw_cfg_add_item(f->fc, FW_CFG_NB_CPUS, &eight, 1), 0);
-    assert_int_equal(data_byte(f->fc), 0);
+    memset(host(f, BUF), 0xaa, 4);
+    assert_int_equal(dma(f, FW_CFG_DMA_READ, 4, BUF), 0);
+    assert_memory_equal(host(f, BUF), "\0\0\0\0", 4);
     sel(f->fc, FW_CFG_NB_CPUS);
     assert_int_equal(data_byte(f->fc), 8);
     assert_int_equal(data_byte(f->fc), 0);
