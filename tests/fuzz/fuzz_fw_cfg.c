@@ -25,14 +25,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define RW_LEN   40
 
 enum {
-    OP_SELECT,     /* u16 key through the selector port */
-    OP_DATA,       /* u8 count of data port reads */
-    OP_DMA,        /* u16 descriptor offset in RAM, u32 control, u32 length, u32 address
-                    * offset, u8 how: bit 0 an 8-byte kick, bit 1 a raw 64-bit address */
-    OP_DMA_RAW,    /* u64 descriptor address, kicked as two halves */
-    OP_PORT,       /* u8 offset, u8 size/direction, u64 value: any access to the block */
-    OP_POKE,       /* u16 RAM offset, u8 length, bytes */
-    OP_ADD_FILE,   /* u8 name seed, u8 length: a file added while the guest runs */
+    OP_SELECT, /* u16 key through the selector port */
+    OP_DATA,   /* u8 count of data port reads */
+    /* u16 descriptor offset in RAM, u32 control, u32 length, u32 address offset, u8 how:
+     * bit 0 an 8-byte kick, bit 1 a raw 64-bit address (u32 more), bit 2 a short length */
+    OP_DMA,
+    OP_DMA_RAW,  /* u64 descriptor address, kicked as two halves */
+    OP_PORT,     /* u8 offset, u8 size/direction, u64 value: any access to the block */
+    OP_POKE,     /* u16 RAM offset, u8 length, bytes */
+    OP_ADD_FILE, /* u8 name seed, u8 length: a file added while the guest runs */
     OP_COUNT
 };
 
@@ -110,8 +111,8 @@ static void op_dma(struct state *s, struct fz_in *in)
     uint32_t control = fz_u32(in), len = fz_u32(in), addr32 = fz_u32(in);
     uint8_t how = fz_u8(in);
     /* Mostly near RAM, so transfers land; sometimes anywhere at all. */
-    uint64_t addr = how & 2 ? (uint64_t)addr32 << 32 | fz_u32(in)
-                            : RAM_GPA + addr32 % (RAM_LEN + 64) - 32;
+    uint64_t addr =
+        how & 2 ? (uint64_t)addr32 << 32 | fz_u32(in) : RAM_GPA + addr32 % (RAM_LEN + 64) - 32;
     if (how & 4)
         len %= 512;
     uint8_t *d = gm_ptr(&s->gm, desc, 16);
@@ -220,8 +221,8 @@ void fz_write_seeds(const char *dir)
     s.n = 0;
     seed_dma(&s, 0x100, FW_CFG_FILE_DIR << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_READ, 4 + 64 * 4,
              0x1000, 0);
-    seed_dma(&s, 0x100, (FW_CFG_FILE_FIRST + 2) << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_SKIP, 36,
-             0, 1);
+    seed_dma(&s, 0x100, (FW_CFG_FILE_FIRST + 2) << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_SKIP, 36, 0,
+             1);
     seed_dma(&s, 0x100, FW_CFG_DMA_READ, 300, 0x2000, 4);
     seed_dma(&s, 0x100, (FW_CFG_FILE_FIRST + 3) << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_WRITE, 8,
              0x2000, 0);
@@ -242,8 +243,9 @@ void fz_write_seeds(const char *dir)
     fz_seed_u8(&s, OP_POKE);
     fz_seed_u16(&s, 0x300);
     fz_seed_u8(&s, 16);
-    const uint8_t desc[16] = { 0, 0x24, 0, FW_CFG_DMA_SELECT | FW_CFG_DMA_READ, 0, 0, 0, 50,
-                               0, 0, 0, 0, 0, 0, 0x30, 0 };
+    const uint8_t desc[16] = {
+        0, 0x24, 0, FW_CFG_DMA_SELECT | FW_CFG_DMA_READ, 0, 0, 0, 50, 0, 0, 0, 0, 0, 0, 0x30, 0
+    };
     fz_seed_bytes(&s, desc, sizeof(desc));
     fz_seed_u8(&s, OP_DMA_RAW);
     fz_seed_u64(&s, RAM_GPA + 0x300);

@@ -9,25 +9,25 @@
 
 /* Offsets from the ACPI 6.3 spec: the RSDP (5.2.5.3), the common header (5.2.6), the
  * FADT (5.2.9) and the FACS (5.2.10). */
-#define RSDP_LEN              36
-#define RSDP_CHECKSUM         8 /* over the first 20 bytes */
-#define RSDP_V1_LEN           20
-#define RSDP_REVISION         15
-#define RSDP_RSDT             16
-#define RSDP_LENGTH           20
-#define RSDP_XSDT             24
-#define RSDP_EXT_CHECKSUM     32 /* over all RSDP_LEN bytes */
-#define HDR_LEN               36
-#define HDR_LENGTH            4
-#define HDR_CHECKSUM          9
-#define FADT_FIRMWARE_CTRL    36
-#define FADT_DSDT             40
-#define FADT_X_FIRMWARE_CTRL  132
-#define FADT_X_DSDT           140
-#define FACS_MIN_LEN          64
-#define TABLES_ALIGN          64 /* the FACS's alignment */
-#define RSDP_ALIGN            16
-#define WALK_MAX_TABLES       64
+#define RSDP_LEN             36
+#define RSDP_CHECKSUM        8 /* over the first 20 bytes */
+#define RSDP_V1_LEN          20
+#define RSDP_REVISION        15
+#define RSDP_RSDT            16
+#define RSDP_LENGTH          20
+#define RSDP_XSDT            24
+#define RSDP_EXT_CHECKSUM    32 /* over all RSDP_LEN bytes */
+#define HDR_LEN              36
+#define HDR_LENGTH           4
+#define HDR_CHECKSUM         9
+#define FADT_FIRMWARE_CTRL   36
+#define FADT_DSDT            40
+#define FADT_X_FIRMWARE_CTRL 132
+#define FADT_X_DSDT          140
+#define FACS_MIN_LEN         64
+#define TABLES_ALIGN         64 /* the FACS's alignment */
+#define RSDP_ALIGN           16
+#define WALK_MAX_TABLES      64
 
 /* Command field offsets (see the header). */
 #define CMD_FILE        4

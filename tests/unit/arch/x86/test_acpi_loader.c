@@ -101,10 +101,10 @@ static void machine_init(struct machine *m, const struct acpi_loader_files *f, u
                          uint64_t tables_at)
 {
     memset(m, 0, sizeof(*m));
-    m->files[0] = (struct blob){ .name = ACPI_LOADER_RSDP_FILE, .len = f->rsdp_len,
-                                 .addr = rsdp_at };
-    m->files[1] = (struct blob){ .name = ACPI_LOADER_TABLES_FILE, .len = f->tables_len,
-                                 .addr = tables_at };
+    m->files[0] =
+        (struct blob){ .name = ACPI_LOADER_RSDP_FILE, .len = f->rsdp_len, .addr = rsdp_at };
+    m->files[1] =
+        (struct blob){ .name = ACPI_LOADER_TABLES_FILE, .len = f->tables_len, .addr = tables_at };
     m->files[0].data = malloc(f->rsdp_len);
     m->files[1].data = malloc(f->tables_len);
     assert_non_null(m->files[0].data);
@@ -253,9 +253,9 @@ static void test_relocated_equals_direct_build(void **state)
 
             size_t used = 0;
             vmk_error *err = NULL;
-            assert_int_equal(acpi_build_tables(&platforms[i], direct, X86_ACPI_MAX, places[k],
-                                               &used, &err),
-                             VMK_OK);
+            assert_int_equal(
+                acpi_build_tables(&platforms[i], direct, X86_ACPI_MAX, places[k], &used, &err),
+                VMK_OK);
             assert_int_equal(used, f.tables_len);
             assert_memory_equal(m.files[0].data, direct, 36);
             assert_memory_equal(m.files[1].data + 36, direct + 36, used - 36);

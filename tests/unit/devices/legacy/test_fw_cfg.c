@@ -96,8 +96,7 @@ static void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-static void put_desc(struct fixture *f, uint64_t at, uint32_t control, uint32_t len,
-                     uint64_t addr)
+static void put_desc(struct fixture *f, uint64_t at, uint32_t control, uint32_t len, uint64_t addr)
 {
     uint8_t *d = host(f, at);
     put_be32(d, control);
@@ -248,8 +247,8 @@ static void test_items_and_refusals(void **state)
     assert_int_equal(data_byte(f->fc), 'a');
 
     /* Built-in keys, the file range and the write bit are not the caller's. */
-    const uint16_t bad_keys[] = { FW_CFG_SIGNATURE, FW_CFG_ID, FW_CFG_FILE_DIR,
-                                  FW_CFG_FILE_FIRST, 0x3fff, 0x4005, 0xc005 };
+    const uint16_t bad_keys[] = { FW_CFG_SIGNATURE, FW_CFG_ID, FW_CFG_FILE_DIR, FW_CFG_FILE_FIRST,
+                                  0x3fff,           0x4005,    0xc005 };
     for (unsigned i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++)
         assert_int_equal(fw_cfg_add_item(f->fc, bad_keys[i], "x", 1), -EINVAL);
 
@@ -279,8 +278,7 @@ static void test_dma_read_skip_select(void **state)
     assert_true(key > 0);
 
     uint8_t *buf = host(f, BUF);
-    assert_int_equal(dma(f, (uint32_t)key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_READ, 10, BUF),
-                     0);
+    assert_int_equal(dma(f, (uint32_t)key << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_READ, 10, BUF), 0);
     assert_memory_equal(buf, content, 10);
     /* The DMA and the data port share the offset. */
     assert_int_equal(data_byte(f->fc), 11);
