@@ -29,19 +29,18 @@ size_t x86_fw_cfg_e820(const struct guest_memory *gm, uint8_t *out, size_t cap)
     if (cap < need)
         return 0;
     /* Regions may be in any order in the table; firmware expects a sorted map. */
-    uint64_t done = 0;
-    size_t n = 0;
-    for (unsigned k = 0; k < gm->nregions; k++) {
-        const struct guest_region *next = NULL;
-        for (unsigned i = 0; i < gm->nregions; i++) {
-            const struct guest_region *r = &gm->regions[i];
-            if ((k == 0 || r->gpa >= done) && (!next || r->gpa < next->gpa))
-                next = r;
+    struct guest_region r[GM_MAX_REGIONS];
+    unsigned count = gm->nregions;
+    memcpy(r, gm->regions, count * sizeof(r[0]));
+    for (unsigned i = 1; i < count; i++)
+        for (unsigned k = i; k > 0 && r[k].gpa < r[k - 1].gpa; k--) {
+            struct guest_region t = r[k];
+            r[k] = r[k - 1];
+            r[k - 1] = t;
         }
-        put_entry(out + n, next->gpa, next->size, E820_RAM);
-        n += X86_FW_CFG_E820_ENTRY;
-        done = next->gpa + next->size;
-    }
+    size_t n = 0;
+    for (unsigned i = 0; i < count; i++, n += X86_FW_CFG_E820_ENTRY)
+        put_entry(out + n, r[i].gpa, r[i].size, E820_RAM);
     put_entry(out + n, X86_KVM_IDENTITY_MAP_ADDR, KVM_PAGES_END - X86_KVM_IDENTITY_MAP_ADDR,
               E820_RESERVED);
     return n + X86_FW_CFG_E820_ENTRY;
