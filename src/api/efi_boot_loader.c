@@ -5,6 +5,7 @@
 #include "api/config_internal.h"
 #include "api/validate.h"
 #include "core/error.h"
+#include "devices/legacy/cfi_flash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +22,6 @@ static const char *const firmware_paths[] = { "/usr/share/OVMF/OVMF_CODE_4M.fd",
 static const char *const template_paths[] = { "/usr/share/OVMF/OVMF_VARS_4M.fd",
                                               "/usr/share/ovmf/OVMF_VARS_4M.fd" };
 
-#define FV_SIGNATURE_OFFSET 40 /* EFI_FIRMWARE_VOLUME_HEADER.Signature, after ZeroVector, GUID, length */
-#define FV_HEADER_MIN       56
 #define STORE_MAX           (64u << 20)
 
 static const char *first_existing(const char *const *paths, size_t n)
@@ -254,12 +253,6 @@ vmk_result efi_boot_loader_copy_into(const vmk_boot_loader *bl, vmk_boot_loader 
 
 /* ---- validation ----------------------------------------------------------------- */
 
-/* Whether the image starts with a UEFI firmware volume header. */
-static bool is_firmware_volume(const uint8_t *data, size_t len)
-{
-    return len >= FV_HEADER_MIN && !memcmp(data + FV_SIGNATURE_OFFSET, "_FVH", 4);
-}
-
 static uint64_t flash_total(uint64_t code_size)
 {
     uint64_t total = 1;
@@ -282,7 +275,7 @@ void efi_boot_loader_validate(const vmk_boot_loader *bl, struct problems *p)
         uint8_t *data = read_small_file(fw, STORE_MAX, &len, &e);
         if (!data)
             problem(p, "EFI firmware %s: cannot read: %s", fw, strerror(e));
-        else if (!is_firmware_volume(data, len) || len % 4096)
+        else if (!cfi_flash_image_is_firmware_volume(data, len) || len % 4096)
             problem(p, "EFI firmware %s: not a firmware volume (no _FVH header)", fw);
         else
             code_size = len;
@@ -302,7 +295,7 @@ void efi_boot_loader_validate(const vmk_boot_loader *bl, struct problems *p)
     }
     if (access(path, W_OK) != 0)
         problem(p, "EFI variable store %s: not writable: %s", path, strerror(errno));
-    else if (!is_firmware_volume(data, len))
+    else if (!cfi_flash_image_is_firmware_volume(data, len))
         problem(p, "EFI variable store %s: not a variable store (no firmware volume header)",
                 path);
     else if (code_size && len != flash_total(code_size) - code_size)
