@@ -120,9 +120,8 @@ VMK_API vmk_boot_loader_kind vmk_boot_loader_get_kind(const vmk_boot_loader *bl)
  * into place, so path is whole or absent; an existing path is an error unless allow_overwrite.
  * _open takes an existing one (validation checks it). NULL and *err on failure. */
 typedef struct vmk_efi_variable_store vmk_efi_variable_store;
-VMK_API vmk_efi_variable_store *vmk_efi_variable_store_create(const char *path,
-                                                              bool allow_overwrite,
-                                                              vmk_error **err);
+VMK_API vmk_efi_variable_store *
+vmk_efi_variable_store_create(const char *path, bool allow_overwrite, vmk_error **err);
 VMK_API vmk_efi_variable_store *vmk_efi_variable_store_open(const char *path, vmk_error **err);
 VMK_API void vmk_efi_variable_store_free(vmk_efi_variable_store *store);
 VMK_API const char *vmk_efi_variable_store_get_path(const vmk_efi_variable_store *store);

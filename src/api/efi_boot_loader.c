@@ -22,7 +22,7 @@ static const char *const firmware_paths[] = { "/usr/share/OVMF/OVMF_CODE_4M.fd",
 static const char *const template_paths[] = { "/usr/share/OVMF/OVMF_VARS_4M.fd",
                                               "/usr/share/ovmf/OVMF_VARS_4M.fd" };
 
-#define STORE_MAX           (64u << 20)
+#define STORE_MAX (64u << 20)
 
 static const char *first_existing(const char *const *paths, size_t n)
 {
@@ -212,7 +212,8 @@ vmk_boot_loader *vmk_efi_boot_loader_new(void)
     return bl;
 }
 
-vmk_result vmk_efi_boot_loader_set_variable_store(vmk_boot_loader *bl, vmk_efi_variable_store *store)
+vmk_result vmk_efi_boot_loader_set_variable_store(vmk_boot_loader *bl,
+                                                  vmk_efi_variable_store *store)
 {
     if (!bl || bl->kind != VMK_BOOT_LOADER_EFI) {
         vmk_efi_variable_store_free(store);
@@ -266,8 +267,9 @@ void efi_boot_loader_validate(const vmk_boot_loader *bl, struct problems *p)
     const char *fw = vmk_efi_boot_loader_get_firmware(bl);
     uint64_t code_size = 0;
     if (!fw) {
-        problem(p, "EFI boot loader: no firmware (%s is missing): install Debian's ovmf package "
-                   "or set one with vmk_efi_boot_loader_set_firmware",
+        problem(p,
+                "EFI boot loader: no firmware (%s is missing): install Debian's ovmf package "
+                "or set one with vmk_efi_boot_loader_set_firmware",
                 firmware_paths[0]);
     } else {
         size_t len = 0;
@@ -296,8 +298,7 @@ void efi_boot_loader_validate(const vmk_boot_loader *bl, struct problems *p)
     if (access(path, W_OK) != 0)
         problem(p, "EFI variable store %s: not writable: %s", path, strerror(errno));
     else if (!cfi_flash_image_is_firmware_volume(data, len))
-        problem(p, "EFI variable store %s: not a variable store (no firmware volume header)",
-                path);
+        problem(p, "EFI variable store %s: not a variable store (no firmware volume header)", path);
     else if (code_size && len != flash_total(code_size) - code_size)
         problem(p,
                 "EFI variable store %s: %zu bytes, but firmware %s (%llu bytes) leaves %llu for "

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define MIB (UINT64_C(1) << 20)
 
@@ -29,6 +30,9 @@ static const char usage_text[] =
     "  --cmdline STRING        kernel command line\n"
     "  --bootloader linux,kernel=PATH[,initrd=PATH][,cmdline=STRING]\n"
     "                          the three above in one option (not mixed with them)\n"
+    "  --bootloader efi,variable-store=PATH[,create[,overwrite]][,firmware=PATH]\n"
+    "                          EFI firmware (Debian's OVMF) with its variable store;\n"
+    "                          create makes the store from OVMF's template\n"
     "  --device SPEC           a device; repeats (the devices are listed below)\n"
     "  --stop-timeout SECONDS  after SIGINT, SIGTERM or SIGHUP, how long the guest\n"
     "                          gets to power off before vmkit stops it (default 20;\n"
@@ -451,7 +455,83 @@ static void move_string(char **dst, char **src)
     *src = NULL;
 }
 
-#define BOOTLOADER_FORM "linux,kernel=PATH[,initrd=PATH][,cmdline=STRING]"
+#define BOOTLOADER_FORM                                   \
+    "linux,kernel=PATH[,initrd=PATH][,cmdline=STRING] | " \
+    "efi,variable-store=PATH[,create[,overwrite]][,firmware=PATH]"
+
+/* --bootloader efi,...: the firmware and its variable store (VZEFIBootLoader). */
+static int parse_efi_bootloader(struct cli_request *req, struct kv_iter *it, const char *spec,
+                                char *err, size_t errlen)
+{
+    char *key = NULL, *val = NULL, *store = NULL, *firmware = NULL;
+    bool create = false, overwrite = false;
+    int rc;
+    it->ctx = "--bootloader efi";
+    for (;;) {
+        free(key);
+        free(val);
+        rc = kv_next(it, &key, &val, err, errlen);
+        if (rc || !key)
+            break;
+        bool flag = !strcmp(key, "create") || !strcmp(key, "overwrite");
+        char **slot = !strcmp(key, "variable-store") ? &store
+                      : !strcmp(key, "firmware")     ? &firmware
+                                                     : NULL;
+        if (!slot && !flag) {
+            rc = cli_usage_error(err, errlen,
+                                 "--bootloader efi: unknown key '%s' (known: variable-store, "
+                                 "create, overwrite, firmware; the firmware boots what the "
+                                 "disks hold, there is no kernel to name)",
+                                 key);
+            break;
+        }
+        if (flag) {
+            if (val) {
+                rc = cli_usage_error(err, errlen, "--bootloader efi: %s takes no value", key);
+                break;
+            }
+            *(!strcmp(key, "create") ? &create : &overwrite) = true;
+            continue;
+        }
+        if (!val || !*val) {
+            rc = cli_usage_error(err, errlen, "--bootloader efi: %s= needs a path", key);
+            break;
+        }
+        if (*slot) {
+            rc = cli_usage_error(err, errlen, "--bootloader efi: %s given twice", key);
+            break;
+        }
+        *slot = val;
+        val = NULL;
+    }
+    if (!rc && !store)
+        rc = cli_usage_error(err, errlen,
+                             "--bootloader efi: missing variable-store=PATH in '%s' (add "
+                             ",create to make a new one)",
+                             spec);
+    if (!rc && overwrite && !create)
+        rc = cli_usage_error(err, errlen, "--bootloader efi: overwrite needs create");
+    if (!rc && create && !overwrite && access(store, F_OK) == 0)
+        rc = cli_usage_error(err, errlen,
+                             "--bootloader efi: variable store %s already exists; drop create "
+                             "to boot with it, or add overwrite to start afresh",
+                             store);
+    if (!rc) {
+        /* A later --bootloader replaces an earlier one as a whole. */
+        free(req->kernel), free(req->initrd), free(req->cmdline);
+        req->kernel = req->initrd = req->cmdline = NULL;
+        req->efi = true;
+        move_string(&req->efi_store, &store);
+        move_string(&req->efi_firmware, &firmware);
+        req->efi_create = create;
+        req->efi_overwrite = overwrite;
+    }
+    free(key);
+    free(val);
+    free(store);
+    free(firmware);
+    return rc;
+}
 
 static int parse_bootloader(struct cli_request *req, const char *spec, char *err, size_t errlen)
 {
@@ -461,11 +541,13 @@ static int parse_bootloader(struct cli_request *req, const char *spec, char *err
     int rc = kv_type(&it, BOOTLOADER_FORM, &type, err, errlen);
     if (rc)
         return rc;
+    if (!strcmp(type, "efi")) {
+        rc = parse_efi_bootloader(req, &it, spec, err, errlen);
+        goto out;
+    }
     if (strcmp(type, "linux") != 0) {
-        rc = cli_usage_error(err, errlen,
-                             "--bootloader: unknown boot loader type '%s' "
-                             "(this release knows: linux)",
-                             type);
+        rc = cli_usage_error(
+            err, errlen, "--bootloader: unknown boot loader type '%s' (known: linux, efi)", type);
         goto out;
     }
     it.ctx = "--bootloader linux";
@@ -509,6 +591,7 @@ static int parse_bootloader(struct cli_request *req, const char *spec, char *err
         move_string(&req->kernel, &kernel);
         move_string(&req->initrd, &initrd);
         move_string(&req->cmdline, &cmdline);
+        req->efi = false;
     }
 out:
     free(type);
@@ -1139,6 +1222,8 @@ void cli_request_free(struct cli_request *req)
     if (!req)
         return;
     free(req->kernel);
+    free(req->efi_store);
+    free(req->efi_firmware);
     free(req->initrd);
     free(req->cmdline);
     free(req->socket);

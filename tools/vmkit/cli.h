@@ -167,6 +167,11 @@ struct cli_request {
     char *kernel;              /* NULL: boot the default guest */
     char *initrd;              /* NULL: none (or the default guest's) */
     char *cmdline;             /* NULL: none (or the default guest's) */
+    bool efi;                  /* --bootloader efi: firmware boots, no kernel */
+    char *efi_store;           /* its variable-store=PATH */
+    bool efi_create;           /* make that store (,create), replacing one (,overwrite) */
+    bool efi_overwrite;
+    char *efi_firmware; /* firmware=PATH, NULL: Debian's OVMF */
     unsigned stop_timeout;     /* seconds, --stop-timeout */
     struct cli_serial *serial; /* COM1.. in order; none: COM1 on stdio (run) */
     unsigned serial_count;

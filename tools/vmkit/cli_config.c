@@ -394,6 +394,33 @@ static char *default_guest_cmdline(const struct cli_request *req)
     return s;
 }
 
+/* --bootloader efi: opens (or first makes) the variable store. A store that cannot be made
+ * is the host's problem (status 1), said in one line. */
+static int efi_boot_loader(const struct cli_request *req, vmk_boot_loader **out, char *err,
+                           size_t errlen)
+{
+    vmk_error *e = NULL;
+    vmk_efi_variable_store *store =
+        req->efi_create ? vmk_efi_variable_store_create(req->efi_store, req->efi_overwrite, &e)
+                        : vmk_efi_variable_store_open(req->efi_store, &e);
+    if (!store) {
+        snprintf(err, errlen, "vmkit: %s", e ? vmk_error_message(e) : "out of memory");
+        vmk_error_free(e);
+        return CLI_EXIT_ERROR;
+    }
+    vmk_boot_loader *bl = vmk_efi_boot_loader_new();
+    if (!bl || vmk_efi_boot_loader_set_variable_store(bl, store) != VMK_OK ||
+        (req->efi_firmware && vmk_efi_boot_loader_set_firmware(bl, req->efi_firmware) != VMK_OK)) {
+        if (!bl)
+            vmk_efi_variable_store_free(store);
+        vmk_boot_loader_free(bl);
+        snprintf(err, errlen, "vmkit: out of memory");
+        return CLI_EXIT_ERROR;
+    }
+    *out = bl;
+    return 0;
+}
+
 int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_config **cfg_out,
                      char *err, size_t errlen)
 {
@@ -403,7 +430,7 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
     vmk_config *cfg = NULL;
     int rc = 0;
 
-    if (!kernel) {
+    if (!kernel && !req->efi) {
         rc = cli_find_default_guest(exe_path, &guest_kernel, &guest_initrd, err, errlen);
         if (rc)
             return rc;
@@ -416,11 +443,21 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
         }
     }
     cfg = vmk_config_new();
-    vmk_boot_loader *bl = vmk_linux_boot_loader_new(kernel);
+    vmk_boot_loader *bl = NULL;
+    if (req->efi) {
+        rc = efi_boot_loader(req, &bl, err, errlen);
+        if (rc)
+            goto fail;
+    } else {
+        bl = vmk_linux_boot_loader_new(kernel);
+        if (bl && (vmk_linux_boot_loader_set_initrd(bl, initrd) != VMK_OK ||
+                   vmk_linux_boot_loader_set_command_line(bl, cmdline) != VMK_OK)) {
+            vmk_boot_loader_free(bl);
+            bl = NULL;
+        }
+    }
     if (!cfg || !bl || vmk_config_set_cpu_count(cfg, req->cpus) != VMK_OK ||
-        vmk_config_set_memory_size(cfg, req->memory_mib * MIB) != VMK_OK ||
-        vmk_linux_boot_loader_set_initrd(bl, initrd) != VMK_OK ||
-        vmk_linux_boot_loader_set_command_line(bl, cmdline) != VMK_OK) {
+        vmk_config_set_memory_size(cfg, req->memory_mib * MIB) != VMK_OK) {
         vmk_boot_loader_free(bl);
         goto oom;
     }

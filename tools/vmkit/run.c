@@ -154,9 +154,9 @@ static vmk_result wait_saying_addresses(const struct cli_request *req, vmk_vm *v
 }
 
 /* Why the VM could not start, with what to do about the host. */
-static void say_start_error(const vmk_error *err)
+static void say_start_error(const struct cli_request *req, const vmk_error *err)
 {
-    if (vmk_error_code(err) == VMK_ERR_UNSUPPORTED && vmk_host_probe() == VMK_HOST_PVM)
+    if (vmk_error_code(err) == VMK_ERR_UNSUPPORTED && vmk_host_probe() == VMK_HOST_PVM && !req->efi)
         say("%s; vmkit's source tree boots the default guest inside an emulated machine "
             "instead: ./setup.sh",
             vmk_error_message(err));
@@ -378,7 +378,7 @@ int run_vm(const struct cli_request *req, const char *exe_path)
     if (!start_views(req, vm, &views))
         goto out;
     if (vmk_vm_start(vm, &err) != VMK_OK) {
-        say_start_error(err);
+        say_start_error(req, err);
         goto out;
     }
     say_pty_paths(req, vm);

@@ -190,12 +190,45 @@ static void test_bootloader(void **state)
     assert_string_equal(req.kernel, "/my,dir/k");
     assert_string_equal(req.cmdline, "");
     cli_request_free(&req);
+
+    /* EFI: the store, create, overwrite and the firmware; a later linux one replaces it. */
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader",
+                           "efi,variable-store=/tmp/no-such-store,create,firmware=/fw.fd"),
+                     0);
+    assert_true(req.efi);
+    assert_true(req.efi_create);
+    assert_false(req.efi_overwrite);
+    assert_string_equal(req.efi_store, "/tmp/no-such-store");
+    assert_string_equal(req.efi_firmware, "/fw.fd");
+    assert_null(req.kernel);
+    cli_request_free(&req);
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader",
+                           "efi,variable-store=/dev/null,create,overwrite", "--bootloader",
+                           "linux,kernel=/k"),
+                     0);
+    assert_false(req.efi);
+    assert_string_equal(req.kernel, "/k");
+    cli_request_free(&req);
 }
 
 static void test_bootloader_errors(void **state)
 {
     EXPECT_USAGE("--bootloader", "empty value", "run", "--bootloader", "");
-    EXPECT_USAGE("--bootloader", "'efi'", "run", "--bootloader", "efi,kernel=/k");
+    EXPECT_USAGE("--bootloader efi", "unknown key 'kernel'", "run", "--bootloader",
+                 "efi,kernel=/k");
+    EXPECT_USAGE("--bootloader", "unknown boot loader type 'bios'", "run", "--bootloader", "bios");
+    EXPECT_USAGE("--bootloader efi", "missing variable-store=PATH", "run", "--bootloader", "efi");
+    EXPECT_USAGE("--bootloader efi", "create takes no value", "run", "--bootloader",
+                 "efi,variable-store=/v,create=yes");
+    EXPECT_USAGE("--bootloader efi", "overwrite needs create", "run", "--bootloader",
+                 "efi,variable-store=/v,overwrite");
+    EXPECT_USAGE("--bootloader efi", "variable-store= needs a path", "run", "--bootloader",
+                 "efi,variable-store=");
+    /* An existing store is not replaced without overwrite. */
+    EXPECT_USAGE("variable store /dev/null already exists", "add overwrite", "run", "--bootloader",
+                 "efi,variable-store=/dev/null,create");
+    EXPECT_USAGE("--bootloader cannot be combined", NULL, "run", "--bootloader",
+                 "efi,variable-store=/v", "--kernel", "/k");
     EXPECT_USAGE("--bootloader", "'kernel=/k' is not a type", "run", "--bootloader", "kernel=/k");
     EXPECT_USAGE("--bootloader linux", "missing kernel=PATH", "run", "--bootloader", "linux");
     EXPECT_USAGE("--bootloader linux", "missing kernel=PATH", "run", "--bootloader",
