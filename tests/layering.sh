@@ -12,6 +12,7 @@ allowed() {
     case $1 in
     core) echo "" ;;
     block | attach | devices/legacy | kvm | pci) echo "core" ;;
+    devices/usb) echo "core block" ;;
     arch/x86) echo "core pci" ;;
     virtio) echo "core block attach pci" ;;
     vhost_user) echo "core virtio" ;;
