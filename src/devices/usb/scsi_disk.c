@@ -250,8 +250,8 @@ static int load_bounce(struct scsi_disk *d, uint64_t sec)
 }
 
 /* One sector that the data cuts, or whose iovecs are too fragmented for one back-end call,
- * through the bounce buffer: read, or read-modify-write. Returns the bytes moved, 0 on
- * failure (sense set) or when the iovecs ran out. */
+ * through the bounce buffer: read, or read-modify-write. Returns the bytes moved: fewer than
+ * the sector's part on failure (sense set) or when the iovecs ran out. */
 static size_t move_bounced(struct scsi_disk *d, uint64_t pos, struct cursor *c, size_t left,
                            bool write)
 {
@@ -265,7 +265,7 @@ static size_t move_bounced(struct scsi_disk *d, uint64_t pos, struct cursor *c, 
         return 0;
     }
     if (!write)
-        return cur_copy(c, d->bounce + in, k, true) == k ? k : 0;
+        return cur_copy(c, d->bounce + in, k, true);
     d->bounce_valid = false;
     if (cur_copy(c, d->bounce + in, k, false) != k)
         return 0; /* the transport's iovecs were shorter than it said: write nothing */
@@ -309,10 +309,11 @@ static size_t move_rw(struct scsi_disk *d, uint64_t off, struct cursor *c, size_
                 continue;
             }
         }
+        size_t want = SECTOR - pos % SECTOR < left ? SECTOR - pos % SECTOR : left;
         size_t k = move_bounced(d, pos, c, left, write);
-        if (!k)
-            break;
         done += k;
+        if (k < want)
+            break;
     }
     return done;
 }
