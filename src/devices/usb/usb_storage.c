@@ -610,7 +610,7 @@ vmk_result usb_storage_new(const struct block_backend *be, const char *serial,
                         "and a size that is a non-zero multiple of them)",
                         (unsigned long long)be->size, be->block_size);
     }
-    strcpy(s->serial, serial);
+    memcpy(s->serial, serial, strlen(serial) + 1); /* serial_ok bounded it */
     s->dev.ops = &storage_ops;
     s->dev.ctx = s;
     s->dev.speed = USB_SPEED_HIGH;
