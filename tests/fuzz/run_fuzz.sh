@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # Builds libFuzzer targets with ASan and UBSan and feeds each a bounded number of
 # inputs: FUZZ_RUNS (default 100000; 0 means no limit), at most FUZZ_MAX_TIME seconds
-# (default 45). Usage: run_fuzz.sh [TARGET...], targets virtqueue, virtio_blk,
-# virtio_console, virtio_rng, virtio_net, virtio_balloon, virtio_vsock, frame_stream, boot_linux,
-# vhost_user, fuse_server, cfi_flash, fw_cfg (default: all). Prints one TAP case per target; no clang or
-# no libFuzzer (libclang-rt-14-dev) is a skip. Device targets start from seeds they write themselves
-# (valid requests). Build outputs and corpora go to $FUZZ_OUT_DIR if
-# set, else a temporary directory that is removed unless a run failed.
+# (default 45). Usage: run_fuzz.sh [TARGET...], the targets of all_targets below (default:
+# all). Prints one TAP case per target; no clang or no libFuzzer (libclang-rt-14-dev) is a skip.
+# Device targets start from seeds they write themselves (valid requests). Build outputs and
+# corpora go to $FUZZ_OUT_DIR if set, else a temporary directory that is removed unless a run
+# failed.
 cd "$(dirname "$0")/../.." || exit 1
 
 all_targets="virtqueue virtio_blk virtio_console virtio_rng virtio_net virtio_balloon virtio_vsock virtio_input virtio_gpu
-    frame_stream boot_linux vhost_user fuse_server cfi_flash fw_cfg"
+    frame_stream boot_linux vhost_user fuse_server cfi_flash fw_cfg usb_storage"
 # Sources of each target (tests/fuzz/fuzz_TARGET.c comes first).
 dev_common="tests/fuzz/virtio_driver.c tests/fuzz/input.c src/virtio/virtqueue.c src/virtio/virtio_device.c
             src/core/guest_memory.c"
@@ -27,6 +26,8 @@ sources() {
     virtio_gpu) echo "$dev_common src/virtio/gpu.c src/core/error.c" ;;
     frame_stream) echo "tests/fuzz/input.c src/attach/frame_stream.c" ;;
     cfi_flash) echo "tests/fuzz/input.c src/devices/legacy/cfi_flash.c src/core/error.c" ;;
+    usb_storage) echo "tests/fuzz/input.c src/devices/usb/usb_storage.c src/devices/usb/scsi_disk.c
+                       src/core/error.c" ;;
     fuse_server) echo "tests/fuzz/input.c src/attach/fuse_server.c src/attach/fuse_host.c
                        src/attach/fuse_metadata.c src/attach/fuse_io.c src/attach/fuse_inodes.c
                        src/core/error.c" ;;

@@ -1,0 +1,620 @@
+/* USB mass storage, Bulk-Only Transport (see usb_storage.h). Every CBW and every request
+ * comes from the guest: lengths are checked before use and nothing the host sends can make
+ * the device move more than the host asked for, or more than the command has. */
+#include "devices/usb/usb_storage.h"
+#include "core/error.h"
+#include "devices/usb/scsi_disk.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CBW_LEN       31u
+#define CBW_SIGNATURE 0x43425355u /* "USBC" */
+#define CSW_LEN       13u
+#define CSW_SIGNATURE 0x53425355u /* "USBS" */
+#define CBW_FLAG_IN   0x80
+
+#define CSW_GOOD        0
+#define CSW_FAILED      1
+#define CSW_PHASE_ERROR 2
+
+#define REQ_MASS_STORAGE_RESET 0xff
+#define REQ_GET_MAX_LUN        0xfe
+
+#define USB_DT_DEVICE_QUALIFIER   6
+#define USB_DT_OTHER_SPEED_CONFIG 7
+#define USB_FEATURE_REMOTE_WAKEUP 1
+#define USB_TYPE_MASK             0x60
+#define USB_TYPE_STANDARD         0x00
+#define USB_TYPE_CLASS            0x20
+#define USB_RECIP_MASK            0x1f
+#define USB_RECIP_DEVICE          0
+#define USB_RECIP_INTERFACE       1
+#define USB_RECIP_ENDPOINT        2
+#define HIGH_SPEED_BULK_PACKET    512
+#define FULL_SPEED_BULK_PACKET    64
+#define CONFIG_TOTAL_LEN          (9 + 9 + 7 + 7)
+#define SERIAL_MIN                12
+#define DEFAULT_SERIAL            "000000000001"
+
+enum {
+    STR_LANGS,
+    STR_MANUFACTURER,
+    STR_PRODUCT,
+    STR_SERIAL,
+    STR_COUNT,
+};
+
+enum bot_state {
+    BOT_CBW,      /* waiting for a CBW on OUT */
+    BOT_DATA_IN,  /* the host reads data on IN */
+    BOT_DATA_OUT, /* the host sends data on OUT */
+    BOT_CSW,      /* the CSW waits to be read on IN */
+};
+
+struct usb_storage {
+    struct usb_device dev;
+    struct scsi_disk *disk;
+    char serial[SCSI_DISK_SERIAL_MAX + 1];
+    uint8_t config; /* 0: unconfigured, 1 */
+    bool halt_in, halt_out;
+    /* An invalid CBW: both bulk pipes stall until a Bulk-Only Mass Storage Reset. */
+    bool need_reset;
+    /* An endpoint that answered NAK, to be woken when it has something. */
+    bool nak_in, nak_out;
+
+    enum bot_state state;
+    uint32_t tag;
+    uint32_t host_len;  /* dCBWDataTransferLength */
+    uint32_t host_done; /* bytes of it moved on the bus, padding and discards included */
+    uint32_t dev_len;   /* bytes the command moves: its data phase, at most host_len */
+    uint32_t dev_done;  /* of those, moved */
+    bool phase_error;
+    uint8_t csw_status;
+    uint32_t residue;
+};
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    put_le16(p, (uint16_t)v);
+    put_le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---- the packet's buffers ---- */
+
+/* Copies n bytes between buf and the packet's iovecs from byte at on (to_pkt: into them).
+ * buf NULL writes zeroes. Returns how many it copied. */
+static size_t pkt_copy(const struct usb_packet *p, size_t at, uint8_t *buf, size_t n, bool to_pkt)
+{
+    size_t done = 0;
+    for (unsigned i = 0; i < p->iovcnt && done < n; i++) {
+        size_t l = p->iov[i].iov_len;
+        if (at >= l) {
+            at -= l;
+            continue;
+        }
+        size_t k = l - at < n - done ? l - at : n - done;
+        uint8_t *g = (uint8_t *)p->iov[i].iov_base + at;
+        if (!to_pkt)
+            memcpy(buf + done, g, k);
+        else if (buf)
+            memcpy(g, buf + done, k);
+        else
+            memset(g, 0, k);
+        done += k;
+        at = 0;
+    }
+    return done;
+}
+
+/* ---- the BOT state machine ---- */
+
+static struct usb_storage *to_storage(void *ctx)
+{
+    return ctx;
+}
+
+/* Wakes an endpoint that answered NAK once the state has something for it. */
+static void wake_ready(struct usb_storage *s)
+{
+    bool in_ready = s->state == BOT_DATA_IN || s->state == BOT_CSW;
+    if (s->nak_in && in_ready) {
+        s->nak_in = false;
+        usb_device_wakeup(&s->dev, USB_STORAGE_EP_IN);
+    }
+    if (s->nak_out && !in_ready) {
+        s->nak_out = false;
+        usb_device_wakeup(&s->dev, USB_STORAGE_EP_OUT);
+    }
+}
+
+/* The data phase is over: the command ends and its CSW waits on IN. */
+static void end_data(struct usb_storage *s)
+{
+    uint8_t st = scsi_disk_finish(s->disk);
+    s->csw_status = s->phase_error           ? CSW_PHASE_ERROR
+                    : st == SCSI_STATUS_GOOD ? CSW_GOOD
+                                             : CSW_FAILED;
+    s->residue = s->host_len - s->dev_done;
+    s->state = BOT_CSW;
+    wake_ready(s);
+}
+
+/* Back to waiting for a CBW, any command dropped. */
+static void bot_idle(struct usb_storage *s)
+{
+    (void)scsi_disk_finish(s->disk);
+    s->state = BOT_CBW;
+    s->host_len = s->host_done = s->dev_len = s->dev_done = 0;
+    s->phase_error = false;
+}
+
+/* BOT 6.6.1: stall both pipes until a Reset Recovery. */
+static int cbw_invalid(struct usb_storage *s)
+{
+    s->need_reset = true;
+    s->halt_in = s->halt_out = true;
+    return USB_RET_STALL;
+}
+
+static int bot_cbw(struct usb_storage *s, const struct usb_packet *p)
+{
+    uint8_t cbw[CBW_LEN];
+    if (p->len != CBW_LEN || pkt_copy(p, 0, cbw, CBW_LEN, false) != CBW_LEN ||
+        get_le32(cbw) != CBW_SIGNATURE)
+        return cbw_invalid(s);
+    uint8_t lun = cbw[13], cb_len = cbw[14];
+    /* Not meaningful (reserved bits set, a LUN we lack, a bad length): treated alike. */
+    if (lun != 0 || cb_len < 1 || cb_len > 16)
+        return cbw_invalid(s);
+    s->tag = get_le32(cbw + 4);
+    s->host_len = get_le32(cbw + 8);
+    s->host_done = s->dev_len = s->dev_done = 0;
+    s->phase_error = false;
+    bool host_in = cbw[12] & CBW_FLAG_IN;
+
+    struct scsi_data_phase ph;
+    scsi_disk_begin(s->disk, cbw + 15, cb_len, &ph);
+    bool dev_in = ph.dir == SCSI_DATA_IN;
+    if (ph.dir == SCSI_DATA_NONE || ph.len == 0) {
+        /* Cases 1, 4 and 9: no data from the device; the host's is padding or discarded. */
+        if (s->host_len == 0) {
+            end_data(s);
+        } else {
+            s->state = host_in ? BOT_DATA_IN : BOT_DATA_OUT;
+            wake_ready(s);
+        }
+    } else if (s->host_len == 0) {
+        /* Cases 2 and 3: the host expects nothing; the command does not run. */
+        s->phase_error = true;
+        end_data(s);
+    } else if (dev_in != host_in) {
+        /* Cases 8 and 10: stall the pipe the host would use; the CSW says phase error. */
+        s->phase_error = true;
+        if (host_in)
+            s->halt_in = true;
+        else
+            s->halt_out = true;
+        end_data(s);
+    } else {
+        /* Cases 5, 6, 7, 11, 12, 13: move what both agree on; more wanted by the device
+         * than the host allows is a phase error. */
+        s->dev_len = ph.len < s->host_len ? (uint32_t)ph.len : s->host_len;
+        s->phase_error = ph.len > s->host_len;
+        s->state = host_in ? BOT_DATA_IN : BOT_DATA_OUT;
+        wake_ready(s);
+    }
+    return CBW_LEN;
+}
+
+static int bot_data_in(struct usb_storage *s, const struct usb_packet *p)
+{
+    uint32_t left = s->host_len - s->host_done;
+    size_t want = p->len < left ? p->len : left;
+    size_t got = 0;
+    if (s->dev_done < s->dev_len) {
+        size_t n = s->dev_len - s->dev_done < want ? s->dev_len - s->dev_done : want;
+        got = scsi_disk_data_in(s->disk, s->dev_done, p->iov, p->iovcnt, n);
+        s->dev_done += (uint32_t)got;
+        if (got < n)
+            s->dev_len = s->dev_done; /* the command failed: pad from here */
+    }
+    /* Padding up to the host's length (BOT 6.7.2) keeps every transfer full: no short
+     * packet or stall for the host to recover from. */
+    if (want > got)
+        pkt_copy(p, got, NULL, want - got, true);
+    s->host_done += (uint32_t)want;
+    if (s->host_done == s->host_len)
+        end_data(s);
+    return (int)want;
+}
+
+static int bot_data_out(struct usb_storage *s, const struct usb_packet *p)
+{
+    uint32_t left = s->host_len - s->host_done;
+    size_t take = p->len < left ? p->len : left;
+    if (s->dev_done < s->dev_len) {
+        size_t n = s->dev_len - s->dev_done < take ? s->dev_len - s->dev_done : take;
+        size_t got = scsi_disk_data_out(s->disk, s->dev_done, p->iov, p->iovcnt, n);
+        s->dev_done += (uint32_t)got;
+        if (got < n)
+            s->dev_len = s->dev_done; /* the command failed: discard the rest */
+    }
+    s->host_done += (uint32_t)take;
+    if (s->host_done == s->host_len)
+        end_data(s);
+    return (int)take;
+}
+
+static int bot_csw(struct usb_storage *s, const struct usb_packet *p)
+{
+    if (p->len < CSW_LEN)
+        return USB_RET_ERROR; /* the CSW is one 13-byte packet: a smaller buffer babbles */
+    uint8_t csw[CSW_LEN];
+    put_le32(csw, CSW_SIGNATURE);
+    put_le32(csw + 4, s->tag);
+    put_le32(csw + 8, s->residue);
+    csw[12] = s->csw_status;
+    if (pkt_copy(p, 0, csw, CSW_LEN, true) != CSW_LEN)
+        return USB_RET_ERROR;
+    bot_idle(s);
+    wake_ready(s);
+    return CSW_LEN;
+}
+
+static int storage_transfer(void *ctx, const struct usb_packet *p)
+{
+    struct usb_storage *s = to_storage(ctx);
+    if (!s->config || !p || (p->len && !p->iov) || p->len > INT32_MAX)
+        return USB_RET_STALL;
+    if (p->ep == USB_STORAGE_EP_IN) {
+        if (s->halt_in)
+            return USB_RET_STALL;
+        switch (s->state) {
+        case BOT_DATA_IN: return bot_data_in(s, p);
+        case BOT_CSW: return bot_csw(s, p);
+        case BOT_CBW:
+        case BOT_DATA_OUT: break;
+        }
+        s->nak_in = true; /* nothing to send before the CBW, or while data comes in */
+        return USB_RET_NAK;
+    }
+    if (p->ep == USB_STORAGE_EP_OUT) {
+        if (s->halt_out)
+            return USB_RET_STALL;
+        switch (s->state) {
+        case BOT_CBW: return bot_cbw(s, p);
+        case BOT_DATA_OUT: return bot_data_out(s, p);
+        case BOT_DATA_IN:
+        case BOT_CSW: break;
+        }
+        s->nak_out = true; /* the next CBW waits until the CSW is read */
+        return USB_RET_NAK;
+    }
+    return USB_RET_STALL;
+}
+
+/* ---- descriptors ---- */
+
+static size_t device_descriptor(uint8_t *d, bool qualifier)
+{
+    size_t n = qualifier ? 10 : 18;
+    memset(d, 0, n);
+    d[0] = (uint8_t)n;
+    d[1] = qualifier ? USB_DT_DEVICE_QUALIFIER : USB_DT_DEVICE;
+    put_le16(d + 2, 0x0200); /* USB 2.0 */
+    /* Class, subclass, protocol 0: the interface says what we are. */
+    d[7] = 64; /* bMaxPacketSize0 */
+    if (qualifier) {
+        d[8] = 1; /* bNumConfigurations at the other speed */
+        return n;
+    }
+    put_le16(d + 8, USB_STORAGE_VENDOR_ID);
+    put_le16(d + 10, USB_STORAGE_PRODUCT_ID);
+    put_le16(d + 12, 0x0100); /* bcdDevice */
+    d[14] = STR_MANUFACTURER;
+    d[15] = STR_PRODUCT;
+    d[16] = STR_SERIAL;
+    d[17] = 1; /* bNumConfigurations */
+    return n;
+}
+
+/* The configuration, interface and two endpoints; other_speed: as the device would be at
+ * full speed (the other-speed configuration a high-speed device reports). */
+static size_t config_descriptor(uint8_t *d, bool other_speed)
+{
+    uint16_t mps = other_speed ? FULL_SPEED_BULK_PACKET : HIGH_SPEED_BULK_PACKET;
+    memset(d, 0, CONFIG_TOTAL_LEN);
+    d[0] = 9;
+    d[1] = other_speed ? USB_DT_OTHER_SPEED_CONFIG : USB_DT_CONFIG;
+    put_le16(d + 2, CONFIG_TOTAL_LEN);
+    d[4] = 1;    /* bNumInterfaces */
+    d[5] = 1;    /* bConfigurationValue */
+    d[7] = 0x80; /* bus powered, no remote wakeup */
+    d[8] = 50;   /* 100 mA */
+    uint8_t *i = d + 9;
+    i[0] = 9;
+    i[1] = USB_DT_INTERFACE;
+    i[4] = 2;    /* bNumEndpoints */
+    i[5] = 0x08; /* mass storage */
+    i[6] = 0x06; /* SCSI transparent command set */
+    i[7] = 0x50; /* bulk-only transport */
+    uint8_t *e = i + 9;
+    for (unsigned k = 0; k < 2; k++, e += 7) {
+        e[0] = 7;
+        e[1] = USB_DT_ENDPOINT;
+        e[2] = k == 0 ? USB_STORAGE_EP_IN : USB_STORAGE_EP_OUT;
+        e[3] = 0x02; /* bulk */
+        put_le16(e + 4, mps);
+    }
+    return CONFIG_TOTAL_LEN;
+}
+
+/* String index idx as UTF-16LE, or 0 when there is none. */
+static size_t string_descriptor(const struct usb_storage *s, unsigned idx, uint8_t *d)
+{
+    const char *str;
+    switch (idx) {
+    case STR_LANGS:
+        d[0] = 4;
+        d[1] = USB_DT_STRING;
+        put_le16(d + 2, 0x0409); /* English (United States) */
+        return 4;
+    case STR_MANUFACTURER: str = "vmkit"; break;
+    case STR_PRODUCT: str = "vmkit USB disk"; break;
+    case STR_SERIAL: str = s->serial; break;
+    default: return 0;
+    }
+    size_t n = strlen(str);
+    d[0] = (uint8_t)(2 + 2 * n);
+    d[1] = USB_DT_STRING;
+    for (size_t k = 0; k < n; k++)
+        put_le16(d + 2 + 2 * k, (uint8_t)str[k]);
+    return 2 + 2 * n;
+}
+
+static int get_descriptor(struct usb_storage *s, const struct usb_setup *st, uint8_t *data)
+{
+    uint8_t buf[2 + 2 * 126];
+    size_t n = 0;
+    unsigned type = st->value >> 8, idx = st->value & 0xff;
+    switch (type) {
+    case USB_DT_DEVICE: n = device_descriptor(buf, false); break;
+    case USB_DT_DEVICE_QUALIFIER: n = device_descriptor(buf, true); break;
+    case USB_DT_CONFIG:
+    case USB_DT_OTHER_SPEED_CONFIG:
+        if (idx == 0)
+            n = config_descriptor(buf, type == USB_DT_OTHER_SPEED_CONFIG);
+        break;
+    case USB_DT_STRING: n = string_descriptor(s, idx, buf); break;
+    default: break;
+    }
+    if (!n)
+        return USB_RET_STALL;
+    if (n > st->length)
+        n = st->length;
+    memcpy(data, buf, n);
+    return (int)n;
+}
+
+/* ---- requests on the default pipe ---- */
+
+/* The halt flag of a bulk endpoint named in wIndex; NULL for endpoint 0 (never halted for
+ * long: a STALL there ends with the next SETUP). */
+static bool *halt_flag(struct usb_storage *s, uint16_t index, bool *ok)
+{
+    *ok = true;
+    switch (index) {
+    case USB_STORAGE_EP_IN: return &s->halt_in;
+    case USB_STORAGE_EP_OUT: return &s->halt_out;
+    case 0x00:
+    case 0x80: return NULL;
+    default: *ok = false; return NULL;
+    }
+}
+
+/* SET_CONFIGURATION and SET_INTERFACE reset the endpoints (USB 2.0 9.1.1.5); only a
+ * Bulk-Only Mass Storage Reset ends the stall after an invalid CBW. */
+static void clear_halts(struct usb_storage *s)
+{
+    if (!s->need_reset)
+        s->halt_in = s->halt_out = false;
+}
+
+static int standard_request(struct usb_storage *s, const struct usb_setup *st, uint8_t *data)
+{
+    bool in = st->request_type & USB_DIR_IN;
+    unsigned recip = st->request_type & USB_RECIP_MASK;
+    bool ok;
+    bool *halt;
+    switch (st->request) {
+    case USB_REQ_GET_DESCRIPTOR:
+        if (!in || recip != USB_RECIP_DEVICE)
+            return USB_RET_STALL;
+        return get_descriptor(s, st, data);
+    case USB_REQ_GET_CONFIG:
+        if (!in || recip != USB_RECIP_DEVICE)
+            return USB_RET_STALL;
+        if (st->length)
+            data[0] = s->config;
+        return st->length ? 1 : 0;
+    case USB_REQ_SET_CONFIG:
+        if (in || recip != USB_RECIP_DEVICE || st->value > 1)
+            return USB_RET_STALL;
+        s->config = (uint8_t)st->value;
+        s->need_reset = false;
+        clear_halts(s);
+        bot_idle(s);
+        return 0;
+    case USB_REQ_GET_INTERFACE:
+        if (!in || recip != USB_RECIP_INTERFACE || st->index != 0 || !s->config)
+            return USB_RET_STALL;
+        if (st->length)
+            data[0] = 0;
+        return st->length ? 1 : 0;
+    case USB_REQ_SET_INTERFACE:
+        if (in || recip != USB_RECIP_INTERFACE || st->index != 0 || st->value != 0 || !s->config)
+            return USB_RET_STALL;
+        clear_halts(s);
+        return 0;
+    case USB_REQ_GET_STATUS: {
+        if (!in)
+            return USB_RET_STALL;
+        uint8_t status[2] = { 0, 0 }; /* bus powered, no remote wakeup, not halted */
+        if (recip == USB_RECIP_INTERFACE && st->index != 0)
+            return USB_RET_STALL;
+        if (recip == USB_RECIP_ENDPOINT) {
+            halt = halt_flag(s, st->index, &ok);
+            if (!ok)
+                return USB_RET_STALL;
+            status[0] = halt && *halt;
+        } else if (recip != USB_RECIP_DEVICE && recip != USB_RECIP_INTERFACE) {
+            return USB_RET_STALL;
+        }
+        size_t n = st->length < 2 ? st->length : 2;
+        memcpy(data, status, n);
+        return (int)n;
+    }
+    case USB_REQ_CLEAR_FEATURE:
+    case USB_REQ_SET_FEATURE:
+        /* Endpoint halt is the only feature we have (no remote wakeup, no test modes). */
+        if (in || recip != USB_RECIP_ENDPOINT || st->value != USB_FEATURE_ENDPOINT_HALT)
+            return USB_RET_STALL;
+        halt = halt_flag(s, st->index, &ok);
+        if (!ok)
+            return USB_RET_STALL;
+        if (halt && st->request == USB_REQ_SET_FEATURE)
+            *halt = true;
+        else if (halt && !s->need_reset)
+            *halt = false; /* BOT 6.6.1: after an invalid CBW the stall outlives this */
+        return 0;
+    default: return USB_RET_STALL; /* SET_ADDRESS is the controller's; SET_DESCRIPTOR none */
+    }
+}
+
+static int class_request(struct usb_storage *s, const struct usb_setup *st, uint8_t *data)
+{
+    if ((st->request_type & USB_RECIP_MASK) != USB_RECIP_INTERFACE || st->index != 0 ||
+        st->value != 0)
+        return USB_RET_STALL;
+    bool in = st->request_type & USB_DIR_IN;
+    switch (st->request) {
+    case REQ_MASS_STORAGE_RESET:
+        if (in || st->length)
+            return USB_RET_STALL;
+        /* BOT 3.1: ready for the next CBW; halts and toggles stay for the host to clear. */
+        s->need_reset = false;
+        bot_idle(s);
+        wake_ready(s);
+        return 0;
+    case REQ_GET_MAX_LUN:
+        if (!in)
+            return USB_RET_STALL;
+        if (st->length)
+            data[0] = 0; /* LUN 0 alone */
+        return st->length ? 1 : 0;
+    default: return USB_RET_STALL;
+    }
+}
+
+static int storage_control(void *ctx, const struct usb_setup *st, uint8_t *data)
+{
+    struct usb_storage *s = to_storage(ctx);
+    if (!st || (st->length && !data))
+        return USB_RET_STALL;
+    switch (st->request_type & USB_TYPE_MASK) {
+    case USB_TYPE_STANDARD: return standard_request(s, st, data);
+    case USB_TYPE_CLASS: return class_request(s, st, data);
+    default: return USB_RET_STALL;
+    }
+}
+
+static void storage_reset(void *ctx)
+{
+    struct usb_storage *s = to_storage(ctx);
+    bot_idle(s);
+    s->config = 0;
+    s->need_reset = false;
+    s->halt_in = s->halt_out = false;
+    s->nak_in = s->nak_out = false;
+}
+
+static void storage_destroy(void *ctx)
+{
+    struct usb_storage *s = to_storage(ctx);
+    if (!s)
+        return;
+    scsi_disk_free(s->disk);
+    free(s);
+}
+
+static const struct usb_device_ops storage_ops = {
+    .control = storage_control,
+    .transfer = storage_transfer,
+    .reset = storage_reset,
+    .destroy = storage_destroy,
+};
+
+static bool serial_ok(const char *serial)
+{
+    size_t n = strlen(serial);
+    if (n < SERIAL_MIN || n > SCSI_DISK_SERIAL_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = serial[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F')))
+            return false;
+    }
+    return true;
+}
+
+vmk_result usb_storage_new(const struct block_backend *be, const char *serial,
+                           struct usb_device **out, vmk_error **err)
+{
+    if (!out)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "USB mass storage: no place for it");
+    *out = NULL;
+    if (!serial)
+        serial = DEFAULT_SERIAL;
+    if (!serial_ok(serial))
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                        "USB mass storage: serial number \"%s\" is not %d to %d characters "
+                        "of 0-9 and A-F",
+                        serial, SERIAL_MIN, SCSI_DISK_SERIAL_MAX);
+    struct usb_storage *s = calloc(1, sizeof(*s));
+    if (!s)
+        return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "USB mass storage: out of memory");
+    int r = scsi_disk_new(be, serial, &s->disk);
+    if (r < 0) {
+        free(s);
+        if (r == -ENOMEM)
+            return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "USB mass storage: out of memory");
+        if (!be)
+            return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "USB mass storage: no backend");
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
+                        "USB mass storage: backend of %llu bytes in blocks of %u is not "
+                        "usable (it needs read, write, flush, blocks of 512 or 4096 bytes "
+                        "and a size that is a non-zero multiple of them)",
+                        (unsigned long long)be->size, be->block_size);
+    }
+    memcpy(s->serial, serial, strlen(serial) + 1); /* serial_ok bounded it */
+    s->dev.ops = &storage_ops;
+    s->dev.ctx = s;
+    s->dev.speed = USB_SPEED_HIGH;
+    s->dev.name = "USB mass storage";
+    *out = &s->dev;
+    return VMK_OK;
+}
