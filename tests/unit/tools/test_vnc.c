@@ -615,6 +615,69 @@ static void test_web_pages(void **state)
     vnc_view_stop(v);
 }
 
+/* noVNC in headless Chromium, where both are installed (optional): the browser opens the URL
+ * the view prints, noVNC connects over WebSocket to the VNC port, and a screenshot of the tab
+ * holds the display's pattern (found anywhere on the page: noVNC places the canvas). */
+static void test_novnc_in_chromium(void **state)
+{
+    (void)state;
+    if (access("/usr/share/novnc/vnc.html", R_OK) != 0 ||
+        system("command -v chromium >/dev/null && command -v convert >/dev/null") != 0)
+        skip(); /* apt-get install novnc chromium imagemagick */
+    char msg[512];
+    const uint32_t w = 256, h = 160;
+    fake_reset(w, h);
+    struct vnc_view *v =
+        vnc_view_start_backend(&fake_backend, "127.0.0.1:0", NULL, true, msg, sizeof(msg));
+    assert_non_null(v);
+    vnc_view_mode_changed(v, w, h);
+    char dir[] = "/tmp/vmkit-novnc-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[2048];
+    /* --virtual-time-budget lets the page's scripts run (and the WebSocket connect) before the
+     * shot; a second of real time on top for the first update to be drawn. */
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && HOME=%s timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu "
+             "--user-data-dir=%s/profile --window-size=800,600 --virtual-time-budget=8000 "
+             "--run-all-compositor-stages-before-draw --screenshot=%s/shot.png '%s' "
+             ">%s/chromium.log 2>&1 && convert %s/shot.png -depth 8 rgb:%s/shot.rgb",
+             dir, dir, dir, dir, vnc_view_web_url(v), dir, dir, dir);
+    int rc = system(cmd);
+    vnc_view_stop(v);
+    assert_int_equal(rc, 0);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/shot.rgb", dir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static uint8_t rgb[800 * 600 * 3];
+    size_t got = fread(rgb, 1, sizeof(rgb), f);
+    fclose(f);
+    assert_int_equal(got, sizeof(rgb));
+    /* Somewhere on the page a 64 x 64 block is the display's corner. noVNC asks for Tight
+     * encoding with JPEG, which is lossy: each channel within 32, on average within 6. */
+    bool found = false;
+    for (uint32_t oy = 0; oy + 64 <= 600 && !found; oy++)
+        for (uint32_t ox = 0; ox + 64 <= 800 && !found; ox++) {
+            bool close = true;
+            unsigned long total = 0;
+            for (uint32_t y = 0; y < 64 && close; y++)
+                for (uint32_t x = 0; x < 64 && close; x++)
+                    for (unsigned c = 0; c < 3 && close; c++) {
+                        int d =
+                            rgb[3 * ((oy + y) * 800 + ox + x) + c] - fake_view_pattern(x, y, c, w);
+                        total += (unsigned long)abs(d);
+                        close = abs(d) <= 32;
+                    }
+            found = close && total <= 6ul * 64 * 64 * 3;
+        }
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (!found)
+        print_error("the display's pattern is not in the browser's screenshot (kept in %s)\n", dir);
+    else
+        assert_int_equal(system(cmd), 0);
+    assert_true(found);
+}
+
 /* libvncserver 0.9.14 does not release the client iterator it takes for a successful
  * SetDesktopSize (rfbserver.c): 24 bytes per request, not ours. */
 const char *__lsan_default_suppressions(void);
@@ -639,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_address_errors_and_unix_socket),
         cmocka_unit_test(test_nothing_shown_yet),
         cmocka_unit_test(test_web_pages),
+        cmocka_unit_test(test_novnc_in_chromium),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
