@@ -615,6 +615,53 @@ static void test_web_pages(void **state)
     vnc_view_stop(v);
 }
 
+/* A client that sends an oversized clipboard message (ClientCutText announcing 64 MiB) or a
+ * desktop size beyond 16384 is dealt with alone: the first is disconnected, the second not
+ * passed on; another client is served throughout. */
+static void test_hostile_clients(void **state)
+{
+    (void)state;
+    char msg[512];
+    fake_reset(32, 16);
+    struct vnc_view *v =
+        vnc_view_start_backend(&fake_backend, "127.0.0.1:0", NULL, false, msg, sizeof(msg));
+    assert_non_null(v);
+    int fds[2];
+    for (unsigned i = 0; i < 2; i++) {
+        uint32_t w, h;
+        fds[i] = connect_tcp(vnc_view_port(v));
+        assert_int_equal(handshake(fds[i]), rfbSecTypeNone);
+        write_all(fds[i], "\1", 1);
+        assert_int_equal(security_result(fds[i]), 0);
+        client_init(fds[i], &w, &h);
+        set_encodings(fds[i]);
+    }
+    /* Too big a desktop: nothing reaches the display. */
+    set_desktop_size(fds[1], 20000, 100);
+    uint8_t cut[8] = { rfbClientCutText, 0, 0, 0, 0x04, 0, 0, 0 }; /* 64 MiB of text */
+    write_all(fds[0], cut, sizeof(cut));
+    write_all(fds[0], "only a little", 13);
+    /* The view closes that client: its next read ends (EOF or reset), within the 5 s timeout. */
+    char buf[4096];
+    ssize_t n;
+    do {
+        n = read(fds[0], buf, sizeof(buf));
+    } while (n > 0);
+    assert_true(n == 0 || errno == ECONNRESET);
+    /* The other client still gets the screen. */
+    uint32_t w = 32, h = 16;
+    request_update(fds[1], false, w, h);
+    uint8_t *img = read_screen(fds[1], &w, &h, 32, 16);
+    check_pattern(img, w, h);
+    free(img);
+    pthread_mutex_lock(&fake.lock);
+    assert_int_equal(fake.resize_w, 0);
+    pthread_mutex_unlock(&fake.lock);
+    close(fds[0]);
+    close(fds[1]);
+    vnc_view_stop(v);
+}
+
 /* noVNC in headless Chromium, where both are installed (optional): the browser opens the URL
  * the view prints, noVNC connects over WebSocket to the VNC port, and a screenshot of the tab
  * holds the display's pattern (found anywhere on the page: noVNC places the canvas). */
@@ -702,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_address_errors_and_unix_socket),
         cmocka_unit_test(test_nothing_shown_yet),
         cmocka_unit_test(test_web_pages),
+        cmocka_unit_test(test_hostile_clients),
         cmocka_unit_test(test_novnc_in_chromium),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
