@@ -208,7 +208,8 @@ typedef enum {
 } vmk_storage_attachment_kind;
 
 typedef enum {
-    VMK_STORAGE_DEVICE_VIRTIO_BLOCK = 0, /* virtio-blk */
+    VMK_STORAGE_DEVICE_VIRTIO_BLOCK = 0,     /* virtio-blk */
+    VMK_STORAGE_DEVICE_USB_MASS_STORAGE = 1, /* a USB drive on the machine's xHCI controller */
 } vmk_storage_device_kind;
 
 /* How the host caches a disk image's data. */
@@ -249,6 +250,15 @@ vmk_disk_image_attachment_get_synchronization_mode(const vmk_storage_attachment 
 /* A virtio block device (virtio 1.2, 5.2) backed by att. Takes ownership of att, also when
  * it fails (NULL: att is NULL, or out of memory). */
 VMK_API vmk_storage_device *vmk_virtio_block_device_new(vmk_storage_attachment *att);
+/* A USB mass-storage device (VZUSBMassStorageDeviceConfiguration: bulk-only transport, SCSI
+ * block commands) backed by att, on the xHCI controller the machine then has: what firmware
+ * boots an installer ISO from, and what Linux's usb-storage shows as /dev/sdX. A read-only
+ * attachment refuses writes with the SCSI write-protect sense. Added with
+ * vmk_config_add_storage_device like any storage device (at most
+ * vmk_config_max_usb_storage_device_count() of them). Takes ownership of att, also when it
+ * fails. */
+VMK_API vmk_storage_device *vmk_usb_mass_storage_device_new(vmk_storage_attachment *att);
+VMK_API unsigned vmk_config_max_usb_storage_device_count(void);
 VMK_API void vmk_storage_device_free(vmk_storage_device *dev);
 VMK_API vmk_storage_device_kind vmk_storage_device_get_kind(const vmk_storage_device *dev);
 VMK_API const vmk_storage_attachment *

@@ -10,45 +10,46 @@
 
 /* The defaults and limits vmk_config_validate enforces (exported by the vmk_*_max_*
  * functions). */
-#define VMK_DEFAULT_CPUS        1u
-#define VMK_DEFAULT_MEMORY      (512ULL << 20)
-#define VMK_MIN_CPUS            1u
-#define VMK_MAX_CPUS            254u /* xAPIC ids 0..254: 255 is broadcast, the IOAPIC takes one */
-#define VMK_MIN_MEMORY          (2ULL << 20)
-#define VMK_MAX_MEMORY          (1ULL << 40)
-#define VMK_MEMORY_ALIGN        (1ULL << 20)
-#define VMK_MAX_SERIAL_PORTS    4 /* COM1..COM4 */
-#define VMK_MAX_STORAGE_DEVICES 16
-#define VMK_MAX_ENTROPY_DEVICES 1
-#define VMK_MAX_CONSOLE_DEVICES 1
-#define VMK_MAX_CONSOLE_PORTS   16  /* VIRTIO_CONSOLE_MAX_PORTS */
-#define VMK_CONSOLE_NAME_MAX    255 /* bytes of a port name */
-#define VMK_BLK_ID_MAX          20  /* virtio-blk GET_ID: bytes, no terminator on the wire */
-#define VMK_BLK_MAX_QUEUES      16
-#define VMK_RNG_DEFAULT_RATE    (1u << 20)
-#define VMK_RNG_MAX_RATE        (UINT64_C(1) << 32)
-#define VMK_MAX_NETWORK_DEVICES 8
-#define VMK_MAX_BALLOON_DEVICES 1
-#define VMK_MAX_SOCKET_DEVICES  1
-#define VMK_VSOCK_MIN_CID       3u
-#define VMK_VSOCK_MAX_CID       0xfffffffeu
-#define VMK_VSOCK_MAX_PORT      0xfffffffeu /* 0xffffffff is VMADDR_PORT_ANY */
-#define VMK_NET_MIN_MTU         68          /* the guest's MTU: IPv4's minimum */
-#define VMK_NET_MAX_MTU         65535       /* virtio-net's mtu field is 16 bits */
-#define VMK_NET_LINK_MIN_MTU    1500        /* a socket attachment's: Ethernet's */
-#define VMK_NET_LINK_MAX_MTU    65535
-#define VMK_NET_DEFAULT_HOST    "127.0.0.1" /* a port forward's host address */
-#define VMK_IFNAME_MAX          15          /* IFNAMSIZ - 1 */
-#define VMK_MAX_FS_DEVICES      8
-#define VMK_FS_TAG_MAX          35  /* bytes: Linux's tag field is 36, read up to a NUL */
-#define VMK_FS_NAME_MAX         255 /* bytes of a multiple share's directory name (NAME_MAX) */
-#define VMK_FS_MAX_QUEUES       8   /* request queues, besides the high-priority one */
-#define VMK_TRANSLATOR_DIR      "/usr/bin" /* where qemu-user-static puts qemu-*-static */
-#define VMK_MAX_GPU_DEVICES     1
-#define VMK_GPU_MAX_SCANOUTS    16     /* virtio-gpu's VIRTIO_GPU_MAX_SCANOUTS */
-#define VMK_GPU_MAX_DIMENSION   16384u /* pixels a scanout's side may have */
-#define VMK_MAX_KEYBOARDS       4
-#define VMK_MAX_POINTERS        4 /* pointing devices */
+#define VMK_DEFAULT_CPUS            1u
+#define VMK_DEFAULT_MEMORY          (512ULL << 20)
+#define VMK_MIN_CPUS                1u
+#define VMK_MAX_CPUS                254u /* xAPIC ids 0..254: 255 is broadcast, the IOAPIC takes one */
+#define VMK_MIN_MEMORY              (2ULL << 20)
+#define VMK_MAX_MEMORY              (1ULL << 40)
+#define VMK_MEMORY_ALIGN            (1ULL << 20)
+#define VMK_MAX_SERIAL_PORTS        4 /* COM1..COM4 */
+#define VMK_MAX_STORAGE_DEVICES     16
+#define VMK_MAX_USB_STORAGE_DEVICES 4 /* the xHCI controller's USB 2 ports */
+#define VMK_MAX_ENTROPY_DEVICES     1
+#define VMK_MAX_CONSOLE_DEVICES     1
+#define VMK_MAX_CONSOLE_PORTS       16  /* VIRTIO_CONSOLE_MAX_PORTS */
+#define VMK_CONSOLE_NAME_MAX        255 /* bytes of a port name */
+#define VMK_BLK_ID_MAX              20  /* virtio-blk GET_ID: bytes, no terminator on the wire */
+#define VMK_BLK_MAX_QUEUES          16
+#define VMK_RNG_DEFAULT_RATE        (1u << 20)
+#define VMK_RNG_MAX_RATE            (UINT64_C(1) << 32)
+#define VMK_MAX_NETWORK_DEVICES     8
+#define VMK_MAX_BALLOON_DEVICES     1
+#define VMK_MAX_SOCKET_DEVICES      1
+#define VMK_VSOCK_MIN_CID           3u
+#define VMK_VSOCK_MAX_CID           0xfffffffeu
+#define VMK_VSOCK_MAX_PORT          0xfffffffeu /* 0xffffffff is VMADDR_PORT_ANY */
+#define VMK_NET_MIN_MTU             68          /* the guest's MTU: IPv4's minimum */
+#define VMK_NET_MAX_MTU             65535       /* virtio-net's mtu field is 16 bits */
+#define VMK_NET_LINK_MIN_MTU        1500        /* a socket attachment's: Ethernet's */
+#define VMK_NET_LINK_MAX_MTU        65535
+#define VMK_NET_DEFAULT_HOST        "127.0.0.1" /* a port forward's host address */
+#define VMK_IFNAME_MAX              15          /* IFNAMSIZ - 1 */
+#define VMK_MAX_FS_DEVICES          8
+#define VMK_FS_TAG_MAX              35  /* bytes: Linux's tag field is 36, read up to a NUL */
+#define VMK_FS_NAME_MAX             255 /* bytes of a multiple share's directory name (NAME_MAX) */
+#define VMK_FS_MAX_QUEUES           8   /* request queues, besides the high-priority one */
+#define VMK_TRANSLATOR_DIR          "/usr/bin" /* where qemu-user-static puts qemu-*-static */
+#define VMK_MAX_GPU_DEVICES         1
+#define VMK_GPU_MAX_SCANOUTS        16     /* virtio-gpu's VIRTIO_GPU_MAX_SCANOUTS */
+#define VMK_GPU_MAX_DIMENSION       16384u /* pixels a scanout's side may have */
+#define VMK_MAX_KEYBOARDS           4
+#define VMK_MAX_POINTERS            4 /* pointing devices */
 
 struct vmk_boot_loader {
     vmk_boot_loader_kind kind;

@@ -98,6 +98,19 @@ vmk_storage_device *vmk_virtio_block_device_new(vmk_storage_attachment *att)
     return dev;
 }
 
+vmk_storage_device *vmk_usb_mass_storage_device_new(vmk_storage_attachment *att)
+{
+    vmk_storage_device *dev = vmk_virtio_block_device_new(att);
+    if (dev)
+        dev->kind = VMK_STORAGE_DEVICE_USB_MASS_STORAGE;
+    return dev;
+}
+
+unsigned vmk_config_max_usb_storage_device_count(void)
+{
+    return VMK_MAX_USB_STORAGE_DEVICES;
+}
+
 void vmk_storage_device_free(vmk_storage_device *dev)
 {
     if (!dev)
@@ -119,7 +132,7 @@ const vmk_storage_attachment *vmk_storage_device_get_attachment(const vmk_storag
 
 vmk_result vmk_virtio_block_device_set_identifier(vmk_storage_device *dev, const char *id)
 {
-    if (!dev)
+    if (!dev || dev->kind != VMK_STORAGE_DEVICE_VIRTIO_BLOCK)
         return VMK_ERR_INVALID_ARGUMENT;
     return config_set_string(&dev->identifier, id && *id ? id : NULL);
 }
@@ -136,7 +149,7 @@ size_t vmk_virtio_block_device_max_identifier_length(void)
 
 vmk_result vmk_virtio_block_device_set_queue_count(vmk_storage_device *dev, unsigned n)
 {
-    if (!dev)
+    if (!dev || dev->kind != VMK_STORAGE_DEVICE_VIRTIO_BLOCK)
         return VMK_ERR_INVALID_ARGUMENT;
     dev->queues = n;
     return VMK_OK;
@@ -171,7 +184,8 @@ bool storage_device_validate(const vmk_storage_device *dev, const char *what, st
                              struct disk_image_info *info)
 {
     const vmk_storage_attachment *att = dev->att;
-    if (dev->kind != VMK_STORAGE_DEVICE_VIRTIO_BLOCK)
+    if (dev->kind != VMK_STORAGE_DEVICE_VIRTIO_BLOCK &&
+        dev->kind != VMK_STORAGE_DEVICE_USB_MASS_STORAGE)
         problem(p, "%s: unknown device kind %d", what, (int)dev->kind);
     if (dev->identifier) {
         size_t len = strlen(dev->identifier);

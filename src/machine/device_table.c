@@ -34,9 +34,31 @@ static void destroy_device(struct device_instance *inst)
 
 #define BLK_AUTO_QUEUES_MAX 8 /* one per vCPU, up to this many, when the config says 0 */
 
+/* The configuration's storage devices that are virtio-blk functions (USB mass-storage devices
+ * sit behind the xHCI controller instead): how many, and the config index of the index-th. */
+static unsigned blk_count(const vmk_config *cfg)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < vmk_config_storage_device_count(cfg); i++)
+        n += vmk_storage_device_get_kind(vmk_config_get_storage_device(cfg, i)) ==
+             VMK_STORAGE_DEVICE_VIRTIO_BLOCK;
+    return n;
+}
+
+static unsigned blk_config_index(const vmk_config *cfg, unsigned index)
+{
+    for (unsigned i = 0; i < vmk_config_storage_device_count(cfg); i++)
+        if (vmk_storage_device_get_kind(vmk_config_get_storage_device(cfg, i)) ==
+                VMK_STORAGE_DEVICE_VIRTIO_BLOCK &&
+            index-- == 0)
+            return i;
+    return UINT32_MAX;
+}
+
 static vmk_result blk_open(const struct device_host_env *env, const vmk_config *cfg, unsigned index,
                            struct device_instance *out, vmk_error **err)
 {
+    index = blk_config_index(cfg, index); /* messages name the config's own numbering */
     const vmk_storage_device *sd = vmk_config_get_storage_device(cfg, index);
     const vmk_storage_attachment *att = vmk_storage_device_get_attachment(sd);
     struct disk_image *img;
@@ -73,7 +95,7 @@ static void blk_close(struct device_instance *inst)
 const struct device_kind device_kind_virtio_block = {
     .name = "storage device",
     .pci_class = 0x018000, /* other mass storage, as virtio-blk reports it */
-    .count = vmk_config_storage_device_count,
+    .count = blk_count,
     .open = blk_open,
     .close = blk_close,
 };

@@ -249,6 +249,13 @@ vmk_result machine_create(const vmk_config *cfg, struct event_loop *el,
                         "EFI boot loader: this vmkit cannot run firmware yet (its EFI platform "
                         "is not assembled); boot a Linux kernel directly (--kernel, "
                         "--bootloader linux)");
+    for (unsigned i = 0; i < vmk_config_storage_device_count(cfg); i++)
+        if (vmk_storage_device_get_kind(vmk_config_get_storage_device(cfg, i)) ==
+            VMK_STORAGE_DEVICE_USB_MASS_STORAGE)
+            return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
+                            "storage device %u: USB mass storage needs the xHCI controller, "
+                            "which this vmkit does not put on the machine yet",
+                            i + 1);
     bool pvm_host = vmk_host_probe() == VMK_HOST_PVM;
     vmk_result r;
     if (pvm_host && (r = refuse_on_pvm(cfg, err)) != VMK_OK)

@@ -69,6 +69,7 @@ struct cli_disk {
     vmk_disk_sync_mode sync;
     char *id;        /* the serial the guest reads; NULL: none */
     unsigned queues; /* 0: the library's choice */
+    bool usb;        /* --device usb-mass-storage: a USB drive, not virtio-blk */
 };
 
 /* --device virtio-net: the network attachment a device sits on. */
@@ -162,16 +163,16 @@ enum cli_fs_sandbox {
 /* What the command line asked for: plain data, owned strings and arrays. */
 struct cli_request {
     enum cli_command command;
-    unsigned cpus;             /* the library's default unless --cpus */
-    uint64_t memory_mib;       /* likewise */
-    char *kernel;              /* NULL: boot the default guest */
-    char *initrd;              /* NULL: none (or the default guest's) */
-    char *cmdline;             /* NULL: none (or the default guest's) */
-    bool efi;                  /* --bootloader efi: firmware boots, no kernel */
-    char *efi_store;           /* its variable-store=PATH */
-    bool efi_create;           /* make that store (,create), replacing one (,overwrite) */
+    unsigned cpus;       /* the library's default unless --cpus */
+    uint64_t memory_mib; /* likewise */
+    char *kernel;        /* NULL: boot the default guest */
+    char *initrd;        /* NULL: none (or the default guest's) */
+    char *cmdline;       /* NULL: none (or the default guest's) */
+    bool efi;            /* --bootloader efi: firmware boots, no kernel */
+    char *efi_store;     /* its variable-store=PATH */
+    bool efi_create;     /* make that store (,create), replacing one (,overwrite) */
     bool efi_overwrite;
-    char *efi_firmware; /* firmware=PATH, NULL: Debian's OVMF */
+    char *efi_firmware;        /* firmware=PATH, NULL: Debian's OVMF */
     unsigned stop_timeout;     /* seconds, --stop-timeout */
     struct cli_serial *serial; /* COM1.. in order; none: COM1 on stdio (run) */
     unsigned serial_count;

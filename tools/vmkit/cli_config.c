@@ -129,9 +129,11 @@ static int add_disk(vmk_config *cfg, const struct cli_disk *d)
         return -1;
     vmk_disk_image_attachment_set_caching_mode(att, d->caching);
     vmk_disk_image_attachment_set_synchronization_mode(att, d->sync);
-    vmk_storage_device *dev = vmk_virtio_block_device_new(att); /* owns att, even on failure */
-    if (!dev || vmk_virtio_block_device_set_identifier(dev, d->id) != VMK_OK ||
-        vmk_virtio_block_device_set_queue_count(dev, d->queues) != VMK_OK) {
+    /* Both own att, even on failure. */
+    vmk_storage_device *dev =
+        d->usb ? vmk_usb_mass_storage_device_new(att) : vmk_virtio_block_device_new(att);
+    if (!dev || (!d->usb && (vmk_virtio_block_device_set_identifier(dev, d->id) != VMK_OK ||
+                             vmk_virtio_block_device_set_queue_count(dev, d->queues) != VMK_OK))) {
         vmk_storage_device_free(dev);
         return -1;
     }

@@ -1,6 +1,7 @@
 /* Device specs, one parser per device type, shared by `run --device` and `serve-device`:
  *   serial,stdio|file=PATH[,append]|pty|socket=PATH
  *   virtio-blk,path=PATH[,readonly][,cache=MODE][,sync=MODE][,id=SERIAL][,queues=N]
+ *   usb-mass-storage,path=PATH[,readonly][,cache=MODE][,sync=MODE]
  *   virtio-rng[,rate=BYTES_PER_SEC]
  *   virtio-console,stdio|file=PATH[,append]|pty|socket=PATH[,name=NAME][,console]
  *   virtio-net[,nat][,hostfwd=...]|fd=N|unixSocketPath=PATH|type=unixgram|unixstream,path=PATH
@@ -108,14 +109,19 @@ static int take_number(const char *ctx, const char *key, const char *val, bool *
     return cli_parse_number(flag, val, min, max, unit, out, err, errlen);
 }
 
-/* ---- virtio-blk ---- */
+/* ---- virtio-blk, usb-mass-storage ---- */
 
-#define VIRTIO_BLK_KEYS "path, readonly, cache, sync, id, queues"
+#define VIRTIO_BLK_KEYS  "path, readonly, cache, sync, id, queues"
+#define USB_STORAGE_KEYS "path, readonly, cache, sync"
 
-static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+/* A disk: virtio-blk, or a USB drive (usb: the attachment's keys only). */
+static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, char *err,
+                      size_t errlen)
 {
     const char *ctx = it->ctx;
-    struct cli_disk d = { .caching = VMK_DISK_CACHING_AUTOMATIC, .sync = VMK_DISK_SYNC_FULL };
+    struct cli_disk d = { .caching = VMK_DISK_CACHING_AUTOMATIC,
+                          .sync = VMK_DISK_SYNC_FULL,
+                          .usb = usb };
     bool have_cache = false, have_sync = false, have_queues = false;
     char *key = NULL, *val = NULL;
     int rc = 0;
@@ -131,7 +137,7 @@ static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *e
             rc = take_flag(ctx, key, val, &d.read_only, err, errlen);
         } else if (!strcmp(key, "path")) {
             rc = take_string(ctx, key, &val, &d.path, "PATH", err, errlen);
-        } else if (!strcmp(key, "id")) {
+        } else if (!strcmp(key, "id") && !usb) {
             rc = take_string(ctx, key, &val, &d.id, "SERIAL", err, errlen);
         } else if (!strcmp(key, "cache") || !strcmp(key, "sync")) {
             bool is_cache = key[0] == 'c';
@@ -151,15 +157,15 @@ static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *e
                 d.caching = (vmk_disk_caching_mode)mode;
             else
                 d.sync = (vmk_disk_sync_mode)mode;
-        } else if (!strcmp(key, "queues")) {
+        } else if (!strcmp(key, "queues") && !usb) {
             rc = take_number(ctx, key, val, &have_queues, 1,
                              vmk_virtio_block_device_max_queue_count(), "", &n, err, errlen);
             d.queues = (unsigned)n;
         } else {
             rc = cli_usage_error(err, errlen,
-                                 "%s: unknown key '%s' (known: " VIRTIO_BLK_KEYS
-                                 "; quote a value that holds commas)",
-                                 ctx, key);
+                                 "%s: unknown key '%s' (known: %s; quote a value that holds "
+                                 "commas)",
+                                 ctx, key, usb ? USB_STORAGE_KEYS : VIRTIO_BLK_KEYS);
         }
         if (rc)
             break;
@@ -169,6 +175,12 @@ static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *e
     if (!rc && req->disk_count >= vmk_config_max_storage_device_count())
         rc = cli_usage_error(err, errlen, "%s: at most %u disks", ctx,
                              vmk_config_max_storage_device_count());
+    unsigned usb_count = 0;
+    for (unsigned i = 0; i < req->disk_count; i++)
+        usb_count += req->disk[i].usb;
+    if (!rc && usb && usb_count >= vmk_config_max_usb_storage_device_count())
+        rc = cli_usage_error(err, errlen, "%s: at most %u USB drives", ctx,
+                             vmk_config_max_usb_storage_device_count());
     if (!rc) {
         struct cli_disk *slot = push(&req->disk, &req->disk_count, sizeof(*slot));
         if (slot) {
@@ -183,6 +195,17 @@ static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *e
     free(d.path);
     free(d.id);
     return rc;
+}
+
+static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    return parse_disk(req, it, false, err, errlen);
+}
+
+static int parse_usb_mass_storage(struct cli_request *req, struct kv_iter *it, char *err,
+                                  size_t errlen)
+{
+    return parse_disk(req, it, true, err, errlen);
 }
 
 /* ---- virtio-rng ---- */
@@ -1211,6 +1234,7 @@ static const struct {
 } device_types[] = {
     { "serial", NULL, parse_serial },
     { "virtio-blk", NULL, parse_virtio_blk },
+    { "usb-mass-storage", NULL, parse_usb_mass_storage },
     { "virtio-rng", NULL, parse_virtio_rng },
     { "virtio-console", "virtio-serial", parse_console_port },
     { "virtio-net", NULL, parse_virtio_net },
@@ -1261,7 +1285,8 @@ int cli_parse_device(struct cli_request *req, const char *opt, const char *spec,
     return cli_usage_error(
         err, errlen,
         "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
-        "virtio-rng, virtio-console, virtio-net, virtio-balloon, virtio-vsock, virtio-fs, rosetta, "
+        "usb-mass-storage, virtio-rng, virtio-console, virtio-net, virtio-balloon, virtio-vsock, "
+        "virtio-fs, rosetta, "
         "virtio-gpu, virtio-input; virtio-serial is virtio-console)",
         opt, (int)len, spec);
 }

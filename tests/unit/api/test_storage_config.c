@@ -263,6 +263,45 @@ static void test_valid_disks(void **state)
     vmk_config_free(cfg);
 }
 
+/* USB mass storage: a storage device of its own kind, with the attachment's checks, no
+ * virtio-only settings, copied with the config, and at most four of them. */
+static void test_usb_mass_storage(void **state)
+{
+    struct fixture *f = *state;
+    vmk_config *cfg = valid_config(f);
+    vmk_storage_device *d =
+        vmk_usb_mass_storage_device_new(vmk_disk_image_attachment_new(f->disk, true));
+    assert_non_null(d);
+    assert_int_equal(vmk_storage_device_get_kind(d), VMK_STORAGE_DEVICE_USB_MASS_STORAGE);
+    assert_int_equal(vmk_virtio_block_device_set_identifier(d, "x"), VMK_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vmk_virtio_block_device_set_queue_count(d, 2), VMK_ERR_INVALID_ARGUMENT);
+    assert_null(vmk_usb_mass_storage_device_new(NULL));
+    assert_int_equal(vmk_config_add_storage_device(cfg, d), VMK_OK);
+    add(cfg, f->other, false); /* and a virtio disk beside it */
+    expect_valid(cfg);
+    tf_expect_vm_copies(cfg); /* and frees cfg */
+    /* A missing image is named like any disk's. */
+    cfg = valid_config(f);
+    add(cfg, f->disk, true);
+    add(cfg, f->other, true);
+    assert_int_equal(vmk_config_add_storage_device(
+                         cfg, vmk_usb_mass_storage_device_new(
+                                  vmk_disk_image_attachment_new("/no/such.iso", true))),
+                     VMK_OK);
+    EXPECT_INVALID(cfg, "storage device 3: disk image /no/such.iso");
+    vmk_config_free(cfg);
+
+    cfg = valid_config(f);
+    assert_int_equal(vmk_config_max_usb_storage_device_count(), 4);
+    for (unsigned i = 0; i < 5; i++)
+        assert_int_equal(
+            vmk_config_add_storage_device(
+                cfg, vmk_usb_mass_storage_device_new(vmk_disk_image_attachment_new(f->disk, true))),
+            VMK_OK);
+    EXPECT_INVALID(cfg, "5 USB mass-storage devices, at most 4 allowed");
+    vmk_config_free(cfg);
+}
+
 static void test_missing_image(void **state)
 {
     struct fixture *f = *state;
@@ -398,6 +437,7 @@ int main(void)
         T(test_block_device_queues),
         T(test_add_storage_devices),
         T(test_valid_disks),
+        T(test_usb_mass_storage),
         T(test_missing_image),
         T(test_not_a_file_or_block_device),
         T(test_size_not_sector_multiple),

@@ -1105,6 +1105,32 @@ static void test_build_config_pty_socket(void **state)
     cli_request_free(&req);
 }
 
+static void test_build_config_usb_mass_storage(void **state)
+{
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "usb-mass-storage,path=/iso/debian.iso,readonly", "--device",
+                           "virtio-blk,path=/img/a.raw"),
+                     0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    const vmk_storage_device *d = vmk_config_get_storage_device(cfg, 0);
+    assert_int_equal(vmk_storage_device_get_kind(d), VMK_STORAGE_DEVICE_USB_MASS_STORAGE);
+    assert_true(vmk_disk_image_attachment_is_read_only(vmk_storage_device_get_attachment(d)));
+    assert_int_equal(vmk_storage_device_get_kind(vmk_config_get_storage_device(cfg, 1)),
+                     VMK_STORAGE_DEVICE_VIRTIO_BLOCK);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    EXPECT_USAGE("--device usb-mass-storage", "unknown key 'id'", "run", "--device",
+                 "usb-mass-storage,path=/a,id=x");
+    EXPECT_USAGE("--device usb-mass-storage", "missing path=PATH", "run", "--device",
+                 "usb-mass-storage");
+    EXPECT_USAGE("--device usb-mass-storage", "at most 4 USB drives", "run", "--device",
+                 "usb-mass-storage,path=/a", "--device", "usb-mass-storage,path=/b", "--device",
+                 "usb-mass-storage,path=/c", "--device", "usb-mass-storage,path=/d", "--device",
+                 "usb-mass-storage,path=/e");
+}
+
 static void test_build_config_virtio_blk(void **state)
 {
     struct cli_request req;
@@ -2561,6 +2587,7 @@ int main(void)
         cmocka_unit_test(test_device_pty_socket_errors),
         cmocka_unit_test(test_build_config_pty_socket),
         cmocka_unit_test(test_build_config_virtio_blk),
+        cmocka_unit_test(test_build_config_usb_mass_storage),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_unknown_flags),
         cmocka_unit_test(test_missing_values),
