@@ -2,6 +2,7 @@
  * iovecs go straight to preadv/pwritev; only O_DIRECT requests with unaligned buffers
  * are copied (through a bounded, aligned bounce buffer). */
 #include "block/disk_image.h"
+#include "core/file_lock.h"
 #include "core/error.h"
 
 #include <errno.h>
@@ -311,25 +312,6 @@ fail:
     return r;
 }
 
-/* The whole image, shared for a reader, exclusive for a writer: an open file description
- * lock, so it belongs to this open of the image (not the process) and a second open
- * conflicts even inside one process. A file system without locks is used unlocked. */
-static vmk_result lock_image(int fd, const char *path, bool read_only, vmk_error **err)
-{
-    struct flock fl = { .l_type = read_only ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
-    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-        return VMK_OK;
-    int e = errno;
-    if (e == EAGAIN || e == EACCES)
-        return vmk_fail(err, VMK_ERR_IO, e,
-                        "disk image %s: cannot take its %s lock: another program holds a lock "
-                        "on it (is a VM or a vhost-user server using the image?)",
-                        path, read_only ? "shared (read)" : "exclusive (write)");
-    if (e == EINVAL || e == ENOLCK || e == EOPNOTSUPP)
-        return VMK_OK;
-    return vmk_fail(err, VMK_ERR_IO, e, "disk image %s: cannot lock: %s", path, strerror(e));
-}
-
 vmk_result disk_image_open(const char *path, bool read_only, vmk_disk_caching_mode caching,
                            vmk_disk_sync_mode sync, struct disk_image **out, vmk_error **err)
 {
@@ -346,7 +328,8 @@ vmk_result disk_image_open(const char *path, bool read_only, vmk_disk_caching_mo
     vmk_result r = disk_image_probe(path, read_only, &info, &img->fd, err);
     if (r != VMK_OK)
         goto fail;
-    if ((r = lock_image(img->fd, path, read_only, err)) != VMK_OK)
+    if ((r = file_lock(img->fd, "disk image", path, read_only, "a VM or a vhost-user server",
+                       err)) != VMK_OK)
         goto fail;
     img->is_blkdev = info.is_blkdev;
     img->align = info.align;

@@ -477,36 +477,20 @@ static int parse_efi_bootloader(struct cli_request *req, struct kv_iter *it, con
         rc = kv_next(it, &key, &val, err, errlen);
         if (rc || !key)
             break;
-        bool flag = !strcmp(key, "create") || !strcmp(key, "overwrite");
-        char **slot = !strcmp(key, "variable-store") ? &store
-                      : !strcmp(key, "firmware")     ? &firmware
-                                                     : NULL;
-        if (!slot && !flag) {
+        if (!strcmp(key, "create") || !strcmp(key, "overwrite"))
+            rc =
+                cli_take_flag(it->ctx, key, val, key[0] == 'c' ? &create : &overwrite, err, errlen);
+        else if (!strcmp(key, "variable-store") || !strcmp(key, "firmware"))
+            rc = cli_take_string(it->ctx, key, &val, key[0] == 'v' ? &store : &firmware, "PATH",
+                                 err, errlen);
+        else
             rc = cli_usage_error(err, errlen,
                                  "--bootloader efi: unknown key '%s' (known: variable-store, "
                                  "create, overwrite, firmware; the firmware boots what the "
                                  "disks hold, there is no kernel to name)",
                                  key);
+        if (rc)
             break;
-        }
-        if (flag) {
-            if (val) {
-                rc = cli_usage_error(err, errlen, "--bootloader efi: %s takes no value", key);
-                break;
-            }
-            *(!strcmp(key, "create") ? &create : &overwrite) = true;
-            continue;
-        }
-        if (!val || !*val) {
-            rc = cli_usage_error(err, errlen, "--bootloader efi: %s= needs a path", key);
-            break;
-        }
-        if (*slot) {
-            rc = cli_usage_error(err, errlen, "--bootloader efi: %s given twice", key);
-            break;
-        }
-        *slot = val;
-        val = NULL;
     }
     if (!rc && !store)
         rc = cli_usage_error(err, errlen,

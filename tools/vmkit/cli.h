@@ -258,7 +258,14 @@ const char *cli_usage(void);
 int cli_fail(int status, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define cli_usage_error(err, errlen, ...) cli_fail(CLI_EXIT_USAGE, err, errlen, __VA_ARGS__)
-#define cli_out_of_memory(err, errlen)    cli_fail(CLI_EXIT_ERROR, err, errlen, "out of memory")
+
+/* key=value options (ctx names the option): a key without a value, given once; a key with a
+ * non-empty value, given once, taking *val into *slot (metavar for the message: PATH). */
+int cli_take_flag(const char *ctx, const char *key, const char *val, bool *flag, char *err,
+                  size_t errlen);
+int cli_take_string(const char *ctx, const char *key, char **val, char **slot, const char *metavar,
+                    char *err, size_t errlen);
+#define cli_out_of_memory(err, errlen) cli_fail(CLI_EXIT_ERROR, err, errlen, "out of memory")
 
 /* Whole numbers in [min, max]; unit (may be "") follows the value in messages. */
 int cli_parse_number(const char *flag, const char *text, uint64_t min, uint64_t max,

@@ -70,9 +70,8 @@ static int parse_choice(const char *ctx, const char *key, const char *val,
     return cli_usage_error(err, errlen, "%s: %s '%s' is not one of %s", ctx, key, val, names);
 }
 
-/* A key without a value, given once. */
-static int take_flag(const char *ctx, const char *key, const char *val, bool *flag, char *err,
-                     size_t errlen)
+int cli_take_flag(const char *ctx, const char *key, const char *val, bool *flag, char *err,
+                  size_t errlen)
 {
     if (val)
         return cli_usage_error(err, errlen, "%s: %s takes no value (got '%s')", ctx, key, val);
@@ -82,9 +81,8 @@ static int take_flag(const char *ctx, const char *key, const char *val, bool *fl
     return 0;
 }
 
-/* A key with a non-empty value, given once: takes *val. */
-static int take_string(const char *ctx, const char *key, char **val, char **slot,
-                       const char *metavar, char *err, size_t errlen)
+int cli_take_string(const char *ctx, const char *key, char **val, char **slot, const char *metavar,
+                    char *err, size_t errlen)
 {
     if (!*val || !**val)
         return cli_usage_error(err, errlen, "%s: %s= needs a value (%s=%s)", ctx, key, key,
@@ -134,11 +132,11 @@ static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, cha
         int mode = 0;
         uint64_t n = 0;
         if (!strcmp(key, "readonly")) {
-            rc = take_flag(ctx, key, val, &d.read_only, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &d.read_only, err, errlen);
         } else if (!strcmp(key, "path")) {
-            rc = take_string(ctx, key, &val, &d.path, "PATH", err, errlen);
+            rc = cli_take_string(ctx, key, &val, &d.path, "PATH", err, errlen);
         } else if (!strcmp(key, "id") && !usb) {
-            rc = take_string(ctx, key, &val, &d.id, "SERIAL", err, errlen);
+            rc = cli_take_string(ctx, key, &val, &d.id, "SERIAL", err, errlen);
         } else if (!strcmp(key, "cache") || !strcmp(key, "sync")) {
             bool is_cache = key[0] == 'c';
             bool *seen = is_cache ? &have_cache : &have_sync;
@@ -262,9 +260,9 @@ static int parse_virtio_balloon(struct cli_request *req, struct kv_iter *it, cha
         if (rc || !key)
             break;
         if (!strcmp(key, "deflate-on-oom"))
-            rc = take_flag(ctx, key, val, &oom, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &oom, err, errlen);
         else if (!strcmp(key, "free-page-reporting"))
-            rc = take_flag(ctx, key, val, &report, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &report, err, errlen);
         else if (!strcmp(key, "target"))
             rc = take_number(ctx, key, val, &have_target, vmk_config_min_memory_size() >> 20,
                              vmk_config_max_memory_size() >> 20, " MiB", &target, err, errlen);
@@ -310,13 +308,13 @@ static int parse_virtio_vsock(struct cli_request *req, struct kv_iter *it, char 
         if (!strcmp(key, "port"))
             rc = take_number(ctx, key, val, &have_port, 1, 0xfffffffeu, "", &port, err, errlen);
         else if (!strcmp(key, "socketURL"))
-            rc = take_string(ctx, key, &val, &path, "PATH", err, errlen);
+            rc = cli_take_string(ctx, key, &val, &path, "PATH", err, errlen);
         else if (!strcmp(key, "udsPath"))
-            rc = take_string(ctx, key, &val, &uds, "PATH", err, errlen);
+            rc = cli_take_string(ctx, key, &val, &uds, "PATH", err, errlen);
         else if (!strcmp(key, "listen"))
-            rc = take_flag(ctx, key, val, &listen, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &listen, err, errlen);
         else if (!strcmp(key, "connect"))
-            rc = take_flag(ctx, key, val, &connect, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &connect, err, errlen);
         else if (!strcmp(key, "cid"))
             rc = take_number(ctx, key, val, &have_cid, 3, 0xfffffffeu, "", &cid, err, errlen);
         else
@@ -501,7 +499,7 @@ static int parse_fs(struct cli_request *req, struct kv_iter *it, bool translator
         char keyctx[96];
         snprintf(keyctx, sizeof(keyctx), "%s: %s", ctx, key);
         if (!strcmp(key, "mountTag")) {
-            rc = take_string(ctx, key, &val, &f.tag, "TAG", err, errlen);
+            rc = cli_take_string(ctx, key, &val, &f.tag, "TAG", err, errlen);
             if (!rc)
                 rc = cli_check_fs_tag(keyctx, f.tag, err, errlen);
             for (unsigned i = 0; !rc && i < req->fs_count; i++)
@@ -511,18 +509,18 @@ static int parse_fs(struct cli_request *req, struct kv_iter *it, bool translator
                                          "sharing device %u",
                                          ctx, f.tag, i + 1);
         } else if (translator && !strcmp(key, "ignoreIfMissing")) {
-            rc = take_flag(ctx, key, val, &f.ignore_if_missing, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &f.ignore_if_missing, err, errlen);
         } else if (translator) {
             rc = cli_usage_error(err, errlen, "%s: unknown key '%s' (known: " ROSETTA_KEYS ")", ctx,
                                  key);
         } else if (!strcmp(key, "sharedDir")) {
-            rc = take_string(ctx, key, &val, &f.path, "PATH", err, errlen);
+            rc = cli_take_string(ctx, key, &val, &f.path, "PATH", err, errlen);
             if (!rc)
                 rc = check_shared_dir(ctx, key, f.path, err, errlen);
         } else if (!strcmp(key, "dir")) {
             rc = parse_fs_dir(ctx, val, &f, names, err, errlen);
         } else if (!strcmp(key, "readonly")) {
-            rc = take_flag(ctx, key, val, &f.read_only, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &f.read_only, err, errlen);
         } else if (!strcmp(key, "cache") || !strcmp(key, "ownership")) {
             bool is_cache = key[0] == 'c';
             bool *seen = is_cache ? &have_cache : &have_owner;
@@ -752,7 +750,7 @@ static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *e
         uint64_t num = 0;
         keys++;
         if (!strcmp(key, "none")) {
-            rc = take_flag(ctx, key, val, &none, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &none, err, errlen);
             if (rc)
                 break;
             continue;
@@ -767,7 +765,7 @@ static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *e
             break;
         }
         if (!strcmp(key, "nat")) {
-            rc = take_flag(ctx, key, val, &nat, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &nat, err, errlen);
             backend = "nat";
         } else if (!strcmp(key, "hostfwd")) {
             struct cli_forward f;
@@ -787,14 +785,14 @@ static int parse_virtio_net(struct cli_request *req, struct kv_iter *it, char *e
             if (!backend || strcmp(backend, "type"))
                 backend = "fd";
         } else if (!strcmp(key, "unixSocketPath") || !strcmp(key, "path") || !strcmp(key, "tap")) {
-            rc = take_string(ctx, key, &val, &n.path, !strcmp(key, "tap") ? "IFNAME" : "PATH", err,
-                             errlen);
+            rc = cli_take_string(ctx, key, &val, &n.path, !strcmp(key, "tap") ? "IFNAME" : "PATH",
+                                 err, errlen);
             if (!strcmp(key, "unixSocketPath"))
                 backend = "unixSocketPath";
             else if (!strcmp(key, "tap"))
                 backend = "tap";
         } else if (!strcmp(key, "type")) {
-            rc = take_string(ctx, key, &val, &type, "unixgram|unixstream", err, errlen);
+            rc = cli_take_string(ctx, key, &val, &type, "unixgram|unixstream", err, errlen);
             if (!rc && strcmp(type, "unixgram") && strcmp(type, "unixstream"))
                 rc = cli_usage_error(err, errlen, "%s: type '%s' is not unixgram or unixstream",
                                      ctx, type);
@@ -1017,9 +1015,9 @@ static int parse_virtio_input(struct cli_request *req, struct kv_iter *it, char 
         if (rc || !key)
             break;
         if (!strcmp(key, "keyboard"))
-            rc = take_flag(ctx, key, val, &keyboard, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &keyboard, err, errlen);
         else if (!strcmp(key, "pointing"))
-            rc = take_flag(ctx, key, val, &pointing, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &pointing, err, errlen);
         else
             rc = cli_usage_error(err, errlen, "%s: unknown kind '%s' (known: keyboard, pointing)",
                                  ctx, key);
@@ -1076,9 +1074,9 @@ static int port_key(struct port_keys *k, const char *ctx, const char *key, char 
     char **str = !strcmp(key, "file") ? &k->file : !strcmp(key, "socket") ? &k->socket : NULL;
     *taken = flag || str;
     if (flag)
-        return take_flag(ctx, key, *val, flag, err, errlen);
+        return cli_take_flag(ctx, key, *val, flag, err, errlen);
     if (str)
-        return take_string(ctx, key, val, str, "PATH", err, errlen);
+        return cli_take_string(ctx, key, val, str, "PATH", err, errlen);
     return 0;
 }
 
@@ -1133,9 +1131,9 @@ static int parse_port(struct kv_iter *it, struct cli_serial *host, char **name, 
         if (rc || taken)
             goto next;
         if (console && !strcmp(key, "console"))
-            rc = take_flag(ctx, key, val, console, err, errlen);
+            rc = cli_take_flag(ctx, key, val, console, err, errlen);
         else if (name && !strcmp(key, "name"))
-            rc = take_string(ctx, key, &val, name, "NAME", err, errlen);
+            rc = cli_take_string(ctx, key, &val, name, "NAME", err, errlen);
         else
             rc = cli_usage_error(err, errlen,
                                  "%s: unknown key '%s' (known: stdio, file, append, "

@@ -54,16 +54,6 @@ struct gui_view {
     uint8_t keys_down[KEY_MAX / 8 + 1]; /* pressed in the guest, to release on focus loss */
 };
 
-static void set_msg(char *msg, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_msg(char *msg, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-}
-
 bool gui_window_to_display(uint32_t x, uint32_t y, uint32_t win_w, uint32_t win_h, uint32_t w,
                            uint32_t h, uint32_t *dx, uint32_t *dy)
 {
@@ -319,8 +309,8 @@ static bool open_window(struct gui_view *g, char *msg, size_t len)
     if (!getenv("SDL_VIDEODRIVER") && !getenv("WAYLAND_DISPLAY"))
         SDL_SetHint(SDL_HINT_VIDEODRIVER, "x11");
     if (SDL_InitSubSystem(SDL_INIT_VIDEO) != 0) {
-        set_msg(msg, len, "--gui: cannot open a window (%s); --vnc serves the display instead",
-                SDL_GetError());
+        view_msg(msg, len, "--gui: cannot open a window (%s); --vnc serves the display instead",
+                 SDL_GetError());
         return false;
     }
     /* SDL falls back to drivers that show nothing (offscreen, dummy) when no display server
@@ -328,9 +318,9 @@ static bool open_window(struct gui_view *g, char *msg, size_t len)
     const char *driver = SDL_GetCurrentVideoDriver();
     if (!getenv("SDL_VIDEODRIVER") && driver &&
         (!strcmp(driver, "offscreen") || !strcmp(driver, "dummy") || !strcmp(driver, "evdev"))) {
-        set_msg(msg, len,
-                "--gui: cannot open a window (no X11 or Wayland display: is DISPLAY set?); "
-                "--vnc serves the display instead");
+        view_msg(msg, len,
+                 "--gui: cannot open a window (no X11 or Wayland display: is DISPLAY set?); "
+                 "--vnc serves the display instead");
         return false;
     }
     g->wake_event = SDL_RegisterEvents(1);
@@ -340,7 +330,7 @@ static bool open_window(struct gui_view *g, char *msg, size_t len)
     if (g->window)
         g->renderer = SDL_CreateRenderer(g->window, -1, 0);
     if (!g->window || !g->renderer) {
-        set_msg(msg, len, "--gui: cannot open a window (%s)", SDL_GetError());
+        view_msg(msg, len, "--gui: cannot open a window (%s)", SDL_GetError());
         return false;
     }
     return true;
@@ -423,7 +413,7 @@ struct gui_view *gui_view_start(const struct view_backend *b, const char *title,
 {
     struct gui_view *g = calloc(1, sizeof(*g));
     if (!g) {
-        set_msg(msg, len, "--gui: out of memory");
+        view_msg(msg, len, "--gui: out of memory");
         return NULL;
     }
     g->be = *b;
@@ -435,7 +425,7 @@ struct gui_view *gui_view_start(const struct view_backend *b, const char *title,
     pthread_cond_init(&g->cond, NULL);
     int e = pthread_create(&g->thread, NULL, gui_thread, g);
     if (e) {
-        set_msg(msg, len, "--gui: cannot start the window's thread: %s", strerror(e));
+        view_msg(msg, len, "--gui: cannot start the window's thread: %s", strerror(e));
         free(g);
         return NULL;
     }
@@ -445,7 +435,7 @@ struct gui_view *gui_view_start(const struct view_backend *b, const char *title,
     bool ok = g->start_ok;
     pthread_mutex_unlock(&g->lock);
     if (!ok) {
-        set_msg(msg, len, "%s", g->start_msg);
+        view_msg(msg, len, "%s", g->start_msg);
         pthread_join(g->thread, NULL);
         free(g->image);
         free(g);

@@ -2,6 +2,8 @@
 #include "view.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 
 static int vm_copy_image(void *user, void *buf, size_t len, uint32_t *width, uint32_t *height)
 {
@@ -37,4 +39,12 @@ struct view_backend view_vm_backend(vmk_vm *vm)
                                   .scroll = vm_scroll,
                                   .resize = vm_resize,
                                   .user = vm };
+}
+
+void view_msg(char *msg, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, len, fmt, ap);
+    va_end(ap);
 }

@@ -28,4 +28,7 @@ struct view_backend {
 /* vm's display 0 and its input devices. */
 struct view_backend view_vm_backend(vmk_vm *vm);
 
+/* A view's one-line message into msg (len bytes). */
+void view_msg(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

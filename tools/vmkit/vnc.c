@@ -72,16 +72,6 @@ static void quiet_log(const char *fmt, ...)
     (void)fmt;
 }
 
-static void set_msg(char *msg, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_msg(char *msg, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- input ---------------------------------------------------------------------- */
 
 unsigned vnc_pointer_buttons(int mask)
@@ -399,7 +389,7 @@ static int open_listener(struct vnc_view *v, const struct cli_vnc_address *a, ch
     if (a->unix_socket) {
         fd = listen_unix(a->path);
         if (fd < 0) {
-            set_msg(msg, len, "--vnc: cannot listen on unix:%s: %s", a->path, strerror(-fd));
+            view_msg(msg, len, "--vnc: cannot listen on unix:%s: %s", a->path, strerror(-fd));
             return -1;
         }
         snprintf(v->unix_path, sizeof(v->unix_path), "%s", a->path);
@@ -413,11 +403,11 @@ static int open_listener(struct vnc_view *v, const struct cli_vnc_address *a, ch
     } while (fd == -EADDRINUSE && a->first_free && ++port <= FIRST_FREE_LAST);
     if (fd < 0) {
         if (a->first_free && fd == -EADDRINUSE)
-            set_msg(msg, len, "--vnc: no free port on %s from %u to %u", a->host, a->port,
-                    FIRST_FREE_LAST);
+            view_msg(msg, len, "--vnc: no free port on %s from %u to %u", a->host, a->port,
+                     FIRST_FREE_LAST);
         else
-            set_msg(msg, len, "--vnc: cannot listen on %s%s%s:%u: %s", v6 ? "[" : "", a->host,
-                    v6 ? "]" : "", a->port, strerror(-fd));
+            view_msg(msg, len, "--vnc: cannot listen on %s%s%s:%u: %s", v6 ? "[" : "", a->host,
+                     v6 ? "]" : "", a->port, strerror(-fd));
         return -1;
     }
     snprintf(v->address, sizeof(v->address), "%s%s%s:%u", v6 ? "[" : "", a->host, v6 ? "]" : "",
@@ -437,7 +427,7 @@ static int open_web(struct vnc_view *v, const struct cli_vnc_address *a, char *m
     if (fd < 0)
         fd = listen_tcp(a->host, 0, &http_port);
     if (fd < 0) {
-        set_msg(msg, len, "--web: cannot listen on %s: %s", a->host, strerror(-fd));
+        view_msg(msg, len, "--web: cannot listen on %s: %s", a->host, strerror(-fd));
         return -2;
     }
     bool v6 = strchr(a->host, ':') != NULL;
@@ -447,7 +437,7 @@ static int open_web(struct vnc_view *v, const struct cli_vnc_address *a, char *m
                  http_port, host, v->port) < 0) {
         v->novnc_url = NULL;
         close(fd);
-        set_msg(msg, len, "--web: out of memory");
+        view_msg(msg, len, "--web: out of memory");
         return -2;
     }
     return fd;
@@ -458,7 +448,7 @@ static char *read_password(const char *path, char *msg, size_t len)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        set_msg(msg, len, "--vnc-password-file: '%s': %s", path, strerror(errno));
+        view_msg(msg, len, "--vnc-password-file: '%s': %s", path, strerror(errno));
         return NULL;
     }
     char line[4096];
@@ -466,16 +456,16 @@ static char *read_password(const char *path, char *msg, size_t len)
     fclose(f);
     line[got ? strcspn(line, "\r\n") : 0] = '\0';
     if (!line[0]) {
-        set_msg(msg, len,
-                "--vnc-password-file: '%s': the first line is empty (it holds the "
-                "VNC password)",
-                path);
+        view_msg(msg, len,
+                 "--vnc-password-file: '%s': the first line is empty (it holds the "
+                 "VNC password)",
+                 path);
         return NULL;
     }
     char *pw = strdup(line);
     explicit_bzero(line, sizeof(line));
     if (!pw)
-        set_msg(msg, len, "--vnc-password-file: out of memory");
+        view_msg(msg, len, "--vnc-password-file: out of memory");
     return pw;
 }
 
@@ -513,14 +503,14 @@ struct vnc_view *vnc_view_start_backend(const struct view_backend *b, const char
     if (cli_parse_vnc_address("--vnc", address ? address : "", &a, msg, len))
         return NULL;
     if (web && a.unix_socket) {
-        set_msg(msg, len,
-                "--web: needs a TCP address for the browser (--vnc HOST:PORT or auto), "
-                "not unix:PATH");
+        view_msg(msg, len,
+                 "--web: needs a TCP address for the browser (--vnc HOST:PORT or auto), "
+                 "not unix:PATH");
         return NULL;
     }
     struct vnc_view *v = calloc(1, sizeof(*v));
     if (!v) {
-        set_msg(msg, len, "--vnc: out of memory");
+        view_msg(msg, len, "--vnc: out of memory");
         return NULL;
     }
     v->be = *b;
@@ -531,7 +521,7 @@ struct vnc_view *vnc_view_start_backend(const struct view_backend *b, const char
         goto fail;
     v->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (v->wake_fd < 0) {
-        set_msg(msg, len, "--vnc: eventfd: %s", strerror(errno));
+        view_msg(msg, len, "--vnc: eventfd: %s", strerror(errno));
         goto fail;
     }
     if ((listen_fd = open_listener(v, &a, msg, len)) < 0)
@@ -548,7 +538,7 @@ struct vnc_view *vnc_view_start_backend(const struct view_backend *b, const char
     rfbLog = rfbErr = quiet_log;
     v->screen = v->fb ? rfbGetScreen(NULL, NULL, (int)w, (int)h, 8, 3, 4) : NULL;
     if (!v->screen) {
-        set_msg(msg, len, "--vnc: out of memory");
+        view_msg(msg, len, "--vnc: out of memory");
         goto fail;
     }
     v->fb_width = w;
@@ -595,7 +585,7 @@ struct vnc_view *vnc_view_start_backend(const struct view_backend *b, const char
     vnc_view_mode_changed(v, w, h); /* the first copy */
     int e = pthread_create(&v->thread, NULL, view_thread, v);
     if (e) {
-        set_msg(msg, len, "--vnc: cannot start a thread: %s", strerror(e));
+        view_msg(msg, len, "--vnc: cannot start a thread: %s", strerror(e));
         goto fail;
     }
     v->thread_started = true;
@@ -615,7 +605,7 @@ struct vnc_view *vnc_view_start(vmk_vm *vm, const char *address, const char *pas
                                 bool web, char *msg, size_t len)
 {
     if (vmk_vm_display_count(vm) == 0) {
-        set_msg(msg, len, "--vnc: the VM has no display (--device virtio-gpu)");
+        view_msg(msg, len, "--vnc: the VM has no display (--device virtio-gpu)");
         return NULL;
     }
     struct view_backend b = view_vm_backend(vm);

@@ -1,4 +1,5 @@
 #include "devices/legacy/cfi_flash.h"
+#include "core/file_lock.h"
 #include "core/error.h"
 
 #include <errno.h>
@@ -297,23 +298,6 @@ const struct bus_device_ops cfi_flash_ops = {
     .write = flash_write,
 };
 
-/* Shared for a reader, exclusive for a writer, held by this open of the file: two VMs never
- * write one variable store. A file system without locks is used unlocked. */
-static vmk_result lock_file(int fd, const char *path, bool read_only, vmk_error **err)
-{
-    struct flock fl = { .l_type = read_only ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
-    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-        return VMK_OK;
-    int e = errno;
-    if (e == EAGAIN || e == EACCES)
-        return vmk_fail(err, VMK_ERR_IO, e,
-                        "flash image %s: another program holds a lock on it (is a VM using it?)",
-                        path);
-    if (e == EINVAL || e == ENOLCK || e == EOPNOTSUPP)
-        return VMK_OK;
-    return vmk_fail(err, VMK_ERR_IO, e, "flash image %s: cannot lock: %s", path, strerror(e));
-}
-
 static vmk_result read_image(struct cfi_flash *f, vmk_error **err)
 {
     uint64_t done = 0;
@@ -394,7 +378,7 @@ vmk_result cfi_flash_open(const char *path, bool read_only, uint32_t block_size,
     f->size = (uint64_t)st.st_size;
     if ((r = check_geometry(path, f->size, block_size, err)) != VMK_OK)
         goto fail;
-    if ((r = lock_file(f->fd, path, read_only, err)) != VMK_OK)
+    if ((r = file_lock(f->fd, "flash image", path, read_only, "a VM", err)) != VMK_OK)
         goto fail;
     long page = sysconf(_SC_PAGESIZE);
     size_t pg = page > 0 ? (size_t)page : 4096;
