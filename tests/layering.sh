@@ -12,10 +12,11 @@ allowed() {
     case $1 in
     core) echo "" ;;
     block | attach | devices/legacy | kvm | pci) echo "core" ;;
+    devices/usb) echo "core pci" ;;
     arch/x86) echo "core pci" ;;
     virtio) echo "core block attach pci" ;;
     vhost_user) echo "core virtio" ;;
-    machine) echo "core block attach devices/legacy kvm pci arch/x86 virtio" ;;
+    machine) echo "core block attach devices/legacy devices/usb kvm pci arch/x86 virtio" ;;
     api) echo "core block arch/x86 vhost_user machine" ;;
     *) echo "?" ;;
     esac
