@@ -3,14 +3,14 @@
 # inputs: FUZZ_RUNS (default 100000; 0 means no limit), at most FUZZ_MAX_TIME seconds
 # (default 45). Usage: run_fuzz.sh [TARGET...], targets virtqueue, virtio_blk,
 # virtio_console, virtio_rng, virtio_net, virtio_balloon, virtio_vsock, frame_stream, boot_linux,
-# vhost_user, fuse_server (default: all). Prints one TAP case per target; no clang or no libFuzzer
-# (libclang-rt-14-dev) is a skip. Device targets start from seeds they write themselves
+# vhost_user, fuse_server, xhci (default: all). Prints one TAP case per target; no clang or no
+# libFuzzer (libclang-rt-14-dev) is a skip. Device targets start from seeds they write themselves
 # (valid requests). Build outputs and corpora go to $FUZZ_OUT_DIR if
 # set, else a temporary directory that is removed unless a run failed.
 cd "$(dirname "$0")/../.." || exit 1
 
 all_targets="virtqueue virtio_blk virtio_console virtio_rng virtio_net virtio_balloon virtio_vsock virtio_input virtio_gpu
-    frame_stream boot_linux vhost_user fuse_server"
+    frame_stream boot_linux vhost_user fuse_server xhci"
 # Sources of each target (tests/fuzz/fuzz_TARGET.c comes first).
 dev_common="tests/fuzz/virtio_driver.c tests/fuzz/input.c src/virtio/virtqueue.c src/virtio/virtio_device.c
             src/core/guest_memory.c"
@@ -35,6 +35,8 @@ sources() {
                       src/core/guest_memory.c src/core/error.c src/core/unix_socket.c
                       src/virtio/virtqueue.c src/virtio/virtio_device.c src/virtio/rng.c
                       src/virtio/console.c" ;;
+    xhci) echo "tests/fuzz/input.c src/devices/usb/xhci.c src/pci/msix.c src/pci/pci.c
+                src/core/bus.c src/core/guest_memory.c" ;;
     *) return 1 ;;
     esac
 }

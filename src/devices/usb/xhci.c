@@ -740,8 +740,9 @@ static unsigned cmd_address_device(struct xhci *x, unsigned id, uint64_t in, boo
         return CC_PARAMETER;
     uint8_t e[8];
     uint64_t out = 0;
-    if (x->dcbaap && gm_read(x->gm, x->dcbaap + 8ull * id, e, sizeof(e)) == 0)
+    if (gm_read(x->gm, x->dcbaap + 8ull * id, e, sizeof(e)) == 0)
         out = le_get64(e, 0) & ~0x3full;
+    /* An entry of 0 is a slot the driver did not set up (0 also means "none" to ep_ctx_sync). */
     if (!out || !gm_ptr(x->gm, out, DEV_CTX_SIZE))
         return CC_PARAMETER;
     /* No hubs: a route string names a device nobody answers for; so does an empty port. */
