@@ -37,32 +37,32 @@ struct usb_setup {
     uint16_t length;
 };
 
-#define USB_DIR_IN             0x80
-#define USB_REQ_GET_STATUS     0x00
-#define USB_REQ_CLEAR_FEATURE  0x01
-#define USB_REQ_SET_FEATURE    0x03
-#define USB_REQ_SET_ADDRESS    0x05
-#define USB_REQ_GET_DESCRIPTOR 0x06
-#define USB_REQ_GET_CONFIG     0x08
-#define USB_REQ_SET_CONFIG     0x09
-#define USB_REQ_GET_INTERFACE  0x0a
-#define USB_REQ_SET_INTERFACE  0x0b
-#define USB_DT_DEVICE          1
-#define USB_DT_CONFIG          2
-#define USB_DT_STRING          3
-#define USB_DT_INTERFACE       4
-#define USB_DT_ENDPOINT        5
-#define USB_DT_BOS             15
-#define USB_DT_SS_EP_COMPANION 48
+#define USB_DIR_IN                0x80
+#define USB_REQ_GET_STATUS        0x00
+#define USB_REQ_CLEAR_FEATURE     0x01
+#define USB_REQ_SET_FEATURE       0x03
+#define USB_REQ_SET_ADDRESS       0x05
+#define USB_REQ_GET_DESCRIPTOR    0x06
+#define USB_REQ_GET_CONFIG        0x08
+#define USB_REQ_SET_CONFIG        0x09
+#define USB_REQ_GET_INTERFACE     0x0a
+#define USB_REQ_SET_INTERFACE     0x0b
+#define USB_DT_DEVICE             1
+#define USB_DT_CONFIG             2
+#define USB_DT_STRING             3
+#define USB_DT_INTERFACE          4
+#define USB_DT_ENDPOINT           5
+#define USB_DT_BOS                15
+#define USB_DT_SS_EP_COMPANION    48
 #define USB_FEATURE_ENDPOINT_HALT 0
 
 /* A bulk or interrupt transfer: the buffers are host pointers into guest RAM the controller
  * already checked. */
 struct usb_packet {
-    uint8_t ep;               /* endpoint address: number 1..15, | USB_DIR_IN for IN */
+    uint8_t ep; /* endpoint address: number 1..15, | USB_DIR_IN for IN */
     const struct iovec *iov;
     unsigned iovcnt;
-    size_t len;               /* sum of the iov lengths */
+    size_t len; /* sum of the iov lengths */
 };
 
 struct usb_device_ops {

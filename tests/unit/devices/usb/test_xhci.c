@@ -573,6 +573,28 @@ static void test_capabilities(void **state)
         assert_int_equal(rd(f, PORTSC(port)), (1u << 9) | (5u << 5)); /* powered, RxDetect */
 }
 
+/* On a bus: the 64-bit BAR lands in the 64-bit window and decodes there. */
+static void test_on_pci_bus(void **state)
+{
+    struct fx *f = *state;
+    struct pci_windows w = { .mmio32_base = 0xc0000000ull,
+                             .mmio32_size = 0x10000000ull,
+                             .mmio64_base = 0x800000000ull,
+                             .mmio64_size = 0x100000000ull };
+    struct pci_bus *b = pci_bus_new(&w);
+    assert_non_null(b);
+    struct pci_device *p = xhci_pci_device(f->x);
+    assert_true(pci_bus_add_device(b, p) > 0);
+    uint64_t bar = pci_bar_address(p, XHCI_BAR);
+    assert_true(bar >= w.mmio64_base && bar < w.mmio64_base + w.mmio64_size);
+    assert_int_equal(bar % XHCI_BAR_SIZE, 0);
+    pci_config_write(p, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+    uint8_t v[4];
+    pci_mmio64_window_ops.read(b, bar - w.mmio64_base, v, 4);
+    assert_int_equal(le_get32(v, 0), XHCI_CAPLENGTH | 0x0100u << 16);
+    pci_bus_free(b);
+}
+
 static void test_hcrst(void **state)
 {
     struct fx *f = *state;
@@ -1388,6 +1410,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_capabilities, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_pci_bus, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hcrst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_reports_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_reset, setup, teardown),
