@@ -9,7 +9,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 
 all_targets="virtqueue virtio_blk virtio_console virtio_rng virtio_net virtio_balloon virtio_vsock virtio_input virtio_gpu
-    frame_stream boot_linux vhost_user fuse_server cfi_flash fw_cfg usb_storage"
+    frame_stream boot_linux vhost_user fuse_server cfi_flash fw_cfg usb_storage xhci"
 # Sources of each target (tests/fuzz/fuzz_TARGET.c comes first).
 dev_common="tests/fuzz/virtio_driver.c tests/fuzz/input.c src/virtio/virtqueue.c src/virtio/virtio_device.c
             src/core/guest_memory.c"
@@ -38,6 +38,8 @@ sources() {
                       src/core/guest_memory.c src/core/error.c src/core/unix_socket.c
                       src/virtio/virtqueue.c src/virtio/virtio_device.c src/virtio/rng.c
                       src/virtio/console.c" ;;
+    xhci) echo "tests/fuzz/input.c src/devices/usb/xhci.c src/pci/msix.c src/pci/pci.c
+                src/core/bus.c src/core/guest_memory.c" ;;
     *) return 1 ;;
     esac
 }
