@@ -222,7 +222,7 @@ static void test_bootloader_errors(void **state)
                  "efi,variable-store=/v,create=yes");
     EXPECT_USAGE("--bootloader efi", "overwrite needs create", "run", "--bootloader",
                  "efi,variable-store=/v,overwrite");
-    EXPECT_USAGE("--bootloader efi", "variable-store= needs a path", "run", "--bootloader",
+    EXPECT_USAGE("--bootloader efi", "variable-store= needs a value", "run", "--bootloader",
                  "efi,variable-store=");
     /* An existing store is not replaced without overwrite. */
     EXPECT_USAGE("variable store /dev/null already exists", "add overwrite", "run", "--bootloader",
