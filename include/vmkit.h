@@ -713,6 +713,11 @@ VMK_API vmk_result vmk_config_add_serial_port(vmk_config *cfg, vmk_serial_attach
 VMK_API unsigned vmk_config_serial_port_count(const vmk_config *cfg);
 VMK_API const vmk_serial_attachment *vmk_config_get_serial_port(const vmk_config *cfg,
                                                                 unsigned index);
+/* An xHCI USB controller (VZXHCIControllerConfiguration) even with no USB device configured,
+ * so drives can be plugged in while the VM runs (vmk_vm_usb_attach). A configuration with a
+ * USB mass-storage device has the controller either way. Off by default. */
+VMK_API vmk_result vmk_config_set_usb_controller(vmk_config *cfg, bool enabled);
+VMK_API bool vmk_config_get_usb_controller(const vmk_config *cfg);
 /* Storage devices appear in the order added. Takes ownership. */
 VMK_API vmk_result vmk_config_add_storage_device(vmk_config *cfg, vmk_storage_device *dev);
 VMK_API unsigned vmk_config_storage_device_count(const vmk_config *cfg);
@@ -871,6 +876,17 @@ VMK_API char *vmk_vm_copy_console_port_pty_path(vmk_vm *vm, unsigned index);
  * (ARP and IPv4 from its MAC address: it works for every attachment), for the caller to
  * free(); NULL until the guest has one, or when the VM is stopped. */
 VMK_API char *vmk_vm_copy_network_device_ipv4_address(vmk_vm *vm, unsigned index);
+/* USB while the VM runs or is paused (the framework's VZUSBController attach / detach): plugs a
+ * drive made from dev (a USB mass-storage device; the object stays the caller's, its image is
+ * opened and locked now) into the xHCI controller: the guest sees it arrive. *port (may be
+ * NULL) gets the port it is on, which names it for vmk_vm_usb_detach. VMK_ERR_INVALID_STATE
+ * when the VM is not running, has no USB controller (vmk_config_set_usb_controller) or every
+ * USB 2 port is taken; VMK_ERR_IO when the image cannot be opened or is locked by another
+ * user. Pulling a drive out that the guest has mounted loses what it had not written back, as
+ * on real hardware. Drives plugged in so are gone once the VM stops. */
+VMK_API vmk_result vmk_vm_usb_attach(vmk_vm *vm, const vmk_storage_device *dev, unsigned *port,
+                                     vmk_error **err);
+VMK_API vmk_result vmk_vm_usb_detach(vmk_vm *vm, unsigned port, vmk_error **err);
 /* Adds a port forward to network device index's NAT attachment while the VM runs or is paused,
  * as vmk_nat_network_attachment_add_port_forward does in a config (host_address NULL or "":
  * 127.0.0.1). The host port is bound at once: VMK_ERR_IO when it is taken, naming it;

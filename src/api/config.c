@@ -242,6 +242,7 @@ vmk_config *config_copy(const vmk_config *cfg)
         return NULL;
     c->cpu_count = cfg->cpu_count;
     c->memory_size = cfg->memory_size;
+    c->usb_controller = cfg->usb_controller;
     if ((cfg->boot_loader && !(c->boot_loader = boot_loader_copy(cfg->boot_loader))) ||
         !copy_array(&c->serial, &cfg->serial, copy_serial, free_serial) ||
         !copy_array(&c->storage, &cfg->storage, copy_storage, free_storage) ||
@@ -279,6 +280,19 @@ vmk_result vmk_config_set_memory_size(vmk_config *cfg, uint64_t bytes)
         return VMK_ERR_INVALID_ARGUMENT;
     cfg->memory_size = bytes;
     return VMK_OK;
+}
+
+vmk_result vmk_config_set_usb_controller(vmk_config *cfg, bool enabled)
+{
+    if (!cfg)
+        return VMK_ERR_INVALID_ARGUMENT;
+    cfg->usb_controller = enabled;
+    return VMK_OK;
+}
+
+bool vmk_config_get_usb_controller(const vmk_config *cfg)
+{
+    return cfg && cfg->usb_controller;
 }
 
 uint64_t vmk_config_get_memory_size(const vmk_config *cfg)

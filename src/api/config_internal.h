@@ -218,6 +218,7 @@ struct ptr_array {
 struct vmk_config {
     unsigned cpu_count;
     uint64_t memory_size;
+    bool usb_controller;
     vmk_boot_loader *boot_loader;
     struct ptr_array serial;   /* vmk_serial_attachment */
     struct ptr_array storage;  /* vmk_storage_device */

@@ -751,6 +751,38 @@ vmk_result vmk_vm_remove_port_forward(vmk_vm *vm, unsigned index,
     return port_forward(vm, index, false, protocol, host_address, host_port, 0, err);
 }
 
+/* USB plugging runs under the VM's lock: the machine cannot go away meanwhile. */
+static vmk_result usb_plug(vmk_vm *vm, const vmk_storage_device *dev, unsigned port,
+                           unsigned *port_out, vmk_error **err)
+{
+    if (!vm)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "USB: no VM");
+    pthread_mutex_lock(&vm->lock);
+    vmk_result r;
+    if (!vm->machine || !state_in(vm->state, S(RUNNING) | S(PAUSED)))
+        r = vmk_fail(err, VMK_ERR_INVALID_STATE, 0, "USB: cannot plug a drive %s: the VM is %s",
+                     dev ? "in" : "out", vmk_vm_state_string(vm->state));
+    else if (dev)
+        r = machine_usb_attach(vm->machine, dev, port_out, err);
+    else
+        r = machine_usb_detach(vm->machine, port, err);
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+vmk_result vmk_vm_usb_attach(vmk_vm *vm, const vmk_storage_device *dev, unsigned *port,
+                             vmk_error **err)
+{
+    if (!dev)
+        return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0, "USB: no storage device to plug in");
+    return usb_plug(vm, dev, 0, port, err);
+}
+
+vmk_result vmk_vm_usb_detach(vmk_vm *vm, unsigned port, vmk_error **err)
+{
+    return usb_plug(vm, NULL, port, NULL, err);
+}
+
 vmk_result vm_with_device(vmk_vm *vm, const struct device_kind *kind, unsigned index,
                           const char *op, int (*fn)(struct device_instance *inst, void *arg),
                           void *arg, int *ret, vmk_error **err)

@@ -2,6 +2,7 @@
  * (platform.c) places the PC's legacy devices, and every other device comes from a row of the
  * device table (device_table.c), put on PCI as a virtio function. */
 #include "machine/machine.h"
+#include "machine/usb_bus.h"
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot_linux.h"
 #include "arch/x86/cpuid.h"
@@ -38,6 +39,7 @@ struct machine {
     struct device_instance *devices;
     struct virtio_pci_function **functions;
     unsigned device_count;
+    struct usb_bus *usb; /* NULL: no USB controller */
 };
 
 static const char pvm_hint[] =
@@ -249,13 +251,6 @@ vmk_result machine_create(const vmk_config *cfg, struct event_loop *el,
                         "EFI boot loader: this vmkit cannot run firmware yet (its EFI platform "
                         "is not assembled); boot a Linux kernel directly (--kernel, "
                         "--bootloader linux)");
-    for (unsigned i = 0; i < vmk_config_storage_device_count(cfg); i++)
-        if (vmk_storage_device_get_kind(vmk_config_get_storage_device(cfg, i)) ==
-            VMK_STORAGE_DEVICE_USB_MASS_STORAGE)
-            return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
-                            "storage device %u: USB mass storage needs the xHCI controller, "
-                            "which this vmkit does not put on the machine yet",
-                            i + 1);
     bool pvm_host = vmk_host_probe() == VMK_HOST_PVM;
     vmk_result r;
     if (pvm_host && (r = refuse_on_pvm(cfg, err)) != VMK_OK)
@@ -299,8 +294,10 @@ vmk_result machine_create(const vmk_config *cfg, struct event_loop *el,
         .ram_end = ram_end(&m->gm),
     };
     if ((r = platform_create(&m->platform, &penv, cfg, err)) != VMK_OK ||
-        (r = create_devices(m, cfg, err)) != VMK_OK || (r = load_guest(m, cfg, &entry, err)) ||
-        (r = create_vcpus(m, pvm_host, &entry, err)))
+        (r = create_devices(m, cfg, err)) != VMK_OK ||
+        (usb_bus_wanted(cfg) && (r = usb_bus_create(&m->gm, &m->platform.irq, m->platform.pci, cfg,
+                                                    &m->usb, err)) != VMK_OK) ||
+        (r = load_guest(m, cfg, &entry, err)) || (r = create_vcpus(m, pvm_host, &entry, err)))
         goto fail;
     *out = m;
     return VMK_OK;
@@ -322,6 +319,22 @@ void machine_pause(struct machine *m)
 void machine_resume(struct machine *m)
 {
     kvm_vcpus_resume(m->vcpus);
+}
+
+vmk_result machine_usb_attach(struct machine *m, const vmk_storage_device *dev, unsigned *port,
+                              vmk_error **err)
+{
+    if (!m->usb)
+        return vmk_fail(err, VMK_ERR_INVALID_STATE, 0,
+                        "USB: the VM has no USB controller (vmk_config_set_usb_controller)");
+    return usb_bus_attach(m->usb, dev, port, err);
+}
+
+vmk_result machine_usb_detach(struct machine *m, unsigned port, vmk_error **err)
+{
+    if (!m->usb)
+        return vmk_fail(err, VMK_ERR_INVALID_STATE, 0, "USB: the VM has no USB controller");
+    return usb_bus_detach(m->usb, port, err);
 }
 
 void machine_press_power_button(struct machine *m)
@@ -376,6 +389,7 @@ void machine_destroy(struct machine *m)
     kvm_vcpus_free(m->vcpus); /* joins them: nothing runs guest code or exits any more */
     m->vcpus = NULL;
     platform_free_pci(&m->platform); /* lets go of the functions it decodes */
+    usb_bus_free(m->usb);
     for (unsigned i = m->device_count; i-- > 0;) {
         virtio_pci_function_free(m->functions[i]); /* resets the device */
         m->devices[i].kind->close(&m->devices[i]);

@@ -47,6 +47,12 @@ vmk_result machine_start(struct machine *m, vmk_error **err) __attribute__((warn
 void machine_pause(struct machine *m);
 void machine_resume(struct machine *m);
 void machine_press_power_button(struct machine *m);
+/* Plugs a drive of dev (a USB mass-storage device) into the machine's xHCI controller, or pulls
+ * the one on port out (usb_bus.h). Any thread. */
+vmk_result machine_usb_attach(struct machine *m, const vmk_storage_device *dev, unsigned *port,
+                              vmk_error **err) __attribute__((warn_unused_result));
+vmk_result machine_usb_detach(struct machine *m, unsigned port, vmk_error **err)
+    __attribute__((warn_unused_result));
 /* Stops and joins the vCPUs, then frees everything. Event-loop thread. */
 void machine_destroy(struct machine *m);
 /* The pty a serial port got (index 0 is COM1), NULL when it has none. Valid until destroy. */

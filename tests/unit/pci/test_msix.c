@@ -12,99 +12,11 @@
 
 #include <cmocka.h>
 
+#include "fake_kvm_irq.h"
 #include "pci/msix.h"
 #include "pci/pci.h"
 
 /* ---- a fake KVM ---- */
-
-#define FAKE_GSIS 64
-
-struct fake_kvm {
-    unsigned max_gsis; /* how many gsi_alloc may hand out */
-    unsigned allocated, freed;
-    bool used[FAKE_GSIS];
-    bool routed[FAKE_GSIS];
-    uint64_t address[FAKE_GSIS];
-    uint32_t data[FAKE_GSIS];
-    unsigned route_calls;
-    int fd_of[FAKE_GSIS]; /* attached irqfd, -1 none */
-    unsigned irqfd_calls;
-    bool fail_route, fail_irqfd;
-};
-
-static int fake_alloc(void *ctx, unsigned *gsi)
-{
-    struct fake_kvm *k = ctx;
-    if (k->allocated - k->freed >= k->max_gsis)
-        return -ENOSPC;
-    for (unsigned g = 24; g < FAKE_GSIS; g++) {
-        if (!k->used[g]) {
-            k->used[g] = true;
-            k->allocated++;
-            *gsi = g;
-            return 0;
-        }
-    }
-    return -ENOSPC;
-}
-
-static void fake_free(void *ctx, unsigned gsi)
-{
-    struct fake_kvm *k = ctx;
-    assert_true(gsi < FAKE_GSIS && k->used[gsi]);
-    assert_int_equal(k->fd_of[gsi], -1); /* detached before its GSI goes */
-    k->used[gsi] = false;
-    k->routed[gsi] = false;
-    k->freed++;
-}
-
-static int fake_route(void *ctx, unsigned gsi, uint64_t address, uint32_t data)
-{
-    struct fake_kvm *k = ctx;
-    assert_true(gsi < FAKE_GSIS && k->used[gsi]);
-    k->route_calls++;
-    if (k->fail_route)
-        return -EINVAL;
-    k->routed[gsi] = true;
-    k->address[gsi] = address;
-    k->data[gsi] = data;
-    return 0;
-}
-
-static int fake_irqfd(void *ctx, int fd, unsigned gsi, bool assign)
-{
-    struct fake_kvm *k = ctx;
-    assert_true(gsi < FAKE_GSIS && k->used[gsi]);
-    k->irqfd_calls++;
-    if (k->fail_irqfd)
-        return -ENOMEM;
-    if (assign) {
-        assert_int_equal(k->fd_of[gsi], -1);
-        assert_true(k->routed[gsi]); /* routed before it can fire */
-        k->fd_of[gsi] = fd;
-        /* KVM consumes what was pending when the irqfd is attached. */
-        uint64_t n;
-        if (read(fd, &n, sizeof(n)) == sizeof(n))
-            k->data[gsi] |= 0x80000000u; /* marks "delivered on attach" for the test */
-    } else {
-        assert_int_equal(k->fd_of[gsi], fd);
-        k->fd_of[gsi] = -1;
-    }
-    return 0;
-}
-
-static struct irq_routing_ops fake_ops(struct fake_kvm *k)
-{
-    memset(k, 0, sizeof(*k));
-    k->max_gsis = FAKE_GSIS - 24;
-    for (unsigned g = 0; g < FAKE_GSIS; g++)
-        k->fd_of[g] = -1;
-    return (struct irq_routing_ops){ .gsi_alloc = fake_alloc,
-                                     .gsi_free = fake_free,
-                                     .msi_route = fake_route,
-                                     .irqfd = fake_irqfd,
-                                     .ctx = k };
-}
 
 /* ---- a device with MSI-X in BAR 1 ---- */
 
@@ -125,7 +37,7 @@ static int rig_setup(void **state)
     struct rig *r = calloc(1, sizeof(*r));
     if (!r)
         return -1;
-    r->ops = fake_ops(&r->k);
+    r->ops = fake_kvm_ops(&r->k);
     pci_device_init(&r->d, 0x1af4, 0x1041, 0x020000, 1, 0x1af4, 1);
     if (pci_device_add_bar(&r->d, 1, PCI_BAR_MEM32, 0x1000, false, &msix_bar_ops, NULL) ||
         msix_new(&r->d, NVEC, 1, TABLE_OFF, PBA_OFF, &r->ops, &r->x))
@@ -351,7 +263,7 @@ static void test_kvm_failures_leave_vector_undelivered(void **state)
 static void test_new_rejects_bad_arguments(void **state)
 {
     struct fake_kvm k;
-    struct irq_routing_ops ops = fake_ops(&k);
+    struct irq_routing_ops ops = fake_kvm_ops(&k);
     struct pci_device d;
     pci_device_init(&d, 1, 2, 0, 0, 0, 0);
     assert_int_equal(pci_device_add_bar(&d, 0, PCI_BAR_MEM32, 0x1000, false, NULL, NULL), 0);
@@ -392,7 +304,7 @@ static void test_new_rejects_bad_arguments(void **state)
 static void test_through_the_bus(void **state)
 {
     struct fake_kvm k;
-    struct irq_routing_ops ops = fake_ops(&k);
+    struct irq_routing_ops ops = fake_kvm_ops(&k);
     struct pci_windows w = { .mmio32_base = 0xc0000000ULL, .mmio32_size = 0x100000 };
     struct pci_bus *b = pci_bus_new(&w);
     assert_non_null(b);

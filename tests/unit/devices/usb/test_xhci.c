@@ -3,6 +3,7 @@
  * RAM, and a fake USB device (descriptors, a loopback bulk pair) behind a port. The
  * controller runs unthreaded (xhci_process) but for the tests of its worker thread. */
 #include "devices/usb/xhci.h"
+#include "fake_kvm_irq.h"
 #include "core/le_bytes.h"
 #include "pci/msix.h"
 
@@ -96,43 +97,7 @@ enum {
     CC_STOPPED = 26,
 };
 
-/* ---- a fake KVM: MSI-X vectors become eventfds the test reads ---- */
-
-struct fake_irq {
-    unsigned next_gsi;
-    int fd_of[64];
-};
-
-static int fi_alloc(void *ctx, unsigned *gsi)
-{
-    struct fake_irq *k = ctx;
-    if (k->next_gsi >= 64)
-        return -ENOSPC;
-    *gsi = k->next_gsi++;
-    return 0;
-}
-
-static void fi_free(void *ctx, unsigned gsi)
-{
-    (void)ctx;
-    (void)gsi;
-}
-
-static int fi_route(void *ctx, unsigned gsi, uint64_t address, uint32_t data)
-{
-    (void)ctx;
-    (void)gsi;
-    (void)address;
-    (void)data;
-    return 0;
-}
-
-static int fi_irqfd(void *ctx, int fd, unsigned gsi, bool assign)
-{
-    struct fake_irq *k = ctx;
-    k->fd_of[gsi] = assign ? fd : -1;
-    return 0;
-}
+/* ---- a fake KVM (tests/support/fake_kvm_irq.c): MSI-X vectors become eventfds ---- */
 
 /* ---- a fake device: descriptors and a loopback bulk pair (IN 0x81, OUT 0x02) ---- */
 
@@ -241,7 +206,7 @@ struct ring {
 struct fx {
     struct guest_memory gm;
     uint8_t *ram;
-    struct fake_irq k;
+    struct fake_kvm k;
     struct irq_routing_ops ops;
     struct xhci *x;
     struct fake_dev dev, dev3;
@@ -410,14 +375,7 @@ static int setup(void **state)
     guest_memory_init_empty(&f->gm);
     if (gm_add_region(&f->gm, RAM_BASE, RAM_SIZE, f->ram) < 0)
         return -1;
-    for (unsigned i = 0; i < 64; i++)
-        f->k.fd_of[i] = -1;
-    f->k.next_gsi = 24;
-    f->ops = (struct irq_routing_ops){ .gsi_alloc = fi_alloc,
-                                       .gsi_free = fi_free,
-                                       .msi_route = fi_route,
-                                       .irqfd = fi_irqfd,
-                                       .ctx = &f->k };
+    f->ops = fake_kvm_ops(&f->k);
     if (xhci_new_unthreaded(&f->gm, &f->ops, &f->x) < 0)
         return -1;
     fake_dev_init(&f->dev, USB_SPEED_HIGH);
