@@ -35,12 +35,14 @@ done
 # Drivers the guest loads at boot: the virtio devices vmkit offers (virtio_gpu brings DRM, so
 # fbcon shows the console on a virtio display), plus the ACPI power
 # button and evdev so `vmkit` request_stop (a power-button press) reaches acpid.
-# ext4 and the crc32c it checksums with mount the root disk. Their dependencies (jbd2,
+# ext4 and the crc32c it checksums with mount the root disk. xhci_pci, usb_storage and sd_mod
+# show USB drives on vmkit's xHCI controller as /dev/sdX. Their dependencies (jbd2,
 # mbcache, crc16, ...) come from modules.dep.
 GUEST_MODULES=(virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
     virtio_blk virtio_net failover net_failover virtio_console virtio_rng virtio_balloon
     virtio_input vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
-    fuse virtiofs binfmt_misc virtio_gpu button evdev ext4 crc32c_generic crc32c_intel)
+    fuse virtiofs binfmt_misc virtio_gpu button evdev ext4 crc32c_generic crc32c_intel
+    xhci_pci usb_storage sd_mod)
 
 log() { echo "guest/build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }

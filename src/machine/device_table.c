@@ -62,10 +62,7 @@ static vmk_result blk_open(const struct device_host_env *env, const vmk_config *
     const vmk_storage_device *sd = vmk_config_get_storage_device(cfg, index);
     const vmk_storage_attachment *att = vmk_storage_device_get_attachment(sd);
     struct disk_image *img;
-    vmk_result r = disk_image_open(
-        vmk_disk_image_attachment_get_path(att), vmk_disk_image_attachment_is_read_only(att),
-        vmk_disk_image_attachment_get_caching_mode(att),
-        vmk_disk_image_attachment_get_synchronization_mode(att), &img, err);
+    vmk_result r = disk_image_open_attachment(att, &img, err);
     if (r != VMK_OK)
         return r;
     unsigned queues = vmk_virtio_block_device_get_queue_count(sd);

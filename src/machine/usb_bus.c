@@ -39,10 +39,7 @@ vmk_result usb_bus_attach(struct usb_bus *u, const vmk_storage_device *dev, unsi
         return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
                         "USB: only a USB mass-storage device can be plugged in");
     struct disk_image *img;
-    vmk_result r = disk_image_open(
-        vmk_disk_image_attachment_get_path(att), vmk_disk_image_attachment_is_read_only(att),
-        vmk_disk_image_attachment_get_caching_mode(att),
-        vmk_disk_image_attachment_get_synchronization_mode(att), &img, err);
+    vmk_result r = disk_image_open_attachment(att, &img, err);
     if (r != VMK_OK)
         return r;
     pthread_mutex_lock(&u->lock);

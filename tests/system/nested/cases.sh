@@ -214,7 +214,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly rng blk-kill console root-disk net tap"
+all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly usb rng blk-kill console root-disk net tap"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -659,6 +659,57 @@ case_blk_readonly() {
     result "blk-readonly ok: vda is read-only and the write failed"
 }
 
+# usb: two USB drives on vmkit's xHCI controller (--device usb-mass-storage): an 8 MiB writable
+# image and a 4 MiB read-only one, each starting with its name. The default guest's xhci_pci,
+# usb-storage and sd_mod find them as /dev/sdX (which is which goes by content: enumeration
+# order is the guest's); the read-only drive's whole image reads back with the host's md5
+# (multi-TRB bulk transfers through the bulk-only transport), /sys/block/sdX/ro is 1 for it and
+# a write to it fails; a sector written and synced to the writable drive is in its image after
+# poweroff.
+USB_IMG=/tmp/usb-rw.img
+USB_RO_IMG=/tmp/usb-ro.img
+case_usb() {
+    name=usb
+    dd if=/dev/urandom of=$USB_IMG bs=1M count=8 2>/dev/null
+    dd if=/dev/urandom of=$USB_RO_IMG bs=1M count=4 2>/dev/null
+    printf 'usb-writable-disk' | dd of=$USB_IMG conv=notrunc 2>/dev/null
+    printf 'usb-readonly-disk' | dd of=$USB_RO_IMG conv=notrunc 2>/dev/null
+    ro_md5=$(md5sum <$USB_RO_IMG | cut -c1-32)
+    boot_vm usb --device usb-mass-storage,path=$USB_IMG \
+        --device usb-mass-storage,path=$USB_RO_IMG,readonly || return
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'i=0; while [ $i -lt 60 ] && ! { [ -b /dev/sda ] && [ -b /dev/sdb ]; }; do sleep 1; i=$((i+1)); done; w=; r=; for d in sda sdb; do h=$(head -c 17 /dev/$d 2>/dev/null); [ "$h" = usb-writable-disk ] && w=$d; [ "$h" = usb-readonly-disk ] && r=$d; done; echo usb-w=$w usb-r=$r; echo usb-ro-flag=$(cat /sys/block/$r/ro) usb-sizes=$(cat /sys/block/$w/size),$(cat /sys/block/$r/size); echo usb-ro-md5=$(md5sum </dev/$r | cut -c1-32); echo guest-wrote-usb | dd of=/dev/$w bs=512 seek=1 conv=fsync,sync 2>/dev/null && echo usb-write=ok; echo overwrite | dd of=/dev/$r bs=512 seek=1 conv=fsync,sync 2>/dev/null; echo usb-rodd=$?; echo usb-$((4+5))-done' usb-9-done "the guest did not finish with its USB drives" || return
+    poweroff_vm || return
+    drives=$(echo "$out" | sed -n 's/^usb-w=//p' | head -n 1)
+    case "$drives" in
+    sd?" usb-r=sd"?) ;;
+    *)
+        fail "the guest did not find both USB drives as /dev/sdX by their contents (got 'w=$drives'; dmesg may say why)"
+        return
+        ;;
+    esac
+    if ! echo "$out" | grep -q '^usb-ro-flag=1 usb-sizes=16384,8192$'; then
+        fail "the read-only drive is not read-only, or the sizes are wrong: $(echo "$out" | grep '^usb-ro-flag=' | head -n 1) (expected ro 1, 16384 and 8192 sectors)"
+        return
+    fi
+    got_md5=$(echo "$out" | sed -n 's/^usb-ro-md5=//p' | head -n 1)
+    if [ "$got_md5" != "$ro_md5" ]; then
+        fail "the read-only drive read back with md5 '$got_md5', the image's is $ro_md5"
+        return
+    fi
+    if ! echo "$out" | grep -q '^usb-write=ok$' ||
+        ! dd if=$USB_IMG bs=512 skip=1 count=1 2>/dev/null | grep -q guest-wrote-usb; then
+        fail "the guest's sector on the writable USB drive is not in its image after poweroff"
+        return
+    fi
+    if echo "$out" | grep -q '^usb-rodd=0$' ||
+        dd if=$USB_RO_IMG bs=512 skip=1 count=1 2>/dev/null | grep -q overwrite; then
+        fail "a write to the read-only USB drive succeeded or changed its image"
+        return
+    fi
+    result "usb ok: two USB drives on the xHCI controller as /dev/$(echo "$drives" | sed 's/ usb-r=/ and \/dev\//'); 4 MiB read back md5-intact, the read-only one refused a write, the writable one's sector is in its image"
+}
+
 # rng: virtio-rng on PCI. The guest's hw_random core picks virtio_rng as its current source,
 # and /dev/hwrng gives bytes (16 of them on od's first line).
 case_rng() {
@@ -908,6 +959,7 @@ want power-button && run_case case_power_button
 want pci && run_case case_pci
 want blk && run_case case_blk
 want blk-readonly && run_case case_blk_readonly
+want usb && run_case case_usb
 want blk-kill && run_case case_blk_kill
 want rng && run_case case_rng
 want console && run_case case_console

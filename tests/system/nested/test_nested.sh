@@ -55,6 +55,7 @@ tests=(
     "blk|virtio-blk: the guest reads the host's data and serial from /dev/vda, its synced write is in the image"
     "blk-kill|virtio-blk: a sector the guest wrote and synced is in the image after kill -9 of vmkit"
     "blk-readonly|virtio-blk readonly: /dev/vda is read-only in the guest, a write fails, the image is unchanged"
+    "usb|USB mass storage on vmkit's xHCI controller: two drives appear as /dev/sdX, 4 MiB read back md5-intact, the read-only one refuses a write, a synced sector is in the writable one's image"
     "rng|virtio-rng: the guest's hw_random uses virtio_rng and /dev/hwrng gives bytes"
     "console|virtio-console: the guest finds its port by name and a line it writes there is in the host file"
     "root-disk|root disk: the default guest boots from rootfs.ext4 on virtio-blk (root=/dev/vda, / is ext4), a file it wrote is back after poweroff and a boot by LABEL"
