@@ -46,6 +46,10 @@ struct resource {
     struct backing_entry *backing;
     uint32_t nbacking;
     uint64_t backing_len;
+    /* Host threads copying its pixels without the device's lock (virtio_gpu_read_scanout),
+     * and whether the guest freed it meanwhile: the last of them frees it then. */
+    unsigned readers;
+    bool dead;
 };
 
 struct scanout {
@@ -210,9 +214,13 @@ static void free_res(struct gpu *g, unsigned slot, struct events *ev)
         if (ev)
             push_event(ev, (struct event){ .kind = EV_MODE, .scanout = s });
     }
+    g->res[slot] = g->res[--g->nres];
+    if (r->readers) {
+        r->dead = true;
+        return;
+    }
     free(r->pixels);
     free(r);
-    g->res[slot] = g->res[--g->nres];
 }
 
 static void free_all(struct gpu *g, struct events *ev)
@@ -849,14 +857,27 @@ int virtio_gpu_read_scanout(struct virtio_device *d, unsigned scanout, void *buf
     if (h)
         *h = rh;
     int rc = 0;
-    if (!res && !sc->last)
+    if (!res && !sc->last) {
         rc = -ENODATA;
-    else if (!buf || (uint64_t)rw * rh * 4 > len)
+    } else if (!buf || (uint64_t)rw * rh * 4 > len) {
         rc = -ENOSPC;
-    else if (res)
-        to_rgba(res, sc->r, buf);
-    else
+    } else if (res) {
+        /* A whole frame takes a while to convert: the queues go on meanwhile (a frame the
+         * guest transfers during the copy may show half old, half new, as on a real screen),
+         * and the resource stays until the copy is done. */
+        struct resource *held = g->scanout[scanout].res;
+        struct rect r = sc->r;
+        held->readers++;
+        pthread_mutex_unlock(&g->lock);
+        to_rgba(held, r, buf);
+        pthread_mutex_lock(&g->lock);
+        if (--held->readers == 0 && held->dead) {
+            free(held->pixels);
+            free(held);
+        }
+    } else {
         memcpy(buf, sc->last, (size_t)rw * rh * 4);
+    }
     pthread_mutex_unlock(&g->lock);
     return rc;
 }

@@ -3,6 +3,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <linux/virtio_gpu.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -621,6 +622,47 @@ static void check_format(uint32_t fmt)
     teardown(f);
 }
 
+/* A host thread copies the scanout while the guest frees and recreates what it shows: the copy
+ * happens without the device's lock, so the resource must outlive it (ASan would see a use
+ * after free), and every copy is whole or refused. */
+struct reader_arg {
+    struct fix *f;
+    volatile bool stop;
+    unsigned copies;
+};
+
+static void *reader(void *p)
+{
+    struct reader_arg *a = p;
+    static uint8_t buf[64 * 48 * 4];
+    while (!a->stop) {
+        uint32_t w, h;
+        int rc = virtio_gpu_read_scanout(a->f->dev, 0, buf, sizeof(buf), &w, &h);
+        assert_true(rc == 0 || rc == -ENODATA);
+        a->copies += rc == 0;
+    }
+    return NULL;
+}
+
+static void test_read_while_unref(void **state)
+{
+    (void)state;
+    struct fix *f = setup(1);
+    struct reader_arg a = { .f = f };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reader, &a), 0);
+    for (uint32_t i = 0; i < 300; i++) {
+        uint32_t id = 1 + i % 2;
+        assert_int_equal(create(f, id, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 64, 48),
+                         VIRTIO_GPU_RESP_OK_NODATA);
+        assert_int_equal(set_scanout(f, 0, id, rect(0, 0, 64, 48)), VIRTIO_GPU_RESP_OK_NODATA);
+        assert_int_equal(unref(f, id), VIRTIO_GPU_RESP_OK_NODATA);
+    }
+    a.stop = true;
+    pthread_join(t, NULL);
+    teardown(f);
+}
+
 static void test_read_scanout_bgrx(void **state)
 {
     check_format(FMT_BGRX);
@@ -1003,6 +1045,7 @@ int main(void)
         cmocka_unit_test(test_attach_detach_backing),
         cmocka_unit_test(test_backing_entries_bounded),
         cmocka_unit_test(test_read_scanout_bgrx),
+        cmocka_unit_test(test_read_while_unref),
         cmocka_unit_test(test_read_scanout_rgba),
         cmocka_unit_test(test_read_scanout_xrgb_xbgr),
         cmocka_unit_test(test_partial_transfer),
