@@ -930,7 +930,7 @@ case_efi_shell() {
     efi_type "setvar VmkitTest -guid $EFI_VAR_GUID -nv -bs =766d6b6974"
     sleep 2
     efi_type "setvar VmkitTest -guid $EFI_VAR_GUID"
-    if ! wait_for '76 6d 6b 69 74'; then abort_vm; fail "first boot: setvar: $why"; return; fi
+    if ! wait_for '76 6D 6B 69 74'; then abort_vm; fail "first boot: setvar: $why"; return; fi
     first_s=$(since "$started")
     efi_shutdown first || return
     cp "$dir/out" /tmp/efi-first.out
@@ -944,7 +944,7 @@ case_efi_shell() {
     fi
     efi_boot second "" || return
     efi_type "setvar VmkitTest -guid $EFI_VAR_GUID"
-    if ! wait_for '76 6d 6b 69 74'; then abort_vm; fail "second boot: VmkitTest not read back: $why"; return; fi
+    if ! wait_for '76 6D 6B 69 74'; then abort_vm; fail "second boot: VmkitTest not read back: $why"; return; fi
     second_s=$(since "$started")
     efi_shutdown second || return
     result "efi-shell ok: shell and setvar in ${first_s}s, VmkitTest read back on the next boot in ${second_s}s, reset -s exits 0"
