@@ -8,9 +8,10 @@
  * MMIO to the CFI device always (writes to a read-only slot exit as MMIO). The flash's mode
  * listener removes the slot when the device leaves read-array mode (a command was written:
  * status and query reads must reach the device) and puts it back when the guest returns to
- * read array. OVMF does that once per variable write, a slot change each way; the variable
- * driver reads the store far more often than it writes it, which would each be an exit with
- * the store trapped as MMIO. */
+ * read array. Measured on a first boot of Debian's OVMF to its shell (nested tier): 252 round
+ * trips out of read-array mode (504 slot changes), 33 059 MMIO exits in all, shell after 40.6 s;
+ * with the store trapped as MMIO instead (no slot for it), 394 097 exits and 62.3 s: the
+ * variable driver reads the store far more often than it writes it. */
 #ifndef VMK_MACHINE_FIRMWARE_H
 #define VMK_MACHINE_FIRMWARE_H
 

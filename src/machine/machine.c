@@ -326,6 +326,7 @@ vmk_result machine_create(const vmk_config *cfg, struct event_loop *el,
         .escape = on_escape,
         .escape_ctx = m,
         .ram_end = ram_end(&m->gm),
+        .phys_bits = x86_cpuid_phys_bits(&m->cpuid),
         .efi = m->efi,
     };
     if ((r = platform_create(&m->platform, &penv, cfg, err)) != VMK_OK ||

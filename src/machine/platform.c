@@ -103,7 +103,7 @@ static vmk_result create_pci(struct platform *p, const struct platform_env *env,
         w.mmio32_base = X86_EFI_PCI_MMIO32_BASE;
         w.mmio32_size = X86_EFI_PCI_MMIO32_SIZE;
         w.mmio64_base = x86_efi_pci_mmio64_base(env->ram_end);
-        w.mmio64_size = X86_EFI_PCI_MMIO64_SIZE;
+        w.mmio64_size = x86_efi_pci_mmio64_size(env->ram_end, env->phys_bits);
         w.io_base = X86_EFI_PCI_IO_BASE;
         w.io_size = X86_EFI_PCI_IO_SIZE;
     }

@@ -48,7 +48,8 @@ struct platform_env {
     const struct machine_events *ev; /* power off, reset, debug exit */
     void (*escape)(void *ctx);       /* Ctrl-A x on a terminal port */
     void *escape_ctx;
-    uint64_t ram_end; /* the 64-bit PCI window starts above it */
+    uint64_t ram_end;   /* the 64-bit PCI window starts above it */
+    unsigned phys_bits; /* the guest's physical address width (the EFI machine's window) */
     /* The EFI machine: Q35's identity (host bridge, LPC bridge with PMBASE) and the layout
      * OVMF assumes (arch/x86/layout.h); else vmkit's generic host bridge. */
     bool efi;

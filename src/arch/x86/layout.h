@@ -56,19 +56,31 @@ static inline uint64_t x86_pci_mmio64_base(uint64_t ram_end)
 #define X86_EFI_ECAM_WINDOW       0x10000000ULL /* what PCIEXBAR claims; bus 0 answers */
 #define X86_EFI_PCI_MMIO32_BASE   0xc0000000ULL
 #define X86_EFI_PCI_MMIO32_SIZE   0x3c000000ULL /* to 0xFC000000 */
-#define X86_EFI_PCI_MMIO64_SIZE   0x800000000ULL /* 32 GiB, and its alignment */
+#define X86_EFI_PCI_MMIO64_SIZE   0x800000000ULL /* 32 GiB: OVMF's classic aperture */
 #define X86_EFI_PCI_IO_BASE       0x6000
 #define X86_EFI_PCI_IO_SIZE       0xa000
 #define X86_FLASH_END             0x100000000ULL
 #define X86_FLASH_MAX             0x1000000ULL /* 16 MiB: clear of the LAPIC, I/O APIC, KVM pages */
 
 #ifndef __ASSEMBLER__
-/* The EFI machine's 64-bit window for RAM ending at ram_end: OVMF rounds the end of RAM up to
- * 1 GiB, then to the window's own size. */
+/* The start of the EFI machine's 64-bit window for RAM ending at ram_end: OVMF's "classic"
+ * aperture, the end of RAM rounded up to 1 GiB, then to the aperture's own size (32 GiB). */
 static inline uint64_t x86_efi_pci_mmio64_base(uint64_t ram_end)
 {
     uint64_t base = ram_end > GM_HIGH_RAM_BASE ? ram_end : GM_HIGH_RAM_BASE;
     return (base + X86_EFI_PCI_MMIO64_SIZE - 1) & ~(X86_EFI_PCI_MMIO64_SIZE - 1);
+}
+
+/* Its size for a guest with phys_bits of physical address: OVMF (2022.11 on) moves its 64-bit
+ * aperture to the top eighth of the address space when it trusts the CPU's address width
+ * (its "dynamic" window, e.g. 896 GiB..1 TiB with 40 bits), else keeps the classic one. BARs
+ * are decoded only inside the window, so it runs from the classic base to the end of the
+ * address space and holds either; at least 32 GiB. */
+static inline uint64_t x86_efi_pci_mmio64_size(uint64_t ram_end, unsigned phys_bits)
+{
+    uint64_t base = x86_efi_pci_mmio64_base(ram_end);
+    uint64_t top = 1ULL << (phys_bits < 36 ? 36 : phys_bits > 52 ? 52 : phys_bits);
+    return top > base + X86_EFI_PCI_MMIO64_SIZE ? top - base : X86_EFI_PCI_MMIO64_SIZE;
 }
 
 /* Where the firmware's two flash images go: together they end at 4 GiB, the variable store

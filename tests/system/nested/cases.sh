@@ -215,7 +215,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly rng blk-kill console root-disk net tap efi-shell"
+all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly rng blk-kill console root-disk net tap efi-shell efi-blk"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -903,14 +903,17 @@ case_root_disk() {
 # same store: setvar reads the variable back. Each nested OVMF boot takes about a minute.
 EFI_VAR_GUID=5d6a5a8e-7c2f-4b6e-9f0a-1b2c3d4e5f60
 efi_type() { printf '%s\r' "$1" >&3; }
-efi_boot() { # efi_boot WHICH: starts the firmware and waits for its shell's prompt
-    start_vm efi-shell --bootloader "efi,variable-store=/tmp/efi-vars.fd$2"
+efi_boot() { # efi_boot WHICH BOOTLOADER-SUFFIX [VMKIT-ARGS...]: firmware up to its shell's prompt
+    which=$1
+    store_opts=$2
+    shift 2
+    start_vm "$name" --bootloader "efi,variable-store=/tmp/$name-vars.fd$store_opts" "$@"
     if ! wait_for 'Shell>'; then
         abort_vm
-        fail "$1 boot: $why"
+        fail "$which boot: $why"
         return 1
     fi
-    echo "nested: case efi-shell: $1 boot: shell prompt after $(since "$started") s"
+    echo "nested: case $name: $which boot: shell prompt after $(since "$started") s"
     # Past the prompt's own output before typing (the shell reads ConIn once it is idle).
     sleep 2
 }
@@ -925,7 +928,7 @@ case_efi_shell() {
         result "efi-shell not ok: no OVMF in the outer machine (run.sh stages the host's ovmf package)"
         return
     fi
-    rm -f /tmp/efi-vars.fd
+    rm -f /tmp/efi-shell-vars.fd
     efi_boot first ",create" || return
     efi_type "setvar VmkitTest -guid $EFI_VAR_GUID -nv -bs =766d6b6974"
     sleep 2
@@ -934,11 +937,11 @@ case_efi_shell() {
     first_s=$(since "$started")
     efi_shutdown first || return
     cp "$dir/out" /tmp/efi-first.out
-    if cmp -s /tmp/efi-vars.fd /usr/share/OVMF/OVMF_VARS_4M.fd; then
+    if cmp -s /tmp/efi-shell-vars.fd /usr/share/OVMF/OVMF_VARS_4M.fd; then
         fail "the store file is still the template after the first boot"
         return
     fi
-    if ! tr -d '\000' </tmp/efi-vars.fd | grep -q VmkitTest; then
+    if ! tr -d '\000' </tmp/efi-shell-vars.fd | grep -q VmkitTest; then
         fail "the store file has no VmkitTest after the first boot"
         return
     fi
@@ -948,6 +951,31 @@ case_efi_shell() {
     second_s=$(since "$started")
     efi_shutdown second || return
     result "efi-shell ok: shell and setvar in ${first_s}s, VmkitTest read back on the next boot in ${second_s}s, reset -s exits 0"
+}
+
+# efi-blk: a virtio-blk disk under the firmware: OVMF assigns the device's 64-bit BAR in its
+# own 64-bit aperture (which vmkit's EFI window must hold), its virtio-blk driver binds (the
+# shell maps BLK0), and the shell's dblk reads sector 0 by DMA: the text written there.
+case_efi_blk() {
+    name=efi-blk
+    if [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || [ ! -f /usr/share/OVMF/OVMF_VARS_4M.fd ]; then
+        result "efi-blk not ok: no OVMF in the outer machine (run.sh stages the host's ovmf package)"
+        return
+    fi
+    rm -f /tmp/efi-blk-vars.fd
+    dd if=/dev/zero of=/tmp/efi-disk.img bs=1M count=8 2>/dev/null
+    printf 'vmkit-efi-disk' | dd of=/tmp/efi-disk.img conv=notrunc 2>/dev/null
+    efi_boot only ",create" --device virtio-blk,path=/tmp/efi-disk.img || return
+    if ! grep -q 'BLK0' "$dir/out"; then
+        abort_vm
+        fail "the shell mapped no BLK0 for the virtio-blk disk"
+        return
+    fi
+    efi_type 'dblk blk0 0 1'
+    if ! wait_for '*vmkit-efi-disk'; then abort_vm; fail "dblk blk0: $why"; return; fi
+    shell_s=$(since "$started")
+    efi_shutdown only || return
+    result "efi-blk ok: BLK0 mapped, sector 0 read by dblk in ${shell_s}s"
 }
 
 want boot && run_case case_boot
@@ -971,5 +999,6 @@ want root-disk && run_case case_root_disk
 want net && run_case case_net
 want tap && run_case case_tap
 want efi-shell && run_case case_efi_shell
+want efi-blk && run_case case_efi_blk
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

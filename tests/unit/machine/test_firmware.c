@@ -52,6 +52,13 @@ static void mmio64_window(void **state)
     assert_int_equal(x86_efi_pci_mmio64_base(4 * GIB + GIB), 32 * GIB);
     assert_int_equal(x86_efi_pci_mmio64_base(32 * GIB), 32 * GIB);
     assert_int_equal(x86_efi_pci_mmio64_base(32 * GIB + 1), 64 * GIB);
+    /* Up to the end of the address space, so that OVMF's dynamic window (the top eighth:
+     * 896 GiB..1 TiB with 40 bits) is inside; at least the classic 32 GiB. */
+    assert_int_equal(x86_efi_pci_mmio64_size(512 * MIB, 40), 1024 * GIB - 32 * GIB);
+    assert_int_equal(x86_efi_pci_mmio64_size(512 * MIB, 36), 32 * GIB);
+    assert_int_equal(x86_efi_pci_mmio64_size(512 * MIB, 0), 32 * GIB);
+    assert_int_equal(x86_efi_pci_mmio64_size(512 * MIB, 64), (1ULL << 52) - 32 * GIB);
+    assert_int_equal(x86_efi_pci_mmio64_size(40 * GIB, 39), 512 * GIB - 64 * GIB);
 }
 
 struct fixture {
