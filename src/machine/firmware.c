@@ -22,9 +22,9 @@ static void flash_mode(void *ctx, bool read_array)
         return;
     vmk_error *e = NULL;
     void *host = (void *)(uintptr_t)cfi_flash_array(ff->flash);
-    vmk_result r = read_array ? kvm_vm_set_memory(ff->vm, ff->slot, ff->gpa, ff->map_len, host,
-                                                  true, &e)
-                              : kvm_vm_set_memory(ff->vm, ff->slot, ff->gpa, 0, NULL, false, &e);
+    vmk_result r = read_array
+                       ? kvm_vm_set_memory(ff->vm, ff->slot, ff->gpa, ff->map_len, host, true, &e)
+                       : kvm_vm_set_memory(ff->vm, ff->slot, ff->gpa, 0, NULL, false, &e);
     vmk_error_free(e);
     if (r == VMK_OK)
         ff->mapped = read_array;
@@ -62,8 +62,8 @@ static vmk_result map_flash(struct firmware_flash *ff, struct bus *mmio, vmk_err
 
 static vmk_result fw_cfg_failed(vmk_error **err, const char *what, int e)
 {
-    return vmk_fail(err, e == -ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_INTERNAL, -e,
-                    "fw_cfg %s: %s", what, strerror(-e));
+    return vmk_fail(err, e == -ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_INTERNAL, -e, "fw_cfg %s: %s",
+                    what, strerror(-e));
 }
 
 vmk_result machine_firmware_fill_fw_cfg(struct fw_cfg *fc, const struct guest_memory *gm,
@@ -119,8 +119,8 @@ vmk_result machine_firmware_create(struct machine_firmware *f,
         (r = open_flash(&f->vars, env, vmk_efi_variable_store_get_path(store), false,
                         FIRMWARE_SLOT_VARS, err)) != VMK_OK)
         return r;
-    if (x86_flash_layout(cfi_flash_size(f->code.flash), cfi_flash_size(f->vars.flash),
-                         &f->code.gpa, &f->vars.gpa) < 0)
+    if (x86_flash_layout(cfi_flash_size(f->code.flash), cfi_flash_size(f->vars.flash), &f->code.gpa,
+                         &f->vars.gpa) < 0)
         return vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0,
                         "EFI firmware %s and variable store: %llu + %llu bytes do not fit the "
                         "%llu MiB below 4 GiB that the flash may take",

@@ -37,8 +37,8 @@ struct firmware_flash {
     struct kvm_vm *vm;
     unsigned slot;
     uint64_t gpa, map_len;
-    bool mapped;                 /* changed only under the flash's lock (its listener) */
-    atomic_uint slot_failures;   /* slot changes KVM refused */
+    bool mapped;               /* changed only under the flash's lock (its listener) */
+    atomic_uint slot_failures; /* slot changes KVM refused */
 };
 
 struct machine_firmware {

@@ -29,7 +29,7 @@ struct machine {
     struct bus mmio;
     struct x86_cpuid cpuid;
     struct platform platform;
-    bool efi;                     /* firmware boots the guest: the EFI machine */
+    bool efi; /* firmware boots the guest: the EFI machine */
     struct machine_firmware firmware;
     struct machine_owner owner;
     struct machine_events events;
@@ -130,8 +130,8 @@ static vmk_result refuse_on_pvm(const vmk_config *cfg, vmk_error **err)
 static vmk_result create_memory(struct machine *m, uint64_t size, vmk_error **err)
 {
     /* The EFI machine's 32-bit hole starts at OVMF's ECAM base (arch/x86/layout.h). */
-    int e = guest_memory_init_split(&m->gm, size,
-                                    m->efi ? X86_EFI_LOW_RAM_LIMIT : GM_LOW_RAM_LIMIT);
+    int e =
+        guest_memory_init_split(&m->gm, size, m->efi ? X86_EFI_LOW_RAM_LIMIT : GM_LOW_RAM_LIMIT);
     if (e < 0)
         return vmk_fail(err, e == -ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_IO, -e,
                         "guest memory (%llu MiB): %s", (unsigned long long)(size >> 20),
@@ -270,8 +270,7 @@ static vmk_result create_vcpus(struct machine *m, bool pvm_host,
     };
     vmk_result r = kvm_vcpus_create(&m->vm, m->vcpu_count, &exits, &m->vcpus, err);
     for (unsigned i = 0; r == VMK_OK && i < m->vcpu_count; i++)
-        r = x86_kvm_vcpu_init(kvm_vcpus_fd(m->vcpus, i), &m->cpuid, i, m->vcpu_count, m->efi,
-                              err);
+        r = x86_kvm_vcpu_init(kvm_vcpus_fd(m->vcpus, i), &m->cpuid, i, m->vcpu_count, m->efi, err);
     /* Only the boot CPU gets a state: the others wait, in the in-kernel LAPIC, for the
      * INIT/SIPI the guest sends them. Firmware starts where KVM's reset leaves the boot CPU:
      * real mode at the reset vector (0xFFFFFFF0, in the code flash). */

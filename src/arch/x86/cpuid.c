@@ -40,8 +40,9 @@ unsigned x86_cpuid_phys_bits(const struct x86_cpuid *c)
 {
     for (unsigned i = 0; c->table && i < c->table->nent; i++) {
         const struct kvm_cpuid_entry2 *e = &c->table->entries[i];
-        if (e->function == 0x80000008 && (e->eax & 0xff))
-            return e->eax & 0xff;
+        unsigned bits = e->eax & 0xff;
+        if (e->function == 0x80000008 && bits)
+            return bits;
     }
     return 36;
 }

@@ -49,18 +49,17 @@ static inline uint64_t x86_pci_mmio64_base(uint64_t ram_end)
  * (OvmfPkg PlatformInitLib): ECAM at PcdPciExpressBaseAddress (0xB0000000, 256 MiB: buses
  * 0..255, vmkit decodes bus 0), so low RAM ends there; OVMF's 32-bit PCI aperture from ECAM's
  * end to 0xFC000000; its I/O aperture 0x6000..0xFFFF (ports below stay the chipset's); its
- * 64-bit aperture, 32 GiB, naturally aligned above RAM. The firmware's flash ends at 4 GiB:
+ * 64-bit aperture above RAM (x86_efi_pci_mmio64_size). The firmware's flash ends at 4 GiB:
  * the variable store first, then the code (x86_flash_layout). */
-#define X86_EFI_LOW_RAM_LIMIT     0xb0000000ULL
-#define X86_EFI_ECAM_BASE         0xb0000000ULL
-#define X86_EFI_ECAM_WINDOW       0x10000000ULL /* what PCIEXBAR claims; bus 0 answers */
-#define X86_EFI_PCI_MMIO32_BASE   0xc0000000ULL
-#define X86_EFI_PCI_MMIO32_SIZE   0x3c000000ULL /* to 0xFC000000 */
-#define X86_EFI_PCI_MMIO64_SIZE   0x800000000ULL /* 32 GiB: OVMF's classic aperture */
-#define X86_EFI_PCI_IO_BASE       0x6000
-#define X86_EFI_PCI_IO_SIZE       0xa000
-#define X86_FLASH_END             0x100000000ULL
-#define X86_FLASH_MAX             0x1000000ULL /* 16 MiB: clear of the LAPIC, I/O APIC, KVM pages */
+#define X86_EFI_LOW_RAM_LIMIT   0xb0000000ULL
+#define X86_EFI_ECAM_BASE       0xb0000000ULL
+#define X86_EFI_PCI_MMIO32_BASE 0xc0000000ULL
+#define X86_EFI_PCI_MMIO32_SIZE 0x3c000000ULL  /* to 0xFC000000 */
+#define X86_EFI_PCI_MMIO64_SIZE 0x800000000ULL /* 32 GiB: OVMF's classic aperture */
+#define X86_EFI_PCI_IO_BASE     0x6000
+#define X86_EFI_PCI_IO_SIZE     0xa000
+#define X86_FLASH_END           0x100000000ULL
+#define X86_FLASH_MAX           0x1000000ULL /* 16 MiB: clear of the LAPIC, I/O APIC, KVM pages */
 
 #ifndef __ASSEMBLER__
 /* The start of the EFI machine's 64-bit window for RAM ending at ram_end: OVMF's "classic"
