@@ -26,10 +26,11 @@ static void flash_mode(void *ctx, bool read_array)
                        ? kvm_vm_set_memory(ff->vm, ff->slot, ff->gpa, ff->map_len, host, true, &e)
                        : kvm_vm_set_memory(ff->vm, ff->slot, ff->gpa, 0, NULL, false, &e);
     vmk_error_free(e);
+    /* A change KVM refuses (out of memory) leaves the slot as it was: a slot that stays means
+     * array reads where status was due (OVMF's probe then takes the flash for ROM), one that
+     * stays away only costs exits. Either way nothing breaks on the host. */
     if (r == VMK_OK)
         ff->mapped = read_array;
-    else
-        atomic_fetch_add(&ff->slot_failures, 1);
 }
 
 static vmk_result open_flash(struct firmware_flash *ff, const struct machine_firmware_env *env,
@@ -102,8 +103,6 @@ vmk_result machine_firmware_create(struct machine_firmware *f,
                                    const vmk_boot_loader *bl, vmk_error **err)
 {
     memset(f, 0, sizeof(*f));
-    atomic_init(&f->code.slot_failures, 0);
-    atomic_init(&f->vars.slot_failures, 0);
     /* The code runs from a read-only slot; without one it could not run at all. */
     if (!kvm_vm_has_cap(env->vm, KVM_CAP_READONLY_MEM))
         return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,

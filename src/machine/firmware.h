@@ -15,7 +15,6 @@
 #ifndef VMK_MACHINE_FIRMWARE_H
 #define VMK_MACHINE_FIRMWARE_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -37,8 +36,7 @@ struct firmware_flash {
     struct kvm_vm *vm;
     unsigned slot;
     uint64_t gpa, map_len;
-    bool mapped;               /* changed only under the flash's lock (its listener) */
-    atomic_uint slot_failures; /* slot changes KVM refused */
+    bool mapped; /* changed only under the flash's lock (its listener) */
 };
 
 struct machine_firmware {
