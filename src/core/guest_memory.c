@@ -9,8 +9,14 @@
 
 int guest_memory_init(struct guest_memory *gm, uint64_t size)
 {
+    return guest_memory_init_split(gm, size, GM_LOW_RAM_LIMIT);
+}
+
+int guest_memory_init_split(struct guest_memory *gm, uint64_t size, uint64_t low_limit)
+{
     guest_memory_init_empty(gm);
-    if (size == 0 || (size & 0xfff))
+    if (size == 0 || (size & 0xfff) || low_limit == 0 || (low_limit & 0xfff) ||
+        low_limit > GM_HIGH_RAM_BASE)
         return -EINVAL;
     int fd = memfd_create("vmkit-guest-ram", MFD_CLOEXEC);
     if (fd < 0)
@@ -31,7 +37,7 @@ int guest_memory_init(struct guest_memory *gm, uint64_t size)
     gm->memfd = fd;
     gm->base = p;
     gm->size = size;
-    uint64_t low = size < GM_LOW_RAM_LIMIT ? size : GM_LOW_RAM_LIMIT;
+    uint64_t low = size < low_limit ? size : low_limit;
     gm->regions[0] = (struct guest_region){ .gpa = 0, .size = low, .host = gm->base };
     gm->nregions = 1;
     if (size > low) {

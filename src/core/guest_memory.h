@@ -37,6 +37,11 @@ void guest_memory_init_empty(struct guest_memory *gm);
 
 /* Creates RAM of size bytes (a multiple of 4 KiB). Returns 0 or -errno. */
 int guest_memory_init(struct guest_memory *gm, uint64_t size) __attribute__((warn_unused_result));
+/* The same with RAM below low_limit (page-aligned, at most 4 GiB) instead of GM_LOW_RAM_LIMIT:
+ * a platform whose 32-bit hole starts lower (the EFI machine's, where OVMF wants ECAM).
+ * -EINVAL for a bad size or limit. */
+int guest_memory_init_split(struct guest_memory *gm, uint64_t size, uint64_t low_limit)
+    __attribute__((warn_unused_result));
 void guest_memory_destroy(struct guest_memory *gm);
 
 /* Host pointer for [gpa, gpa + len) when the whole range is RAM inside one region,

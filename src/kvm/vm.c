@@ -61,17 +61,24 @@ vmk_result kvm_vm_open(struct kvm_vm *vm, unsigned vcpus, vmk_error **err)
     return kvm_check(vm->vm_fd, err, "KVM_CREATE_VM");
 }
 
-vmk_result kvm_vm_add_memory(struct kvm_vm *vm, unsigned slot, uint64_t gpa, uint64_t size,
-                             void *host, vmk_error **err)
+vmk_result kvm_vm_set_memory(struct kvm_vm *vm, unsigned slot, uint64_t gpa, uint64_t size,
+                             void *host, bool read_only, vmk_error **err)
 {
     struct kvm_userspace_memory_region region = {
         .slot = slot,
+        .flags = read_only ? KVM_MEM_READONLY : 0,
         .guest_phys_addr = gpa,
         .memory_size = size,
         .userspace_addr = (uintptr_t)host,
     };
     return kvm_check(ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region), err,
                      "KVM_SET_USER_MEMORY_REGION");
+}
+
+vmk_result kvm_vm_add_memory(struct kvm_vm *vm, unsigned slot, uint64_t gpa, uint64_t size,
+                             void *host, vmk_error **err)
+{
+    return kvm_vm_set_memory(vm, slot, gpa, size, host, false, err);
 }
 
 static void set_irq_level(void *ctx, unsigned gsi, bool level)

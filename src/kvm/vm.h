@@ -9,6 +9,7 @@
 #include "vmkit.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,12 @@ bool kvm_vm_has_cap(const struct kvm_vm *vm, int cap);
 /* Maps [gpa, gpa + size) of the guest to host memory as memory slot slot. */
 vmk_result kvm_vm_add_memory(struct kvm_vm *vm, unsigned slot, uint64_t gpa, uint64_t size,
                              void *host, vmk_error **err) __attribute__((warn_unused_result));
+/* Sets memory slot slot: [gpa, gpa + size) of the guest to host memory, read-only when
+ * read_only (KVM_MEM_READONLY: guest writes exit as MMIO; needs KVM_CAP_READONLY_MEM), or
+ * deletes the slot when size is 0. */
+vmk_result kvm_vm_set_memory(struct kvm_vm *vm, unsigned slot, uint64_t gpa, uint64_t size,
+                             void *host, bool read_only, vmk_error **err)
+    __attribute__((warn_unused_result));
 /* A line on gsi (below KVM_VM_IRQ_LINES) driven by source bit (0..31), whose state src keeps
  * (it must outlive the line). */
 struct irq_line kvm_vm_irq_line(struct kvm_vm *vm, struct kvm_irq_source *src, unsigned bit,

@@ -13,6 +13,7 @@
 #include "core/guest_memory.h"
 #include "kvm/vcpus.h"
 #include "kvm/vm.h"
+#include "machine/firmware.h"
 #include "machine/platform.h"
 #include "machine/virtio_pci_function.h"
 
@@ -29,6 +30,8 @@ struct machine {
     struct bus mmio;
     struct x86_cpuid cpuid;
     struct platform platform;
+    bool efi; /* firmware boots the guest: the EFI machine */
+    struct machine_firmware firmware;
     struct machine_owner owner;
     struct machine_events events;
     struct event_loop *el;
@@ -107,6 +110,12 @@ static uint64_t ram_end(const struct guest_memory *gm)
  * spinning. (Small ELF guests that keep clear of the FPU do run there.) */
 static vmk_result refuse_on_pvm(const vmk_config *cfg, vmk_error **err)
 {
+    if (vmk_boot_loader_get_kind(vmk_config_get_boot_loader(cfg)) == VMK_BOOT_LOADER_EFI)
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
+                        "EFI boot loader: this host's /dev/kvm is kvm_pvm (no hardware "
+                        "virtualization): it emulates guest kernel code and cannot run "
+                        "firmware (real mode, FPU state); use a host with Intel VMX or AMD SVM "
+                        "(bare metal or nested)");
     const char *kernel = vmk_linux_boot_loader_get_kernel(vmk_config_get_boot_loader(cfg));
     struct linux_kernel_info info;
     if (!kernel || linux_kernel_probe(kernel, &info, NULL) != VMK_OK ||
@@ -122,7 +131,9 @@ static vmk_result refuse_on_pvm(const vmk_config *cfg, vmk_error **err)
 
 static vmk_result create_memory(struct machine *m, uint64_t size, vmk_error **err)
 {
-    int e = guest_memory_init(&m->gm, size);
+    /* The EFI machine's 32-bit hole starts at OVMF's ECAM base (arch/x86/layout.h). */
+    int e =
+        guest_memory_init_split(&m->gm, size, m->efi ? X86_EFI_LOW_RAM_LIMIT : GM_LOW_RAM_LIMIT);
     if (e < 0)
         return vmk_fail(err, e == -ENOMEM ? VMK_ERR_NO_MEMORY : VMK_ERR_IO, -e,
                         "guest memory (%llu MiB): %s", (unsigned long long)(size >> 20),
@@ -180,15 +191,13 @@ static vmk_result create_devices(struct machine *m, const vmk_config *cfg, vmk_e
     return VMK_OK;
 }
 
-static vmk_result load_guest(struct machine *m, const vmk_config *cfg,
-                             struct linux_boot_entry *entry, vmk_error **err)
+/* What the ACPI tables say about the platform; the caller owns pci. */
+static void acpi_info(const struct machine *m, const vmk_config *cfg, struct acpi_pci_info *pci,
+                      struct acpi_platform_info *info)
 {
-    uint8_t *acpi = gm_ptr(&m->gm, X86_ACPI_ADDR, X86_ACPI_MAX);
-    if (!acpi)
-        return vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0, "guest memory too small for ACPI tables");
     const struct pci_windows *w = pci_bus_windows(m->platform.pci);
-    struct acpi_pci_info pci = {
-        .ecam_base = X86_PCI_ECAM_BASE,
+    *pci = (struct acpi_pci_info){
+        .ecam_base = m->efi ? X86_EFI_ECAM_BASE : X86_PCI_ECAM_BASE,
         .mmio32_base = w->mmio32_base,
         .mmio32_size = w->mmio32_size,
         .mmio64_base = w->mmio64_base,
@@ -197,11 +206,42 @@ static vmk_result load_guest(struct machine *m, const vmk_config *cfg,
         .io_size = w->io_size,
     };
     unsigned serial = vmk_config_serial_port_count(cfg);
-    struct acpi_platform_info info = {
+    *info = (struct acpi_platform_info){
         .cpu_count = m->vcpu_count,
         .serial_count = serial < PLATFORM_SERIAL_PORTS ? serial : PLATFORM_SERIAL_PORTS,
-        .pci = &pci,
+        .pci = pci,
     };
+}
+
+/* The EFI machine loads nothing: the firmware's flash and fw_cfg (with the ACPI tables, which
+ * the firmware places) are all the guest gets. */
+static vmk_result load_firmware(struct machine *m, const vmk_config *cfg, vmk_error **err)
+{
+    struct acpi_pci_info pci;
+    struct acpi_platform_info info;
+    acpi_info(m, cfg, &pci, &info);
+    struct machine_firmware_env env = {
+        .vm = &m->vm,
+        .pio = &m->pio,
+        .mmio = &m->mmio,
+        .gm = &m->gm,
+        .cpu_count = m->vcpu_count,
+        .acpi = &info,
+    };
+    return machine_firmware_create(&m->firmware, &env, vmk_config_get_boot_loader(cfg), err);
+}
+
+static vmk_result load_guest(struct machine *m, const vmk_config *cfg,
+                             struct linux_boot_entry *entry, vmk_error **err)
+{
+    if (m->efi)
+        return load_firmware(m, cfg, err);
+    uint8_t *acpi = gm_ptr(&m->gm, X86_ACPI_ADDR, X86_ACPI_MAX);
+    if (!acpi)
+        return vmk_fail(err, VMK_ERR_INVALID_CONFIG, 0, "guest memory too small for ACPI tables");
+    struct acpi_pci_info pci;
+    struct acpi_platform_info info;
+    acpi_info(m, cfg, &pci, &info);
     size_t used;
     vmk_result r = acpi_build_tables(&info, acpi, X86_ACPI_MAX, X86_ACPI_ADDR, &used, err);
     if (r != VMK_OK)
@@ -232,10 +272,11 @@ static vmk_result create_vcpus(struct machine *m, bool pvm_host,
     };
     vmk_result r = kvm_vcpus_create(&m->vm, m->vcpu_count, &exits, &m->vcpus, err);
     for (unsigned i = 0; r == VMK_OK && i < m->vcpu_count; i++)
-        r = x86_kvm_vcpu_init(kvm_vcpus_fd(m->vcpus, i), &m->cpuid, i, m->vcpu_count, err);
+        r = x86_kvm_vcpu_init(kvm_vcpus_fd(m->vcpus, i), &m->cpuid, i, m->vcpu_count, m->efi, err);
     /* Only the boot CPU gets a state: the others wait, in the in-kernel LAPIC, for the
-     * INIT/SIPI the guest sends them. */
-    if (r == VMK_OK)
+     * INIT/SIPI the guest sends them. Firmware starts where KVM's reset leaves the boot CPU:
+     * real mode at the reset vector (0xFFFFFFF0, in the code flash). */
+    if (r == VMK_OK && !m->efi)
         r = x86_kvm_vcpu_boot(kvm_vcpus_fd(m->vcpus, 0), entry->rip, entry->rsi, err);
     return r;
 }
@@ -244,13 +285,6 @@ vmk_result machine_create(const vmk_config *cfg, struct event_loop *el,
                           const struct machine_owner *owner, struct machine **out, vmk_error **err)
 {
     *out = NULL;
-    /* The firmware's platform (fw_cfg, flash at the top of 4 GiB, reset-vector start, xHCI) is
-     * being assembled from its parts; until it is, an EFI configuration is refused at once. */
-    if (vmk_boot_loader_get_kind(vmk_config_get_boot_loader(cfg)) == VMK_BOOT_LOADER_EFI)
-        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0,
-                        "EFI boot loader: this vmkit cannot run firmware yet (its EFI platform "
-                        "is not assembled); boot a Linux kernel directly (--kernel, "
-                        "--bootloader linux)");
     bool pvm_host = vmk_host_probe() == VMK_HOST_PVM;
     vmk_result r;
     if (pvm_host && (r = refuse_on_pvm(cfg, err)) != VMK_OK)
@@ -262,6 +296,7 @@ vmk_result machine_create(const vmk_config *cfg, struct event_loop *el,
     m->owner = *owner;
     m->el = el;
     m->vcpu_count = vmk_config_get_cpu_count(cfg);
+    m->efi = vmk_boot_loader_get_kind(vmk_config_get_boot_loader(cfg)) == VMK_BOOT_LOADER_EFI;
     m->events = (struct machine_events){
         .power_off = on_power_off, .reset = on_reset, .debug_exit = on_debug_exit, .ctx = m
     };
@@ -292,6 +327,8 @@ vmk_result machine_create(const vmk_config *cfg, struct event_loop *el,
         .escape = on_escape,
         .escape_ctx = m,
         .ram_end = ram_end(&m->gm),
+        .phys_bits = x86_cpuid_phys_bits(&m->cpuid),
+        .efi = m->efi,
     };
     if ((r = platform_create(&m->platform, &penv, cfg, err)) != VMK_OK ||
         (r = create_devices(m, cfg, err)) != VMK_OK ||
@@ -401,6 +438,7 @@ void machine_destroy(struct machine *m)
     bus_destroy(&m->mmio);
     if (m->vm_open)
         kvm_vm_close(&m->vm);
+    machine_firmware_destroy(&m->firmware); /* its flash arrays were memory slots until now */
     guest_memory_destroy(&m->gm);
     x86_cpuid_destroy(&m->cpuid);
     free(m);

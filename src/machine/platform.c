@@ -82,6 +82,7 @@ static vmk_result create_serial_ports(struct platform *p, const struct platform_
  * 0xCF8..0xCFF that also carries the reset control register at 0xCF9. */
 static vmk_result create_pci(struct platform *p, const struct platform_env *env, vmk_error **err)
 {
+    vmk_result r;
     struct kvm_irq_routing_entry base[X86_IRQCHIP_ROUTES];
     x86_irqchip_routes(base);
     int e = kvm_irq_routes_new(env->vm->vm_fd, base, X86_IRQCHIP_ROUTES, X86_FIRST_MSI_GSI, NULL,
@@ -98,16 +99,36 @@ static vmk_result create_pci(struct platform *p, const struct platform_env *env,
         .io_size = X86_PCI_IO_SIZE,
         .intx_gsi = X86_PCI_INTX_GSI,
     };
+    if (env->efi) {
+        w.mmio32_base = X86_EFI_PCI_MMIO32_BASE;
+        w.mmio32_size = X86_EFI_PCI_MMIO32_SIZE;
+        w.mmio64_base = x86_efi_pci_mmio64_base(env->ram_end);
+        w.mmio64_size = x86_efi_pci_mmio64_size(env->ram_end, env->phys_bits);
+        w.io_base = X86_EFI_PCI_IO_BASE;
+        w.io_size = X86_EFI_PCI_IO_SIZE;
+    }
     NEED(p->pci = pci_bus_new(&w));
     x86_pci_cf8_init(&p->cf8, p->pci, &acpi_pm_reset_bus_ops, p->pm);
     p->cf8_ready = true;
-    vmk_result r;
+    if (env->efi) {
+        /* The chipset's registers decide whether ECAM and the PM block answer. */
+        if ((e = x86_q35_init(&p->q35, p->pci, &acpi_pm_bus_ops, p->pm)) < 0)
+            return vmk_fail(err, VMK_ERR_INTERNAL, -e, "Q35 LPC bridge: %s", strerror(-e));
+        if ((r = add_range(env->mmio, "MMIO", X86_EFI_ECAM_BASE, X86_PCI_ECAM_SIZE,
+                           &x86_q35_ecam_ops, &p->q35, err)) ||
+            (r = add_range(env->pio, "I/O ports", X86_PM_BASE, X86_PM_SIZE, &x86_q35_pm_ops,
+                           &p->q35, err)))
+            return r;
+    } else if ((r = add_range(env->mmio, "MMIO", X86_PCI_ECAM_BASE, X86_PCI_ECAM_SIZE,
+                              &pci_ecam_ops, p->pci, err)) ||
+               (r = add_range(env->pio, "I/O ports", X86_PM_BASE, X86_PM_SIZE, &acpi_pm_bus_ops,
+                              p->pm, err))) {
+        return r;
+    }
     if ((r = add_range(env->pio, "I/O ports", X86_PCI_CONFIG_PORT, X86_PCI_CONFIG_LEN,
                        &x86_pci_cf8_ops, &p->cf8, err)) ||
-        (r = add_range(env->pio, "I/O ports", X86_PCI_IO_BASE, X86_PCI_IO_SIZE, &pci_io_window_ops,
-                       p->pci, err)) ||
-        (r = add_range(env->mmio, "MMIO", X86_PCI_ECAM_BASE, X86_PCI_ECAM_SIZE, &pci_ecam_ops,
-                       p->pci, err)) ||
+        (r = add_range(env->pio, "I/O ports", w.io_base, w.io_size, &pci_io_window_ops, p->pci,
+                       err)) ||
         (r = add_range(env->mmio, "MMIO", w.mmio32_base, w.mmio32_size, &pci_mmio32_window_ops,
                        p->pci, err)) ||
         (r = add_range(env->mmio, "MMIO", w.mmio64_base, w.mmio64_size, &pci_mmio64_window_ops,
@@ -128,6 +149,9 @@ vmk_result platform_create(struct platform *p, const struct platform_env *env,
     struct irq_line sci =
         kvm_vm_irq_line(env->vm, &p->irq_src[PLATFORM_IRQ_SCI], PLATFORM_IRQ_SCI, X86_SCI_IRQ);
     NEED(p->pm = acpi_pm_new(&sci, env->ev, NULL, NULL));
+    /* OVMF's ResetSystem powers off with SLP_TYP 0 (QEMU's chipsets' S5), not the DSDT's. */
+    if (env->efi)
+        acpi_pm_set_power_off_types(p->pm, 1u << 0 | 1u << ACPI_PM_S5_SLP_TYP);
     NEED(p->debug_exit = debug_exit_new(env->ev));
     struct bus *pio = env->pio;
     if ((r = add_range(pio, "I/O ports", X86_I8042_DATA_PORT, 1, &i8042_data_bus_ops, p->i8042,
@@ -135,7 +159,6 @@ vmk_result platform_create(struct platform *p, const struct platform_env *env,
         (r = add_range(pio, "I/O ports", X86_I8042_CMD_PORT, 1, &i8042_cmd_bus_ops, p->i8042,
                        err)) ||
         (r = add_range(pio, "I/O ports", X86_RTC_PORT, 2, &cmos_rtc_bus_ops, p->rtc, err)) ||
-        (r = add_range(pio, "I/O ports", X86_PM_BASE, X86_PM_SIZE, &acpi_pm_bus_ops, p->pm, err)) ||
         (r = add_range(pio, "I/O ports", X86_DEBUG_EXIT_PORT, 4, &debug_exit_bus_ops, p->debug_exit,
                        err)))
         return r;

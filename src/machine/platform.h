@@ -7,6 +7,7 @@
 
 #include "arch/x86/kvm_setup.h"
 #include "arch/x86/pci_cf8.h"
+#include "arch/x86/q35.h"
 #include "core/bus.h"
 #include "core/event_loop.h"
 #include "core/machine_events.h"
@@ -36,6 +37,7 @@ struct platform {
     struct pci_bus *pci;
     struct x86_pci_cf8 cf8;
     bool cf8_ready;
+    struct x86_q35 q35; /* the EFI machine's chipset registers */
 };
 
 /* Where the platform puts things, and whom it tells. */
@@ -46,7 +48,11 @@ struct platform_env {
     const struct machine_events *ev; /* power off, reset, debug exit */
     void (*escape)(void *ctx);       /* Ctrl-A x on a terminal port */
     void *escape_ctx;
-    uint64_t ram_end; /* the 64-bit PCI window starts above it */
+    uint64_t ram_end;   /* the 64-bit PCI window starts above it */
+    unsigned phys_bits; /* the guest's physical address width (the EFI machine's window) */
+    /* The EFI machine: Q35's identity (host bridge, LPC bridge with PMBASE) and the layout
+     * OVMF assumes (arch/x86/layout.h); else vmkit's generic host bridge. */
+    bool efi;
 };
 
 /* Builds the platform for cfg's serial ports. On failure, platform_destroy what is left. */

@@ -471,13 +471,40 @@ static int alloc_from(uint64_t *next, uint64_t wbase, uint64_t wsize, uint64_t s
     return 0;
 }
 
+void pci_bus_set_host_bridge_id(struct pci_bus *b, uint16_t vendor, uint16_t device,
+                                uint8_t revision)
+{
+    if (!b)
+        return;
+    put16(b->bridge.config + PCI_VENDOR_ID, vendor);
+    put16(b->bridge.config + PCI_DEVICE_ID, device);
+    b->bridge.config[PCI_REVISION_ID] = revision;
+    put16(b->bridge.config + PCI_SUBSYSTEM_VENDOR, 0);
+    put16(b->bridge.config + PCI_SUBSYSTEM_ID, 0);
+}
+
+struct pci_device *pci_bus_host_bridge(struct pci_bus *b)
+{
+    return b ? &b->bridge : NULL;
+}
+
 int pci_bus_add_device(struct pci_bus *b, struct pci_device *d)
 {
-    if (!b || !d || d->bus)
+    return pci_bus_add_device_at(b, d, 0);
+}
+
+int pci_bus_add_device_at(struct pci_bus *b, struct pci_device *d, unsigned want)
+{
+    if (!b || !d || d->bus || want >= PCI_MAX_SLOTS)
         return -EINVAL;
-    unsigned slot = 1;
-    while (slot < PCI_MAX_SLOTS && b->slots[slot])
-        slot++;
+    unsigned slot = want;
+    if (want == 0) {
+        slot = 1;
+        while (slot < PCI_MAX_SLOTS && b->slots[slot])
+            slot++;
+    } else if (b->slots[want]) {
+        return -EEXIST;
+    }
     if (slot == PCI_MAX_SLOTS)
         return -ENOSPC;
 

@@ -139,6 +139,18 @@ void pci_bus_free(struct pci_bus *b);
  * (addresses programmed, decoding left off for the guest to enable). Returns the slot
  * (1..31), -ENOSPC (no slot, or a window is full), -EINVAL. Machine build time only. */
 int pci_bus_add_device(struct pci_bus *b, struct pci_device *d) __attribute__((warn_unused_result));
+/* The same in slot (1..31; 0: the first free one, as pci_bus_add_device): -EEXIST when the
+ * slot is taken. Platforms whose firmware expects a function at a fixed place (Q35's LPC
+ * bridge at 00:1f.0) put it there before the other devices. */
+int pci_bus_add_device_at(struct pci_bus *b, struct pci_device *d, unsigned slot)
+    __attribute__((warn_unused_result));
+/* Gives the host bridge another identity (vendor, device, revision; no subsystem), for a
+ * platform whose firmware only runs on a chipset it knows. Build time only. */
+void pci_bus_set_host_bridge_id(struct pci_bus *b, uint16_t vendor, uint16_t device,
+                                uint8_t revision);
+/* The host bridge at 00:00.0, for a platform to add chipset registers to (wmask, hooks) at
+ * build time. */
+struct pci_device *pci_bus_host_bridge(struct pci_bus *b);
 /* The device in slot (NULL: none). */
 struct pci_device *pci_bus_device(struct pci_bus *b, unsigned slot);
 const struct pci_windows *pci_bus_windows(const struct pci_bus *b);

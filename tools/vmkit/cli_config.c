@@ -481,8 +481,9 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
     if (rc)
         goto fail;
     /* The default guest is on the network unless told otherwise: vmkit's NAT, which its init
-     * asks for a lease. */
-    if (!req->kernel && req->net_count == 0 && !req->no_network) {
+     * asks for a lease. Not firmware: with a NIC, OVMF tries PXE and HTTP boot (minutes)
+     * before its shell; --device virtio-net adds one. */
+    if (!req->kernel && !req->efi && req->net_count == 0 && !req->no_network) {
         struct cli_net nat = { .kind = CLI_NET_NAT, .fd = -1 };
         if (add_net(cfg, &nat) < 0)
             goto oom;

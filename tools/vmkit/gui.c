@@ -306,7 +306,8 @@ static bool open_window(struct gui_view *g, char *msg, size_t len)
     SDL_SetHint(SDL_HINT_NO_SIGNAL_HANDLERS, "1");
     /* Without a Wayland session only X11 can answer; asking Wayland's library too prints its
      * own complaint on stderr. */
-    if (!getenv("SDL_VIDEODRIVER") && !getenv("WAYLAND_DISPLAY"))
+    const char *wayland = getenv("WAYLAND_DISPLAY");
+    if (!getenv("SDL_VIDEODRIVER") && (!wayland || !*wayland))
         SDL_SetHint(SDL_HINT_VIDEODRIVER, "x11");
     if (SDL_InitSubSystem(SDL_INIT_VIDEO) != 0) {
         view_msg(msg, len, "--gui: cannot open a window (%s); --vnc serves the display instead",

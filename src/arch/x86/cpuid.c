@@ -36,6 +36,17 @@ void x86_cpuid_destroy(struct x86_cpuid *c)
     c->table = NULL;
 }
 
+unsigned x86_cpuid_phys_bits(const struct x86_cpuid *c)
+{
+    for (unsigned i = 0; c->table && i < c->table->nent; i++) {
+        const struct kvm_cpuid_entry2 *e = &c->table->entries[i];
+        unsigned bits = e->eax & 0xff;
+        if (e->function == 0x80000008 && bits)
+            return bits;
+    }
+    return 36;
+}
+
 static unsigned bits_for(unsigned count)
 {
     unsigned b = 0;

@@ -131,7 +131,7 @@ static void lapic_set_lvt(struct kvm_lapic_state *l, unsigned reg, uint32_t mode
 }
 
 vmk_result x86_kvm_vcpu_init(int fd, const struct x86_cpuid *cpuid, unsigned index, unsigned count,
-                             vmk_error **err)
+                             bool power_on, vmk_error **err)
 {
     struct kvm_cpuid2 *table = x86_cpuid_for_vcpu(cpuid, index, count);
     if (!table)
@@ -142,6 +142,10 @@ vmk_result x86_kvm_vcpu_init(int fd, const struct x86_cpuid *cpuid, unsigned ind
     if (r < 0)
         return vmk_fail(err, VMK_ERR_KVM, e, "vCPU %u: KVM_SET_CPUID2 failed: %s", index,
                         strerror(e));
+    /* Firmware starts from the state KVM gives a CPU at power-on and sets MSRs and the LAPIC
+     * itself. */
+    if (power_on)
+        return VMK_OK;
     set_boot_msrs(fd);
 
     /* Virtual-wire mode, as firmware leaves it: the PIC through LINT0, NMI on LINT1. */

@@ -7,6 +7,7 @@
 #include "arch/x86/cpuid.h"
 #include "vmkit.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <linux/kvm.h>
 
@@ -21,9 +22,11 @@ vmk_result x86_kvm_vm_init(int kvm_fd, int vm_fd, vmk_error **err)
  * out holds X86_IRQCHIP_ROUTES entries. */
 void x86_irqchip_routes(struct kvm_irq_routing_entry *out);
 /* vCPU index (APIC id) of count: CPUID with the machine's topology, MSRs as firmware leaves
- * them, the LAPIC in virtual-wire mode. */
+ * them, the LAPIC in virtual-wire mode. power_on: CPUID only, the rest as KVM resets it (the
+ * boot CPU at the reset vector in real mode, the others waiting for INIT/SIPI), for firmware. */
 vmk_result x86_kvm_vcpu_init(int vcpu_fd, const struct x86_cpuid *cpuid, unsigned index,
-                             unsigned count, vmk_error **err) __attribute__((warn_unused_result));
+                             unsigned count, bool power_on, vmk_error **err)
+    __attribute__((warn_unused_result));
 /* The boot CPU's state for the 64-bit boot protocol: long mode, rip, rsi (the zero page). */
 vmk_result x86_kvm_vcpu_boot(int vcpu_fd, uint64_t rip, uint64_t rsi, vmk_error **err)
     __attribute__((warn_unused_result));

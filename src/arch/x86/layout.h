@@ -45,6 +45,58 @@ static inline uint64_t x86_pci_mmio64_base(uint64_t ram_end)
 }
 #endif
 
+/* The EFI machine (boot loader EFI) has the layout Debian's OVMF assumes of a Q35 machine
+ * (OvmfPkg PlatformInitLib): ECAM at PcdPciExpressBaseAddress (0xB0000000, 256 MiB: buses
+ * 0..255, vmkit decodes bus 0), so low RAM ends there; OVMF's 32-bit PCI aperture from ECAM's
+ * end to 0xFC000000; its I/O aperture 0x6000..0xFFFF (ports below stay the chipset's); its
+ * 64-bit aperture above RAM (x86_efi_pci_mmio64_size). The firmware's flash ends at 4 GiB:
+ * the variable store first, then the code (x86_flash_layout). */
+#define X86_EFI_LOW_RAM_LIMIT   0xb0000000ULL
+#define X86_EFI_ECAM_BASE       0xb0000000ULL
+#define X86_EFI_PCI_MMIO32_BASE 0xc0000000ULL
+#define X86_EFI_PCI_MMIO32_SIZE 0x3c000000ULL  /* to 0xFC000000 */
+#define X86_EFI_PCI_MMIO64_SIZE 0x800000000ULL /* 32 GiB: OVMF's classic aperture */
+#define X86_EFI_PCI_IO_BASE     0x6000
+#define X86_EFI_PCI_IO_SIZE     0xa000
+#define X86_FLASH_END           0x100000000ULL
+#define X86_FLASH_MAX           0x1000000ULL /* 16 MiB: clear of the LAPIC, I/O APIC, KVM pages */
+
+#ifndef __ASSEMBLER__
+/* The start of the EFI machine's 64-bit window for RAM ending at ram_end: OVMF's "classic"
+ * aperture, the end of RAM rounded up to 1 GiB, then to the aperture's own size (32 GiB). */
+static inline uint64_t x86_efi_pci_mmio64_base(uint64_t ram_end)
+{
+    uint64_t base = ram_end > GM_HIGH_RAM_BASE ? ram_end : GM_HIGH_RAM_BASE;
+    return (base + X86_EFI_PCI_MMIO64_SIZE - 1) & ~(X86_EFI_PCI_MMIO64_SIZE - 1);
+}
+
+/* Its size for a guest with phys_bits of physical address: OVMF (2022.11 on) moves its 64-bit
+ * aperture to the top eighth of the address space when it trusts the CPU's address width
+ * (its "dynamic" window, e.g. 896 GiB..1 TiB with 40 bits), else keeps the classic one. BARs
+ * are decoded only inside the window, so it runs from the classic base to the end of the
+ * address space and holds either; at least 32 GiB. */
+static inline uint64_t x86_efi_pci_mmio64_size(uint64_t ram_end, unsigned phys_bits)
+{
+    uint64_t base = x86_efi_pci_mmio64_base(ram_end);
+    uint64_t top = 1ULL << (phys_bits < 36 ? 36 : phys_bits > 52 ? 52 : phys_bits);
+    return top > base + X86_EFI_PCI_MMIO64_SIZE ? top - base : X86_EFI_PCI_MMIO64_SIZE;
+}
+
+/* Where the firmware's two flash images go: together they end at 4 GiB, the variable store
+ * below the code (OVMF addresses both from the store's base, PcdOvmfFdBaseAddress). 0, or -1
+ * when they are empty, unaligned to 4 KiB or larger than X86_FLASH_MAX together. */
+static inline int x86_flash_layout(uint64_t code_size, uint64_t vars_size, uint64_t *code_gpa,
+                                   uint64_t *vars_gpa)
+{
+    if (!code_size || !vars_size || ((code_size | vars_size) & 0xfff) ||
+        code_size > X86_FLASH_MAX || vars_size > X86_FLASH_MAX - code_size)
+        return -1;
+    *code_gpa = X86_FLASH_END - code_size;
+    *vars_gpa = *code_gpa - vars_size;
+    return 0;
+}
+#endif
+
 #define X86_IOAPIC_ADDR           0xfec00000ULL
 #define X86_LAPIC_ADDR            0xfee00000ULL
 #define X86_KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL /* one page, Intel only */
@@ -65,6 +117,7 @@ static inline uint64_t x86_pci_mmio64_base(uint64_t ram_end)
 #define X86_PCI_CONFIG_LEN  8
 #define X86_RESET_PORT      0xcf9
 #define X86_DEBUG_EXIT_PORT 0x501
+#define X86_FW_CFG_PORT     0x510 /* QEMU's fw_cfg: selector, data, DMA address (EFI only) */
 #define X86_PM_BASE         0x600 /* PM1a event block (4), control (2, at +4), timer (4, at +8) */
 #define X86_PM1A_EVT_PORT   (X86_PM_BASE + 0)
 #define X86_PM1A_CNT_PORT   (X86_PM_BASE + 4)

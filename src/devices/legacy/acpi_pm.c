@@ -36,6 +36,7 @@ struct acpi_pm {
     uint64_t tmr_epoch; /* timer ticks >> 31 when last looked at, for TMR_STS */
     uint16_t sts, en, cnt;
     uint8_t reset_reg;
+    uint8_t off_types; /* bit N: SLP_TYP N with SLP_EN powers off */
     bool sci_level;
 };
 
@@ -139,7 +140,7 @@ static void pm_write(void *dev, uint64_t offset, const void *data, unsigned size
         pm->cnt = (uint16_t)((pm->cnt & ~mask) | (v & mask));
         /* SLP_EN acts on the SLP_TYP the register holds now; it never sticks. */
         if ((mask & v & CNT_SLP_EN) &&
-            ((pm->cnt & CNT_SLP_TYP_MASK) >> CNT_SLP_TYP_SHIFT) == ACPI_PM_S5_SLP_TYP)
+            (pm->off_types >> ((pm->cnt & CNT_SLP_TYP_MASK) >> CNT_SLP_TYP_SHIFT) & 1))
             power_off = true;
         pm->cnt &= (uint16_t)~CNT_WRITE_ONLY;
     }
@@ -193,6 +194,15 @@ void acpi_pm_press_power_button(struct acpi_pm *pm)
     pthread_mutex_unlock(&pm->lock);
 }
 
+void acpi_pm_set_power_off_types(struct acpi_pm *pm, uint8_t types)
+{
+    if (!pm)
+        return;
+    pthread_mutex_lock(&pm->lock);
+    pm->off_types = types;
+    pthread_mutex_unlock(&pm->lock);
+}
+
 struct acpi_pm *acpi_pm_new(const struct irq_line *sci, const struct machine_events *ev,
                             uint64_t (*now_ns)(void *ctx), void *ctx)
 {
@@ -210,6 +220,7 @@ struct acpi_pm *acpi_pm_new(const struct irq_line *sci, const struct machine_eve
     pm->now_ns = now_ns;
     pm->ctx = ctx;
     pm->start_ns = clock_now(pm);
+    pm->off_types = 1u << ACPI_PM_S5_SLP_TYP;
     return pm;
 }
 

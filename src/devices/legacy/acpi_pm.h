@@ -24,6 +24,11 @@ struct acpi_pm *acpi_pm_new(const struct irq_line *sci, const struct machine_eve
                             uint64_t (*now_ns)(void *ctx), void *ctx);
 void acpi_pm_free(struct acpi_pm *pm);
 
+/* Which SLP_TYP values power off when SLP_EN is written: bit N for SLP_TYP N (default: only
+ * ACPI_PM_S5_SLP_TYP). OVMF's ResetSystem writes SLP_TYP 0, QEMU chipsets' S5, whatever the
+ * DSDT says: the EFI machine adds that one. */
+void acpi_pm_set_power_off_types(struct acpi_pm *pm, uint8_t types);
+
 /* Sets PWRBTN_STS; the SCI rises when the guest enabled PWRBTN_EN. Any thread. */
 void acpi_pm_press_power_button(struct acpi_pm *pm);
 

@@ -46,7 +46,8 @@ start_vm() {
     started=$(uptime_s)
     # Off the network unless the case is about it: the default guest's NAT device and DHCP
     # client would only add to each case's boot (the net case covers them).
-    case "$*" in *virtio-net*) ;; *) set -- "$@" --device virtio-net,none ;; esac
+    # Nor for firmware: OVMF would try a network boot from it (PXE) before its shell.
+    case "$*" in *virtio-net* | *"--bootloader efi"*) ;; *) set -- "$@" --device virtio-net,none ;; esac
     echo "nested: case $name: vmkit run $*"
     # busybox timeout execs vmkit in this process, so $! is vmkit itself.
     timeout -s KILL "$CASE_TIMEOUT" vmkit run "$@" <"$dir/in" >"$dir/out" 2>"$dir/err" &
@@ -214,7 +215,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly usb rng blk-kill console root-disk net tap"
+all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly usb rng blk-kill console root-disk net tap efi-shell efi-blk"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -945,6 +946,89 @@ case_root_disk() {
     result "root-disk ok: / was ${mounted%% 0 0}, $rng loaded; the file came back on a boot by LABEL (${first_banner#vmkit guest: })"
 }
 
+# efi-shell: Debian's OVMF on vmkit's EFI machine, no disks: its UEFI shell comes up on COM1
+# (the firmware's own boot options fail over to it). The firmware reads what is typed on the
+# serial console with Enter as CR. First boot: a fresh store from the template, setvar writes a
+# non-volatile variable and reads it back, reset -s powers off (OVMF's ResetSystem: PM1
+# control, SLP_TYP 0); the variable's name is then in the store file. Second boot with the
+# same store: setvar reads the variable back. Each nested OVMF boot takes about a minute.
+EFI_VAR_GUID=5d6a5a8e-7c2f-4b6e-9f0a-1b2c3d4e5f60
+efi_type() { printf '%s\r' "$1" >&3; }
+efi_boot() { # efi_boot WHICH BOOTLOADER-SUFFIX [VMKIT-ARGS...]: firmware up to its shell's prompt
+    which=$1
+    store_opts=$2
+    shift 2
+    start_vm "$name" --bootloader "efi,variable-store=/tmp/$name-vars.fd$store_opts" "$@"
+    if ! wait_for 'Shell>'; then
+        abort_vm
+        fail "$which boot: $why"
+        return 1
+    fi
+    echo "nested: case $name: $which boot: shell prompt after $(since "$started") s"
+    # Past the prompt's own output before typing (the shell reads ConIn once it is idle).
+    sleep 2
+}
+efi_shutdown() { # efi_shutdown WHICH: reset -s, and vmkit must exit 0
+    efi_type 'reset -s'
+    finish_vm
+    exited_ok "reset -s ($1 boot)"
+}
+case_efi_shell() {
+    name=efi-shell
+    if [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || [ ! -f /usr/share/OVMF/OVMF_VARS_4M.fd ]; then
+        result "efi-shell not ok: no OVMF in the outer machine (run.sh stages the host's ovmf package)"
+        return
+    fi
+    rm -f /tmp/efi-shell-vars.fd
+    efi_boot first ",create" || return
+    efi_type "setvar VmkitTest -guid $EFI_VAR_GUID -nv -bs =766d6b6974"
+    sleep 2
+    efi_type "setvar VmkitTest -guid $EFI_VAR_GUID"
+    if ! wait_for '76 6D 6B 69 74'; then abort_vm; fail "first boot: setvar: $why"; return; fi
+    first_s=$(since "$started")
+    efi_shutdown first || return
+    cp "$dir/out" /tmp/efi-first.out
+    if cmp -s /tmp/efi-shell-vars.fd /usr/share/OVMF/OVMF_VARS_4M.fd; then
+        fail "the store file is still the template after the first boot"
+        return
+    fi
+    if ! tr -d '\000' </tmp/efi-shell-vars.fd | grep -q VmkitTest; then
+        fail "the store file has no VmkitTest after the first boot"
+        return
+    fi
+    efi_boot second "" || return
+    efi_type "setvar VmkitTest -guid $EFI_VAR_GUID"
+    if ! wait_for '76 6D 6B 69 74'; then abort_vm; fail "second boot: VmkitTest not read back: $why"; return; fi
+    second_s=$(since "$started")
+    efi_shutdown second || return
+    result "efi-shell ok: shell and setvar in ${first_s}s, VmkitTest read back on the next boot in ${second_s}s, reset -s exits 0"
+}
+
+# efi-blk: a virtio-blk disk under the firmware: OVMF assigns the device's 64-bit BAR in its
+# own 64-bit aperture (which vmkit's EFI window must hold), its virtio-blk driver binds (the
+# shell maps BLK0), and the shell's dblk reads sector 0 by DMA: the text written there.
+case_efi_blk() {
+    name=efi-blk
+    if [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || [ ! -f /usr/share/OVMF/OVMF_VARS_4M.fd ]; then
+        result "efi-blk not ok: no OVMF in the outer machine (run.sh stages the host's ovmf package)"
+        return
+    fi
+    rm -f /tmp/efi-blk-vars.fd
+    dd if=/dev/zero of=/tmp/efi-disk.img bs=1M count=8 2>/dev/null
+    printf 'vmkit-efi-disk' | dd of=/tmp/efi-disk.img conv=notrunc 2>/dev/null
+    efi_boot only ",create" --device virtio-blk,path=/tmp/efi-disk.img || return
+    if ! grep -q 'BLK0' "$dir/out"; then
+        abort_vm
+        fail "the shell mapped no BLK0 for the virtio-blk disk"
+        return
+    fi
+    efi_type 'dblk blk0 0 1'
+    if ! wait_for '*vmkit-efi-disk'; then abort_vm; fail "dblk blk0: $why"; return; fi
+    shell_s=$(since "$started")
+    efi_shutdown only || return
+    result "efi-blk ok: BLK0 mapped, sector 0 read by dblk in ${shell_s}s"
+}
+
 want boot && run_case case_boot
 want clock && run_case case_clock
 want warnings && run_case case_warnings
@@ -966,5 +1050,7 @@ want console && run_case case_console
 want root-disk && run_case case_root_disk
 want net && run_case case_net
 want tap && run_case case_tap
+want efi-shell && run_case case_efi_shell
+want efi-blk && run_case case_efi_blk
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

@@ -171,6 +171,15 @@ else
     echo "run.sh: warning: no qemu-user-static or arm64 busybox; the share case cannot run its" \
         "translator part" >&2
 fi
+# Debian's OVMF (package ovmf), for the efi-shell case: the code and the variable template at
+# the paths vmkit looks for them.
+if [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] && [ -f /usr/share/OVMF/OVMF_VARS_4M.fd ]; then
+    mkdir -p "$stage/usr/share/OVMF"
+    cp /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd "$stage/usr/share/OVMF/"
+else
+    echo "run.sh: warning: no OVMF on this host (apt-get install ovmf); the efi-shell case" \
+        "cannot run" >&2
+fi
 install -m 0755 "$script" "$stage/run.sh"
 if [ -n "${VMKIT_NESTED_EXTRA:-}" ]; then
     [ -d "$VMKIT_NESTED_EXTRA" ] || { echo "run.sh: VMKIT_NESTED_EXTRA: no such directory" >&2; exit 2; }

@@ -25,6 +25,26 @@ static void test_small_is_one_region(void **state)
     guest_memory_destroy(&gm);
 }
 
+/* Another platform's hole: the EFI machine's RAM below 0xB0000000. */
+static void test_split_at_chosen_limit(void **state)
+{
+    struct guest_memory gm;
+    uint64_t low = 0xb0000000ULL, size = 3ULL << 30;
+    assert_int_equal(guest_memory_init_split(&gm, size, low), 0);
+    assert_int_equal(gm.nregions, 2);
+    assert_int_equal(gm_low_ram_end(&gm), low);
+    assert_int_equal(gm.regions[1].gpa, GM_HIGH_RAM_BASE);
+    assert_int_equal(gm.regions[1].size, size - low);
+    assert_null(gm_ptr(&gm, low, 1));
+    guest_memory_destroy(&gm);
+    assert_int_equal(guest_memory_init_split(&gm, 1 << 20, low), 0);
+    assert_int_equal(gm.nregions, 1);
+    guest_memory_destroy(&gm);
+    assert_int_equal(guest_memory_init_split(&gm, 1 << 20, 0), -EINVAL);
+    assert_int_equal(guest_memory_init_split(&gm, 1 << 20, low + 1), -EINVAL);
+    assert_int_equal(guest_memory_init_split(&gm, 1 << 20, GM_HIGH_RAM_BASE + 4096), -EINVAL);
+}
+
 static void test_large_splits_around_hole(void **state)
 {
     struct guest_memory gm;
@@ -157,6 +177,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_is_one_region),
         cmocka_unit_test(test_large_splits_around_hole),
+        cmocka_unit_test(test_split_at_chosen_limit),
         cmocka_unit_test(test_overflowing_ranges),
         cmocka_unit_test(test_bad_sizes),
         cmocka_unit_test(test_region_table),

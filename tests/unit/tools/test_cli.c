@@ -532,6 +532,34 @@ static void test_build_config_virtio_rng(void **state)
     cli_request_free(&req);
 }
 
+/* --bootloader efi: no default NIC (OVMF would try a network boot first), one COM1. */
+static void test_build_config_efi(void **state)
+{
+    char store[] = "/tmp/vmkit-test-cli-efi-XXXXXX";
+    int fd = mkstemp(store);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(store);
+    if (!vmk_efi_default_variable_template_path()) {
+        skip();
+        return;
+    }
+    char spec[128];
+    snprintf(spec, sizeof(spec), "efi,variable-store=%s,create", store);
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--bootloader", spec), 0);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_boot_loader_get_kind(vmk_config_get_boot_loader(cfg)),
+                     VMK_BOOT_LOADER_EFI);
+    assert_int_equal(vmk_config_network_device_count(cfg), 0);
+    assert_int_equal(vmk_config_storage_device_count(cfg), 0);
+    assert_int_equal(vmk_config_serial_port_count(cfg), 1);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+    unlink(store);
+}
+
 /* ---- --device virtio-balloon ---- */
 
 static void test_device_virtio_balloon(void **state)
@@ -2566,6 +2594,7 @@ int main(void)
         cmocka_unit_test(test_equals_form),
         cmocka_unit_test(test_last_one_wins),
         cmocka_unit_test(test_bootloader),
+        cmocka_unit_test(test_build_config_efi),
         cmocka_unit_test(test_bootloader_errors),
         cmocka_unit_test(test_device_serial_repeated),
         cmocka_unit_test(test_device_errors),

@@ -163,6 +163,22 @@ static void test_other_sleep_types_ignored(void **state)
     assert_int_equal(f->seen.power_offs, 1);
 }
 
+/* The EFI machine adds SLP_TYP 0, what OVMF's ResetSystem writes; the others stay ignored. */
+static void test_power_off_types(void **state)
+{
+    struct fixture *f = *state;
+    wr(f->pm, PM1_CNT, SLP_EN, 2);
+    assert_int_equal(f->seen.power_offs, 0);
+    acpi_pm_set_power_off_types(f->pm, 1u << 0 | 1u << X86_S5_SLP_TYP);
+    wr(f->pm, PM1_CNT, SLP_EN, 2);
+    assert_int_equal(f->seen.power_offs, 1);
+    wr(f->pm, PM1_CNT, (X86_S5_SLP_TYP << 10) | SLP_EN, 2);
+    assert_int_equal(f->seen.power_offs, 2);
+    wr(f->pm, PM1_CNT, (1u << 10) | SLP_EN, 2);
+    assert_int_equal(f->seen.power_offs, 2);
+    acpi_pm_set_power_off_types(NULL, 1);
+}
+
 static uint32_t expected_ticks(uint64_t ns)
 {
     return (uint32_t)((unsigned __int128)ns * ACPI_PM_TIMER_HZ / 1000000000u);
@@ -345,6 +361,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_power_button_without_enable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s5_powers_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_sleep_types_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_power_off_types, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_port, setup, teardown),
