@@ -18,7 +18,7 @@ trap 'kill -KILL $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
     tap_cannot_run "no usable /dev/kvm"
 fi
-echo "1..18"
+echo "1..19"
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() {
@@ -137,14 +137,15 @@ else
 fi
 
 # --gui with no display server to open a window on: one line, before the guest boots.
-if "$vmkit" --help 2>&1 | grep -q -- '--gui'; then
-    DISPLAY=:159 WAYLAND_DISPLAY= run_guest hello --device virtio-gpu --gui
-    if [ "$rc" -eq 1 ] && grep -q -- '--gui: cannot open a window' "$work/err" &&
-        [ "$(wc -l <"$work/err")" -le 2 ] && [ -z "$out" ]; then
-        ok "--gui without an X display: one line, status 1, no guest run"
-    else
-        not_ok "--gui without an X display: one line, status 1" "status $rc: $(head -c 300 "$work/err")"
-    fi
+DISPLAY=:159 WAYLAND_DISPLAY= run_guest hello --device virtio-gpu --gui
+if grep -q 'built without SDL2' "$work/err"; then
+    n=$((n + 1))
+    echo "ok $n - --gui without an X display # SKIP vmkit built without SDL2"
+elif [ "$rc" -eq 1 ] && grep -q -- '--gui: cannot open a window' "$work/err" &&
+    [ "$(wc -l <"$work/err")" -le 2 ] && [ -z "$out" ]; then
+    ok "--gui without an X display: one line, status 1, no guest run"
+else
+    not_ok "--gui without an X display: one line, status 1" "status $rc: $(head -c 300 "$work/err")"
 fi
 
 run_guest hello --device virtio-gpu --web

@@ -198,10 +198,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < argc - 3; i++) {
         if (actions[i] & SIZE_BIT) {
             unsigned w = (unsigned)(actions[i] >> 16 & 0xffff), h = (unsigned)(actions[i] & 0xffff);
-            uint8_t m[24] = { 251, 0, (uint8_t)(w >> 8), (uint8_t)w, (uint8_t)(h >> 8), (uint8_t)h, 1, 0,
+            uint8_t m[24] = { 251, 0, (uint8_t)(w >> 8), (uint8_t)w, (uint8_t)(h >> 8), (uint8_t)h,
+                              1, 0,
                               /* screen 0: id, x, y, width, height, flags */
-                              0, 0, 0, 0, 0, 0, 0, 0, (uint8_t)(w >> 8), (uint8_t)w, (uint8_t)(h >> 8),
-                              (uint8_t)h, 0, 0, 0, 0 };
+                              0, 0, 0, 0, 0, 0, 0, 0, (uint8_t)(w >> 8), (uint8_t)w,
+                              (uint8_t)(h >> 8), (uint8_t)h, 0, 0, 0, 0 };
             write_all(fd, m, sizeof(m), "writing SetDesktopSize");
             sleep_ms(200);
             continue;
