@@ -1016,17 +1016,25 @@ case_efi_blk() {
     rm -f /tmp/efi-blk-vars.fd
     dd if=/dev/zero of=/tmp/efi-disk.img bs=1M count=8 2>/dev/null
     printf 'vmkit-efi-disk' | dd of=/tmp/efi-disk.img conv=notrunc 2>/dev/null
-    efi_boot only ",create" --device virtio-blk,path=/tmp/efi-disk.img || return
-    if ! grep -q 'BLK0' "$dir/out"; then
+    dd if=/dev/zero of=/tmp/efi-usb.img bs=1M count=8 2>/dev/null
+    printf 'vmkit-efi-usb' | dd of=/tmp/efi-usb.img conv=notrunc 2>/dev/null
+    # The firmware's own drivers: virtio-blk, and XhciDxe + UsbMassStorageDxe for the drive on
+    # vmkit's xHCI controller (the path an installer ISO on USB takes).
+    efi_boot only ",create" --device virtio-blk,path=/tmp/efi-disk.img \
+        --device usb-mass-storage,path=/tmp/efi-usb.img,readonly || return
+    if ! grep -q 'BLK0' "$dir/out" || ! grep -q 'BLK1' "$dir/out"; then
         abort_vm
-        fail "the shell mapped no BLK0 for the virtio-blk disk"
+        fail "the shell did not map BLK0 and BLK1 for the virtio-blk disk and the USB drive"
         return
     fi
     efi_type 'dblk blk0 0 1'
-    if ! wait_for '*vmkit-efi-disk'; then abort_vm; fail "dblk blk0: $why"; return; fi
+    sleep 3
+    efi_type 'dblk blk1 0 1'
+    if ! wait_for '*vmkit-efi-disk'; then abort_vm; fail "dblk of the virtio disk: $why"; return; fi
+    if ! wait_for '*vmkit-efi-usb'; then abort_vm; fail "dblk of the USB drive: $why"; return; fi
     shell_s=$(since "$started")
     efi_shutdown only || return
-    result "efi-blk ok: BLK0 mapped, sector 0 read by dblk in ${shell_s}s"
+    result "efi-blk ok: the virtio disk and the USB drive mapped (BLK0, BLK1), sector 0 of each read by dblk in ${shell_s}s"
 }
 
 want boot && run_case case_boot
