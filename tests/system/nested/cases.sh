@@ -215,7 +215,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly usb rng blk-kill console root-disk net tap efi-shell efi-blk"
+all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly usb rng blk-kill console root-disk net tap efi-shell efi-blk efi-iso"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -1037,6 +1037,40 @@ case_efi_blk() {
     result "efi-blk ok: the virtio disk and the USB drive mapped (BLK0, BLK1), sector 0 of each read by dblk in ${shell_s}s"
 }
 
+# efi-iso: the firmware boots an installer-style ISO from a USB drive, as the framework's
+# Linux-install sample does: `--bootloader efi,...,create --device usb-mass-storage,path=ISO,
+# readonly` and no other disk. The store is new (no boot entries), so OVMF's boot discovery
+# finds \EFI\BOOT\BOOTX64.EFI on the drive's EFI system partition; GRUB (from the ISO, on the
+# serial console) loads the default guest's kernel and initramfs from the ISO 9660 file system;
+# the guest boots to its shell on the firmware's platform (ACPI from the table loader, PCI
+# through the ECAM OVMF chose), and poweroff ends vmkit with status 0.
+case_efi_iso() {
+    name=efi-iso
+    iso=/usr/share/vmkit/efi-boot.iso
+    if [ ! -f "$iso" ] || [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ]; then
+        result "efi-iso not ok: no $iso or OVMF in the outer machine (run.sh builds the ISO with grub-mkrescue: apt-get install grub-efi-amd64-bin xorriso mtools)"
+        return
+    fi
+    rm -f /tmp/efi-iso-vars.fd
+    # overwrite: a boot tried again after a fault starts from a new store as well.
+    boot_vm efi-iso --bootloader "efi,variable-store=/tmp/efi-iso-vars.fd,create,overwrite" \
+        --device "usb-mass-storage,path=$iso,readonly" || return
+    if ! grep -q 'grub: loading the kernel' "$dir/out"; then
+        abort_vm
+        fail "the guest's shell came without GRUB's line: not booted from the ISO"
+        return
+    fi
+    boot_s=$(since "$started")
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'echo efi=$([ -d /sys/firmware/efi ] && echo yes || echo no) acpi=$(ls /sys/firmware/acpi/tables | grep -c -x -e FACP -e APIC -e MCFG -e DSDT); echo iso-$((5+6))-done' iso-11-done "the guest did not answer" || return
+    poweroff_vm || return
+    if ! echo "$out" | grep -q '^efi=yes acpi=4$'; then
+        fail "the guest booted through the firmware should see EFI and the FACP, APIC, MCFG and DSDT tables: '$(echo "$out" | grep '^efi=' | head -n 1)'"
+        return
+    fi
+    result "efi-iso ok: OVMF found GRUB on the USB drive with an empty store, GRUB booted the kernel from the ISO, the guest's shell in ${boot_s}s (EFI and the ACPI tables seen), poweroff exits 0"
+}
+
 want boot && run_case case_boot
 want clock && run_case case_clock
 want warnings && run_case case_warnings
@@ -1060,5 +1094,6 @@ want net && run_case case_net
 want tap && run_case case_tap
 want efi-shell && run_case case_efi_shell
 want efi-blk && run_case case_efi_blk
+want efi-iso && run_case case_efi_iso
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

@@ -180,6 +180,18 @@ else
     echo "run.sh: warning: no OVMF on this host (apt-get install ovmf); the efi-shell case" \
         "cannot run" >&2
 fi
+# An installer-style ISO of the default guest (GRUB for EFI, the kernel and initramfs), for the
+# efi-iso case: the firmware boots it from a USB drive.
+guest_out="$root/guest/out"
+if [ -f "$guest_out/vmlinuz" ] && [ -f "$guest_out/initramfs.img" ] &&
+    "$root/tests/support/make_efi_iso.sh" "$guest_out/vmlinuz" "$guest_out/initramfs.img" \
+        "console=ttyS0 panic=-1" "$work/efi-boot.iso" 2>"$work/efi-iso.log"; then
+    mkdir -p "$stage/usr/share/vmkit"
+    mv "$work/efi-boot.iso" "$stage/usr/share/vmkit/efi-boot.iso"
+else
+    echo "run.sh: warning: no EFI boot ISO ($(head -c 300 "$work/efi-iso.log" 2>/dev/null)); the" \
+        "efi-iso case cannot run" >&2
+fi
 install -m 0755 "$script" "$stage/run.sh"
 if [ -n "${VMKIT_NESTED_EXTRA:-}" ]; then
     [ -d "$VMKIT_NESTED_EXTRA" ] || { echo "run.sh: VMKIT_NESTED_EXTRA: no such directory" >&2; exit 2; }

@@ -63,6 +63,7 @@ tests=(
     "tap|virtio-net on a tap of the outer machine: a lease in 192.168.77.50-60 from busybox udhcpd (printed by vmkit), 1 MiB fetched md5 intact, the outer machine's ping answered"
     "efi-shell|vmkit run --bootloader efi,variable-store=...,create (no disks): Debian's OVMF reaches its UEFI shell on COM1; a variable set there with setvar is in the store file, the next boot with that store reads it back, and the shell's reset -s powers off (exit 0)"
     "efi-blk|disks under the firmware: OVMF places virtio-blk's 64-bit BAR and its XhciDxe and UsbMassStorageDxe drive a USB drive on vmkit's xHCI controller; the shell maps both (BLK0, BLK1) and dblk reads the text in sector 0 of each"
+    "efi-iso|an installer-style ISO (grub-mkrescue: GRUB for EFI, the default guest's kernel and initramfs) on a read-only USB drive: OVMF's boot discovery finds it with an empty variable store, GRUB boots the kernel, the guest sees EFI and ACPI and powers off with vmkit exiting 0"
     "retries|retries stay within their bounds: at most $MAX_FAULT_REBOOTS inner boots or cases again after a triple fault ($MAX_FAULT_REBOOTS_UNPATCHED on Debian's unpatched outer QEMU) and $MAX_STALL_REBOOTS after a stalled boot (only under an emulated outer machine; cases.sh), at most 1 outer machine again (this script)"
 )
 
