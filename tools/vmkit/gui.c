@@ -350,20 +350,6 @@ static void close_window(struct gui_view *g)
      * again). */
 }
 
-/* What SDL and the X and D-Bus libraries under it keep until exit is theirs (only read when
- * the program is built with LeakSanitizer). */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libSDL2\nleak:libdbus-1\nleak:libX11\nleak:libxcb\n";
-}
-
-/* ... and saying so would add lines to vmkit's one-line errors. */
-const char *__lsan_default_options(void);
-const char *__lsan_default_options(void)
-{
-    return "print_suppressions=0";
-}
 
 static void *gui_thread(void *arg)
 {

@@ -161,12 +161,16 @@ run_case() {
 # stalls (no output for STEP_TIMEOUT: a lost interrupt in the outer emulator) is tried again
 # the same way, counted apart.
 FAULT_RETRIES=${FAULT_RETRIES:-3}
-boot_vm() {
+boot_vm() { boot_until "$PROMPT" "$@"; }
+# boot_until MARKER NAME VMKIT-ARGS...: the same, up to MARKER (the firmware's shell prompt).
+boot_until() {
+    marker=$1
+    shift
     try=0
     while :; do
         try=$((try + 1))
         start_vm "$@"
-        if wait_for "$PROMPT"; then
+        if wait_for "$marker"; then
             booted=1
             return 0
         fi
@@ -958,12 +962,11 @@ efi_boot() { # efi_boot WHICH BOOTLOADER-SUFFIX [VMKIT-ARGS...]: firmware up to 
     which=$1
     store_opts=$2
     shift 2
-    start_vm "$name" --bootloader "efi,variable-store=/tmp/$name-vars.fd$store_opts" "$@"
-    if ! wait_for 'Shell>'; then
-        abort_vm
-        fail "$which boot: $why"
-        return 1
-    fi
+    # A boot the outer emulator faults or stalls is tried again as a Linux boot is (bounded and
+    # counted alike); a first boot creates its store with overwrite, so a second try starts
+    # from a new one too.
+    boot_until 'Shell>' "$name" --bootloader "efi,variable-store=/tmp/$name-vars.fd$store_opts" \
+        "$@" || return 1
     echo "nested: case $name: $which boot: shell prompt after $(since "$started") s"
     # Past the prompt's own output before typing (the shell reads ConIn once it is idle).
     sleep 2
@@ -980,7 +983,7 @@ case_efi_shell() {
         return
     fi
     rm -f /tmp/efi-shell-vars.fd
-    efi_boot first ",create" || return
+    efi_boot first ",create,overwrite" || return
     efi_type "setvar VmkitTest -guid $EFI_VAR_GUID -nv -bs =766d6b6974"
     sleep 2
     efi_type "setvar VmkitTest -guid $EFI_VAR_GUID"
@@ -1020,7 +1023,7 @@ case_efi_blk() {
     printf 'vmkit-efi-usb' | dd of=/tmp/efi-usb.img conv=notrunc 2>/dev/null
     # The firmware's own drivers: virtio-blk, and XhciDxe + UsbMassStorageDxe for the drive on
     # vmkit's xHCI controller (the path an installer ISO on USB takes).
-    efi_boot only ",create" --device virtio-blk,path=/tmp/efi-disk.img \
+    efi_boot only ",create,overwrite" --device virtio-blk,path=/tmp/efi-disk.img \
         --device usb-mass-storage,path=/tmp/efi-usb.img,readonly || return
     if ! grep -q 'BLK0' "$dir/out" || ! grep -q 'BLK1' "$dir/out"; then
         abort_vm
