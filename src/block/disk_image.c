@@ -380,15 +380,6 @@ bool disk_image_is_direct(const struct disk_image *img)
     return img->direct;
 }
 
-vmk_result disk_image_open_attachment(const vmk_storage_attachment *att, struct disk_image **out,
-                                      vmk_error **err)
-{
-    return disk_image_open(vmk_disk_image_attachment_get_path(att),
-                           vmk_disk_image_attachment_is_read_only(att),
-                           vmk_disk_image_attachment_get_caching_mode(att),
-                           vmk_disk_image_attachment_get_synchronization_mode(att), out, err);
-}
-
 void disk_image_close(struct disk_image *img)
 {
     if (!img)

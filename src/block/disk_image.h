@@ -45,10 +45,6 @@ struct disk_image;
 vmk_result disk_image_open(const char *path, bool read_only, vmk_disk_caching_mode caching,
                            vmk_disk_sync_mode sync, struct disk_image **out, vmk_error **err)
     __attribute__((warn_unused_result));
-/* disk_image_open with what a storage attachment of the config says (path, read-only, caching,
- * synchronization). */
-vmk_result disk_image_open_attachment(const vmk_storage_attachment *att, struct disk_image **out,
-                                      vmk_error **err) __attribute__((warn_unused_result));
 /* The backend to hand to a device; valid until disk_image_close. */
 const struct block_backend *disk_image_backend(const struct disk_image *img);
 /* Whether the image was opened with O_DIRECT (UNCACHED, when the file system allows). */

@@ -34,6 +34,15 @@ static void destroy_device(struct device_instance *inst)
 
 #define BLK_AUTO_QUEUES_MAX 8 /* one per vCPU, up to this many, when the config says 0 */
 
+vmk_result device_open_disk_image(const vmk_storage_attachment *att, struct disk_image **out,
+                                  vmk_error **err)
+{
+    return disk_image_open(vmk_disk_image_attachment_get_path(att),
+                           vmk_disk_image_attachment_is_read_only(att),
+                           vmk_disk_image_attachment_get_caching_mode(att),
+                           vmk_disk_image_attachment_get_synchronization_mode(att), out, err);
+}
+
 /* The configuration's storage devices that are virtio-blk functions (USB mass-storage devices
  * sit behind the xHCI controller instead): how many, and the config index of the index-th. */
 static unsigned blk_count(const vmk_config *cfg)
@@ -62,7 +71,7 @@ static vmk_result blk_open(const struct device_host_env *env, const vmk_config *
     const vmk_storage_device *sd = vmk_config_get_storage_device(cfg, index);
     const vmk_storage_attachment *att = vmk_storage_device_get_attachment(sd);
     struct disk_image *img;
-    vmk_result r = disk_image_open_attachment(att, &img, err);
+    vmk_result r = device_open_disk_image(att, &img, err);
     if (r != VMK_OK)
         return r;
     unsigned queues = vmk_virtio_block_device_get_queue_count(sd);

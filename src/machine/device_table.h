@@ -105,6 +105,12 @@ extern const struct device_kind device_kind_virtio_graphics;
 extern const struct device_kind device_kind_virtio_keyboard;
 extern const struct device_kind device_kind_virtio_pointing;
 
+/* disk_image_open with what a storage attachment of the config says (path, read-only, caching,
+ * synchronization): for virtio-blk's row and the USB drives (usb_bus.c). */
+struct disk_image;
+vmk_result device_open_disk_image(const vmk_storage_attachment *att, struct disk_image **out,
+                                  vmk_error **err) __attribute__((warn_unused_result));
+
 /* Every row, in the order the machine puts devices on the bus; NULL-terminated. */
 extern const struct device_kind *const device_table[];
 

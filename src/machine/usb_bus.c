@@ -1,5 +1,6 @@
 /* The machine's USB (usb_bus.h): the xHCI controller and the drives on its ports. */
 #include "machine/usb_bus.h"
+#include "machine/device_table.h"
 #include "block/disk_image.h"
 #include "core/error.h"
 #include "devices/usb/usb_storage.h"
@@ -39,7 +40,7 @@ vmk_result usb_bus_attach(struct usb_bus *u, const vmk_storage_device *dev, unsi
         return vmk_fail(err, VMK_ERR_INVALID_ARGUMENT, 0,
                         "USB: only a USB mass-storage device can be plugged in");
     struct disk_image *img;
-    vmk_result r = disk_image_open_attachment(att, &img, err);
+    vmk_result r = device_open_disk_image(att, &img, err);
     if (r != VMK_OK)
         return r;
     pthread_mutex_lock(&u->lock);

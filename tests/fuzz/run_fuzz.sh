@@ -16,7 +16,7 @@ dev_common="tests/fuzz/virtio_driver.c tests/fuzz/input.c src/virtio/virtqueue.c
 sources() {
     case $1 in
     virtqueue) echo "src/virtio/virtqueue.c src/core/guest_memory.c" ;;
-    virtio_blk) echo "$dev_common src/virtio/blk.c src/block/disk_image.c src/core/error.c" ;;
+    virtio_blk) echo "$dev_common src/virtio/blk.c src/block/disk_image.c src/core/file_lock.c src/core/error.c" ;;
     virtio_console) echo "$dev_common src/virtio/console.c" ;;
     virtio_rng) echo "$dev_common src/virtio/rng.c src/core/event_loop.c" ;;
     virtio_net) echo "$dev_common src/virtio/net.c" ;;
@@ -25,7 +25,8 @@ sources() {
     virtio_input) echo "$dev_common src/virtio/input.c src/core/error.c" ;;
     virtio_gpu) echo "$dev_common src/virtio/gpu.c src/core/error.c" ;;
     frame_stream) echo "tests/fuzz/input.c src/attach/frame_stream.c" ;;
-    cfi_flash) echo "tests/fuzz/input.c src/devices/legacy/cfi_flash.c src/core/error.c" ;;
+    cfi_flash) echo "tests/fuzz/input.c src/devices/legacy/cfi_flash.c src/core/file_lock.c
+                   src/core/error.c" ;;
     usb_storage) echo "tests/fuzz/input.c src/devices/usb/usb_storage.c src/devices/usb/scsi_disk.c
                        src/core/error.c" ;;
     fuse_server) echo "tests/fuzz/input.c src/attach/fuse_server.c src/attach/fuse_host.c
