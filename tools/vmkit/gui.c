@@ -350,7 +350,6 @@ static void close_window(struct gui_view *g)
      * again). */
 }
 
-
 static void *gui_thread(void *arg)
 {
     struct gui_view *g = arg;
