@@ -5,6 +5,7 @@
  * numbers, the counts, and what spans several objects. */
 #include "api/validate.h"
 #include "core/error.h"
+#include "machine/device_table.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,11 +112,9 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
     char what[40];
     validate_count(p, "serial port", cfg->serial.count, VMK_MAX_SERIAL_PORTS);
     validate_count(p, "storage device", cfg->storage.count, VMK_MAX_STORAGE_DEVICES);
-    unsigned usb = 0;
-    for (unsigned i = 0; i < cfg->storage.count; i++)
-        usb += vmk_storage_device_get_kind(cfg->storage.item[i]) ==
-               VMK_STORAGE_DEVICE_USB_MASS_STORAGE;
-    validate_count(p, "USB mass-storage device", usb, VMK_MAX_USB_STORAGE_DEVICES);
+    validate_count(p, "USB mass-storage device",
+                   device_storage_count(cfg, VMK_STORAGE_DEVICE_USB_MASS_STORAGE),
+                   VMK_MAX_USB_STORAGE_DEVICES);
     validate_count(p, "entropy device", cfg->entropy.count, VMK_MAX_ENTROPY_DEVICES);
     validate_count(p, "console device", cfg->console.count, VMK_MAX_CONSOLE_DEVICES);
     validate_count(p, "network device", cfg->network.count, VMK_MAX_NETWORK_DEVICES);

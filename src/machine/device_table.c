@@ -45,13 +45,17 @@ vmk_result device_open_disk_image(const vmk_storage_attachment *att, struct disk
 
 /* The configuration's storage devices that are virtio-blk functions (USB mass-storage devices
  * sit behind the xHCI controller instead): how many, and the config index of the index-th. */
-static unsigned blk_count(const vmk_config *cfg)
+unsigned device_storage_count(const vmk_config *cfg, vmk_storage_device_kind kind)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < vmk_config_storage_device_count(cfg); i++)
-        n += vmk_storage_device_get_kind(vmk_config_get_storage_device(cfg, i)) ==
-             VMK_STORAGE_DEVICE_VIRTIO_BLOCK;
+        n += vmk_storage_device_get_kind(vmk_config_get_storage_device(cfg, i)) == kind;
     return n;
+}
+
+static unsigned blk_count(const vmk_config *cfg)
+{
+    return device_storage_count(cfg, VMK_STORAGE_DEVICE_VIRTIO_BLOCK);
 }
 
 static unsigned blk_config_index(const vmk_config *cfg, unsigned index)

@@ -105,6 +105,9 @@ extern const struct device_kind device_kind_virtio_graphics;
 extern const struct device_kind device_kind_virtio_keyboard;
 extern const struct device_kind device_kind_virtio_pointing;
 
+/* How many of cfg's storage devices are of kind (virtio-blk functions, USB drives). */
+unsigned device_storage_count(const vmk_config *cfg, vmk_storage_device_kind kind);
+
 /* disk_image_open with what a storage attachment of the config says (path, read-only, caching,
  * synchronization): for virtio-blk's row and the USB drives (usb_bus.c). */
 struct disk_image;

@@ -23,13 +23,8 @@ struct usb_bus {
 
 bool usb_bus_wanted(const vmk_config *cfg)
 {
-    if (vmk_config_get_usb_controller(cfg))
-        return true;
-    for (unsigned i = 0; i < vmk_config_storage_device_count(cfg); i++)
-        if (vmk_storage_device_get_kind(vmk_config_get_storage_device(cfg, i)) ==
-            VMK_STORAGE_DEVICE_USB_MASS_STORAGE)
-            return true;
-    return false;
+    return vmk_config_get_usb_controller(cfg) ||
+           device_storage_count(cfg, VMK_STORAGE_DEVICE_USB_MASS_STORAGE) > 0;
 }
 
 vmk_result usb_bus_attach(struct usb_bus *u, const vmk_storage_device *dev, unsigned *port,
