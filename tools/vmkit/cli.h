@@ -289,6 +289,14 @@ int kv_next(struct kv_iter *it, char **key, char **val, char *err, size_t errlen
  * req. */
 int cli_parse_device(struct cli_request *req, const char *opt, const char *spec, char *err,
                      size_t errlen);
+/* The keys of --device usb-mass-storage (path=PATH[,readonly][,cache=..][,sync=..]) into *d,
+ * as the control socket's usb-attach takes them; ctx names the command in messages. Returns 0
+ * (free d->path), or an exit status with the --device parser's line in err. */
+int cli_parse_usb_drive(const char *ctx, const char *keys, struct cli_disk *d, char *err,
+                        size_t errlen);
+/* A virtio-blk or USB storage device on d's disk image, as run configures it; NULL when out of
+ * memory or refused. */
+vmk_storage_device *cli_storage_device_new(const struct cli_disk *d);
 /* Checks a virtio-fs tag as run and serve-device take it: the library's rules
  * (vmk_virtio_file_system_device_validate_tag), and no space or comma, which the guest's
  * vmkit.mount= list on the kernel command line cannot carry. ctx names the option. */

@@ -122,11 +122,11 @@ out:
 
 /* ---- The machine -------------------------------------------------------------- */
 
-static int add_disk(vmk_config *cfg, const struct cli_disk *d)
+vmk_storage_device *cli_storage_device_new(const struct cli_disk *d)
 {
     vmk_storage_attachment *att = vmk_disk_image_attachment_new(d->path, d->read_only);
     if (!att)
-        return -1;
+        return NULL;
     vmk_disk_image_attachment_set_caching_mode(att, d->caching);
     vmk_disk_image_attachment_set_synchronization_mode(att, d->sync);
     /* Both own att, even on failure. */
@@ -135,9 +135,15 @@ static int add_disk(vmk_config *cfg, const struct cli_disk *d)
     if (!dev || (!d->usb && (vmk_virtio_block_device_set_identifier(dev, d->id) != VMK_OK ||
                              vmk_virtio_block_device_set_queue_count(dev, d->queues) != VMK_OK))) {
         vmk_storage_device_free(dev);
-        return -1;
+        return NULL;
     }
-    return vmk_config_add_storage_device(cfg, dev) == VMK_OK ? 0 : -1; /* owns dev */
+    return dev;
+}
+
+static int add_disk(vmk_config *cfg, const struct cli_disk *d)
+{
+    vmk_storage_device *dev = cli_storage_device_new(d);
+    return dev && vmk_config_add_storage_device(cfg, dev) == VMK_OK ? 0 : -1; /* owns dev */
 }
 
 /* One port's host side. */

@@ -112,14 +112,15 @@ static int take_number(const char *ctx, const char *key, const char *val, bool *
 #define VIRTIO_BLK_KEYS  "path, readonly, cache, sync, id, queues"
 #define USB_STORAGE_KEYS "path, readonly, cache, sync"
 
-/* A disk: virtio-blk, or a USB drive (usb: the attachment's keys only). */
-static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, char *err,
-                      size_t errlen)
+/* A disk's keys into *d (usb: the attachment's keys only); on failure the caller frees d's
+ * strings. */
+static int parse_disk_keys(struct kv_iter *it, bool usb, struct cli_disk *d, char *err,
+                           size_t errlen)
 {
     const char *ctx = it->ctx;
-    struct cli_disk d = { .caching = VMK_DISK_CACHING_AUTOMATIC,
-                          .sync = VMK_DISK_SYNC_FULL,
-                          .usb = usb };
+    *d = (struct cli_disk){ .caching = VMK_DISK_CACHING_AUTOMATIC,
+                            .sync = VMK_DISK_SYNC_FULL,
+                            .usb = usb };
     bool have_cache = false, have_sync = false, have_queues = false;
     char *key = NULL, *val = NULL;
     int rc = 0;
@@ -132,11 +133,11 @@ static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, cha
         int mode = 0;
         uint64_t n = 0;
         if (!strcmp(key, "readonly")) {
-            rc = cli_take_flag(ctx, key, val, &d.read_only, err, errlen);
+            rc = cli_take_flag(ctx, key, val, &d->read_only, err, errlen);
         } else if (!strcmp(key, "path")) {
-            rc = cli_take_string(ctx, key, &val, &d.path, "PATH", err, errlen);
+            rc = cli_take_string(ctx, key, &val, &d->path, "PATH", err, errlen);
         } else if (!strcmp(key, "id") && !usb) {
-            rc = cli_take_string(ctx, key, &val, &d.id, "SERIAL", err, errlen);
+            rc = cli_take_string(ctx, key, &val, &d->id, "SERIAL", err, errlen);
         } else if (!strcmp(key, "cache") || !strcmp(key, "sync")) {
             bool is_cache = key[0] == 'c';
             bool *seen = is_cache ? &have_cache : &have_sync;
@@ -152,13 +153,13 @@ static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, cha
                                          errlen);
             *seen = true;
             if (is_cache)
-                d.caching = (vmk_disk_caching_mode)mode;
+                d->caching = (vmk_disk_caching_mode)mode;
             else
-                d.sync = (vmk_disk_sync_mode)mode;
+                d->sync = (vmk_disk_sync_mode)mode;
         } else if (!strcmp(key, "queues") && !usb) {
             rc = take_number(ctx, key, val, &have_queues, 1,
                              vmk_virtio_block_device_max_queue_count(), "", &n, err, errlen);
-            d.queues = (unsigned)n;
+            d->queues = (unsigned)n;
         } else {
             rc = cli_usage_error(err, errlen,
                                  "%s: unknown key '%s' (known: %s; quote a value that holds "
@@ -168,8 +169,20 @@ static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, cha
         if (rc)
             break;
     }
-    if (!rc && !d.path)
+    if (!rc && !d->path)
         rc = cli_usage_error(err, errlen, "%s: missing path=PATH in '%s'", ctx, it->whole);
+    free(key);
+    free(val);
+    return rc;
+}
+
+/* A disk: virtio-blk, or a USB drive. */
+static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, char *err,
+                      size_t errlen)
+{
+    const char *ctx = it->ctx;
+    struct cli_disk d;
+    int rc = parse_disk_keys(it, usb, &d, err, errlen);
     if (!rc && req->disk_count >= vmk_config_max_storage_device_count())
         rc = cli_usage_error(err, errlen, "%s: at most %u disks", ctx,
                              vmk_config_max_storage_device_count());
@@ -188,10 +201,20 @@ static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, cha
             rc = cli_out_of_memory(err, errlen);
         }
     }
-    free(key);
-    free(val);
     free(d.path);
     free(d.id);
+    return rc;
+}
+
+int cli_parse_usb_drive(const char *ctx, const char *keys, struct cli_disk *d, char *err,
+                        size_t errlen)
+{
+    struct kv_iter it = { .ctx = ctx, .whole = keys, .p = keys, .done = !*keys };
+    int rc = parse_disk_keys(&it, true, d, err, errlen);
+    if (rc) {
+        free(d->path);
+        d->path = NULL;
+    }
     return rc;
 }
 
