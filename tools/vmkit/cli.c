@@ -54,6 +54,16 @@ static const char usage_text[] =
     "  --screenshot-on-exit PATH\n"
     "                          when the VM stops, save what the display shows at\n"
     "                          PATH\n"
+    "  --control-socket PATH   listen on a unix socket (mode 0600; a stale one is\n"
+    "                          replaced) for commands, one a line, each answered by\n"
+    "                          one line, \"ok[ DETAIL]\" or \"error: MESSAGE\":\n"
+    "                          usb-attach path=FILE[,readonly][,cache=...][,sync=...]\n"
+    "                          plugs in a USB drive (usb-mass-storage's keys) and\n"
+    "                          answers \"ok port=N\"; usb-detach port=N; state;\n"
+    "                          pause; resume; power-button (as the first SIGTERM);\n"
+    "                          stop (hard, exit status 0); help. The machine gets\n"
+    "                          an xHCI controller for the drives. E.g.\n"
+    "                          echo state | socat - UNIX-CONNECT:PATH\n"
     "  --config FILE           a JSON machine description (not supported yet)\n"
     "  -h, --help              print this text\n"
     "  -V, --version           print the version\n"
@@ -208,7 +218,8 @@ static const char usage_text[] =
     "\n"
     "Exit status (run and serve-device):\n"
     "  0       the guest powered off or reset (also after a signal pressed the\n"
-    "          power button); serve-device: stopped by SIGINT or SIGTERM\n"
+    "          power button), or stop on the control socket stopped it;\n"
+    "          serve-device: stopped by SIGINT or SIGTERM\n"
     "  N       run: the guest wrote N to the debug-exit port 0x501\n"
     "  1       an error after the command line was read: an invalid configuration\n"
     "          (a missing file, a disk in use), no usable KVM, a failed start, a VM\n"
@@ -610,6 +621,7 @@ enum opt_id {
     OPT_VNC_PASSWORD_FILE,
     OPT_WEB,
     OPT_SCREENSHOT_ON_EXIT,
+    OPT_CONTROL_SOCKET,
     /* serve-device */
     OPT_SOCKET,
     OPT_TYPE,
@@ -656,6 +668,7 @@ static const struct opt run_opts[] = {
     { "--vnc-password-file", "PATH", OPT_VNC_PASSWORD_FILE },
     { "--web", NULL, OPT_WEB },
     { "--screenshot-on-exit", "PATH", OPT_SCREENSHOT_ON_EXIT },
+    { "--control-socket", "PATH", OPT_CONTROL_SOCKET },
     { "--help", NULL, OPT_HELP },
     { "-h", NULL, OPT_HELP },
     { "--version", NULL, OPT_VERSION },
@@ -860,6 +873,19 @@ static int finish_display(struct cli_request *req, char *err, size_t errlen)
     return 0;
 }
 
+/* --control-socket PATH: what a sun_path holds; whether something is there already is
+ * control.c's to judge when it listens. */
+static int parse_control_socket(struct cli_request *req, const char *path, char *err, size_t errlen)
+{
+    size_t len = strlen(path), max = vmk_socket_path_max_length();
+    if (len == 0)
+        return cli_usage_error(err, errlen, "--control-socket: empty path");
+    if (len > max)
+        return cli_usage_error(err, errlen, "--control-socket: '%s' is %zu bytes, at most %zu",
+                               path, len, max);
+    return set_string(&req->control_socket, path, err, errlen);
+}
+
 static int parse_run(int argc, char *const argv[], struct cli_request *req, char *err,
                      size_t errlen)
 {
@@ -918,6 +944,7 @@ static int parse_run(int argc, char *const argv[], struct cli_request *req, char
                 return cli_usage_error(err, errlen, "%s: empty path", o->name);
             rc = set_string(&req->screenshot_on_exit, value, err, errlen);
             break;
+        case OPT_CONTROL_SOCKET: rc = parse_control_socket(req, value, err, errlen); break;
         case OPT_HELP: req->command = CLI_CMD_HELP; return 0;
         case OPT_VERSION: req->command = CLI_CMD_VERSION; return 0;
         default: break;
@@ -1253,5 +1280,6 @@ void cli_request_free(struct cli_request *req)
     free(req->vnc);
     free(req->vnc_password_file);
     free(req->screenshot_on_exit);
+    free(req->control_socket);
     memset(req, 0, sizeof(*req));
 }

@@ -210,6 +210,8 @@ struct cli_request {
     char *vnc_password_file;  /* --vnc-password-file: a file that was there, not empty */
     bool web;                 /* --web: the VNC display in a browser too (needs --vnc) */
     char *screenshot_on_exit; /* --screenshot-on-exit PATH */
+    char *control_socket;     /* --control-socket PATH: control.h's commands (and an xHCI
+                               * controller for usb-attach) */
 };
 
 /* Parses argv (argv[0] is the program name). Returns 0 with *req filled, or an exit status

@@ -486,6 +486,9 @@ int cli_build_config(const struct cli_request *req, const char *exe_path, vmk_co
     rc = add_devices(cfg, req, err, errlen);
     if (rc)
         goto fail;
+    /* usb-attach on the control socket needs a controller to plug drives into. */
+    if (req->control_socket && vmk_config_set_usb_controller(cfg, true) != VMK_OK)
+        goto oom;
     /* The default guest is on the network unless told otherwise: vmkit's NAT, which its init
      * asks for a lease. Not firmware: with a NIC, OVMF tries PXE and HTTP boot (minutes)
      * before its shell; --device virtio-net adds one. */

@@ -1,7 +1,8 @@
 /* vmkit run: build the machine, start it, wait for it to stop; SIGINT, SIGTERM and SIGHUP
  * press the power button, and the VM is stopped hard on a second signal or once the guest has
- * had --stop-timeout seconds to power off. */
+ * had --stop-timeout seconds to power off. --control-socket's commands act on the VM here. */
 #include "run.h"
+#include "control.h"
 #include "report.h"
 #ifdef VMKIT_HAVE_VNC
 #include "vnc.h"
@@ -30,7 +31,8 @@ struct signal_watch {
     int sig_fd;
     int quit_fd; /* an eventfd: main tells the thread to end */
     pthread_mutex_t lock;
-    int forced_by; /* the signal whose hard stop ended the VM, or 0 */
+    int forced_by;     /* the signal whose hard stop ended the VM, or 0 */
+    bool control_stop; /* stop on the control socket ended it */
 };
 
 static void stop_hard(struct signal_watch *w, int signo)
@@ -104,6 +106,75 @@ static void *signal_thread(void *arg)
     }
 }
 
+/* ---- The control socket's commands (control.h), on its thread; user: the watch ---- */
+
+/* 0, or -1 with err's message in msg. */
+static int control_result(vmk_result r, vmk_error *err, char *msg, size_t len)
+{
+    if (r != VMK_OK)
+        snprintf(msg, len, "%s", err ? vmk_error_message(err) : vmk_result_string(r));
+    vmk_error_free(err);
+    return r == VMK_OK ? 0 : -1;
+}
+
+static int control_usb_attach(void *user, const struct cli_disk *drive, unsigned *port, char *msg,
+                              size_t len)
+{
+    struct signal_watch *w = user;
+    vmk_error *err = NULL;
+    /* The VM opens the image now and keeps its own copy of the device. */
+    vmk_storage_device *dev = cli_storage_device_new(drive);
+    vmk_result r = dev ? vmk_vm_usb_attach(w->vm, dev, port, &err) : VMK_ERR_NO_MEMORY;
+    vmk_storage_device_free(dev);
+    if (r == VMK_OK)
+        say("control socket: USB drive %s on port %u", drive->path, *port);
+    return control_result(r, err, msg, len);
+}
+
+static int control_usb_detach(void *user, unsigned port, char *msg, size_t len)
+{
+    struct signal_watch *w = user;
+    vmk_error *err = NULL;
+    vmk_result r = vmk_vm_usb_detach(w->vm, port, &err);
+    if (r == VMK_OK)
+        say("control socket: USB drive on port %u pulled out", port);
+    return control_result(r, err, msg, len);
+}
+
+static int control_act(void *user, enum control_action action, char *msg, size_t len)
+{
+    struct signal_watch *w = user;
+    vmk_error *err = NULL;
+    vmk_result r = VMK_ERR_INVALID_ARGUMENT;
+    switch (action) {
+    case CONTROL_PAUSE: r = vmk_vm_pause(w->vm, &err); break;
+    case CONTROL_RESUME: r = vmk_vm_resume(w->vm, &err); break;
+    case CONTROL_POWER_BUTTON:
+        say("control socket: asking the guest to power off");
+        r = vmk_vm_request_stop(w->vm, &err);
+        break;
+    case CONTROL_STOP:
+        say("control socket: stopping the VM");
+        pthread_mutex_lock(&w->lock);
+        w->control_stop = true;
+        pthread_mutex_unlock(&w->lock);
+        r = vmk_vm_stop(w->vm, &err);
+        break;
+    }
+    return control_result(r, err, msg, len);
+}
+
+static const char *control_state(void *user)
+{
+    const struct signal_watch *w = user;
+    return vmk_vm_state_string(vmk_vm_get_state(w->vm));
+}
+
+static const struct control_ops control_vm_ops = { .usb_attach = control_usb_attach,
+                                                   .usb_detach = control_usb_detach,
+                                                   .act = control_act,
+                                                   .state = control_state };
+
 /* Where each pty port is: the user opens these paths once the VM is up. */
 static void say_pty_paths(const struct cli_request *req, vmk_vm *vm)
 {
@@ -164,8 +235,9 @@ static void say_start_error(const struct cli_request *req, const vmk_error *err)
         say_lines(vmk_error_message(err));
 }
 
-/* The exit status once the VM stopped (cli.h's table). */
-static int exit_status(vmk_vm *vm, int forced_by)
+/* The exit status once the VM stopped (cli.h's table). control_stop: stop on the control
+ * socket asked for it, which is no failure. */
+static int exit_status(vmk_vm *vm, int forced_by, bool control_stop)
 {
     vmk_error *err = vmk_vm_copy_error(vm);
     int status = CLI_EXIT_OK;
@@ -176,7 +248,9 @@ static int exit_status(vmk_vm *vm, int forced_by)
         break;
     case VMK_STOP_REASON_GUEST_DEBUG_EXIT: status = vmk_vm_get_debug_exit_code(vm) & 0xff; break;
     case VMK_STOP_REASON_CONSOLE_ESCAPE: status = CLI_EXIT_ESCAPE; break;
-    case VMK_STOP_REASON_HOST_STOP: status = CLI_EXIT_SIGNAL + forced_by; break;
+    case VMK_STOP_REASON_HOST_STOP:
+        status = control_stop && !forced_by ? CLI_EXIT_OK : CLI_EXIT_SIGNAL + forced_by;
+        break;
     default: status = CLI_EXIT_OK; /* powered off or reset */
     }
     vmk_error_free(err);
@@ -355,6 +429,7 @@ int run_vm(const struct cli_request *req, const char *exe_path)
     pthread_t watcher;
     bool watching = false;
     struct views views = { 0 };
+    struct control_server *control = NULL;
     status = CLI_EXIT_ERROR;
     if (vmk_host_probe() == VMK_HOST_NO_KVM) {
         say("/dev/kvm is missing or cannot be opened: vmkit needs KVM (load kvm_intel or "
@@ -375,6 +450,14 @@ int run_vm(const struct cli_request *req, const char *exe_path)
     vmk_vm_delegate delegate = { .size = sizeof(delegate),
                                  .network_attachment_changed = on_network_attachment_changed };
     vmk_vm_set_delegate(vm, &delegate, NULL);
+    /* Before the guest boots, so that a path in use fails the run first. Commands that come
+     * while the VM starts are answered by its state. */
+    if (req->control_socket &&
+        !(control = control_server_start(req->control_socket, &control_vm_ops, &watch, msg,
+                                         sizeof(msg)))) {
+        say("%s", msg);
+        goto out;
+    }
     if (!start_views(req, vm, &views))
         goto out;
     if (vmk_vm_start(vm, &err) != VMK_OK) {
@@ -410,10 +493,12 @@ int run_vm(const struct cli_request *req, const char *exe_path)
     take_screenshot(req, vm);
     pthread_mutex_lock(&watch.lock);
     int forced_by = watch.forced_by;
+    bool control_stop = watch.control_stop;
     pthread_mutex_unlock(&watch.lock);
-    status = exit_status(vm, forced_by);
+    status = exit_status(vm, forced_by, control_stop);
 out:
-    stop_views(&views); /* the VM has stopped: no display callback is under way */
+    control_server_stop(control); /* before the VM goes: its commands use it */
+    stop_views(&views);           /* the VM has stopped: no display callback is under way */
     vmk_vm_free(vm);
     if (watch.sig_fd >= 0)
         close(watch.sig_fd);

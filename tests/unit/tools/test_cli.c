@@ -1159,6 +1159,64 @@ static void test_build_config_usb_mass_storage(void **state)
                  "usb-mass-storage,path=/e");
 }
 
+/* --control-socket PATH: kept as given; the machine gets a USB controller for usb-attach. */
+static void test_control_socket(void **state)
+{
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k"), 0);
+    assert_null(req.control_socket);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_false(vmk_config_get_usb_controller(cfg));
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--control-socket", "/tmp/a.sock",
+                           "--control-socket=/run/vm.sock"),
+                     0);
+    assert_string_equal(req.control_socket, "/run/vm.sock"); /* the last one */
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_true(vmk_config_get_usb_controller(cfg));
+    assert_int_equal(vmk_config_storage_device_count(cfg), 0);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    char long_path[256];
+    memset(long_path, 'a', sizeof(long_path) - 1);
+    long_path[sizeof(long_path) - 1] = '\0';
+    EXPECT_USAGE("--control-socket", "empty path", "run", "--control-socket=");
+    EXPECT_USAGE("--control-socket", "missing value", "run", "--control-socket");
+    EXPECT_USAGE("--control-socket", "bytes, at most", "run", "--control-socket", long_path);
+}
+
+/* usb-attach's keys are --device usb-mass-storage's, read by the same parser. */
+static void test_usb_drive_keys(void **state)
+{
+    struct cli_disk d;
+    assert_int_equal(cli_parse_usb_drive("usb-attach", "path=\"/a,b.iso\",readonly,cache=uncached",
+                                         &d, errbuf, sizeof(errbuf)),
+                     0);
+    assert_string_equal(d.path, "/a,b.iso");
+    assert_true(d.read_only);
+    assert_true(d.usb);
+    assert_int_equal(d.caching, VMK_DISK_CACHING_UNCACHED);
+    assert_int_equal(d.sync, VMK_DISK_SYNC_FULL);
+    vmk_storage_device *dev = cli_storage_device_new(&d);
+    assert_non_null(dev);
+    assert_int_equal(vmk_storage_device_get_kind(dev), VMK_STORAGE_DEVICE_USB_MASS_STORAGE);
+    assert_true(vmk_disk_image_attachment_is_read_only(vmk_storage_device_get_attachment(dev)));
+    vmk_storage_device_free(dev);
+    free(d.path);
+    assert_int_equal(cli_parse_usb_drive("usb-attach", "readonly", &d, errbuf, sizeof(errbuf)),
+                     CLI_EXIT_USAGE);
+    assert_string_equal(errbuf, "vmkit: usb-attach: missing path=PATH in 'readonly'");
+    assert_null(d.path);
+    assert_int_equal(cli_parse_usb_drive("usb-attach", "path=/a,id=x", &d, errbuf, sizeof(errbuf)),
+                     CLI_EXIT_USAGE);
+    assert_non_null(strstr(errbuf, "usb-attach: unknown key 'id'"));
+    assert_null(d.path);
+}
+
 static void test_build_config_virtio_blk(void **state)
 {
     struct cli_request req;
@@ -1396,6 +1454,10 @@ static void test_help_version(void **state)
                                               "--vnc-password-file PATH",
                                               "--web",
                                               "--screenshot-on-exit PATH",
+                                              "--control-socket PATH",
+                                              "usb-attach path=FILE",
+                                              "usb-detach port=N",
+                                              "power-button",
                                               "--stop-timeout SECONDS",
                                               "Exit status (run and serve-device)",
                                               "128+N" };
@@ -2617,6 +2679,8 @@ int main(void)
         cmocka_unit_test(test_build_config_pty_socket),
         cmocka_unit_test(test_build_config_virtio_blk),
         cmocka_unit_test(test_build_config_usb_mass_storage),
+        cmocka_unit_test(test_control_socket),
+        cmocka_unit_test(test_usb_drive_keys),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_unknown_flags),
         cmocka_unit_test(test_missing_values),
