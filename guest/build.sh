@@ -36,13 +36,15 @@ done
 # fbcon shows the console on a virtio display), plus the ACPI power
 # button and evdev so `vmkit` request_stop (a power-button press) reaches acpid.
 # ext4 and the crc32c it checksums with mount the root disk. xhci_pci, usb_storage and sd_mod
-# show USB drives on vmkit's xHCI controller as /dev/sdX. Their dependencies (jbd2,
-# mbcache, crc16, ...) come from modules.dep.
+# show USB drives on vmkit's xHCI controller as /dev/sdX. Booted through firmware
+# (--bootloader efi), efivarfs shows the firmware's variables, vfat (with the code page and
+# character set it mounts with) reads an EFI system partition and isofs an installer ISO.
+# Their dependencies (jbd2, mbcache, crc16, fat, ...) come from modules.dep.
 GUEST_MODULES=(virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
     virtio_blk virtio_net failover net_failover virtio_console virtio_rng virtio_balloon
     virtio_input vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
     fuse virtiofs binfmt_misc virtio_gpu button evdev ext4 crc32c_generic crc32c_intel
-    xhci_pci usb_storage sd_mod)
+    xhci_pci usb_storage sd_mod efivarfs vfat nls_cp437 nls_ascii isofs)
 
 log() { echo "guest/build.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }

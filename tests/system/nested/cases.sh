@@ -219,7 +219,7 @@ exited_ok() {
     return 1
 }
 
-all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly usb rng blk-kill console root-disk net tap efi-shell efi-blk efi-iso"
+all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly usb rng blk-kill console root-disk net tap efi-shell efi-shell-kill efi-install"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
 banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
@@ -999,79 +999,145 @@ case_efi_shell() {
         fail "the store file has no VmkitTest after the first boot"
         return
     fi
+    efi_kill_mid_write || return
     efi_boot second "" || return
     efi_type "setvar VmkitTest -guid $EFI_VAR_GUID"
     if ! wait_for '76 6D 6B 69 74'; then abort_vm; fail "second boot: VmkitTest not read back: $why"; return; fi
     second_s=$(since "$started")
     efi_shutdown second || return
     result "efi-shell ok: shell and setvar in ${first_s}s, VmkitTest read back on the next boot in ${second_s}s, reset -s exits 0"
+    if [ -n "$kill_note" ]; then
+        result "efi-shell-kill ok: $kill_note; the next boot came up with the store and read VmkitTest back"
+    fi
+}
+# efi_kill_mid_write: a boot with the store that vmkit's kill -9 ends at the firmware's first
+# write to it (OVMF writes variables on every boot: its monotonic counter, boot options),
+# seen as the file's checksum changing; the store stays whole (vmkit writes the flash in place
+# and flushes it when the firmware's program or erase completes, and never changes its size).
+# Sets $kill_note; the efi-shell-kill result follows the case's next boot.
+kill_note=
+efi_kill_mid_write() {
+    want efi-shell-kill || return 0
+    before=$(md5sum </tmp/efi-shell-vars.fd)
+    size=$(wc -c </tmp/efi-shell-vars.fd)
+    start_vm "$name" --bootloader "efi,variable-store=/tmp/efi-shell-vars.fd"
+    n=0
+    while [ "$(md5sum </tmp/efi-shell-vars.fd)" = "$before" ] && kill -0 "$vm" 2>/dev/null &&
+        [ "$n" -lt $((STEP_MAX * 20)) ]; do
+        sleep 0.05
+        n=$((n + 1))
+    done
+    changed_s=$(since "$started")
+    if ! kill -KILL "$vm" 2>/dev/null; then
+        wait "$vm"
+        result "efi-shell-kill not ok: vmkit ended (status $?) before the firmware wrote to the store"
+        exec 3>&-
+        return 0
+    fi
+    wait "$vm" 2>/dev/null
+    exec 3>&-
+    if [ "$(md5sum </tmp/efi-shell-vars.fd)" = "$before" ]; then
+        result "efi-shell-kill not ok: no write to the store within ${STEP_MAX}s of the boot"
+        return 0
+    fi
+    if [ "$(wc -c </tmp/efi-shell-vars.fd)" != "$size" ]; then
+        result "efi-shell-kill not ok: the store's size changed from $size to $(wc -c </tmp/efi-shell-vars.fd) bytes"
+        return 0
+    fi
+    kill_note="kill -9 at the boot's first store write (${changed_s}s in), the size unchanged"
 }
 
-# efi-blk: a virtio-blk disk under the firmware: OVMF assigns the device's 64-bit BAR in its
-# own 64-bit aperture (which vmkit's EFI window must hold), its virtio-blk driver binds (the
-# shell maps BLK0), and the shell's dblk reads sector 0 by DMA: the text written there.
-case_efi_blk() {
-    name=efi-blk
-    if [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || [ ! -f /usr/share/OVMF/OVMF_VARS_4M.fd ]; then
-        result "efi-blk not ok: no OVMF in the outer machine (run.sh stages the host's ovmf package)"
+# efi-install: installing Linux from an ISO on a USB drive, end to end, as the framework's
+# Linux-install sample does. The ISO (make_installer_iso.sh: GRUB for EFI, Debian's kernel, the
+# default guest plus a scripted installer) goes on a read-only USB drive, with an empty virtio
+# disk and a new variable store. OVMF's boot discovery finds \EFI\BOOT\BOOTX64.EFI on the drive
+# (the store has no boot entries); the installer partitions the disk (GPT: ESP + ext4), copies
+# the system in, puts GRUB on the ESP under \EFI\vmkit (no removable-media path, so only NVRAM
+# can boot it), writes its boot entry with efibootmgr and a variable of its own through efivarfs,
+# and powers off. Then the same store boots the disk alone: the installer's entry is
+# BootCurrent, GRUB loads the installed kernel, / is the ext4 root, the variable reads back.
+# Last, a USB drive hot-plugged through vmkit's control socket appears as /dev/sda with the
+# host's data (read-only), and leaves when detached.
+INSTALLER_ISO=${VMKIT_INSTALLER_ISO:-/usr/share/vmkit/installer.iso}
+EFI_GLOBAL_GUID=8be4df61-93ca-11d2-aa0d-00e098032b8c
+# control COMMAND: vmkit's answer on the case's control socket.
+control() { echo "$1" | socat -t 10 - "UNIX-CONNECT:/tmp/$name.sock" 2>&1; }
+case_efi_install() {
+    name=efi-install
+    if [ ! -f "$INSTALLER_ISO" ] || [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ]; then
+        result "efi-install not ok: no $INSTALLER_ISO or OVMF in the outer machine (run.sh builds the ISO with make_installer_iso.sh: apt-get install ovmf fdisk dosfstools efibootmgr grub-efi-amd64-bin xorriso mtools)"
         return
     fi
-    rm -f /tmp/efi-blk-vars.fd
-    dd if=/dev/zero of=/tmp/efi-disk.img bs=1M count=8 2>/dev/null
-    printf 'vmkit-efi-disk' | dd of=/tmp/efi-disk.img conv=notrunc 2>/dev/null
-    dd if=/dev/zero of=/tmp/efi-usb.img bs=1M count=8 2>/dev/null
-    printf 'vmkit-efi-usb' | dd of=/tmp/efi-usb.img conv=notrunc 2>/dev/null
-    # The firmware's own drivers: virtio-blk, and XhciDxe + UsbMassStorageDxe for the drive on
-    # vmkit's xHCI controller (the path an installer ISO on USB takes).
-    efi_boot only ",create,overwrite" --device virtio-blk,path=/tmp/efi-disk.img \
-        --device usb-mass-storage,path=/tmp/efi-usb.img,readonly || return
-    if ! grep -q 'BLK0' "$dir/out" || ! grep -q 'BLK1' "$dir/out"; then
-        abort_vm
-        fail "the shell did not map BLK0 and BLK1 for the virtio-blk disk and the USB drive"
-        return
-    fi
-    efi_type 'dblk blk0 0 1'
-    sleep 3
-    efi_type 'dblk blk1 0 1'
-    if ! wait_for '*vmkit-efi-disk'; then abort_vm; fail "dblk of the virtio disk: $why"; return; fi
-    if ! wait_for '*vmkit-efi-usb'; then abort_vm; fail "dblk of the USB drive: $why"; return; fi
-    shell_s=$(since "$started")
-    efi_shutdown only || return
-    result "efi-blk ok: the virtio disk and the USB drive mapped (BLK0, BLK1), sector 0 of each read by dblk in ${shell_s}s"
-}
-
-# efi-iso: the firmware boots an installer-style ISO from a USB drive, as the framework's
-# Linux-install sample does: `--bootloader efi,...,create --device usb-mass-storage,path=ISO,
-# readonly` and no other disk. The store is new (no boot entries), so OVMF's boot discovery
-# finds \EFI\BOOT\BOOTX64.EFI on the drive's EFI system partition; GRUB (from the ISO, on the
-# serial console) loads the default guest's kernel and initramfs from the ISO 9660 file system;
-# the guest boots to its shell on the firmware's platform (ACPI from the table loader, PCI
-# through the ECAM OVMF chose), and poweroff ends vmkit with status 0.
-case_efi_iso() {
-    name=efi-iso
-    iso=/usr/share/vmkit/efi-boot.iso
-    if [ ! -f "$iso" ] || [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ]; then
-        result "efi-iso not ok: no $iso or OVMF in the outer machine (run.sh builds the ISO with grub-mkrescue: apt-get install grub-efi-amd64-bin xorriso mtools)"
-        return
-    fi
-    rm -f /tmp/efi-iso-vars.fd
-    # overwrite: a boot tried again after a fault starts from a new store as well.
-    boot_vm efi-iso --bootloader "efi,variable-store=/tmp/efi-iso-vars.fd,create,overwrite" \
-        --device "usb-mass-storage,path=$iso,readonly" || return
+    vars=/tmp/efi-install-vars.fd
+    disk=/tmp/efi-install-disk.img
+    rm -f "$vars" "$disk"
+    dd if=/dev/zero of="$disk" bs=1M count=0 seek=256 2>/dev/null
+    # The installer; a boot tried again after a fault starts from a new store and disk.
+    boot_until 'vmkit-install: done' "$name" \
+        --bootloader "efi,variable-store=$vars,create,overwrite" \
+        --device "usb-mass-storage,path=$INSTALLER_ISO,readonly" \
+        --device "virtio-blk,path=$disk" || return
+    install_s=$(since "$started")
+    finish_vm
+    exited_ok "the installer's poweroff" || return
     if ! grep -q 'grub: loading the kernel' "$dir/out"; then
-        abort_vm
-        fail "the guest's shell came without GRUB's line: not booted from the ISO"
+        fail "the installer ran without GRUB's line from the ISO: not booted from the USB drive"
         return
     fi
+    entry=$(tr -d '\r' <"$dir/out" | sed -n 's/^vmkit-install: done: Boot\([0-9A-F]\{4\}\),.*/\1/p')
+    cp "$dir/out" "/tmp/$name.install.out"
+
+    # The installed system: the same store, the disk alone (and the control socket).
+    rm -f "/tmp/$name.sock"
+    boot_vm "$name" --bootloader "efi,variable-store=$vars" --device "virtio-blk,path=$disk" \
+        --control-socket "/tmp/$name.sock" || return
     boot_s=$(since "$started")
-    # shellcheck disable=SC2016 # the guest's shell expands it
-    guest_do 'echo efi=$([ -d /sys/firmware/efi ] && echo yes || echo no) acpi=$(ls /sys/firmware/acpi/tables | grep -c -x -e FACP -e APIC -e MCFG -e DSDT); echo iso-$((5+6))-done' iso-11-done "the guest did not answer" || return
-    poweroff_vm || return
-    if ! echo "$out" | grep -q '^efi=yes acpi=4$'; then
-        fail "the guest booted through the firmware should see EFI and the FACP, APIC, MCFG and DSDT tables: '$(echo "$out" | grep '^efi=' | head -n 1)'"
+    if ! grep -q 'grub: loading the installed system' "$dir/out"; then
+        abort_vm
+        fail "the second boot reached a shell without the installed GRUB's line"
         return
     fi
-    result "efi-iso ok: OVMF found GRUB on the USB drive with an empty store, GRUB booted the kernel from the ISO, the guest's shell in ${boot_s}s (EFI and the ACPI tables seen), poweroff exits 0"
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'echo "root=$(awk '"'"'$2 == "/" { print $1 }'"'"' /proc/mounts) fs=$(stat -f -c %T /) installed=$(wc -l </etc/vmkit-installed) var=$(tail -c +5 /sys/firmware/efi/efivars/VmkitInstalled-'"$EFI_VAR_GUID"') current=$(tail -c +5 /sys/firmware/efi/efivars/BootCurrent-'"$EFI_GLOBAL_GUID"' | od -An -tx2 | tr -d " ")"; echo installed-$((6+7))-done' \
+        installed-13-done "the installed system did not answer" || return
+    got=$(tr -d '\r' <"$dir/out" | grep '^root=' | tail -n 1)
+    want_line="root=/dev/vda2 fs=ext2/ext3 installed=1 var=vmkit-installed current=$(echo "$entry" | tr 'A-F' 'a-f')"
+    if [ -z "$entry" ] || [ "$got" != "$want_line" ]; then
+        abort_vm
+        fail "the installed system: got '$got', want '$want_line' (the installer's entry: Boot${entry:-?})"
+        return
+    fi
+
+    # USB hot-plug into the running system: 4 MiB the host wrote, read back whole.
+    stick=/tmp/$name-stick.img
+    dd if=/dev/urandom of="$stick" bs=1M count=4 2>/dev/null
+    stick_md5=$(md5sum <"$stick" | cut -d' ' -f1)
+    reply=$(control "usb-attach path=$stick,readonly")
+    case "$reply" in
+    "ok port="*) port=${reply#ok port=} ;;
+    *) abort_vm; fail "usb-attach on the control socket: '$reply'"; return ;;
+    esac
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'n=0; while [ ! -b /dev/sda ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done; echo "stick=$(md5sum </dev/sda | cut -c1-32) ro=$(cat /sys/block/sda/ro)"; echo plug-$((3+4))-done' \
+        plug-7-done "the hot-plugged drive" || return
+    got=$(tr -d '\r' <"$dir/out" | grep '^stick=' | tail -n 1)
+    if [ "$got" != "stick=$stick_md5 ro=1" ]; then
+        abort_vm
+        fail "the hot-plugged drive: got '$got', want 'stick=$stick_md5 ro=1'"
+        return
+    fi
+    reply=$(control "usb-detach port=$port")
+    if [ "$reply" != ok ]; then abort_vm; fail "usb-detach port=$port: '$reply'"; return; fi
+    # shellcheck disable=SC2016 # the guest's shell expands it
+    guest_do 'n=0; while [ -b /dev/sda ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done; echo "gone=$([ -b /dev/sda ] && echo no || echo yes)"; echo unplug-$((4+5))-done' \
+        unplug-9-done "the detached drive" || return
+    if ! tr -d '\r' <"$dir/out" | grep -q '^gone=yes'; then
+        abort_vm
+        fail "/dev/sda is still there after usb-detach"
+        return
+    fi
+    poweroff_vm || return
+    result "efi-install ok: from the USB ISO with an empty store the installer ran and powered off in ${install_s}s; the disk alone booted its NVRAM entry Boot$entry (BootCurrent) to the installed system's shell in ${boot_s}s (/ = /dev/vda2 ext4, VmkitInstalled read back); a hot-plugged USB drive appeared as /dev/sda, md5-intact and read-only, and left on detach; poweroff exits 0"
 }
 
 want boot && run_case case_boot
@@ -1095,8 +1161,7 @@ want console && run_case case_console
 want root-disk && run_case case_root_disk
 want net && run_case case_net
 want tap && run_case case_tap
-want efi-shell && run_case case_efi_shell
-want efi-blk && run_case case_efi_blk
-want efi-iso && run_case case_efi_iso
+{ want efi-shell || want efi-shell-kill; } && run_case case_efi_shell
+want efi-install && run_case case_efi_install
 echo "nested-cases: done, $failures failed"
 [ "$failures" -eq 0 ]

@@ -180,17 +180,16 @@ else
     echo "run.sh: warning: no OVMF on this host (apt-get install ovmf); the efi-shell case" \
         "cannot run" >&2
 fi
-# An installer-style ISO of the default guest (GRUB for EFI, the kernel and initramfs), for the
-# efi-iso case: the firmware boots it from a USB drive.
+# vmkit's installer ISO (GRUB for EFI, Debian's kernel, the default guest with a scripted
+# installer), for the efi-install case: the firmware boots it from a USB drive.
 guest_out="$root/guest/out"
-if [ -f "$guest_out/vmlinuz" ] && [ -f "$guest_out/initramfs.img" ] &&
-    "$root/tests/support/make_efi_iso.sh" "$guest_out/vmlinuz" "$guest_out/initramfs.img" \
-        "console=ttyS0 panic=-1" "$work/efi-boot.iso" 2>"$work/efi-iso.log"; then
+if "$root/tests/support/make_installer_iso.sh" "$guest_out" "$work/installer.iso" \
+    2>"$work/installer-iso.log"; then
     mkdir -p "$stage/usr/share/vmkit"
-    mv "$work/efi-boot.iso" "$stage/usr/share/vmkit/efi-boot.iso"
+    mv "$work/installer.iso" "$stage/usr/share/vmkit/installer.iso"
 else
-    echo "run.sh: warning: no EFI boot ISO ($(head -c 300 "$work/efi-iso.log" 2>/dev/null)); the" \
-        "efi-iso case cannot run" >&2
+    echo "run.sh: warning: no installer ISO ($(head -c 300 "$work/installer-iso.log")); the" \
+        "efi-install case cannot run" >&2
 fi
 install -m 0755 "$script" "$stage/run.sh"
 if [ -n "${VMKIT_NESTED_EXTRA:-}" ]; then
