@@ -706,6 +706,13 @@ static int read_msg(struct vhost_user_server *s, struct msg *m, const char **why
     do {
         n = recvmsg(s->conn.fd, &mh, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
+    /* A failed recvmsg (ECONNRESET: the front end went away with replies unread) leaves
+     * msg_controllen as we set it: the buffer holds whatever an earlier call left there,
+     * and closing the descriptors it names would close fds we no longer own. */
+    if (n < 0) {
+        *why = "cannot read from the socket";
+        return -1;
+    }
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
@@ -721,10 +728,6 @@ static int read_msg(struct vhost_user_server *s, struct msg *m, const char **why
     }
     if (n == 0) {
         *why = "the front end closed the connection";
-        return -1;
-    }
-    if (n < 0) {
-        *why = "cannot read from the socket";
         return -1;
     }
     if (mh.msg_flags & MSG_CTRUNC) {
