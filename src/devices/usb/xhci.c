@@ -850,25 +850,27 @@ static unsigned cmd_evaluate_context(struct xhci *x, unsigned id, uint64_t in)
     return CC_SUCCESS;
 }
 
-/* The endpoint a command names (DCI in bits 20:16). */
-static unsigned ep_lookup(struct xhci *x, const struct trb *t, struct xhci_slot **s, unsigned *dci)
+/* The endpoint a command names (DCI in bits 20:16), which must be in one of `states` (a bit
+ * per EP_ state) for the command to apply. */
+static unsigned ep_lookup(struct xhci *x, const struct trb *t, unsigned states,
+                          struct xhci_slot **s, unsigned *dci)
 {
     unsigned cc = slot_lookup(x, t->ctrl >> 24, s);
     if (cc != CC_SUCCESS)
         return cc;
     *dci = (t->ctrl >> 16) & 0x1f;
-    return *dci == 0 ? CC_TRB_ERROR : CC_SUCCESS;
+    if (*dci == 0)
+        return CC_TRB_ERROR;
+    return (states >> (*s)->ep[*dci].state) & 1 ? CC_SUCCESS : CC_CONTEXT_STATE;
 }
 
 static unsigned cmd_reset_endpoint(struct xhci *x, const struct trb *t)
 {
     struct xhci_slot *s;
-    unsigned dci, cc = ep_lookup(x, t, &s, &dci);
+    unsigned dci, cc = ep_lookup(x, t, 1u << EP_HALTED, &s, &dci);
     if (cc != CC_SUCCESS)
         return cc;
     struct xhci_ep *ep = &s->ep[dci];
-    if (ep->state != EP_HALTED)
-        return CC_CONTEXT_STATE;
     ep->state = EP_STOPPED;
     ep_ctx_sync(x, s, dci);
     return CC_SUCCESS;
@@ -877,12 +879,10 @@ static unsigned cmd_reset_endpoint(struct xhci *x, const struct trb *t)
 static unsigned cmd_stop_endpoint(struct xhci *x, const struct trb *t)
 {
     struct xhci_slot *s;
-    unsigned dci, cc = ep_lookup(x, t, &s, &dci);
+    unsigned dci, cc = ep_lookup(x, t, 1u << EP_RUNNING, &s, &dci);
     if (cc != CC_SUCCESS)
         return cc;
     struct xhci_ep *ep = &s->ep[dci];
-    if (ep->state != EP_RUNNING)
-        return CC_CONTEXT_STATE;
     /* A TD waiting on a NAK was in progress: it stops where it is, nothing moved. */
     struct trb head;
     if (ep->nak && trb_read(x, ep->deq, &head))
@@ -896,12 +896,10 @@ static unsigned cmd_stop_endpoint(struct xhci *x, const struct trb *t)
 static unsigned cmd_set_tr_dequeue(struct xhci *x, const struct trb *t)
 {
     struct xhci_slot *s;
-    unsigned dci, cc = ep_lookup(x, t, &s, &dci);
+    unsigned dci, cc = ep_lookup(x, t, (1u << EP_STOPPED) | (1u << EP_ERROR), &s, &dci);
     if (cc != CC_SUCCESS)
         return cc;
     struct xhci_ep *ep = &s->ep[dci];
-    if (ep->state != EP_STOPPED && ep->state != EP_ERROR)
-        return CC_CONTEXT_STATE;
     ep->deq = t->param & ~0xfull;
     ep->dcs = t->param & 1;
     ep->nak = false;
