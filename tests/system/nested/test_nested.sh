@@ -8,7 +8,7 @@
 # VMKIT_BINARY (or $VMKIT_BIN) defaults to build/tools/vmkit/vmkit. Environment, all optional:
 # VMKIT_NESTED_DIR (cache of the outer machine, build/nested), VMKIT_NESTED_LOG (the outer
 # serial log, VMKIT_NESTED_DIR/logs/test_nested.log), VMKIT_NESTED_TIMEOUT (seconds for the
-# whole outer machine, 1500), VMKIT_NESTED_CASES (comma-separated case names to run, e.g.
+# whole outer machine, 1800), VMKIT_NESTED_CASES (comma-separated case names to run, e.g.
 # boot,root-disk; the others are reported as skipped). Exit status: 0 when every test passed
 # or all were skipped (no vmkit binary, no QEMU), 1 otherwise.
 set -uo pipefail
@@ -21,7 +21,7 @@ export VMKIT_NESTED_DIR=${VMKIT_NESTED_DIR:-$root/build/nested}
 export VMKIT_NESTED_LOG=${VMKIT_NESTED_LOG:-$VMKIT_NESTED_DIR/logs/test_nested.log}
 # 17 cases took 1031 s in a CI run here (about 20 boots of a minute or so each): room for a
 # slower machine and a few retries.
-export VMKIT_NESTED_TIMEOUT=${VMKIT_NESTED_TIMEOUT:-1500}
+export VMKIT_NESTED_TIMEOUT=${VMKIT_NESTED_TIMEOUT:-1800}
 
 # Retries are counted and bounded (the "retries" case): an inner boot that triple-faults or
 # stalls is booted again (cases.sh boot_vm, at most 3 times per case), a case whose guest
