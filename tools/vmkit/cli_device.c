@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Grows a request array by one zeroed element; NULL when out of memory. */
 static void *push(void *array, unsigned *count, size_t size)
@@ -226,7 +227,13 @@ static int parse_virtio_blk(struct cli_request *req, struct kv_iter *it, char *e
 static int parse_usb_mass_storage(struct cli_request *req, struct kv_iter *it, char *err,
                                   size_t errlen)
 {
-    return parse_disk(req, it, true, err, errlen);
+    int rc = parse_disk(req, it, true, err, errlen);
+    /* A USB drive on the command line is a file the user carries around (an installer ISO):
+     * one that is not there is a mistyped command line, said before anything starts. */
+    const char *path = rc ? NULL : req->disk[req->disk_count - 1].path;
+    if (path && access(path, F_OK) != 0)
+        rc = cli_usage_error(err, errlen, "%s: path=%s: %s", it->ctx, path, strerror(errno));
+    return rc;
 }
 
 /* ---- virtio-rng ---- */

@@ -1138,7 +1138,7 @@ static void test_build_config_usb_mass_storage(void **state)
     struct cli_request req;
     vmk_config *cfg = NULL;
     assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
-                           "usb-mass-storage,path=/iso/debian.iso,readonly", "--device",
+                           "usb-mass-storage,path=/dev/null,readonly", "--device",
                            "virtio-blk,path=/img/a.raw"),
                      0);
     assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
@@ -1154,9 +1154,13 @@ static void test_build_config_usb_mass_storage(void **state)
     EXPECT_USAGE("--device usb-mass-storage", "missing path=PATH", "run", "--device",
                  "usb-mass-storage");
     EXPECT_USAGE("--device usb-mass-storage", "at most 4 USB drives", "run", "--device",
-                 "usb-mass-storage,path=/a", "--device", "usb-mass-storage,path=/b", "--device",
-                 "usb-mass-storage,path=/c", "--device", "usb-mass-storage,path=/d", "--device",
-                 "usb-mass-storage,path=/e");
+                 "usb-mass-storage,path=/dev/null", "--device", "usb-mass-storage,path=/dev/null",
+                 "--device", "usb-mass-storage,path=/dev/null", "--device",
+                 "usb-mass-storage,path=/dev/null", "--device", "usb-mass-storage,path=/dev/null");
+    /* A drive's file that is not there is a usage error, before anything starts. */
+    EXPECT_USAGE("--device usb-mass-storage",
+                 "path=/nonexistent/debian.iso: No such file or directory", "run", "--device",
+                 "usb-mass-storage,path=/nonexistent/debian.iso,readonly");
 }
 
 /* --control-socket PATH: kept as given; the machine gets a USB controller for usb-attach. */
