@@ -4,6 +4,7 @@
 #include "devices/usb/usb_storage.h"
 #include "core/error.h"
 #include "devices/usb/scsi_disk.h"
+#include "devices/usb/usb_desc.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -25,27 +26,11 @@
 
 #define USB_DT_DEVICE_QUALIFIER   6
 #define USB_DT_OTHER_SPEED_CONFIG 7
-#define USB_FEATURE_REMOTE_WAKEUP 1
-#define USB_TYPE_MASK             0x60
-#define USB_TYPE_STANDARD         0x00
-#define USB_TYPE_CLASS            0x20
-#define USB_RECIP_MASK            0x1f
-#define USB_RECIP_DEVICE          0
-#define USB_RECIP_INTERFACE       1
-#define USB_RECIP_ENDPOINT        2
 #define HIGH_SPEED_BULK_PACKET    512
 #define FULL_SPEED_BULK_PACKET    64
 #define CONFIG_TOTAL_LEN          (9 + 9 + 7 + 7)
 #define SERIAL_MIN                12
 #define DEFAULT_SERIAL            "000000000001"
-
-enum {
-    STR_LANGS,
-    STR_MANUFACTURER,
-    STR_PRODUCT,
-    STR_SERIAL,
-    STR_COUNT,
-};
 
 enum bot_state {
     BOT_CBW,      /* waiting for a CBW on OUT */
@@ -76,16 +61,10 @@ struct usb_storage {
     uint32_t residue;
 };
 
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
 static void put_le32(uint8_t *p, uint32_t v)
 {
-    put_le16(p, (uint16_t)v);
-    put_le16(p + 2, (uint16_t)(v >> 16));
+    usb_put_le16(p, (uint16_t)v);
+    usb_put_le16(p + 2, (uint16_t)(v >> 16));
 }
 
 static uint32_t get_le32(const uint8_t *p)
@@ -309,27 +288,15 @@ static int storage_transfer(void *ctx, const struct usb_packet *p)
 
 /* ---- descriptors ---- */
 
-static size_t device_descriptor(uint8_t *d, bool qualifier)
+static size_t device_qualifier(uint8_t *d)
 {
-    size_t n = qualifier ? 10 : 18;
-    memset(d, 0, n);
-    d[0] = (uint8_t)n;
-    d[1] = qualifier ? USB_DT_DEVICE_QUALIFIER : USB_DT_DEVICE;
-    put_le16(d + 2, 0x0200); /* USB 2.0 */
-    /* Class, subclass, protocol 0: the interface says what we are. */
-    d[7] = 64; /* bMaxPacketSize0 */
-    if (qualifier) {
-        d[8] = 1; /* bNumConfigurations at the other speed */
-        return n;
-    }
-    put_le16(d + 8, USB_STORAGE_VENDOR_ID);
-    put_le16(d + 10, USB_STORAGE_PRODUCT_ID);
-    put_le16(d + 12, 0x0100); /* bcdDevice */
-    d[14] = STR_MANUFACTURER;
-    d[15] = STR_PRODUCT;
-    d[16] = STR_SERIAL;
-    d[17] = 1; /* bNumConfigurations */
-    return n;
+    memset(d, 0, 10);
+    d[0] = 10;
+    d[1] = USB_DT_DEVICE_QUALIFIER;
+    usb_put_le16(d + 2, 0x0200); /* USB 2.0 */
+    d[7] = 64;                   /* bMaxPacketSize0 */
+    d[8] = 1;                    /* bNumConfigurations at the other speed */
+    return 10;
 }
 
 /* The configuration, interface and two endpoints; other_speed: as the device would be at
@@ -340,7 +307,7 @@ static size_t config_descriptor(uint8_t *d, bool other_speed)
     memset(d, 0, CONFIG_TOTAL_LEN);
     d[0] = 9;
     d[1] = other_speed ? USB_DT_OTHER_SPEED_CONFIG : USB_DT_CONFIG;
-    put_le16(d + 2, CONFIG_TOTAL_LEN);
+    usb_put_le16(d + 2, CONFIG_TOTAL_LEN);
     d[4] = 1;    /* bNumInterfaces */
     d[5] = 1;    /* bConfigurationValue */
     d[7] = 0x80; /* bus powered, no remote wakeup */
@@ -358,152 +325,70 @@ static size_t config_descriptor(uint8_t *d, bool other_speed)
         e[1] = USB_DT_ENDPOINT;
         e[2] = k == 0 ? USB_STORAGE_EP_IN : USB_STORAGE_EP_OUT;
         e[3] = 0x02; /* bulk */
-        put_le16(e + 4, mps);
+        usb_put_le16(e + 4, mps);
     }
     return CONFIG_TOTAL_LEN;
 }
 
-/* String index idx as UTF-16LE, or 0 when there is none. */
-static size_t string_descriptor(const struct usb_storage *s, unsigned idx, uint8_t *d)
+static size_t storage_descriptor(void *ctx, const struct usb_setup *st, uint8_t *buf)
 {
-    const char *str;
-    switch (idx) {
-    case STR_LANGS:
-        d[0] = 4;
-        d[1] = USB_DT_STRING;
-        put_le16(d + 2, 0x0409); /* English (United States) */
-        return 4;
-    case STR_MANUFACTURER: str = "vmkit"; break;
-    case STR_PRODUCT: str = "vmkit USB disk"; break;
-    case STR_SERIAL: str = s->serial; break;
-    default: return 0;
-    }
-    size_t n = strlen(str);
-    d[0] = (uint8_t)(2 + 2 * n);
-    d[1] = USB_DT_STRING;
-    for (size_t k = 0; k < n; k++)
-        put_le16(d + 2 + 2 * k, (uint8_t)str[k]);
-    return 2 + 2 * n;
-}
-
-static int get_descriptor(struct usb_storage *s, const struct usb_setup *st, uint8_t *data)
-{
-    uint8_t buf[2 + 2 * 126];
-    size_t n = 0;
+    struct usb_storage *s = to_storage(ctx);
     unsigned type = st->value >> 8, idx = st->value & 0xff;
+    if ((st->request_type & USB_RECIP_MASK) != USB_RECIP_DEVICE)
+        return 0;
+    const char *const strings[3] = { "vmkit", "vmkit USB disk", s->serial };
     switch (type) {
-    case USB_DT_DEVICE: n = device_descriptor(buf, false); break;
-    case USB_DT_DEVICE_QUALIFIER: n = device_descriptor(buf, true); break;
+    case USB_DT_DEVICE: return usb_device_descriptor(buf, 64, USB_STORAGE_PRODUCT_ID, true);
+    case USB_DT_DEVICE_QUALIFIER: return device_qualifier(buf);
     case USB_DT_CONFIG:
     case USB_DT_OTHER_SPEED_CONFIG:
-        if (idx == 0)
-            n = config_descriptor(buf, type == USB_DT_OTHER_SPEED_CONFIG);
-        break;
-    case USB_DT_STRING: n = string_descriptor(s, idx, buf); break;
-    default: break;
+        return idx == 0 ? config_descriptor(buf, type == USB_DT_OTHER_SPEED_CONFIG) : 0;
+    case USB_DT_STRING: return usb_string_descriptor(strings, idx, buf);
+    default: return 0;
     }
-    if (!n)
-        return USB_RET_STALL;
-    if (n > st->length)
-        n = st->length;
-    memcpy(data, buf, n);
-    return (int)n;
 }
 
 /* ---- requests on the default pipe ---- */
 
-/* The halt flag of a bulk endpoint named in wIndex; NULL for endpoint 0 (never halted for
- * long: a STALL there ends with the next SETUP). */
-static bool *halt_flag(struct usb_storage *s, uint16_t index, bool *ok)
+static bool *storage_halt(void *ctx, uint8_t ep)
 {
-    *ok = true;
-    switch (index) {
+    struct usb_storage *s = to_storage(ctx);
+    switch (ep) {
     case USB_STORAGE_EP_IN: return &s->halt_in;
     case USB_STORAGE_EP_OUT: return &s->halt_out;
-    case 0x00:
-    case 0x80: return NULL;
-    default: *ok = false; return NULL;
+    default: return NULL;
     }
 }
 
-/* SET_CONFIGURATION and SET_INTERFACE reset the endpoints (USB 2.0 9.1.1.5); only a
- * Bulk-Only Mass Storage Reset ends the stall after an invalid CBW. */
+/* BOT 6.6.1: after an invalid CBW the stall outlives CLEAR_FEATURE(ENDPOINT_HALT),
+ * SET_CONFIGURATION and SET_INTERFACE; only a Bulk-Only Mass Storage Reset ends it. */
+static bool storage_may_clear_halt(void *ctx)
+{
+    return !to_storage(ctx)->need_reset;
+}
+
 static void clear_halts(struct usb_storage *s)
 {
     if (!s->need_reset)
         s->halt_in = s->halt_out = false;
 }
 
-static int standard_request(struct usb_storage *s, const struct usb_setup *st, uint8_t *data)
+static void storage_configured(void *ctx, bool set_config)
 {
-    bool in = st->request_type & USB_DIR_IN;
-    unsigned recip = st->request_type & USB_RECIP_MASK;
-    bool ok;
-    bool *halt;
-    switch (st->request) {
-    case USB_REQ_GET_DESCRIPTOR:
-        if (!in || recip != USB_RECIP_DEVICE)
-            return USB_RET_STALL;
-        return get_descriptor(s, st, data);
-    case USB_REQ_GET_CONFIG:
-        if (!in || recip != USB_RECIP_DEVICE)
-            return USB_RET_STALL;
-        if (st->length)
-            data[0] = s->config;
-        return st->length ? 1 : 0;
-    case USB_REQ_SET_CONFIG:
-        if (in || recip != USB_RECIP_DEVICE || st->value > 1)
-            return USB_RET_STALL;
-        s->config = (uint8_t)st->value;
+    struct usb_storage *s = to_storage(ctx);
+    if (set_config)
         s->need_reset = false;
-        clear_halts(s);
+    clear_halts(s);
+    if (set_config)
         bot_idle(s);
-        return 0;
-    case USB_REQ_GET_INTERFACE:
-        if (!in || recip != USB_RECIP_INTERFACE || st->index != 0 || !s->config)
-            return USB_RET_STALL;
-        if (st->length)
-            data[0] = 0;
-        return st->length ? 1 : 0;
-    case USB_REQ_SET_INTERFACE:
-        if (in || recip != USB_RECIP_INTERFACE || st->index != 0 || st->value != 0 || !s->config)
-            return USB_RET_STALL;
-        clear_halts(s);
-        return 0;
-    case USB_REQ_GET_STATUS: {
-        if (!in)
-            return USB_RET_STALL;
-        uint8_t status[2] = { 0, 0 }; /* bus powered, no remote wakeup, not halted */
-        if (recip == USB_RECIP_INTERFACE && st->index != 0)
-            return USB_RET_STALL;
-        if (recip == USB_RECIP_ENDPOINT) {
-            halt = halt_flag(s, st->index, &ok);
-            if (!ok)
-                return USB_RET_STALL;
-            status[0] = halt && *halt;
-        } else if (recip != USB_RECIP_DEVICE && recip != USB_RECIP_INTERFACE) {
-            return USB_RET_STALL;
-        }
-        size_t n = st->length < 2 ? st->length : 2;
-        memcpy(data, status, n);
-        return (int)n;
-    }
-    case USB_REQ_CLEAR_FEATURE:
-    case USB_REQ_SET_FEATURE:
-        /* Endpoint halt is the only feature we have (no remote wakeup, no test modes). */
-        if (in || recip != USB_RECIP_ENDPOINT || st->value != USB_FEATURE_ENDPOINT_HALT)
-            return USB_RET_STALL;
-        halt = halt_flag(s, st->index, &ok);
-        if (!ok)
-            return USB_RET_STALL;
-        if (halt && st->request == USB_REQ_SET_FEATURE)
-            *halt = true;
-        else if (halt && !s->need_reset)
-            *halt = false; /* BOT 6.6.1: after an invalid CBW the stall outlives this */
-        return 0;
-    default: return USB_RET_STALL; /* SET_ADDRESS is the controller's; SET_DESCRIPTOR none */
-    }
 }
+
+static const struct usb_std_ops storage_std_ops = {
+    .descriptor = storage_descriptor,
+    .configured = storage_configured,
+    .halt = storage_halt,
+    .may_clear_halt = storage_may_clear_halt,
+};
 
 static int class_request(struct usb_storage *s, const struct usb_setup *st, uint8_t *data)
 {
@@ -523,9 +408,7 @@ static int class_request(struct usb_storage *s, const struct usb_setup *st, uint
     case REQ_GET_MAX_LUN:
         if (!in)
             return USB_RET_STALL;
-        if (st->length)
-            data[0] = 0; /* LUN 0 alone */
-        return st->length ? 1 : 0;
+        return usb_reply(data, st->length, &(uint8_t){ 0 }, 1); /* LUN 0 alone */
     default: return USB_RET_STALL;
     }
 }
@@ -536,7 +419,7 @@ static int storage_control(void *ctx, const struct usb_setup *st, uint8_t *data)
     if (!st || (st->length && !data))
         return USB_RET_STALL;
     switch (st->request_type & USB_TYPE_MASK) {
-    case USB_TYPE_STANDARD: return standard_request(s, st, data);
+    case USB_TYPE_STANDARD: return usb_standard_request(&storage_std_ops, s, &s->config, st, data);
     case USB_TYPE_CLASS: return class_request(s, st, data);
     default: return USB_RET_STALL;
     }

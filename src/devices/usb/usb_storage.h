@@ -15,14 +15,14 @@
 #define VMK_USB_USB_STORAGE_H
 
 #include "block/backend.h"
-#include "devices/usb/usb_device.h"
+#include "devices/usb/usb_desc.h"
 #include "vmkit.h"
 
 #define USB_STORAGE_EP_IN      0x81
 #define USB_STORAGE_EP_OUT     0x02
 /* idVendor/idProduct: pid.codes' open-source vendor id and one of its test product ids, so
  * that no host applies another device's quirks to ours. */
-#define USB_STORAGE_VENDOR_ID  0x1209
+#define USB_STORAGE_VENDOR_ID  USB_VMKIT_VENDOR_ID
 #define USB_STORAGE_PRODUCT_ID 0x0001
 
 /* Makes the device over be and returns it through *out; the controller plugs it into a port
