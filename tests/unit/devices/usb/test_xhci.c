@@ -3,11 +3,13 @@
  * RAM, and a fake USB device (descriptors, a loopback bulk pair) behind a port. The
  * controller runs unthreaded (xhci_process) but for the tests of its worker thread. */
 #include "devices/usb/xhci.h"
+#include "devices/usb/usb_keyboard.h"
 #include "fake_kvm_irq.h"
 #include "core/le_bytes.h"
 #include "pci/msix.h"
 
 #include <errno.h>
+#include <linux/input-event-codes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -210,6 +212,7 @@ struct fx {
     struct irq_routing_ops ops;
     struct xhci *x;
     struct fake_dev dev, dev3;
+    struct usb_device *attach; /* what attach_and_reset plugs in; NULL: dev */
     struct ring cmd, ep[32];
     uint64_t evt_base;
     unsigned evt_size, evt_idx;
@@ -402,7 +405,7 @@ static void clear_port_changes(struct fx *f, unsigned port)
 /* Attach the high-speed fake, reset its port, take the events. */
 static void attach_and_reset(struct fx *f)
 {
-    assert_int_equal(xhci_attach(f->x, &f->dev.usb, &f->port), 0);
+    assert_int_equal(xhci_attach(f->x, f->attach ? f->attach : &f->dev.usb, &f->port), 0);
     process(f);
     assert_int_equal(expect_event(f, EV_PORT).param >> 24, f->port);
     clear_port_changes(f, f->port);
@@ -556,7 +559,7 @@ static void test_on_pci_bus(void **state)
 static void test_hcrst(void **state)
 {
     struct fx *f = *state;
-    assert_int_equal(xhci_attach(f->x, &f->dev.usb, &f->port), 0);
+    assert_int_equal(xhci_attach(f->x, f->attach ? f->attach : &f->dev.usb, &f->port), 0);
     bring_up(f);
     wr(f, USBCMD, 0);
     assert_true(rd(f, USBSTS) & 1);
@@ -580,7 +583,7 @@ static void test_hcrst(void **state)
 static void test_run_reports_connect(void **state)
 {
     struct fx *f = *state;
-    assert_int_equal(xhci_attach(f->x, &f->dev.usb, &f->port), 0);
+    assert_int_equal(xhci_attach(f->x, f->attach ? f->attach : &f->dev.usb, &f->port), 0);
     assert_int_equal(f->port, 1);
     process(f);
     bring_up(f);
@@ -906,6 +909,51 @@ static void test_nak_then_wakeup(void **state)
                      CC_CONTEXT_STATE);
 }
 
+/* The USB keyboard behind the controller, as usbhid drives it: SET_CONFIGURATION on the
+ * default pipe, an interrupt IN endpoint (type 7) with a TD waiting on NAK until a key, whose
+ * wakeup makes the controller retry it and complete it with the 8-byte report. */
+static void test_keyboard_interrupt_in(void **state)
+{
+    struct fx *f = *state;
+    struct usb_device *kbd = usb_keyboard_new();
+    assert_non_null(kbd);
+    f->attach = kbd;
+    bring_up(f);
+    addressed(f);
+    ring_push(f, &f->ep[1], 9u << 8 | 1u << 16, 8, TYPE(SETUP) | IDT);
+    ring_push(f, &f->ep[1], 0, 0, TYPE(STATUS) | DIR_IN | IOC);
+    ring_doorbell(f, 1);
+    assert_int_equal(expect_event(f, EV_TRANSFER).code, CC_SUCCESS);
+    input_ctx_clear(f);
+    le_put32(in_ctx(f, 0), 4, 1u | 1u << 3);
+    le_put32(in_ctx(f, 1), 0, 3u << 27 | 1u << 20); /* full speed */
+    ring_init(f, &f->ep[3], EP_RINGS + 3 * 0x1000, RING_TRBS);
+    le_put32(in_ctx(f, 1 + 3), 0, 6u << 16); /* Interval: 2^6 x 125 us, bInterval 10 ms */
+    le_put32(in_ctx(f, 1 + 3), 4, 8u << 16 | 7u << 3 | 3u << 1);
+    le_put64(in_ctx(f, 1 + 3), 8, f->ep[3].base | 1);
+    le_put32(in_ctx(f, 1 + 3), 16, 8);
+    assert_int_equal(command(f, IN_CTX, 0, TYPE(CONFIGURE_EP) | SLOT(f->slot)).code, CC_SUCCESS);
+    memset(G(f, BUF), 0xee, 8);
+    ring_push(f, &f->ep[3], BUF, 8, TYPE(NORMAL) | IOC);
+    ring_doorbell(f, 3);
+    expect_no_event(f);
+    process(f);
+    expect_no_event(f);
+    assert_true(usb_keyboard_key(kbd, KEY_LEFTSHIFT, true));
+    process(f);
+    struct ev e = expect_event(f, EV_TRANSFER);
+    assert_int_equal(e.code, CC_SUCCESS);
+    assert_int_equal(e.len, 0);
+    assert_memory_equal(G(f, BUF), ((uint8_t[8]){ 0x02, 0, 0, 0, 0, 0, 0, 0 }), 8);
+    /* The next TD waits for the next key, which queued while nobody polled. */
+    assert_true(usb_keyboard_key(kbd, KEY_G, true));
+    ring_push(f, &f->ep[3], BUF, 8, TYPE(NORMAL) | IOC);
+    ring_doorbell(f, 3);
+    assert_int_equal(expect_event(f, EV_TRANSFER).code, CC_SUCCESS);
+    assert_memory_equal(G(f, BUF), ((uint8_t[8]){ 0x02, 0, 0x0a, 0, 0, 0, 0, 0 }), 8);
+    assert_int_equal(ep_state(f, 3), 1);
+}
+
 static void test_detach_during_operation(void **state)
 {
     struct fx *f = *state;
@@ -1186,7 +1234,7 @@ static void test_event_ring_full(void **state)
     }
     assert_int_equal(seen, 30);
     /* Port events do not wait: the last free entry gets Event Ring Full, then nothing. */
-    assert_int_equal(xhci_attach(f->x, &f->dev.usb, &f->port), 0);
+    assert_int_equal(xhci_attach(f->x, f->attach ? f->attach : &f->dev.usb, &f->port), 0);
     for (unsigned i = 0; i < 20; i++) {
         wr(f, PORTSC(f->port), 0);
         wr(f, PORTSC(f->port), 1u << 9);
@@ -1300,7 +1348,7 @@ static void test_threaded(void **state)
     wr64(f, CRCR, CMD_RING | 1);
     event_ring_setup(f, EVT_RING, EVT_TRBS);
     wr(f, USBCMD, 1);
-    assert_int_equal(xhci_attach(f->x, &f->dev.usb, &f->port), 0);
+    assert_int_equal(xhci_attach(f->x, f->attach ? f->attach : &f->dev.usb, &f->port), 0);
     struct ev e;
     assert_true(wait_event(f, &e));
     assert_int_equal(e.type, EV_PORT);
@@ -1379,6 +1427,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bulk_in_short, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stall_and_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nak_then_wakeup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyboard_interrupt_in, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach_during_operation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_slot_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_pointers, setup, teardown),
