@@ -660,10 +660,21 @@ VMK_API uint32_t vmk_graphics_device_max_scanout_dimension(void); /* 16384 pixel
 
 typedef struct vmk_keyboard vmk_keyboard;
 
+typedef enum {
+    VMK_KEYBOARD_VIRTIO = 0, /* virtio-input */
+    VMK_KEYBOARD_USB = 1,    /* a USB HID keyboard on the machine's xHCI controller */
+} vmk_keyboard_kind;
+
 /* A keyboard, the part of VZUSBKeyboardConfiguration a Linux guest needs: a virtio input
  * device (virtio 1.2, 5.8) that the guest sees as a keyboard (evdev, the console). NULL when
  * out of memory. */
 VMK_API vmk_keyboard *vmk_virtio_keyboard_new(void);
+/* A USB keyboard (VZUSBKeyboardConfiguration): a HID boot keyboard on the xHCI controller the
+ * machine then has, so that firmware (OVMF's setup, GRUB) can be typed into as well as Linux
+ * (usbhid). It takes one of the controller's USB 2 ports, which it shares with the USB drives
+ * (vmk_config_max_usb_storage_device_count() of them in all). NULL when out of memory. */
+VMK_API vmk_keyboard *vmk_usb_keyboard_new(void);
+VMK_API vmk_keyboard_kind vmk_keyboard_get_kind(const vmk_keyboard *kbd);
 VMK_API void vmk_keyboard_free(vmk_keyboard *kbd);
 
 typedef struct vmk_pointing_device vmk_pointing_device;
@@ -763,6 +774,7 @@ VMK_API const vmk_graphics_device *vmk_config_get_graphics_device(const vmk_conf
 /* Keyboards and pointing devices appear in the order added. Takes ownership. */
 VMK_API vmk_result vmk_config_add_keyboard(vmk_config *cfg, vmk_keyboard *kbd);
 VMK_API unsigned vmk_config_keyboard_count(const vmk_config *cfg);
+VMK_API const vmk_keyboard *vmk_config_get_keyboard(const vmk_config *cfg, unsigned index);
 VMK_API vmk_result vmk_config_add_pointing_device(vmk_config *cfg, vmk_pointing_device *dev);
 VMK_API unsigned vmk_config_pointing_device_count(const vmk_config *cfg);
 /* The getters return NULL past the end; the objects stay the config's. */
@@ -972,7 +984,8 @@ VMK_API vmk_result vmk_vm_copy_display_image(vmk_vm *vm, unsigned display, void 
 VMK_API vmk_result vmk_vm_screenshot(vmk_vm *vm, unsigned display, const char *path,
                                      vmk_error **err);
 /* A key pressed or released, by its Linux evdev code (<linux/input-event-codes.h>: KEY_A is
- * 30, KEY_ENTER 28, ...). */
+ * 30, KEY_ENTER 28, ...), to the first keyboard whatever its kind. A USB keyboard ignores a
+ * key its boot report has no usage for (media keys, F13 and up). */
 VMK_API vmk_result vmk_vm_send_key(vmk_vm *vm, uint16_t code, bool pressed, vmk_error **err);
 /* The pointer at pixel x, y of display (scaled onto the pointing device's 0..32767, clamped
  * to the display), with these buttons down (VMK_POINTER_BUTTON_*). */

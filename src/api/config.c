@@ -479,6 +479,11 @@ unsigned vmk_config_keyboard_count(const vmk_config *cfg)
     return cfg ? cfg->keyboard.count : 0;
 }
 
+const vmk_keyboard *vmk_config_get_keyboard(const vmk_config *cfg, unsigned index)
+{
+    return cfg ? ptr_array_get(&cfg->keyboard, index) : NULL;
+}
+
 vmk_result vmk_config_add_pointing_device(vmk_config *cfg, vmk_pointing_device *dev)
 {
     return add(cfg ? &cfg->pointing : NULL, dev, free_pointing);

@@ -176,14 +176,10 @@ struct vmk_network_device {
     bool offloading;
 };
 
-/* The kinds of the graphics and input objects: one each today, room for more (a USB
- * keyboard, a trackpad) without changing the objects' shape. */
+/* The kinds of the graphics and pointing objects: one each today, room for more (a trackpad)
+ * without changing the objects' shape. Keyboards have a public kind. */
 enum graphics_device_kind {
     GRAPHICS_DEVICE_VIRTIO = 0,
-};
-
-enum keyboard_kind {
-    KEYBOARD_VIRTIO = 0,
 };
 
 enum pointing_device_kind {
@@ -201,7 +197,7 @@ struct vmk_graphics_device {
 };
 
 struct vmk_keyboard {
-    enum keyboard_kind kind;
+    vmk_keyboard_kind kind;
 };
 
 struct vmk_pointing_device {

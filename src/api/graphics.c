@@ -100,12 +100,27 @@ void graphics_device_validate(const vmk_graphics_device *dev, const char *what, 
 
 /* ---- The keyboard ---- */
 
-vmk_keyboard *vmk_virtio_keyboard_new(void)
+static vmk_keyboard *keyboard_new(vmk_keyboard_kind kind)
 {
     vmk_keyboard *kbd = calloc(1, sizeof(*kbd));
     if (kbd)
-        kbd->kind = KEYBOARD_VIRTIO;
+        kbd->kind = kind;
     return kbd;
+}
+
+vmk_keyboard *vmk_virtio_keyboard_new(void)
+{
+    return keyboard_new(VMK_KEYBOARD_VIRTIO);
+}
+
+vmk_keyboard *vmk_usb_keyboard_new(void)
+{
+    return keyboard_new(VMK_KEYBOARD_USB);
+}
+
+vmk_keyboard_kind vmk_keyboard_get_kind(const vmk_keyboard *kbd)
+{
+    return kbd ? kbd->kind : VMK_KEYBOARD_VIRTIO;
 }
 
 void vmk_keyboard_free(vmk_keyboard *kbd)

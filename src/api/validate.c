@@ -123,6 +123,14 @@ void config_validate_devices(const vmk_config *cfg, struct problems *p)
     validate_count(p, "directory sharing device", cfg->fs.count, VMK_MAX_FS_DEVICES);
     validate_count(p, "graphics device", cfg->graphics.count, VMK_MAX_GPU_DEVICES);
     validate_count(p, "keyboard", cfg->keyboard.count, VMK_MAX_KEYBOARDS);
+    /* Drives and keyboards share the controller's USB 2 ports. */
+    unsigned usb_drives = device_storage_count(cfg, VMK_STORAGE_DEVICE_USB_MASS_STORAGE),
+             usb_keyboards = device_keyboard_count(cfg, VMK_KEYBOARD_USB);
+    if (usb_keyboards && usb_drives + usb_keyboards > VMK_MAX_USB_STORAGE_DEVICES)
+        problem(p,
+                "%u USB devices (%u drives, %u keyboards), at most %u allowed: they share the "
+                "xHCI controller's USB 2 ports",
+                usb_drives + usb_keyboards, usb_drives, usb_keyboards, VMK_MAX_USB_STORAGE_DEVICES);
     validate_count(p, "pointing device", cfg->pointing.count, VMK_MAX_POINTERS);
     for (unsigned i = 0; i < cfg->serial.count; i++) {
         snprintf(what, sizeof(what), "serial port %u", i + 1);

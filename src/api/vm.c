@@ -783,6 +783,19 @@ vmk_result vmk_vm_usb_detach(vmk_vm *vm, unsigned port, vmk_error **err)
     return usb_plug(vm, NULL, port, NULL, err);
 }
 
+vmk_result vm_usb_send_key(vmk_vm *vm, uint16_t code, bool pressed, vmk_error **err)
+{
+    pthread_mutex_lock(&vm->lock);
+    vmk_result r;
+    if (!vm->machine || !state_in(vm->state, S(RUNNING) | S(PAUSED)))
+        r = vmk_fail(err, VMK_ERR_INVALID_STATE, 0, "cannot send input: the VM is %s",
+                     vmk_vm_state_string(vm->state));
+    else
+        r = machine_usb_send_key(vm->machine, code, pressed, err);
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
 vmk_result vm_with_device(vmk_vm *vm, const struct device_kind *kind, unsigned index,
                           const char *op, int (*fn)(struct device_instance *inst, void *arg),
                           void *arg, int *ret, vmk_error **err)

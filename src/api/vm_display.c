@@ -314,6 +314,11 @@ static vmk_result send(vmk_vm *vm, const struct device_kind *kind, const char *w
 
 vmk_result vmk_vm_send_key(vmk_vm *vm, uint16_t code, bool pressed, vmk_error **err)
 {
+    /* The first keyboard takes the keys, whatever its kind: the virtio row counts only the
+     * virtio ones, so its index 0 is the first keyboard when that one is virtio. */
+    if (vm &&
+        vmk_keyboard_get_kind(vmk_config_get_keyboard(vm_config_of(vm), 0)) == VMK_KEYBOARD_USB)
+        return vm_usb_send_key(vm, code, pressed, err);
     struct virtio_input_event ev = { EV_KEY, code, pressed ? 1 : 0 };
     return send(vm, &device_kind_virtio_keyboard, "keyboard", &ev, 1, err);
 }

@@ -50,6 +50,9 @@ void vm_displays_deliver(struct vm_displays *s, vmk_vm *vm);
 vmk_result vm_with_device(vmk_vm *vm, const struct device_kind *kind, unsigned index,
                           const char *op, int (*fn)(struct device_instance *inst, void *arg),
                           void *arg, int *ret, vmk_error **err);
+/* A key to the machine's USB keyboard (the configuration's first keyboard), under the VM's
+ * lock while the machine runs or is paused; else VMK_ERR_INVALID_STATE. */
+vmk_result vm_usb_send_key(vmk_vm *vm, uint16_t code, bool pressed, vmk_error **err);
 struct vm_displays *vm_displays_of(vmk_vm *vm);
 const vmk_config *vm_config_of(const vmk_vm *vm);
 

@@ -53,6 +53,14 @@ unsigned device_storage_count(const vmk_config *cfg, vmk_storage_device_kind kin
     return n;
 }
 
+unsigned device_keyboard_count(const vmk_config *cfg, vmk_keyboard_kind kind)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < vmk_config_keyboard_count(cfg); i++)
+        n += vmk_keyboard_get_kind(vmk_config_get_keyboard(cfg, i)) == kind;
+    return n;
+}
+
 static unsigned blk_count(const vmk_config *cfg)
 {
     return device_storage_count(cfg, VMK_STORAGE_DEVICE_VIRTIO_BLOCK);
@@ -622,6 +630,12 @@ static vmk_result pointing_open(const struct device_host_env *env, const vmk_con
     return input_open(VIRTIO_INPUT_TABLET, out, err);
 }
 
+/* USB keyboards sit behind the xHCI controller (usb_bus.c). */
+static unsigned virtio_keyboard_count(const vmk_config *cfg)
+{
+    return device_keyboard_count(cfg, VMK_KEYBOARD_VIRTIO);
+}
+
 static int input_send(struct device_instance *inst, const struct virtio_input_event *ev, unsigned n)
 {
     return virtio_input_send(inst->dev, ev, n);
@@ -630,7 +644,7 @@ static int input_send(struct device_instance *inst, const struct virtio_input_ev
 const struct device_kind device_kind_virtio_keyboard = {
     .name = "keyboard",
     .pci_class = 0x098000, /* other input controller, as QEMU's virtio-keyboard-pci */
-    .count = vmk_config_keyboard_count,
+    .count = virtio_keyboard_count,
     .open = keyboard_open,
     .input_send = input_send,
     .close = destroy_device,

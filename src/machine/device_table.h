@@ -108,6 +108,9 @@ extern const struct device_kind device_kind_virtio_pointing;
 /* How many of cfg's storage devices are of kind (virtio-blk functions, USB drives). */
 unsigned device_storage_count(const vmk_config *cfg, vmk_storage_device_kind kind);
 
+/* How many of cfg's keyboards are of kind (virtio-input functions, USB keyboards). */
+unsigned device_keyboard_count(const vmk_config *cfg, vmk_keyboard_kind kind);
+
 /* disk_image_open with what a storage attachment of the config says (path, read-only, caching,
  * synchronization): for virtio-blk's row and the USB drives (usb_bus.c). */
 struct disk_image;

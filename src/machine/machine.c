@@ -374,6 +374,13 @@ vmk_result machine_usb_detach(struct machine *m, unsigned port, vmk_error **err)
     return usb_bus_detach(m->usb, port, err);
 }
 
+vmk_result machine_usb_send_key(struct machine *m, uint16_t code, bool pressed, vmk_error **err)
+{
+    if (!m->usb)
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0, "input: the VM has no USB keyboard");
+    return usb_bus_send_key(m->usb, code, pressed, err);
+}
+
 void machine_press_power_button(struct machine *m)
 {
     platform_press_power_button(&m->platform);

@@ -53,6 +53,10 @@ vmk_result machine_usb_attach(struct machine *m, const vmk_storage_device *dev, 
                               vmk_error **err) __attribute__((warn_unused_result));
 vmk_result machine_usb_detach(struct machine *m, unsigned port, vmk_error **err)
     __attribute__((warn_unused_result));
+/* A key to the USB keyboard that is the configuration's first keyboard (usb_bus.h). Any
+ * thread. */
+vmk_result machine_usb_send_key(struct machine *m, uint16_t code, bool pressed, vmk_error **err)
+    __attribute__((warn_unused_result));
 /* Stops and joins the vCPUs, then frees everything. Event-loop thread. */
 void machine_destroy(struct machine *m);
 /* The pty a serial port got (index 0 is COM1), NULL when it has none. Valid until destroy. */

@@ -1,8 +1,10 @@
-/* The machine's USB (usb_bus.h): the xHCI controller and the drives on its ports. */
+/* The machine's USB (usb_bus.h): the xHCI controller and the drives and keyboards on its
+ * ports. */
 #include "machine/usb_bus.h"
 #include "machine/device_table.h"
 #include "block/disk_image.h"
 #include "core/error.h"
+#include "devices/usb/usb_keyboard.h"
 #include "devices/usb/usb_storage.h"
 #include "devices/usb/xhci.h"
 
@@ -19,12 +21,46 @@ struct usb_bus {
     pthread_mutex_t lock;
     struct disk_image *image[XHCI_PORTS + 1];
     unsigned next_serial; /* drives get serials 000000000001, 000000000002, ... */
+    /* The configuration's first keyboard when it is a USB one: where keys go (the
+     * controller owns it; it stays plugged in until usb_bus_free). */
+    struct usb_device *keyboard;
 };
 
 bool usb_bus_wanted(const vmk_config *cfg)
 {
     return vmk_config_get_usb_controller(cfg) ||
-           device_storage_count(cfg, VMK_STORAGE_DEVICE_USB_MASS_STORAGE) > 0;
+           device_storage_count(cfg, VMK_STORAGE_DEVICE_USB_MASS_STORAGE) > 0 ||
+           device_keyboard_count(cfg, VMK_KEYBOARD_USB) > 0;
+}
+
+/* The configuration's USB keyboards, after its drives (their ports stay as they were). */
+static vmk_result attach_keyboards(struct usb_bus *u, const vmk_config *cfg, vmk_error **err)
+{
+    for (unsigned i = 0; i < vmk_config_keyboard_count(cfg); i++) {
+        if (vmk_keyboard_get_kind(vmk_config_get_keyboard(cfg, i)) != VMK_KEYBOARD_USB)
+            continue;
+        struct usb_device *kbd = usb_keyboard_new();
+        if (!kbd)
+            return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "keyboard %u: out of memory", i + 1);
+        int e = xhci_attach(u->xhci, kbd, NULL);
+        if (e) {
+            kbd->ops->destroy(kbd->ctx);
+            return vmk_fail(err, e == -EBUSY ? VMK_ERR_INVALID_CONFIG : VMK_ERR_INTERNAL, -e,
+                            "keyboard %u: %s", i + 1,
+                            e == -EBUSY ? "every USB 2 port is taken" : "cannot plug it in");
+        }
+        if (i == 0)
+            u->keyboard = kbd;
+    }
+    return VMK_OK;
+}
+
+vmk_result usb_bus_send_key(struct usb_bus *u, uint16_t code, bool pressed, vmk_error **err)
+{
+    if (!u->keyboard)
+        return vmk_fail(err, VMK_ERR_UNSUPPORTED, 0, "input: the first keyboard is no USB one");
+    (void)usb_keyboard_key(u->keyboard, code, pressed); /* a key it lacks is no error */
+    return VMK_OK;
 }
 
 vmk_result usb_bus_attach(struct usb_bus *u, const vmk_storage_device *dev, unsigned *port,
@@ -111,6 +147,11 @@ vmk_result usb_bus_create(const struct guest_memory *gm, const struct irq_routin
             usb_bus_free(u);
             return r;
         }
+    }
+    vmk_result r = attach_keyboards(u, cfg, err);
+    if (r != VMK_OK) {
+        usb_bus_free(u);
+        return r;
     }
     int slot = pci_bus_add_device(bus, xhci_pci_device(u->xhci));
     if (slot < 0) {

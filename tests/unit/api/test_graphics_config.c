@@ -1,5 +1,6 @@
 /* Graphics and input's configuration objects: the virtio-gpu device and its scanouts, the
- * keyboard, the pointing device, and what vmk_config_validate says about them. */
+ * keyboards (virtio and USB), the pointing device, and what vmk_config_validate says about
+ * them. */
 #include "vmkit.h"
 #include "api/config_internal.h"
 
@@ -196,6 +197,63 @@ static void test_validate(void **state)
     vmk_config_free(cfg);
 }
 
+/* USB keyboards: their kind, their place in the list, and the controller's ports they share
+ * with USB drives. */
+static void test_usb_keyboard(void **state)
+{
+    struct fixture *f = *state;
+    vmk_keyboard *usb = vmk_usb_keyboard_new(), *virt = vmk_virtio_keyboard_new();
+    assert_int_equal(vmk_keyboard_get_kind(usb), VMK_KEYBOARD_USB);
+    assert_int_equal(vmk_keyboard_get_kind(virt), VMK_KEYBOARD_VIRTIO);
+    assert_int_equal(vmk_keyboard_get_kind(NULL), VMK_KEYBOARD_VIRTIO);
+    vmk_config *cfg = tf_valid_config(f->kernel);
+    assert_null(vmk_config_get_keyboard(cfg, 0));
+    assert_int_equal(vmk_config_add_keyboard(cfg, usb), VMK_OK);
+    assert_int_equal(vmk_config_add_keyboard(cfg, virt), VMK_OK);
+    assert_ptr_equal(vmk_config_get_keyboard(cfg, 0), usb);
+    assert_ptr_equal(vmk_config_get_keyboard(cfg, 1), virt);
+    assert_null(vmk_config_get_keyboard(cfg, 2));
+    assert_null(vmk_config_get_keyboard(NULL, 0));
+    tf_expect_valid(cfg);
+    /* Copies keep the kind. */
+    vmk_config *c = config_copy(cfg);
+    assert_non_null(c);
+    assert_int_equal(vmk_keyboard_get_kind(vmk_config_get_keyboard(c, 0)), VMK_KEYBOARD_USB);
+    assert_int_equal(vmk_keyboard_get_kind(vmk_config_get_keyboard(c, 1)), VMK_KEYBOARD_VIRTIO);
+    vmk_config_free(c);
+    /* Keys go to the first keyboard, a USB one here: not before the VM runs. */
+    vmk_vm *vm = vmk_vm_new(cfg, NULL);
+    assert_non_null(vm);
+    vmk_error *err = NULL;
+    assert_int_equal(vmk_vm_send_key(vm, 30, true, &err), VMK_ERR_INVALID_STATE);
+    assert_non_null(strstr(vmk_error_message(err), "stopped"));
+    vmk_error_free(err);
+    vmk_vm_free(vm);
+    vmk_config_free(cfg);
+
+    /* Four USB devices fit the four USB 2 ports; a fifth does not, drives or keyboards. */
+    char img[128];
+    snprintf(img, sizeof(img), "%s/usb.img", f->dir);
+    static char block[4096];
+    tf_write_file(img, block, sizeof(block));
+    cfg = tf_valid_config(f->kernel);
+    for (int i = 0; i < 2; i++) {
+        vmk_config_add_keyboard(cfg, vmk_usb_keyboard_new());
+        vmk_config_add_storage_device(
+            cfg, vmk_usb_mass_storage_device_new(vmk_disk_image_attachment_new(img, true)));
+    }
+    tf_expect_valid(cfg);
+    vmk_config_add_keyboard(cfg, vmk_usb_keyboard_new());
+    EXPECT_INVALID(cfg, "5 USB devices (2 drives, 3 keyboards), at most 4 allowed: they share "
+                        "the xHCI controller's USB 2 ports");
+    vmk_config_free(cfg);
+    cfg = tf_valid_config(f->kernel);
+    for (int i = 0; i < 4; i++)
+        vmk_config_add_keyboard(cfg, vmk_usb_keyboard_new());
+    tf_expect_valid(cfg);
+    vmk_config_free(cfg);
+}
+
 static void test_copy(void **state)
 {
     struct fixture *f = *state;
@@ -303,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_graphics_device),
         cmocka_unit_test(test_config_lists),
         cmocka_unit_test_setup_teardown(test_validate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usb_keyboard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_calls_when_stopped, setup, teardown),
     };

@@ -1,6 +1,7 @@
 /* The machine's USB: the xHCI controller on a PCI bus with the configuration's drives on its
  * ports, drives plugged in and pulled out at run time (their images locked while in, released
- * after), and the errors: no such port, every port taken, a missing image, a non-USB device. */
+ * after), and the errors: no such port, every port taken, a missing image, a non-USB device;
+ * USB keyboards on ports of their own, keys reaching the first keyboard when it is one. */
 #include "fake_kvm_irq.h"
 #include "block/disk_image.h"
 #include "core/guest_memory.h"
@@ -168,6 +169,58 @@ static void test_config_drives_and_hot_plug(void **state)
     vmk_config_free(cfg);
 }
 
+static void test_keyboards(void **state)
+{
+    struct fx *f = *state;
+    vmk_config *cfg = vmk_config_new();
+    assert_int_equal(vmk_config_add_keyboard(cfg, vmk_usb_keyboard_new()), VMK_OK);
+    assert_true(usb_bus_wanted(cfg));
+    assert_int_equal(vmk_config_add_keyboard(cfg, vmk_virtio_keyboard_new()), VMK_OK);
+    assert_int_equal(vmk_config_add_keyboard(cfg, vmk_usb_keyboard_new()), VMK_OK);
+    vmk_config_add_storage_device(cfg, usb_disk(f->img[0], false));
+    struct usb_bus *u = NULL;
+    vmk_error *e = NULL;
+    assert_int_equal(usb_bus_create(&f->gm, &f->irq, f->bus, cfg, &u, &e), VMK_OK);
+    /* The drive keeps port 1, the two USB keyboards take 2 and 3: one port is left. */
+    vmk_storage_device *extra = usb_disk(f->img[1], false);
+    unsigned port = 0;
+    assert_int_equal(usb_bus_attach(u, extra, &port, &e), VMK_OK);
+    assert_int_equal(port, 4);
+    vmk_storage_device *fifth = usb_disk(f->img[2], true);
+    assert_int_equal(usb_bus_attach(u, fifth, &port, &e), VMK_ERR_INVALID_STATE);
+    assert_non_null(strstr(vmk_error_message(e), "every USB 2 port is taken"));
+    vmk_error_free(e), e = NULL;
+    vmk_storage_device_free(fifth);
+    /* A keyboard is no drive to pull out. */
+    assert_int_equal(usb_bus_detach(u, 2, &e), VMK_ERR_INVALID_ARGUMENT);
+    vmk_error_free(e), e = NULL;
+    /* Keys go to the first keyboard; an unknown one is no error. */
+    assert_int_equal(usb_bus_send_key(u, 30, true, &e), VMK_OK);
+    assert_int_equal(usb_bus_send_key(u, 30, false, &e), VMK_OK);
+    assert_int_equal(usb_bus_send_key(u, 0x2ff, true, &e), VMK_OK);
+    pci_bus_free(f->bus);
+    f->bus = NULL;
+    usb_bus_free(u);
+    vmk_storage_device_free(extra);
+    vmk_config_free(cfg);
+
+    /* The first keyboard virtio: the USB one gets a port but no keys. */
+    cfg = vmk_config_new();
+    vmk_config_add_keyboard(cfg, vmk_virtio_keyboard_new());
+    vmk_config_add_keyboard(cfg, vmk_usb_keyboard_new());
+    f->bus = pci_bus_new(&(struct pci_windows){ .mmio32_base = 0xc0000000ull,
+                                                .mmio32_size = 0x10000000ull,
+                                                .mmio64_base = 0x800000000ull,
+                                                .mmio64_size = 0x100000000ull });
+    assert_int_equal(usb_bus_create(&f->gm, &f->irq, f->bus, cfg, &u, &e), VMK_OK);
+    assert_int_equal(usb_bus_send_key(u, 30, true, &e), VMK_ERR_UNSUPPORTED);
+    vmk_error_free(e);
+    pci_bus_free(f->bus);
+    f->bus = NULL;
+    usb_bus_free(u);
+    vmk_config_free(cfg);
+}
+
 /* A configured drive whose image is missing: nothing is left behind, the message names it. */
 static void test_create_fails_cleanly(void **state)
 {
@@ -192,6 +245,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wanted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_drives_and_hot_plug, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyboards, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
