@@ -170,6 +170,11 @@ static const char usage_text[] =
     "                          width x height pixels (default 1280x800), and one\n"
     "                          more for each scanout=WxH; sides 1..16384, up to 16\n"
     "                          scanouts (at most one device)\n"
+    "  usb-keyboard            a USB keyboard (HID boot protocol) on the xHCI\n"
+    "                          controller: what firmware menus (OVMF's setup, GRUB)\n"
+    "                          read, and Linux too; the views (--vnc, --gui) type\n"
+    "                          into it, and --gui adds no virtio keyboard beside it.\n"
+    "                          No keys; it takes a USB port (4, shared with the drives)\n"
     "  virtio-input,keyboard|pointing\n"
     "                          a virtio keyboard, or a pointing device in screen\n"
     "                          coordinates (a tablet: absolute X and Y, 3 buttons, a\n"
@@ -863,8 +868,8 @@ static int finish_display(struct cli_request *req, char *err, size_t errlen)
                                "--web: needs --vnc (the browser shows the VNC display)");
     if (req->vnc_password_file && !req->vnc)
         return cli_usage_error(err, errlen, "--vnc-password-file: needs --vnc");
-    if (req->gui && (!req->keyboard_count || !req->pointing_count)) {
-        bool kbd = !req->keyboard_count, ptr = !req->pointing_count;
+    if (req->gui && (!(req->keyboard_count + req->usb_keyboard_count) || !req->pointing_count)) {
+        bool kbd = !(req->keyboard_count + req->usb_keyboard_count), ptr = !req->pointing_count;
         fprintf(stderr, "vmkit: --gui: adding a virtio %s%s%s\n", kbd ? "keyboard" : "",
                 kbd && ptr ? " and " : "", ptr ? "pointing device" : "");
         req->keyboard_count += kbd;
@@ -1042,11 +1047,14 @@ static int parse_serve(int argc, char *const argv[], struct cli_request *req, ch
                                        "--device serial: serve-device serves virtio devices "
                                        "(virtio-blk, virtio-rng, virtio-console)");
             rc = cli_parse_device(req, o->name, value, err, errlen);
-            if (!rc && (req->gpu || req->keyboard_count || req->pointing_count))
+            if (!rc &&
+                (req->gpu || req->keyboard_count || req->pointing_count || req->usb_keyboard_count))
                 return cli_usage_error(err, errlen,
                                        "--device %s: serve-device cannot serve it (a display and "
                                        "its input are a VM's, with no vhost-user front end here)",
-                                       req->gpu ? "virtio-gpu" : "virtio-input");
+                                       req->gpu                  ? "virtio-gpu"
+                                       : req->usb_keyboard_count ? "usb-keyboard"
+                                                                 : "virtio-input");
             if (!rc && req->balloon)
                 return cli_usage_error(err, errlen,
                                        "--device virtio-balloon: serve-device cannot serve it (it "

@@ -202,15 +202,16 @@ struct cli_request {
     bool gpu;                        /* --device virtio-gpu: the graphics device */
     struct cli_scanout *gpu_scanout; /* its scanouts, in order (at least one) */
     unsigned gpu_scanout_count;
-    unsigned keyboard_count;  /* --device virtio-input,keyboard (and what --gui adds) */
-    unsigned pointing_count;  /* --device virtio-input,pointing (and what --gui adds) */
-    bool gui;                 /* --gui: a window shows the display */
-    char *vnc;                /* --vnc: NULL none, "" the default ("auto"), else the address
+    unsigned keyboard_count;     /* --device virtio-input,keyboard (and what --gui adds) */
+    unsigned usb_keyboard_count; /* --device usb-keyboard: before the virtio ones */
+    unsigned pointing_count;     /* --device virtio-input,pointing (and what --gui adds) */
+    bool gui;                    /* --gui: a window shows the display */
+    char *vnc;                   /* --vnc: NULL none, "" the default ("auto"), else the address
                                * as given (cli_parse_vnc_address reads it) */
-    char *vnc_password_file;  /* --vnc-password-file: a file that was there, not empty */
-    bool web;                 /* --web: the VNC display in a browser too (needs --vnc) */
-    char *screenshot_on_exit; /* --screenshot-on-exit PATH */
-    char *control_socket;     /* --control-socket PATH: control.h's commands (and an xHCI
+    char *vnc_password_file;     /* --vnc-password-file: a file that was there, not empty */
+    bool web;                    /* --web: the VNC display in a browser too (needs --vnc) */
+    char *screenshot_on_exit;    /* --screenshot-on-exit PATH */
+    char *control_socket;        /* --control-socket PATH: control.h's commands (and an xHCI
                                * controller for usb-attach) */
 };
 

@@ -334,8 +334,13 @@ static int add_known_devices(vmk_config *cfg, const struct cli_request *req)
         if (vmk_config_add_graphics_device(cfg, gpu) != VMK_OK) /* owns gpu, even on failure */
             return -1;
     }
+    /* USB keyboards first: the first keyboard is the one keys go to, and firmware reads only
+     * a USB one. */
+    for (unsigned i = 0; i < req->usb_keyboard_count; i++)
+        if (vmk_config_add_keyboard(cfg, vmk_usb_keyboard_new()) != VMK_OK) /* NULL fails */
+            return -1;
     for (unsigned i = 0; i < req->keyboard_count; i++)
-        if (vmk_config_add_keyboard(cfg, vmk_virtio_keyboard_new()) != VMK_OK) /* NULL fails */
+        if (vmk_config_add_keyboard(cfg, vmk_virtio_keyboard_new()) != VMK_OK)
             return -1;
     for (unsigned i = 0; i < req->pointing_count; i++)
         if (vmk_config_add_pointing_device(

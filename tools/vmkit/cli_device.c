@@ -2,6 +2,7 @@
  *   serial,stdio|file=PATH[,append]|pty|socket=PATH
  *   virtio-blk,path=PATH[,readonly][,cache=MODE][,sync=MODE][,id=SERIAL][,queues=N]
  *   usb-mass-storage,path=PATH[,readonly][,cache=MODE][,sync=MODE]
+ *   usb-keyboard
  *   virtio-rng[,rate=BYTES_PER_SEC]
  *   virtio-console,stdio|file=PATH[,append]|pty|socket=PATH[,name=NAME][,console]
  *   virtio-net[,nat][,hostfwd=...]|fd=N|unixSocketPath=PATH|type=unixgram|unixstream,path=PATH
@@ -177,6 +178,15 @@ static int parse_disk_keys(struct kv_iter *it, bool usb, struct cli_disk *d, cha
     return rc;
 }
 
+/* Drives and keyboards share the xHCI controller's USB 2 ports. */
+static int usb_ports_full(const char *ctx, char *err, size_t errlen)
+{
+    return cli_usage_error(err, errlen,
+                           "%s: at most %u USB devices (USB drives and keyboards share the "
+                           "controller's ports)",
+                           ctx, vmk_config_max_usb_storage_device_count());
+}
+
 /* A disk: virtio-blk, or a USB drive. */
 static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, char *err,
                       size_t errlen)
@@ -193,6 +203,9 @@ static int parse_disk(struct cli_request *req, struct kv_iter *it, bool usb, cha
     if (!rc && usb && usb_count >= vmk_config_max_usb_storage_device_count())
         rc = cli_usage_error(err, errlen, "%s: at most %u USB drives", ctx,
                              vmk_config_max_usb_storage_device_count());
+    if (!rc && usb &&
+        usb_count + req->usb_keyboard_count >= vmk_config_max_usb_storage_device_count())
+        rc = usb_ports_full(ctx, err, errlen);
     if (!rc) {
         struct cli_disk *slot = push(&req->disk, &req->disk_count, sizeof(*slot));
         if (slot) {
@@ -1062,7 +1075,7 @@ static int parse_virtio_input(struct cli_request *req, struct kv_iter *it, char 
     unsigned *count = keyboard ? &req->keyboard_count : &req->pointing_count;
     unsigned max =
         keyboard ? vmk_config_max_keyboard_count() : vmk_config_max_pointing_device_count();
-    if (!rc && *count >= max)
+    if (!rc && *count + (keyboard ? req->usb_keyboard_count : 0) >= max)
         rc = cli_usage_error(err, errlen, "%s: at most %u %s", ctx, max,
                              keyboard ? "keyboards" : "pointing devices");
     if (!rc)
@@ -1070,6 +1083,25 @@ static int parse_virtio_input(struct cli_request *req, struct kv_iter *it, char 
     free(key);
     free(val);
     return rc;
+}
+
+/* A USB keyboard: no keys. It is the keyboard the views type into (cli_config.c puts it
+ * first), and --gui adds no virtio one beside it. */
+static int parse_usb_keyboard(struct cli_request *req, struct kv_iter *it, char *err, size_t errlen)
+{
+    const char *ctx = it->ctx;
+    if (!it->done)
+        return cli_usage_error(err, errlen, "%s: takes no keys (got '%s')", ctx, it->p);
+    unsigned usb = req->usb_keyboard_count;
+    for (unsigned i = 0; i < req->disk_count; i++)
+        usb += req->disk[i].usb;
+    if (req->keyboard_count + req->usb_keyboard_count >= vmk_config_max_keyboard_count())
+        return cli_usage_error(err, errlen, "%s: at most %u keyboards", ctx,
+                               vmk_config_max_keyboard_count());
+    if (usb >= vmk_config_max_usb_storage_device_count())
+        return usb_ports_full(ctx, err, errlen);
+    req->usb_keyboard_count++;
+    return 0;
 }
 
 /* ---- ports: serial and console ---- */
@@ -1263,6 +1295,7 @@ static const struct {
     { "serial", NULL, parse_serial },
     { "virtio-blk", NULL, parse_virtio_blk },
     { "usb-mass-storage", NULL, parse_usb_mass_storage },
+    { "usb-keyboard", NULL, parse_usb_keyboard },
     { "virtio-rng", NULL, parse_virtio_rng },
     { "virtio-console", "virtio-serial", parse_console_port },
     { "virtio-net", NULL, parse_virtio_net },
@@ -1313,7 +1346,8 @@ int cli_parse_device(struct cli_request *req, const char *opt, const char *spec,
     return cli_usage_error(
         err, errlen,
         "%s: unknown device type '%.*s' (this release knows: serial, virtio-blk, "
-        "usb-mass-storage, virtio-rng, virtio-console, virtio-net, virtio-balloon, virtio-vsock, "
+        "usb-mass-storage, usb-keyboard, virtio-rng, virtio-console, virtio-net, virtio-balloon, "
+        "virtio-vsock, "
         "virtio-fs, rosetta, "
         "virtio-gpu, virtio-input; virtio-serial is virtio-console)",
         opt, (int)len, spec);

@@ -341,9 +341,9 @@ static bool start_views(const struct cli_request *req, vmk_vm *vm, struct views 
             say("--web: noVNC's pages are not installed (apt-get install novnc); a noVNC page "
                 "served elsewhere can connect to ws://%s",
                 vnc_view_address(v->vnc));
-        if (!req->keyboard_count || !req->pointing_count)
-            say("--vnc: without a virtio keyboard and pointing device (--device "
-                "virtio-input,keyboard / pointing) the view only shows");
+        if (!(req->keyboard_count + req->usb_keyboard_count) || !req->pointing_count)
+            say("--vnc: without a keyboard (--device usb-keyboard or virtio-input,keyboard) "
+                "and a pointing device (--device virtio-input,pointing) the view only shows");
     }
 #endif
 #ifdef VMKIT_HAVE_GUI

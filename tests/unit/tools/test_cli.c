@@ -2344,6 +2344,58 @@ static char *parse_capturing_stderr(struct cli_request *req, int *rc, const char
     return text;
 }
 
+/* --device usb-keyboard: no keys, first among the keyboards, sharing the USB ports with the
+ * drives; --gui adds no virtio keyboard beside it. */
+static void test_device_usb_keyboard(void **state)
+{
+    struct cli_request req;
+    vmk_config *cfg = NULL;
+    assert_int_equal(PARSE(&req, errbuf, "run", "--kernel", "/k", "--device",
+                           "virtio-input,keyboard", "--device", "usb-keyboard"),
+                     0);
+    assert_int_equal(req.usb_keyboard_count, 1);
+    assert_int_equal(req.keyboard_count, 1);
+    assert_int_equal(cli_build_config(&req, NULL, &cfg, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(vmk_config_keyboard_count(cfg), 2);
+    assert_int_equal(vmk_keyboard_get_kind(vmk_config_get_keyboard(cfg, 0)), VMK_KEYBOARD_USB);
+    assert_int_equal(vmk_keyboard_get_kind(vmk_config_get_keyboard(cfg, 1)), VMK_KEYBOARD_VIRTIO);
+    vmk_config_free(cfg);
+    cli_request_free(&req);
+
+    int rc;
+    char *said =
+        parse_capturing_stderr(&req, &rc,
+                               (const char *[]){ "vmkit", "run", "--device", "virtio-gpu",
+                                                 "--device", "usb-keyboard", "--gui", NULL });
+    assert_int_equal(rc, 0);
+    assert_int_equal(req.usb_keyboard_count, 1);
+    assert_int_equal(req.keyboard_count, 0);
+    assert_int_equal(req.pointing_count, 1);
+    assert_string_equal(said, "vmkit: --gui: adding a virtio pointing device\n");
+    free(said);
+    cli_request_free(&req);
+
+    EXPECT_USAGE("--device usb-keyboard", "takes no keys (got 'layout=us')", "run", "--device",
+                 "usb-keyboard,layout=us");
+    EXPECT_USAGE("--device usb-keyboard", "empty option", "run", "--device", "usb-keyboard,");
+    EXPECT_USAGE("--device usb-keyboard", "at most 4 keyboards", "run", "--device",
+                 "virtio-input,keyboard", "--device", "usb-keyboard", "--device", "usb-keyboard",
+                 "--device", "virtio-input,keyboard", "--device", "usb-keyboard");
+    EXPECT_USAGE("--device virtio-input", "at most 4 keyboards", "run", "--device", "usb-keyboard",
+                 "--device", "usb-keyboard", "--device", "usb-keyboard", "--device", "usb-keyboard",
+                 "--device", "virtio-input,keyboard");
+    EXPECT_USAGE("--device usb-keyboard", "at most 4 USB devices", "run", "--device",
+                 "usb-mass-storage,path=/dev/null", "--device", "usb-mass-storage,path=/dev/null",
+                 "--device", "usb-mass-storage,path=/dev/null", "--device",
+                 "usb-mass-storage,path=/dev/null", "--device", "usb-keyboard");
+    EXPECT_USAGE("--device usb-mass-storage", "at most 4 USB devices", "run", "--device",
+                 "usb-keyboard", "--device", "usb-keyboard", "--device",
+                 "usb-mass-storage,path=/dev/null", "--device", "usb-mass-storage,path=/dev/null",
+                 "--device", "usb-mass-storage,path=/dev/null");
+    EXPECT_USAGE("--device usb-keyboard", "serve-device cannot serve it", "serve-device",
+                 "--socket", "/tmp/s", "--device", "usb-keyboard");
+}
+
 static void test_device_virtio_gpu(void **state)
 {
     struct cli_request req;
@@ -2699,6 +2751,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_device_virtio_fs, make_tmp, remove_tmp),
         cmocka_unit_test_setup_teardown(test_device_virtio_fs_errors, make_tmp, remove_tmp),
         cmocka_unit_test_setup_teardown(test_serve_device_fs, make_tmp, remove_tmp),
+        cmocka_unit_test(test_device_usb_keyboard),
         cmocka_unit_test(test_device_virtio_gpu),
         cmocka_unit_test_setup_teardown(test_device_virtio_gpu_errors, make_tmp, remove_tmp),
     };
