@@ -27,8 +27,8 @@ sources() {
     frame_stream) echo "tests/fuzz/input.c src/attach/frame_stream.c" ;;
     cfi_flash) echo "tests/fuzz/input.c src/devices/legacy/cfi_flash.c src/core/file_lock.c
                    src/core/error.c" ;;
-    usb_storage) echo "tests/fuzz/input.c src/devices/usb/usb_storage.c src/devices/usb/scsi_disk.c
-                       src/core/error.c" ;;
+    usb_storage) echo "tests/fuzz/input.c src/devices/usb/usb_storage.c src/devices/usb/usb_desc.c
+                       src/devices/usb/scsi_disk.c src/core/error.c" ;;
     fuse_server) echo "tests/fuzz/input.c src/attach/fuse_server.c src/attach/fuse_host.c
                        src/attach/fuse_metadata.c src/attach/fuse_io.c src/attach/fuse_inodes.c
                        src/core/error.c" ;;

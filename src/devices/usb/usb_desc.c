@@ -5,11 +5,45 @@
 
 #include <string.h>
 
+void usb_desc_start(uint8_t *d, uint8_t len, uint8_t type)
+{
+    memset(d, 0, len);
+    d[0] = len;
+    d[1] = type;
+}
+
+size_t usb_config_and_interface(uint8_t *d, uint8_t type, uint16_t total, uint8_t endpoints,
+                                uint8_t cls, uint8_t subclass, uint8_t protocol)
+{
+    usb_desc_start(d, 9, type);
+    usb_put_le16(d + 2, total);
+    d[4] = 1;    /* bNumInterfaces */
+    d[5] = 1;    /* bConfigurationValue */
+    d[7] = 0x80; /* bus powered, no remote wakeup */
+    d[8] = 50;   /* 100 mA */
+    uint8_t *i = d + 9;
+    usb_desc_start(i, 9, USB_DT_INTERFACE);
+    i[4] = endpoints;
+    i[5] = cls;
+    i[6] = subclass;
+    i[7] = protocol;
+    return 18;
+}
+
+size_t usb_endpoint_descriptor(uint8_t *d, uint8_t address, uint8_t attributes, uint16_t max_packet,
+                               uint8_t interval)
+{
+    usb_desc_start(d, 7, USB_DT_ENDPOINT);
+    d[2] = address;
+    d[3] = attributes;
+    usb_put_le16(d + 4, max_packet);
+    d[6] = interval;
+    return 7;
+}
+
 size_t usb_device_descriptor(uint8_t *d, uint8_t max_packet0, uint16_t product, bool serial)
 {
-    memset(d, 0, 18);
-    d[0] = 18;
-    d[1] = USB_DT_DEVICE;
+    usb_desc_start(d, 18, USB_DT_DEVICE);
     usb_put_le16(d + 2, 0x0200); /* USB 2.0 */
     /* Class, subclass, protocol 0: the interface says what we are. */
     d[7] = max_packet0;
@@ -26,8 +60,7 @@ size_t usb_device_descriptor(uint8_t *d, uint8_t max_packet0, uint16_t product, 
 size_t usb_string_descriptor(const char *const strings[3], unsigned idx, uint8_t *d)
 {
     if (idx == 0) {
-        d[0] = 4;
-        d[1] = USB_DT_STRING;
+        usb_desc_start(d, 4, USB_DT_STRING);
         usb_put_le16(d + 2, 0x0409); /* English (United States) */
         return 4;
     }

@@ -35,6 +35,18 @@ static inline void usb_put_le16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
+/* Zeroes len bytes at d and starts a descriptor of type there (bLength, bDescriptorType). */
+void usb_desc_start(uint8_t *d, uint8_t len, uint8_t type);
+
+/* The 9-byte configuration descriptor (type: USB_DT_CONFIG or other-speed; value 1, bus
+ * powered, 100 mA, total bytes with what follows) and the 9-byte interface descriptor of
+ * interface 0 after it. Returns 18. */
+size_t usb_config_and_interface(uint8_t *d, uint8_t type, uint16_t total, uint8_t endpoints,
+                                uint8_t cls, uint8_t subclass, uint8_t protocol);
+/* A 7-byte endpoint descriptor. Returns 7. */
+size_t usb_endpoint_descriptor(uint8_t *d, uint8_t address, uint8_t attributes, uint16_t max_packet,
+                               uint8_t interval);
+
 /* The 18-byte device descriptor of a USB 2.0 device whose interface says what it is, with one
  * configuration and the strings above (serial: whether it has one). Returns 18. */
 size_t usb_device_descriptor(uint8_t *d, uint8_t max_packet0, uint16_t product, bool serial);

@@ -194,22 +194,13 @@ bool usb_keyboard_key(struct usb_device *dev, uint16_t code, bool pressed)
     return true;
 }
 
-uint8_t usb_keyboard_leds(struct usb_device *dev)
+void usb_keyboard_state(struct usb_device *dev, uint8_t *leds, unsigned *dropped)
 {
     struct usb_keyboard *k = to_kbd(dev->ctx);
     pthread_mutex_lock(&k->lock);
-    uint8_t leds = k->leds;
+    *leds = k->leds;
+    *dropped = k->dropped;
     pthread_mutex_unlock(&k->lock);
-    return leds;
-}
-
-unsigned usb_keyboard_dropped(struct usb_device *dev)
-{
-    struct usb_keyboard *k = to_kbd(dev->ctx);
-    pthread_mutex_lock(&k->lock);
-    unsigned n = k->dropped;
-    pthread_mutex_unlock(&k->lock);
-    return n;
 }
 
 /* ---- the interrupt endpoint ---- */
@@ -249,43 +240,23 @@ static int kbd_transfer(void *ctx, const struct usb_packet *p)
 
 static size_t hid_descriptor(uint8_t *d)
 {
-    memset(d, 0, 9);
-    d[0] = 9;
-    d[1] = USB_DT_HID;
-    usb_put_le16(d + 2, 0x0111); /* HID 1.11 */
-    d[4] = 0;                    /* bCountryCode: not localized */
+    usb_desc_start(d, 9, USB_DT_HID);
+    usb_put_le16(d + 2, 0x0111); /* HID 1.11; bCountryCode 0: not localized */
     d[5] = 1;                    /* bNumDescriptors */
     d[6] = USB_DT_HID_REPORT;
     usb_put_le16(d + 7, sizeof(report_descriptor));
     return 9;
 }
 
+/* HID 1.11 7.1: the HID descriptor between the interface and its endpoint. */
 static size_t config_descriptor(uint8_t *d)
 {
-    memset(d, 0, CONFIG_LEN);
-    d[0] = 9;
-    d[1] = USB_DT_CONFIG;
-    usb_put_le16(d + 2, CONFIG_LEN);
-    d[4] = 1;    /* bNumInterfaces */
-    d[5] = 1;    /* bConfigurationValue */
-    d[7] = 0x80; /* bus powered, no remote wakeup */
-    d[8] = 50;   /* 100 mA */
-    uint8_t *i = d + 9;
-    i[0] = 9;
-    i[1] = USB_DT_INTERFACE;
-    i[4] = 1;    /* bNumEndpoints */
-    i[5] = 0x03; /* HID */
-    i[6] = 0x01; /* boot interface */
-    i[7] = 0x01; /* keyboard */
-    hid_descriptor(i + 9);
-    uint8_t *e = i + 18;
-    e[0] = 7;
-    e[1] = USB_DT_ENDPOINT;
-    e[2] = USB_KEYBOARD_EP_IN;
-    e[3] = 0x03; /* interrupt */
-    usb_put_le16(e + 4, USB_KEYBOARD_REPORT_LEN);
-    e[6] = INTERVAL_MS;
-    return CONFIG_LEN;
+    size_t n = usb_config_and_interface(d, USB_DT_CONFIG, CONFIG_LEN, 1, 0x03 /* HID */,
+                                        0x01 /* boot */, 0x01 /* keyboard */);
+    n += hid_descriptor(d + n);
+    n += usb_endpoint_descriptor(d + n, USB_KEYBOARD_EP_IN, 0x03 /* interrupt */,
+                                 USB_KEYBOARD_REPORT_LEN, INTERVAL_MS);
+    return n;
 }
 
 static size_t kbd_descriptor(void *ctx, const struct usb_setup *st, uint8_t *buf)

@@ -35,9 +35,8 @@ struct usb_device *usb_keyboard_new(void);
  * false). Any thread. */
 bool usb_keyboard_key(struct usb_device *dev, uint16_t code, bool pressed);
 
-/* LED bits the host last set (bit 0 Num Lock, 1 Caps Lock, 2 Scroll Lock, 3 Compose, 4 Kana)
- * and reports dropped from a full queue. Any thread. */
-uint8_t usb_keyboard_leds(struct usb_device *dev);
-unsigned usb_keyboard_dropped(struct usb_device *dev);
+/* The LED bits the host last set (bit 0 Num Lock, 1 Caps Lock, 2 Scroll Lock, 3 Compose,
+ * 4 Kana) and the reports dropped from a full queue. Any thread. */
+void usb_keyboard_state(struct usb_device *dev, uint8_t *leds, unsigned *dropped);
 
 #endif

@@ -290,9 +290,7 @@ static int storage_transfer(void *ctx, const struct usb_packet *p)
 
 static size_t device_qualifier(uint8_t *d)
 {
-    memset(d, 0, 10);
-    d[0] = 10;
-    d[1] = USB_DT_DEVICE_QUALIFIER;
+    usb_desc_start(d, 10, USB_DT_DEVICE_QUALIFIER);
     usb_put_le16(d + 2, 0x0200); /* USB 2.0 */
     d[7] = 64;                   /* bMaxPacketSize0 */
     d[8] = 1;                    /* bNumConfigurations at the other speed */
@@ -304,30 +302,12 @@ static size_t device_qualifier(uint8_t *d)
 static size_t config_descriptor(uint8_t *d, bool other_speed)
 {
     uint16_t mps = other_speed ? FULL_SPEED_BULK_PACKET : HIGH_SPEED_BULK_PACKET;
-    memset(d, 0, CONFIG_TOTAL_LEN);
-    d[0] = 9;
-    d[1] = other_speed ? USB_DT_OTHER_SPEED_CONFIG : USB_DT_CONFIG;
-    usb_put_le16(d + 2, CONFIG_TOTAL_LEN);
-    d[4] = 1;    /* bNumInterfaces */
-    d[5] = 1;    /* bConfigurationValue */
-    d[7] = 0x80; /* bus powered, no remote wakeup */
-    d[8] = 50;   /* 100 mA */
-    uint8_t *i = d + 9;
-    i[0] = 9;
-    i[1] = USB_DT_INTERFACE;
-    i[4] = 2;    /* bNumEndpoints */
-    i[5] = 0x08; /* mass storage */
-    i[6] = 0x06; /* SCSI transparent command set */
-    i[7] = 0x50; /* bulk-only transport */
-    uint8_t *e = i + 9;
-    for (unsigned k = 0; k < 2; k++, e += 7) {
-        e[0] = 7;
-        e[1] = USB_DT_ENDPOINT;
-        e[2] = k == 0 ? USB_STORAGE_EP_IN : USB_STORAGE_EP_OUT;
-        e[3] = 0x02; /* bulk */
-        usb_put_le16(e + 4, mps);
-    }
-    return CONFIG_TOTAL_LEN;
+    /* Mass storage, SCSI transparent command set, bulk-only transport. */
+    size_t n = usb_config_and_interface(d, other_speed ? USB_DT_OTHER_SPEED_CONFIG : USB_DT_CONFIG,
+                                        CONFIG_TOTAL_LEN, 2, 0x08, 0x06, 0x50);
+    n += usb_endpoint_descriptor(d + n, USB_STORAGE_EP_IN, 0x02, mps, 0);
+    n += usb_endpoint_descriptor(d + n, USB_STORAGE_EP_OUT, 0x02, mps, 0);
+    return n;
 }
 
 static size_t storage_descriptor(void *ctx, const struct usb_setup *st, uint8_t *buf)

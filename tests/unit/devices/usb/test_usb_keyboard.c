@@ -2,6 +2,7 @@
  * requests, reports on the interrupt endpoint from evdev key events, rollover, the bounded
  * queue, NAK and wakeup, LEDs, reset, and hostile requests on the default pipe. */
 #include "devices/usb/usb_keyboard.h"
+#include "usb_test.h"
 
 #include <linux/input-event-codes.h>
 #include <setjmp.h>
@@ -17,24 +18,13 @@
 
 struct fixture {
     struct usb_device *dev;
-    unsigned wakeups;
-    uint8_t last_wakeup;
+    struct usb_test_port port;
 };
-
-static void on_wakeup(void *port, uint8_t ep)
-{
-    struct fixture *f = port;
-    f->wakeups++;
-    f->last_wakeup = ep;
-}
 
 static int ctl(struct fixture *f, uint8_t rt, uint8_t req, uint16_t value, uint16_t index,
                uint16_t length, uint8_t *data)
 {
-    struct usb_setup s = {
-        .request_type = rt, .request = req, .value = value, .index = index, .length = length
-    };
-    return f->dev->ops->control(f->dev->ctx, &s, data);
+    return usb_test_control(f->dev, rt, req, value, index, length, data);
 }
 
 static int make(void **state, bool configure)
@@ -42,9 +32,7 @@ static int make(void **state, bool configure)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f || !(f->dev = usb_keyboard_new()))
         return -1;
-    f->dev->wakeup = on_wakeup;
-    f->dev->port = f;
-    if (configure && ctl(f, 0x00, USB_REQ_SET_CONFIG, 1, 0, 0, NULL) != 0)
+    if (usb_test_plug(f->dev, &f->port, configure) != 0)
         return -1;
     *state = f;
     return 0;
@@ -70,9 +58,7 @@ static int teardown(void **state)
 
 static int poll_in(struct fixture *f, uint8_t *buf, size_t len)
 {
-    struct iovec v = { .iov_base = buf, .iov_len = len };
-    struct usb_packet p = { .ep = EP_IN, .iov = &v, .iovcnt = 1, .len = len };
-    return f->dev->ops->transfer(f->dev->ctx, &p);
+    return usb_test_transfer(f->dev, EP_IN, buf, len);
 }
 
 /* The next report must be mods, 0, keys[0..5]. */
@@ -82,6 +68,14 @@ static void expect_report(struct fixture *f, uint8_t mods, const uint8_t keys[6]
     memcpy(want + 2, keys, 6);
     assert_int_equal(poll_in(f, r, sizeof(r)), 8);
     assert_memory_equal(r, want, 8);
+}
+
+static uint8_t leds(struct fixture *f)
+{
+    uint8_t l;
+    unsigned d;
+    usb_keyboard_state(f->dev, &l, &d);
+    return l;
 }
 
 static void key(struct fixture *f, uint16_t code, bool down)
@@ -252,24 +246,24 @@ static void test_leds(void **state)
 {
     struct fixture *f = *state;
     uint8_t b[4] = { 0xff, 0, 0, 0 };
-    assert_int_equal(usb_keyboard_leds(f->dev), 0);
+    assert_int_equal(leds(f), 0);
     /* Caps Lock on, as a driver sends it; bits past the five LEDs are padding. */
     assert_int_equal(ctl(f, 0x21, 0x09, 2 << 8, 0, 1, b), 1);
-    assert_int_equal(usb_keyboard_leds(f->dev), 0x1f);
+    assert_int_equal(leds(f), 0x1f);
     b[0] = 0x02;
     assert_int_equal(ctl(f, 0x21, 0x09, 2 << 8, 0, 1, b), 1);
-    assert_int_equal(usb_keyboard_leds(f->dev), 0x02);
+    assert_int_equal(leds(f), 0x02);
     assert_int_equal(ctl(f, 0xa1, 0x01, 2 << 8, 0, 1, b), 1);
     assert_int_equal(b[0], 0x02);
     /* No data, an input report, a report id: refused, the LEDs stay. */
     assert_int_equal(ctl(f, 0x21, 0x09, 2 << 8, 0, 0, NULL), USB_RET_STALL);
     assert_int_equal(ctl(f, 0x21, 0x09, 1 << 8, 0, 1, b), USB_RET_STALL);
     assert_int_equal(ctl(f, 0x21, 0x09, 2 << 8 | 1, 0, 1, b), USB_RET_STALL);
-    assert_int_equal(usb_keyboard_leds(f->dev), 0x02);
+    assert_int_equal(leds(f), 0x02);
     /* A longer data stage is taken; the first byte counts. */
     uint8_t big[64] = { 0x01 };
     assert_int_equal(ctl(f, 0x21, 0x09, 2 << 8, 0, 64, big), 64);
-    assert_int_equal(usb_keyboard_leds(f->dev), 0x01);
+    assert_int_equal(leds(f), 0x01);
 }
 
 /* ---- reports ---- */
@@ -375,7 +369,10 @@ static void test_queue_overflow(void **state)
         key(f, KEY_B, true);
         key(f, KEY_B, false);
     }
-    assert_int_equal(usb_keyboard_dropped(f->dev), 40 - USB_KEYBOARD_QUEUE);
+    uint8_t l;
+    unsigned d;
+    usb_keyboard_state(f->dev, &l, &d);
+    assert_int_equal(d, 40 - USB_KEYBOARD_QUEUE);
     unsigned n = 0;
     uint8_t r[8];
     while (poll_in(f, r, 8) == 8) {
@@ -391,15 +388,15 @@ static void test_nak_and_wakeup(void **state)
     struct fixture *f = *state;
     uint8_t r[8];
     key(f, KEY_X, true); /* no NAK yet: nobody to wake */
-    assert_int_equal(f->wakeups, 0);
+    assert_int_equal(f->port.wakeups, 0);
     expect_report(f, 0, (uint8_t[6]){ 0x1b });
     assert_int_equal(poll_in(f, r, 8), USB_RET_NAK);
     assert_int_equal(poll_in(f, r, 8), USB_RET_NAK);
     key(f, KEY_X, false);
-    assert_int_equal(f->wakeups, 1);
-    assert_int_equal(f->last_wakeup, EP_IN);
+    assert_int_equal(f->port.wakeups, 1);
+    assert_int_equal(f->port.last_wakeup, EP_IN);
     key(f, KEY_X, true); /* already woken */
-    assert_int_equal(f->wakeups, 1);
+    assert_int_equal(f->port.wakeups, 1);
     expect_report(f, 0, (uint8_t[6]){ 0 });
     expect_report(f, 0, (uint8_t[6]){ 0x1b });
     /* A buffer smaller than the report babbles and keeps it; a larger one is a short read. */
@@ -449,7 +446,7 @@ static void test_unconfigured_and_reset(void **state)
     assert_int_equal(ctl(f, 0x21, 0x0b, 0, 0, 0, NULL), 0);
     key(f, KEY_Q, true);
     f->dev->ops->reset(f->dev->ctx);
-    assert_int_equal(usb_keyboard_leds(f->dev), 0);
+    assert_int_equal(leds(f), 0);
     assert_int_equal(ctl(f, 0x80, USB_REQ_GET_CONFIG, 0, 0, 1, r), 1);
     assert_int_equal(r[0], 0);
     assert_int_equal(poll_in(f, r, 8), USB_RET_STALL);

@@ -3,6 +3,7 @@
  * pipes, normal and hostile, over a disk in memory (tests/support/mem_backend.c). */
 #include "devices/usb/usb_storage.h"
 #include "mem_backend.h"
+#include "usb_test.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,25 +21,14 @@
 struct fixture {
     struct mem_backend m;
     struct usb_device *dev;
-    unsigned wakeups;
-    uint8_t last_wakeup;
+    struct usb_test_port port;
     uint32_t tag; /* of the last command() */
 };
-
-static void on_wakeup(void *port, uint8_t ep)
-{
-    struct fixture *f = port;
-    f->wakeups++;
-    f->last_wakeup = ep;
-}
 
 static int ctl(struct fixture *f, uint8_t rt, uint8_t req, uint16_t value, uint16_t index,
                uint16_t length, uint8_t *data)
 {
-    struct usb_setup s = {
-        .request_type = rt, .request = req, .value = value, .index = index, .length = length
-    };
-    return f->dev->ops->control(f->dev->ctx, &s, data);
+    return usb_test_control(f->dev, rt, req, value, index, length, data);
 }
 
 static int make(void **state, bool ro, bool configure)
@@ -48,9 +38,7 @@ static int make(void **state, bool ro, bool configure)
         return -1;
     if (usb_storage_new(&f->m.be, "0123456789ABCDEF", &f->dev, NULL) != VMK_OK)
         return -1;
-    f->dev->wakeup = on_wakeup;
-    f->dev->port = f;
-    if (configure && ctl(f, 0x00, USB_REQ_SET_CONFIG, 1, 0, 0, NULL) != 0)
+    if (usb_test_plug(f->dev, &f->port, configure) != 0)
         return -1;
     *state = f;
     return 0;
@@ -83,9 +71,7 @@ static int teardown(void **state)
 
 static int bulk(struct fixture *f, uint8_t ep, void *buf, size_t len)
 {
-    struct iovec v = { .iov_base = buf, .iov_len = len };
-    struct usb_packet p = { .ep = ep, .iov = &v, .iovcnt = 1, .len = len };
-    return f->dev->ops->transfer(f->dev->ctx, &p);
+    return usb_test_transfer(f->dev, ep, buf, len);
 }
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -700,20 +686,20 @@ static void test_nak_and_wakeup(void **state)
     uint8_t buf[64];
     uint8_t inq[6] = { 0x12, 0, 0, 0, 36, 0 };
     assert_int_equal(bulk(f, EP_IN, buf, 36), USB_RET_NAK);
-    assert_int_equal(f->wakeups, 0);
+    assert_int_equal(f->port.wakeups, 0);
     assert_int_equal(send_cbw(f, 5, 36, true, inq, 6), 31);
-    assert_int_equal(f->wakeups, 1);
-    assert_int_equal(f->last_wakeup, EP_IN);
+    assert_int_equal(f->port.wakeups, 1);
+    assert_int_equal(f->port.last_wakeup, EP_IN);
     assert_int_equal(bulk(f, EP_OUT, buf, 31), USB_RET_NAK);
     assert_int_equal(bulk(f, EP_IN, buf, 36), 36);
-    assert_int_equal(f->wakeups, 1);
+    assert_int_equal(f->port.wakeups, 1);
     /* A CSW buffer shorter than 13 bytes is an error, and the CSW stays. */
     assert_int_equal(bulk(f, EP_IN, buf, 12), USB_RET_ERROR);
     /* A larger one takes the 13 bytes (a short packet). */
     assert_int_equal(bulk(f, EP_IN, buf, 64), 13);
     assert_int_equal(get_le32(buf + 4), 5);
-    assert_int_equal(f->wakeups, 2);
-    assert_int_equal(f->last_wakeup, EP_OUT);
+    assert_int_equal(f->port.wakeups, 2);
+    assert_int_equal(f->port.last_wakeup, EP_OUT);
     /* Data on IN while the host is to send waits too. */
     uint8_t wr[10];
     rw10(wr, true, 0, 1);
@@ -721,8 +707,8 @@ static void test_nak_and_wakeup(void **state)
     assert_int_equal(bulk(f, EP_IN, buf, 13), USB_RET_NAK);
     uint8_t w[512] = { 1 };
     assert_int_equal(bulk(f, EP_OUT, w, 512), 512);
-    assert_int_equal(f->wakeups, 3);
-    assert_int_equal(f->last_wakeup, EP_IN);
+    assert_int_equal(f->port.wakeups, 3);
+    assert_int_equal(f->port.last_wakeup, EP_IN);
     assert_int_equal(read_csw(f, 6, NULL), 0);
 }
 
