@@ -18,7 +18,7 @@
 #   VMKIT_NESTED_DIR      where build-base.sh caches the outer machine (build/nested)
 #   VMKIT_NESTED_LOG      log file (VMKIT_NESTED_DIR/logs/<script>.log)
 #   VMKIT_NESTED_TIMEOUT  seconds before the outer machine is killed (600; none if interactive)
-#   VMKIT_NESTED_SILENCE  seconds without a "nested..." line before it is killed (240)
+#   VMKIT_NESTED_SILENCE  seconds without a "nested..." line before it is killed (150)
 #   VMKIT_NESTED_SMP, VMKIT_NESTED_MEM   outer CPUs and memory (2, 3G)
 #   VMKIT_NESTED_ACCEL    the outer machine's accelerator (tcg; tcg,thread=single runs its
 #                         vCPUs on one host thread, an experiment of boot_census.sh)
@@ -66,9 +66,9 @@ esac
 dir=${VMKIT_NESTED_DIR:-$root/build/nested}
 vmkit=${VMKIT_BIN:-$root/build/tools/vmkit/vmkit}
 limit=${VMKIT_NESTED_TIMEOUT:-600}
-# A case's guest runs at most CASE_TIMEOUT (180 s, cases.sh) and every case prints a line
-# as it starts and ends: far longer without one is a wedge.
-silence=${VMKIT_NESTED_SILENCE:-240}
+# cases.sh prints a line every 30 s while it runs (and census.sh at every boot): far longer
+# without one is a wedge.
+silence=${VMKIT_NESTED_SILENCE:-150}
 log=${VMKIT_NESTED_LOG:-$dir/logs/$(basename "$script" .sh).log}
 
 # The outer machine's emulator: Debian's QEMU with vmkit's fixes to its SVM emulation

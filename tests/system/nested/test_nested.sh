@@ -61,7 +61,7 @@ tests=(
     "root-disk|root disk: the default guest boots from rootfs.ext4 on virtio-blk (root=/dev/vda, / is ext4), a file it wrote is back after poweroff and a boot by LABEL"
     "net|the default guest on vmkit's NAT: DHCP lease 10.0.2.15 (printed by vmkit), ping of 10.0.2.2, 256 KiB each way through 10.0.2.2 and a hostfwd, md5 intact; its port-80 web server through a second hostfwd"
     "tap|virtio-net on a tap of the outer machine: a lease in 192.168.77.50-60 from busybox udhcpd (printed by vmkit), 1 MiB fetched md5 intact, the outer machine's ping answered"
-    "efi-shell|vmkit run --bootloader efi,variable-store=...,create (no disks): Debian's OVMF reaches its UEFI shell on COM1; a variable set there with setvar is in the store file, the next boot with that store reads it back, and the shell's reset -s powers off (exit 0)"
+    "efi-shell|vmkit run --bootloader efi,variable-store=...,create (no disks): Debian's OVMF reaches its UEFI shell on COM1; a variable set there with setvar is in the store file, the next boot with that store (and a virtio-gpu display and a USB keyboard) reads it back, answers 'ver' typed through vmkit's VNC server on the USB keyboard, and the shell's reset -s powers off (exit 0)"
     "efi-shell-kill|kill -9 of vmkit at the firmware's first variable write of a boot leaves a store that the next boot opens: the shell comes up and reads the variable set before"
     "efi-install|installing Linux from an ISO on a USB drive, end to end: OVMF's boot discovery finds GRUB on the read-only drive with an empty store, a scripted installer partitions the virtio disk (GPT, ESP, ext4), copies the system, installs GRUB on the ESP, writes a boot entry with efibootmgr and a variable through efivarfs, and powers off; the next boot, disk alone, boots that entry (BootCurrent) to the installed system's shell, reads the variable back, and a USB drive hot-plugged over the control socket appears as /dev/sda with the host's data and leaves on detach"
     "retries|retries stay within their bounds: at most $MAX_FAULT_REBOOTS inner boots or cases again after a triple fault ($MAX_FAULT_REBOOTS_UNPATCHED on Debian's unpatched outer QEMU) and $MAX_STALL_REBOOTS after a stalled boot (only under an emulated outer machine; cases.sh), at most 1 outer machine again (this script)"
@@ -142,7 +142,7 @@ serial=$(cat "$VMKIT_NESTED_LOG.attempt1" "$VMKIT_NESTED_LOG" 2>/dev/null | tr -
 case "$run_status" in
 0) why_missing="cases.sh printed no result" ;;
 125) why_missing="the outer machine stopped before cases.sh ended" ;;
-126) why_missing="the outer machine wedged (a soft lockup, or no progress for ${VMKIT_NESTED_SILENCE:-240}s) and was killed" ;;
+126) why_missing="the outer machine wedged (a soft lockup, or no progress for ${VMKIT_NESTED_SILENCE:-150}s) and was killed" ;;
 124) why_missing="the outer machine ran past ${VMKIT_NESTED_TIMEOUT}s and was killed" ;;
 *) why_missing="the outer machine stopped early (run.sh status $run_status)" ;;
 esac
