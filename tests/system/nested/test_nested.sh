@@ -101,10 +101,14 @@ if [ -z "${VMKIT_NESTED_FORCE:-}" ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] &&
     # The efi-install case's ISO, which run.sh makes for the outer machine.
     iso=$(dirname "$VMKIT_NESTED_LOG")/installer.iso
     "$root/tests/support/make_installer_iso.sh" "$root/guest/out" "$iso" 2>>"$stderr_log" || rm -f "$iso"
+    # rfb_keys, the vnc and efi-shell cases' VNC client, which run.sh builds for the outer machine.
+    tools=$(dirname "$VMKIT_NESTED_LOG")/tools
+    mkdir -p "$tools"
+    gcc -O2 -o "$tools/rfb_keys" "$here/rfb_keys.c" 2>>"$stderr_log" || rm -f "$tools/rfb_keys"
     {
         echo "nested: kvm ready: hardware KVM on this host, cases run directly"
         # No emulated outer machine: a triple fault is vmkit's, never retried.
-        PATH="$(dirname "$VMKIT_BIN"):$PATH" VMKIT_GUEST_DIR="$root/guest/out" FAULT_RETRIES=0 \
+        PATH="$(dirname "$VMKIT_BIN"):$tools:$PATH" VMKIT_GUEST_DIR="$root/guest/out" FAULT_RETRIES=0 \
             VMKIT_INSTALLER_ISO=$iso sh "$here/cases.sh" </dev/null 2>>"$stderr_log"
     } >"$VMKIT_NESTED_LOG"
     run_status=0
