@@ -60,6 +60,22 @@ start_vm() {
     vm=$!
 }
 
+# shell_out: what the guest's shell printed, from its console: carriage returns dropped, and
+# the kernel's log lines taken out, also where one landed in the middle of a line the shell was
+# printing (the serial console writes a kernel line at once, between any two bytes of user
+# output still queued; a clocksource warning split "usb-r=sdb" from its newline once). Kernel
+# messages are read from "$dir/out" itself.
+shell_out() {
+    awk '{ gsub(/\r/, "")
+           if (match($0, /\[ *[0-9]+\.[0-9]+\] /)) { carry = carry substr($0, 1, RSTART - 1); next }
+           print carry $0; carry = "" }
+         END { if (carry != "") print carry }' "$dir/out"
+}
+
+# has_text TEXT: the guest's console holds TEXT, as printed or with kernel lines taken out
+# (the second look costs more, so wait_for takes it once a second).
+has_text() { grep -qF -- "$1" "$dir/out" || { [ "${2:-0}" = 0 ] && shell_out | grep -qF -- "$1"; }; }
+
 # wait_for TEXT: waits until the guest's output holds TEXT (a fixed string); fails when vmkit
 # ends first, when the guest prints nothing for STEP_TIMEOUT seconds (a stall: a guest that is
 # only slow goes on printing), or after STEP_MAX seconds in all (a guest too slow to wait for).
@@ -67,9 +83,9 @@ wait_for() {
     n=0
     quiet=0
     size=0
-    while ! grep -qF -- "$1" "$dir/out"; do
+    while ! has_text "$1" $((n % 4)); do
         if ! kill -0 "$vm" 2>/dev/null; then
-            grep -qF -- "$1" "$dir/out" && return 0
+            has_text "$1" && return 0
             why="vmkit ended before the guest printed '$1'"
             return 1
         fi
@@ -215,7 +231,7 @@ poweroff_vm() {
     type_line poweroff
     finish_vm
     exited_ok "${1:-poweroff}" || return 1
-    out=$(tr -d '\r' <"$dir/out")
+    out=$(shell_out)
 }
 
 # exited_ok WHAT: vmkit's status after WHAT was 0, or the case fails.
@@ -228,7 +244,7 @@ exited_ok() {
 all_cases="boot clock warnings cpus memory balloon vsock share display vnc power-button pci blk blk-readonly usb rng blk-kill console root-disk net tap efi-shell efi-shell-kill efi-install"
 
 # The banner's numbers: "vmkit guest: Linux <release>, <N> CPUs, <M> MiB".
-banner() { tr -d '\r' <"$dir/out" | grep -m1 '^vmkit guest: Linux '; }
+banner() { shell_out | grep -m1 '^vmkit guest: Linux '; }
 banner_cpus() { banner | sed -n 's/.*, \([0-9]*\) CPUs, .*/\1/p'; }
 banner_mib() { banner | sed -n 's/.* CPUs, \([0-9]*\) MiB$/\1/p'; }
 
@@ -302,7 +318,7 @@ case_cpus() {
     type_line 'echo nproc=$(nproc)'
     if ! wait_for 'nproc='; then abort_vm; fail "nproc did not answer: $why"; return; fi
     sleep 0.5
-    nproc=$(tr -d '\r' <"$dir/out" | sed -n 's/^nproc=\([0-9]*\)$/\1/p' | head -n 1)
+    nproc=$(shell_out | sed -n 's/^nproc=\([0-9]*\)$/\1/p' | head -n 1)
     type_line poweroff
     finish_vm
     cpus=$(banner_cpus)
@@ -349,7 +365,7 @@ case_balloon() {
     boot_vm balloon --memory 256 --device virtio-balloon,free-page-reporting,target=192 || return
     # shellcheck disable=SC2016 # the guest's shell expands it
     guest_do 'i=0; while set -- $(grep MemTotal /proc/meminfo); [ $(($2 / 1024)) -ge 160 ] && [ $i -lt 90 ]; do sleep 1; i=$((i + 1)); done; echo mem=$(($2 / 1024)); echo balloon-$((5+5))-done' balloon-10-done "the guest did not report its memory" || return
-    mem=$(tr -d '\r' <"$dir/out" | sed -n 's/^mem=//p' | head -n 1)
+    mem=$(shell_out | sed -n 's/^mem=//p' | head -n 1)
     if [ -z "$mem" ] || [ "$mem" -ge 160 ] || [ "$mem" -lt 100 ]; then
         abort_vm
         fail "MemTotal is '$mem' MiB with a 64 MiB balloon, expected 100..159"
@@ -493,7 +509,7 @@ case_display() {
     type_line 'poweroff -f'
     finish_vm
     exited_ok "poweroff -f" || return
-    out=$(tr -d '\r' <"$dir/out")
+    out=$(shell_out)
     fb=$(echo "$out" | sed -n 's/^fb=//p' | head -n 1)
     kbd=$(echo "$out" | sed -n 's/^kbd=//p' | head -n 1)
     case "$fb" in
@@ -597,7 +613,7 @@ case_pci() {
     # The guest's shell expands \$(...); "pci-end-42" appears only in its answer.
     type_line "echo pci-dev=\$(cat $d/vendor):\$(cat $d/device):\$(cat $d/class) pci-end-\$((6*7))"
     if ! wait_for 'pci-end-42'; then abort_vm; fail "the guest did not answer: $why"; return; fi
-    got=$(tr -d '\r' <"$dir/out" | sed -n 's/^pci-dev=\([^ ]*\) pci-end-42$/\1/p' | head -n 1)
+    got=$(shell_out | sed -n 's/^pci-dev=\([^ ]*\) pci-end-42$/\1/p' | head -n 1)
     type_line poweroff
     finish_vm
     want=0x1b36:0x0008:0x060000
@@ -831,7 +847,7 @@ tap_case_body() {
         fail "no DHCP lease from udhcpd on tap0: $why ($(tr '\n' ' ' </tmp/udhcpd.log))"
         return
     fi
-    lease=$(tr -d '\r' <"$dir/out" | sed -n 's/.*eth0 has \(192\.168\.77\.[0-9]*\) .*/\1/p' | head -n 1)
+    lease=$(shell_out | sed -n 's/.*eth0 has \(192\.168\.77\.[0-9]*\) .*/\1/p' | head -n 1)
     # shellcheck disable=SC2016 # the guest's shell expands it
     guest_do 'echo fetched=$(wget -q -O - http://192.168.77.1:7011/payload | md5sum | cut -d" " -f1); echo tap-$((4+5))-done' tap-9-done "the guest did not finish" || return
     pinged=no
@@ -1117,7 +1133,7 @@ case_efi_install() {
         fail "the installer ran without GRUB's line from the ISO: not booted from the USB drive"
         return
     fi
-    entry=$(tr -d '\r' <"$dir/out" | sed -n 's/^vmkit-install: done: Boot\([0-9A-F]\{4\}\),.*/\1/p')
+    entry=$(shell_out | sed -n 's/^vmkit-install: done: Boot\([0-9A-F]\{4\}\),.*/\1/p')
     cp "$dir/out" "/tmp/$name.install.out"
 
     # The installed system: the same store, the disk alone (and the control socket).
@@ -1134,7 +1150,7 @@ case_efi_install() {
     # shellcheck disable=SC2016 # the guest's shell expands it
     guest_do 'echo "root=$(awk '"'"'$2 == "/" { print $1 }'"'"' /proc/mounts) fs=$(stat -f -c %T /) installed=$(wc -l </etc/vmkit-installed) var=$(tail -c +5 /sys/firmware/efi/efivars/VmkitInstalled-'"$EFI_VAR_GUID"') current=$(tail -c +5 /sys/firmware/efi/efivars/BootCurrent-'"$EFI_GLOBAL_GUID"' | od -An -tx2 | tr -d " ")"; echo installed-$((6+7))-done' \
         installed-13-done "the installed system did not answer" || return
-    got=$(tr -d '\r' <"$dir/out" | grep '^root=' | tail -n 1)
+    got=$(shell_out | grep '^root=' | tail -n 1)
     want_line="root=/dev/vda2 fs=ext2/ext3 installed=1 var=vmkit-installed current=$(echo "$entry" | tr 'A-F' 'a-f')"
     if [ -z "$entry" ] || [ "$got" != "$want_line" ]; then
         abort_vm
@@ -1154,7 +1170,7 @@ case_efi_install() {
     # shellcheck disable=SC2016 # the guest's shell expands it
     guest_do 'n=0; while [ ! -b /dev/sda ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done; echo "stick=$(md5sum </dev/sda | cut -c1-32) ro=$(cat /sys/block/sda/ro)"; echo plug-$((3+4))-done' \
         plug-7-done "the hot-plugged drive" || return
-    got=$(tr -d '\r' <"$dir/out" | grep '^stick=' | tail -n 1)
+    got=$(shell_out | grep '^stick=' | tail -n 1)
     if [ "$got" != "stick=$stick_md5 ro=1" ]; then
         abort_vm
         fail "the hot-plugged drive: got '$got', want 'stick=$stick_md5 ro=1'"
@@ -1166,7 +1182,7 @@ case_efi_install() {
     # shellcheck disable=SC2016 # the guest's shell expands it
     guest_do 'n=0; while [ -b /dev/sda ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done; echo "gone=$([ -b /dev/sda ] && echo no || echo yes)"; echo unplug-$((4+5))-done' \
         unplug-9-done "the detached drive" || return
-    if ! tr -d '\r' <"$dir/out" | grep -q '^gone=yes'; then
+    if ! shell_out | grep -q '^gone=yes'; then
         abort_vm
         fail "/dev/sda is still there after usb-detach"
         return

@@ -662,9 +662,56 @@ static void test_hostile_clients(void **state)
     vnc_view_stop(v);
 }
 
+/* One headless Chromium screenshot of URL into DIR/shot.rgb (800 x 600): whether a 64 x 64
+ * block anywhere on the page is the display's corner (noVNC places the canvas). noVNC asks for
+ * Tight encoding with JPEG, which is lossy: each channel within 32, on average within 6. */
+static bool chromium_shows_pattern(const char *dir, const char *url, uint32_t w)
+{
+    char cmd[2048];
+    /* --virtual-time-budget lets the page's scripts run (and the WebSocket connect) before the
+     * shot; a second of real time on top for the first update to be drawn. */
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && HOME=%s timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu "
+             "--user-data-dir=%s/profile --window-size=800,600 --virtual-time-budget=8000 "
+             "--run-all-compositor-stages-before-draw --screenshot=%s/shot.png '%s' "
+             ">%s/chromium.log 2>&1 && convert %s/shot.png -depth 8 rgb:%s/shot.rgb",
+             dir, dir, dir, dir, url, dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/shot.rgb", dir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static uint8_t rgb[800 * 600 * 3];
+    size_t got = fread(rgb, 1, sizeof(rgb), f);
+    fclose(f);
+    assert_int_equal(got, sizeof(rgb));
+    for (uint32_t oy = 0; oy + 64 <= 600; oy++)
+        for (uint32_t ox = 0; ox + 64 <= 800; ox++) {
+            bool close = true;
+            unsigned long total = 0;
+            for (uint32_t y = 0; y < 64 && close; y++)
+                for (uint32_t x = 0; x < 64 && close; x++)
+                    for (unsigned c = 0; c < 3 && close; c++) {
+                        int d =
+                            rgb[3 * ((oy + y) * 800 + ox + x) + c] - fake_view_pattern(x, y, c, w);
+                        total += (unsigned long)abs(d);
+                        close = abs(d) <= 32;
+                    }
+            if (close && total <= 6ul * 64 * 64 * 3)
+                return true;
+        }
+    return false;
+}
+
 /* noVNC in headless Chromium, where both are installed (optional): the browser opens the URL
  * the view prints, noVNC connects over WebSocket to the VNC port, and a screenshot of the tab
- * holds the display's pattern (found anywhere on the page: noVNC places the canvas). */
+ * holds the display's pattern.
+ *
+ * The screenshot comes when the page's virtual time budget is spent, and virtual time runs
+ * ahead of the real time the WebSocket handshake takes: on a host loaded by the whole suite
+ * a shot once showed noVNC's page still connecting (its toolbar, no canvas). So a shot
+ * without the pattern is taken again, at most twice more, each said on stderr; a view that
+ * never draws still fails. */
 static void test_novnc_in_chromium(void **state)
 {
     (void)state;
@@ -680,43 +727,14 @@ static void test_novnc_in_chromium(void **state)
     vnc_view_mode_changed(v, w, h);
     char dir[] = "/tmp/vmkit-novnc-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    char cmd[2048];
-    /* --virtual-time-budget lets the page's scripts run (and the WebSocket connect) before the
-     * shot; a second of real time on top for the first update to be drawn. */
-    snprintf(cmd, sizeof(cmd),
-             "cd %s && HOME=%s timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu "
-             "--user-data-dir=%s/profile --window-size=800,600 --virtual-time-budget=8000 "
-             "--run-all-compositor-stages-before-draw --screenshot=%s/shot.png '%s' "
-             ">%s/chromium.log 2>&1 && convert %s/shot.png -depth 8 rgb:%s/shot.rgb",
-             dir, dir, dir, dir, vnc_view_web_url(v), dir, dir, dir);
-    int rc = system(cmd);
-    vnc_view_stop(v);
-    assert_int_equal(rc, 0);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/shot.rgb", dir);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    static uint8_t rgb[800 * 600 * 3];
-    size_t got = fread(rgb, 1, sizeof(rgb), f);
-    fclose(f);
-    assert_int_equal(got, sizeof(rgb));
-    /* Somewhere on the page a 64 x 64 block is the display's corner. noVNC asks for Tight
-     * encoding with JPEG, which is lossy: each channel within 32, on average within 6. */
     bool found = false;
-    for (uint32_t oy = 0; oy + 64 <= 600 && !found; oy++)
-        for (uint32_t ox = 0; ox + 64 <= 800 && !found; ox++) {
-            bool close = true;
-            unsigned long total = 0;
-            for (uint32_t y = 0; y < 64 && close; y++)
-                for (uint32_t x = 0; x < 64 && close; x++)
-                    for (unsigned c = 0; c < 3 && close; c++) {
-                        int d =
-                            rgb[3 * ((oy + y) * 800 + ox + x) + c] - fake_view_pattern(x, y, c, w);
-                        total += (unsigned long)abs(d);
-                        close = abs(d) <= 32;
-                    }
-            found = close && total <= 6ul * 64 * 64 * 3;
-        }
+    for (unsigned shot = 1; shot <= 3 && !found; shot++) {
+        found = chromium_shows_pattern(dir, vnc_view_web_url(v), w);
+        if (!found)
+            fprintf(stderr, "test_novnc_in_chromium: shot %u of 3 has no display yet\n", shot);
+    }
+    vnc_view_stop(v);
+    char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (!found)
         print_error("the display's pattern is not in the browser's screenshot (kept in %s)\n", dir);
