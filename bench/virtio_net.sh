@@ -90,15 +90,21 @@ ip link set lo up
 ip link set eth0 up
 udhcpc -i eth0 -s /etc/udhcpc.script -n -q -t 10 -T 2 >/dev/null 2>&1 || echo "BENCH: no lease"
 gw=\$(ip route | sed -n 's/^default via \([0-9.]*\).*/\1/p')
+# The guest's interrupts from the network device (its INTx line or its MSI-X vectors).
+irqs() { awk '/virtio0/ { for (i = 2; i <= NF && \$i ~ /^[0-9]+\$/; i++) n += \$i } END { print n + 0 }' /proc/interrupts; }
+i0=\$(irqs)
 echo "BENCH: down start"
 wget -q -O /dev/null "http://\$gw:7001/blob" || echo "BENCH: down failed"
 echo "BENCH: down end"
+i1=\$(irqs)
 echo "BENCH: up start"
 dd if=/dev/zero bs=65536 count=$((UP * 16)) 2>/dev/null | nc "\$gw" 7003 || echo "BENCH: up failed"
 echo "BENCH: up end"
+i2=\$(irqs)
 echo "BENCH: rr start"
 /net_rr "\$gw" 7005 $RR || echo "BENCH: rr failed"
 echo "BENCH: rr end"
+echo "BENCH: irqs down \$((i1 - i0)) up \$((i2 - i1)) rr \$((\$(irqs) - i2))"
 sleep 3 # the host samples QEMU's CPU time before it goes
 poweroff -f
 INIT
@@ -227,6 +233,9 @@ HOST
     done
     wait "$qemu_pid" 2>/dev/null || true
     end_run
+    # The guest's network interrupts per phase: "irqs TOOL DOWN UP RR".
+    sed -n "s/^BENCH: irqs down \([0-9]*\) up \([0-9]*\) rr \([0-9]*\).*/irqs $tool \1 \2 \3/p" \
+        "$ns/serial.log" | tr -d '\r' >>"$WORK/raw"
     ! grep -a "BENCH:.*failed\|no lease" "$ns/serial.log" >&2
 }
 
@@ -244,7 +253,14 @@ import sys, statistics
 raw, down_mib, up_mib = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 hz, rr = float(sys.argv[4]), float(sys.argv[5])
 runs = {}
+irqs = {}  # (tool, phase): interrupts per MiB (rr: per 1000 transactions), one per run
 for line in open(raw):
+    if line.startswith("irqs "):
+        _, tool, down, up, rrn = line.split()
+        irqs.setdefault((tool, "down"), []).append(int(down) / down_mib)
+        irqs.setdefault((tool, "up"), []).append(int(up) / up_mib)
+        irqs.setdefault((tool, "rr"), []).append(int(rrn) * 1000 / rr)
+        continue
     tool, phase, t1, t0, m1, m0, b1, b0 = line.split()
     cpu = (int(t1) - int(t0)) / hz
     backend = (int(b1) - int(b0)) / hz
@@ -256,8 +272,8 @@ for line in open(raw):
         scale = 1024 / amount
     runs.setdefault((tool, phase), []).append((cpu * scale, amount / wall, backend * scale))
 print("| phase | tool | runs | CPU s/GiB, rr: ms/1000 (median) | of which the back end's process"
-      " | MiB/s, rr: 1/s (median) | CPU tool/vmkit |")
-print("|---|---|---|---|---|---|---|")
+      " | MiB/s, rr: 1/s (median) | guest interrupts per MiB, rr: per 1000 | CPU tool/vmkit |")
+print("|---|---|---|---|---|---|---|---|")
 for phase in ("down", "up", "rr"):
     base = runs.get(("vmkit", phase))
     base_cpu = statistics.median(c for c, _, _ in base) if base else None
@@ -270,5 +286,7 @@ for phase in ("down", "up", "rr"):
         own = statistics.median(b for _, _, b in r) if tool != "qemu" else None
         ratio = f"{cpu / base_cpu:.2f}" if base_cpu and tool != "vmkit" else "-"
         own_s = f"{own:.2f}" if own is not None else "-"
-        print(f"| {phase} | {tool} | {len(r)} | {cpu:.2f} | {own_s} | {rate:.1f} | {ratio} |")
+        irq = irqs.get((tool, phase))
+        irq_s = f"{statistics.median(irq):.0f}" if irq else "-"
+        print(f"| {phase} | {tool} | {len(r)} | {cpu:.2f} | {own_s} | {rate:.1f} | {irq_s} | {ratio} |")
 PY

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,11 @@ struct vhost_user_server {
     struct mapping maps[VHOST_USER_MAX_REGIONS];
     unsigned nmaps;
     struct vring *vrings;
+    /* Each ring's call_fd and err_fd: a device signals them from its own threads (virtio-fs
+     * workers, a NAT's thread) while this thread replaces them (QEMU sends SET_VRING_CALL on
+     * a running ring when it masks a vector); unguarded, a signal could land on a closed fd
+     * number that was already reused. */
+    pthread_mutex_t fd_lock;
 };
 
 __attribute__((format(printf, 2, 3))) static void say(struct vhost_user_server *s, const char *fmt,
@@ -140,8 +146,11 @@ static void signal_fd(int fd)
 static void t_notify_queue(void *ctx, unsigned q)
 {
     struct vhost_user_server *s = ctx;
-    if (q < s->dev->num_queues)
-        signal_fd(s->vrings[q].call_fd);
+    if (q >= s->dev->num_queues)
+        return;
+    pthread_mutex_lock(&s->fd_lock);
+    signal_fd(s->vrings[q].call_fd);
+    pthread_mutex_unlock(&s->fd_lock);
 }
 
 static void t_notify_config(void *ctx)
@@ -155,8 +164,10 @@ static void t_needs_reset(void *ctx, const char *why)
     s->broken = true;
     say(s, "device needs reset: %s", why ? why : "unknown");
     /* vhost-user's way to report a broken ring is the error eventfd. */
+    pthread_mutex_lock(&s->fd_lock);
     for (unsigned q = 0; q < s->dev->num_queues; q++)
         signal_fd(s->vrings[q].err_fd);
+    pthread_mutex_unlock(&s->fd_lock);
 }
 
 /* ---- Starting and stopping the device ------------------------------------------- */
@@ -301,9 +312,11 @@ static void reset_state(struct vhost_user_server *s)
         struct vring *vr = &s->vrings[q];
         unwatch_kick(s, vr);
         close_fd(&vr->kick_fd);
+        pthread_mutex_lock(&s->fd_lock);
         close_fd(&vr->call_fd);
         close_fd(&vr->err_fd);
         *vr = (struct vring){ .kick_fd = -1, .call_fd = -1, .err_fd = -1, .s = s, .index = q };
+        pthread_mutex_unlock(&s->fd_lock);
     }
     unmap_memory(s);
     s->features = 0;
@@ -501,17 +514,16 @@ static const char *set_vring_fd(struct vhost_user_server *s, struct msg *m)
         vr->kick = (struct event_source){ .fd = fd, .handler = NULL, .ctx = vr };
         break;
     case VHOST_USER_SET_VRING_CALL:
-        close_fd(&vr->call_fd);
-        vr->call_fd = fd;
+    default: {
+        int *slot = m->h.request == VHOST_USER_SET_VRING_CALL ? &vr->call_fd : &vr->err_fd;
+        pthread_mutex_lock(&s->fd_lock);
+        close_fd(slot);
+        *slot = fd;
+        pthread_mutex_unlock(&s->fd_lock);
         if (fd >= 0)
             m->fds[0] = -1;
         return NULL;
-    default:
-        close_fd(&vr->err_fd);
-        vr->err_fd = fd;
-        if (fd >= 0)
-            m->fds[0] = -1;
-        return NULL;
+    }
     }
     return "";
 }
@@ -834,6 +846,7 @@ struct vhost_user_server *vhost_user_server_new(const char *socket_path, struct 
     if (!s)
         goto nomem;
     s->listen.fd = s->conn.fd = s->stop.fd = -1;
+    pthread_mutex_init(&s->fd_lock, NULL);
     s->vrings = calloc(dev->num_queues, sizeof(*s->vrings));
     s->path = strdup(socket_path);
     s->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -881,6 +894,7 @@ fail:
             close(s->listen.fd);
         if (s->stop.fd >= 0)
             close(s->stop.fd);
+        pthread_mutex_destroy(&s->fd_lock);
         free(s->vrings);
         free(s->path);
         free(s);
@@ -928,6 +942,7 @@ void vhost_user_server_free(struct vhost_user_server *s)
         close(s->proc_fd);
     unix_socket_remove(s->path, &s->sock_st);
     s->dev->transport = (struct virtio_transport){ 0 };
+    pthread_mutex_destroy(&s->fd_lock);
     free(s->vrings);
     free(s->path);
     free(s);
