@@ -1060,6 +1060,70 @@ static void test_receive_back_pressure(void **state)
         assert_true(match_arp_reply(&f->peer.frames[i], &want));
 }
 
+/* With receive buffers, what the NAT has for the guest goes to the peer from the NAT's own
+ * thread (under the peer's lock), with the event loop never run: no queue and no hand-off.
+ * Frames that waited while the peer refused still come first, in order, before the direct
+ * path takes over again. */
+static void test_receive_direct(void **state)
+{
+    struct fix *f = *state;
+    start_plain(f);
+    uint8_t buf[64];
+    const uint8_t zero[6] = { 0 };
+    size_t len = arp_frame(buf, 1, bcast_mac, zero, GUEST_IP, HOST_IP);
+    assert_int_equal(send_frame(f, buf, len), 0);
+    double end = now() + 3;
+    unsigned count = 0;
+    while (count == 0 && now() < end) {
+        usleep(5000);
+        pthread_mutex_lock(&f->peer.lock);
+        count = f->peer.count;
+        pthread_mutex_unlock(&f->peer.lock);
+    }
+    assert_int_equal(count, 1);
+    uint32_t want = HOST_IP;
+    assert_true(match_arp_reply(&f->peer.frames[0], &want));
+    assert_true(f->peer.lock_held_ok);
+
+    /* Refused: the next three wait in the queue, in order, and still do after rx_ready
+     * until the event loop has handed them on; only then does a new one go straight. */
+    pthread_mutex_lock(&f->peer.lock);
+    f->peer.refuse = true;
+    pthread_mutex_unlock(&f->peer.lock);
+    const uint32_t asked[3] = { HOST_IP, DNS_IP, HOST_IP };
+    for (unsigned i = 0; i < 3; i++) {
+        len = arp_frame(buf, 1, bcast_mac, zero, GUEST_IP, asked[i]);
+        assert_int_equal(send_frame(f, buf, len), 0);
+        usleep(50000); /* one at a time: the NAT answers in the order asked */
+    }
+    pthread_mutex_lock(&f->peer.lock);
+    assert_int_equal(f->peer.offers, 2); /* the first refused, the others queued behind it */
+    f->peer.refuse = false;
+    f->link->ops->rx_ready(f->link);
+    pthread_mutex_unlock(&f->peer.lock);
+    usleep(100000);
+    pthread_mutex_lock(&f->peer.lock);
+    assert_int_equal(f->peer.count, 1); /* not without the event loop */
+    pthread_mutex_unlock(&f->peer.lock);
+    run_for(f, 200);
+    assert_int_equal(f->peer.count, 4);
+    for (unsigned i = 0; i < 3; i++)
+        assert_true(match_arp_reply(&f->peer.frames[1 + i], &asked[i]));
+    len = arp_frame(buf, 1, bcast_mac, zero, GUEST_IP, DNS_IP);
+    assert_int_equal(send_frame(f, buf, len), 0);
+    end = now() + 3;
+    count = 4;
+    while (count == 4 && now() < end) {
+        usleep(5000);
+        pthread_mutex_lock(&f->peer.lock);
+        count = f->peer.count;
+        pthread_mutex_unlock(&f->peer.lock);
+    }
+    assert_int_equal(count, 5);
+    want = DNS_IP;
+    assert_true(match_arp_reply(&f->peer.frames[4], &want));
+}
+
 /* A guest faster than the NAT fills the queue: send says -EAGAIN, tx_ready follows. */
 static void test_send_back_pressure(void **state)
 {
@@ -1322,6 +1386,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forward_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_commands_from_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_back_pressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receive_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_back_pressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_icmp_echo_gateway, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_reaches_host_loopback, setup, teardown),
