@@ -705,14 +705,35 @@ static void test_dhcp_offer(void **state)
     assert_int_equal(get32(o), 0xffffff00); /* /24 */
 }
 
+/* The guest asks who has IP (an ARP request), as send does under the peer's lock. */
+static void ask_arp(struct fix *f, uint32_t ip)
+{
+    uint8_t buf[64];
+    const uint8_t zero[6] = { 0 };
+    size_t len = arp_frame(buf, 1, bcast_mac, zero, GUEST_IP, ip);
+    assert_int_equal(send_frame(f, buf, len), 0);
+}
+
+/* Waits (3 s at most) for the peer to hold more than `had` frames, without running the event
+ * loop; returns how many it holds. */
+static unsigned frames_beyond(struct fix *f, unsigned had)
+{
+    double end = now() + 3;
+    unsigned count = had;
+    while (count == had && now() < end) {
+        usleep(5000);
+        pthread_mutex_lock(&f->peer.lock);
+        count = f->peer.count;
+        pthread_mutex_unlock(&f->peer.lock);
+    }
+    return count;
+}
+
 static void test_arp_reply(void **state)
 {
     struct fix *f = *state;
     start_plain(f);
-    uint8_t buf[64];
-    const uint8_t zero[6] = { 0 };
-    size_t len = arp_frame(buf, 1, bcast_mac, zero, GUEST_IP, HOST_IP);
-    assert_int_equal(send_frame(f, buf, len), 0);
+    ask_arp(f, HOST_IP);
     uint32_t want = HOST_IP;
     unsigned i = expect_frame(f, 0, match_arp_reply, &want);
     const struct frame *fr = &f->peer.frames[i];
@@ -1068,19 +1089,8 @@ static void test_receive_direct(void **state)
 {
     struct fix *f = *state;
     start_plain(f);
-    uint8_t buf[64];
-    const uint8_t zero[6] = { 0 };
-    size_t len = arp_frame(buf, 1, bcast_mac, zero, GUEST_IP, HOST_IP);
-    assert_int_equal(send_frame(f, buf, len), 0);
-    double end = now() + 3;
-    unsigned count = 0;
-    while (count == 0 && now() < end) {
-        usleep(5000);
-        pthread_mutex_lock(&f->peer.lock);
-        count = f->peer.count;
-        pthread_mutex_unlock(&f->peer.lock);
-    }
-    assert_int_equal(count, 1);
+    ask_arp(f, HOST_IP);
+    assert_int_equal(frames_beyond(f, 0), 1);
     uint32_t want = HOST_IP;
     assert_true(match_arp_reply(&f->peer.frames[0], &want));
     assert_true(f->peer.lock_held_ok);
@@ -1092,8 +1102,7 @@ static void test_receive_direct(void **state)
     pthread_mutex_unlock(&f->peer.lock);
     const uint32_t asked[3] = { HOST_IP, DNS_IP, HOST_IP };
     for (unsigned i = 0; i < 3; i++) {
-        len = arp_frame(buf, 1, bcast_mac, zero, GUEST_IP, asked[i]);
-        assert_int_equal(send_frame(f, buf, len), 0);
+        ask_arp(f, asked[i]);
         usleep(50000); /* one at a time: the NAT answers in the order asked */
     }
     pthread_mutex_lock(&f->peer.lock);
@@ -1109,17 +1118,8 @@ static void test_receive_direct(void **state)
     assert_int_equal(f->peer.count, 4);
     for (unsigned i = 0; i < 3; i++)
         assert_true(match_arp_reply(&f->peer.frames[1 + i], &asked[i]));
-    len = arp_frame(buf, 1, bcast_mac, zero, GUEST_IP, DNS_IP);
-    assert_int_equal(send_frame(f, buf, len), 0);
-    end = now() + 3;
-    count = 4;
-    while (count == 4 && now() < end) {
-        usleep(5000);
-        pthread_mutex_lock(&f->peer.lock);
-        count = f->peer.count;
-        pthread_mutex_unlock(&f->peer.lock);
-    }
-    assert_int_equal(count, 5);
+    ask_arp(f, DNS_IP);
+    assert_int_equal(frames_beyond(f, 4), 5);
     want = DNS_IP;
     assert_true(match_arp_reply(&f->peer.frames[4], &want));
 }
