@@ -25,14 +25,9 @@ export VMKIT_NESTED_LOG=${VMKIT_NESTED_LOG:-$VMKIT_NESTED_DIR/logs/efi_boot.log}
 # QEMU and its libraries, at their own paths, added to the outer machine.
 extra=$(mktemp -d "${TMPDIR:-/tmp}/vmkit-efi-bench.XXXXXX")
 trap 'rm -rf "$extra"' EXIT
-qemu=$(command -v qemu-system-x86_64)
-mkdir -p "$extra/usr/bin"
-cp -L "$qemu" "$extra/usr/bin/"
-{ ldd "$qemu" 2>/dev/null || true; } | awk '/=> \// { print $3 } /^\t\// { print $1 }' |
-    while read -r lib; do
-        mkdir -p "$extra$(dirname "$lib")"
-        cp -L "$lib" "$extra$lib"
-    done
+# shellcheck source=tests/support/copy_with_libs.sh
+. "$root/tests/support/copy_with_libs.sh"
+copy_with_libs "$(command -v qemu-system-x86_64)" "$extra" usr/bin
 # The ROMs QEMU loads even with -nodefaults (kvmvapic.bin on x86 under KVM).
 mkdir -p "$extra/usr/share/qemu"
 for f in kvmvapic.bin linuxboot_dma.bin; do

@@ -30,14 +30,10 @@ install -m 0644 "$here/installer/inittab" "$layer/etc/inittab"
 [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$layer/etc/"
 # The host's tools in /usr/local/sbin (first in the installer's PATH, before busybox's applets
 # of the same names), each with the shared libraries ldd names, at their own paths.
+# shellcheck source=tests/support/copy_with_libs.sh
+. "$here/copy_with_libs.sh"
 for tool in sfdisk mkfs.fat mke2fs efibootmgr; do
-    path=$(PATH=$PATH:/sbin:/usr/sbin command -v "$tool")
-    cp -L "$path" "$layer/usr/local/sbin/"
-    { ldd "$path" 2>/dev/null || true; } | awk '/=> \// { print $3 } /^\t\// { print $1 }' |
-        while read -r lib; do
-            mkdir -p "$layer$(dirname "$lib")"
-            cp -L "$lib" "$layer$lib"
-        done
+    copy_with_libs "$(PATH=$PATH:/sbin:/usr/sbin command -v "$tool")" "$layer" usr/local/sbin
 done
 # GRUB for the installed disk: its prefix is the directory it sits in on the ESP.
 grub-mkimage -O x86_64-efi -p /EFI/vmkit -o "$layer/usr/share/vmkit-install/grubx64.efi" \

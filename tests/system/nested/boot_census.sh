@@ -31,21 +31,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A program and the shared libraries it needs, at their own paths.
-pack() {
-    local bin=$1 dest=$2
-    mkdir -p "$extra$(dirname "$dest")"
-    cp -L "$bin" "$extra$dest"
-    { ldd "$bin" 2>/dev/null || true; } | awk '/=> \// { print $3 } /^\t\// { print $1 }' |
-        while read -r lib; do
-            [ -e "$extra$lib" ] && continue
-            mkdir -p "$extra$(dirname "$lib")"
-            cp -L "$lib" "$extra$lib"
-        done
-}
+# shellcheck source=tests/support/copy_with_libs.sh
+. "$root/tests/support/copy_with_libs.sh"
 
 if [[ ",$plan" == *,qemu* ]]; then
-    pack "$(command -v qemu-system-x86_64)" /usr/bin/qemu-system-x86_64
+    copy_with_libs "$(command -v qemu-system-x86_64)" "$extra" usr/bin
     mkdir -p "$extra/usr/share/qemu"
     for f in bios-256k.bin linuxboot_dma.bin linuxboot.bin kvmvapic.bin; do
         cp -L "/usr/share/qemu/$f" "$extra/usr/share/qemu/" 2>/dev/null ||
@@ -53,7 +43,7 @@ if [[ ",$plan" == *,qemu* ]]; then
     done
 fi
 for nb in ${VMKIT_CENSUS_BINS:-}; do
-    pack "${nb#*=}" "/usr/bin/vmkit-${nb%%=*}"
+    copy_with_libs "${nb#*=}" "$extra" usr/bin "vmkit-${nb%%=*}"
 done
 
 for _ in $(seq 1 "${VMKIT_CENSUS_HOG:-0}"); do

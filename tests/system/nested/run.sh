@@ -124,18 +124,14 @@ else
     echo "run.sh: warning: no vmkit binary at $vmkit (build it: ninja -C build);" \
         "the outer machine will have none" >&2
 fi
+# shellcheck source=tests/support/copy_with_libs.sh
+. "$root/tests/support/copy_with_libs.sh"
 # stage_binary BIN ROOT DIR: the host's BIN at ROOT/DIR, with the shared libraries it needs at
 # their own paths under ROOT. False when the host has no BIN.
 stage_binary() {
-    local path lib
+    local path
     path=$(command -v "$1") || return 1
-    mkdir -p "$2/$3"
-    cp -L "$path" "$2/$3/"
-    { ldd "$path" 2>/dev/null || true; } | awk '/=> \// { print $3 } /^\t\// { print $1 }' |
-        while read -r lib; do
-            mkdir -p "$2$(dirname "$lib")"
-            cp -L "$lib" "$2$lib"
-        done
+    copy_with_libs "$path" "$2" "$3"
 }
 # socat, for the vsock case: in the outer machine (the host's end), and as an archive that
 # the case appends to the default guest's initramfs (the guest's end, called by its path:
