@@ -281,7 +281,7 @@ static void cb_no_fd(int fd, void *opaque)
 }
 
 /* slirp's poll set changed. The NAT thread fills it afresh before it sleeps again, so only
- * another thread has to wake it (a write to its own eventfd was a third of its wakeups). */
+ * another thread has to wake it (its own writes were a third of those to its eventfd). */
 static void cb_notify(void *opaque)
 {
     struct net_nat *n = opaque;
