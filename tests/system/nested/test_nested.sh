@@ -38,8 +38,8 @@ MAX_FAULT_REBOOTS_UNPATCHED=14 # Debian's own QEMU has one more race (about 1 bo
 MAX_STALL_REBOOTS=3
 # The outer machine itself stops now and then: its kernel panics ("corrupted stack end detected
 # inside scheduler", seen under QEMU -accel kvm inside it as under vmkit) or wedges. Each of the
-# three full runs on 2026-12-04 lost two machines (wedges as a case's guest began to boot, a
-# panic), earlier runs none or one. Booted again at most this many times, for the cases with
+# three nested runs on 2026-12-04 lost two machines (wedges as a case's guest began to boot, a
+# panic); earlier runs lost none or one. Booted again at most this many times, for the cases with
 # no result yet; each stop costs the cases it cut short and a boot (about 3 minutes at most).
 MAX_OUTER_REBOOTS=4
 
