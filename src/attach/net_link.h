@@ -39,6 +39,9 @@ struct net_link_peer {
     bool (*receive)(void *ctx, const struct iovec *iov, unsigned iovcnt, size_t len);
     /* A link that refused a frame (send said -EAGAIN) can take frames again. */
     void (*tx_ready)(void *ctx);
+    /* The guest kicked the transmit queue, read by a link that watches the kick fd on its
+     * own thread (ops->watch_kick). */
+    void (*tx_kick)(void *ctx);
     /* The peer went away (up false) or came back: why is a static string, or NULL. */
     void (*link_changed)(void *ctx, bool up, const char *why);
     void *ctx;
@@ -60,6 +63,11 @@ struct net_link_ops {
     /* The guest's offloads (NET_OFFLOAD_*), for a link with vnet headers. Lock held; may be
      * NULL. */
     void (*set_offloads)(struct net_link *l, unsigned offloads);
+    /* For a link with a thread of its own: watch the transmit queue's kick eventfd there
+     * (a dup of fd), and call peer->tx_kick when it fires, so that the guest's frames go
+     * from its ring to the link without waking the event loop's thread; fd -1: stop
+     * watching. 0, or -errno (the transport watches it). Lock held; may be NULL. */
+    int (*watch_kick)(struct net_link *l, int fd);
     /* Stops reading: no callback runs once it returns. Lock not held (it may wait for a
      * handler that holds it). */
     void (*stop)(struct net_link *l);

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -107,9 +108,9 @@ struct net_nat {
     char *what;
     Slirp *slirp; /* NAT thread only while it runs; the caller's before and after */
     struct nat_timer *timers;
-    struct pollfd *pfd; /* pfd[0]: wake_fd; then what slirp watches */
-    unsigned npfd, pfd_cap;
-    int wake_fd; /* eventfd: frames for slirp, a command, quit */
+    struct pollfd *pfd; /* pfd[0]: wake_fd; pfd[1]: kick_fd, if any; then what slirp watches */
+    unsigned npfd, pfd_cap, pfd_slirp;
+    int wake_fd; /* eventfd: frames for slirp, a command, quit, a new kick_fd */
 
     /* The NAT thread's life and the forward commands. */
     pthread_mutex_t cmd_lock;
@@ -123,6 +124,9 @@ struct net_nat {
     pthread_mutex_t qlock;
     struct frame_ring to_slirp, to_guest;
     bool tx_owed;   /* send said -EAGAIN: tell the peer once to_slirp has room */
+    /* The guest's transmit kicks (watch_kick), read by the NAT thread: ours (a dup), the one
+     * the thread polls this round, and one retired while it did, for the thread to close. */
+    int kick_fd, kick_polled, kick_old;
     bool tx_signal; /* it has: the event-loop handler calls tx_ready */
     /* Frames for the guest dropped on a full ring, for the handler to add to link.dropped
      * (written only with the peer's lock held, so that the device reads it safely). */
@@ -325,7 +329,7 @@ static int cb_add_poll(int fd, int events, void *opaque)
 static int cb_get_revents(int idx, void *opaque)
 {
     struct net_nat *n = opaque;
-    if (idx <= 0 || (unsigned)idx >= n->npfd)
+    if (idx < (int)n->pfd_slirp || (unsigned)idx >= n->npfd)
         return 0;
     short re = n->pfd[idx].revents;
     int r = 0;
@@ -531,6 +535,29 @@ static bool take_command(struct net_nat *n)
     return quit;
 }
 
+/* The kick fd to poll this round (-1: none); closes the one retired since the last. */
+static int poll_kick(struct net_nat *n)
+{
+    pthread_mutex_lock(&n->qlock);
+    if (n->kick_old >= 0)
+        close(n->kick_old);
+    n->kick_old = -1;
+    n->kick_polled = n->kick_fd;
+    pthread_mutex_unlock(&n->qlock);
+    return n->kick_polled;
+}
+
+/* The guest kicked its transmit queue: the device hands us its frames, here, under its lock
+ * (they queue in to_slirp without a wake-up: this thread feeds them next). */
+static void take_kick(struct net_nat *n, int fd)
+{
+    drain_fd(fd);
+    pthread_mutex_lock(n->peer.lock);
+    if (n->started && n->peer.tx_kick)
+        n->peer.tx_kick(n->peer.ctx);
+    pthread_mutex_unlock(n->peer.lock);
+}
+
 static void *nat_thread(void *arg)
 {
     struct net_nat *n = arg;
@@ -544,6 +571,10 @@ static void *nat_thread(void *arg)
         uint32_t slirp_ms = UINT32_MAX;
         n->pfd[0] = (struct pollfd){ .fd = n->wake_fd, .events = POLLIN };
         n->npfd = 1;
+        int kick = poll_kick(n);
+        if (kick >= 0)
+            n->pfd[n->npfd++] = (struct pollfd){ .fd = kick, .events = POLLIN };
+        n->pfd_slirp = n->npfd;
         lib.pollfds_fill(n->slirp, &slirp_ms, cb_add_poll, n);
         int timeout = slirp_ms == UINT32_MAX ? -1
                       : slirp_ms > INT32_MAX ? INT32_MAX
@@ -556,7 +587,15 @@ static void *nat_thread(void *arg)
         if (r > 0 && (n->pfd[0].revents & POLLIN))
             drain_fd(n->wake_fd);
         lib.pollfds_poll(n->slirp, r < 0, cb_get_revents, n);
+        if (r > 0 && kick >= 0 && (n->pfd[1].revents & POLLIN))
+            take_kick(n, kick); /* its frames reach slirp at the top of the loop */
     }
+    pthread_mutex_lock(&n->qlock);
+    n->kick_polled = -1;
+    if (n->kick_old >= 0)
+        close(n->kick_old);
+    n->kick_old = -1;
+    pthread_mutex_unlock(&n->qlock);
     return NULL;
 }
 
@@ -681,10 +720,33 @@ static int nat_send(struct net_link *l, const struct iovec *iov, unsigned iovcnt
         done += chunk;
     }
     r->len[i] = (uint32_t)done;
-    bool wake = r->count++ == 0; /* the NAT thread empties the ring before it sleeps */
+    /* The NAT thread empties the ring before it sleeps; from a kick it read, it is awake. */
+    bool wake = r->count++ == 0 && nat_self != n;
     pthread_mutex_unlock(&n->qlock);
     if (wake)
         signal_fd(n->wake_fd);
+    return 0;
+}
+
+static int nat_watch_kick(struct net_link *l, int fd)
+{
+    struct net_nat *n = to_nat(l);
+    int mine = -1;
+    if (fd >= 0 && (mine = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return -errno;
+    pthread_mutex_lock(&n->qlock);
+    int old = n->kick_fd;
+    n->kick_fd = mine;
+    /* The one the thread polls now it closes itself, on its next round. */
+    if (old >= 0 && old == n->kick_polled) {
+        if (n->kick_old >= 0)
+            close(n->kick_old);
+        n->kick_old = old;
+    } else if (old >= 0) {
+        close(old);
+    }
+    pthread_mutex_unlock(&n->qlock);
+    signal_fd(n->wake_fd);
     return 0;
 }
 
@@ -733,6 +795,8 @@ static void nat_destroy(struct net_link *l)
         cb_timer_free(n->timers, n);
     if (n->wake_fd >= 0)
         close(n->wake_fd);
+    if (n->kick_fd >= 0)
+        close(n->kick_fd);
     if (n->guest_src.fd >= 0)
         close(n->guest_src.fd);
     pthread_cond_destroy(&n->cmd_cond);
@@ -749,6 +813,7 @@ static const struct net_link_ops nat_ops = {
     .start = nat_start,
     .send = nat_send,
     .rx_ready = nat_rx_ready,
+    .watch_kick = nat_watch_kick,
     .stop = nat_stop,
     .destroy = nat_destroy,
 };
@@ -783,6 +848,7 @@ vmk_result net_nat_new(const struct net_nat_params *p, const char *what, struct 
         return vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "%s: out of memory", what);
     n->link.ops = &nat_ops;
     n->wake_fd = n->guest_src.fd = -1;
+    n->kick_fd = n->kick_polled = n->kick_old = -1;
     pthread_mutex_init(&n->cmd_lock, NULL);
     pthread_cond_init(&n->cmd_cond, NULL);
     pthread_mutex_init(&n->qlock, NULL);

@@ -18,13 +18,16 @@
 #define NOTIFY_WRITE_LEN 2
 
 /* A queue's doorbell: KVM turns the guest's write to the notify address into an
- * eventfd signal (no exit to user space), which the VM thread's loop picks up. */
+ * eventfd signal (no exit to user space), which the VM thread's loop picks up, or the
+ * device's own thread when the device took it (take_kick). */
 struct doorbell {
     struct virtio_pci_function *mv;
     unsigned queue;
     int fd;
     uint64_t addr; /* registered guest address, 0: none */
     struct event_source src;
+    bool watched; /* src is on the loop */
+    bool taken;   /* the device reads fd */
 };
 
 struct virtio_pci_function {
@@ -110,12 +113,18 @@ static int doorbells_create(struct virtio_pci_function *mv)
         if (db->fd < 0)
             return -errno;
         db->src = (struct event_source){ .fd = db->fd, .handler = doorbell_rang, .ctx = db };
+        const struct virtio_device_ops *ops = mv->dev->ops;
+        if (ops->take_kick && ops->take_kick(mv->dev, q, db->fd)) {
+            db->taken = true;
+            continue;
+        }
         int e = event_loop_add(mv->env.el, &db->src);
         if (e < 0) {
             close(db->fd);
             db->fd = -1;
             return e;
         }
+        db->watched = true;
     }
     struct pci_config_hook hook = { .written = config_written, .ctx = mv };
     return pci_device_add_config_hook(&mv->vp.pci, &hook);
@@ -132,7 +141,10 @@ static void doorbells_destroy(struct virtio_pci_function *mv)
             continue;
         if (db->addr)
             ops->ioeventfd(ops->ctx, db->addr, NOTIFY_WRITE_LEN, db->fd, false);
-        event_loop_remove(mv->env.el, &db->src);
+        if (db->watched)
+            event_loop_remove(mv->env.el, &db->src);
+        if (db->taken)
+            (void)mv->dev->ops->take_kick(mv->dev, q, -1);
         close(db->fd);
     }
     free(mv->doorbells);

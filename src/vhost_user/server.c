@@ -34,6 +34,7 @@ struct vring {
     int kick_fd, call_fd, err_fd;
     struct event_source kick;
     bool kick_watched;
+    bool kick_taken; /* the device reads kick_fd itself (take_kick) */
     struct vhost_user_server *s;
     unsigned index;
 };
@@ -282,11 +283,15 @@ fail:
 
 /* ---- Connection state --------------------------------------------------------- */
 
+/* Nobody reads the ring's kick fd any more: neither our loop nor the device. */
 static void unwatch_kick(struct vhost_user_server *s, struct vring *vr)
 {
     if (vr->kick_watched)
         event_loop_remove(s->el, &vr->kick);
     vr->kick_watched = false;
+    if (vr->kick_taken)
+        (void)s->dev->ops->take_kick(s->dev, vr->index, -1);
+    vr->kick_taken = false;
 }
 
 static void close_fd(int *fd)
@@ -639,12 +644,17 @@ static const char *handle(struct vhost_user_server *s, struct msg *m, bool *repl
             return why;
         if (!why)
             return NULL;
-        /* A new kick fd: watch it, and the ring has started. */
+        /* A new kick fd: the device's if it serves the ring on a thread of its own, else
+         * ours to watch; and the ring has started. */
         vr = msg_vring(s, (uint32_t)(m->p.u64 & VHOST_USER_VRING_IDX_MASK));
         vr->kick.handler = on_kick;
-        if (event_loop_add(s->el, &vr->kick) < 0)
-            return "SET_VRING_KICK: cannot watch the fd";
-        vr->kick_watched = true;
+        if (d->ops->take_kick && d->ops->take_kick(d, vr->index, vr->kick_fd)) {
+            vr->kick_taken = true;
+        } else {
+            if (event_loop_add(s->el, &vr->kick) < 0)
+                return "SET_VRING_KICK: cannot watch the fd";
+            vr->kick_watched = true;
+        }
         vr->started = true;
         /* A ring that joins a running device: restart it with this ring too. */
         if (s->active && !vr->running)

@@ -40,6 +40,7 @@ struct virtio_net {
     bool active;  /* between activate and reset */
     bool tx_held; /* the link refused a frame: wait for tx_ready */
     bool rx_owed; /* the link holds a frame we refused: tell it when buffers come */
+    bool tx_kick_taken; /* the link's thread reads the transmit queue's kicks */
     bool promisc, allmulti;
     uint32_t guest_ipv4; /* network order; 0 until the guest's frames show it */
     struct mac_table uni, multi;
@@ -396,6 +397,11 @@ static void net_tx_ready(void *ctx)
     tx_process(n);
 }
 
+static void net_tx_kick(void *ctx)
+{
+    tx_process(ctx);
+}
+
 /* ---- control queue ---- */
 
 /* A MAC table as CTRL_MAC_TABLE_SET sends it: le32 count, then count addresses. Returns the
@@ -517,6 +523,9 @@ static int net_activate(struct virtio_device *d)
         n->rx_owed = false;
         n->link->ops->rx_ready(n->link);
     }
+    /* Kicks the link's thread read before now found the device inactive. */
+    if (n->tx_kick_taken)
+        tx_process(n);
     pthread_mutex_unlock(&n->lock);
     return 0;
 }
@@ -534,6 +543,21 @@ static void net_queue_notify(struct virtio_device *d, unsigned q)
         ctrl_process(n);
     }
     pthread_mutex_unlock(&n->lock);
+}
+
+/* The transmit queue's kicks go to a link with a thread of its own (the NAT's), which
+ * serves them there: a guest's frame then wakes that thread alone, not the event loop's
+ * thread first to hand it over. */
+static bool net_take_kick(struct virtio_device *d, unsigned q, int fd)
+{
+    struct virtio_net *n = to_net(d);
+    if (q != VIRTIO_NET_TX || !n->link->ops->watch_kick)
+        return false;
+    pthread_mutex_lock(&n->lock);
+    bool taken = n->link->ops->watch_kick(n->link, fd) == 0 && fd >= 0;
+    n->tx_kick_taken = taken;
+    pthread_mutex_unlock(&n->lock);
+    return taken;
 }
 
 /* §5.1.3.1: features that depend on others the driver left out. */
@@ -607,6 +631,7 @@ static void net_destroy(struct virtio_device *d)
 static const struct virtio_device_ops net_ops = {
     .activate = net_activate,
     .queue_notify = net_queue_notify,
+    .take_kick = net_take_kick,
     .features_ok = net_features_ok,
     .config_read = net_config_read,
     .config_write = net_config_write,
@@ -676,6 +701,7 @@ struct net_link_peer virtio_net_peer(struct virtio_device *d)
     struct virtio_net *n = to_net(d);
     return (struct net_link_peer){ .receive = net_receive,
                                    .tx_ready = net_tx_ready,
+                                   .tx_kick = net_tx_kick,
                                    .link_changed = net_link_changed,
                                    .ctx = n,
                                    .lock = &n->lock };

@@ -5,7 +5,8 @@
  * only pops from and pushes to.
  *
  * Threads: the transport calls ops from its own thread (the VM's event loop, or the
- * vhost-user server's); queue_notify may come from a kick thread. A device that
+ * vhost-user server's); queue_notify may come from a kick thread, and a device that
+ * took a queue's kick fd (take_kick) serves that queue from its own thread. A device that
  * blocks (disk I/O) hands work to its own worker and completes from there with
  * virtio_device_complete(), which is safe from any thread as long as one queue is
  * pushed by one thread at a time. */
@@ -66,6 +67,13 @@ struct virtio_device_ops {
     bool (*features_ok)(struct virtio_device *d, uint64_t features);
     /* The driver made buffers available on queue q. */
     void (*queue_notify)(struct virtio_device *d, unsigned q);
+    /* Optional. The transport offers queue q's kick eventfd (fd >= 0) before it watches it,
+     * and takes it back (fd -1) before it closes or replaces it. true: the device reads
+     * queue q's kicks itself, on a thread of its own that serves the queue anyway, which
+     * saves a wake-up of the transport's thread per kick; it keeps a dup of fd, and serves
+     * a kick only while active. The transport then leaves fd alone until the take-back.
+     * false, or no op: the transport watches fd and calls queue_notify. */
+    bool (*take_kick)(struct virtio_device *d, unsigned q, int fd);
     /* Device configuration space; the transport has checked offset + len against
      * config_size. */
     void (*config_read)(struct virtio_device *d, uint32_t offset, void *data, uint32_t len);

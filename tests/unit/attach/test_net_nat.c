@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +62,13 @@ struct peer {
     unsigned tx_ready;    /* tx_ready calls */
     unsigned count;       /* frames taken (the first MAX_FRAMES kept) */
     bool lock_held_ok;    /* every callback ran with the lock held */
+    /* The transmit queue, as tx_kick sees it: a frame to send when kicked. */
+    struct net_link *link;
+    uint8_t tx[64];
+    size_t tx_len;
+    unsigned tx_kicks;
+    bool kick_off_test_thread; /* every tx_kick ran on another thread than the test's */
+    pthread_t test_thread;
     struct frame *frames; /* MAX_FRAMES */
 };
 
@@ -113,6 +121,20 @@ static void peer_tx_ready(void *ctx)
     p->tx_ready++;
 }
 
+/* As a device's transmit run: what the guest queued goes to the link, lock held. */
+static void peer_tx_kick(void *ctx)
+{
+    struct peer *p = ctx;
+    p->lock_held_ok &= locked(p);
+    p->kick_off_test_thread &= !pthread_equal(pthread_self(), p->test_thread);
+    p->tx_kicks++;
+    if (p->tx_len) {
+        struct iovec iov = { .iov_base = p->tx, .iov_len = p->tx_len };
+        assert_int_equal(p->link->ops->send(p->link, &iov, 1, p->tx_len), 0);
+        p->tx_len = 0;
+    }
+}
+
 static void peer_link_changed(void *ctx, bool up, const char *why)
 {
     (void)ctx, (void)up, (void)why;
@@ -128,6 +150,8 @@ static int setup(void **state)
         return -1;
     pthread_mutex_init(&f->peer.lock, NULL);
     f->peer.lock_held_ok = true;
+    f->peer.kick_off_test_thread = true;
+    f->peer.test_thread = pthread_self();
     *state = f;
     return 0;
 }
@@ -171,9 +195,11 @@ static void start(struct fix *f, const struct net_nat_params *p)
     assert_int_equal(f->link->offloads, 0);
     struct net_link_peer peer = { .receive = peer_receive,
                                   .tx_ready = peer_tx_ready,
+                                  .tx_kick = peer_tx_kick,
                                   .link_changed = peer_link_changed,
                                   .ctx = &f->peer,
                                   .lock = &f->peer.lock };
+    f->peer.link = f->link;
     assert_int_equal(f->link->ops->start(f->link, f->el, &peer), 0);
     f->started = true;
 }
@@ -1124,6 +1150,82 @@ static void test_receive_direct(void **state)
     assert_true(match_arp_reply(&f->peer.frames[4], &want));
 }
 
+static int watch_kick(struct fix *f, int fd)
+{
+    pthread_mutex_lock(&f->peer.lock);
+    int r = f->link->ops->watch_kick(f->link, fd);
+    pthread_mutex_unlock(&f->peer.lock);
+    return r;
+}
+
+/* The guest queues an ARP request and kicks. */
+static void kick_arp(struct fix *f, int kick, uint32_t ip)
+{
+    const uint8_t zero[6] = { 0 };
+    pthread_mutex_lock(&f->peer.lock);
+    f->peer.tx_len = arp_frame(f->peer.tx, 1, bcast_mac, zero, GUEST_IP, ip);
+    pthread_mutex_unlock(&f->peer.lock);
+    uint64_t one = 1;
+    assert_int_equal(write(kick, &one, sizeof(one)), sizeof(one));
+}
+
+static unsigned tx_kicks(struct fix *f)
+{
+    pthread_mutex_lock(&f->peer.lock);
+    unsigned k = f->peer.tx_kicks;
+    pthread_mutex_unlock(&f->peer.lock);
+    return k;
+}
+
+/* The transmit queue's kick fd, watched by the NAT thread: a kick reaches the device there,
+ * under its lock, and the frame it sends is answered with no event loop running. A new fd
+ * replaces the old one, -1 stops, and the NAT's dups are closed. */
+static void test_transmit_kick(void **state)
+{
+    struct fix *f = *state;
+    unsigned before = open_fds();
+    start_plain(f);
+    unsigned fds = open_fds();
+    int k1 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), k2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    assert_true(k1 >= 0 && k2 >= 0);
+    assert_int_equal(watch_kick(f, k1), 0);
+    kick_arp(f, k1, HOST_IP);
+    assert_int_equal(frames_beyond(f, 0), 1);
+    uint32_t want = HOST_IP;
+    assert_true(match_arp_reply(&f->peer.frames[0], &want));
+    assert_int_equal(tx_kicks(f), 1);
+
+    /* Replaced while the thread polls it: the old one is let go, the new one served. */
+    assert_int_equal(watch_kick(f, k2), 0);
+    close(k1);
+    kick_arp(f, k2, DNS_IP);
+    assert_int_equal(frames_beyond(f, 1), 2);
+    want = DNS_IP;
+    assert_true(match_arp_reply(&f->peer.frames[1], &want));
+    assert_int_equal(tx_kicks(f), 2);
+
+    /* Stopped: a kick stays unread (the transport's again). */
+    assert_int_equal(watch_kick(f, -1), 0);
+    usleep(100000); /* a round of the thread, which closes the dup it polled */
+    kick_arp(f, k2, HOST_IP);
+    assert_int_equal(frames_beyond(f, 2), 2);
+    assert_int_equal(tx_kicks(f), 2);
+    uint64_t v;
+    assert_int_equal(read(k2, &v, sizeof(v)), sizeof(v));
+    close(k2);
+    assert_int_equal(open_fds(), fds);
+    assert_true(f->peer.kick_off_test_thread);
+
+    /* One watched at destroy is closed with the link. */
+    int k3 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    assert_int_equal(watch_kick(f, k3), 0);
+    close(k3);
+    stop_link(f);
+    f->link->ops->destroy(f->link);
+    f->link = NULL;
+    assert_int_equal(open_fds(), before);
+}
+
 /* A guest faster than the NAT fills the queue: send says -EAGAIN, tx_ready follows. */
 static void test_send_back_pressure(void **state)
 {
@@ -1388,6 +1490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receive_back_pressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_back_pressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transmit_kick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_icmp_echo_gateway, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_reaches_host_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_loopback_off, setup, teardown),

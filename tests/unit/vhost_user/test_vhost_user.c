@@ -41,6 +41,9 @@
 struct fake_dev {
     struct virtio_device dev;
     unsigned activated, resets, notifies;
+    bool take_q1;     /* take queue 1's kick fd (take_kick) */
+    int taken_fd;     /* what take_kick last got for queue 1 */
+    unsigned offered; /* take_kick calls with an fd */
     uint8_t config[CFG_SIZE];
     struct virtq_elem e;
 };
@@ -62,6 +65,16 @@ static void fd_queue_notify(struct virtio_device *d, unsigned q)
     }
     if (rc < 0)
         virtio_device_queue_failed(d, q);
+}
+
+static bool fd_take_kick(struct virtio_device *d, unsigned q, int fd)
+{
+    struct fake_dev *f = (struct fake_dev *)d;
+    f->offered += fd >= 0;
+    if (q != 1 || !f->take_q1)
+        return false;
+    f->taken_fd = fd;
+    return true;
 }
 
 static void fd_config_read(struct virtio_device *d, uint32_t off, void *data, uint32_t len)
@@ -86,6 +99,7 @@ static void fd_destroy(struct virtio_device *d)
 static const struct virtio_device_ops fake_ops = {
     .activate = fd_activate,
     .queue_notify = fd_queue_notify,
+    .take_kick = fd_take_kick,
     .config_read = fd_config_read,
     .config_write = fd_config_write,
     .reset = fd_reset,
@@ -378,7 +392,34 @@ static void test_happy_path(void **state)
     assert_int_equal(used_idx(f), 1);
 }
 
-/* Sets up ring q and hands over its kick fd (QEMU's order, without the enable). */
+/* A device that serves a queue on its own thread takes that queue's kick fd: the server
+ * leaves it unread, still serves the other queue's kicks, and takes it back when the ring
+ * stops. */
+static void test_device_takes_kick(void **state)
+{
+    struct fix *f = *state;
+    f->fd.take_q1 = true;
+    f->fd.taken_fd = -1;
+    start_device(f);
+    assert_int_equal(f->fd.offered, 2);
+    assert_true(f->fd.taken_fd >= 0);
+    unsigned notifies = f->fd.notifies;
+    uint64_t one = 1, v = 0;
+    assert_int_equal(write(f->kick[1], &one, 8), 8);
+    pump(f);
+    assert_int_equal(f->fd.notifies, notifies);
+    assert_int_equal(read(f->fd.taken_fd, &v, 8), 8); /* the front end's eventfd, unread */
+    assert_int_equal(v, 1);
+    add_buffer(f);
+    kick(f, 0);
+    assert_int_equal(used_idx(f), 1);
+
+    vring_state(f, VHOST_USER_GET_VRING_BASE, 1, 0);
+    struct vhost_user_vring_state st;
+    assert_int_equal(recv_reply(f, VHOST_USER_GET_VRING_BASE, &st, sizeof(st)), 8);
+    assert_int_equal(f->fd.taken_fd, -1);
+}
+
 /* Features, protocol features and the memory table; no ring yet. */
 static void negotiate_and_map(struct fix *f)
 {
@@ -695,6 +736,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_happy_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_takes_kick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fewer_rings_than_offered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_set_up_ring_waited_for, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_size, setup, teardown),

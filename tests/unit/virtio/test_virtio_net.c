@@ -25,6 +25,8 @@ struct fake_link {
     unsigned last_iovcnt;
     unsigned rx_ready_calls;
     unsigned offloads_set;
+    int watch_result; /* what watch_kick returns */
+    int watched;      /* the fd watch_kick last got */
 };
 
 static int fl_send(struct net_link *l, const struct iovec *iov, unsigned iovcnt, size_t len)
@@ -58,6 +60,22 @@ static const struct net_link_ops fake_ops = {
     .send = fl_send,
     .rx_ready = fl_rx_ready,
     .set_offloads = fl_set_offloads,
+};
+
+static int fl_watch_kick(struct net_link *l, int fd)
+{
+    struct fake_link *f = (struct fake_link *)l;
+    if (f->watch_result == 0)
+        f->watched = fd;
+    return f->watch_result;
+}
+
+/* A link with a thread of its own, which can read the transmit kicks. */
+static const struct net_link_ops threaded_ops = {
+    .send = fl_send,
+    .rx_ready = fl_rx_ready,
+    .set_offloads = fl_set_offloads,
+    .watch_kick = fl_watch_kick,
 };
 
 struct fix {
@@ -247,6 +265,40 @@ static void test_tx_layouts(void **state)
     struct virtio_net_stats s = stats(f);
     assert_int_equal(s.tx_frames, 4);
     assert_int_equal(s.tx_bytes, 4 * sizeof(frame));
+    destroy(f);
+}
+
+/* The transmit queue's kick fd goes to a link that can watch it (and only that queue's);
+ * its thread's tx_kick then sends what the driver queued; -1 takes it back. */
+static void test_tx_kick_to_link(void **state)
+{
+    (void)state;
+    struct fix *f = make(false, 0, BASE | MRG);
+    assert_false(f->dev->ops->take_kick(f->dev, VIRTIO_NET_TX, 7)); /* the link has no thread */
+    f->fl.link.ops = &threaded_ops;
+    f->fl.watched = -1;
+    assert_false(f->dev->ops->take_kick(f->dev, VIRTIO_NET_RX, 7));
+    assert_false(f->dev->ops->take_kick(f->dev, VIRTIO_NET_CTRL, 7));
+    assert_int_equal(f->fl.watched, -1);
+    assert_true(f->dev->ops->take_kick(f->dev, VIRTIO_NET_TX, 7));
+    assert_int_equal(f->fl.watched, 7);
+
+    uint8_t frame[200], hdr[HDR] = { 0 };
+    make_frame(frame, sizeof(frame), NULL);
+    add_tx(f, hdr, frame, sizeof(frame), 0, HDR + sizeof(frame));
+    assert_int_equal(f->fl.sent, 0);
+    pthread_mutex_lock(f->fl.peer.lock);
+    f->fl.peer.tx_kick(f->fl.peer.ctx);
+    pthread_mutex_unlock(f->fl.peer.lock);
+    assert_int_equal(f->fl.sent, 1);
+    assert_memory_equal(f->fl.last, frame, sizeof(frame));
+    uint32_t id, len;
+    assert_true(td_used(&f->t, VIRTIO_NET_TX, &id, &len));
+
+    assert_false(f->dev->ops->take_kick(f->dev, VIRTIO_NET_TX, -1));
+    assert_int_equal(f->fl.watched, -1);
+    f->fl.watch_result = -EMFILE; /* no dup left: the transport keeps watching */
+    assert_false(f->dev->ops->take_kick(f->dev, VIRTIO_NET_TX, 7));
     destroy(f);
 }
 
@@ -578,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_features),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_tx_layouts),
+        cmocka_unit_test(test_tx_kick_to_link),
         cmocka_unit_test(test_tx_vnet_header_passed),
         cmocka_unit_test(test_tx_bad_frames_dropped),
         cmocka_unit_test(test_tx_back_pressure),
