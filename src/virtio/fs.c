@@ -9,17 +9,27 @@
  * otherwise a request costs the kick (the loop's thread) and one worker. Wake-ups go to the
  * worker that slept last (its caches are warm), each worker on a condition variable of its
  * own, signalled after the lock is let go. A queue's ring is touched under that queue's lock
- * only; the driver is interrupted after that lock is let go. */
+ * only; the driver is interrupted after that lock is let go.
+ *
+ * When the transport hands over the queues' kick fds (take_kick), an idle worker polls them
+ * itself instead of sleeping on its condition variable, and serves the kick it reads: a
+ * request then wakes one thread, not the transport's thread and then a worker. While that
+ * worker serves, kicks on other queues wait in their eventfds for the next worker to go idle
+ * (the queue it drains asks for none); a second queue kicked at once wakes a helper. */
 #include "virtio/fs.h"
 #include "core/error.h"
 #include "core/le_bytes.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define FS_WORKERS 4u
 
@@ -28,6 +38,8 @@ struct fs_worker {
     pthread_t thread;
     pthread_cond_t cv;      /* signalled when woken is set */
     bool woken;             /* under the device's lock: taken off the idle stack */
+    struct pollfd *pfd;     /* wake_fd, then the kick fds, when this worker polls them */
+    unsigned *pfd_queue;    /* the queue of each pfd entry past the first */
     struct virtq_elem elem; /* one chain at a time, kept: a chain's iovecs are 16 KiB */
 };
 
@@ -46,6 +58,12 @@ struct virtio_fs {
     atomic_uint waking;      /* woken, not yet running; read without the lock as a hint */
     atomic_uint nidle;       /* workers on the idle stack; the same */
     struct fs_worker **idle; /* sleeping workers, the last to sleep on top */
+    int *kick_fd;            /* per queue: our dup of its kick fd (take_kick), or -1 */
+    unsigned nkick;          /* of them >= 0 */
+    bool polling;            /* a worker polls the kick fds, without the lock */
+    int *retired;            /* kick fds replaced while polled: the poller closes them */
+    unsigned nretired;
+    int wake_fd;             /* eventfd: the kick fds changed, or quit: the poller looks again */
     bool quit;
     struct fs_worker *workers;
     unsigned nworkers;
@@ -157,6 +175,63 @@ static bool drain(struct virtio_fs *fs, struct fs_worker *w, unsigned q)
     return false;
 }
 
+static void signal_eventfd(int fd)
+{
+    uint64_t one = 1;
+    if (write(fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is full, a wake-up is pending anyway. */
+    }
+}
+
+/* Under the lock, which it lets go while it waits: polls the kick fds until one fires (or
+ * they change), and marks the queues kicked. The caller serves one; a helper is woken for
+ * each other queue kicked at once. */
+static void poll_kicks(struct virtio_fs *fs, struct fs_worker *w)
+{
+    unsigned n = 0;
+    w->pfd[n++] = (struct pollfd){ .fd = fs->wake_fd, .events = POLLIN };
+    for (unsigned q = 0; q < fs->vdev.num_queues; q++) {
+        if (fs->kick_fd[q] < 0)
+            continue;
+        w->pfd_queue[n] = q;
+        w->pfd[n++] = (struct pollfd){ .fd = fs->kick_fd[q], .events = POLLIN };
+    }
+    fs->polling = true;
+    pthread_mutex_unlock(&fs->lock);
+    uint32_t mask = 0;
+    if (poll(w->pfd, n, -1) > 0) {
+        for (unsigned i = 0; i < n; i++) {
+            if (!(w->pfd[i].revents & POLLIN))
+                continue;
+            uint64_t v;
+            if (read(w->pfd[i].fd, &v, sizeof(v)) < 0) {
+                /* EAGAIN: another reader took it. */
+            }
+            if (i > 0)
+                mask |= 1u << w->pfd_queue[i];
+        }
+    }
+    pthread_mutex_lock(&fs->lock);
+    fs->polling = false;
+    for (unsigned i = 0; i < fs->nretired; i++)
+        close(fs->retired[i]);
+    if (fs->nretired)
+        pthread_cond_broadcast(&fs->idle_cv); /* a take_kick may wait for the room */
+    fs->nretired = 0;
+    if (!mask)
+        return;
+    uint32_t kicked = atomic_fetch_or_explicit(&fs->kicked, mask, memory_order_relaxed) | mask;
+    /* This worker takes one queue; the rest get helpers. */
+    if ((unsigned)__builtin_popcount(kicked) >
+        1 + atomic_load_explicit(&fs->waking, memory_order_relaxed))
+        signal_worker(wake_one(fs));
+}
+
+static bool worker_polls(const struct virtio_fs *fs)
+{
+    return fs->nkick && !fs->polling;
+}
+
 static void *worker_main(void *arg)
 {
     struct fs_worker *w = arg;
@@ -167,6 +242,10 @@ static void *worker_main(void *arg)
             break;
         uint32_t kicked = atomic_load_explicit(&fs->kicked, memory_order_relaxed);
         if (!atomic_load_explicit(&fs->active, memory_order_relaxed) || !kicked) {
+            if (worker_polls(fs)) {
+                poll_kicks(fs, w);
+                continue;
+            }
             unsigned n = atomic_load_explicit(&fs->nidle, memory_order_relaxed);
             fs->idle[n] = w;
             atomic_store_explicit(&fs->nidle, n + 1, memory_order_relaxed);
@@ -227,6 +306,42 @@ static void fs_queue_notify(struct virtio_device *d, unsigned q)
     signal_worker(w);
 }
 
+/* Every queue's kicks are read by the workers that serve them (see the top of the file). */
+static bool fs_take_kick(struct virtio_device *d, unsigned q, int fd)
+{
+    struct virtio_fs *fs = to_fs(d);
+    if (q >= d->num_queues || fs->wake_fd < 0)
+        return false;
+    int mine = -1;
+    if (fd >= 0 && (mine = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return false;
+    struct fs_worker *w = NULL;
+    pthread_mutex_lock(&fs->lock);
+    int old = fs->kick_fd[q];
+    fs->kick_fd[q] = mine;
+    fs->nkick += (mine >= 0) - (old >= 0);
+    if (old >= 0 && fs->polling) {
+        /* A worker polls it: it closes it after, once it is back (room for one per queue). */
+        while (fs->polling && fs->nretired == d->num_queues) {
+            signal_eventfd(fs->wake_fd);
+            pthread_cond_wait(&fs->idle_cv, &fs->lock);
+        }
+        if (fs->polling)
+            fs->retired[fs->nretired++] = old;
+        else
+            close(old);
+    } else if (old >= 0) {
+        close(old);
+    }
+    if (fs->polling)
+        signal_eventfd(fs->wake_fd);
+    else if (fs->nkick)
+        w = wake_one(fs); /* to poll them */
+    pthread_mutex_unlock(&fs->lock);
+    signal_worker(w);
+    return mine >= 0;
+}
+
 static void fs_config_read(struct virtio_device *d, uint32_t offset, void *data, uint32_t len)
 {
     memcpy(data, to_fs(d)->config + offset, len);
@@ -263,6 +378,17 @@ static void free_fs(struct virtio_fs *fs, unsigned nlocks, unsigned ncvs)
         pthread_mutex_destroy(&fs->qlock[q]);
     for (unsigned i = 0; i < ncvs; i++)
         pthread_cond_destroy(&fs->workers[i].cv);
+    for (unsigned q = 0; fs->kick_fd && q < fs->vdev.num_queues; q++)
+        if (fs->kick_fd[q] >= 0)
+            close(fs->kick_fd[q]);
+    if (fs->wake_fd >= 0)
+        close(fs->wake_fd);
+    for (unsigned i = 0; fs->workers && i < FS_WORKERS; i++) {
+        free(fs->workers[i].pfd);
+        free(fs->workers[i].pfd_queue);
+    }
+    free(fs->kick_fd);
+    free(fs->retired);
     free(fs->qlock);
     free(fs->workers);
     free(fs->draining);
@@ -279,6 +405,8 @@ static void stop_workers(struct virtio_fs *fs)
     fs->quit = true;
     for (unsigned i = 0; i < fs->nworkers; i++)
         pthread_cond_signal(&fs->workers[i].cv);
+    if (fs->polling)
+        signal_eventfd(fs->wake_fd);
     pthread_mutex_unlock(&fs->lock);
     for (unsigned i = 0; i < fs->nworkers; i++)
         pthread_join(fs->workers[i].thread, NULL);
@@ -297,6 +425,7 @@ static void fs_destroy(struct virtio_device *d)
 static const struct virtio_device_ops fs_ops = {
     .activate = fs_activate,
     .queue_notify = fs_queue_notify,
+    .take_kick = fs_take_kick,
     .config_read = fs_config_read,
     .config_write = fs_config_write,
     .reset = fs_reset,
@@ -344,7 +473,20 @@ struct virtio_device *virtio_fs_new(const char *tag, unsigned request_queues,
     fs->draining = calloc(nq, sizeof(*fs->draining));
     fs->workers = calloc(FS_WORKERS, sizeof(*fs->workers));
     fs->idle = calloc(FS_WORKERS, sizeof(*fs->idle));
-    if (!fs->qlock || !fs->draining || !fs->workers || !fs->idle) {
+    fs->kick_fd = malloc(nq * sizeof(*fs->kick_fd));
+    fs->retired = calloc(nq, sizeof(*fs->retired));
+    fs->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    bool pfds = fs->workers != NULL;
+    for (unsigned i = 0; pfds && i < FS_WORKERS; i++) {
+        fs->workers[i].pfd = calloc(1 + nq, sizeof(struct pollfd));
+        fs->workers[i].pfd_queue = calloc(1 + nq, sizeof(unsigned));
+        pfds = fs->workers[i].pfd && fs->workers[i].pfd_queue;
+    }
+    if (fs->kick_fd)
+        for (unsigned q = 0; q < nq; q++)
+            fs->kick_fd[q] = -1;
+    if (!fs->qlock || !fs->draining || !fs->workers || !fs->idle || !fs->kick_fd ||
+        !fs->retired || !pfds) {
         free_fs(fs, 0, 0);
         vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "virtio-fs: out of memory");
         return NULL;

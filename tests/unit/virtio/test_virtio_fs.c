@@ -1,6 +1,7 @@
 #include "virtio/fs.h"
 #include "virtio_test_driver.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -9,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -211,6 +213,68 @@ static void test_requests_served_in_parallel(void **state)
     teardown_fs(f);
 }
 
+static unsigned open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    unsigned n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static void poke(int fd)
+{
+    uint64_t one = 1;
+    assert_int_equal(write(fd, &one, sizeof(one)), sizeof(one));
+}
+
+/* Given the queues' kick fds (take_kick), the workers read them themselves: a chain is
+ * served on a signal of its queue's eventfd alone, two queues signalled at once both are,
+ * a new fd replaces the old one, and -1 gives it back (its kicks then go unread, and
+ * queue_notify serves again). The device's copies are closed. */
+static void test_kicks_read_by_workers(void **state)
+{
+    unsigned fds = open_fds();
+    struct fix *f = setup_fs(1);
+    int k0 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), k1 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+        k1b = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    assert_true(k0 >= 0 && k1 >= 0 && k1b >= 0);
+    assert_false(f->dev->ops->take_kick(f->dev, 2, k1)); /* no such queue */
+    assert_true(f->dev->ops->take_kick(f->dev, 0, k0));
+    assert_true(f->dev->ops->take_kick(f->dev, 1, k1));
+    uint64_t reply;
+    request(f, 0, 48, 0, &reply);
+    request(f, 1, 40, 64, &reply);
+    poke(k0);
+    poke(k1);
+    assert_true(td_wait_used_idx(&f->t, 0, 1, 2000));
+    assert_true(td_wait_used_idx(&f->t, 1, 1, 2000));
+
+    assert_true(f->dev->ops->take_kick(f->dev, 1, k1b));
+    close(k1);
+    request(f, 1, 8, 8, &reply);
+    poke(k1b);
+    assert_true(td_wait_used_idx(&f->t, 1, 2, 2000));
+
+    assert_false(f->dev->ops->take_kick(f->dev, 1, -1));
+    usleep(50000); /* the worker polling the fd lets it go */
+    request(f, 1, 8, 8, &reply);
+    poke(k1b);
+    usleep(100000);
+    assert_int_equal(td_used_idx(&f->t, 1), 2);
+    uint64_t v;
+    assert_int_equal(read(k1b, &v, sizeof(v)), sizeof(v)); /* unread by the device */
+    td_kick(&f->t, 1);
+    assert_true(td_wait_used_idx(&f->t, 1, 3, 2000));
+
+    teardown_fs(f); /* with queue 0's still taken */
+    close(k0);
+    close(k1b);
+    assert_int_equal(open_fds(), fds);
+}
+
 /* Chains the driver made available before DRIVER_OK are served without a kick: here the
  * device is reset and made available a chain while stopped, then activated again. */
 static void test_chains_before_activate_are_served(void **state)
@@ -265,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_hiprio_request_without_reply),
         cmocka_unit_test(test_requests_served_in_parallel),
         cmocka_unit_test(test_chains_before_activate_are_served),
+        cmocka_unit_test(test_kicks_read_by_workers),
         cmocka_unit_test(test_reset_reaches_backend),
         cmocka_unit_test(test_backend_overclaim_is_not_pushed),
         cmocka_unit_test(test_broken_ring_needs_reset),
