@@ -123,7 +123,7 @@ struct net_nat {
     /* Both rings' indices and the flags between threads. */
     pthread_mutex_t qlock;
     struct frame_ring to_slirp, to_guest;
-    bool tx_owed;   /* send said -EAGAIN: tell the peer once to_slirp has room */
+    bool tx_owed; /* send said -EAGAIN: tell the peer once to_slirp has room */
     /* The guest's transmit kicks (watch_kick), read by the NAT thread: ours (a dup), the one
      * the thread polls this round, and one retired while it did, for the thread to close. */
     int kick_fd, kick_polled, kick_old;

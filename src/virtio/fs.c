@@ -63,7 +63,7 @@ struct virtio_fs {
     bool polling;            /* a worker polls the kick fds, without the lock */
     int *retired;            /* kick fds replaced while polled: the poller closes them */
     unsigned nretired;
-    int wake_fd;             /* eventfd: the kick fds changed, or quit: the poller looks again */
+    int wake_fd; /* eventfd: the poller looks again (new kick fds, quit) */
     bool quit;
     struct fs_worker *workers;
     unsigned nworkers;
@@ -482,11 +482,10 @@ struct virtio_device *virtio_fs_new(const char *tag, unsigned request_queues,
         fs->workers[i].pfd_queue = calloc(1 + nq, sizeof(unsigned));
         pfds = fs->workers[i].pfd && fs->workers[i].pfd_queue;
     }
-    if (fs->kick_fd)
-        for (unsigned q = 0; q < nq; q++)
-            fs->kick_fd[q] = -1;
-    if (!fs->qlock || !fs->draining || !fs->workers || !fs->idle || !fs->kick_fd ||
-        !fs->retired || !pfds) {
+    for (unsigned q = 0; fs->kick_fd && q < fs->vdev.num_queues; q++)
+        fs->kick_fd[q] = -1;
+    if (!fs->qlock || !fs->draining || !fs->workers || !fs->idle || !fs->kick_fd || !fs->retired ||
+        !pfds) {
         free_fs(fs, 0, 0);
         vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "virtio-fs: out of memory");
         return NULL;

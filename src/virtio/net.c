@@ -37,9 +37,9 @@ struct virtio_net {
     struct virtio_net_params params;
     uint8_t mac[6];
     uint16_t status;
-    bool active;  /* between activate and reset */
-    bool tx_held; /* the link refused a frame: wait for tx_ready */
-    bool rx_owed; /* the link holds a frame we refused: tell it when buffers come */
+    bool active;        /* between activate and reset */
+    bool tx_held;       /* the link refused a frame: wait for tx_ready */
+    bool rx_owed;       /* the link holds a frame we refused: tell it when buffers come */
     bool tx_kick_taken; /* the link's thread reads the transmit queue's kicks */
     bool promisc, allmulti;
     uint32_t guest_ipv4; /* network order; 0 until the guest's frames show it */

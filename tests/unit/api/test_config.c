@@ -2,7 +2,6 @@
  * start is reported, with the path or value that caused it. */
 #include "vmkit.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "fd_count.h"
 #include "test_files.h"
 
 struct fixture {
@@ -230,22 +230,10 @@ static void test_serial_ports(void **state)
     vmk_config_free(cfg);
 }
 
-/* Open descriptors of this process. */
-static int open_fd_count(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* A pty attachment is inert data: the pty is made when a VM starts (test_vm_tiny). */
 static void test_pty_serial_attachment(void **state)
 {
-    int fds_before = open_fd_count();
+    int fds_before = fd_count();
     vmk_config *cfg = valid_config(*state);
     assert_int_equal(vmk_config_add_serial_port(cfg, vmk_pty_serial_attachment_new()), VMK_OK);
     vmk_console_device *dev = vmk_virtio_console_device_new();
@@ -254,7 +242,7 @@ static void test_pty_serial_attachment(void **state)
         VMK_OK);
     assert_int_equal(vmk_config_add_console_device(cfg, dev), VMK_OK);
     assert_int_equal(vmk_config_validate(cfg, NULL), VMK_OK);
-    assert_int_equal(open_fd_count(), fds_before);
+    assert_int_equal(fd_count(), fds_before);
 
     vmk_error *err = NULL;
     vmk_vm *vm = vmk_vm_new(cfg, &err);

@@ -2,7 +2,6 @@
  * as the guest lays them out (split over several iovecs), replies parsed from the header. */
 #include "attach/fuse_server.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
@@ -23,6 +22,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "fd_count.h"
 
 #define OUT_CAP (2u << 20)
 #define HDR     sizeof(struct fuse_out_header)
@@ -49,17 +50,6 @@ struct res {
     const uint8_t *body;
     size_t len;
 };
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
 
 static void path_of(const struct fix *f, const char *name, char *buf, size_t len)
 {
@@ -124,7 +114,7 @@ static int init_fix(void **state)
 {
     struct fix *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->fds_before = count_fds();
+    f->fds_before = fd_count();
     strcpy(f->dir, "/tmp/vmkit-fuse-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     populate(f);
@@ -141,7 +131,7 @@ static int teardown(void **state)
     struct fix *f = *state;
     fuse_server_free(f->s);
     /* Every fd the server opened is closed again. */
-    assert_int_equal(count_fds(), f->fds_before);
+    assert_int_equal(fd_count(), f->fds_before);
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "chmod -R u+rwx %s; rm -rf %s", f->dir, f->dir);
     assert_int_equal(system(cmd), 0);
@@ -1494,7 +1484,7 @@ static void test_limits(void **state)
 static void test_reset_and_leaks(void **state)
 {
     struct fix *f = *state;
-    int fds = count_fds();
+    int fds = fd_count();
     uint64_t n = node(f, FUSE_ROOT_ID, "file");
     uint64_t d = node(f, FUSE_ROOT_ID, "dir");
     open_fh(f, n, O_RDWR);
@@ -1502,11 +1492,11 @@ static void test_reset_and_leaks(void **state)
     assert_int_equal(open_node(f, FUSE_OPENDIR, d, O_RDONLY, &o), 0);
     char names[512];
     assert_int_equal(list_dir(f, d, true, names, sizeof(names)), 0);
-    assert_true(count_fds() > fds);
+    assert_true(fd_count() > fds);
     fuse_server_reset(f->s);
     assert_int_equal(inode_count(f), 1);
     assert_int_equal(handle_count(f), 0);
-    assert_int_equal(count_fds(), fds);
+    assert_int_equal(fd_count(), fds);
     assert_int_equal(getattr(f, FUSE_ROOT_ID, NULL), -EIO);
     init_ok(f);
     assert_int_equal(getattr(f, n, NULL), -ESTALE);

@@ -9,8 +9,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "fd_count.h"
+
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -57,11 +58,11 @@ struct frame {
 /* The fake device: records what it takes. */
 struct peer {
     pthread_mutex_t lock;
-    bool refuse;          /* receive says "no buffers" */
-    unsigned offers;      /* receive calls, refused ones too */
-    unsigned tx_ready;    /* tx_ready calls */
-    unsigned count;       /* frames taken (the first MAX_FRAMES kept) */
-    bool lock_held_ok;    /* every callback ran with the lock held */
+    bool refuse;       /* receive says "no buffers" */
+    unsigned offers;   /* receive calls, refused ones too */
+    unsigned tx_ready; /* tx_ready calls */
+    unsigned count;    /* frames taken (the first MAX_FRAMES kept) */
+    bool lock_held_ok; /* every callback ran with the lock held */
     /* The transmit queue, as tx_kick sees it: a frame to send when kicked. */
     struct net_link *link;
     uint8_t tx[64];
@@ -644,17 +645,6 @@ static struct net_nat_forward forward(bool udp, const char *addr, unsigned host_
     return fw;
 }
 
-static unsigned open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    unsigned n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* ---- the tests ---- */
 
 static bool match_dhcp_offer(const struct frame *fr, const void *unused)
@@ -942,7 +932,7 @@ static void test_forward_errors(void **state)
     struct net_nat_params p = { .host_loopback = true, .forwards = fws, .forward_count = 2 };
     struct net_link *l = NULL;
     vmk_error *err = NULL;
-    unsigned fds = open_fds();
+    int fds = fd_count();
     assert_int_equal(net_nat_new(&p, "network device 1", &l, &err), VMK_ERR_IO);
     assert_null(l);
     char want[128];
@@ -952,7 +942,7 @@ static void test_forward_errors(void **state)
     assert_int_equal(vmk_error_errno(err), EADDRINUSE);
     vmk_error_free(err);
     err = NULL;
-    assert_int_equal(open_fds(), fds); /* the first forward's socket went with it */
+    assert_int_equal(fd_count(), fds); /* the first forward's socket went with it */
 
     /* Bad arguments. */
     struct net_nat_forward bad = forward(false, "localhost", other, 22);
@@ -1183,9 +1173,9 @@ static unsigned tx_kicks(struct fix *f)
 static void test_transmit_kick(void **state)
 {
     struct fix *f = *state;
-    unsigned before = open_fds();
+    int before = fd_count();
     start_plain(f);
-    unsigned fds = open_fds();
+    int fds = fd_count();
     int k1 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), k2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     assert_true(k1 >= 0 && k2 >= 0);
     assert_int_equal(watch_kick(f, k1), 0);
@@ -1213,7 +1203,7 @@ static void test_transmit_kick(void **state)
     uint64_t v;
     assert_int_equal(read(k2, &v, sizeof(v)), sizeof(v));
     close(k2);
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(fd_count(), fds);
     assert_true(f->peer.kick_off_test_thread);
 
     /* One watched at destroy is closed with the link. */
@@ -1223,7 +1213,7 @@ static void test_transmit_kick(void **state)
     stop_link(f);
     f->link->ops->destroy(f->link);
     f->link = NULL;
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(fd_count(), before);
 }
 
 /* A guest faster than the NAT fills the queue: send says -EAGAIN, tx_ready follows. */
@@ -1468,13 +1458,13 @@ static void test_ipv6_forward(void **state)
 static void test_no_fd_leak(void **state)
 {
     struct fix *f = *state;
-    unsigned fds = open_fds();
+    int fds = fd_count();
     int c = connect_through_forward(f, 0).c;
     stop_link(f);
     f->link->ops->destroy(f->link);
     f->link = NULL;
     close(c);
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(fd_count(), fds);
 }
 
 int main(void)

@@ -1,7 +1,6 @@
 #include "virtio/fs.h"
 #include "virtio_test_driver.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -16,6 +15,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "fd_count.h"
 
 /* A back end that answers each request with the request's bytes reversed, and can hold
  * requests until `gate` of them are in progress at once (proof the workers run in parallel). */
@@ -213,17 +214,6 @@ static void test_requests_served_in_parallel(void **state)
     teardown_fs(f);
 }
 
-static unsigned open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    unsigned n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 static void poke(int fd)
 {
     uint64_t one = 1;
@@ -236,7 +226,7 @@ static void poke(int fd)
  * queue_notify serves again). The device's copies are closed. */
 static void test_kicks_read_by_workers(void **state)
 {
-    unsigned fds = open_fds();
+    int fds = fd_count();
     struct fix *f = setup_fs(1);
     int k0 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), k1 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
         k1b = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -272,7 +262,7 @@ static void test_kicks_read_by_workers(void **state)
     teardown_fs(f); /* with queue 0's still taken */
     close(k0);
     close(k1b);
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(fd_count(), fds);
 }
 
 /* Chains the driver made available before DRIVER_OK are served without a kick: here the
