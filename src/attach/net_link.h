@@ -40,8 +40,12 @@ struct net_link_peer {
     /* A link that refused a frame (send said -EAGAIN) can take frames again. */
     void (*tx_ready)(void *ctx);
     /* The guest kicked the transmit queue, read by a link that watches the kick fd on its
-     * own thread (ops->watch_kick). */
+     * own thread (ops->watch_kick): the device sends what the guest queued. It may hold the
+     * interrupt for the buffers it used until tx_kick_done, which the link calls once it
+     * has handled those frames (then the guest's interrupt for them and for the frames the
+     * link sent it in answer is often one). */
     void (*tx_kick)(void *ctx);
+    void (*tx_kick_done)(void *ctx);
     /* The peer went away (up false) or came back: why is a static string, or NULL. */
     void (*link_changed)(void *ctx, bool up, const char *why);
     void *ctx;

@@ -548,13 +548,23 @@ static int poll_kick(struct net_nat *n)
 }
 
 /* The guest kicked its transmit queue: the device hands us its frames, here, under its lock
- * (they queue in to_slirp without a wake-up: this thread feeds them next). */
+ * (they queue in to_slirp without a wake-up), and slirp takes them once the lock is let go;
+ * then the device interrupts the guest for the buffers, after what slirp sent back in
+ * answer (one interrupt for both, often). */
 static void take_kick(struct net_nat *n, int fd)
 {
     drain_fd(fd);
     pthread_mutex_lock(n->peer.lock);
-    if (n->started && n->peer.tx_kick)
+    bool started = n->started && n->peer.tx_kick;
+    if (started)
         n->peer.tx_kick(n->peer.ctx);
+    pthread_mutex_unlock(n->peer.lock);
+    if (!started)
+        return;
+    feed_slirp(n);
+    pthread_mutex_lock(n->peer.lock);
+    if (n->peer.tx_kick_done)
+        n->peer.tx_kick_done(n->peer.ctx);
     pthread_mutex_unlock(n->peer.lock);
 }
 

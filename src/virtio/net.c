@@ -37,10 +37,12 @@ struct virtio_net {
     struct virtio_net_params params;
     uint8_t mac[6];
     uint16_t status;
-    bool active;        /* between activate and reset */
-    bool tx_held;       /* the link refused a frame: wait for tx_ready */
-    bool rx_owed;       /* the link holds a frame we refused: tell it when buffers come */
-    bool tx_kick_taken; /* the link's thread reads the transmit queue's kicks */
+    bool active;         /* between activate and reset */
+    bool tx_held;        /* the link refused a frame: wait for tx_ready */
+    bool rx_owed;        /* the link holds a frame we refused: tell it when buffers come */
+    bool tx_kick_taken;  /* the link's thread reads the transmit queue's kicks */
+    bool tx_defer;       /* between tx_kick and tx_kick_done: hold the transmit interrupt */
+    bool tx_notify_owed; /* one was held */
     bool promisc, allmulti;
     uint32_t guest_ipv4; /* network order; 0 until the guest's frames show it */
     struct mac_table uni, multi;
@@ -386,7 +388,9 @@ static void tx_process(struct virtio_net *n)
         }
         pushed = true;
     }
-    if (pushed)
+    if (pushed && n->tx_defer)
+        n->tx_notify_owed = true;
+    else if (pushed)
         notify(n, VIRTIO_NET_TX);
 }
 
@@ -399,7 +403,18 @@ static void net_tx_ready(void *ctx)
 
 static void net_tx_kick(void *ctx)
 {
-    tx_process(ctx);
+    struct virtio_net *n = ctx;
+    n->tx_defer = true;
+    tx_process(n);
+}
+
+static void net_tx_kick_done(void *ctx)
+{
+    struct virtio_net *n = ctx;
+    n->tx_defer = false;
+    if (n->tx_notify_owed && n->active)
+        notify(n, VIRTIO_NET_TX);
+    n->tx_notify_owed = false;
 }
 
 /* ---- control queue ---- */
@@ -609,6 +624,7 @@ static void net_reset(struct virtio_device *d)
     pthread_mutex_lock(&n->lock);
     n->active = false;
     n->tx_held = false;
+    n->tx_notify_owed = false;
     /* Promiscuous until the driver says otherwise (CTRL_RX), as QEMU starts: a front end that
      * keeps the control queue to itself (vhost-user) never tells us its filters. */
     n->promisc = true;
@@ -702,6 +718,7 @@ struct net_link_peer virtio_net_peer(struct virtio_device *d)
     return (struct net_link_peer){ .receive = net_receive,
                                    .tx_ready = net_tx_ready,
                                    .tx_kick = net_tx_kick,
+                                   .tx_kick_done = net_tx_kick_done,
                                    .link_changed = net_link_changed,
                                    .ctx = n,
                                    .lock = &n->lock };

@@ -68,7 +68,9 @@ struct peer {
     uint8_t tx[64];
     size_t tx_len;
     unsigned tx_kicks;
-    bool kick_off_test_thread; /* every tx_kick ran on another thread than the test's */
+    unsigned tx_kicks_done;       /* tx_kick_done calls */
+    unsigned answers_before_done; /* frames taken when the last tx_kick_done came */
+    bool kick_off_test_thread;    /* every tx_kick ran on another thread than the test's */
     pthread_t test_thread;
     struct frame *frames; /* MAX_FRAMES */
 };
@@ -136,6 +138,15 @@ static void peer_tx_kick(void *ctx)
     }
 }
 
+/* After the NAT handled what tx_kick sent: the device interrupts the guest for it then. */
+static void peer_tx_kick_done(void *ctx)
+{
+    struct peer *p = ctx;
+    p->lock_held_ok &= locked(p);
+    p->tx_kicks_done++;
+    p->answers_before_done = p->count;
+}
+
 static void peer_link_changed(void *ctx, bool up, const char *why)
 {
     (void)ctx, (void)up, (void)why;
@@ -197,6 +208,7 @@ static void start(struct fix *f, const struct net_nat_params *p)
     struct net_link_peer peer = { .receive = peer_receive,
                                   .tx_ready = peer_tx_ready,
                                   .tx_kick = peer_tx_kick,
+                                  .tx_kick_done = peer_tx_kick_done,
                                   .link_changed = peer_link_changed,
                                   .ctx = &f->peer,
                                   .lock = &f->peer.lock };
@@ -1184,6 +1196,11 @@ static void test_transmit_kick(void **state)
     uint32_t want = HOST_IP;
     assert_true(match_arp_reply(&f->peer.frames[0], &want));
     assert_int_equal(tx_kicks(f), 1);
+    /* Done after slirp's answer went to the device: one interrupt can cover both. */
+    pthread_mutex_lock(&f->peer.lock);
+    assert_int_equal(f->peer.tx_kicks_done, 1);
+    assert_int_equal(f->peer.answers_before_done, 1);
+    pthread_mutex_unlock(&f->peer.lock);
 
     /* Replaced while the thread polls it: the old one is let go, the new one served. */
     assert_int_equal(watch_kick(f, k2), 0);

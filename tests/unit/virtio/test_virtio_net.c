@@ -287,6 +287,7 @@ static void test_tx_kick_to_link(void **state)
     make_frame(frame, sizeof(frame), NULL);
     add_tx(f, hdr, frame, sizeof(frame), 0, HDR + sizeof(frame));
     assert_int_equal(f->fl.sent, 0);
+    unsigned irqs = td_notified(&f->t, VIRTIO_NET_TX);
     pthread_mutex_lock(f->fl.peer.lock);
     f->fl.peer.tx_kick(f->fl.peer.ctx);
     pthread_mutex_unlock(f->fl.peer.lock);
@@ -294,6 +295,17 @@ static void test_tx_kick_to_link(void **state)
     assert_memory_equal(f->fl.last, frame, sizeof(frame));
     uint32_t id, len;
     assert_true(td_used(&f->t, VIRTIO_NET_TX, &id, &len));
+    /* The interrupt for the used buffer waits for tx_kick_done. */
+    assert_int_equal(td_notified(&f->t, VIRTIO_NET_TX), irqs);
+    pthread_mutex_lock(f->fl.peer.lock);
+    f->fl.peer.tx_kick_done(f->fl.peer.ctx);
+    pthread_mutex_unlock(f->fl.peer.lock);
+    assert_int_equal(td_notified(&f->t, VIRTIO_NET_TX), irqs + 1);
+    pthread_mutex_lock(f->fl.peer.lock);
+    f->fl.peer.tx_kick(f->fl.peer.ctx); /* nothing queued: nothing owed */
+    f->fl.peer.tx_kick_done(f->fl.peer.ctx);
+    pthread_mutex_unlock(f->fl.peer.lock);
+    assert_int_equal(td_notified(&f->t, VIRTIO_NET_TX), irqs + 1);
 
     assert_false(f->dev->ops->take_kick(f->dev, VIRTIO_NET_TX, -1));
     assert_int_equal(f->fl.watched, -1);
