@@ -162,7 +162,10 @@ static void t_notify_config(void *ctx)
 static void t_needs_reset(void *ctx, const char *why)
 {
     struct vhost_user_server *s = ctx;
-    s->broken = true;
+    /* Once until the front end resets the ring: a device that reads its own kicks (take_kick)
+     * meets the broken ring again at every kick the guest makes. */
+    if (__atomic_exchange_n(&s->broken, true, __ATOMIC_ACQ_REL))
+        return;
     say(s, "device needs reset: %s", why ? why : "unknown");
     /* vhost-user's way to report a broken ring is the error eventfd. */
     pthread_mutex_lock(&s->fd_lock);
