@@ -1030,7 +1030,9 @@ case_efi_shell() {
     # server reaches the shell by OVMF's USB keyboard driver (the serial console is the other
     # input; the count of `ver`'s line tells its answer from the banner's).
     ip link set lo up 2>/dev/null # vmkit's VNC server listens on loopback
-    efi_boot second "" --device usb-keyboard --device virtio-gpu --vnc 127.0.0.1:5902 || return
+    rm -f /tmp/efi-shot.png
+    efi_boot second "" --device usb-keyboard --device virtio-gpu --vnc 127.0.0.1:5902 \
+        --screenshot-on-exit /tmp/efi-shot.png || return
     if ! command -v rfb_keys >/dev/null; then
         abort_vm
         fail "no rfb_keys to type through VNC (run.sh builds it with gcc)"
@@ -1057,7 +1059,13 @@ case_efi_shell() {
     if ! wait_for '76 6D 6B 69 74'; then abort_vm; fail "second boot: VmkitTest not read back: $why"; return; fi
     second_s=$(since "$started")
     efi_shutdown second || return
-    result "efi-shell ok: shell and setvar in ${first_s}s, VmkitTest read back on the next boot in ${second_s}s, 'ver' typed over VNC answered through the USB keyboard, reset -s exits 0"
+    # What OVMF drew through its virtio-gpu driver (GOP), checked by test_nested.sh.
+    if [ ! -s /tmp/efi-shot.png ]; then
+        fail "vmkit wrote no screenshot at /tmp/efi-shot.png"
+        return
+    fi
+    base64 /tmp/efi-shot.png | sed 's/^/nested-efi-png: /'
+    result "efi-shell ok: shell and setvar in ${first_s}s, VmkitTest read back on the next boot in ${second_s}s, 'ver' typed over VNC answered through the USB keyboard, reset -s exits 0; the screen OVMF drew on virtio-gpu ($(wc -c </tmp/efi-shot.png) bytes of PNG) is checked by test_nested.sh"
     if [ -n "$kill_note" ]; then
         result "efi-shell-kill ok: $kill_note; the next boot came up with the store and read VmkitTest back"
     fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Checks the display case's screenshot (a PNG on stdin, written by vmkit): WIDTH x HEIGHT,
-top half red and bottom half blue, but for at most 1 % of the pixels (fbcon, still bound, may
-draw its cursor or a line of text). Decodes PNG itself (zlib, filter types 0-4),
+"""Checks a nested case's screenshot (a PNG on stdin, written by vmkit). `WIDTH HEIGHT`: the
+display case's, WIDTH x HEIGHT, top half red and bottom half blue, but for at most 1 % of the
+pixels (fbcon, still bound, may draw its cursor or a line of text). `--text`: efi-shell's,
+OVMF's console on virtio-gpu: lines of text on a plain background (see text_screen). Decodes PNG itself (zlib, filter types 0-4),
 so no imaging library is needed. Exit 0, or 1 with one line saying what differs."""
 import struct
 import sys
@@ -44,7 +45,42 @@ def decode(data):
     return w, h, rows
 
 
+def text_screen(w, h, rows):
+    """A firmware's text console drawn on the display: at least 640x480, one background colour
+    over most of it, and glyphs (other pixels, 0.1 to 40 % of the screen) on at least 40 pixel
+    rows, i.e. more than two lines of text."""
+    if w < 640 or h < 480:
+        return "%dx%d, smaller than 640x480" % (w, h)
+    counts = {}
+    for row in rows:
+        for x in range(0, 4 * w, 4):
+            px = bytes(row[x:x + 3])
+            counts[px] = counts.get(px, 0) + 1
+    bg, n_bg = max(counts.items(), key=lambda kv: kv[1])
+    ink = w * h - n_bg
+    inked_rows = sum(1 for row in rows
+                     if any(bytes(row[x:x + 3]) != bg for x in range(0, 4 * w, 4)))
+    if n_bg * 2 < w * h:
+        return "no background: the commonest colour %s covers %d of %d pixels" % (
+            tuple(bg), n_bg, w * h)
+    if ink * 1000 < w * h or ink * 100 > 40 * w * h or inked_rows < 40:
+        return "%d pixels on %d rows differ from the background %s: no text" % (
+            ink, inked_rows, tuple(bg))
+    return None
+
+
 def main():
+    if sys.argv[1:] == ["--text"]:
+        try:
+            w, h, rows = decode(sys.stdin.buffer.read())
+        except (ValueError, zlib.error, struct.error, IndexError) as e:
+            print(e)
+            return 1
+        why = text_screen(w, h, rows)
+        if why:
+            print(why)
+            return 1
+        return 0
     want_w, want_h = int(sys.argv[1]), int(sys.argv[2])
     try:
         w, h, rows = decode(sys.stdin.buffer.read())

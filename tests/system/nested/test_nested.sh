@@ -67,7 +67,7 @@ tests=(
     "root-disk|root disk: the default guest boots from rootfs.ext4 on virtio-blk (root=/dev/vda, / is ext4), a file it wrote is back after poweroff and a boot by LABEL"
     "net|the default guest on vmkit's NAT: DHCP lease 10.0.2.15 (printed by vmkit), ping of 10.0.2.2, 256 KiB each way through 10.0.2.2 and a hostfwd, md5 intact; its port-80 web server through a second hostfwd"
     "tap|virtio-net on a tap of the outer machine: a lease in 192.168.77.50-60 from busybox udhcpd (printed by vmkit), 1 MiB fetched md5 intact, the outer machine's ping answered"
-    "efi-shell|vmkit run --bootloader efi,variable-store=...,create (no disks): Debian's OVMF reaches its UEFI shell on COM1; a variable set there with setvar is in the store file, the next boot with that store (and a virtio-gpu display and a USB keyboard) reads it back, answers 'ver' typed through vmkit's VNC server on the USB keyboard, and the shell's reset -s powers off (exit 0)"
+    "efi-shell|vmkit run --bootloader efi,variable-store=...,create (no disks): Debian's OVMF reaches its UEFI shell on COM1; a variable set there with setvar is in the store file, the next boot with that store (and a virtio-gpu display and a USB keyboard) reads it back, answers 'ver' typed through vmkit's VNC server on the USB keyboard, draws its console on virtio-gpu (vmkit's screenshot shows lines of text), and the shell's reset -s powers off (exit 0)"
     "efi-shell-kill|kill -9 of vmkit at the firmware's first variable write of a boot leaves a store that the next boot opens: the shell comes up and reads the variable set before"
     "efi-install|installing Linux from an ISO on a USB drive, end to end: OVMF's boot discovery finds GRUB on the read-only drive with an empty store, a scripted installer partitions the virtio disk (GPT, ESP, ext4), copies the system, installs GRUB on the ESP, writes a boot entry with efibootmgr and a variable through efivarfs, and powers off; the next boot, disk alone, boots that entry (BootCurrent) to the installed system's shell, reads the variable back, and a USB drive hot-plugged over the control socket appears as /dev/sda with the host's data and leaves on detach"
     "retries|retries stay within their bounds: at most $MAX_FAULT_REBOOTS inner boots or cases again after a triple fault ($MAX_FAULT_REBOOTS_UNPATCHED on Debian's unpatched outer QEMU) and $MAX_STALL_REBOOTS after a stalled boot (only under an emulated outer machine; cases.sh), at most $MAX_OUTER_REBOOTS outer machines again (this script)"
@@ -225,6 +225,13 @@ for t in "${tests[@]}"; do
         if ! why_png=$(sed -n 's/^nested-png: //p' <<<"$serial" | base64 -d 2>/dev/null |
             python3 "$here/check_screenshot.py" 640 480 2>&1); then
             line="nested-case: display not ok: the screenshot: $why_png"
+        fi
+    fi
+    if [ "$name" = efi-shell ] && [ "${line#"nested-case: efi-shell ok"}" != "$line" ]; then
+        # OVMF's console drawn on virtio-gpu: lines of text on a plain background.
+        if ! why_png=$(sed -n 's/^nested-efi-png: //p' <<<"$serial" | base64 -d 2>/dev/null |
+            python3 "$here/check_screenshot.py" --text 2>&1); then
+            line="nested-case: efi-shell not ok: the screenshot of OVMF's screen: $why_png"
         fi
     fi
     case "$line" in
