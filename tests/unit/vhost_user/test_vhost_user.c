@@ -262,6 +262,15 @@ static void vring_state(struct fix *f, uint32_t req, uint32_t index, uint32_t nu
     send_msg(f, req, &st, sizeof(st), NULL, 0);
 }
 
+/* GET_VRING_BASE: stops ring q; its reply, which must come whole. */
+static struct vhost_user_vring_state stop_ring(struct fix *f, uint32_t q)
+{
+    vring_state(f, VHOST_USER_GET_VRING_BASE, q, 0);
+    struct vhost_user_vring_state st;
+    assert_int_equal(recv_reply(f, VHOST_USER_GET_VRING_BASE, &st, sizeof(st)), 8);
+    return st;
+}
+
 static void vring_fd(struct fix *f, uint32_t req, uint64_t v, int fd)
 {
     send_msg(f, req, &v, sizeof(v), fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
@@ -350,9 +359,7 @@ static void test_happy_path(void **state)
     add_buffer(f);
     kick(f, 0);
     assert_int_equal(used_idx(f), 2);
-    vring_state(f, VHOST_USER_GET_VRING_BASE, 0, 0);
-    struct vhost_user_vring_state st;
-    assert_int_equal(recv_reply(f, VHOST_USER_GET_VRING_BASE, &st, sizeof(st)), 8);
+    struct vhost_user_vring_state st = stop_ring(f, 0);
     assert_int_equal(st.index, 0);
     assert_int_equal(st.num, 2);
     assert_int_equal(f->fd.resets, 1);
@@ -414,9 +421,7 @@ static void test_device_takes_kick(void **state)
     kick(f, 0);
     assert_int_equal(used_idx(f), 1);
 
-    vring_state(f, VHOST_USER_GET_VRING_BASE, 1, 0);
-    struct vhost_user_vring_state st;
-    assert_int_equal(recv_reply(f, VHOST_USER_GET_VRING_BASE, &st, sizeof(st)), 8);
+    stop_ring(f, 1);
     assert_int_equal(f->fd.taken_fd, -1);
 }
 
@@ -667,9 +672,7 @@ static void test_broken_ring_signals_err(void **state)
     assert_int_equal(errno, EAGAIN);
     /* The connection stays; stopping the ring resets the device. */
     assert_true(vhost_user_server_connected(f->s));
-    vring_state(f, VHOST_USER_GET_VRING_BASE, 0, 0);
-    struct vhost_user_vring_state st;
-    assert_int_equal(recv_reply(f, VHOST_USER_GET_VRING_BASE, &st, sizeof(st)), 8);
+    stop_ring(f, 0);
     assert_int_equal(f->fd.resets, 1);
     close(errfd);
 }
