@@ -145,20 +145,17 @@ static struct net_nat *to_nat(struct net_link *l)
     return (struct net_nat *)l;
 }
 
+/* eventfds: a failed signal means the counter is full, so a wakeup is pending anyway; a
+ * failed drain, that another wakeup took it. */
 static void signal_fd(int fd)
 {
-    uint64_t one = 1;
-    if (write(fd, &one, sizeof(one)) < 0) {
-        /* EAGAIN: the counter is full, so a wakeup is pending anyway. */
-    }
+    (void)eventfd_write(fd, 1);
 }
 
 static void drain_fd(int fd)
 {
-    uint64_t v;
-    if (read(fd, &v, sizeof(v)) < 0) {
-        /* EAGAIN: another wakeup took it. */
-    }
+    eventfd_t v;
+    (void)eventfd_read(fd, &v);
 }
 
 static uint8_t *slot(const struct frame_ring *r, unsigned i)

@@ -38,8 +38,6 @@ struct fs_worker {
     pthread_t thread;
     pthread_cond_t cv;      /* signalled when woken is set */
     bool woken;             /* under the device's lock: taken off the idle stack */
-    struct pollfd *pfd;     /* wake_fd, then the kick fds, when this worker polls them */
-    unsigned *pfd_queue;    /* the queue of each pfd entry past the first */
     struct virtq_elem elem; /* one chain at a time, kept: a chain's iovecs are 16 KiB */
 };
 
@@ -61,6 +59,8 @@ struct virtio_fs {
     int *kick_fd;            /* per queue: our dup of its kick fd (take_kick), or -1 */
     unsigned nkick;          /* of them >= 0 */
     bool polling;            /* a worker polls the kick fds, without the lock */
+    struct pollfd *pfd;      /* the poller's: wake_fd, then the kick fds */
+    unsigned *pfd_queue;     /* the queue of each pfd entry past the first */
     int *retired;            /* kick fds replaced while polled: the poller closes them */
     unsigned nretired;
     int wake_fd; /* eventfd: the poller looks again (new kick fds, quit) */
@@ -175,40 +175,30 @@ static bool drain(struct virtio_fs *fs, struct fs_worker *w, unsigned q)
     return false;
 }
 
-static void signal_eventfd(int fd)
-{
-    uint64_t one = 1;
-    if (write(fd, &one, sizeof(one)) < 0) {
-        /* EAGAIN: the counter is full, a wake-up is pending anyway. */
-    }
-}
-
 /* Under the lock, which it lets go while it waits: polls the kick fds until one fires (or
  * they change), and marks the queues kicked. The caller serves one; a helper is woken for
  * each other queue kicked at once. */
-static void poll_kicks(struct virtio_fs *fs, struct fs_worker *w)
+static void poll_kicks(struct virtio_fs *fs)
 {
     unsigned n = 0;
-    w->pfd[n++] = (struct pollfd){ .fd = fs->wake_fd, .events = POLLIN };
+    fs->pfd[n++] = (struct pollfd){ .fd = fs->wake_fd, .events = POLLIN };
     for (unsigned q = 0; q < fs->vdev.num_queues; q++) {
         if (fs->kick_fd[q] < 0)
             continue;
-        w->pfd_queue[n] = q;
-        w->pfd[n++] = (struct pollfd){ .fd = fs->kick_fd[q], .events = POLLIN };
+        fs->pfd_queue[n] = q;
+        fs->pfd[n++] = (struct pollfd){ .fd = fs->kick_fd[q], .events = POLLIN };
     }
-    fs->polling = true;
+    fs->polling = true; /* the arrays are this worker's until it clears it */
     pthread_mutex_unlock(&fs->lock);
     uint32_t mask = 0;
-    if (poll(w->pfd, n, -1) > 0) {
+    if (poll(fs->pfd, n, -1) > 0) {
         for (unsigned i = 0; i < n; i++) {
-            if (!(w->pfd[i].revents & POLLIN))
+            if (!(fs->pfd[i].revents & POLLIN))
                 continue;
-            uint64_t v;
-            if (read(w->pfd[i].fd, &v, sizeof(v)) < 0) {
-                /* EAGAIN: another reader took it. */
-            }
+            eventfd_t v;
+            (void)eventfd_read(fs->pfd[i].fd, &v); /* EAGAIN: another reader took it */
             if (i > 0)
-                mask |= 1u << w->pfd_queue[i];
+                mask |= 1u << fs->pfd_queue[i];
         }
     }
     pthread_mutex_lock(&fs->lock);
@@ -243,7 +233,7 @@ static void *worker_main(void *arg)
         uint32_t kicked = atomic_load_explicit(&fs->kicked, memory_order_relaxed);
         if (!atomic_load_explicit(&fs->active, memory_order_relaxed) || !kicked) {
             if (worker_polls(fs)) {
-                poll_kicks(fs, w);
+                poll_kicks(fs);
                 continue;
             }
             unsigned n = atomic_load_explicit(&fs->nidle, memory_order_relaxed);
@@ -323,7 +313,7 @@ static bool fs_take_kick(struct virtio_device *d, unsigned q, int fd)
     if (old >= 0 && fs->polling) {
         /* A worker polls it: it closes it after, once it is back (room for one per queue). */
         while (fs->polling && fs->nretired == d->num_queues) {
-            signal_eventfd(fs->wake_fd);
+            (void)eventfd_write(fs->wake_fd, 1);
             pthread_cond_wait(&fs->idle_cv, &fs->lock);
         }
         if (fs->polling)
@@ -334,7 +324,7 @@ static bool fs_take_kick(struct virtio_device *d, unsigned q, int fd)
         close(old);
     }
     if (fs->polling)
-        signal_eventfd(fs->wake_fd);
+        (void)eventfd_write(fs->wake_fd, 1);
     else if (fs->nkick)
         w = wake_one(fs); /* to poll them */
     pthread_mutex_unlock(&fs->lock);
@@ -383,10 +373,8 @@ static void free_fs(struct virtio_fs *fs, unsigned nlocks, unsigned ncvs)
             close(fs->kick_fd[q]);
     if (fs->wake_fd >= 0)
         close(fs->wake_fd);
-    for (unsigned i = 0; fs->workers && i < FS_WORKERS; i++) {
-        free(fs->workers[i].pfd);
-        free(fs->workers[i].pfd_queue);
-    }
+    free(fs->pfd);
+    free(fs->pfd_queue);
     free(fs->kick_fd);
     free(fs->retired);
     free(fs->qlock);
@@ -406,7 +394,7 @@ static void stop_workers(struct virtio_fs *fs)
     for (unsigned i = 0; i < fs->nworkers; i++)
         pthread_cond_signal(&fs->workers[i].cv);
     if (fs->polling)
-        signal_eventfd(fs->wake_fd);
+        (void)eventfd_write(fs->wake_fd, 1);
     pthread_mutex_unlock(&fs->lock);
     for (unsigned i = 0; i < fs->nworkers; i++)
         pthread_join(fs->workers[i].thread, NULL);
@@ -476,16 +464,12 @@ struct virtio_device *virtio_fs_new(const char *tag, unsigned request_queues,
     fs->kick_fd = malloc(nq * sizeof(*fs->kick_fd));
     fs->retired = calloc(nq, sizeof(*fs->retired));
     fs->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    bool pfds = fs->workers != NULL;
-    for (unsigned i = 0; pfds && i < FS_WORKERS; i++) {
-        fs->workers[i].pfd = calloc(1 + nq, sizeof(struct pollfd));
-        fs->workers[i].pfd_queue = calloc(1 + nq, sizeof(unsigned));
-        pfds = fs->workers[i].pfd && fs->workers[i].pfd_queue;
-    }
+    fs->pfd = calloc(1 + nq, sizeof(*fs->pfd));
+    fs->pfd_queue = calloc(1 + nq, sizeof(*fs->pfd_queue));
     for (unsigned q = 0; fs->kick_fd && q < fs->vdev.num_queues; q++)
         fs->kick_fd[q] = -1;
     if (!fs->qlock || !fs->draining || !fs->workers || !fs->idle || !fs->kick_fd || !fs->retired ||
-        !pfds) {
+        !fs->pfd || !fs->pfd_queue) {
         free_fs(fs, 0, 0);
         vmk_fail(err, VMK_ERR_NO_MEMORY, ENOMEM, "virtio-fs: out of memory");
         return NULL;
